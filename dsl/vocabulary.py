@@ -1,0 +1,71 @@
+"""What the flow language may say: the installed plugins' operations, sources and connections.
+
+``dsl`` checks flows against this protocol and never imports the runtime; ``runtime.registry``
+satisfies it from the installed plugins. Every schema is a JSON Schema object (``type: object``,
+``properties``, ``required``, ``additionalProperties: false``); a property marked ``x-secret: true``
+holds a secret and ``x-dynamic: false`` forbids ``#[ ... ]`` in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+__all__ = ["EmptyVocabulary", "Vocabulary"]
+
+
+class Vocabulary(Protocol):
+    """Read-only view of the installed step kinds, triggers and connection types."""
+
+    def operation_names(self) -> Iterable[str]:
+        """Qualified operation names, e.g. ``salesforce.query``."""
+        ...
+
+    def operation_schema(self, name: str) -> Mapping[str, Any] | None:
+        """Parameter schema of an operation, or ``None`` if no plugin provides it."""
+        ...
+
+    def source_names(self) -> Iterable[str]:
+        """Qualified trigger names contributed by plugins, e.g. ``salesforce.changes``."""
+        ...
+
+    def source_schema(self, name: str) -> Mapping[str, Any] | None:
+        """Parameter schema of a trigger, or ``None``."""
+        ...
+
+    def connector_names(self) -> Iterable[str]:
+        """Connector names a ``connections:`` entry may use."""
+        ...
+
+    def connection_schema(self, connector: str) -> Mapping[str, Any] | None:
+        """Settings schema of a connector's connection, or ``None`` if it needs none."""
+        ...
+
+    def jsonata_functions(self) -> Mapping[str, Callable[..., Any]]:
+        """Custom JSONata functions (name without ``$``) that expressions may call."""
+        ...
+
+
+class EmptyVocabulary:
+    """A vocabulary with no plugins: only the language's built-in steps and triggers are valid."""
+
+    def operation_names(self) -> Iterable[str]:
+        return ()
+
+    def operation_schema(self, name: str) -> Mapping[str, Any] | None:
+        return None
+
+    def source_names(self) -> Iterable[str]:
+        return ()
+
+    def source_schema(self, name: str) -> Mapping[str, Any] | None:
+        return None
+
+    def connector_names(self) -> Iterable[str]:
+        return ()
+
+    def connection_schema(self, connector: str) -> Mapping[str, Any] | None:
+        return None
+
+    def jsonata_functions(self) -> Mapping[str, Callable[..., Any]]:
+        return {}

@@ -1,0 +1,176 @@
+"""What the runtime hands to connector code: observability, the store, the connection, the message.
+
+Observability is injected, never imported: an operation logs through ``ctx.logger`` and traces
+through ``ctx.tracer``, so tests can capture both and the runtime decides where they go.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from opentelemetry import trace
+
+from runtime.limits import RateLimit
+from runtime.message import Event, Message, Outcome
+from runtime.store.base import ObjectStore
+from runtime.transports import RetryOptions, create_http_client
+
+__all__ = [
+    "ConnectionContext",
+    "HttpEndpoint",
+    "HttpRequest",
+    "HttpResponse",
+    "OperationContext",
+    "SourceContext",
+]
+
+
+@dataclass(slots=True)
+class ConnectionContext:
+    """Given to a connector's ``ConnectionSpec.open`` once per configured connection.
+
+    ``transport`` is ``None`` in production; tests set it to an emulator's ``httpx.ASGITransport`` so
+    the connector's real code runs against the emulator in process.
+    """
+
+    name: str
+    connector: str
+    store: ObjectStore
+    logger: logging.Logger
+    tracer: trace.Tracer
+    transport: httpx.AsyncBaseTransport | None = None
+    #: Extra settings the runtime knows (e.g. ``{"public_url": ...}`` for webhook registration).
+    runtime_settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def create_http_client(
+        self,
+        *,
+        base_url: str = "",
+        auth: httpx.Auth | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        verify: bool = True,
+        retry: RetryOptions | None = RetryOptions(),
+        rate_limit: RateLimit | Callable[[httpx.Request], RateLimit | None] | None = None,
+        max_connections: int = 20,
+        on_throttle: Callable[[float], None] | None = None,
+    ) -> httpx.AsyncClient:
+        """The layered client of :func:`runtime.transports.create_http_client` for this connection."""
+        return create_http_client(
+            self.connector, base_url=base_url, auth=auth, headers=headers, timeout=timeout,
+            verify=verify, retry=retry, rate_limit=rate_limit, max_connections=max_connections,
+            transport=self.transport, tracer=self.tracer, on_throttle=on_throttle,
+        )
+
+
+@dataclass(slots=True)
+class OperationContext:
+    """Given to an operation handler for one step of one execution.
+
+    ``path`` locates the step (``flow/opportunity-to-invoice/steps/2``), ``label`` is the step's
+    optional label. ``connection`` is the object the connection's ``open`` yielded (``None`` for
+    operations that need none).
+    """
+
+    flow: str
+    path: str
+    message: Message
+    store: ObjectStore
+    logger: logging.Logger
+    tracer: trace.Tracer
+    connection: Any = None
+    connection_name: str | None = None
+    label: str | None = None
+
+    @property
+    def correlation_id(self) -> str:
+        """The execution's correlation id (also on every span and dead letter)."""
+        return self.message.correlation_id
+
+    def annotate(self, **attributes: str | int | float | bool) -> None:
+        """Add attributes (record ids, counts; never secrets) to the current step's span."""
+        span = trace.get_current_span()
+        for key, value in attributes.items():
+            span.set_attribute(f"splice.{key}", value)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """An inbound HTTP request as a source endpoint sees it (no framework types leak to plugins)."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes
+    path_params: Mapping[str, str] = field(default_factory=dict)
+    client: str | None = None
+
+    def json(self) -> Any:
+        """The body parsed as JSON (raises ``ValueError`` when it is not)."""
+        import json
+
+        return json.loads(self.body or b"null")
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    """What a source endpoint answers. ``body`` that is not bytes/str is sent as JSON."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+HttpEndpoint = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+class SourceContext(ABC):
+    """Given to a source's ``run`` for the lifetime of its flow.
+
+    A source turns the outside world into :class:`Event` objects and hands them over with
+    :meth:`handle` (one) or :meth:`handle_many` (a batch, run concurrently within the flow's
+    max-concurrency). Both return only once every event was processed or dead-lettered: that is the
+    moment to advance a watermark with :meth:`save_state`.
+    """
+
+    flow: str
+    connection: Any
+    connection_name: str | None
+    store: ObjectStore
+    logger: logging.Logger
+    tracer: trace.Tracer
+
+    @abstractmethod
+    async def handle(self, event: Event) -> Outcome:
+        """Run the flow for one event; never raises for a flow failure (see ``Outcome``)."""
+
+    @abstractmethod
+    async def handle_many(self, events: Iterable[Event]) -> list[Outcome]:
+        """Run the flow for each event concurrently (bounded); outcomes in input order."""
+
+    @abstractmethod
+    async def load_state(self) -> Any:
+        """The source's stored state (watermark, replay id, offsets), or ``None`` the first time."""
+
+    @abstractmethod
+    async def save_state(self, state: Any) -> None:
+        """Persist the source's state; call only after the events it covers are done."""
+
+    @abstractmethod
+    def add_route(self, path: str, methods: Iterable[str], endpoint: HttpEndpoint) -> None:
+        """Serve ``endpoint`` at ``path`` on ``splice serve``'s HTTP server (``{name}`` params ok)."""
+
+    @property
+    @abstractmethod
+    def stopping(self) -> bool:
+        """Whether shutdown began: a polling loop should finish its current batch and return."""
+
+    @abstractmethod
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep, waking early on shutdown; ``False`` when the source should stop."""

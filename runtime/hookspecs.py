@@ -1,0 +1,69 @@
+"""Every extension point of Splice, in one place.
+
+A plugin is a module (or object) with functions named after these hooks, marked with
+``runtime.hookimpl``, and registered under the ``splice.connectors`` entry-point group. The
+built-in connectors (``http``, ``salesforce``, ``quickbooks``) come in through that same group.
+
+Hooks are called once, when the registry is built; nothing here is dispatched per message.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pluggy
+
+from runtime.spec import Connector
+
+hookspec = pluggy.HookspecMarker("splice")
+hookimpl = pluggy.HookimplMarker("splice")
+
+__all__ = ["hookimpl", "hookspec"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Vocabulary hooks: what flows can say
+# --------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def splice_connectors() -> Sequence[Connector]:
+    """Return the connectors this plugin provides.
+
+    Called once when the registry is built. Each :class:`runtime.spec.Connector` carries its
+    connection spec, operations, sources and JSONata functions. Two plugins declaring the same
+    connector name is an error naming both distributions.
+    """
+
+
+@hookspec
+def splice_jsonata_functions() -> Mapping[str, Callable[..., Any]]:
+    """Return JSONata functions not tied to a connector: ``{"name": callable}`` (called as ``$name``).
+
+    Called once when the registry is built. Arguments arrive already evaluated as JSON values; the
+    callable returns a JSON value synchronously. A name taken twice is an error.
+    """
+
+
+# --------------------------------------------------------------------------------------------------
+# Runtime hooks
+# --------------------------------------------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def splice_configure(settings: Mapping[str, Any]) -> None:
+    """Called once at start-up with the project's resolved ``settings:`` mapping (read-only).
+
+    Historic: a plugin registered later still receives it.
+    """
+
+
+@hookspec
+def splice_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``splice`` sub-commands (e.g. a connector's first-authorization walk-through).
+
+    Called once when the CLI starts. Register parsers on ``subparsers`` and give each a
+    ``func=`` default taking the parsed ``argparse.Namespace`` and returning an exit code.
+    """

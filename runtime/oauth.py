@@ -1,0 +1,183 @@
+"""OAuth 2.0 access tokens for connectors: cached, refreshed before expiry and once on 401.
+
+:class:`StoredTokenSource` owns the token life cycle for one account (a Salesforce org, a QuickBooks
+realm). Tokens live in the object store, so a restart does not force a new login, and a refresh runs
+once at a time: one task per process (an anyio lock) and one process per account (a store lock),
+each re-reading the store after it gets the lock because somebody else may have refreshed already.
+The connector supplies only ``fetch``: how to get a new token from the current one. A rotated refresh
+token returned by ``fetch`` is written to the store *before* the new access token is used, so a crash
+right after a refresh never loses the only valid refresh token.
+
+:class:`OAuth2Auth` is the ``httpx.Auth`` that puts the token on requests and, on a 401, refreshes and
+replays the request exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+
+from runtime.redaction import register_secret
+from runtime.store.base import ObjectStore
+
+__all__ = ["AccessToken", "OAuth2Auth", "StoredTokenSource", "TOKENS_NAMESPACE"]
+
+TOKENS_NAMESPACE = "oauth-tokens"
+
+
+@dataclass(slots=True)
+class AccessToken:
+    """An access token, when it expires (epoch seconds, ``None``: unknown), and what came with it.
+
+    ``extra`` keeps the rest of the token response that the connector needs later: the refresh token,
+    Salesforce's ``instance_url``, QuickBooks' refresh-token expiry.
+    """
+
+    value: str
+    expires_at: float | None = None
+    token_type: str = "Bearer"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        register_secret(self.value)
+        refresh = self.extra.get("refresh_token")
+        if isinstance(refresh, str):
+            register_secret(refresh)
+
+    def expires_within(self, seconds: float, *, now: float | None = None) -> bool:
+        """Whether the token is expired, or will be within ``seconds``."""
+        if self.expires_at is None:
+            return False
+        return (time.time() if now is None else now) + seconds >= self.expires_at
+
+    @property
+    def refresh_token(self) -> str | None:
+        """The refresh token that came with this access token, if any."""
+        value = self.extra.get("refresh_token")
+        return value if isinstance(value, str) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Stored form."""
+        return {"value": self.value, "expires_at": self.expires_at, "token_type": self.token_type,
+                "extra": self.extra}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AccessToken:
+        """Rebuild a stored token."""
+        return cls(value=data["value"], expires_at=data.get("expires_at"),
+                   token_type=data.get("token_type") or "Bearer", extra=dict(data.get("extra") or {}))
+
+
+#: ``fetch(current)`` returns a new token; ``current`` is the stored one (with its refresh token) or
+#: ``None`` before the first login.
+TokenFetcher = Callable[[AccessToken | None], Awaitable[AccessToken]]
+
+
+class StoredTokenSource:
+    """Single-flight, store-backed token cache for one account."""
+
+    def __init__(self, store: ObjectStore, key: str, fetch: TokenFetcher, *,
+                 leeway: float = 120.0, lock_timeout: float = 60.0) -> None:
+        self.store = store
+        self.key = key
+        self._fetch = fetch
+        self.leeway = leeway
+        self.lock_timeout = lock_timeout
+        self._current: AccessToken | None = None
+        self._lock = anyio.Lock()
+        #: How many times this process fetched a new token (metrics, tests).
+        self.refresh_count = 0
+
+    async def stored(self) -> AccessToken | None:
+        """The token in the store (another process may have refreshed it)."""
+        data = await self.store.get(TOKENS_NAMESPACE, self.key)
+        return AccessToken.from_dict(data) if data else None
+
+    async def seed(self, token: AccessToken) -> None:
+        """Store a token obtained elsewhere (the first authorization of an account)."""
+        async with self._lock:
+            await self.store.put(TOKENS_NAMESPACE, self.key, token.to_dict())
+            self._current = token
+
+    async def token(self) -> AccessToken:
+        """A token valid for at least ``leeway`` seconds, refreshing only when needed."""
+        current = self._current
+        if current is not None and not current.expires_within(self.leeway):
+            return current
+        return await self._renew(stale=current, force=False)
+
+    async def refresh(self, stale: AccessToken | None) -> AccessToken:
+        """A token other than ``stale`` (which the server just refused).
+
+        If another task or process has already replaced ``stale``, that replacement is returned and no
+        second refresh happens.
+        """
+        return await self._renew(stale=stale, force=True)
+
+    async def invalidate(self) -> None:
+        """Forget the in-memory token (the next call re-reads the store)."""
+        self._current = None
+
+    async def _renew(self, *, stale: AccessToken | None, force: bool) -> AccessToken:
+        async with self._lock:
+            if self._usable(self._current, stale, force):
+                assert self._current is not None
+                return self._current
+            stored = await self.stored()
+            if self._usable(stored, stale, force):
+                assert stored is not None
+                self._current = stored
+                return stored
+            async with self.store.lock(f"oauth:{self.key}", timeout=self.lock_timeout):
+                # Re-read under the cross-process lock: a peer may have refreshed meanwhile.
+                stored = await self.stored()
+                if self._usable(stored, stale, force):
+                    assert stored is not None
+                    self._current = stored
+                    return stored
+                fresh = await self._fetch(stored)
+                self.refresh_count += 1
+                await self.store.put(TOKENS_NAMESPACE, self.key, fresh.to_dict())
+                self._current = fresh
+                return fresh
+
+    def _usable(self, token: AccessToken | None, stale: AccessToken | None, force: bool) -> bool:
+        if token is None or token.expires_within(self.leeway):
+            return False
+        return not (force and stale is not None and token.value == stale.value)
+
+
+class OAuth2Auth(httpx.Auth):
+    """Bearer token on every request; on 401, one refresh and one replay, never a loop.
+
+    ``is_unauthorized`` lets a connector recognise its API's "session expired" answer (Salesforce
+    sends 401 ``INVALID_SESSION_ID``; QuickBooks 401 with fault code 3200).
+    """
+
+    requires_response_body = False
+
+    def __init__(self, source: StoredTokenSource,
+                 is_unauthorized: Callable[[httpx.Response], bool] | None = None) -> None:
+        self.source = source
+        self._is_unauthorized = is_unauthorized or (lambda response: response.status_code == 401)
+
+    def sync_auth_flow(self, request: httpx.Request) -> Any:  # pragma: no cover - async only
+        raise RuntimeError("OAuth2Auth works with httpx.AsyncClient only")
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        token = await self.source.token()
+        request.headers["Authorization"] = f"Bearer {token.value}"
+        response = yield request
+        if not self._is_unauthorized(response):
+            return
+        await response.aread()
+        fresh = await self.source.refresh(token)
+        request.headers["Authorization"] = f"Bearer {fresh.value}"
+        yield request

@@ -1,0 +1,196 @@
+"""What a connector plugin declares: its connection, operations, sources and JSONata functions.
+
+A spec is the single source of truth for a component. From the same :class:`Param` list the runtime
+derives flow validation, the editor JSON Schema (``splice schema``), the reference (``splice docs``)
+and which values to redact (``secret=True``). A plugin answers the ``splice_connectors`` hook with
+:class:`Connector` objects; nothing else about it is looked up by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from runtime.context import ConnectionContext, OperationContext, SourceContext
+
+__all__ = [
+    "ConnectionSpec",
+    "Connector",
+    "OperationHandler",
+    "OperationSpec",
+    "Param",
+    "SourceRunner",
+    "SourceSpec",
+    "aiter_records",
+    "params_schema",
+]
+
+ParamType = Literal["string", "integer", "number", "boolean", "object", "array", "any", "duration"]
+
+#: ``async def handler(ctx, params) -> new payload``; may return an async iterator to stream records.
+OperationHandler = Callable[["OperationContext", dict[str, Any]], Awaitable[Any]]
+
+#: ``async def run(ctx, params)``: produce events with ``ctx.handle`` until cancelled.
+SourceRunner = Callable[["SourceContext", dict[str, Any]], Awaitable[None]]
+
+#: ``open(settings, ctx)`` -> async context manager yielding the connection's client object.
+ConnectionOpener = Callable[[dict[str, Any], "ConnectionContext"], AbstractAsyncContextManager[Any]]
+
+Stability = Literal["stable", "beta", "experimental", "deprecated"]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter of a connection, operation or source.
+
+    ``schema`` replaces the derived JSON Schema for shapes a type name cannot say (a list of records,
+    a mapping of field names). ``dynamic=False`` forbids ``#[ ... ]`` (for values needed before any
+    message exists). ``secret=True`` values are redacted in logs, spans, errors and cassettes.
+    """
+
+    name: str
+    type: ParamType = "string"
+    required: bool = False
+    default: Any = None
+    summary: str = ""
+    enum: tuple[Any, ...] | None = None
+    secret: bool = False
+    dynamic: bool = True
+    examples: tuple[Any, ...] = ()
+    schema: Mapping[str, Any] | None = None
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of this parameter's value, with ``x-`` keys for the runtime's flags."""
+        if self.schema is not None:
+            out = dict(self.schema)
+        elif self.type == "any":
+            out = {}
+        elif self.type == "duration":
+            out = {"type": ["string", "number"], "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$"}
+        else:
+            out = {"type": self.type}
+        if self.enum is not None:
+            out["enum"] = list(self.enum)
+        if self.summary:
+            out.setdefault("description", self.summary)
+        if self.default is not None:
+            out.setdefault("default", self.default)
+        if self.examples:
+            out.setdefault("examples", list(self.examples))
+        if self.secret:
+            out["x-secret"] = True
+        if not self.dynamic:
+            out["x-dynamic"] = False
+        return out
+
+
+def params_schema(params: tuple[Param, ...], *, description: str = "") -> dict[str, Any]:
+    """The object schema for a parameter list: unknown keys are errors, required keys must be there."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {p.name: p.json_schema() for p in params},
+        "additionalProperties": False,
+    }
+    required = [p.name for p in params if p.required]
+    if required:
+        schema["required"] = required
+    if description:
+        schema["description"] = description
+    return schema
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSpec:
+    """How to open a connection of this connector from a ``connections:`` entry."""
+
+    params: tuple[Param, ...]
+    open: ConnectionOpener
+    summary: str = ""
+
+    def schema(self) -> dict[str, Any]:
+        """The settings schema (``connector`` itself is not part of it)."""
+        return params_schema(self.params, description=self.summary)
+
+
+@dataclass(frozen=True, slots=True)
+class OperationSpec:
+    """A step kind a flow can call: ``<connector>.<name>``.
+
+    ``handler`` receives the rendered parameters (defaults filled in) and returns the new payload.
+    ``needs_connection=False`` for operations that work without a configured connection.
+    """
+
+    name: str
+    handler: OperationHandler
+    params: tuple[Param, ...] = ()
+    summary: str = ""
+    output: str = ""
+    needs_connection: bool = True
+    stability: Stability = "stable"
+    since: str = "0.1"
+
+    def schema(self) -> dict[str, Any]:
+        """Parameter schema including the generic ``connection`` parameter when one is needed."""
+        params = self.params
+        if self.needs_connection:
+            params = (Param("connection", summary="Name of the connection to use", dynamic=False),
+                      *params)
+        return params_schema(params, description=self.summary)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """A trigger a flow can start from: ``<connector>.<name>``.
+
+    ``run`` runs for the lifetime of the flow. It hands events to ``ctx.handle`` (or
+    ``ctx.handle_many``), which returns once each event was processed or dead-lettered; only then
+    may the source move its watermark (``ctx.state``), so no event is lost across restarts.
+    """
+
+    name: str
+    run: SourceRunner
+    params: tuple[Param, ...] = ()
+    summary: str = ""
+    needs_connection: bool = True
+    stability: Stability = "stable"
+    since: str = "0.1"
+
+    def schema(self) -> dict[str, Any]:
+        """Parameter schema including ``connection`` when one is needed."""
+        params = self.params
+        if self.needs_connection:
+            params = (Param("connection", summary="Name of the connection to use", dynamic=False),
+                      *params)
+        return params_schema(params, description=self.summary)
+
+
+@dataclass(frozen=True, slots=True)
+class Connector:
+    """Everything one connector contributes; answered by a plugin's ``splice_connectors`` hook."""
+
+    name: str
+    summary: str = ""
+    connection: ConnectionSpec | None = None
+    operations: tuple[OperationSpec, ...] = ()
+    sources: tuple[SourceSpec, ...] = ()
+    #: JSONata functions, name without ``$`` -> Python callable (arguments already evaluated).
+    functions: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    #: ``emulator(**options)`` -> an ASGI app imitating the connector's API, for
+    #: ``splice sandbox <name>``, tests and benchmarks. Never used on the product path.
+    emulator: Callable[..., Any] | None = None
+    version: str = "0.1"
+
+
+async def aiter_records(value: Any) -> AsyncIterator[Any]:
+    """Iterate a payload that may be a list, a single value or an async stream of records."""
+    if hasattr(value, "__aiter__"):
+        async for item in value:
+            yield item
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield item
+    elif value is not None:
+        yield value

@@ -1,0 +1,125 @@
+"""The object store: the one place where Splice keeps state that must survive a restart.
+
+Watermarks, the idempotency ledger, dead letters, OAuth tokens, webhook inboxes and job state all
+live here, on top of one small key/value protocol with namespaces, TTLs, compare-and-set and named
+locks. A backend implements :class:`ObjectStore`; everything else (:mod:`runtime.store.ledger`,
+:mod:`runtime.store.deadletters`...) is written against the protocol, so moving from the embedded
+SQLite file to PostgreSQL changes no flow and no connector.
+
+Values are JSON documents. :func:`encode` / :func:`decode` keep ``Decimal`` and ``datetime`` exact
+across the round trip (money stays Decimal).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["LockTimeoutError", "ObjectStore", "decode", "encode"]
+
+
+class LockTimeoutError(Exception):
+    """A named lock could not be taken within the given time."""
+
+
+class ObjectStore(ABC):
+    """Async key/value store with namespaces.
+
+    Every method is safe to call from many concurrent tasks; ``put_if_absent``,
+    ``compare_and_set`` and ``lock`` are atomic across processes that share the backend.
+    ``ttl`` is in seconds; an expired key reads as absent.
+    """
+
+    @abstractmethod
+    async def get(self, namespace: str, key: str) -> Any | None:
+        """The value, or ``None`` when absent or expired."""
+
+    @abstractmethod
+    async def put(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
+        """Create or replace."""
+
+    @abstractmethod
+    async def put_if_absent(self, namespace: str, key: str, value: Any, *,
+                            ttl: float | None = None) -> bool:
+        """Create only if absent (or expired); ``True`` if this call created it."""
+
+    @abstractmethod
+    async def compare_and_set(self, namespace: str, key: str, expected: Any, value: Any, *,
+                              ttl: float | None = None) -> bool:
+        """Replace only if the current value equals ``expected`` (``None``: absent)."""
+
+    @abstractmethod
+    async def delete(self, namespace: str, key: str) -> bool:
+        """Remove; ``True`` if something was there."""
+
+    @abstractmethod
+    def items(self, namespace: str, prefix: str = "", *, limit: int | None = None,
+              after: str | None = None) -> AsyncIterator[tuple[str, Any]]:
+        """Live entries in key order, starting after key ``after``; a page at a time internally."""
+
+    @abstractmethod
+    async def count(self, namespace: str, prefix: str = "") -> int:
+        """How many live entries."""
+
+    @abstractmethod
+    def lock(self, name: str, *, timeout: float = 30.0,
+             lease: float = 60.0) -> AbstractAsyncContextManager[None]:
+        """A named mutual-exclusion lock, shared by every process using the same backend.
+
+        Waits at most ``timeout`` seconds (then :class:`LockTimeoutError`). ``lease`` bounds how long
+        a crashed holder can keep others out.
+        """
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release connections and files."""
+
+    async def __aenter__(self) -> ObjectStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        return {"$decimal": str(obj)}
+    if isinstance(obj, datetime):
+        return {"$datetime": obj.isoformat()}
+    if isinstance(obj, date):
+        return {"$date": obj.isoformat()}
+    if isinstance(obj, bytes):
+        return {"$bytes": base64.b64encode(obj).decode("ascii")}
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    raise TypeError(f"cannot store a value of type {type(obj).__name__}")
+
+
+def _hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        ((tag, raw),) = obj.items()
+        if tag == "$decimal":
+            return Decimal(raw)
+        if tag == "$datetime":
+            return datetime.fromisoformat(raw)
+        if tag == "$date":
+            return date.fromisoformat(raw)
+        if tag == "$bytes":
+            return base64.b64decode(raw)
+    return obj
+
+
+def encode(value: Any) -> str:
+    """JSON text for a stored value (compact, keys kept in order)."""
+    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode(text: str | bytes) -> Any:
+    """The value :func:`encode` wrote."""
+    return json.loads(text, object_hook=_hook)

@@ -1,0 +1,226 @@
+"""The layered HTTP stack every connector uses.
+
+Policy lives in transport wrappers, I/O in the innermost transport, so connector code only builds
+requests and reads responses::
+
+    httpx.AsyncClient(auth=OAuth2Auth)        refresh before expiry / once on 401
+      └─ RetryTransport                       429/503 and transport faults; Retry-After; jitter
+           └─ TracingTransport                one client span per attempt
+                └─ RateLimitTransport         per-account requests/period and concurrency
+                     └─ AsyncHTTPTransport    pooled connections, TLS verify on
+                        (or ASGITransport in tests: an emulator in process)
+
+:func:`create_http_client` builds the stack; a test passes ``transport=`` to swap the innermost layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from runtime.limits import RateLimit
+from runtime.redaction import redact
+from runtime.retry import backoff_delay, parse_retry_after
+
+__all__ = [
+    "IDEMPOTENT_EXTENSION",
+    "RateLimitTransport",
+    "RetryOptions",
+    "RetryTransport",
+    "TracingTransport",
+    "create_http_client",
+]
+
+#: Set ``request.extensions[IDEMPOTENT_EXTENSION] = True`` on a POST that carries an idempotency key
+#: (QuickBooks ``requestid``, an upsert by external id): it may then be retried after a 5xx or timeout.
+IDEMPOTENT_EXTENSION = "splice.idempotent"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryOptions:
+    """When and how the transport retries by itself (before the flow's ``on-error`` sees anything)."""
+
+    attempts: int = 3
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+    #: Statuses that mean "not processed, come back later": safe for any method.
+    not_processed: frozenset[int] = frozenset({429, 503})
+    #: Statuses retried only for idempotent requests.
+    transient: frozenset[int] = frozenset({500, 502, 504})
+    #: Longest ``Retry-After`` honoured inside the transport; longer ones surface as errors whose
+    #: ``retry_after`` the flow's retry policy honours instead.
+    max_retry_after: float = 60.0
+
+
+def _is_idempotent(request: httpx.Request) -> bool:
+    return request.method in _SAFE_METHODS or bool(request.extensions.get(IDEMPOTENT_EXTENSION))
+
+
+class RetryTransport(httpx.AsyncBaseTransport):
+    """Retries what the server did not process, and transient faults of idempotent requests."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, options: RetryOptions | None = None, *,
+                 sleep: Callable[[float], Any] = anyio.sleep,
+                 on_throttle: Callable[[float], None] | None = None) -> None:
+        self.inner = inner
+        self.options = options or RetryOptions()
+        self._sleep = sleep
+        self._on_throttle = on_throttle
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        opts = self.options
+        attempt = 0
+        while True:
+            attempt += 1
+            last = attempt > opts.attempts
+            try:
+                response = await self.inner.handle_async_request(request)
+            except httpx.ConnectError:
+                # Never reached the server: safe to send again whatever the method.
+                if last:
+                    raise
+                await self._sleep(self._delay(attempt, None))
+                continue
+            except httpx.TimeoutException:
+                if last or not _is_idempotent(request):
+                    raise
+                await self._sleep(self._delay(attempt, None))
+                continue
+            status = response.status_code
+            retry = status in opts.not_processed or (
+                status in opts.transient and _is_idempotent(request))
+            if not retry or last:
+                return response
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is not None and retry_after > opts.max_retry_after:
+                return response
+            if status == 429 and self._on_throttle is not None:
+                self._on_throttle(retry_after or opts.initial_delay)
+            await response.aread()
+            await response.aclose()
+            await self._sleep(self._delay(attempt, retry_after))
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        o = self.options
+        return backoff_delay(attempt, initial=o.initial_delay, multiplier=o.multiplier,
+                             maximum=o.max_delay, jitter=o.jitter, retry_after=retry_after)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class RateLimitTransport(httpx.AsyncBaseTransport):
+    """Waits for a slot of a :class:`RateLimit` before each request.
+
+    ``pick`` chooses the limit per request (e.g. QuickBooks' separate batch budget); it returns
+    ``None`` for requests that are not limited.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport,
+                 pick: RateLimit | Callable[[httpx.Request], RateLimit | None]) -> None:
+        self.inner = inner
+        self._pick = pick if callable(pick) else (lambda _request: pick)  # type: ignore[truthy-function]
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        limit = self._pick(request)
+        if limit is None:
+            return await self.inner.handle_async_request(request)
+        async with limit.slot():
+            response = await self.inner.handle_async_request(request)
+            # Read while holding the slot: the concurrency bound counts requests until answered.
+            await response.aread()
+            return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _safe_url(url: httpx.URL) -> str:
+    """Scheme, host and path only: query strings may carry tokens or customer data."""
+    return redact(str(url.copy_with(query=None, fragment=None)))
+
+
+class TracingTransport(httpx.AsyncBaseTransport):
+    """One ``CLIENT`` span per HTTP attempt, child of the step span that made the call."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, connector: str,
+                 tracer: trace.Tracer | None = None) -> None:
+        self.inner = inner
+        self.connector = connector
+        self._tracer = tracer or trace.get_tracer("splice")
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        attributes = {
+            "http.request.method": request.method,
+            "url.full": _safe_url(request.url),
+            "server.address": request.url.host,
+            "splice.connector": self.connector,
+        }
+        with self._tracer.start_as_current_span(
+            f"{request.method} {request.url.path}", kind=SpanKind.CLIENT, attributes=attributes,
+            record_exception=False, set_status_on_exception=False,
+        ) as span:
+            try:
+                response = await self.inner.handle_async_request(request)
+            except httpx.HTTPError as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 400:
+                span.set_attribute("error.type", str(response.status_code))
+                span.set_status(Status(StatusCode.ERROR))
+            return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def create_http_client(
+    connector: str,
+    *,
+    base_url: str = "",
+    auth: httpx.Auth | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    verify: bool = True,
+    retry: RetryOptions | None = RetryOptions(),
+    rate_limit: RateLimit | Callable[[httpx.Request], RateLimit | None] | None = None,
+    max_connections: int = 20,
+    transport: httpx.AsyncBaseTransport | None = None,
+    tracer: trace.Tracer | None = None,
+    on_throttle: Callable[[float], None] | None = None,
+) -> httpx.AsyncClient:
+    """One pooled ``httpx.AsyncClient`` for one connection, with the layers above.
+
+    ``transport`` replaces the network (an emulator's ``httpx.ASGITransport`` in tests). TLS
+    verification is on unless ``verify=False`` is asked for explicitly.
+    """
+    layer: httpx.AsyncBaseTransport = transport or httpx.AsyncHTTPTransport(
+        verify=verify,
+        limits=httpx.Limits(max_connections=max_connections,
+                            max_keepalive_connections=max_connections),
+        retries=0,
+    )
+    if rate_limit is not None:
+        layer = RateLimitTransport(layer, rate_limit)
+    layer = TracingTransport(layer, connector=connector, tracer=tracer)
+    if retry is not None:
+        layer = RetryTransport(layer, retry, on_throttle=on_throttle)
+    return httpx.AsyncClient(
+        base_url=base_url,
+        auth=auth,
+        headers=dict(headers or {}),
+        timeout=httpx.Timeout(timeout),
+        transport=layer,
+        follow_redirects=False,
+    )
