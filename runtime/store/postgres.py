@@ -1,0 +1,274 @@
+"""The shared object store: PostgreSQL, for several ``splice serve`` replicas working together.
+
+Same table shape and semantics as the SQLite store, on an asyncpg pool:
+
+* writes are single ``INSERT ... ON CONFLICT`` statements (atomic per row without extra locking);
+  ``compare_and_set`` reads the row ``FOR UPDATE`` in a transaction, so it compares the latest
+  committed value;
+* keys use ``COLLATE "C"``, so key order is code-point order, as in SQLite and in Python;
+* expiry is decided with this process's ``clock`` (replicas are expected to keep their clocks in
+  sync, as NTP does), and expired rows are purged lazily;
+* ``lock()`` is a session-level advisory lock, ``pg_try_advisory_lock`` polled until the timeout,
+  held on a dedicated connection from a separate small pool for as long as the body runs. When the
+  holder dies its connection closes and the server frees the lock at once, so ``lease`` is not
+  needed here. Lock names are hashed to 32 bits (``hashtext``): two names that collide merely
+  exclude each other.
+
+Tables live in their own schema (``splice`` unless told otherwise), created on first use.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import anyio
+
+from runtime.store._locking import LocalLocks, log, poll
+from runtime.store.base import ObjectStore, decode, encode
+from runtime.store.sqlite import key_range
+
+__all__ = ["PostgresStore"]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_LIVE = "(expires_at IS NULL OR expires_at > $3)"
+
+
+class PostgresStore(ObjectStore):
+    """:class:`ObjectStore` on PostgreSQL through asyncpg (installed with the ``postgres`` extra).
+
+    The pools open on first use, so constructing a store does no I/O. ``clock`` (epoch seconds)
+    decides expiry; tests inject a fake one.
+    """
+
+    def __init__(self, dsn: str, *, schema: str = "splice", clock: Callable[[], float] = time.time,
+                 min_size: int = 1, max_size: int = 10, lock_pool_size: int = 10,
+                 page_size: int = 200, purge_interval: float = 60.0) -> None:
+        if not _IDENTIFIER.match(schema):
+            raise ValueError(f"schema must be a plain SQL identifier, not {schema!r}")
+        self.dsn = dsn
+        self.schema = schema
+        self.clock = clock
+        self.min_size = min_size
+        self.max_size = max_size
+        self.lock_pool_size = lock_pool_size
+        self.page_size = page_size
+        self.purge_interval = purge_interval
+        self._kv = f'"{schema}".kv'
+        self._pool: Any = None
+        self._lock_pool: Any = None
+        self._closed = False
+        self._init_lock = anyio.Lock()
+        self._local_locks = LocalLocks()
+        self._last_purge = float("-inf")
+
+    def __repr__(self) -> str:
+        return f"PostgresStore(schema={self.schema!r})"
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _pools(self) -> tuple[Any, Any]:
+        if self._pool is None:
+            async with self._init_lock:
+                if self._closed:
+                    raise anyio.ClosedResourceError("the store is closed")
+                if self._pool is None:
+                    import asyncpg  # optional dependency: only PostgreSQL users need it
+
+                    pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size,
+                                                     max_size=self.max_size)
+                    try:
+                        async with pool.acquire() as conn:
+                            await self._create_schema(conn)
+                        self._lock_pool = await asyncpg.create_pool(
+                            self.dsn, min_size=0, max_size=self.lock_pool_size)
+                    except BaseException:
+                        await pool.close()
+                        raise
+                    self._pool = pool
+        if self._closed:
+            raise anyio.ClosedResourceError("the store is closed")
+        return self._pool, self._lock_pool
+
+    async def _create_schema(self, conn: Any) -> None:
+        # Replicas starting together would race on CREATE ... IF NOT EXISTS; serialise them.
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('splice:create-schema'))")
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._kv} ("
+                " namespace text NOT NULL,"
+                ' key text COLLATE "C" NOT NULL,'
+                " value text NOT NULL,"
+                " expires_at double precision NULL,"
+                " PRIMARY KEY (namespace, key))")
+            await conn.execute(f"CREATE INDEX IF NOT EXISTS kv_expires_at ON {self._kv} (expires_at)"
+                               " WHERE expires_at IS NOT NULL")
+
+    async def _maybe_purge(self, conn: Any, now: float) -> None:
+        if now - self._last_purge < self.purge_interval:
+            return
+        self._last_purge = now
+        await conn.execute(f"DELETE FROM {self._kv} WHERE expires_at IS NOT NULL AND expires_at <= $1",
+                           now)
+
+    @staticmethod
+    def _expiry(now: float, ttl: float | None) -> float | None:
+        return None if ttl is None else now + ttl
+
+    # -- ObjectStore ----------------------------------------------------------------------------
+
+    async def get(self, namespace: str, key: str) -> Any | None:
+        pool, _ = await self._pools()
+        text = await pool.fetchval(
+            f"SELECT value FROM {self._kv} WHERE namespace = $1 AND key = $2 AND {_LIVE}",
+            namespace, key, self.clock())
+        return None if text is None else decode(text)
+
+    async def put(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
+        pool, _ = await self._pools()
+        now = self.clock()
+        async with pool.acquire() as conn:
+            await self._maybe_purge(conn, now)
+            await conn.execute(
+                f"INSERT INTO {self._kv} (namespace, key, value, expires_at) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (namespace, key) DO UPDATE "
+                "SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at",
+                namespace, key, encode(value), self._expiry(now, ttl))
+
+    async def put_if_absent(self, namespace: str, key: str, value: Any, *,
+                            ttl: float | None = None) -> bool:
+        pool, _ = await self._pools()
+        now = self.clock()
+        async with pool.acquire() as conn:
+            await self._maybe_purge(conn, now)
+            created = await conn.fetchval(
+                f"INSERT INTO {self._kv} AS kv (namespace, key, value, expires_at) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (namespace, key) DO UPDATE "
+                "SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at "
+                "WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= $5 RETURNING true",
+                namespace, key, encode(value), self._expiry(now, ttl), now)
+        return bool(created)
+
+    async def compare_and_set(self, namespace: str, key: str, expected: Any, value: Any, *,
+                              ttl: float | None = None) -> bool:
+        if expected is None:
+            return await self.put_if_absent(namespace, key, value, ttl=ttl)
+        wanted = decode(encode(expected))
+        pool, _ = await self._pools()
+        now = self.clock()
+        async with pool.acquire() as conn, conn.transaction():
+            current = await conn.fetchval(
+                f"SELECT value FROM {self._kv} WHERE namespace = $1 AND key = $2 AND {_LIVE} "
+                "FOR UPDATE", namespace, key, now)
+            if current is None or decode(current) != wanted:
+                return False
+            await conn.execute(
+                f"UPDATE {self._kv} SET value = $3, expires_at = $4 WHERE namespace = $1 AND key = $2",
+                namespace, key, encode(value), self._expiry(now, ttl))
+            return True
+
+    async def delete(self, namespace: str, key: str) -> bool:
+        pool, _ = await self._pools()
+        now = self.clock()
+        rows = await pool.fetch(
+            f"DELETE FROM {self._kv} WHERE namespace = $1 AND key = $2 RETURNING expires_at",
+            namespace, key)
+        return any(row[0] is None or row[0] > now for row in rows)
+
+    async def items(self, namespace: str, prefix: str = "", *, limit: int | None = None,
+                    after: str | None = None) -> AsyncIterator[tuple[str, Any]]:
+        pool, _ = await self._pools()
+        low, exclusive, high = key_range(prefix, after)
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = self.page_size if remaining is None else min(self.page_size, remaining)
+            upper = " AND key < $5" if high is not None else ""
+            params: list[Any] = [namespace, low, self.clock(), size]
+            if high is not None:
+                params.append(high)
+            page = await pool.fetch(
+                f"SELECT key, value FROM {self._kv} WHERE namespace = $1 "
+                f"AND key {'>' if exclusive else '>='} $2{upper} AND {_LIVE} ORDER BY key LIMIT $4",
+                *params)
+            for row in page:
+                yield row[0], decode(row[1])
+            if len(page) < size:
+                return
+            low, exclusive = page[-1][0], True
+            if remaining is not None:
+                remaining -= len(page)
+
+    async def count(self, namespace: str, prefix: str = "") -> int:
+        pool, _ = await self._pools()
+        low, _, high = key_range(prefix, None)
+        upper = " AND key < $4" if high is not None else ""
+        params: list[Any] = [namespace, low, self.clock()]
+        if high is not None:
+            params.append(high)
+        return int(await pool.fetchval(
+            f"SELECT count(*) FROM {self._kv} WHERE namespace = $1 AND key >= $2{upper} AND {_LIVE}",
+            *params))
+
+    def lock(self, name: str, *, timeout: float = 30.0,
+             lease: float = 60.0) -> AbstractAsyncContextManager[None]:
+        return self._lock(name, timeout)
+
+    @asynccontextmanager
+    async def _lock(self, name: str, wait: float) -> AsyncIterator[None]:
+        deadline = anyio.current_time() + wait
+        scope = f"splice:{self.schema}"
+        async with self._local_locks.hold(name, deadline):
+            _, lock_pool = await self._pools()
+            held: list[Any] = []
+
+            async def attempt() -> bool:
+                # A connection is borrowed per attempt, so waiters never starve the pool.
+                try:
+                    conn = await lock_pool.acquire(timeout=max(deadline - anyio.current_time(), 0.01))
+                except TimeoutError:
+                    return False
+                try:
+                    took = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
+                                               scope, name)
+                except BaseException:
+                    await lock_pool.release(conn)
+                    raise
+                if took:
+                    held.append(conn)
+                    return True
+                await lock_pool.release(conn)
+                return False
+
+            await poll(name, attempt, deadline)
+            conn = held[0]
+            try:
+                yield
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._unlock(lock_pool, conn, scope, name)
+
+    async def _unlock(self, lock_pool: Any, conn: Any, scope: str, name: str) -> None:
+        try:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1), hashtext($2))", scope, name)
+            await lock_pool.release(conn)
+        except Exception as exc:  # the session ending frees the lock too
+            log.warning("could not release lock %r cleanly (%s); dropping its connection", name, exc)
+            conn.terminate()
+            try:
+                await lock_pool.release(conn)
+            except Exception:  # the connection is gone already; nothing left to free
+                pass
+
+    async def aclose(self) -> None:
+        async with self._init_lock:
+            self._closed = True
+            pool, lock_pool = self._pool, self._lock_pool
+            self._pool = self._lock_pool = None
+        for each in (lock_pool, pool):
+            if each is not None:
+                await each.close()
+

@@ -1,0 +1,336 @@
+"""The default object store: one SQLite file, zero set-up, shared safely by several processes.
+
+Why it is built this way:
+
+* **One connection, one thread at a time.** Every call runs in a worker thread through
+  :func:`anyio.to_thread.run_sync`, serialised by an :class:`anyio.Lock`, so the event loop never
+  blocks on disk and the connection is never used by two threads at once. Each call is one short
+  statement or transaction; a burst of a thousand writers just queues.
+* **Several processes on one file.** The file is in WAL mode (readers never wait for the writer) with
+  a ``busy_timeout``; every read-modify-write runs in ``BEGIN IMMEDIATE``, which takes the write lock
+  up front, so two processes can never both read the old value and both write.
+* **Expiry is decided by the reader.** A row whose ``expires_at`` has passed reads as absent at once
+  and is deleted lazily, during writes, at most once per ``purge_interval``.
+* **Locks are rows.** ``lock()`` inserts ``locks(name, owner, expires_at)`` unless a live row exists,
+  keeps the lease alive while the body runs, and deletes the row only if it still owns it. A holder
+  that crashed stops renewing, and its row can be taken once ``lease`` seconds have passed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+
+from runtime.store._locking import LocalLocks, log, poll, unwrap_single
+from runtime.store.base import ObjectStore, decode, encode
+
+__all__ = ["DEFAULT_PATH", "SQLiteStore"]
+
+DEFAULT_PATH = Path(".splice") / "store.db"
+MEMORY = ":memory:"
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    expires_at REAL NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_expires_at ON kv (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS locks (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The smallest string greater than every string that starts with ``prefix`` (``None``: no bound).
+
+    Both backends order keys by code point (SQLite ``BINARY``, PostgreSQL ``COLLATE "C"`` on UTF-8),
+    so a prefix is the half-open range ``[prefix, prefix_end(prefix))`` and an index scan stops there.
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:
+                nxt = 0xE000
+            return "".join(chars) + chr(nxt)
+    return None
+
+
+def key_range(prefix: str, after: str | None) -> tuple[str, bool, str | None]:
+    """Lower bound, whether it is exclusive, and upper bound (exclusive) for a key scan."""
+    if after is not None and after >= prefix:
+        return after, True, prefix_end(prefix) if prefix else None
+    return prefix, False, prefix_end(prefix) if prefix else None
+
+
+class SQLiteStore(ObjectStore):
+    """:class:`ObjectStore` on a SQLite file (``":memory:"`` for a private, throw-away store).
+
+    ``clock`` (epoch seconds) decides expiry of values and lock leases; tests inject a fake one.
+    ``durable=False`` trades the fsync of every commit for speed (``synchronous=NORMAL``): a process
+    crash still loses nothing, a power cut may lose the last commits.
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_PATH, *, clock: Callable[[], float] = time.time,
+                 busy_timeout: float = 30.0, durable: bool = True, page_size: int = 200,
+                 purge_interval: float = 60.0) -> None:
+        self.path = path if str(path) == MEMORY else Path(path)
+        self.clock = clock
+        self.busy_timeout = busy_timeout
+        self.durable = durable
+        self.page_size = page_size
+        self.purge_interval = purge_interval
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._db_lock = anyio.Lock()
+        self._local_locks = LocalLocks()
+        self._last_purge = float("-inf")
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if isinstance(self.path, Path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
+            conn.executescript(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` in a worker thread, one call at a time."""
+        async with self._db_lock:
+            if self._closed:
+                raise anyio.ClosedResourceError("the store is closed")
+
+            def run() -> T:
+                if self._conn is None:
+                    self._conn = self._connect()
+                return fn(self._conn)
+
+            return await anyio.to_thread.run_sync(run)
+
+    def _maybe_purge(self, conn: sqlite3.Connection, now: float) -> None:
+        """Delete expired rows now and then (readers already ignore them)."""
+        if now - self._last_purge < self.purge_interval:
+            return
+        self._last_purge = now
+        conn.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+        conn.execute("DELETE FROM locks WHERE expires_at <= ?", (now,))
+
+    def _expiry(self, now: float, ttl: float | None) -> float | None:
+        return None if ttl is None else now + ttl
+
+    # -- ObjectStore ----------------------------------------------------------------------------
+
+    async def get(self, namespace: str, key: str) -> Any | None:
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(f"SELECT value FROM kv WHERE namespace = ? AND key = ? AND {_LIVE}",
+                               (namespace, key, now)).fetchone()
+            return None if row is None else row[0]
+
+        text = await self._call(op)
+        return None if text is None else decode(text)
+
+    async def put(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
+        text, now = encode(value), self.clock()
+        expires = self._expiry(now, ttl)
+
+        def op(conn: sqlite3.Connection) -> None:
+            self._maybe_purge(conn, now)
+            conn.execute(
+                "INSERT INTO kv (namespace, key, value, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (namespace, key) DO UPDATE "
+                "SET value = excluded.value, expires_at = excluded.expires_at",
+                (namespace, key, text, expires))
+
+        await self._call(op)
+
+    async def put_if_absent(self, namespace: str, key: str, value: Any, *,
+                            ttl: float | None = None) -> bool:
+        text, now = encode(value), self.clock()
+        expires = self._expiry(now, ttl)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            self._maybe_purge(conn, now)
+            # One statement, so one write transaction: an expired row is replaced, a live one kept.
+            cur = conn.execute(
+                "INSERT INTO kv (namespace, key, value, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (namespace, key) DO UPDATE "
+                "SET value = excluded.value, expires_at = excluded.expires_at "
+                "WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?",
+                (namespace, key, text, expires, now))
+            return cur.rowcount > 0
+
+        return await self._call(op)
+
+    async def compare_and_set(self, namespace: str, key: str, expected: Any, value: Any, *,
+                              ttl: float | None = None) -> bool:
+        if expected is None:
+            return await self.put_if_absent(namespace, key, value, ttl=ttl)
+        wanted = decode(encode(expected))  # compare in stored form: tuples as lists, and so on
+        text, now = encode(value), self.clock()
+        expires = self._expiry(now, ttl)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    f"SELECT value FROM kv WHERE namespace = ? AND key = ? AND {_LIVE}",
+                    (namespace, key, now)).fetchone()
+                if row is None or decode(row[0]) != wanted:
+                    conn.execute("ROLLBACK")
+                    return False
+                conn.execute("UPDATE kv SET value = ?, expires_at = ? WHERE namespace = ? AND key = ?",
+                             (text, expires, namespace, key))
+                conn.execute("COMMIT")
+                return True
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        return await self._call(op)
+
+    async def delete(self, namespace: str, key: str) -> bool:
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> bool:
+            rows = conn.execute("DELETE FROM kv WHERE namespace = ? AND key = ? RETURNING expires_at",
+                                (namespace, key)).fetchall()
+            return any(expires is None or expires > now for (expires,) in rows)
+
+        return await self._call(op)
+
+    async def items(self, namespace: str, prefix: str = "", *, limit: int | None = None,
+                    after: str | None = None) -> AsyncIterator[tuple[str, Any]]:
+        low, exclusive, high = key_range(prefix, after)
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = self.page_size if remaining is None else min(self.page_size, remaining)
+            now = self.clock()
+            sql = (f"SELECT key, value FROM kv WHERE namespace = ? AND key {'>' if exclusive else '>='} ?"
+                   f"{' AND key < ?' if high is not None else ''} AND {_LIVE} ORDER BY key LIMIT ?")
+            params: tuple[Any, ...] = (namespace, low, *((high,) if high is not None else ()), now, size)
+
+            def op(conn: sqlite3.Connection, sql: str = sql,
+                   params: tuple[Any, ...] = params) -> list[tuple[str, str]]:
+                return conn.execute(sql, params).fetchall()
+
+            page = await self._call(op)
+            for key, text in page:
+                yield key, decode(text)
+            if len(page) < size:
+                return
+            low, exclusive = page[-1][0], True
+            if remaining is not None:
+                remaining -= len(page)
+
+    async def count(self, namespace: str, prefix: str = "") -> int:
+        low, _, high = key_range(prefix, None)
+        now = self.clock()
+        sql = (f"SELECT count(*) FROM kv WHERE namespace = ? AND key >= ?"
+               f"{' AND key < ?' if high is not None else ''} AND {_LIVE}")
+        params = (namespace, low, *((high,) if high is not None else ()), now)
+        return await self._call(lambda conn: int(conn.execute(sql, params).fetchone()[0]))
+
+    def lock(self, name: str, *, timeout: float = 30.0,
+             lease: float = 60.0) -> AbstractAsyncContextManager[None]:
+        return self._lock(name, timeout, lease)
+
+    @asynccontextmanager
+    async def _lock(self, name: str, wait: float, lease: float) -> AsyncIterator[None]:
+        deadline = anyio.current_time() + wait
+        owner = uuid.uuid4().hex
+        async with self._local_locks.hold(name, deadline):
+            await poll(name, lambda: self._try_lock(name, owner, lease), deadline)
+            try:
+                try:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._keep_lease, name, owner, lease)
+                        try:
+                            yield
+                        finally:
+                            tg.cancel_scope.cancel()
+                except BaseExceptionGroup as group:
+                    raise unwrap_single(group) from None
+            finally:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self._call(lambda conn: conn.execute(
+                            "DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner)))
+                    except anyio.ClosedResourceError:
+                        log.warning("store closed while lock %r was held; it frees when its "
+                                    "lease runs out", name)
+
+    async def _try_lock(self, name: str, owner: str, lease: float) -> bool:
+        now = self.clock()
+
+        def op(conn: sqlite3.Connection) -> bool:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.execute(
+                    "INSERT INTO locks (name, owner, expires_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+                    "expires_at = excluded.expires_at WHERE locks.expires_at <= ?",
+                    (name, owner, now + lease, now))
+                conn.execute("COMMIT")
+                return cur.rowcount > 0
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        return await self._call(op)
+
+    async def _keep_lease(self, name: str, owner: str, lease: float) -> None:
+        """Push the lease forward while the body runs, so only a dead holder loses the lock."""
+        while True:
+            await anyio.sleep(lease / 3)
+            now = self.clock()
+            try:
+                cur = await self._call(lambda conn, now=now: conn.execute(
+                    "UPDATE locks SET expires_at = ? WHERE name = ? AND owner = ?",
+                    (now + lease, name, owner)))
+            except (sqlite3.Error, anyio.ClosedResourceError) as exc:
+                log.warning("could not renew the lease of lock %r: %s", name, exc)
+                continue
+            if cur.rowcount == 0:
+                log.warning("lock %r was taken over after its lease ran out", name)
+                return
+
+    async def aclose(self) -> None:
+        async with self._db_lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await anyio.to_thread.run_sync(conn.close)
