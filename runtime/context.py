@@ -147,8 +147,12 @@ class SourceContext(ABC):
     tracer: trace.Tracer
 
     @abstractmethod
-    async def handle(self, event: Event) -> Outcome:
-        """Run the flow for one event; never raises for a flow failure (see ``Outcome``)."""
+    async def handle(self, event: Event, *, dead_letter_failures: bool = True) -> Outcome:
+        """Run the flow for one event; never raises for a flow failure (see ``Outcome``).
+
+        A failure that would propagate is kept as a dead letter unless ``dead_letter_failures`` is
+        false: only a caller that reports the failure back (an HTTP listener) should ask for that.
+        """
 
     @abstractmethod
     async def handle_many(self, events: Iterable[Event]) -> list[Outcome]:

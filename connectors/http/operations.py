@@ -1,0 +1,110 @@
+"""``http.request``: one HTTP call through the connection's pooled client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from connectors.http.config import CONNECTION_PARAMS
+from connectors.http.errors import raise_for_status
+from dsl import parse_duration
+from runtime.context import ConnectionContext, OperationContext
+from runtime.errors import map_http_errors
+from runtime.redaction import register_secret
+from runtime.spec import ConnectionSpec, OperationSpec, Param
+from runtime.transports import RetryOptions
+
+__all__ = ["CONNECTION", "REQUEST", "open_connection"]
+
+
+@asynccontextmanager
+async def open_connection(settings: dict[str, Any], ctx: ConnectionContext
+                          ) -> AsyncIterator[httpx.AsyncClient]:
+    """One pooled ``httpx.AsyncClient`` for the connection's lifetime."""
+    auth: httpx.Auth | None = None
+    headers = {str(k): str(v) for k, v in (settings.get("headers") or {}).items()}
+    if settings.get("bearer-token"):
+        register_secret(settings["bearer-token"])
+        headers["Authorization"] = f"Bearer {settings['bearer-token']}"
+    elif settings.get("username"):
+        auth = httpx.BasicAuth(settings["username"], settings.get("password") or "")
+    attempts = int(settings.get("retry-attempts", 2))
+    client = ctx.create_http_client(
+        base_url=settings.get("base-url") or "",
+        auth=auth,
+        headers=headers,
+        timeout=parse_duration(settings.get("timeout", 30)),
+        verify=bool(settings.get("verify-tls", True)),
+        max_connections=int(settings.get("max-connections", 50)),
+        retry=RetryOptions(attempts=attempts) if attempts > 0 else None,
+    )
+    async with client:
+        yield client
+
+
+def _decode(response: httpx.Response, mode: str) -> Any:
+    if mode == "text":
+        return response.text
+    content_type = response.headers.get("content-type", "")
+    if mode == "json" or "json" in content_type:
+        if not response.content:
+            return None
+        return json.loads(response.content)
+    return response.text
+
+
+async def request(ctx: OperationContext, params: dict[str, Any]) -> Any:
+    """Send the request; the decoded response body (or status, headers and body) is the result."""
+    client: httpx.AsyncClient = ctx.connection
+    body = params.get("body")
+    kwargs: dict[str, Any] = {}
+    if isinstance(body, str | bytes):
+        kwargs["content"] = body
+    elif body is not None:
+        kwargs["json"] = body
+    if params.get("timeout") is not None:
+        kwargs["timeout"] = parse_duration(params["timeout"])
+    method = str(params.get("method", "GET")).upper()
+    with map_http_errors("HTTP"):
+        response = await client.request(
+            method, str(params["path"]), params=params.get("query") or None,
+            headers={str(k): str(v) for k, v in (params.get("headers") or {}).items()}, **kwargs)
+    ctx.annotate(http_status=response.status_code)
+    if params.get("fail-on-error", True):
+        raise_for_status(response)
+    payload = _decode(response, str(params.get("response", "auto")))
+    if params.get("output") == "full":
+        return {"status": response.status_code, "headers": dict(response.headers), "body": payload}
+    return payload
+
+
+REQUEST = OperationSpec(
+    name="request",
+    handler=request,
+    summary="Send an HTTP request through a pooled connection",
+    output="The response body (JSON decoded when the response says JSON), or with output: full "
+           "an object with status, headers and body",
+    params=(
+        Param("method", default="GET", enum=("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"),
+              summary="HTTP method"),
+        Param("path", required=True, summary="Path appended to the connection's base-url, or a "
+              "full URL"),
+        Param("query", type="object", summary="Query parameters"),
+        Param("headers", type="object", summary="Extra request headers"),
+        Param("body", type="any", summary="Request body: objects and lists are sent as JSON, "
+              "strings as they are"),
+        Param("timeout", type="duration", summary="Overrides the connection's timeout"),
+        Param("response", default="auto", enum=("auto", "json", "text"),
+              summary="How to decode the response body"),
+        Param("output", default="body", enum=("body", "full"), summary="body, or status+headers+body"),
+        Param("fail-on-error", type="boolean", default=True,
+              summary="Raise HTTP:<KIND> for 4xx/5xx instead of returning the response"),
+    ),
+)
+
+CONNECTION = ConnectionSpec(params=CONNECTION_PARAMS, open=open_connection,
+                            summary="A pooled HTTP client with timeouts, retries and TLS checks")

@@ -1,0 +1,226 @@
+"""The flow engine: one event through a flow's steps, under its concurrency bound, traced.
+
+:meth:`FlowEngine.run` is the single entry point for every trigger (sources, HTTP listeners,
+``splice run``, dead-letter replays). It opens the execution's root span, runs the steps (each in a
+child span, retried per the matching ``on-error`` handler), and turns a final failure into the
+handler's action. It never raises for a flow failure: the :class:`runtime.message.Outcome` says how
+the event ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from dsl.model import Flow, Project, Step
+from runtime import steps as step_runners
+from runtime.error_handling import find_handler, retry_delay, should_retry
+from runtime.errors import FlowExecutionError, SpliceError
+from runtime.message import Event, Message, Outcome
+from runtime.registry import Registry
+from runtime.store.base import ObjectStore
+from runtime.telemetry import (
+    ATTR_CONNECTOR,
+    ATTR_CORRELATION_ID,
+    ATTR_ERROR_TYPE,
+    ATTR_FLOW,
+    ATTR_OPERATION,
+    ATTR_STEP,
+    ATTR_STEP_KIND,
+    ATTR_TRIGGER,
+)
+
+__all__ = ["FlowEngine"]
+
+#: Marks an error whose step was already retried, so enclosing steps do not retry it again.
+_RETRIED = "_splice_retried"
+
+
+class FlowEngine:
+    """Runs the flows of one loaded project against opened connections."""
+
+    def __init__(
+        self,
+        project: Project,
+        registry: Registry,
+        *,
+        store: ObjectStore,
+        connections: Mapping[str, Any],
+        tracer: trace.Tracer | None = None,
+        logger: logging.Logger | None = None,
+        dead_letters: Any = None,
+    ) -> None:
+        self.project = project
+        self.registry = registry
+        self.store = store
+        self.connections = dict(connections)
+        self.tracer = tracer or trace.get_tracer("splice")
+        self.logger = logger or logging.getLogger("splice.engine")
+        if dead_letters is None:
+            from runtime.store.deadletters import DeadLetterQueue
+
+            dead_letters = DeadLetterQueue(store)
+        self.dead_letters = dead_letters
+        self.limiters = {name: anyio.CapacityLimiter(flow.max_concurrency)
+                         for name, flow in project.flows.items()}
+        self._default_connections = self._index_default_connections()
+
+    # -- entry point ------------------------------------------------------------------------------
+
+    def flow(self, name: str) -> Flow:
+        """The flow called ``name`` (``FLOW:NOT_FOUND`` if there is none)."""
+        try:
+            return self.project.flows[name]
+        except KeyError:
+            raise FlowExecutionError(f"no flow named '{name}'", error_type="FLOW:NOT_FOUND") from None
+
+    async def run(self, flow_name: str, event: Event | Message, *,
+                  dead_letter_failures: bool = False) -> Outcome:
+        """Run one execution of a flow and say how it ended.
+
+        With ``dead_letter_failures`` an error that would propagate is kept as a dead letter instead
+        (what a polling source wants: nothing may be lost). The flow's max-concurrency bound is held
+        for the whole execution: callers wait here, which is the back-pressure sources feel.
+        """
+        flow = self.flow(flow_name)
+        message = event if isinstance(event, Message) else self._message_for(event)
+        async with self.limiters[flow.name]:
+            return await self._run(flow, message, dead_letter_failures=dead_letter_failures)
+
+    def _message_for(self, event: Event) -> Message:
+        message = Message(payload=event.payload, attributes=dict(event.attributes))
+        if event.id:
+            message.attributes.setdefault("eventId", event.id)
+        message.vars["trigger"] = event.payload
+        return message
+
+    async def _run(self, flow: Flow, message: Message, *, dead_letter_failures: bool) -> Outcome:
+        trigger = flow.trigger.name if flow.trigger else "manual"
+        with self.tracer.start_as_current_span(
+            f"flow {flow.name}",
+            attributes={ATTR_FLOW: flow.name, ATTR_CORRELATION_ID: message.correlation_id,
+                        ATTR_TRIGGER: trigger},
+            record_exception=False, set_status_on_exception=False,
+        ) as span:
+            try:
+                await self.run_steps(flow, flow.steps, message, f"flow/{flow.name}/steps")
+            except SpliceError as error:
+                span.set_attribute(ATTR_ERROR_TYPE, error.error_type)
+                span.set_status(Status(StatusCode.ERROR, error.error_type))
+                return await self._handle_failure(flow, message, error, dead_letter_failures)
+            return Outcome("completed", message)
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    async def run_steps(self, flow: Flow, steps: Sequence[Step], message: Message, path: str) -> None:
+        """Run ``steps`` in order on ``message`` (mutated in place)."""
+        for index, step in enumerate(steps):
+            await self.run_step(flow, step, message, f"{path}/{index}")
+
+    async def run_step(self, flow: Flow, step: Step, message: Message, path: str) -> None:
+        """One step in its own span, retried as the flow's ``on-error`` says."""
+        retries = 0
+        while True:
+            payload, variables = message.payload, dict(message.vars)
+            try:
+                await self._traced_step(flow, step, message, path)
+                return
+            except SpliceError as error:
+                if getattr(error, _RETRIED, False):
+                    raise
+                handler = find_handler(flow.on_error, error)
+                if not should_retry(handler, error, retries):
+                    if retries:
+                        setattr(error, _RETRIED, True)
+                        error.details.setdefault("attempts", retries + 1)
+                    raise
+                assert handler is not None and handler.retry is not None
+                retries += 1
+                delay = retry_delay(handler.retry, retries, error)
+                self.logger.warning("%s failed with %s, retry %d/%d in %.2fs", path, error.error_type,
+                                    retries, handler.retry.attempts, delay)
+                message.payload, message.vars = payload, variables
+                await anyio.sleep(delay)
+
+    async def _traced_step(self, flow: Flow, step: Step, message: Message, path: str) -> None:
+        attributes: dict[str, Any] = {
+            ATTR_FLOW: flow.name, ATTR_STEP: path, ATTR_STEP_KIND: step.kind,
+            ATTR_CORRELATION_ID: message.correlation_id,
+        }
+        connector = getattr(step, "connector", None)
+        if connector:
+            attributes[ATTR_CONNECTOR] = connector
+            attributes[ATTR_OPERATION] = step.kind
+        if step.label:
+            attributes["splice.label"] = step.label
+        with self.tracer.start_as_current_span(
+            f"step {step.label or step.kind}", attributes=attributes,
+            record_exception=False, set_status_on_exception=False,
+        ) as span:
+            try:
+                await step_runners.execute(self, flow, step, message, path)
+            except SpliceError as error:
+                error.details.setdefault("step", path)
+                span.set_attribute(ATTR_ERROR_TYPE, error.error_type)
+                span.set_status(Status(StatusCode.ERROR, error.error_type))
+                raise
+
+    # -- connections ------------------------------------------------------------------------------
+
+    def _index_default_connections(self) -> dict[str, str]:
+        by_connector: dict[str, list[str]] = {}
+        for name, config in self.project.connections.items():
+            by_connector.setdefault(config.connector, []).append(name)
+        return {connector: names[0] for connector, names in by_connector.items() if len(names) == 1}
+
+    def connection_for(self, connector: str, name: str | None) -> tuple[str | None, Any]:
+        """The opened connection a step or source uses (named, or the connector's only one)."""
+        if name is None:
+            name = self._default_connections.get(connector)
+        if name is None:
+            return None, None
+        try:
+            return name, self.connections[name]
+        except KeyError:
+            from runtime.errors import ConnectionConfigError
+
+            raise ConnectionConfigError(f"connection '{name}' is not open",
+                                        error_type="CONNECTION:NOT_OPEN") from None
+
+    # -- failures ---------------------------------------------------------------------------------
+
+    async def _handle_failure(self, flow: Flow, message: Message, error: SpliceError,
+                              dead_letter_failures: bool) -> Outcome:
+        handler = find_handler(flow.on_error, error)
+        message.vars["error"] = error.to_dict()
+        if handler is not None and handler.steps:
+            try:
+                await self.run_steps(flow, handler.steps, message, f"flow/{flow.name}/on-error")
+            except SpliceError as inner:
+                self.logger.error("on-error steps of %s failed: %s", flow.name, inner)
+        action = handler.action if handler is not None else "propagate"
+        if action == "continue":
+            if handler is not None and handler.has_payload:
+                message.payload = step_runners.render_value(handler.payload, message)
+            return Outcome("completed", message, error=error)
+        if action == "dead-letter" or dead_letter_failures:
+            return await self.dead_letter(flow, message, error)
+        self.logger.warning("%s failed: %s", flow.name, error)
+        return Outcome("failed", message, error=error)
+
+    async def dead_letter(self, flow: Flow, message: Message, error: SpliceError) -> Outcome:
+        """Keep the execution's full input and its error for inspection and replay."""
+        original = Message(payload=message.vars.get("trigger", message.payload),
+                           attributes=message.attributes,
+                           vars={"trigger": message.vars.get("trigger", message.payload)},
+                           correlation_id=message.correlation_id)
+        letter_id = await self.dead_letters.add(
+            flow=flow.name, step=str(error.details.get("step", "")), message=original.to_dict(),
+            error=error.to_dict(), attempts=int(error.details.get("attempts", 1)))
+        self.logger.error("%s: dead-lettered %s as %s", flow.name, error.error_type, letter_id)
+        return Outcome("dead-lettered", message, error=error, dead_letter_id=letter_id)

@@ -1,0 +1,28 @@
+"""JSON output for payloads that may hold Decimals, dates and streamed records."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["dumps"]
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        # Shortest float repr of a cent amount is the amount itself ("123.45").
+        return int(obj) if obj == obj.to_integral_value() and abs(obj) < 2**53 else float(obj)
+    if isinstance(obj, datetime | date):
+        return obj.isoformat()
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", errors="replace")
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def dumps(value: Any, *, indent: int | None = None) -> str:
+    """JSON text (UTF-8 characters kept as they are)."""
+    return json.dumps(value, default=_default, ensure_ascii=False, indent=indent)

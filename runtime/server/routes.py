@@ -1,0 +1,82 @@
+"""The table of HTTP routes that sources register (listeners, webhooks, experience APIs).
+
+Sources call ``ctx.add_route`` while they start; the server's app looks requests up here, so routes
+may be added after the server is already listening.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from runtime.context import HttpEndpoint
+
+__all__ = ["Route", "RouteConflictError", "RouteTable"]
+
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class RouteConflictError(ValueError):
+    """Two flows claim the same method and path."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One registered endpoint."""
+
+    path: str
+    methods: frozenset[str]
+    endpoint: HttpEndpoint
+    owner: str
+    pattern: re.Pattern[str]
+
+
+def _compile(path: str) -> re.Pattern[str]:
+    parts = []
+    last = 0
+    for match in _PARAM.finditer(path):
+        parts.append(re.escape(path[last:match.start()]))
+        parts.append(f"(?P<{match.group(1)}>[^/]+)")
+        last = match.end()
+    parts.append(re.escape(path[last:]))
+    return re.compile("^" + "".join(parts) + "/?$")
+
+
+class RouteTable:
+    """Routes by path pattern, tried in registration order."""
+
+    def __init__(self) -> None:
+        self._routes: list[Route] = []
+
+    def add(self, path: str, methods: frozenset[str] | set[str] | list[str], endpoint: HttpEndpoint,
+            *, owner: str) -> None:
+        """Register ``endpoint``; the same method and path twice is a conflict naming both owners."""
+        if not path.startswith("/"):
+            raise ValueError(f"route path must start with '/': {path!r}")
+        wanted = frozenset(m.upper() for m in methods)
+        for route in self._routes:
+            if route.path == path and route.methods & wanted:
+                raise RouteConflictError(
+                    f"{sorted(route.methods & wanted)} {path} is claimed by both '{route.owner}' "
+                    f"and '{owner}'")
+        self._routes.append(Route(path, wanted, endpoint, owner, _compile(path)))
+
+    def remove_owner(self, owner: str) -> None:
+        """Drop the routes of a flow that stopped."""
+        self._routes = [r for r in self._routes if r.owner != owner]
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        """``(route, path params, path exists)``; ``path exists`` tells 405 from 404."""
+        exists = False
+        for route in self._routes:
+            found = route.pattern.match(path)
+            if found is None:
+                continue
+            exists = True
+            if method.upper() in route.methods:
+                return route, found.groupdict(), True
+        return None, {}, exists
+
+    def __iter__(self) -> Iterator[Route]:
+        return iter(list(self._routes))

@@ -1,0 +1,161 @@
+"""Assembling a running Splice: project, plugins, store, connections, engine and triggers.
+
+``splice serve``, ``splice run``, ``splice dlq replay`` and the tests all go through
+:func:`open_runtime`, so there is one way connections are opened and closed and one place where
+triggers are started and drained.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+
+import dsl
+from dsl.model import Project
+from runtime.context import ConnectionContext
+from runtime.engine import FlowEngine
+from runtime.errors import ConnectionConfigError
+from runtime.redaction import register_secret
+from runtime.registry import Registry, load_registry
+from runtime.server.routes import RouteTable
+from runtime.sources import run_trigger
+from runtime.store import open_store
+from runtime.store.base import ObjectStore
+from runtime.telemetry import create_tracer_provider, get_tracer
+
+__all__ = ["SpliceRuntime", "load_project", "open_runtime"]
+
+logger = logging.getLogger("splice.runtime")
+
+
+def load_project(root: str | Path, *, env: str | None = None, registry: Registry | None = None,
+                 environ: Mapping[str, str] | None = None) -> tuple[Project, Registry]:
+    """Load and check a project against the installed plugins (raises ``dsl.FlowErrors``)."""
+    registry = registry or load_registry()
+    environ = os.environ if environ is None else environ
+    env = env or environ.get("SPLICE_ENV") or "dev"
+    project = dsl.load_project(Path(root), env=env, vocabulary=registry, environ=environ,
+                               on_secret=register_secret)
+    return project, registry
+
+
+@dataclass(slots=True)
+class SpliceRuntime:
+    """A project with its store and connections open, ready to run flows and triggers."""
+
+    project: Project
+    registry: Registry
+    store: ObjectStore
+    engine: FlowEngine
+    tracer_provider: TracerProvider
+    routes: RouteTable = field(default_factory=RouteTable)
+    stop_event: anyio.Event = field(default_factory=anyio.Event)
+    sources_started: anyio.Event = field(default_factory=anyio.Event)
+    triggers_done: anyio.Event = field(default_factory=anyio.Event)
+
+    def request_stop(self) -> None:
+        """Ask every trigger to finish what it is doing and return."""
+        self.stop_event.set()
+
+    async def run_triggers(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                           ) -> None:
+        """Run every flow's trigger until :meth:`request_stop`; in-flight executions drain first."""
+        try:
+            async with anyio.create_task_group() as tg:
+                for flow in self.project.flows.values():
+                    if flow.trigger is not None:
+                        tg.start_soon(run_trigger, self.engine, flow, self.routes, self.stop_event,
+                                      name=f"trigger:{flow.name}")
+                self.sources_started.set()
+                task_status.started()
+        finally:
+            self.triggers_done.set()
+        logger.info("all triggers stopped")
+
+    async def status(self) -> dict[str, Any]:
+        """Per-connection status (API usage, token state) for ``/health`` and ``splice status``."""
+        out: dict[str, Any] = {}
+        for name, client in self.engine.connections.items():
+            probe = getattr(client, "status", None)
+            if probe is None:
+                out[name] = {"open": True}
+                continue
+            try:
+                out[name] = await probe()
+            except Exception as exc:  # a status probe must never take the server down
+                out[name] = {"open": True, "error": f"{type(exc).__name__}"}
+        return out
+
+
+async def _open_connections(stack: AsyncExitStack, project: Project, registry: Registry,
+                            store: ObjectStore, tracer_provider: TracerProvider,
+                            transports: Mapping[str, httpx.AsyncBaseTransport],
+                            runtime_settings: Mapping[str, Any]) -> dict[str, Any]:
+    opened: dict[str, Any] = {}
+    for name, config in project.connections.items():
+        connector = registry.connectors.get(config.connector)
+        if connector is None or connector.connection is None:
+            raise ConnectionConfigError(f"connection '{name}': no installed connector "
+                                        f"'{config.connector}' takes connections")
+        spec = connector.connection
+        settings = {p.name: p.default for p in spec.params if p.default is not None}
+        settings.update(config.params)
+        for param in spec.params:
+            if param.secret:
+                register_secret(settings.get(param.name))
+        ctx = ConnectionContext(
+            name=name, connector=config.connector, store=store,
+            logger=logging.getLogger(f"splice.connector.{config.connector}"),
+            tracer=get_tracer(tracer_provider),
+            transport=transports.get(name) or transports.get(config.connector),
+            runtime_settings=runtime_settings,
+        )
+        opened[name] = await stack.enter_async_context(spec.open(settings, ctx))
+    return opened
+
+
+@asynccontextmanager
+async def open_runtime(
+    project: Project,
+    registry: Registry,
+    *,
+    store: ObjectStore | None = None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    span_exporter: SpanExporter | None = None,
+    tracer_provider: TracerProvider | None = None,
+    runtime_settings: Mapping[str, Any] | None = None,
+) -> AsyncIterator[SpliceRuntime]:
+    """Open the store and every connection of ``project``; close them all on exit.
+
+    ``transports`` maps a connection name (or a connector name) to an ``httpx`` transport that
+    replaces the network for it: tests mount the emulators in process this way.
+    """
+    settings = project.settings
+    if tracer_provider is None:
+        tracer_provider = create_tracer_provider(settings.telemetry_exporter,
+                                                 endpoint=settings.otlp_endpoint,
+                                                 span_exporter=span_exporter)
+    async with AsyncExitStack() as stack:
+        if store is None:
+            store = open_store(settings.store_url)
+            stack.push_async_callback(store.aclose)
+        connections = await _open_connections(stack, project, registry, store, tracer_provider,
+                                              transports or {}, runtime_settings or {})
+        engine = FlowEngine(project, registry, store=store, connections=connections,
+                            tracer=get_tracer(tracer_provider),
+                            logger=logging.getLogger("splice.engine"))
+        try:
+            yield SpliceRuntime(project=project, registry=registry, store=store, engine=engine,
+                                tracer_provider=tracer_provider)
+        finally:
+            tracer_provider.force_flush()

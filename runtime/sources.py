@@ -1,0 +1,118 @@
+"""Running a flow's trigger: the source lifecycle, acknowledgement and stored state.
+
+Each flow with a trigger gets one :class:`FlowSourceContext` and one task in the runtime's task
+group. The context is the only way a source hands events over, and its ``handle`` returns only once
+the event was processed or dead-lettered, so a source that saves its state afterwards never skips
+an event (at-least-once delivery; idempotent writes make the effects exactly-once).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from dsl.model import Flow
+from dsl.templates import render
+from runtime.context import HttpEndpoint, SourceContext
+from runtime.message import Event, Outcome
+
+if TYPE_CHECKING:
+    from runtime.engine import FlowEngine
+    from runtime.server.routes import RouteTable
+
+__all__ = ["FlowSourceContext", "SOURCE_STATE_NAMESPACE", "run_trigger"]
+
+SOURCE_STATE_NAMESPACE = "source-state"
+
+
+class FlowSourceContext(SourceContext):
+    """The :class:`runtime.context.SourceContext` of one flow's trigger."""
+
+    def __init__(self, engine: FlowEngine, flow: Flow, routes: RouteTable | None,
+                 stop_event: anyio.Event) -> None:
+        assert flow.trigger is not None
+        self.engine = engine
+        self.flow = flow.name
+        self._flow = flow
+        self._routes = routes
+        self._stop = stop_event
+        self.store = engine.store
+        self.tracer = engine.tracer
+        self.logger = logging.getLogger(f"splice.source.{flow.name}")
+        connector = flow.trigger.name.split(".", 1)[0]
+        self.connection_name, self.connection = engine.connection_for(connector,
+                                                                      flow.trigger.connection)
+        self._state_key = f"{flow.name}:{flow.trigger.name}"
+
+    async def handle(self, event: Event, *, dead_letter_failures: bool = True) -> Outcome:
+        return await self.engine.run(self.flow, event, dead_letter_failures=dead_letter_failures)
+
+    async def handle_many(self, events: Iterable[Event]) -> list[Outcome]:
+        batch = list(events)
+        outcomes: list[Outcome | None] = [None] * len(batch)
+
+        async def one(index: int, event: Event) -> None:
+            outcomes[index] = await self.handle(event)
+
+        # engine.run holds the flow's concurrency limiter, so at most max-concurrency run at once.
+        async with anyio.create_task_group() as tg:
+            for index, event in enumerate(batch):
+                tg.start_soon(one, index, event)
+        return [o for o in outcomes if o is not None]
+
+    async def load_state(self) -> Any:
+        return await self.store.get(SOURCE_STATE_NAMESPACE, self._state_key)
+
+    async def save_state(self, state: Any) -> None:
+        await self.store.put(SOURCE_STATE_NAMESPACE, self._state_key, state)
+
+    def add_route(self, path: str, methods: Iterable[str], endpoint: HttpEndpoint) -> None:
+        if self._routes is None:
+            self.logger.warning("%s wants HTTP route %s, but no HTTP server runs here", self.flow,
+                                path)
+            return
+        self._routes.add(path, set(methods), endpoint, owner=self.flow)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def sleep(self, seconds: float) -> bool:
+        with anyio.move_on_after(seconds):
+            await self._stop.wait()
+        return not self._stop.is_set()
+
+
+async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
+                      stop_event: anyio.Event) -> None:
+    """Run a flow's trigger until shutdown; a crashing source is logged and restarted with backoff."""
+    from runtime.scheduler import run_schedule
+
+    assert flow.trigger is not None
+    ctx = FlowSourceContext(engine, flow, routes, stop_event)
+    trigger = flow.trigger
+    params = dict(render(trigger.params, payload=None, attributes={}, vars={}))
+    if trigger.name == "schedule":
+        runner: Any = run_schedule
+    else:
+        spec = engine.registry.sources[trigger.name]
+        for p in spec.params:
+            if p.default is not None:
+                params.setdefault(p.name, p.default)
+        runner = spec.run
+    delay = 1.0
+    while not stop_event.is_set():
+        try:
+            await runner(ctx, params)
+            return
+        except anyio.get_cancelled_exc_class():
+            raise
+        except Exception as exc:  # keep the other flows running; say what happened
+            ctx.logger.error("trigger %s of %s failed: %s: %s; restarting in %.0fs", trigger.name,
+                             flow.name, type(exc).__name__, exc, delay)
+            if not await ctx.sleep(delay):
+                return
+            delay = min(delay * 2, 60.0)
