@@ -18,7 +18,7 @@ from opentelemetry import trace
 from runtime.limits import RateLimit
 from runtime.message import Event, Message, Outcome
 from runtime.store.base import ObjectStore
-from runtime.transports import RetryOptions, create_http_client
+from runtime.transports import DEFAULT_RETRY, RetryOptions, create_http_client
 
 __all__ = [
     "ConnectionContext",
@@ -55,7 +55,7 @@ class ConnectionContext:
         headers: Mapping[str, str] | None = None,
         timeout: float = 30.0,
         verify: bool = True,
-        retry: RetryOptions | None = RetryOptions(),
+        retry: RetryOptions | None = DEFAULT_RETRY,
         rate_limit: RateLimit | Callable[[httpx.Request], RateLimit | None] | None = None,
         max_connections: int = 20,
         on_throttle: Callable[[float], None] | None = None,

@@ -18,14 +18,13 @@ from dsl.model import Flow
 from dsl.templates import render
 from runtime.context import HttpEndpoint, SourceContext
 from runtime.message import Event, Outcome
+from runtime.store.sourcestate import SourceStateStore
 
 if TYPE_CHECKING:
     from runtime.engine import FlowEngine
     from runtime.server.routes import RouteTable
 
-__all__ = ["FlowSourceContext", "SOURCE_STATE_NAMESPACE", "run_trigger"]
-
-SOURCE_STATE_NAMESPACE = "source-state"
+__all__ = ["FlowSourceContext", "run_trigger"]
 
 
 class FlowSourceContext(SourceContext):
@@ -45,7 +44,8 @@ class FlowSourceContext(SourceContext):
         connector = flow.trigger.name.split(".", 1)[0]
         self.connection_name, self.connection = engine.connection_for(connector,
                                                                       flow.trigger.connection)
-        self._state_key = f"{flow.name}:{flow.trigger.name}"
+        self._state = SourceStateStore(engine.store)
+        self._source_name = flow.trigger.name
 
     async def handle(self, event: Event, *, dead_letter_failures: bool = True) -> Outcome:
         return await self.engine.run(self.flow, event, dead_letter_failures=dead_letter_failures)
@@ -64,10 +64,10 @@ class FlowSourceContext(SourceContext):
         return [o for o in outcomes if o is not None]
 
     async def load_state(self) -> Any:
-        return await self.store.get(SOURCE_STATE_NAMESPACE, self._state_key)
+        return await self._state.load(self.flow, self._source_name)
 
     async def save_state(self, state: Any) -> None:
-        await self.store.put(SOURCE_STATE_NAMESPACE, self._state_key, state)
+        await self._state.save(self.flow, self._source_name, state)
 
     def add_route(self, path: str, methods: Iterable[str], endpoint: HttpEndpoint) -> None:
         if self._routes is None:

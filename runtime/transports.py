@@ -29,6 +29,7 @@ from runtime.redaction import redact
 from runtime.retry import backoff_delay, parse_retry_after
 
 __all__ = [
+    "DEFAULT_RETRY",
     "IDEMPOTENT_EXTENSION",
     "RateLimitTransport",
     "RetryOptions",
@@ -59,6 +60,10 @@ class RetryOptions:
     #: Longest ``Retry-After`` honoured inside the transport; longer ones surface as errors whose
     #: ``retry_after`` the flow's retry policy honours instead.
     max_retry_after: float = 60.0
+
+
+#: The retry behaviour a connection gets unless it asks for another.
+DEFAULT_RETRY = RetryOptions()
 
 
 def _is_idempotent(request: httpx.Request) -> bool:
@@ -193,7 +198,7 @@ def create_http_client(
     headers: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     verify: bool = True,
-    retry: RetryOptions | None = RetryOptions(),
+    retry: RetryOptions | None = DEFAULT_RETRY,
     rate_limit: RateLimit | Callable[[httpx.Request], RateLimit | None] | None = None,
     max_connections: int = 20,
     transport: httpx.AsyncBaseTransport | None = None,

@@ -1,15 +1,16 @@
 """The ASGI app of ``splice serve``: health, readiness, and every route the flows' triggers register.
 
-The app's lifespan owns the runtime: it opens the store and connections, starts every trigger, and on
-shutdown (SIGTERM through uvicorn) stops the triggers, lets in-flight executions finish within the
-drain timeout, and closes everything. Requests to trigger routes pass the API policies first.
+The app serves an already opened :class:`runtime.service.SpliceRuntime` (so start-up problems are
+reported before any server starts). Its lifespan starts every trigger and, on shutdown (SIGTERM
+through uvicorn), stops the triggers and lets in-flight executions finish within the drain timeout.
+Requests to trigger routes pass the API policies first.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -44,52 +45,46 @@ def _error(status: int, kind: str, message: str) -> Response:
     return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
 
 
-def create_app(open_runtime: Callable[[], AbstractAsyncContextManager[SpliceRuntime]], *,
-               drain_timeout: float = 30.0,
+def create_app(runtime: SpliceRuntime, *, drain_timeout: float = 30.0,
                on_ready: Callable[[SpliceRuntime], Any] | None = None) -> Starlette:
-    """The server app; ``open_runtime`` opens the project's runtime when the server starts."""
-    state: dict[str, Any] = {"runtime": None, "ready": False, "policies": []}
+    """The server app for an open runtime (policies are built here, so bad ones fail early)."""
+    state: dict[str, Any] = {
+        "runtime": runtime, "ready": False,
+        "policies": build_policies(runtime.project.settings.server.get("policies")),
+    }
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_runtime() as runtime:
-            state["runtime"] = runtime
-            state["policies"] = build_policies(runtime.project.settings.server.get("policies"))
-            async with anyio.create_task_group() as tg:
-                await tg.start(runtime.run_triggers)
-                state["ready"] = True
-                if on_ready is not None:
-                    on_ready(runtime)
-                try:
-                    yield
-                finally:
-                    state["ready"] = False
-                    logger.info("shutting down: stopping triggers, draining in-flight executions")
-                    runtime.request_stop()
-                    with anyio.move_on_after(drain_timeout) as scope:
-                        await runtime.triggers_done.wait()
-                    if scope.cancelled_caught:
-                        logger.warning("drain timeout (%.0fs) reached; cancelling what is left",
-                                       drain_timeout)
-                        tg.cancel_scope.cancel()
+        async with anyio.create_task_group() as tg:
+            await tg.start(runtime.run_triggers)
+            state["ready"] = True
+            if on_ready is not None:
+                on_ready(runtime)
+            try:
+                yield
+            finally:
+                state["ready"] = False
+                logger.info("shutting down: stopping triggers, draining in-flight executions")
+                runtime.request_stop()
+                with anyio.move_on_after(drain_timeout) as scope:
+                    await runtime.triggers_done.wait()
+                if scope.cancelled_caught:
+                    logger.warning("drain timeout (%.0fs) reached; cancelling what is left",
+                                   drain_timeout)
+                    tg.cancel_scope.cancel()
 
     async def health(request: Request) -> Response:
-        runtime: SpliceRuntime | None = state["runtime"]
-        body: dict[str, Any] = {"status": "ok"}
-        if runtime is not None:
-            body["flows"] = len(runtime.project.flows)
-            body["connections"] = await runtime.status()
+        body = {"status": "ok", "flows": len(runtime.project.flows),
+                "connections": await runtime.status()}
         return Response(dumps(body), 200, media_type="application/json")
 
     async def ready(request: Request) -> Response:
         if state["ready"]:
             return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "starting" if state["runtime"] is None else "stopping"},
-                            status_code=503)
+        return JSONResponse({"status": "not ready"}, status_code=503)
 
     async def dispatch(request: Request) -> Response:
-        runtime: SpliceRuntime | None = state["runtime"]
-        if runtime is None or not state["ready"]:
+        if not state["ready"]:
             return _error(503, "SERVER:NOT_READY", "the runtime is not ready")
         route, path_params, exists = runtime.routes.match(request.method, request.url.path)
         if route is None:
