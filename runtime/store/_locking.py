@@ -43,12 +43,14 @@ class LocalLocks:
             lock = anyio.Lock()
         self._locks[name] = (lock, users + 1)
         try:
-            acquired = False
-            if lock.locked() and deadline <= anyio.current_time():
-                raise LockTimeoutError(f"lock {name!r} is held by another task of this process")
-            with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)):
-                await lock.acquire()
+            try:
+                lock.acquire_nowait()
                 acquired = True
+            except anyio.WouldBlock:
+                acquired = False
+                with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)):
+                    await lock.acquire()
+                    acquired = True
             if not acquired:
                 raise LockTimeoutError(f"lock {name!r} is held by another task of this process "
                                        "(timed out)")
