@@ -1,0 +1,403 @@
+"""Build the frozen flow model from a flow file's node tree, checking it against the vocabulary.
+
+Every builder records its problems in the :class:`~dsl.values.FileContext` and goes on with the
+next item, so one pass reports everything wrong in a file. Cross-file checks (``flow-ref`` targets,
+connections) are left to :mod:`dsl.project`, which knows the whole project.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from dsl.builtins import (
+    BUILTIN_STEPS,
+    BUILTIN_TRIGGERS,
+    ERROR_TYPE_PATTERN,
+    FLOW_KEYS,
+    ON_ERROR_SCHEMA,
+    STEP_COMMON_KEYS,
+)
+from dsl.errors import FlowError
+from dsl.expressions import compile_expression
+from dsl.loader import Node, read_text
+from dsl.model import (
+    ChoiceBranch,
+    ChoiceStep,
+    ErrorHandler,
+    Expression,
+    Flow,
+    FlowRefStep,
+    ForeachStep,
+    LogStep,
+    OperationStep,
+    RetryPolicy,
+    SetVariableStep,
+    Step,
+    Template,
+    TransformStep,
+    Trigger,
+)
+from dsl.properties import substitute_placeholders
+from dsl.source import SourceSpan
+from dsl.validate import check_value, did_you_mean
+from dsl.values import FileContext, parse_duration, to_value
+
+__all__ = ["build_flow"]
+
+#: The flow mapping's own keys; nested parts (steps, trigger, on-error) are checked by their builders.
+_FLOW_SCHEMA = {
+    "type": "object",
+    "properties": {**FLOW_KEYS, "trigger": {"type": "object"}, "on-error": {"type": "array"}},
+    "required": ["flow", "steps"],
+    "additionalProperties": False,
+}
+
+
+def build_flow(root: Node, ctx: FileContext) -> Flow | None:
+    """The :class:`~dsl.model.Flow` of a flow file, or ``None`` when it is too broken to build."""
+    return _FlowBuilder(ctx).flow(root)
+
+
+class _FlowBuilder:
+    def __init__(self, ctx: FileContext) -> None:
+        self.ctx = ctx
+
+    # ------------------------------------------------------------------------------ flow level
+
+    def flow(self, root: Node) -> Flow | None:
+        ctx = self.ctx
+        shallow = {k: v for k, v in root.value.items() if k in ("flow", "description", "max-concurrency")}
+        header = ctx.resolve(Node("map", shallow, root.span, keys=root.keys))
+        check_value(Node("map", {**root.value, **header.value}, root.span, keys=root.keys), _FLOW_SCHEMA,
+                    "flow", ctx.errors, key_span=root.span)
+        name_node = header.value.get("flow")
+        name = name_node.value if name_node is not None and isinstance(name_node.value, str) else None
+        steps_node = root.value.get("steps")
+        steps: tuple[Step, ...] = ()
+        if steps_node is not None and steps_node.kind == "seq":
+            if not steps_node.value:
+                ctx.error(steps_node.span, "a flow needs at least one step", "a non-empty list of steps")
+            steps = self.steps(steps_node)
+        trigger = self.trigger(root.value["trigger"]) if root.value.get("trigger") is not None else None
+        handlers: tuple[ErrorHandler, ...] = ()
+        on_error = root.value.get("on-error")
+        if on_error is not None and on_error.kind == "seq":
+            handlers = tuple(h for h in (self.handler(item) for item in on_error.value) if h is not None)
+        description = header.value.get("description")
+        concurrency = header.value.get("max-concurrency")
+        if name is None:
+            return None
+        return Flow(
+            name=name,
+            span=name_node.span if name_node is not None else root.span,
+            steps=steps,
+            trigger=trigger,
+            on_error=handlers,
+            description=description.value if description is not None and isinstance(description.value, str)
+            else "",
+            max_concurrency=concurrency.value if concurrency is not None and type(concurrency.value) is int
+            and concurrency.value >= 1 else 8,
+        )
+
+    def trigger(self, node: Node) -> Trigger | None:
+        ctx = self.ctx
+        if node.kind != "map" or len(node.value) != 1:
+            ctx.error(node.span, "a trigger must be a mapping with exactly one trigger",
+                      "e.g. 'schedule: { every: 5m }'")
+            return None
+        (name, value), = node.value.items()
+        key_span = node.keys[name]
+        schema = BUILTIN_TRIGGERS.get(name) or ctx.vocabulary.source_schema(name)
+        if schema is None:
+            known = [*BUILTIN_TRIGGERS, *ctx.vocabulary.source_names()]
+            ctx.error(key_span, f"unknown trigger '{name}'",
+                      "one of the known triggers" + did_you_mean(name, known))
+            return None
+        params = ctx.resolve(value) if value.value is not None else Node("map", {}, value.span)
+        if not check_value(params, schema, name, ctx.errors, owner=name, key_span=key_span):
+            return None
+        values: dict[str, Any] = dict(to_value(params))
+        if name == "schedule":
+            if ("every" in values) == ("cron" in values):
+                ctx.error(key_span, "a schedule needs exactly one of 'every' and 'cron'",
+                          "'every: 5m' or 'cron: \"0 2 * * *\"'")
+                return None
+            if "every" in values:
+                try:
+                    values["every"] = parse_duration(values["every"])
+                except ValueError as exc:
+                    ctx.error(params.value["every"].span, str(exc), "a duration such as 30s, 5m, 1h")
+        if name == "http.listener":
+            values.setdefault("method", "POST")
+        connection = values.pop("connection", None)
+        if name not in BUILTIN_TRIGGERS and "connection" in (schema.get("properties") or {}):
+            ctx.connection_refs.append((name.split(".", 1)[0], connection, key_span, name))
+        return Trigger(name=name, params=values, span=key_span, connection=connection)
+
+    # ------------------------------------------------------------------------------ steps
+
+    def steps(self, node: Node) -> tuple[Step, ...]:
+        if node.kind != "seq":
+            self.ctx.error(node.span, f"steps must be a list, got {_kind(node)}", "a list of steps")
+            return ()
+        return tuple(s for s in (self.step(item) for item in node.value) if s is not None)
+
+    def step(self, node: Node) -> Step | None:
+        ctx = self.ctx
+        if node.kind != "map":
+            ctx.error(node.span, f"a step must be a mapping, got {_kind(node)}",
+                      "one step key such as 'transform:' or 'log:'")
+            return None
+        kinds = [k for k in node.value if k not in STEP_COMMON_KEYS]
+        if not kinds:
+            ctx.error(node.span, "step has no step key", "one of the known steps")
+            return None
+        for extra in kinds[1:]:
+            ctx.error(node.keys[extra], f"several step keys in one step ('{kinds[0]}' and '{extra}')",
+                      "one step per list item (start a new item with '-')")
+        kind = kinds[0]
+        common = ctx.resolve(Node("map", {k: v for k, v in node.value.items() if k in STEP_COMMON_KEYS},
+                                  node.span, keys=node.keys))
+        for key, child in common.value.items():
+            check_value(child, STEP_COMMON_KEYS[key], key, ctx.errors)
+        label = _str(common.value.get("label"))
+        target = _str(common.value.get("target"))
+        value, key_span = node.value[kind], node.keys[kind]
+        base: dict[str, Any] = {"span": key_span, "label": label, "target": target}
+        if kind in BUILTIN_STEPS:
+            return getattr(self, "step_" + kind.replace("-", "_"))(value, key_span, base)
+        schema = ctx.vocabulary.operation_schema(kind)
+        if schema is None:
+            known = [*BUILTIN_STEPS, *ctx.vocabulary.operation_names()]
+            ctx.error(key_span, f"unknown step '{kind}'", "one of the known steps" + did_you_mean(kind, known))
+            return None
+        return self.operation(kind, schema, value, key_span, base)
+
+    def operation(self, name: str, schema: Any, node: Node, key_span: SourceSpan,
+                  base: dict[str, Any]) -> Step | None:
+        ctx = self.ctx
+        params = ctx.resolve(node) if node.value is not None else Node("map", {}, node.span)
+        if not check_value(params, schema, name, ctx.errors, owner=name, key_span=key_span):
+            return None
+        values = dict(to_value(params))
+        connection = values.pop("connection", None)
+        if "connection" in (schema.get("properties") or {}):
+            ctx.connection_refs.append((name.split(".", 1)[0], connection, key_span, name))
+        return OperationStep(name=name, params=values, connection=connection, **base)
+
+    def step_transform(self, node: Node, key_span: SourceSpan, base: dict[str, Any]) -> Step | None:
+        ctx = self.ctx
+        if not check_value(node, BUILTIN_STEPS["transform"], "transform", ctx.errors, key_span=key_span):
+            return None
+        if node.kind == "map":
+            inner = ctx.resolve(Node("map", {k: v for k, v in node.value.items() if k == "target"},
+                                     node.span, keys=node.keys))
+            if "target" in inner.value:
+                if base["target"] is not None:
+                    ctx.error(node.keys["target"], "'target' given twice", "it once")
+                base["target"] = base["target"] or _str(inner.value["target"])
+            sources = [k for k in ("expression", "file") if k in node.value]
+            if len(sources) != 1:
+                ctx.error(key_span, "a transform needs exactly one of 'expression' and 'file'")
+                return None
+            source_node = node.value[sources[0]]
+            if not isinstance(source_node.value, str):
+                return None
+            if sources[0] == "file":
+                return self._transform_file(source_node, base)
+        else:
+            source_node = node
+        if source_node.value.strip().endswith(".jsonata") and "\n" not in source_node.value.strip():
+            return self._transform_file(source_node, base)
+        expression = self.expression(source_node, "transform")
+        return TransformStep(expression=expression, **base) if expression is not None else None
+
+    def _transform_file(self, node: Node, base: dict[str, Any]) -> Step | None:
+        ctx = self.ctx
+        relative = ctx.resolve(node).value
+        if not isinstance(relative, str):
+            return None
+        path = (ctx.base_dir or Path.cwd()) / relative.strip()
+        if not path.is_file():
+            ctx.error(node.span, f"file not found: '{relative.strip()}'",
+                      "a .jsonata file, relative to the flow file")
+            return None
+        display = ctx.display(path)
+        start = SourceSpan(display, 1, 1)
+        try:
+            text = read_text(path.read_bytes(), display)
+        except FlowError as exc:
+            ctx.errors.append(exc)
+            return None
+        source = substitute_placeholders(text, ctx.properties, lambda o: start.shifted(text, o), ctx.errors)
+        try:
+            expression = compile_expression(source, start, engine=ctx.engine, functions=ctx.functions)
+        except FlowError as exc:
+            ctx.errors.append(exc)
+            return None
+        return TransformStep(expression=expression, file=path, **base)
+
+    def expression(self, node: Node, name: str) -> Expression | None:
+        """A node that must be one JSONata expression: ``#[ ... ]``, or bare JSONata text."""
+        ctx = self.ctx
+        value = node.value
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if not isinstance(value, str):
+            ctx.error(node.span, f"'{name}' must be a JSONata expression, got {_kind(node)}")
+            return None
+        stripped = value.strip()
+        if stripped.startswith("#[") and stripped.endswith("]"):
+            resolved = ctx.resolve(node).value
+            if isinstance(resolved, Template) and resolved.single_expression is not None:
+                return resolved.single_expression
+            if isinstance(resolved, Template):
+                ctx.error(node.span, f"'{name}' must be one #[ ] expression, without text around it")
+            return None
+        source = substitute_placeholders(value, ctx.properties, node.position, ctx.errors)
+        try:
+            return compile_expression(source, node.position(0), engine=ctx.engine, functions=ctx.functions,
+                                      position=node.position)
+        except FlowError as exc:
+            ctx.errors.append(exc)
+            return None
+
+    def step_set_variable(self, node: Node, key_span: SourceSpan, base: dict[str, Any]) -> Step | None:
+        resolved = self.ctx.resolve(node)
+        if not check_value(resolved, BUILTIN_STEPS["set-variable"], "set-variable", self.ctx.errors,
+                           key_span=key_span):
+            return None
+        return SetVariableStep(name=resolved.value["name"].value, value=to_value(resolved.value["value"]), **base)
+
+    def step_log(self, node: Node, key_span: SourceSpan, base: dict[str, Any]) -> Step | None:
+        resolved = self.ctx.resolve(node)
+        if not check_value(resolved, BUILTIN_STEPS["log"], "log", self.ctx.errors, key_span=key_span):
+            return None
+        if resolved.kind != "map":
+            return LogStep(message=to_value(resolved), **base)
+        level = resolved.value.get("level")
+        return LogStep(message=to_value(resolved.value["message"]),
+                       level=level.value if level is not None else "info", **base)
+
+    def step_flow_ref(self, node: Node, key_span: SourceSpan, base: dict[str, Any]) -> Step | None:
+        resolved = self.ctx.resolve(node)
+        if not check_value(resolved, BUILTIN_STEPS["flow-ref"], "flow-ref", self.ctx.errors):
+            return None
+        self.ctx.flow_refs.append((resolved.value, resolved.span))
+        return FlowRefStep(flow=resolved.value, **base)
+
+    def step_choice(self, node: Node, key_span: SourceSpan, base: dict[str, Any]) -> Step | None:
+        ctx = self.ctx
+        if node.kind != "seq" or not node.value:
+            ctx.error(node.span, "'choice' must be a non-empty list of branches",
+                      "'- when: \"#[ ... ]\"' items with 'steps:', and an optional '- otherwise:' last")
+            return None
+        branches: list[ChoiceBranch] = []
+        otherwise: tuple[Step, ...] = ()
+        for index, item in enumerate(node.value):
+            if item.kind != "map":
+                ctx.error(item.span, f"a choice branch must be a mapping, got {_kind(item)}")
+                continue
+            check_value(item, BUILTIN_STEPS["choice"]["items"], "choice", ctx.errors)
+            if "otherwise" in item.value:
+                if index != len(node.value) - 1 or "when" in item.value:
+                    ctx.error(item.keys["otherwise"], "'otherwise' must be the last branch, on its own")
+                otherwise = self.steps(item.value["otherwise"])
+                continue
+            if "when" not in item.value:
+                ctx.error(item.span, "a choice branch needs 'when'", "'when: \"#[ ... ]\"' and 'steps:'")
+                continue
+            when = self.expression(item.value["when"], "when")
+            steps = self.steps(item.value["steps"]) if "steps" in item.value else ()
+            if "steps" not in item.value:
+                ctx.error(item.keys["when"], "a choice branch needs 'steps'")
+            if when is not None:
+                branches.append(ChoiceBranch(when=when, steps=steps, span=item.keys["when"]))
+        if not any("when" in item.value for item in node.value if item.kind == "map"):
+            ctx.error(key_span, "a choice needs at least one 'when' branch")
+        return ChoiceStep(branches=tuple(branches), otherwise=otherwise, **base)
+
+    def step_foreach(self, node: Node, key_span: SourceSpan, base: dict[str, Any]) -> Step | None:
+        ctx = self.ctx
+        if node.kind != "map":
+            check_value(node, BUILTIN_STEPS["foreach"], "foreach", ctx.errors)
+            return None
+        options = ctx.resolve(Node("map", {k: v for k, v in node.value.items() if k != "steps"}, node.span,
+                                   keys=node.keys))
+        options.value["steps"] = node.value.get("steps", Node("seq", [], node.span))
+        if "steps" not in node.value:
+            del options.value["steps"]
+        ok = check_value(options, BUILTIN_STEPS["foreach"], "foreach", ctx.errors, key_span=key_span)
+        steps = self.steps(node.value["steps"]) if "steps" in node.value else ()
+        if not ok or "collection" not in node.value:
+            return None
+        collection = options.value["collection"].value
+        if not isinstance(collection, Template):
+            expression = self.expression(node.value["collection"], "collection")
+            if expression is None:
+                return None
+            collection = Template((expression,), node.value["collection"].span, str(node.value["collection"].value))
+        opts = {k.replace("-", "_"): v.value for k, v in options.value.items() if k not in ("collection", "steps")}
+        return ForeachStep(collection=collection, steps=steps, **opts, **base)
+
+    # ------------------------------------------------------------------------------ on-error
+
+    def handler(self, node: Node) -> ErrorHandler | None:
+        ctx = self.ctx
+        if node.kind != "map":
+            ctx.error(node.span, f"an on-error entry must be a mapping, got {_kind(node)}",
+                      "'when:', 'then:', 'retry:', 'steps:'")
+            return None
+        resolved = ctx.resolve(Node("map", {k: v for k, v in node.value.items() if k != "steps"}, node.span,
+                                    keys=node.keys))
+        if "steps" in node.value:
+            resolved.value["steps"] = node.value["steps"]
+        if not check_value(resolved, ON_ERROR_SCHEMA, "on-error", ctx.errors, key_span=node.span):
+            return None
+        when = resolved.value.get("when")
+        raw = ["ANY"] if when is None else ([when.value] if when.kind == "scalar" else
+                                             [item.value for item in when.value])
+        types = []
+        for item in raw:
+            text = str(item).strip().upper()
+            if not re.match(ERROR_TYPE_PATTERN, text):
+                ctx.error(when.span if when is not None else node.span, f"invalid error type {item!r}",
+                          "NAMESPACE:KIND, NAMESPACE:* or ANY")
+            types.append(text)
+        then = resolved.value.get("then")
+        action = then.value if then is not None else "propagate"
+        has_payload = "payload" in resolved.value
+        if has_payload and action != "continue":
+            ctx.error(node.keys["payload"], "'payload' is only used with 'then: continue'")
+        retry = self.retry(resolved.value["retry"]) if "retry" in resolved.value else None
+        steps = self.steps(node.value["steps"]) if "steps" in node.value else ()
+        return ErrorHandler(types=tuple(types), action=action, span=node.span, retry=retry,
+                            payload=to_value(resolved.value["payload"]) if has_payload else None,
+                            has_payload=has_payload, steps=steps)
+
+    def retry(self, node: Node) -> RetryPolicy | None:
+        values: dict[str, Any] = {}
+        for key, child in node.value.items():
+            field = key.replace("-", "_")
+            if key in ("initial-delay", "max-delay"):
+                try:
+                    values[field] = parse_duration(child.value)
+                except ValueError as exc:
+                    self.ctx.error(child.span, str(exc), "a duration such as 500ms, 30s, 5m")
+            else:
+                values[field] = float(child.value) if key in ("multiplier", "jitter") else child.value
+        return RetryPolicy(**values)
+
+
+def _str(node: Node | None) -> str | None:
+    return node.value if node is not None and isinstance(node.value, str) else None
+
+
+def _kind(node: Node) -> str:
+    if node.kind == "map":
+        return "a mapping"
+    if node.kind == "seq":
+        return "a list"
+    return "null" if node.value is None else f"{type(node.value).__name__} {node.value!r}"

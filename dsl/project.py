@@ -1,0 +1,284 @@
+"""Load a project directory: every flow and config file, checked together, every problem reported.
+
+A project is a directory tree of YAML files. A file whose root mapping has ``flow:`` is a flow;
+one with ``connections:`` and/or ``settings:`` is config. Directories named ``config``, ``tests``,
+``cassettes``, ``fixtures`` or starting with ``.`` are skipped. ``config/<env>.yaml`` files hold the
+properties: the root's file, overridden by those of subdirectories on the way down to each file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from dsl.build import build_flow
+from dsl.config import ConfigFile, build_config, make_settings
+from dsl.errors import FlowError, FlowErrors, FlowValidationError
+from dsl.expressions import JsonataEngine, get_engine
+from dsl.loader import Node, load_yaml, read_text
+from dsl.model import ConnectionConfig, Flow, Project
+from dsl.properties import Properties, PropertyValue, env_var_name, flatten_properties
+from dsl.source import SourceSpan
+from dsl.validate import did_you_mean
+from dsl.values import FileContext
+from dsl.vocabulary import Vocabulary
+
+__all__ = ["check_project", "load_flow_text", "load_project"]
+
+SKIPPED_DIRS = frozenset({"config", "tests", "cassettes", "fixtures"})
+_NOT_A_FLOW = ("expected a flow file (a mapping with 'flow:') or a config file "
+               "('connections:' / 'settings:')")
+
+
+def load_project(
+    root: str | os.PathLike[str],
+    *,
+    env: str = "dev",
+    vocabulary: Vocabulary,
+    environ: Mapping[str, str] | None = None,
+    engine: str = "auto",
+    on_secret: Callable[[str], None] | None = None,
+) -> Project:
+    """Load and check every flow and config file under ``root`` for environment ``env``.
+
+    ``environ`` defaults to ``os.environ`` (property overrides, ``${env:...}``, ``SPLICE_SECURE_KEY``).
+    ``engine`` ``auto`` defers to the ``jsonata-engine`` setting. ``on_secret`` receives every
+    decrypted secure value, so the caller can redact it.
+
+    Raises:
+        FlowErrors: every problem of every file, sorted by position.
+    """
+    project, errors = _load(Path(root), env, vocabulary, environ, engine, on_secret)
+    if errors or project is None:
+        raise FlowErrors(errors)
+    return project
+
+
+def check_project(
+    root: str | os.PathLike[str],
+    *,
+    env: str = "dev",
+    vocabulary: Vocabulary,
+    environ: Mapping[str, str] | None = None,
+    engine: str = "auto",
+    on_secret: Callable[[str], None] | None = None,
+) -> list[FlowError]:
+    """Every problem :func:`load_project` would raise, sorted by position (``[]`` when all is well)."""
+    _, errors = _load(Path(root), env, vocabulary, environ, engine, on_secret)
+    return FlowErrors(errors).errors
+
+
+def load_flow_text(
+    text: str,
+    *,
+    file: str = "<string>",
+    vocabulary: Vocabulary,
+    properties: Mapping[str, Any] | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+    engine: str = "auto",
+    environ: Mapping[str, str] | None = None,
+) -> Flow:
+    """Load one flow from text (tests, ``splice run`` of a single file); no connections are checked.
+
+    ``properties`` is a (nested or dotted) mapping used for ``${...}``; ``.jsonata`` paths are
+    relative to ``base_dir`` (default: the current directory).
+
+    Raises:
+        FlowErrors: every problem found.
+    """
+    start = SourceSpan(file, 1, 1)
+    values = flatten_properties(_plain_node(properties or {}, start)) if properties else {}
+    props = Properties(values, dict(os.environ) if environ is None else environ)
+    ctx = FileContext(file=file, properties=props, engine=get_engine(engine), vocabulary=vocabulary,
+                      functions=vocabulary.jsonata_functions(),
+                      base_dir=Path(base_dir) if base_dir is not None else None)
+    root, errors = load_yaml(text, file)
+    ctx.errors.extend(errors)
+    flow = None
+    if root is not None:
+        if root.kind != "map" or "flow" not in root.value:
+            ctx.error(root.span, "not a flow", "a mapping with 'flow:'")
+        else:
+            flow = build_flow(root, ctx)
+    if ctx.errors or flow is None:
+        raise FlowErrors(ctx.errors or [FlowValidationError(start, "no flow found")])
+    return flow
+
+
+def _plain_node(value: Any, span: SourceSpan) -> Node:
+    if isinstance(value, Mapping):
+        return Node("map", {str(k): _plain_node(v, span) for k, v in value.items()}, span,
+                    keys={str(k): span for k in value})
+    return Node("scalar", value, span)
+
+
+def discover(root: Path) -> Iterator[Path]:
+    """The YAML files of a project, in a stable order."""
+    for path in sorted(root.rglob("*")):
+        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+            continue
+        parts = path.relative_to(root).parts[:-1]
+        if any(part in SKIPPED_DIRS or part.startswith(".") for part in parts) or path.name.startswith("."):
+            continue
+        yield path
+
+
+class _PropertyFiles:
+    """``config/<env>.yaml`` per directory, merged from the root down (deeper wins)."""
+
+    def __init__(self, root: Path, env: str, errors: list[FlowError]) -> None:
+        self.root, self.env, self.errors = root, env, errors
+        self._own: dict[Path, dict[str, PropertyValue]] = {}
+
+    def own(self, directory: Path) -> dict[str, PropertyValue]:
+        if directory not in self._own:
+            values: dict[str, PropertyValue] = {}
+            for suffix in (".yaml", ".yml"):
+                path = directory / "config" / f"{self.env}{suffix}"
+                if path.is_file():
+                    values.update(self._read(path))
+            self._own[directory] = values
+        return self._own[directory]
+
+    def _read(self, path: Path) -> dict[str, PropertyValue]:
+        display = path.relative_to(self.root).as_posix()
+        try:
+            node, errors = load_yaml(read_text(path.read_bytes(), display), display)
+        except FlowError as exc:
+            self.errors.append(exc)
+            return {}
+        self.errors.extend(errors)
+        if node is None:
+            return {}
+        if node.kind != "map":
+            self.errors.append(FlowValidationError(node.span, "a property file must be a mapping",
+                                                   "'name: value' entries (nesting allowed)"))
+            return {}
+        return flatten_properties(node)
+
+    def for_dir(self, directory: Path) -> dict[str, PropertyValue]:
+        chain = [self.root]
+        relative = directory.relative_to(self.root)
+        for part in relative.parts:
+            chain.append(chain[-1] / part)
+        merged: dict[str, PropertyValue] = {}
+        for step in chain:
+            merged.update(self.own(step))
+        return merged
+
+
+def _load(root: Path, env: str, vocabulary: Vocabulary, environ: Mapping[str, str] | None, engine_name: str,
+          on_secret: Callable[[str], None] | None) -> tuple[Project | None, list[FlowError]]:
+    environ = dict(os.environ) if environ is None else environ
+    errors: list[FlowError] = []
+    if not root.is_dir():
+        return None, [FlowValidationError(SourceSpan(str(root), 1, 1), "not a directory", "a project directory")]
+    props = _PropertyFiles(root, env, errors)
+    functions = vocabulary.jsonata_functions()
+    flows_src: list[tuple[Path, str, Node]] = []
+    configs: list[ConfigFile] = []
+    reference = get_engine("jsonata-python")
+
+    def context(path: Path, display: str, engine: JsonataEngine) -> FileContext:
+        properties = Properties(props.for_dir(path.parent), environ, on_secret)
+        return FileContext(file=display, properties=properties, engine=engine, vocabulary=vocabulary,
+                           functions=functions, base_dir=path.parent, root=root)
+
+    for path in discover(root):
+        display = path.relative_to(root).as_posix()
+        try:
+            node, file_errors = load_yaml(read_text(path.read_bytes(), display), display)
+        except FlowError as exc:
+            errors.append(exc)
+            continue
+        errors.extend(file_errors)
+        if node is None:
+            continue
+        if node.kind == "map" and "flow" in node.value:
+            flows_src.append((path, display, node))
+        elif node.kind == "map" and ("connections" in node.value or "settings" in node.value):
+            ctx = context(path, display, reference)
+            configs.append(build_config(node, ctx))
+            errors.extend(ctx.errors)
+        else:
+            errors.append(FlowValidationError(node.span, "not a flow or config file", _NOT_A_FLOW[9:]))
+
+    connections: dict[str, ConnectionConfig] = {}
+    settings: dict[str, Any] = {}
+    setting_spans: dict[str, SourceSpan] = {}
+    for config in configs:
+        for name, connection in config.connections.items():
+            if name in connections:
+                errors.append(FlowValidationError(connection.span, f"connection '{name}' is defined twice "
+                                                  f"(first at {connections[name].span})", "unique names"))
+                continue
+            connections[name] = connection
+        for key, (value, span) in config.settings.items():
+            if key in settings:
+                errors.append(FlowValidationError(span, f"setting '{key}' is defined twice "
+                                                  f"(first at {setting_spans[key]})", "each setting once"))
+                continue
+            settings[key], setting_spans[key] = value, span
+    project_settings = make_settings(settings)
+
+    chosen = engine_name if engine_name != "auto" else project_settings.jsonata_engine
+    try:
+        engine = get_engine(chosen)
+    except ValueError as exc:
+        errors.append(FlowValidationError(setting_spans.get("jsonata-engine", SourceSpan(str(root), 1, 1)),
+                                          str(exc)))
+        engine = reference
+
+    flows: dict[str, Flow] = {}
+    contexts: list[FileContext] = []
+    for path, display, node in flows_src:
+        ctx = context(path, display, engine)
+        flow = build_flow(node, ctx)
+        contexts.append(ctx)
+        errors.extend(ctx.errors)
+        if flow is None:
+            continue
+        if flow.name in flows:
+            errors.append(FlowValidationError(flow.span, f"duplicate flow name '{flow.name}' "
+                                              f"(first at {flows[flow.name].span})", "a unique flow name"))
+            continue
+        flows[flow.name] = flow
+
+    for ctx in contexts:
+        for name, span in ctx.flow_refs:
+            if name not in flows:
+                errors.append(FlowValidationError(span, f"unknown flow '{name}' in flow-ref",
+                                                  "the name of a flow of this project" + did_you_mean(name, flows)))
+        for connector, name, span, what in ctx.connection_refs:
+            errors.extend(_check_connection(connector, name, span, what, connections))
+
+    root_props = props.for_dir(root)
+    properties = {}
+    for name, prop in root_props.items():
+        override = environ.get(env_var_name(name))
+        properties[name] = override if override is not None and not prop.encrypted else prop.value
+    project = Project(root=root, env=env, flows=flows, connections=connections, settings=project_settings,
+                      properties=properties, functions=functions)
+    return project, errors
+
+
+def _check_connection(connector: str, name: str | None, span: SourceSpan, what: str,
+                      connections: Mapping[str, ConnectionConfig]) -> list[FlowError]:
+    candidates = sorted(c.name for c in connections.values() if c.connector == connector)
+    if name is None:
+        if len(candidates) == 1:
+            return []
+        if not candidates:
+            return [FlowValidationError(span, f"{what} needs a connection, but no '{connector}' connection "
+                                              "is configured", f"a 'connections:' entry with connector: {connector}")]
+        return [FlowValidationError(span, f"{what} needs 'connection': several '{connector}' connections exist",
+                                    f"one of: {', '.join(candidates)}")]
+    if name not in connections:
+        return [FlowValidationError(span, f"unknown connection '{name}'" + did_you_mean(name, candidates),
+                                    f"one of the '{connector}' connections: {', '.join(candidates) or 'none'}")]
+    if connections[name].connector != connector:
+        return [FlowValidationError(span, f"connection '{name}' is a '{connections[name].connector}' connection, "
+                                          f"not '{connector}'", f"one of: {', '.join(candidates) or 'none'}")]
+    return []
