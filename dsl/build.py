@@ -41,6 +41,7 @@ from dsl.model import (
 )
 from dsl.properties import substitute_placeholders
 from dsl.source import SourceSpan
+from dsl.templates import UNRESOLVED
 from dsl.validate import check_value, did_you_mean
 from dsl.values import FileContext, parse_duration, to_value
 
@@ -118,7 +119,7 @@ class _FlowBuilder:
         params = ctx.resolve(value) if value.value is not None else Node("map", {}, value.span)
         if not check_value(params, schema, name, ctx.errors, owner=name, key_span=key_span):
             return None
-        values: dict[str, Any] = dict(to_value(params))
+        values: dict[str, Any] = to_value(params)  # keeps the DynamicDict marker
         if name == "schedule":
             if ("every" in values) == ("cron" in values):
                 ctx.error(key_span, "a schedule needs exactly one of 'every' and 'cron'",
@@ -181,7 +182,7 @@ class _FlowBuilder:
         params = ctx.resolve(node) if node.value is not None else Node("map", {}, node.span)
         if not check_value(params, schema, name, ctx.errors, owner=name, key_span=key_span):
             return None
-        values = dict(to_value(params))
+        values = to_value(params)  # keeps the DynamicDict marker for render()
         connection = values.pop("connection", None)
         if "connection" in (schema.get("properties") or {}):
             ctx.connection_refs.append((name.split(".", 1)[0], connection, key_span, name))
@@ -334,6 +335,8 @@ class _FlowBuilder:
         if not ok or "collection" not in node.value:
             return None
         collection = options.value["collection"].value
+        if collection is UNRESOLVED:
+            return None
         if not isinstance(collection, Template):
             expression = self.expression(node.value["collection"], "collection")
             if expression is None:

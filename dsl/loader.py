@@ -219,6 +219,8 @@ class _Converter:
                 at = SourceSpan(self.file, span.line, node.start_mark.column + 1 + rest.index("#"))
                 self.errors.append(FlowSyntaxError(
                     at, "expression was read as a YAML comment, quote it: \"#[ ... ]\""))
+                # Go on with the text the user meant, so only this slip is reported for the value.
+                value = rest.strip()
         return Node("scalar", value, span, style=node.style, content=self._content_span(node, span))
 
     def _content_span(self, node: yaml.ScalarNode, span: SourceSpan) -> SourceSpan:

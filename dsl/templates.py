@@ -33,6 +33,7 @@ __all__ = [
     "DynamicList",
     "ExpressionPart",
     "PlaceholderPart",
+    "UNRESOLVED",
     "TemplateSyntaxError",
     "format_value",
     "is_static",
@@ -44,6 +45,17 @@ __all__ = [
 ]
 
 _MARKERS = ("#[", "${", "\\#[", "$${")
+
+
+class _Unresolved:
+    """Stands for a string whose placeholder or expression failed (already reported): checks skip it."""
+
+    def __repr__(self) -> str:
+        return "<unresolved>"
+
+
+#: The value of a string that could not be resolved; never part of a successfully loaded model.
+UNRESOLVED: Any = _Unresolved()
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,13 +178,16 @@ def resolve_string(
         parts = parse_template(text)
     except TemplateSyntaxError as exc:
         errors.append(FlowSyntaxError(position(exc.offset), exc.message, exc.expected))
-        return text
+        return UNRESOLVED
     if len(parts) == 1 and isinstance(parts[0], PlaceholderPart):
         return _placeholder(parts[0], properties, position, errors)
+    failed = False
     out: list[Any] = []
     for part in parts:
         if isinstance(part, PlaceholderPart):
-            value: Any = to_text(_placeholder(part, properties, position, errors))
+            resolved = _placeholder(part, properties, position, errors)
+            failed = failed or resolved is UNRESOLVED
+            value: Any = "" if resolved is UNRESOLVED else to_text(resolved)
         elif isinstance(part, ExpressionPart):
             offset = part.offset
             source = substitute_placeholders(part.source, properties,
@@ -182,6 +197,7 @@ def resolve_string(
                                            position=lambda o, base=offset: position(base + o))
             except FlowError as exc:
                 errors.append(exc)
+                failed = True
                 value = ""
         else:
             value = part
@@ -189,6 +205,8 @@ def resolve_string(
             out[-1] += value
         else:
             out.append(value)
+    if failed:
+        return UNRESOLVED
     if all(isinstance(part, str) for part in out):
         return "".join(out)
     return Template(tuple(part for part in out if part != ""), position(0), text)
@@ -200,7 +218,7 @@ def _placeholder(part: PlaceholderPart, properties: Properties, position: Callab
         return properties.resolve(part.body, position(part.offset))
     except FlowError as exc:
         errors.append(exc)
-        return None
+        return UNRESOLVED
 
 
 # --------------------------------------------------------------------------------------------------

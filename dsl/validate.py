@@ -19,6 +19,7 @@ from dsl.errors import FlowError, FlowValidationError
 from dsl.loader import Node
 from dsl.model import Template
 from dsl.source import SourceSpan
+from dsl.templates import UNRESOLVED
 
 __all__ = ["check_value", "did_you_mean", "node_type", "type_phrase"]
 
@@ -40,6 +41,8 @@ def node_type(node: Node) -> str:
     value = node.value
     if isinstance(value, Template):
         return "expression"
+    if value is UNRESOLVED:
+        return "unresolved"
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -78,6 +81,8 @@ def check_value(
         return True
     before = len(errors)
     actual = node_type(node)
+    if actual == "unresolved":
+        return True
     if actual == "expression":
         if schema.get("x-dynamic") is False:
             errors.append(FlowValidationError(node.span, f"'{name}' cannot hold a #[ ] expression",

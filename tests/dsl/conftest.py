@@ -1,0 +1,101 @@
+"""A small fake vocabulary and helpers to write project trees for the dsl tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_CONNECTION = {"type": "string", "description": "Name of the connection to use", "x-dynamic": False}
+
+
+class FakeVocabulary:
+    """One connector, ``demo``: an ``echo`` operation, a ``ticks`` source, a secret password."""
+
+    def __init__(self) -> None:
+        self.operations: dict[str, dict[str, Any]] = {
+            "demo.echo": {
+                "type": "object",
+                "description": "Echo a message",
+                "properties": {
+                    "connection": _CONNECTION,
+                    "message": {"type": "string", "description": "What to echo"},
+                    "count": {"type": "integer", "description": "How many times"},
+                    "mode": {"type": "string", "enum": ["loud", "quiet"], "x-dynamic": False},
+                },
+                "required": ["message"],
+                "additionalProperties": False,
+            },
+            "demo.query": {
+                "type": "object",
+                "description": "Run a query",
+                "properties": {"connection": _CONNECTION, "query": {"type": "string"}},
+                "required": ["query"],
+                "additionalProperties": False,
+            },
+        }
+        self.sources: dict[str, dict[str, Any]] = {
+            "demo.ticks": {
+                "type": "object",
+                "description": "Tick now and then",
+                "properties": {"connection": _CONNECTION, "interval": {"type": "integer"}},
+                "additionalProperties": False,
+            },
+        }
+        self.connections: dict[str, dict[str, Any]] = {
+            "demo": {
+                "type": "object",
+                "description": "The demo system",
+                "properties": {"url": {"type": "string", "description": "Base URL"},
+                               "password": {"type": "string", "x-secret": True}},
+                "required": ["url"],
+                "additionalProperties": False,
+            },
+        }
+        self.functions: dict[str, Callable[..., Any]] = {"double": lambda x: x * 2}
+
+    def operation_names(self) -> Iterable[str]:
+        return list(self.operations)
+
+    def operation_schema(self, name: str) -> Mapping[str, Any] | None:
+        return self.operations.get(name)
+
+    def source_names(self) -> Iterable[str]:
+        return list(self.sources)
+
+    def source_schema(self, name: str) -> Mapping[str, Any] | None:
+        return self.sources.get(name)
+
+    def connector_names(self) -> Iterable[str]:
+        return list(self.connections)
+
+    def connection_schema(self, connector: str) -> Mapping[str, Any] | None:
+        return self.connections.get(connector)
+
+    def jsonata_functions(self) -> Mapping[str, Callable[..., Any]]:
+        return self.functions
+
+
+@pytest.fixture
+def vocabulary() -> FakeVocabulary:
+    """A fresh fake vocabulary per test."""
+    return FakeVocabulary()
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
+    """``write("flows/a.yaml", text)`` creates a file under a temporary project root."""
+
+    def _write(relative: str, content: str | bytes) -> Path:
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        return path
+
+    return _write
+
