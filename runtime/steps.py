@@ -158,7 +158,12 @@ async def _choice(engine: FlowEngine, flow: Flow, step: ChoiceStep, message: Mes
 
 async def _foreach(engine: FlowEngine, flow: Flow, step: ForeachStep, message: Message,
                    path: str) -> None:
-    collection = render_value(step.collection, message)
+    single = getattr(step.collection, "single_expression", None)
+    if single is not None and single.source.strip() in ("payload", "$payload"):
+        collection = message.payload  # a streamed payload is iterated as it arrives
+    else:
+        message.payload = await materialize(message.payload)
+        collection = render_value(step.collection, message)
     if not (hasattr(collection, "__aiter__") or isinstance(collection, list | tuple)
             or collection is None):
         collection = [collection]

@@ -1,0 +1,476 @@
+"""The ``splice`` command.
+
+Every sub-command reports problems as plain lines (``file:line:col: ...`` for flows) and an exit code;
+a traceback is shown only with ``--debug``. Exit codes: 0 success, 1 the flows or the input are wrong
+or an execution failed, 2 usage or set-up problem (plugins, store, configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from dsl import FlowErrors
+from runtime.errors import SpliceError
+from runtime.jsonutil import dumps
+from runtime.plugins import PluginLoadError
+from runtime.registry import Registry, load_registry
+
+__all__ = ["main"]
+
+
+class CliError(Exception):
+    """A problem to print as one line, with its exit code."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def default_project_dir() -> Path:
+    """``$SPLICE_PROJECT``, else ``./flows`` when it exists, else the working directory."""
+    if os.environ.get("SPLICE_PROJECT"):
+        return Path(os.environ["SPLICE_PROJECT"])
+    return Path("flows") if Path("flows").is_dir() else Path(".")
+
+
+_loaded: dict[str, Any] = {}
+
+
+def _registry() -> Registry:
+    """The installed plugins' registry, loaded once per command."""
+    if "registry" not in _loaded:
+        try:
+            _loaded["registry"] = load_registry()
+        except PluginLoadError as exc:
+            raise CliError(f"plugin error: {exc}") from None
+    registry: Registry = _loaded["registry"]
+    return registry
+
+
+def _load(args: argparse.Namespace, registry: Registry | None = None) -> Any:
+    from runtime.service import load_project
+
+    root = Path(args.project) if args.project else default_project_dir()
+    if not root.is_dir():
+        raise CliError(f"project directory '{root}' does not exist")
+    try:
+        project, _ = load_project(root, env=args.env, registry=registry or _registry())
+    except FlowErrors as errors:
+        for error in errors.errors:
+            print(error.format(), file=sys.stderr)
+        raise CliError(f"{len(errors.errors)} problem(s) in {root}", code=1) from None
+    return project
+
+
+# -- validate / flows / schema / docs --------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    import dsl
+
+    registry = _registry()
+    env = args.env or os.environ.get("SPLICE_ENV") or "dev"
+    problems: list[Any] = []
+    counted = 0
+    for raw in args.paths or [str(default_project_dir())]:
+        path = Path(raw)
+        if not path.exists():
+            raise CliError(f"'{raw}' does not exist")
+        if path.is_dir():
+            problems.extend(dsl.check_project(path, env=env, vocabulary=registry,
+                                              environ=os.environ))
+            counted += sum(1 for _ in path.rglob("*.y*ml"))
+        else:
+            problems.extend(dsl.check_file(path, env=env, vocabulary=registry, environ=os.environ))
+            counted += 1
+    for problem in sorted(problems, key=lambda e: (e.span.file, e.span.line, e.span.col)):
+        print(problem.format())
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(f"ok: {counted} file(s) checked, no problems")
+    return 0
+
+
+def _trigger_text(flow: Any) -> str:
+    if flow.trigger is None:
+        return "(none: flow-ref / splice run)"
+    params = {k: v for k, v in flow.trigger.params.items() if isinstance(v, str | int | float)}
+    detail = " ".join(f"{k}={v}" for k, v in params.items())
+    return f"{flow.trigger.name} {detail}".strip()
+
+
+def cmd_flows(args: argparse.Namespace) -> int:
+    project = _load(args)
+    rows = [(f.name, _trigger_text(f), str(len(f.steps)), str(f.max_concurrency),
+             os.path.relpath(f.file)) for f in sorted(project.flows.values(), key=lambda f: f.name)]
+    header = ("FLOW", "TRIGGER", "STEPS", "MAX-CONC", "FILE")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    import dsl
+
+    schema = dsl.flow_json_schema(_registry())
+    text = json.dumps(schema, indent=2, ensure_ascii=False)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from runtime.docs import render_reference
+
+    print(render_reference(_registry()))
+    return 0
+
+
+# -- encrypt ---------------------------------------------------------------------------------------
+
+
+def cmd_encrypt(args: argparse.Namespace) -> int:
+    from dsl.properties import encrypt_value
+
+    key = os.environ.get("SPLICE_SECURE_KEY")
+    if not key:
+        raise CliError("SPLICE_SECURE_KEY is not set: it is the key secure properties are "
+                       "encrypted with")
+    value = args.value if args.value is not None else sys.stdin.readline().rstrip("\n")
+    if not value:
+        raise CliError("nothing to encrypt (give a value or pipe one on standard input)")
+    print(encrypt_value(value, key))
+    return 0
+
+
+# -- run -------------------------------------------------------------------------------------------
+
+
+def _read_input(spec: str | None) -> Any:
+    if spec is None:
+        return None
+    try:
+        text = sys.stdin.read() if spec == "-" else Path(spec).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read input '{spec}': {exc.strerror}", code=1) from None
+    try:
+        return json.loads(text) if text.strip() else None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{spec}:{exc.lineno}:{exc.colno}: input is not valid JSON: {exc.msg}",
+                       code=1) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runtime.message import Event
+    from runtime.service import open_runtime
+    from runtime.steps import materialize
+
+    registry = _registry()
+    project = _load(args, registry)
+    if args.flow not in project.flows:
+        known = ", ".join(sorted(project.flows)) or "none"
+        raise CliError(f"no flow named '{args.flow}' (flows: {known})", code=1)
+    payload = _read_input(args.input)
+
+    async def go() -> int:
+        async with open_runtime(project, registry) as runtime:
+            outcome = await runtime.engine.run(args.flow, Event(payload=payload))
+            result = await materialize(outcome.message.payload)
+        if outcome.status == "completed":
+            print(dumps(result, indent=2))
+            return 0
+        assert outcome.error is not None
+        body: dict[str, Any] = {"error": outcome.error.to_dict(), "status": outcome.status}
+        if outcome.dead_letter_id:
+            body["deadLetterId"] = outcome.dead_letter_id
+        print(dumps(body, indent=2), file=sys.stderr)
+        return 1
+
+    return anyio.run(go)
+
+
+# -- serve -----------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from runtime.server.app import create_app
+    from runtime.service import open_runtime
+
+    registry = _registry()
+    project = _load(args, registry)
+    logger = logging.getLogger("splice")
+    stopped: list[int] = []
+
+    async def go() -> None:
+        async with open_runtime(project, registry) as runtime:
+            app = create_app(runtime, drain_timeout=args.drain_timeout)
+            config = uvicorn.Config(app, host=args.host, port=args.port, lifespan="on",
+                                    log_level="warning", timeout_graceful_shutdown=args.drain_timeout)
+            server = uvicorn.Server(config)
+            flows = ", ".join(sorted(project.flows)) or "no flows"
+            logger.info("serving %s on http://%s:%d (%s)", project.root, args.host, args.port, flows)
+            await server.serve()
+        logger.info("stopped")
+
+    # uvicorn re-raises the signal that stopped it once it has shut down; answer it with a no-op so
+    # the store and connections are closed in order and the exit code is 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopped.append(signum))
+    anyio.run(go)
+    return 0
+
+
+# -- dead letters ----------------------------------------------------------------------------------
+
+
+def _open_store(args: argparse.Namespace) -> Any:
+    from runtime.store import open_store
+
+    project = _load(args)
+    return open_store(project.settings.store_url)
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from runtime.store import DeadLetterQueue
+
+    if args.dlq_command == "replay":
+        return _dlq_replay(args)
+
+    async def go() -> int:
+        store = _open_store(args)
+        try:
+            queue = DeadLetterQueue(store)
+            if args.dlq_command == "list":
+                letters = await queue.list(flow=args.flow, limit=args.limit)
+                if not letters:
+                    print("no dead letters")
+                for letter in letters:
+                    print(f"{letter.id}  {letter.created_at}  {letter.flow}  "
+                          f"{letter.error.get('type')}  {letter.error.get('message', '')[:80]}")
+                return 0
+            letter = await queue.get(args.id)
+            if letter is None:
+                raise CliError(f"no dead letter '{args.id}'", code=1)
+            print(dumps(letter.to_dict(), indent=2))
+            return 0
+        finally:
+            await store.aclose()
+
+    return anyio.run(go)
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    from runtime.message import Message
+    from runtime.service import open_runtime
+    from runtime.store import DeadLetterQueue
+
+    registry = _registry()
+    project = _load(args, registry)
+    if not args.all and not args.id:
+        raise CliError("give a dead letter id, or --all")
+
+    async def go() -> int:
+        failed = 0
+        async with open_runtime(project, registry) as runtime:
+            queue = DeadLetterQueue(runtime.store)
+            letters = (await queue.list(flow=args.flow, limit=1_000_000) if args.all
+                       else [letter for letter in [await queue.get(args.id)] if letter])
+            if not letters:
+                print("nothing to replay")
+                return 1 if args.id else 0
+            for letter in letters:
+                if letter.flow not in project.flows:
+                    print(f"{letter.id}: flow '{letter.flow}' no longer exists; kept")
+                    failed += 1
+                    continue
+                message = Message.from_dict(letter.message)
+                outcome = await runtime.engine.run(letter.flow, message)
+                if outcome.status == "completed":
+                    await queue.delete(letter.id)
+                    print(f"{letter.id}: replayed, completed")
+                else:
+                    failed += 1
+                    if outcome.dead_letter_id:
+                        await queue.delete(letter.id)
+                    err = outcome.error.error_type if outcome.error else "?"
+                    print(f"{letter.id}: replay failed again ({err})"
+                          + (f", now {outcome.dead_letter_id}" if outcome.dead_letter_id else ""))
+        return 1 if failed else 0
+
+    return anyio.run(go)
+
+
+# -- status / sandbox -------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from runtime.service import open_runtime
+    from runtime.store import DeadLetterQueue
+
+    registry = _registry()
+    project = _load(args, registry)
+
+    async def go() -> int:
+        async with open_runtime(project, registry) as runtime:
+            report = {
+                "flows": sorted(project.flows),
+                "connections": await runtime.status(),
+                "deadLetters": await DeadLetterQueue(runtime.store).count(),
+            }
+        print(dumps(report, indent=2))
+        return 0
+
+    return anyio.run(go)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    registry = _registry()
+    connector = registry.connectors.get(args.name)
+    if connector is None or connector.emulator is None:
+        names = sorted(n for n, c in registry.connectors.items() if c.emulator is not None)
+        raise CliError(f"no emulator named '{args.name}' (available: {', '.join(names) or 'none'})")
+    app = connector.emulator()
+    print(f"{args.name} emulator on http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------------
+
+
+def _project_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", "-p", help="project directory (default: $SPLICE_PROJECT, "
+                        "./flows or .)")
+    parser.add_argument("--env", "-e", help="environment: reads config/<env>.yaml "
+                        "(default: $SPLICE_ENV or dev)")
+
+
+def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
+    """The argument parser; plugins add sub-commands through the ``splice_cli`` hook."""
+    parser = argparse.ArgumentParser(prog="splice", description="Declarative integration runtime")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--log-level", default=os.environ.get("SPLICE_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check flow files; every problem as file:line:col")
+    p.add_argument("paths", nargs="*", help="project directories or flow files")
+    p.add_argument("--env", "-e")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run one flow once and print the result")
+    p.add_argument("flow")
+    p.add_argument("--input", "-i", help="JSON payload file ('-' for standard input)")
+    _project_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("serve", help="run every flow of the project")
+    _project_args(p)
+    p.add_argument("--host", default=os.environ.get("SPLICE_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("SPLICE_PORT", "8080")))
+    p.add_argument("--drain-timeout", type=float, default=30.0,
+                   help="seconds in-flight executions get to finish on shutdown")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("flows", help="list the project's flows and their triggers")
+    _project_args(p)
+    p.set_defaults(func=cmd_flows)
+
+    p = sub.add_parser("schema", help="JSON Schema of flow files for editors")
+    p.add_argument("--output", "-o")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("docs", help="reference of every installed operation and trigger")
+    p.set_defaults(func=cmd_docs)
+
+    p = sub.add_parser("encrypt", help="encrypt a value for a secure property (key: "
+                       "$SPLICE_SECURE_KEY)")
+    p.add_argument("value", nargs="?")
+    p.set_defaults(func=cmd_encrypt)
+
+    p = sub.add_parser("status", help="connections, API usage and dead letters")
+    _project_args(p)
+    p.set_defaults(func=cmd_status)
+
+    dlq = sub.add_parser("dlq", help="dead letters: list, show, replay")
+    dsub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    p = dsub.add_parser("list")
+    p.add_argument("--flow")
+    p.add_argument("--limit", type=int, default=100)
+    _project_args(p)
+    p = dsub.add_parser("show")
+    p.add_argument("id")
+    _project_args(p)
+    p = dsub.add_parser("replay")
+    p.add_argument("id", nargs="?")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--flow")
+    _project_args(p)
+    dlq.set_defaults(func=cmd_dlq)
+
+    p = sub.add_parser("sandbox", help="run a connector's API emulator")
+    p.add_argument("name")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8081)
+    p.set_defaults(func=cmd_sandbox)
+
+    if registry_hook is not None:
+        registry_hook(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``splice`` command."""
+    from runtime.telemetry import configure_logging
+
+    plugin_commands: Callable[[Any], None] | None = None
+    try:
+        pm = _registry().plugin_manager
+        if pm is not None:
+            plugin_commands = lambda sub: pm.hook.splice_cli(subparsers=sub)  # noqa: E731
+    except CliError:
+        pass  # reported again by the command that needs the plugins
+    parser = build_parser(plugin_commands)
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"splice: {exc}", file=sys.stderr)
+        return exc.code
+    except SpliceError as exc:
+        print(f"splice: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"splice: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

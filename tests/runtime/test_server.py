@@ -1,0 +1,117 @@
+"""``splice serve``'s app: listeners answer with the flow's result, errors as JSON, policies first."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from runtime.server.app import create_app
+from runtime.service import SpliceRuntime
+
+pytestmark = pytest.mark.anyio
+
+ORDERS = """
+flow: orders
+trigger:
+  http.listener: { path: /orders, method: POST }
+steps:
+  - transform: '{"order": id, "total": $sum(lines.amount)}'
+"""
+
+LOOKUP = """
+flow: lookup
+trigger:
+  http.listener: { path: "/api/customers/{id}", method: GET }
+steps:
+  - transform: '{"id": $attributes.pathParams.id}'
+"""
+
+FAILING = """
+flow: failing
+trigger:
+  http.listener: { path: /fail }
+steps:
+  - test.fail: { type: "DEMO:UPSTREAM_DOWN", retryable: true, message: "try later" }
+"""
+
+POLICED = """
+connections:
+  t: { connector: test, token: s3cr3t-token-value }
+settings:
+  server:
+    policies:
+      - client-id: { clients: { partner: partner-s3cret }, paths: ["/api/*"] }
+      - rate-limit: { requests: 2, period: 60s, paths: ["/orders"] }
+"""
+
+
+@asynccontextmanager
+async def serving(runtime: SpliceRuntime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime, drain_timeout=5)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5555))
+        async with httpx.AsyncClient(transport=transport, base_url="http://splice") as client:
+            yield client
+
+
+async def test_listener_returns_flow_result(start: Any) -> None:
+    async with start({"orders.yaml": ORDERS, "lookup.yaml": LOOKUP}) as h:
+        async with serving(h.runtime) as client:
+            created = await client.post("/orders", json={"id": "A1", "lines": [{"amount": 2.5},
+                                                                              {"amount": 4}]})
+            found = await client.get("/api/customers/001xx")
+            health = await client.get("/health")
+            ready = await client.get("/ready")
+    assert created.status_code == 200
+    assert created.json() == {"order": "A1", "total": 6.5}
+    assert found.json() == {"id": "001xx"}
+    assert health.json()["status"] == "ok" and health.json()["flows"] == 2
+    assert ready.status_code == 200
+
+
+async def test_bad_requests_get_json_errors(start: Any) -> None:
+    async with start({"orders.yaml": ORDERS}) as h:
+        async with serving(h.runtime) as client:
+            not_json = await client.post("/orders", content=b"{nope",
+                                         headers={"content-type": "application/json"})
+            missing = await client.get("/nowhere")
+            wrong_method = await client.get("/orders")
+    assert not_json.status_code == 400
+    assert not_json.json()["error"]["type"] == "HTTP_LISTENER:BAD_REQUEST"
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "SERVER:NOT_FOUND"
+    assert wrong_method.status_code == 405
+
+
+async def test_failed_execution_answers_with_typed_error(start: Any) -> None:
+    async with start({"failing.yaml": FAILING}) as h:
+        async with serving(h.runtime) as client:
+            response = await client.post("/fail", json={})
+    assert response.status_code == 503
+    body = response.json()
+    assert body["error"]["type"] == "DEMO:UPSTREAM_DOWN"
+    assert body["error"]["retryable"] is True
+    assert body["correlationId"]
+
+
+async def test_client_id_and_rate_limit_policies(start: Any) -> None:
+    async with start({"orders.yaml": ORDERS, "lookup.yaml": LOOKUP}, connections=POLICED) as h:
+        async with serving(h.runtime) as client:
+            anonymous = await client.get("/api/customers/1")
+            wrong = await client.get("/api/customers/1",
+                                     headers={"client_id": "partner", "client_secret": "nope"})
+            allowed = await client.get("/api/customers/1", headers={
+                "client_id": "partner", "client_secret": "partner-s3cret"})
+            orders = [await client.post("/orders", json={"id": i, "lines": []}) for i in range(3)]
+            health = await client.get("/health")
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["type"] == "POLICY:UNAUTHORIZED"
+    assert wrong.status_code == 401
+    assert allowed.status_code == 200
+    assert [r.status_code for r in orders] == [200, 200, 429]
+    assert orders[2].json()["error"]["type"] == "POLICY:TOO_MANY_REQUESTS"
+    assert int(orders[2].headers["retry-after"]) > 0
+    assert health.status_code == 200
