@@ -75,7 +75,7 @@ def open_store(url: str, **options: Any) -> ObjectStore:
         return SQLiteStore(path or DEFAULT_PATH, **options)
     if scheme == "memory":
         if rest.strip("/"):
-            raise ValueError(f"memory:// takes no path: {url!r}")
+            raise ValueError(f"memory:// takes no path: {url!r}; expected one of {_ACCEPTED}")
         return SQLiteStore(MEMORY, **options)
     if scheme in {"postgresql", "postgres"}:
         parts = urlsplit(url)

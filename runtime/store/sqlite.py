@@ -116,9 +116,23 @@ class SQLiteStore(ObjectStore):
                                check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
-            conn.executescript(_SCHEMA)
+            # Switching a fresh file to WAL can report "locked" at once, without waiting in the busy
+            # handler, while another process does the same: retry here (this is a worker thread).
+            deadline = time.monotonic() + self.busy_timeout
+            pause = 0.005
+            while True:
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
+                    conn.executescript(_SCHEMA)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.1)
         except BaseException:
             conn.close()
             raise
