@@ -164,14 +164,24 @@ class JsonataPythonEngine:
 
 
 class _RustCompiled:
-    __slots__ = ("_expr",)
+    """A jsonatapy expression per thread: its compiled objects must stay on the thread that made them."""
 
-    def __init__(self, expr: Any) -> None:
-        self._expr = expr
+    __slots__ = ("_engine", "_functions", "_local", "_source")
+
+    def __init__(self, engine: JsonatapyEngine, source: str, functions: Mapping[str, Callable[..., Any]] | None,
+                 first: Any) -> None:
+        self._engine = engine
+        self._source = source
+        self._functions = functions
+        self._local = threading.local()
+        self._local.expr = first
 
     def evaluate(self, data: Any, bindings: dict[str, Any]) -> Any:
+        expr = getattr(self._local, "expr", None)
+        if expr is None:
+            expr = self._local.expr = self._engine.build(self._source, self._functions)
         try:
-            return self._expr.evaluate(data, bindings or None)
+            return expr.evaluate(data, bindings or None)
         except ValueError as exc:
             code, message = _error_code(str(exc))
             raise ExpressionEvaluationError(message, code) from None
@@ -189,15 +199,20 @@ class JsonatapyEngine:
 
     def compile(self, source: str, functions: Mapping[str, Callable[..., Any]] | None = None) -> _RustCompiled:
         try:
-            expr = self._module.compile(source)
+            first = self.build(source, functions)
         except ValueError as exc:
             code, message = _error_code(str(exc))
             raise JsonataSyntaxError(message, None, code) from None
+        return _RustCompiled(self, source, functions, first)
+
+    def build(self, source: str, functions: Mapping[str, Callable[..., Any]] | None) -> Any:
+        """One jsonatapy expression, usable on the calling thread only."""
+        expr = self._module.compile(source)
         expr.register_override("now", _now)
         expr.register_override("millis", _millis)
         for name, func in (functions or {}).items():
             expr.register(name, func)
-        return _RustCompiled(expr)
+        return expr
 
 
 _engines: dict[str, JsonataEngine] = {}
@@ -259,6 +274,10 @@ class CompiledExpression:
             raise ExpressionEvaluationError("expression recursed too deeply", "D1011", self.span) from None
         except Exception as exc:  # noqa: BLE001 - engines leak plain Python errors; make them one kind
             raise ExpressionEvaluationError(f"{type(exc).__name__}: {exc}", None, self.span) from None
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException":  # a Rust panic inside jsonatapy
+                raise
+            raise ExpressionEvaluationError(f"engine failure: {exc}", None, self.span) from None
         finally:
             _clock.millis = previous
 

@@ -238,10 +238,10 @@ def prepare_value(value: Any) -> Any:
     """Mark the containers of a hand-built tree that hold templates, so :func:`render` finds them."""
     if isinstance(value, Mapping) and not isinstance(value, DynamicDict):
         items = {k: prepare_value(v) for k, v in value.items()}
-        return DynamicDict(items) if any(not is_static(v) for v in items.values()) else items
+        return DynamicDict(items) if any(not is_static(v) for v in items.values()) else value
     if isinstance(value, list | tuple) and not isinstance(value, DynamicList):
         seq = [prepare_value(v) for v in value]
-        return DynamicList(seq) if any(not is_static(v) for v in seq) else seq
+        return DynamicList(seq) if any(not is_static(v) for v in seq) else value
     return value
 
 

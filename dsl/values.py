@@ -7,6 +7,7 @@ everything at once.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -95,10 +96,5 @@ class FileContext:
         return to_value(self.resolve(node))
 
     def display(self, path: Path) -> str:
-        """How a file is named in messages: relative to the project root when inside it."""
-        if self.root is not None:
-            try:
-                return path.resolve().relative_to(self.root.resolve()).as_posix()
-            except ValueError:
-                pass
-        return str(path)
+        """How a file is named in messages: as reached from the project root the user gave."""
+        return Path(os.path.normpath(path)).as_posix()

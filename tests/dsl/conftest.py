@@ -85,8 +85,12 @@ def vocabulary() -> FakeVocabulary:
 
 
 @pytest.fixture
-def write(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
-    """``write("flows/a.yaml", text)`` creates a file under a temporary project root."""
+def write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str | bytes], Path]:
+    """``write("flows/a.yaml", text)`` creates a file in a temporary project, the current directory.
+
+    Tests then load the project as ``"."``, so messages name files as a user sees them (``a.yaml:3:1``).
+    """
+    monkeypatch.chdir(tmp_path)
 
     def _write(relative: str, content: str | bytes) -> Path:
         path = tmp_path / relative

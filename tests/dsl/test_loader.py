@@ -10,7 +10,7 @@ from dsl.loader import load_yaml, read_text
 
 def _problems(write, tmp_path, name: str, content: str | bytes) -> list[str]:
     write(name, content)
-    return [e.format() for e in check_project(tmp_path, vocabulary=EmptyVocabulary(), environ={})]
+    return [e.format() for e in check_project(".", vocabulary=EmptyVocabulary(), environ={})]
 
 
 def test_yaml_syntax_error_names_line_and_column(write, tmp_path) -> None:
@@ -96,7 +96,7 @@ def test_every_problem_of_every_file_is_reported(write, tmp_path) -> None:
     write("a.yaml", "flow: a\nsteps: [\n")
     write("b.yaml", "")
     write("sub/c.yaml", "flow: c\nflow: d\nsteps: [{log: x}]\n")
-    problems = [e.format() for e in check_project(tmp_path, vocabulary=EmptyVocabulary(), environ={})]
+    problems = [e.format() for e in check_project(".", vocabulary=EmptyVocabulary(), environ={})]
     assert [p.split(":")[0] for p in problems] == ["a.yaml", "b.yaml", "sub/c.yaml"]
 
 

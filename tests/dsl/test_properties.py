@@ -97,7 +97,7 @@ def test_secure_property_is_decrypted_and_reported(write, tmp_path, vocabulary) 
     """The decrypted value reaches the connection and the on_secret callback."""
     _secure_project(write, tmp_path, "hunter2")
     seen: list[str] = []
-    project = load_project(tmp_path, vocabulary=vocabulary, environ={"SPLICE_SECURE_KEY": "k1"},
+    project = load_project(".", vocabulary=vocabulary, environ={"SPLICE_SECURE_KEY": "k1"},
                            on_secret=seen.append)
     assert project.connections["main"].params == {"url": "http://x", "password": "hunter2"}
     assert seen == ["hunter2"]
@@ -109,7 +109,7 @@ def test_secure_property_is_decrypted_and_reported(write, tmp_path, vocabulary) 
 def test_secure_property_errors_never_show_the_secret(write, tmp_path, vocabulary, environ, reason) -> None:
     """No key or a wrong key: a positioned error without ciphertext or plaintext."""
     _secure_project(write, tmp_path, "hunter2")
-    problems = [e.format() for e in check_project(tmp_path, vocabulary=vocabulary, environ=environ)]
+    problems = [e.format() for e in check_project(".", vocabulary=vocabulary, environ=environ)]
     assert len(problems) == 1
     assert problems[0].startswith(f"connections.yaml:5:15: cannot decrypt secure property 'demo.password': {reason}")
     assert "hunter2" not in problems[0] and "![" not in problems[0]
@@ -119,7 +119,7 @@ def test_secure_placeholder_requires_an_encrypted_value(write, tmp_path, vocabul
     """``${secure::x}`` on a clear-text property is refused."""
     write("config/dev.yaml", "pw: plain\n")
     write("connections.yaml", "connections:\n  main: { connector: demo, url: x, password: '${secure::pw}' }\n")
-    problems = [e.format() for e in check_project(tmp_path, vocabulary=vocabulary, environ={})]
+    problems = [e.format() for e in check_project(".", vocabulary=vocabulary, environ={})]
     assert problems == ["connections.yaml:2:47: secure property 'pw' is not encrypted, "
                         "expected a value written ![...] (use 'splice encrypt')"]
 
@@ -131,7 +131,7 @@ def test_property_files_merge_down_the_tree(write, tmp_path, vocabulary) -> None
     write("a.yaml", "flow: a\nsteps:\n  - demo.echo: { message: '${greeting} ${region}', connection: c }\n")
     write("team/b.yaml", "flow: b\nsteps:\n  - demo.echo: { message: '${greeting} ${region}', connection: c }\n")
     write("conn.yaml", "connections:\n  c: { connector: demo, url: http://x }\n")
-    project = load_project(tmp_path, env="prod", vocabulary=vocabulary, environ={})
+    project = load_project(".", env="prod", vocabulary=vocabulary, environ={})
     assert project.flows["a"].steps[0].params == {"message": "root us"}
     assert project.flows["b"].steps[0].params == {"message": "team us"}
     assert project.properties == {"greeting": "root", "region": "us"}
