@@ -357,25 +357,27 @@ class _FlowBuilder:
                                     keys=node.keys))
         if "steps" in node.value:
             resolved.value["steps"] = node.value["steps"]
-        if not check_value(resolved, ON_ERROR_SCHEMA, "on-error", ctx.errors, key_span=node.span):
-            return None
+        ok = check_value(resolved, ON_ERROR_SCHEMA, "on-error", ctx.errors, key_span=node.span)
         when = resolved.value.get("when")
-        raw = ["ANY"] if when is None else ([when.value] if when.kind == "scalar" else
-                                             [item.value for item in when.value])
-        types = []
-        for item in raw:
-            text = str(item).strip().upper()
+        items = [] if when is None else [when] if when.kind == "scalar" else list(when.value) \
+            if when.kind == "seq" else []
+        types = ["ANY"] if when is None else []
+        for item in items:
+            if not isinstance(item.value, str):
+                continue  # a wrong type is already reported
+            text = item.value.strip().upper()
             if not re.match(ERROR_TYPE_PATTERN, text):
-                ctx.error(when.span if when is not None else node.span, f"invalid error type {item!r}",
-                          "NAMESPACE:KIND, NAMESPACE:* or ANY")
+                ctx.error(item.span, f"invalid error type {item.value!r}", "NAMESPACE:KIND, NAMESPACE:* or ANY")
             types.append(text)
         then = resolved.value.get("then")
         action = then.value if then is not None else "propagate"
         has_payload = "payload" in resolved.value
         if has_payload and action != "continue":
             ctx.error(node.keys["payload"], "'payload' is only used with 'then: continue'")
-        retry = self.retry(resolved.value["retry"]) if "retry" in resolved.value else None
         steps = self.steps(node.value["steps"]) if "steps" in node.value else ()
+        if not ok:
+            return None
+        retry = self.retry(resolved.value["retry"]) if "retry" in resolved.value else None
         return ErrorHandler(types=tuple(types), action=action, span=node.span, retry=retry,
                             payload=to_value(resolved.value["payload"]) if has_payload else None,
                             has_payload=has_payload, steps=steps)

@@ -99,7 +99,7 @@ def check_value(
     if actual == "string" and "pattern" in schema and not re.search(schema["pattern"], node.value):
         expected = schema.get("description") or f"a value matching {schema['pattern']}"
         errors.append(FlowValidationError(node.span, f"invalid value {node.value!r} for '{name}'",
-                                          expected[0].lower() + expected[1:]))
+                                          _lower_first(expected)))
     if actual in ("integer", "number"):
         if "minimum" in schema and node.value < schema["minimum"]:
             errors.append(FlowValidationError(node.span, f"'{name}' must be at least {schema['minimum']}, "
@@ -113,6 +113,12 @@ def check_value(
         for index, item in enumerate(node.value):
             check_value(item, schema["items"], f"{name}[{index}]", errors)
     return len(errors) == before
+
+
+def _lower_first(text: str) -> str:
+    """``Base URL`` stays, ``A duration`` becomes ``a duration`` (it follows ``expected``)."""
+    first = text.split(" ", 1)[0]
+    return text if len(first) > 1 and first.isupper() else text[0].lower() + text[1:]
 
 
 def _check_object(node: Node, schema: Mapping[str, Any], name: str, errors: list[FlowError], *,
