@@ -2,10 +2,12 @@
 
 Why it is built this way:
 
-* **One connection, one thread at a time.** Every call runs in a worker thread through
-  :func:`anyio.to_thread.run_sync`, serialised by an :class:`anyio.Lock`, so the event loop never
-  blocks on disk and the connection is never used by two threads at once. Each call is one short
-  statement or transaction; a burst of a thousand writers just queues.
+* **Two connections, each one thread at a time.** Every call runs in a worker thread through
+  :func:`anyio.to_thread.run_sync`, serialised per connection by an :class:`anyio.Lock`, so the
+  event loop never blocks on disk and no connection is used by two threads at once. Writes share one
+  connection, reads the other, so a read never queues behind a write that is waiting for another
+  process. Each call is one short statement or transaction; a burst of a thousand writers just
+  queues.
 * **Several processes on one file.** The file is in WAL mode (readers never wait for the writer) with
   a ``busy_timeout``; every read-modify-write runs in ``BEGIN IMMEDIATE``, which takes the write lock
   up front, so two processes can never both read the old value and both write.
@@ -98,9 +100,11 @@ class SQLiteStore(ObjectStore):
         self.durable = durable
         self.page_size = page_size
         self.purge_interval = purge_interval
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
-        self._db_lock = anyio.Lock()
+        self._writer = _Connection(self._connect)
+        # Reads get a connection of their own: in WAL mode they never wait for a writer, not even
+        # one of ours that is queued behind another process's write lock. A memory database exists
+        # only on its one connection, so there both share it.
+        self._reader = self._writer if self.path == MEMORY else _Connection(self._connect)
         self._local_locks = LocalLocks()
         self._last_purge = float("-inf")
 
@@ -139,17 +143,12 @@ class SQLiteStore(ObjectStore):
         return conn
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)`` in a worker thread, one call at a time."""
-        async with self._db_lock:
-            if self._closed:
-                raise anyio.ClosedResourceError("the store is closed")
+        """Run ``fn(connection)`` on the writing connection."""
+        return await self._writer.run(fn)
 
-            def run() -> T:
-                if self._conn is None:
-                    self._conn = self._connect()
-                return fn(self._conn)
-
-            return await anyio.to_thread.run_sync(run)
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the reading connection (plain SELECTs only)."""
+        return await self._reader.run(fn)
 
     def _maybe_purge(self, conn: sqlite3.Connection, now: float) -> None:
         """Delete expired rows now and then (readers already ignore them)."""
@@ -172,7 +171,7 @@ class SQLiteStore(ObjectStore):
                                (namespace, key, now)).fetchone()
             return None if row is None else row[0]
 
-        text = await self._call(op)
+        text = await self._read(op)
         return None if text is None else decode(text)
 
     async def put(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
@@ -239,9 +238,18 @@ class SQLiteStore(ObjectStore):
         now = self.clock()
 
         def op(conn: sqlite3.Connection) -> bool:
-            rows = conn.execute("DELETE FROM kv WHERE namespace = ? AND key = ? RETURNING expires_at",
-                                (namespace, key)).fetchall()
-            return any(expires is None or expires > now for (expires,) in rows)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                live = conn.execute(
+                    f"SELECT 1 FROM kv WHERE namespace = ? AND key = ? AND {_LIVE}",
+                    (namespace, key, now)).fetchone() is not None
+                conn.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
+                conn.execute("COMMIT")
+                return live
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
         return await self._call(op)
 
@@ -260,7 +268,7 @@ class SQLiteStore(ObjectStore):
                    params: tuple[Any, ...] = params) -> list[tuple[str, str]]:
                 return conn.execute(sql, params).fetchall()
 
-            page = await self._call(op)
+            page = await self._read(op)
             for key, text in page:
                 yield key, decode(text)
             if len(page) < size:
@@ -275,7 +283,7 @@ class SQLiteStore(ObjectStore):
         sql = (f"SELECT count(*) FROM kv WHERE namespace = ? AND key >= ?"
                f"{' AND key < ?' if high is not None else ''} AND {_LIVE}")
         params = (namespace, low, *((high,) if high is not None else ()), now)
-        return await self._call(lambda conn: int(conn.execute(sql, params).fetchone()[0]))
+        return await self._read(lambda conn: int(conn.execute(sql, params).fetchone()[0]))
 
     def lock(self, name: str, *, timeout: float = 30.0,
              lease: float = 60.0) -> AbstractAsyncContextManager[None]:
@@ -329,7 +337,7 @@ class SQLiteStore(ObjectStore):
     async def _keep_lease(self, name: str, owner: str, lease: float) -> None:
         """Push the lease forward while the body runs, so only a dead holder loses the lock."""
         while True:
-            await anyio.sleep(lease / 3)
+            await anyio.sleep(max(lease / 3, 0.01))
             now = self.clock()
             try:
                 cur = await self._call(lambda conn, now=now: conn.execute(
@@ -343,7 +351,35 @@ class SQLiteStore(ObjectStore):
                 return
 
     async def aclose(self) -> None:
-        async with self._db_lock:
+        await self._reader.aclose()
+        await self._writer.aclose()
+
+
+class _Connection:
+    """One sqlite3 connection, opened on first use, used from worker threads one call at a time."""
+
+    def __init__(self, opener: Callable[[], sqlite3.Connection]) -> None:
+        self._opener = opener
+        self._conn: sqlite3.Connection | None = None
+        self._lock = anyio.Lock()
+        self._closed = False
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        async with self._lock:
+            if self._closed:
+                raise anyio.ClosedResourceError("the store is closed")
+
+            def call() -> T:
+                if self._conn is None:
+                    self._conn = self._opener()
+                return fn(self._conn)
+
+            # Not abandoned on cancellation: the call finishes (or rolls back) before the lock is
+            # released, so the connection is never left inside a transaction.
+            return await anyio.to_thread.run_sync(call)
+
+    async def aclose(self) -> None:
+        async with self._lock:
             self._closed = True
             conn, self._conn = self._conn, None
             if conn is not None:

@@ -89,3 +89,24 @@ async def test_many_writers_on_one_file(tmp_path: Path) -> None:
     finally:
         for store in stores:
             await store.aclose()
+
+
+async def test_reads_go_on_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    """A writer elsewhere holding the file's write lock delays our writes, never our reads."""
+    path = tmp_path / "busy.db"
+    async with open_store(f"sqlite:///{path}") as store:
+        await store.put("n", "k", "old")
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("UPDATE kv SET value = '\"other\"' WHERE key = 'k'")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store.put, "n", "queued", "new")
+                await anyio.wait_all_tasks_blocked()  # the put is now waiting for the file
+                assert await store.get("n", "k") == "old"
+                assert await store.count("n") == 1
+                other.execute("COMMIT")
+        finally:
+            other.close()
+        assert await store.get("n", "k") == "other"
+        assert await store.get("n", "queued") == "new"
