@@ -8,8 +8,9 @@ connections) are left to :mod:`dsl.project`, which knows the whole project.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dsl.builtins import (
     BUILTIN_STEPS,
@@ -25,6 +26,7 @@ from dsl.loader import Node, read_text
 from dsl.model import (
     ChoiceBranch,
     ChoiceStep,
+    ErrorAction,
     ErrorHandler,
     Expression,
     Flow,
@@ -168,7 +170,9 @@ class _FlowBuilder:
         value, key_span = node.value[kind], node.keys[kind]
         base: dict[str, Any] = {"span": key_span, "label": label, "target": target}
         if kind in BUILTIN_STEPS:
-            return getattr(self, "step_" + kind.replace("-", "_"))(value, key_span, base)
+            builder: Callable[[Node, SourceSpan, dict[str, Any]], Step | None] = getattr(
+                self, "step_" + kind.replace("-", "_"))
+            return builder(value, key_span, base)
         schema = ctx.vocabulary.operation_schema(kind)
         if schema is None:
             known = [*BUILTIN_STEPS, *ctx.vocabulary.operation_names()]
@@ -370,7 +374,7 @@ class _FlowBuilder:
                 ctx.error(item.span, f"invalid error type {item.value!r}", "NAMESPACE:KIND, NAMESPACE:* or ANY")
             types.append(text)
         then = resolved.value.get("then")
-        action = then.value if then is not None else "propagate"
+        action = cast(ErrorAction, then.value if then is not None else "propagate")
         has_payload = "payload" in resolved.value
         if has_payload and action != "continue":
             ctx.error(node.keys["payload"], "'payload' is only used with 'then: continue'")

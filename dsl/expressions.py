@@ -103,7 +103,7 @@ def _format_millis(millis: int, picture: str | None = None, timezone: str | None
     if picture is None and timezone is None:
         moment = _dt.datetime.fromtimestamp(millis / 1000, _dt.UTC)
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
-    return _jsonata_python.Functions.datetime_from_millis(millis, picture, timezone)
+    return str(_jsonata_python.Functions.datetime_from_millis(millis, picture, timezone))
 
 
 def _now(picture: str | None = None, timezone: str | None = None) -> str:

@@ -251,8 +251,8 @@ def _load(root: Path, env: str, vocabulary: Vocabulary, environ: Mapping[str, st
             if name not in flows:
                 errors.append(FlowValidationError(span, f"unknown flow '{name}' in flow-ref",
                                                   "the name of a flow of this project" + did_you_mean(name, flows)))
-        for connector, name, span, what in ctx.connection_refs:
-            errors.extend(_check_connection(connector, name, span, what, connections))
+        for connector, wanted, span, what in ctx.connection_refs:
+            errors.extend(_check_connection(connector, wanted, span, what, connections))
 
     root_props = props.for_dir(root)
     properties = {}

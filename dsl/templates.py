@@ -136,10 +136,11 @@ def parse_template(text: str) -> list[str | PlaceholderPart | ExpressionPart]:
     except UnexpectedToken as exc:
         raise _unclosed(exc, text) from None
     except UnexpectedCharacters as exc:
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        pos = exc.pos_in_stream or 0
+        char = text[pos] if pos < len(text) else ""
         what = {"\"": "string", "'": "string", "`": "quoted name", "/": "comment"}.get(char, "text")
         closer = {"/": "'*/'"}.get(char, f"a closing {char}" if what != "text" else "']'")
-        raise TemplateSyntaxError(exc.pos_in_stream, f"unterminated {what} in expression", closer) from None
+        raise TemplateSyntaxError(pos, f"unterminated {what} in expression", closer) from None
     except UnexpectedInput as exc:  # pragma: no cover - the contextual LALR parser raises the above
         raise TemplateSyntaxError(getattr(exc, "pos_in_stream", 0) or 0, "invalid template") from None
     return _Parts(text).transform(tree)
@@ -189,12 +190,11 @@ def resolve_string(
             failed = failed or resolved is UNRESOLVED
             value: Any = "" if resolved is UNRESOLVED else to_text(resolved)
         elif isinstance(part, ExpressionPart):
-            offset = part.offset
-            source = substitute_placeholders(part.source, properties,
-                                             lambda o, base=offset: position(base + o), errors)
+            inner = _shifted(position, part.offset)
+            source = substitute_placeholders(part.source, properties, inner, errors)
             try:
-                value = compile_expression(source, position(offset), engine=engine, functions=functions,
-                                           position=lambda o, base=offset: position(base + o))
+                value = compile_expression(source, position(part.offset), engine=engine, functions=functions,
+                                           position=inner)
             except FlowError as exc:
                 errors.append(exc)
                 failed = True
@@ -210,6 +210,11 @@ def resolve_string(
     if all(isinstance(part, str) for part in out):
         return "".join(out)
     return Template(tuple(part for part in out if part != ""), position(0), text)
+
+
+def _shifted(position: Callable[[int], SourceSpan], base: int) -> Callable[[int], SourceSpan]:
+    """Positions inside an expression body that starts ``base`` characters into the string."""
+    return lambda offset: position(base + offset)
 
 
 def _placeholder(part: PlaceholderPart, properties: Properties, position: Callable[[int], SourceSpan],
