@@ -10,13 +10,13 @@ which is fine for a queue that operators keep short.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from runtime.store.base import ObjectStore
-from runtime.store.ids import new_id, utc_iso
+from runtime.store.ids import new_id, scan, utc_iso
 
 __all__ = ["DEAD_LETTERS_NAMESPACE", "DeadLetter", "DeadLetterQueue"]
 
@@ -74,9 +74,9 @@ class DeadLetterQueue:
         return letter.id
 
     async def iter(self, *, flow: str | None = None,
-                   after: str | None = None) -> AsyncIterator[DeadLetter]:
+                   after: str | None = None) -> AsyncGenerator[DeadLetter, None]:
         """Every dead letter (of ``flow``), oldest first, starting after id ``after``."""
-        async with aclosing(self.store.items(self.namespace, after=after)) as entries:
+        async with scan(self.store, self.namespace, after=after) as entries:
             async for _, data in entries:
                 if isinstance(data, dict) and (flow is None or data.get("flow") == flow):
                     yield DeadLetter.from_dict(data)

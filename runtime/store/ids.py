@@ -1,4 +1,4 @@
-"""Identifiers and timestamps for records kept in the store.
+"""Identifiers, timestamps and small store idioms shared by the helpers.
 
 Dead letters, inbox deliveries and job runs are keyed by ids that sort by creation time, so that
 :meth:`ObjectStore.items` (key order) lists them oldest first without an index of their own.
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runtime.store.base import ObjectStore
 
-__all__ = ["compare_and_delete", "id_time", "new_id", "utc_iso"]
+__all__ = ["compare_and_delete", "id_time", "new_id", "scan", "utc_iso"]
 
 _FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _last = datetime.min.replace(tzinfo=UTC)
@@ -43,6 +45,23 @@ def utc_iso(epoch: float) -> str:
     """ISO 8601 UTC text for an epoch time, to the millisecond: ``2026-11-24T21:50:12.483Z``."""
     text = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")
+
+
+@asynccontextmanager
+async def scan(store: ObjectStore, namespace: str, prefix: str = "", *, limit: int | None = None,
+               after: str | None = None) -> AsyncIterator[AsyncIterator[tuple[str, Any]]]:
+    """``store.items(...)``, closed on exit even when the caller stops early.
+
+    Leaving an ``async for`` with ``break`` leaves the backend's generator suspended until garbage
+    collection; closing it at once returns its connection or thread promptly.
+    """
+    entries = store.items(namespace, prefix, limit=limit, after=after)
+    try:
+        yield entries
+    finally:
+        aclose = getattr(entries, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def compare_and_delete(store: ObjectStore, namespace: str, key: str, expected: Any) -> bool:

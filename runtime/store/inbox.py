@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 from runtime.store.base import ObjectStore
-from runtime.store.ids import new_id, utc_iso
+from runtime.store.ids import new_id, scan, utc_iso
 
 __all__ = ["DEFAULT_RETENTION", "Inbox", "InboxItem"]
 
@@ -70,7 +69,7 @@ class Inbox:
     async def pending(self, limit: int = 100) -> list[InboxItem]:
         """Up to ``limit`` items not yet completed, in arrival order."""
         items: list[InboxItem] = []
-        async with aclosing(self.store.items(self._queue, limit=limit)) as entries:
+        async with scan(self.store, self._queue, limit=limit) as entries:
             async for seq, data in entries:
                 items.append(InboxItem(id=data["id"], payload=data["payload"],
                                        received_at=data["received_at"],

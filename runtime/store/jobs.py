@@ -54,13 +54,12 @@ class JobState:
     async def try_start(self, job: str, *, lease: float = 300.0) -> JobRun | None:
         """Claim ``job`` for a new run, or ``None`` while another run of it is alive."""
         now = self.clock()
-        run_id = new_id(now)
-        record = {"run_id": run_id, "started_at": utc_iso(now), "heartbeat_at": utc_iso(now),
-                  "lease": lease, "progress": {}}
+        run_id, started_at = new_id(now), utc_iso(now)
+        record: dict[str, Any] = {"run_id": run_id, "started_at": started_at,
+                                  "heartbeat_at": started_at, "lease": lease, "progress": {}}
         if not await self.store.put_if_absent(self.namespace, job, record, ttl=lease):
             return None
-        return JobRun(job=job, run_id=run_id, started_at=record["started_at"], lease=lease,
-                      record=record)
+        return JobRun(job=job, run_id=run_id, started_at=started_at, lease=lease, record=record)
 
     async def heartbeat(self, run: JobRun) -> bool:
         """Extend the run's lease; ``False`` if the run has lost its claim and should stop."""

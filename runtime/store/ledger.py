@@ -72,10 +72,11 @@ class IdempotencyLedger:
         owner = uuid.uuid4().hex
         while True:
             now = self.clock()
-            claim = {"state": "in-progress", "owner": owner, "lease_until": now + lease,
+            lease_until = now + lease
+            claim = {"state": "in-progress", "owner": owner, "lease_until": lease_until,
                      "started_at": utc_iso(now)}
             if await self.store.put_if_absent(self.namespace, key, claim):
-                return LedgerEntry(key, "new", owner=owner, lease_until=claim["lease_until"])
+                return LedgerEntry(key, "new", owner=owner, lease_until=lease_until)
             current = await self.store.get(self.namespace, key)
             if current is None:
                 continue  # released between our two calls: try again
@@ -86,7 +87,7 @@ class IdempotencyLedger:
                                    lease_until=current.get("lease_until"))
             # The owner's lease ran out (it crashed or hung): take over, unless someone beat us.
             if await self.store.compare_and_set(self.namespace, key, current, claim):
-                return LedgerEntry(key, "new", owner=owner, lease_until=claim["lease_until"])
+                return LedgerEntry(key, "new", owner=owner, lease_until=lease_until)
 
     async def complete(self, key: str, result: Any = None) -> None:
         """Record that the effect happened and what it produced (kept for ``ttl``)."""

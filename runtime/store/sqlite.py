@@ -338,15 +338,18 @@ class SQLiteStore(ObjectStore):
         """Push the lease forward while the body runs, so only a dead holder loses the lock."""
         while True:
             await anyio.sleep(max(lease / 3, 0.01))
-            now = self.clock()
+            until = self.clock() + lease
+
+            def renew(conn: sqlite3.Connection, until: float = until) -> int:
+                return conn.execute("UPDATE locks SET expires_at = ? WHERE name = ? AND owner = ?",
+                                    (until, name, owner)).rowcount
+
             try:
-                cur = await self._call(lambda conn, now=now: conn.execute(
-                    "UPDATE locks SET expires_at = ? WHERE name = ? AND owner = ?",
-                    (now + lease, name, owner)))
+                renewed = await self._call(renew)
             except (sqlite3.Error, anyio.ClosedResourceError) as exc:
                 log.warning("could not renew the lease of lock %r: %s", name, exc)
                 continue
-            if cur.rowcount == 0:
+            if renewed == 0:
                 log.warning("lock %r was taken over after its lease ran out", name)
                 return
 
