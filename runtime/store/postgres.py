@@ -76,7 +76,11 @@ class PostgresStore(ObjectStore):
                 if self._closed:
                     raise anyio.ClosedResourceError("the store is closed")
                 if self._pool is None:
-                    import asyncpg  # optional dependency: only PostgreSQL users need it
+                    try:
+                        import asyncpg  # optional dependency: only PostgreSQL users need it
+                    except ImportError as exc:
+                        raise RuntimeError("a postgresql:// store needs asyncpg: "
+                                           "pip install 'splice[postgres]'") from exc
 
                     pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size,
                                                      max_size=self.max_size)

@@ -366,6 +366,8 @@ class _Connection:
         self._conn: sqlite3.Connection | None = None
         self._lock = anyio.Lock()
         self._closed = False
+        # Its own thread token: blocking work elsewhere in the process cannot starve the store.
+        self._limiter: anyio.CapacityLimiter | None = None
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         async with self._lock:
@@ -379,7 +381,9 @@ class _Connection:
 
             # Not abandoned on cancellation: the call finishes (or rolls back) before the lock is
             # released, so the connection is never left inside a transaction.
-            return await anyio.to_thread.run_sync(call)
+            if self._limiter is None:
+                self._limiter = anyio.CapacityLimiter(1)
+            return await anyio.to_thread.run_sync(call, limiter=self._limiter)
 
     async def aclose(self) -> None:
         async with self._lock:
