@@ -1,12 +1,46 @@
-"""The quickbooks connector plugin (its operations and sources are registered here)."""
+"""The quickbooks connector plugin: QuickBooks Online Accounting API v3.
+
+Registered under the ``splice.connectors`` entry point like any third-party connector. It
+contributes the connection (OAuth 2.0 with refresh-token rotation, per-realm rate limits), the
+operations of :mod:`.operations`, the ``webhook`` and ``changes`` sources, the emulator for
+``splice sandbox quickbooks``, and the ``splice quickbooks-connect`` command for the first
+authorization of a company.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from connectors.quickbooks.client import open_connection
+from connectors.quickbooks.config import CONNECTION_PARAMS
+from connectors.quickbooks.emulator import create_app
+from connectors.quickbooks.operations import OPERATIONS
+from connectors.quickbooks.sources import SOURCES
 from runtime.hookspecs import hookimpl
-from runtime.spec import Connector
+from runtime.spec import ConnectionSpec, Connector
+
+__all__ = ["CONNECTOR", "splice_cli", "splice_connectors"]
+
+CONNECTOR = Connector(
+    name="quickbooks",
+    summary="QuickBooks Online Accounting API v3 (OAuth 2.0, rate limited per realm)",
+    connection=ConnectionSpec(params=CONNECTION_PARAMS, open=open_connection,
+                              summary="One QuickBooks company (realm) of one Intuit app"),
+    operations=OPERATIONS,
+    sources=SOURCES,
+    emulator=create_app,
+)
 
 
 @hookimpl
 def splice_connectors() -> list[Connector]:
     """The quickbooks connector."""
-    return []
+    return [CONNECTOR]
+
+
+@hookimpl
+def splice_cli(subparsers: Any) -> None:
+    """``splice quickbooks-connect``: the first authorization of a company."""
+    from connectors.quickbooks.connect import add_parser
+
+    add_parser(subparsers)

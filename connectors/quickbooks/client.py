@@ -1,0 +1,254 @@
+"""The QuickBooks connection: one layered HTTP client per connection, speaking Accounting API v3.
+
+Requests go ``/v3/company/{realmId}/{entity}`` with ``minorversion`` pinned and JSON both ways; the
+layered client of the runtime adds the OAuth token (refreshed before expiry and once on 401), the
+per-realm rate limits, retries and a span per attempt. Every answer is checked for a fault, whatever
+its status and shape, and turned into a typed ``QUICKBOOKS:*`` error.
+
+Rate limits belong to the realm, not to the connection: two connections (or two flows) to one company
+share one budget, kept in a module-level registry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+
+from connectors.quickbooks.auth import ALERTS_NAMESPACE, RefreshTokenFetcher
+from connectors.quickbooks.config import QuickBooksSettings, token_key
+from connectors.quickbooks.errors import error_from_response, is_fault_payload, quickbooks_error
+from connectors.quickbooks.money import dumps, loads
+from connectors.quickbooks.query import page_query, query_entity
+from runtime.context import ConnectionContext
+from runtime.errors import map_http_errors
+from runtime.limits import RateLimit
+from runtime.oauth import OAuth2Auth, StoredTokenSource
+from runtime.store.base import ObjectStore
+from runtime.transports import IDEMPOTENT_EXTENSION, RetryOptions
+
+__all__ = ["QuickBooksClient", "RealmLimits", "open_connection", "realm_limits", "reset_realm_limits"]
+
+#: Hard ceiling of ``MAXRESULTS`` in one query page.
+MAX_PAGE = 1000
+
+
+@dataclass(slots=True)
+class RealmLimits:
+    """The two budgets of one realm: all requests, and batch requests on top."""
+
+    general: RateLimit
+    batch: RateLimit
+    sent: list[float]
+
+    def pick(self, request: httpx.Request) -> RateLimit | None:
+        """The budget a request spends (the token endpoint is not metered)."""
+        if "/v3/company/" not in request.url.path:
+            return None
+        self.sent.append(time.monotonic())
+        return self.batch if request.url.path.endswith("/batch") else self.general
+
+    def used_last_minute(self) -> int:
+        """How many metered requests left in the last 60 seconds."""
+        cutoff = time.monotonic() - 60.0
+        self.sent[:] = [t for t in self.sent if t >= cutoff]
+        return len(self.sent)
+
+
+_REALM_LIMITS: dict[tuple[str, str, int, int, int], RealmLimits] = {}
+
+
+def realm_limits(settings: QuickBooksSettings) -> RealmLimits:
+    """The shared budgets of a realm (created on first use)."""
+    key = (settings.base_url, settings.realm_id, settings.requests_per_minute,
+           settings.max_concurrent, settings.batch_per_minute)
+    limits = _REALM_LIMITS.get(key)
+    if limits is None:
+        general = RateLimit(settings.requests_per_minute, 60.0, max_concurrent=settings.max_concurrent,
+                            burst=min(settings.requests_per_minute, max(settings.max_concurrent, 10)))
+        # Batch calls also count against the general budget; the batch bucket is the extra limit.
+        batch = _ChainedRateLimit(settings.batch_per_minute, general)
+        limits = RealmLimits(general=general, batch=batch, sent=[])
+        _REALM_LIMITS[key] = limits
+    return limits
+
+
+def reset_realm_limits() -> None:
+    """Forget every realm's budgets (tests run each on its own event loop)."""
+    _REALM_LIMITS.clear()
+
+
+class _ChainedRateLimit(RateLimit):
+    """A batch slot spends one token of its own bucket and one slot of the realm's general limit."""
+
+    def __init__(self, per_minute: int, parent: RateLimit) -> None:
+        super().__init__(per_minute, 60.0, burst=min(per_minute, 5))
+        self.parent = parent
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        await self.bucket.acquire()
+        async with self.parent.slot():
+            yield
+
+
+class QuickBooksClient:
+    """What operations and sources of a quickbooks connection receive as ``ctx.connection``."""
+
+    def __init__(self, settings: QuickBooksSettings, http: httpx.AsyncClient,
+                 tokens: StoredTokenSource, limits: RealmLimits, store: ObjectStore) -> None:
+        self.settings = settings
+        self.http = http
+        self.tokens = tokens
+        self.limits = limits
+        self.store = store
+
+    @property
+    def realm_id(self) -> str:
+        """The company this connection talks to."""
+        return self.settings.realm_id
+
+    def path(self, resource: str) -> str:
+        """``/v3/company/{realm}/{resource}`` (entity names are lower-case in URLs)."""
+        return f"/v3/company/{self.realm_id}/{resource}"
+
+    async def request(self, method: str, resource: str, *, params: Mapping[str, Any] | None = None,
+                      body: Any = None, text: str | None = None, idempotent: bool = False) -> Any:
+        """Send one API call and return its parsed JSON (Decimals for money), or raise its fault."""
+        query = {"minorversion": str(self.settings.minor_version)}
+        query.update({k: str(v) for k, v in (params or {}).items() if v is not None})
+        headers = {"Accept": "application/json"}
+        content: bytes | None = None
+        if text is not None:
+            headers["Content-Type"] = "application/text"
+            content = text.encode("utf-8")
+        elif body is not None:
+            headers["Content-Type"] = "application/json"
+            content = dumps(body)
+        request = self.http.build_request(method, self.path(resource), params=query,
+                                          headers=headers, content=content)
+        if idempotent:
+            request.extensions[IDEMPOTENT_EXTENSION] = True
+        # The per-attempt timeout lives in httpx; this bounds retries and rate-limit waits too.
+        with anyio.fail_after(self.settings.timeout * 6), map_http_errors("QUICKBOOKS"):
+            response = await self.http.send(request)
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        try:
+            payload = loads(response.content)
+        except ValueError:
+            raise quickbooks_error("SERVER_ERROR", "QuickBooks answered with a body that is not JSON",
+                                   retryable=True, status=response.status_code) from None
+        if is_fault_payload(payload):
+            raise error_from_response(response)
+        return payload
+
+    # ------------------------------------------------------------------ entity calls
+
+    async def read(self, entity: str, entity_id: str) -> dict[str, Any]:
+        """``GET /{entity}/{id}``."""
+        payload = await self.request("GET", f"{entity.lower()}/{entity_id}")
+        return payload[entity]
+
+    async def write(self, entity: str, body: Mapping[str, Any], *, request_id: str | None = None,
+                    operation: str | None = None, include: str | None = None) -> dict[str, Any]:
+        """``POST /{entity}`` (create, update, delete, void); safe to retry when it has a requestid."""
+        params = {"requestid": request_id, "operation": operation, "include": include}
+        payload = await self.request("POST", entity.lower(), params=params, body=body,
+                                     idempotent=request_id is not None)
+        return payload[entity]
+
+    async def query_page(self, sql: str) -> dict[str, Any]:
+        """One query page: the ``QueryResponse`` object (empty dict when nothing matched)."""
+        payload = await self.request("GET", "query", params={"query": sql})
+        return payload.get("QueryResponse") or {}
+
+    async def query(self, sql: str, *, limit: int | None = None,
+                    page_size: int = MAX_PAGE) -> AsyncIterator[dict[str, Any]]:
+        """Every row of a select, paging with STARTPOSITION/MAXRESULTS until a short page."""
+        entity = query_entity(sql)
+        page_size = max(1, min(page_size, MAX_PAGE))
+        start, seen = 1, 0
+        while limit is None or seen < limit:
+            size = page_size if limit is None else min(page_size, limit - seen)
+            page = await self.query_page(page_query(sql, start, size))
+            rows = page.get(entity) or []
+            for row in rows:
+                yield row
+            seen += len(rows)
+            if len(rows) < size:
+                return
+            start += len(rows)
+
+    async def batch(self, items: Sequence[Mapping[str, Any]], *,
+                    request_id: str | None = None) -> list[dict[str, Any]]:
+        """One ``POST /batch`` of at most 30 items; the raw ``BatchItemResponse`` list."""
+        payload = await self.request("POST", "batch", params={"requestid": request_id},
+                                     body={"BatchItemRequest": list(items)},
+                                     idempotent=request_id is not None)
+        return list(payload.get("BatchItemResponse") or [])
+
+    async def cdc(self, entities: Sequence[str], changed_since: str) -> dict[str, list[dict[str, Any]]]:
+        """Changed (and deleted) objects per entity since a timestamp (at most 30 days back)."""
+        payload = await self.request("GET", "cdc", params={"entities": ",".join(entities),
+                                                           "changedSince": changed_since})
+        out: dict[str, list[dict[str, Any]]] = {name: [] for name in entities}
+        for response in payload.get("CDCResponse") or []:
+            for group in response.get("QueryResponse") or []:
+                for name, rows in group.items():
+                    if isinstance(rows, list):
+                        out.setdefault(name, []).extend(rows)
+        return out
+
+    async def status(self) -> dict[str, Any]:
+        """Realm, token expiry, requests used this minute, and a pending reconnect alert."""
+        token = await self.tokens.stored()
+        alert = await self.store.get(ALERTS_NAMESPACE, self.realm_id)
+        out: dict[str, Any] = {
+            "realmId": self.realm_id,
+            "baseUrl": self.settings.base_url,
+            "accessTokenExpiresAt": token.expires_at if token else None,
+            "refreshTokenExpiresAt": token.extra.get("refresh_token_expires_at") if token else None,
+            "requestsLastMinute": self.limits.used_last_minute(),
+            "refreshes": self.tokens.refresh_count,
+        }
+        if alert:
+            out["reconnectRequired"] = alert.get("reason", True)
+        return out
+
+
+def _is_unauthorized(response: httpx.Response) -> bool:
+    return response.status_code == 401
+
+
+@asynccontextmanager
+async def open_connection(settings: Mapping[str, Any],
+                          ctx: ConnectionContext) -> AsyncIterator[QuickBooksClient]:
+    """``ConnectionSpec.open``: the connection's client, closed when the runtime stops."""
+    qb = QuickBooksSettings.from_mapping(settings)
+    limits = realm_limits(qb)
+    token_http = ctx.create_http_client(timeout=qb.timeout, retry=RetryOptions(attempts=2))
+    fetcher = RefreshTokenFetcher(qb, token_http, ctx.store, ctx.logger)
+    tokens = StoredTokenSource(ctx.store, token_key(qb.realm_id), fetcher)
+    on_throttle = limits.general.bucket.pause
+    http = ctx.create_http_client(
+        base_url=qb.base_url,
+        auth=OAuth2Auth(tokens, is_unauthorized=_is_unauthorized),
+        timeout=qb.timeout,
+        rate_limit=limits.pick,
+        retry=RetryOptions(attempts=3, initial_delay=0.5, max_delay=30.0),
+        max_connections=max(qb.max_concurrent, 1),
+        on_throttle=on_throttle,
+    )
+    client = QuickBooksClient(qb, http, tokens, limits, ctx.store)
+    try:
+        yield client
+    finally:
+        with anyio.CancelScope(shield=True):
+            await http.aclose()
+            await token_http.aclose()

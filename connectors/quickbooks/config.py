@@ -1,0 +1,111 @@
+"""Connection settings of the quickbooks connector: the parameter schema and its typed form."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.errors import ConnectionConfigError
+from runtime.redaction import register_secret
+from runtime.spec import Param
+
+__all__ = [
+    "AUTHORIZE_URL",
+    "BASE_URLS",
+    "CONNECTION_PARAMS",
+    "DEFAULT_MINOR_VERSION",
+    "QuickBooksSettings",
+    "SCOPE",
+    "TOKEN_URL",
+    "token_key",
+]
+
+BASE_URLS = {
+    "production": "https://quickbooks.api.intuit.com",
+    "sandbox": "https://sandbox-quickbooks.api.intuit.com",
+}
+TOKEN_URL = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+AUTHORIZE_URL = "https://appcenter.intuit.com/connect/oauth2"
+SCOPE = "com.intuit.quickbooks.accounting"
+#: Since 2025-08-01 anything lower (or missing) is served as 75 anyway; pin it explicitly.
+DEFAULT_MINOR_VERSION = 75
+
+
+def token_key(realm_id: str) -> str:
+    """The object-store key of a realm's tokens (shared by the connection and the connect command)."""
+    return f"quickbooks:{realm_id}"
+
+
+def _secret(name: str, summary: str, *, required: bool = False) -> Param:
+    return Param(name, required=required, summary=summary, secret=True, dynamic=False)
+
+
+def _static(name: str, type_: Any = "string", **kw: Any) -> Param:
+    return Param(name, type=type_, dynamic=False, **kw)
+
+
+CONNECTION_PARAMS: tuple[Param, ...] = (
+    _static("client-id", required=True, summary="OAuth client id of the Intuit app"),
+    _secret("client-secret", "OAuth client secret of the Intuit app", required=True),
+    _static("realm-id", required=True, summary="QuickBooks company id (realmId)"),
+    _secret("refresh-token", "Initial refresh token; optional once the object store holds one"),
+    _static("environment", default="production", enum=("production", "sandbox"),
+            summary="Shortcut for the API base URL when base-url is not given"),
+    _static("base-url", summary="API base URL (production, sandbox or an emulator)"),
+    _static("token-url", default=TOKEN_URL, summary="OAuth token endpoint"),
+    _static("minor-version", "integer", default=DEFAULT_MINOR_VERSION,
+            summary="minorversion sent on every call"),
+    _secret("webhook-verifier-token", "Verifier token of the app's webhooks (intuit-signature)"),
+    _static("requests-per-minute", "integer", default=500, summary="Per-realm request budget"),
+    _static("max-concurrent", "integer", default=10, summary="Per-realm requests in flight"),
+    _static("batch-per-minute", "integer", default=40, summary="Per-realm batch request budget"),
+    _static("timeout", "number", default=30.0, summary="Seconds per HTTP call"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QuickBooksSettings:
+    """Validated connection settings (the dashed names of the spec as attributes)."""
+
+    client_id: str
+    client_secret: str
+    realm_id: str
+    base_url: str
+    token_url: str = TOKEN_URL
+    refresh_token: str | None = None
+    minor_version: int = DEFAULT_MINOR_VERSION
+    webhook_verifier_token: str | None = None
+    requests_per_minute: int = 500
+    max_concurrent: int = 10
+    batch_per_minute: int = 40
+    timeout: float = 30.0
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any]) -> QuickBooksSettings:
+        """Read a ``connections:`` entry; every problem is reported at once."""
+        problems = [f"'{name}' is required" for name in ("client-id", "client-secret", "realm-id")
+                    if not settings.get(name)]
+        env = str(settings.get("environment") or "production")
+        if env not in BASE_URLS:
+            problems.append(f"'environment' must be production or sandbox, not {env!r}")
+        if problems:
+            raise ConnectionConfigError("quickbooks connection: " + "; ".join(problems),
+                                        error_type="CONNECTION:CONFIG")
+        for name in ("client-secret", "refresh-token", "webhook-verifier-token"):
+            register_secret(settings.get(name))
+        base = str(settings.get("base-url") or BASE_URLS[env]).rstrip("/")
+        return cls(
+            client_id=str(settings["client-id"]),
+            client_secret=str(settings["client-secret"]),
+            realm_id=str(settings["realm-id"]),
+            base_url=base,
+            token_url=str(settings.get("token-url") or TOKEN_URL),
+            refresh_token=settings.get("refresh-token") or None,
+            minor_version=int(settings.get("minor-version") or DEFAULT_MINOR_VERSION),
+            webhook_verifier_token=settings.get("webhook-verifier-token") or None,
+            requests_per_minute=int(settings.get("requests-per-minute") or 500),
+            max_concurrent=int(settings.get("max-concurrent") or 10),
+            batch_per_minute=int(settings.get("batch-per-minute") or 40),
+            timeout=float(settings.get("timeout") or 30.0),
+        )

@@ -1,0 +1,337 @@
+"""The QuickBooks Online emulator as a Starlette app: ``create_app(**options)``.
+
+Real paths and shapes (``/v3/company/{realmId}/{entity}``, ``query``, ``cdc``, ``batch``, the OAuth
+token endpoint and consent page, Intuit's discovery document), real fault envelopes, ``requestid``
+replay, per-realm rate limits with the real 429 body, webhooks, and fault switches. It is a test
+double for the connector's tests, the sandbox (``splice sandbox quickbooks``) and benchmarks; no
+client gets special treatment. The control API lives under ``/_emulator/``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import anyio
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from connectors.quickbooks.emulator.batch import run_batch
+from connectors.quickbooks.emulator.cdc import changes
+from connectors.quickbooks.emulator.demo import seed_company
+from connectors.quickbooks.emulator.entities import ENTITIES, Company
+from connectors.quickbooks.emulator.faults import Fault, FaultSwitches
+from connectors.quickbooks.emulator.limits import THROTTLE_BODY, RealmThrottle
+from connectors.quickbooks.emulator.oauth import OAuthAuthority, TokenError
+from connectors.quickbooks.emulator.query import run_query
+from connectors.quickbooks.emulator.webhooks import WebhookSender
+from connectors.quickbooks.money import dumps, loads
+
+__all__ = ["DEFAULT_REALM", "Emulator", "create_app"]
+
+DEFAULT_REALM = "9130357766900000"
+
+
+class Emulator:
+    """All state of one emulator instance (``app.state.emulator``)."""
+
+    def __init__(self, *, realms: tuple[str, ...] = (DEFAULT_REALM,), seed: bool = True,
+                 client_id: str = "emulator-client", client_secret: str = "emulator-secret",
+                 refresh_token: str | None = None, access_token_ttl: float = 3600.0,
+                 rotation: str = "always", rate_limits: bool = True, requests_per_minute: int = 500,
+                 max_concurrent: int = 10, batch_per_minute: int = 40, rate_window: float = 60.0,
+                 webhook_url: str | None = None, webhook_verifier_token: str = "emulator-verifier",
+                 webhook_format: str = "legacy", webhook_interval: float = 1.0,
+                 webhook_transport: httpx.AsyncBaseTransport | None = None,
+                 faults: dict[str, Any] | None = None) -> None:
+        self.options = {"realms": realms, "seed": seed}
+        self.time_offset = 0.0
+        self.faults = FaultSwitches()
+        self.faults.update(faults or {})
+        self.authority = OAuthAuthority(client_id=client_id, client_secret=client_secret,
+                                        access_token_ttl=access_token_ttl, rotation=rotation,
+                                        clock=lambda: datetime.now(UTC).timestamp() + self.time_offset)
+        self.throttle = RealmThrottle(enabled=rate_limits, per_minute=requests_per_minute,
+                                      max_concurrent=max_concurrent,
+                                      batch_per_minute=batch_per_minute, window=rate_window)
+        self.webhooks = WebhookSender(webhook_url, webhook_verifier_token, fmt=webhook_format,
+                                      transport=webhook_transport, faults=self.faults)
+        self.webhook_interval = webhook_interval
+        self.companies: dict[str, Company] = {}
+        self.reset()
+        for realm in realms:
+            if refresh_token:
+                self.authority.refresh[refresh_token] = realm
+                break
+
+    def now(self) -> datetime:
+        """The emulator's clock (moved by ``/_emulator/clock``)."""
+        return datetime.now(UTC) + timedelta(seconds=self.time_offset)
+
+    def reset(self) -> None:
+        """Fresh companies (seeded with demo data when asked), no queued webhooks."""
+        self.companies = {}
+        for realm in self.options["realms"]:
+            company = Company(realm, clock=self.now)
+            if self.options["seed"]:
+                seed_company(company)
+            company.on_change = self.webhooks.notify
+            self.companies[realm] = company
+        self.webhooks.pending.clear()
+
+    def write(self, company: Company, entity: str, operation: str, body: dict[str, Any],
+              options: dict[str, str]) -> dict[str, Any]:
+        """Create, update, delete or void one entity (shared by single calls and batch items)."""
+        if operation == "create":
+            return company.create(entity, body, options)
+        if operation == "update":
+            target = company.tables[entity].get(str(body.get("Id")))
+            if target is not None and self.faults.take("stale_updates"):
+                # Somebody else edits the record first: a field we do not own, and the SyncToken.
+                field = "PrivateNote" if entity in ("Invoice", "Payment") else "Notes"
+                target[field] = "edited in QuickBooks"
+                company.touch(entity, target)
+            return company.update(entity, body, options)
+        if operation == "delete":
+            return company.delete(entity, body)
+        if operation == "void":
+            return company.void(entity, body)
+        raise Fault("500", "Unsupported Operation", f"Operation {operation} is not supported")
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(body), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def _time(em: Emulator) -> str:
+    return em.now().astimezone(datetime.now().astimezone().tzinfo).isoformat(timespec="milliseconds")
+
+
+def _fault(em: Emulator, fault: Fault) -> Response:
+    return _json(fault.envelope(_time(em)), fault.status)
+
+
+def _unauthorized(em: Emulator, reason: str) -> Response:
+    if reason == "malformed":
+        body = {"warnings": None, "intuitObject": None, "fault": {"error": [{
+            "message": "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+            "detail": "Malformed bearer token: too short or too long", "code": "3200",
+            "element": None}], "type": "AUTHENTICATION"}, "report": None, "queryResponse": None,
+            "batchItemResponse": [], "attachableResponse": [], "syncErrorResponse": None,
+            "requestId": None, "time": int(em.now().timestamp() * 1000), "status": None,
+            "cdcresponse": []}
+        return _json(body, 401)
+    fault = Fault("3200", "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+                  f"Token {'expired' if reason == 'expired' else 'invalid'}", status=401,
+                  fault_type="AUTHENTICATION")
+    return _fault(em, fault)
+
+
+def _failure(em: Emulator) -> Response:
+    status = em.faults.fail_status
+    if status == 503:
+        return Response("<html><body><h1>503 Service Unavailable</h1></body></html>", 503,
+                        media_type="text/html")
+    fault = Fault("10000", "An application error has occurred while processing your request",
+                  "System Failure Error: An unexpected error occurred while accessing or saving "
+                  "your data. Please wait a few minutes and try again.", status=status,
+                  fault_type="SystemFault")
+    return _fault(em, fault)
+
+
+async def _dispatch(em: Emulator, company: Company, request: Request, resource: str) -> Response:
+    query = dict(request.query_params)
+    raw = await request.body()
+    if resource == "query":
+        text = query.get("query") if request.method == "GET" else raw.decode("utf-8")
+        return _json({"QueryResponse": run_query(company, text or ""), "time": _time(em)})
+    if resource == "cdc":
+        cdc = changes(company, query.get("entities", ""), query.get("changedSince", ""))
+        return _json({"CDCResponse": [{"QueryResponse": cdc}], "time": _time(em)})
+    try:
+        body = loads(raw) if raw else {}
+    except ValueError:
+        raise Fault("2010", "Request has invalid or unsupported property",
+                    "Request body is not valid JSON") from None
+    if resource == "batch":
+        items = run_batch(company, body, em.write)
+        return _json({"BatchItemResponse": items, "time": _time(em)})
+    entity = ENTITIES.get(resource)
+    if entity is None or not isinstance(body, dict):
+        raise Fault("500", "Unsupported Operation", f"Unsupported resource {resource}")
+    operation = query.get("operation")
+    include = query.get("include")
+    if operation is None:
+        has_id = str(body.get("Id") or "").isdigit() and int(body["Id"]) > 0
+        operation = "update" if has_id else "create"
+    if operation == "update" and include == "void":
+        operation = "void"
+    result = em.write(company, entity, operation, body, {"include": include or ""})
+    return _json({entity: result, "time": _time(em)})
+
+
+async def api(request: Request) -> Response:
+    """Every ``/v3/company/{realm}/...`` call: auth, limits, faults, requestid, then the work."""
+    em: Emulator = request.app.state.emulator
+    realm = request.path_params["realm"]
+    resource = request.path_params["resource"]
+    company = em.companies.get(realm)
+    if em.faults.take("expire_tokens"):
+        em.authority.expire_all()
+    reason = em.authority.check_access(request.headers.get("authorization"))
+    if reason is not None:
+        return _unauthorized(em, reason)
+    if company is None:
+        return _fault(em, Fault("3100", "message=ApplicationAuthorizationFailed; errorCode=003100; "
+                                "statusCode=403", f"Unknown company {realm}", status=403,
+                                fault_type="AuthorizationFault"))
+    is_batch = resource == "batch"
+    if em.faults.take("throttle_next") or not em.throttle.admit(realm, batch=is_batch):
+        return Response(THROTTLE_BODY.format(time=_time(em)), 429, media_type="application/xml")
+    em.throttle.inflight[realm] = em.throttle.inflight.get(realm, 0) + 1
+    try:
+        if em.faults.latency:
+            await anyio.sleep(em.faults.latency)
+        if em.faults.take("fail_next"):
+            return _failure(em)
+        request_id = request.query_params.get("requestid")
+        if request_id and request_id in company.requests:
+            status, stored = company.requests[request_id]
+            return Response(stored, status, media_type="application/json")
+        try:
+            if "/" in resource:
+                entity_name, _, entity_id = resource.partition("/")
+                entity = ENTITIES.get(entity_name)
+                if entity is None or request.method != "GET":
+                    raise Fault("500", "Unsupported Operation", f"Unsupported resource {resource}")
+                response = _json({entity: company.get(entity, entity_id), "time": _time(em)})
+            else:
+                response = await _dispatch(em, company, request, resource)
+        except Fault as fault:
+            return _fault(em, fault)
+        if request.method == "POST" and resource not in ("query",):
+            if request_id:
+                company.requests[request_id] = (response.status_code, bytes(response.body))
+            if em.faults.take("fail_after_commit"):
+                return _failure(em)
+        return response
+    finally:
+        em.throttle.inflight[realm] -= 1
+
+
+async def token(request: Request) -> Response:
+    """``POST /oauth2/v1/tokens/bearer``."""
+    em: Emulator = request.app.state.emulator
+    try:
+        em.authority.check_client(request.headers.get("authorization"))
+        form = dict(parse_qsl((await request.body()).decode()))
+        body = em.authority.grant(form)
+    except TokenError as exc:
+        return JSONResponse(exc.body(), exc.status)
+    body.pop("realmId", None)
+    return JSONResponse(body)
+
+
+async def authorize(request: Request) -> Response:
+    """``GET /connect/oauth2``: consent is given at once; redirect with code, state and realmId."""
+    em: Emulator = request.app.state.emulator
+    params = request.query_params
+    realm = params.get("realm") or next(iter(em.companies))
+    try:
+        code = em.authority.authorize(params.get("client_id", ""), params.get("redirect_uri", ""),
+                                      realm)
+    except TokenError as exc:
+        return JSONResponse(exc.body(), exc.status)
+    query = urlencode({"code": code, "state": params.get("state", ""), "realmId": realm})
+    return RedirectResponse(f"{params.get('redirect_uri', '')}?{query}", 302)
+
+
+async def discovery(request: Request) -> Response:
+    """Intuit's OpenID discovery document, pointing at this emulator."""
+    base = str(request.base_url).rstrip("/")
+    return JSONResponse({
+        "issuer": "https://oauth.platform.intuit.com/op/v1",
+        "authorization_endpoint": f"{base}/connect/oauth2",
+        "token_endpoint": f"{base}/oauth2/v1/tokens/bearer",
+        "userinfo_endpoint": f"{base}/v1/openid_connect/userinfo",
+        "revocation_endpoint": f"{base}/v2/oauth2/tokens/revoke",
+        "jwks_uri": f"{base}/op/v1/jwks"})
+
+
+async def control(request: Request) -> Response:
+    """``/_emulator/{action}``: faults, reset, entities, tokens, clock, webhooks/flush, state."""
+    em: Emulator = request.app.state.emulator
+    action = request.path_params["action"]
+    payload = json.loads(await request.body() or b"{}") if request.method == "POST" else {}
+    if action == "faults":
+        try:
+            em.faults.update(payload)
+        except (KeyError, ValueError) as exc:
+            return JSONResponse({"error": f"unknown or bad fault switch {exc}"}, 400)
+        return JSONResponse(em.faults.to_dict())
+    if action == "reset":
+        em.reset()
+        return JSONResponse({"reset": True})
+    if action == "entities":
+        realm = request.query_params.get("realm") or next(iter(em.companies))
+        entity = ENTITIES.get((request.query_params.get("entity") or "customer").lower(), "")
+        rows = list(em.companies[realm].tables.get(entity, {}).values())
+        return _json({entity: rows})
+    if action == "tokens":
+        realm = payload.get("realm") or next(iter(em.companies))
+        return JSONResponse({"refresh_token": em.authority.issue_refresh_token(realm),
+                             "realmId": realm})
+    if action == "clock":
+        em.time_offset += float(payload.get("advance", 0))
+        return JSONResponse({"now": em.now().isoformat()})
+    if action == "webhooks":
+        return JSONResponse({"delivered": await em.webhooks.flush()})
+    if action == "state":
+        return JSONResponse({"faults": em.faults.to_dict(), "throttled": em.throttle.throttled,
+                             "refreshes": em.authority.refresh_counts,
+                             "webhooks": {"pending": len(em.webhooks.pending),
+                                          "delivered": em.webhooks.delivered,
+                                          "dropped": em.webhooks.dropped}})
+    return JSONResponse({"error": f"unknown control action {action}"}, 404)
+
+
+def create_app(**options: Any) -> Starlette:
+    """The emulator app; ``options`` are :class:`Emulator`'s keyword arguments.
+
+    With ``webhook_url`` set and the app served with its lifespan (uvicorn), queued webhooks go out
+    every ``webhook_interval`` seconds; in process, ``POST /_emulator/webhooks`` sends them.
+    """
+    emulator = Emulator(**options)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            if emulator.webhooks.url:
+                tg.start_soon(_deliver_forever, emulator)
+            yield
+            tg.cancel_scope.cancel()
+
+    routes = [
+        Route("/oauth2/v1/tokens/bearer", token, methods=["POST"]),
+        Route("/connect/oauth2", authorize, methods=["GET"]),
+        Route("/.well-known/openid_configuration", discovery, methods=["GET"]),
+        Route("/_emulator/{action:path}", control, methods=["GET", "POST"]),
+        Route("/v3/company/{realm}/{resource:path}", api, methods=["GET", "POST"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.emulator = emulator
+    return app
+
+
+async def _deliver_forever(emulator: Emulator, sleep: Callable[[float], Any] = anyio.sleep) -> None:
+    while True:
+        await sleep(emulator.webhook_interval)
+        await emulator.webhooks.flush()

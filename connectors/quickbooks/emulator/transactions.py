@@ -1,0 +1,254 @@
+"""Invoice and Payment rules of the emulated company: lines, 6070, totals, balances, links.
+
+A sales line with both ``Qty`` and ``UnitPrice`` must carry ``Amount`` equal to their product
+rounded half up to cents (6070 otherwise). ``TotalAmt`` is the sum of the sales lines; ``Balance`` is
+what payments have not covered. A Payment line linked to an invoice lowers that invoice's Balance,
+adds the payment to the invoice's ``LinkedTxn`` and bumps its SyncToken (so a client holding the old
+invoice gets 5010); deleting or voiding the payment gives the balance back.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from connectors.quickbooks.emulator.faults import Fault
+
+if TYPE_CHECKING:
+    from connectors.quickbooks.emulator.entities import Company
+
+__all__ = ["after_save", "before_delete", "complete_invoice", "complete_payment",
+           "customer_defaults", "void"]
+
+ZERO = Decimal("0")
+CENT = Decimal("0.01")
+
+
+def _dec(value: Any, element: str) -> Decimal:
+    try:
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        raise Fault("2050", "Invalid Number", f"Invalid Number : {value}", element=element) from None
+
+
+def _ref(target: dict[str, Any]) -> dict[str, Any]:
+    name = target.get("DisplayName") or target.get("FullyQualifiedName") or target.get("Name")
+    return {"value": target["Id"], "name": name}
+
+
+def _money_text(value: Decimal) -> str:
+    return f"{value:,.2f}"
+
+
+def customer_defaults(company: Company, record: dict[str, Any], existing: dict[str, Any] | None) -> None:
+    """Balances, FullyQualifiedName and job nesting of a customer."""
+    record["Balance"] = existing.get("Balance", ZERO) if existing else ZERO
+    record["BalanceWithJobs"] = record["Balance"]
+    record.setdefault("Taxable", True)
+    record.setdefault("Job", False)
+    record.setdefault("BillWithParent", False)
+    record.setdefault("CurrencyRef", {"value": "USD", "name": "United States Dollar"})
+    parent_ref = record.get("ParentRef")
+    if parent_ref:
+        parent = company.ref("Customer", parent_ref, "ParentRef")
+        record["ParentRef"] = {"value": parent["Id"]}
+        record["FullyQualifiedName"] = f"{parent['FullyQualifiedName']}:{record['DisplayName']}"
+        record["Level"] = int(parent.get("Level", 0)) + 1
+    else:
+        record["FullyQualifiedName"] = record["DisplayName"]
+
+
+def _lines(company: Company, record: dict[str, Any]) -> Decimal:
+    lines = record.get("Line")
+    if not isinstance(lines, list) or not lines:
+        raise Fault("2020", "Required param missing, need to supply the required value for the API",
+                    "Required parameter Line is missing in the request", element="Line")
+    total = ZERO
+    kept = []
+    for number, line in enumerate((ln for ln in lines if ln.get("DetailType") != "SubTotalLineDetail"),
+                                  start=1):
+        kind = line.get("DetailType")
+        if kind not in ("SalesItemLineDetail", "DescriptionOnly", "DiscountLineDetail"):
+            raise Fault("2170", "Invalid Enumeration", f"Invalid Enumeration : {kind}",
+                        element="Line.DetailType")
+        if "Amount" not in line and kind != "DescriptionOnly":
+            raise Fault("2020", "Required param missing, need to supply the required value for the API",
+                        "Required parameter Line.Amount is missing in the request",
+                        element="Line.Amount")
+        amount = _dec(line.get("Amount", ZERO), "Line.Amount")
+        if kind == "SalesItemLineDetail":
+            detail = line.setdefault("SalesItemLineDetail", {})
+            if detail.get("ItemRef"):
+                detail["ItemRef"] = _ref(company.ref("Item", detail["ItemRef"], "ItemRef"))
+                qty, price = detail.get("Qty"), detail.get("UnitPrice")
+                if qty is not None and price is not None:
+                    expected = (_dec(qty, "Qty") * _dec(price, "UnitPrice")).quantize(
+                        CENT, rounding=ROUND_HALF_UP)
+                    if amount != expected:
+                        raise Fault("6070", "Amount is not equal to UnitPrice * Qty. Supplied value:"
+                                    + _money_text(amount),
+                                    "Amount is not equal to UnitPrice * Qty. Supplied value:"
+                                    + _money_text(amount), element="Line.Amount")
+                elif qty is not None and _dec(qty, "Qty") != ZERO:
+                    detail["UnitPrice"] = amount / _dec(qty, "Qty")
+                total += amount
+            detail.setdefault("TaxCodeRef", {"value": "NON"})
+        elif kind == "DiscountLineDetail":
+            total -= amount
+        line["Amount"] = amount
+        line["Id"] = str(number)
+        line["LineNum"] = number
+        kept.append(line)
+    kept.append({"Amount": total, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}})
+    record["Line"] = kept
+    return total
+
+
+def complete_invoice(company: Company, record: dict[str, Any], options: dict[str, str],
+                     existing: dict[str, Any] | None) -> None:
+    """Validate an invoice and compute its totals, dates and document number."""
+    if not record.get("CustomerRef"):
+        raise Fault("2020", "Required param missing, need to supply the required value for the API",
+                    "Required parameter CustomerRef is missing in the request", element="CustomerRef")
+    record["CustomerRef"] = _ref(company.ref("Customer", record["CustomerRef"], "CustomerRef"))
+    total = _lines(company, record)
+    paid = _paid(company, existing["Id"]) if existing else ZERO
+    record["TotalAmt"] = total
+    record["Balance"] = total - paid
+    record.setdefault("TxnDate", company.clock().date().isoformat())
+    if "DueDate" not in record:
+        due = date.fromisoformat(record["TxnDate"])
+        if record.get("SalesTermRef"):
+            term = company.ref("Term", record["SalesTermRef"], "SalesTermRef")
+            due += timedelta(days=int(term.get("DueDays", 0)))
+        record["DueDate"] = due.isoformat()
+    own = existing["Id"] if existing else None
+    if not record.get("DocNumber"):
+        record["DocNumber"] = str(company.next_doc_number)
+        company.next_doc_number += 1
+    elif options.get("include") != "allowduplicatedocnum":
+        for other in company.tables["Invoice"].values():
+            if other["Id"] != own and other.get("DocNumber") == record["DocNumber"]:
+                raise Fault("6140", "Duplicate Document Number Error",
+                            "Duplicate Document Number Error : You must specify a different number. "
+                            f"This number has already been used. DocNumber={record['DocNumber']}",
+                            element="DocNumber")
+    record.setdefault("EmailStatus", "NotSet")
+    record.setdefault("PrintStatus", "NotSet")
+    record.setdefault("CurrencyRef", {"value": "USD", "name": "United States Dollar"})
+    record.setdefault("TxnTaxDetail", {"TotalTax": ZERO})
+    record["LinkedTxn"] = existing.get("LinkedTxn", []) if existing else []
+
+
+def _paid(company: Company, invoice_id: str) -> Decimal:
+    paid = ZERO
+    for payment in company.tables["Payment"].values():
+        for line, txn in _links(payment):
+            if txn == invoice_id:
+                paid += _dec(line.get("Amount", ZERO), "Line.Amount")
+    return paid
+
+
+def _links(payment: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    out = []
+    for line in payment.get("Line") or []:
+        for link in line.get("LinkedTxn") or []:
+            if link.get("TxnType") == "Invoice":
+                out.append((line, str(link.get("TxnId"))))
+    return out
+
+
+def complete_payment(company: Company, record: dict[str, Any], existing: dict[str, Any] | None) -> None:
+    """Validate a payment against the invoices it pays."""
+    if not record.get("CustomerRef"):
+        raise Fault("2020", "Required param missing, need to supply the required value for the API",
+                    "Required parameter CustomerRef is missing in the request", element="CustomerRef")
+    customer = company.ref("Customer", record["CustomerRef"], "CustomerRef")
+    record["CustomerRef"] = _ref(customer)
+    if "TotalAmt" not in record:
+        raise Fault("2020", "Required param missing, need to supply the required value for the API",
+                    "Required parameter TotalAmt is missing in the request", element="TotalAmt")
+    total = _dec(record["TotalAmt"], "TotalAmt")
+    applied = ZERO
+    for line in record.get("Line") or []:
+        amount = _dec(line.get("Amount", ZERO), "Line.Amount")
+        line["Amount"] = amount
+        for link in line.get("LinkedTxn") or []:
+            if link.get("TxnLineId") in (0, "0"):
+                link.pop("TxnLineId")
+            if link.get("TxnType") != "Invoice":
+                continue
+            invoice = company.tables["Invoice"].get(str(link.get("TxnId")))
+            if invoice is None or invoice["CustomerRef"]["value"] != customer["Id"]:
+                raise Fault("2500", "Invalid Reference Id",
+                            f"Invalid Reference Id : Invoice {link.get('TxnId')} does not exist "
+                            "for this customer", element="LinkedTxn")
+            link["TxnId"] = invoice["Id"]
+            already = _paid_by(existing, invoice["Id"]) if existing else ZERO
+            if amount > invoice["Balance"] + already:
+                raise Fault("6000", "A business validation error has occurred while processing "
+                            "your request", "Business Validation Error: The payment amount "
+                            "exceeds the open balance of the invoice", element="Line.Amount")
+        applied += amount
+    if applied > total:
+        raise Fault("6000", "A business validation error has occurred while processing your request",
+                    "Business Validation Error: The amount applied exceeds the payment amount")
+    record["TotalAmt"] = total
+    record["UnappliedAmt"] = total - applied
+    record.setdefault("TxnDate", company.clock().date().isoformat())
+    record.setdefault("ProcessPayment", False)
+    record.setdefault("CurrencyRef", {"value": "USD", "name": "United States Dollar"})
+
+
+def _paid_by(payment: dict[str, Any] | None, invoice_id: str) -> Decimal:
+    return sum((_dec(line.get("Amount", ZERO), "Amount") for line, txn in _links(payment or {})
+                if txn == invoice_id), ZERO)
+
+
+def _rebalance(company: Company, invoice_ids: set[str]) -> None:
+    for invoice_id in invoice_ids:
+        invoice = company.tables["Invoice"].get(invoice_id)
+        if invoice is None:
+            continue
+        invoice["Balance"] = invoice["TotalAmt"] - _paid(company, invoice_id)
+        payments = sorted({pid for pid, p in company.tables["Payment"].items()
+                           if any(txn == invoice_id for _, txn in _links(p))}, key=int)
+        invoice["LinkedTxn"] = [{"TxnId": pid, "TxnType": "Payment"} for pid in payments]
+        company.touch("Invoice", invoice)
+
+
+def after_save(company: Company, entity: str, record: dict[str, Any],
+               before: dict[str, Any] | None) -> None:
+    """Side effects of a saved payment on the invoices it pays (or paid)."""
+    if entity != "Payment":
+        return
+    touched = {txn for _, txn in _links(record)} | {txn for _, txn in _links(before or {})}
+    _rebalance(company, touched)
+
+
+def before_delete(company: Company, entity: str, record: dict[str, Any]) -> None:
+    """Refuse to delete a paid invoice; give a deleted payment's amounts back."""
+    if entity == "Invoice" and record.get("LinkedTxn"):
+        raise Fault("6000", "A business validation error has occurred while processing your request",
+                    "Business Validation Error: This transaction is linked to payments; unlink "
+                    "them before deleting it")
+    if entity == "Payment":
+        touched = {txn for _, txn in _links(record)}
+        record["Line"] = []
+        _rebalance(company, touched)
+
+
+def void(company: Company, entity: str, record: dict[str, Any]) -> None:
+    """Keep the transaction with zero amounts (and give a payment's amounts back)."""
+    touched = {txn for _, txn in _links(record)} if entity == "Payment" else set()
+    for line in record.get("Line") or []:
+        line["Amount"] = ZERO
+    if entity == "Payment":
+        record["Line"] = []
+        record["UnappliedAmt"] = ZERO
+    else:
+        record["Balance"] = ZERO
+    record["TotalAmt"] = ZERO
+    record["PrivateNote"] = "Voided" + (f" - {record['PrivateNote']}" if record.get("PrivateNote") else "")
+    _rebalance(company, touched)

@@ -1,0 +1,183 @@
+"""The operations flows call: ``quickbooks.create``, ``update``, ``get``, ``delete``, ``void``,
+``query``, ``batch``, ``cdc`` and ``find-or-create``.
+
+Handlers receive rendered parameters and the connection's :class:`QuickBooksClient`; they return
+the new payload (the entity as QuickBooks answered it, Decimals for money). Writes go through
+:mod:`connectors.quickbooks.writes`, so a replayed event changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.quickbooks.batch import batch_operation
+from connectors.quickbooks.client import QuickBooksClient
+from connectors.quickbooks.errors import quickbooks_error
+from connectors.quickbooks.lookup import find_or_create
+from connectors.quickbooks.query import is_count, query_entity, render
+from connectors.quickbooks.writes import apply_update, once, request_id, writable
+from runtime.context import OperationContext
+from runtime.spec import OperationSpec, Param
+
+__all__ = ["OPERATIONS"]
+
+#: Name lists cannot be deleted in QuickBooks; ``delete`` makes them inactive.
+NAME_LISTS = frozenset({"Customer", "Vendor", "Employee", "Item", "Account", "Term", "Class",
+                        "Department", "PaymentMethod", "TaxCode"})
+#: Voided through ``operation=update&include=void`` instead of ``operation=void``.
+VOID_BY_UPDATE = frozenset({"Payment", "SalesReceipt", "BillPayment"})
+
+ENTITY = Param("entity", required=True, summary="Entity name as in the API: Customer, Invoice...",
+               examples=("Invoice", "Customer"))
+RECORD = Param("record", "object", summary="The entity body (default: the payload)")
+KEY = Param("idempotency-key", summary="Stable key of this logical write; becomes the requestid and "
+            "the ledger key", examples=("#[ 'opp-' & vars.trigger.Id ]",))
+
+
+def _client(ctx: OperationContext) -> QuickBooksClient:
+    client = ctx.connection
+    if not isinstance(client, QuickBooksClient):
+        raise quickbooks_error("CONNECTION", "this step needs a quickbooks connection")
+    return client
+
+
+def _record(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
+    record = params.get("record")
+    if record is None:
+        record = ctx.message.payload
+    if not isinstance(record, dict):
+        raise quickbooks_error("VALIDATION", "the record to write must be an object")
+    return dict(record)
+
+
+def _entity(params: dict[str, Any]) -> str:
+    name = str(params["entity"]).strip()
+    return name[:1].upper() + name[1:]
+
+
+async def create(ctx: OperationContext, params: dict[str, Any]) -> Any:
+    """Create one entity, once per idempotency key."""
+    client, entity = _client(ctx), _entity(params)
+    body = writable(_record(ctx, params))
+    body.pop("Id", None)
+    body.pop("SyncToken", None)
+    key = params.get("idempotency-key")
+    if not key:
+        raise quickbooks_error("VALIDATION", "quickbooks.create needs an idempotency-key")
+    result = await once(ctx.store, client.realm_id, f"create:{entity}:{key}",
+                        lambda: client.write(entity, body, request_id=request_id(str(key))))
+    ctx.annotate(entity=entity, record_id=str(result.get("Id", "")))
+    return result
+
+
+async def update(ctx: OperationContext, params: dict[str, Any]) -> Any:
+    """Sparse (default) or full update; a stale SyncToken is re-read and our fields re-applied."""
+    client, entity = _client(ctx), _entity(params)
+    record = _record(ctx, params)
+    key = params.get("idempotency-key")
+    return await once(ctx.store, client.realm_id, f"update:{entity}:{key}" if key else None,
+                      lambda: apply_update(client, entity, record, sparse=bool(params["sparse"]),
+                                           key=str(key) if key else None,
+                                           attempts=int(params["stale-retries"])))
+
+
+async def get(ctx: OperationContext, params: dict[str, Any]) -> Any:
+    """Read one entity by Id."""
+    return await _client(ctx).read(_entity(params), str(params["id"]))
+
+
+async def delete(ctx: OperationContext, params: dict[str, Any]) -> Any:
+    """Delete a transaction, or make a name-list entity inactive."""
+    client, entity = _client(ctx), _entity(params)
+    record = {"Id": str(params["id"]), "SyncToken": params.get("sync-token")}
+    key = params.get("idempotency-key")
+    if entity in NAME_LISTS:
+        record["Active"] = False
+        call = lambda: apply_update(client, entity, record, key=key)  # noqa: E731
+    else:
+        call = lambda: apply_update(client, entity, record, key=key, operation="delete")  # noqa: E731
+    return await once(ctx.store, client.realm_id, f"delete:{entity}:{key}" if key else None, call)
+
+
+async def void(ctx: OperationContext, params: dict[str, Any]) -> Any:
+    """Void a transaction (kept with zero amounts)."""
+    client, entity = _client(ctx), _entity(params)
+    record = {"Id": str(params["id"]), "SyncToken": params.get("sync-token")}
+    key = params.get("idempotency-key")
+    if entity in VOID_BY_UPDATE:
+        kwargs = {"operation": "update", "include": "void"}
+    else:
+        kwargs = {"operation": "void"}
+    return await once(ctx.store, client.realm_id, f"void:{entity}:{key}" if key else None,
+                      lambda: apply_update(client, entity, record, key=key, **kwargs))
+
+
+async def query(ctx: OperationContext, params: dict[str, Any]) -> Any:
+    """All rows of a select (paged), or the number for ``select count(*)``."""
+    client = _client(ctx)
+    sql = render(str(params["query"]), params.get("binds") or {})
+    if is_count(sql):
+        return int((await client.query_page(sql)).get("totalCount", 0))
+    query_entity(sql)
+    limit = params.get("limit")
+    return [row async for row in client.query(sql, limit=int(limit) if limit else None,
+                                              page_size=int(params["page-size"]))]
+
+
+async def cdc(ctx: OperationContext, params: dict[str, Any]) -> Any:
+    """Changed and deleted objects per entity since a moment (at most 30 days back)."""
+    entities = params["entities"]
+    if isinstance(entities, str):
+        entities = [e.strip() for e in entities.split(",") if e.strip()]
+    return await _client(ctx).cdc(list(entities), str(params["changed-since"]))
+
+
+OPERATIONS: tuple[OperationSpec, ...] = (
+    OperationSpec("create", create, (ENTITY, RECORD, Param("idempotency-key", required=True,
+                                                           summary=KEY.summary,
+                                                           examples=KEY.examples)),
+                  summary="Create an entity once per idempotency key",
+                  output="The created entity"),
+    OperationSpec("update", update, (ENTITY, RECORD, KEY,
+                                     Param("sparse", "boolean", default=True,
+                                           summary="Change only the given fields"),
+                                     Param("stale-retries", "integer", default=3,
+                                           summary="Re-reads after a stale SyncToken (5010)")),
+                  summary="Update an entity by Id; SyncToken handled", output="The updated entity"),
+    OperationSpec("get", get, (ENTITY, Param("id", required=True, summary="Entity Id")),
+                  summary="Read an entity by Id", output="The entity"),
+    OperationSpec("delete", delete, (ENTITY, Param("id", required=True),
+                                     Param("sync-token", summary="Read when not given"), KEY),
+                  summary="Delete a transaction, or deactivate a name-list entity",
+                  output="The delete answer or the deactivated entity"),
+    OperationSpec("void", void, (Param("entity", default="Invoice"), Param("id", required=True),
+                                 Param("sync-token", summary="Read when not given"), KEY),
+                  summary="Void a transaction", output="The voided entity"),
+    OperationSpec("query", query, (
+        Param("query", required=True, summary="A select; :name marks a bind",
+              examples=("select * from Customer where DisplayName = :name",)),
+        Param("binds", "object", summary="Values for :name marks, quoted safely"),
+        Param("limit", "integer", summary="Stop after this many rows"),
+        Param("page-size", "integer", default=1000, summary="MAXRESULTS per page (at most 1000)")),
+        summary="Run a query, following pages", output="A list of entities, or a count"),
+    OperationSpec("batch", batch_operation, (
+        Param("items", "array", summary="Items {operation, entity, record} or {query} "
+              "(default: the payload)"),
+        Param("idempotency-key", summary="Key of the whole batch (required when it creates)"),
+        Param("raise-on-fault", "boolean", default=False,
+              summary="Fail the step when any item failed")),
+        summary="Run many writes in batches of at most 30",
+        output="One result per input item, in input order"),
+    OperationSpec("cdc", cdc, (
+        Param("entities", "any", required=True, summary="Entity names (list or comma-separated)"),
+        Param("changed-since", required=True, summary="ISO timestamp with offset, <= 30 days ago")),
+        summary="Change data capture", output="{Entity: [records or deletions]}"),
+    OperationSpec("find-or-create", find_or_create, (
+        Param("entity", default="Customer", enum=("Customer", "Item")), RECORD,
+        Param("match-by", summary="Field to match on: DisplayName (Customer), Name or Sku (Item)"),
+        Param("external-key", summary="Your own key for this record (e.g. a Salesforce Id); "
+              "remembered in the object store"),
+        KEY),
+        summary="Find a Customer or Item by name, SKU or external key, or create it (race-safe)",
+        output="The existing or created entity"),
+)

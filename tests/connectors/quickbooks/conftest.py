@@ -1,0 +1,148 @@
+"""Fixtures of the quickbooks connector tests: the emulator in process, a store, a connection.
+
+Cassettes (``cassettes/``) are recorded from the emulator and replayed with pytest-recording; the
+``vcr_config`` below keeps tokens, secrets, authorization codes and realm ids out of them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import pytest
+
+# The tests import their shared helpers as a plain module (pytest runs in importlib mode).
+sys.path.insert(0, str(Path(__file__).parent))
+
+from quickbooks_support import REALM, RECORDED_REALM, SEED_REFRESH_TOKEN, connect  # noqa: E402
+
+from connectors.quickbooks.client import QuickBooksClient, reset_realm_limits  # noqa: E402
+from connectors.quickbooks.emulator import create_app  # noqa: E402
+from runtime.store import ObjectStore, open_store  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_realm_limits() -> Iterator[None]:
+    """Rate-limit objects bind to an event loop; every test runs on its own."""
+    reset_realm_limits()
+    yield
+    reset_realm_limits()
+
+
+@pytest.fixture
+def emulator() -> Any:
+    """A fresh emulator with demo data and one known refresh token."""
+    return create_app(refresh_token=SEED_REFRESH_TOKEN)
+
+
+@pytest.fixture
+async def store(anyio_backend: str) -> AsyncIterator[ObjectStore]:
+    """A private in-memory object store."""
+    s = open_store("memory://")
+    try:
+        yield s
+    finally:
+        await s.aclose()
+
+
+@pytest.fixture
+async def qb(emulator: Any, store: ObjectStore) -> AsyncIterator[QuickBooksClient]:
+    """A connection to the emulator."""
+    async with connect(emulator, store) as client:
+        yield client
+
+
+# ----------------------------------------------------------------- a real server (python-quickbooks)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def served_emulator() -> Iterator[tuple[str, Any]]:
+    """The emulator under uvicorn on a free local port (for clients that need a real socket)."""
+    import uvicorn
+
+    app = create_app(refresh_token=SEED_REFRESH_TOKEN)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the emulator did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+# ----------------------------------------------------------------- cassettes
+
+_SECRET_FIELDS = ("access_token", "refresh_token", "client_secret", "code")
+
+
+def _scrub_text(text: str) -> str:
+    text = text.replace(REALM, RECORDED_REALM)
+    for field in _SECRET_FIELDS:
+        text = re.sub(rf'("{field}"\s*:\s*")[^"]*(")', rf"\1<{field.upper()}>\2", text)
+    return text
+
+
+def _scrub_request(request: Any) -> Any:
+    request.uri = request.uri.replace(REALM, RECORDED_REALM)
+    body = request.body
+    if body:
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        if "grant_type=" in text:
+            pairs = [(k, f"<{k.upper()}>" if k in _SECRET_FIELDS else v)
+                     for k, v in parse_qsl(text, keep_blank_values=True)]
+            text = urlencode(pairs)
+        else:
+            text = _scrub_text(text)
+        request.body = text.encode()
+    return request
+
+
+def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
+    body = response.get("body", {}).get("string")
+    if body:
+        text = body.decode() if isinstance(body, bytes) else body
+        try:
+            json.loads(text)
+            response["body"]["string"] = _scrub_text(text).encode()
+        except ValueError:
+            response["body"]["string"] = text.replace(REALM, RECORDED_REALM).encode()
+    for name in list(response.get("headers", {})):
+        if name.lower() in ("set-cookie", "intuit_tid"):
+            response["headers"].pop(name)
+    return response
+
+
+@pytest.fixture(scope="module")
+def vcr_config() -> dict[str, Any]:
+    """Replay only; nothing secret or company-identifying is written into a cassette."""
+    return {
+        "filter_headers": ["authorization", "cookie", "set-cookie", "intuit_tid"],
+        "filter_query_parameters": ["code", "client_secret", "refresh_token", "access_token"],
+        "filter_post_data_parameters": ["client_secret", "refresh_token", "code", "access_token"],
+        "before_record_request": _scrub_request,
+        "before_record_response": _scrub_response,
+        "match_on": ["method", "path", "query"],
+        "decode_compressed_response": True,
+    }
