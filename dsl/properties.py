@@ -140,8 +140,11 @@ class Properties:
         """The property files' values by name (encrypted values stay encrypted)."""
         return {name: prop.value for name, prop in self.values.items()}
 
-    def resolve(self, body: str, span: SourceSpan) -> Any:
+    def resolve(self, body: str, span: SourceSpan, *, typed: bool = True) -> Any:
         """The value of the placeholder ``${body}`` written at ``span``.
+
+        ``typed`` reads a default such as ``${port:8080}`` as a number; inside longer text the
+        default is kept as written.
 
         Raises:
             FlowError: for an unknown property or variable, or a secure value that cannot be decrypted.
@@ -171,7 +174,7 @@ class Properties:
                 return self._decrypt(name, prop, span)
             return prop.value
         if sep:
-            return default
+            return _scalar(default) if typed else default
         hint = difflib.get_close_matches(name, list(self.values), n=1)
         suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
         raise FlowValidationError(
@@ -216,6 +219,19 @@ def _coerce_like(text: str, like: Any) -> Any:
     return text
 
 
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+
+
+def _scalar(text: str) -> Any:
+    """A default as YAML would read it when it is a number or boolean (``${port:8080}`` is 8080)."""
+    stripped = text.strip()
+    if stripped in ("true", "false"):
+        return stripped == "true"
+    if _NUMBER.match(stripped):
+        return float(stripped) if any(c in stripped for c in ".eE") else int(stripped)
+    return text
+
+
 def to_text(value: Any) -> str:
     """How a property value reads inside a longer string."""
     if value is None:
@@ -249,7 +265,7 @@ def substitute_placeholders(
                                           "'}' to close '${'"))
             return ""
         try:
-            return to_text(properties.resolve(body, position(match.start())))
+            return to_text(properties.resolve(body, position(match.start()), typed=False))
         except FlowError as exc:
             errors.append(exc)
             return ""

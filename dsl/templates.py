@@ -166,12 +166,14 @@ def resolve_string(
     engine: JsonataEngine | str,
     functions: Mapping[str, Callable[..., Any]] | None,
     errors: list[FlowError],
+    typed: bool = True,
 ) -> Any:
     """Resolve the placeholders of a YAML string and compile its expressions.
 
     Returns the string itself when there is nothing to do, the property's value with its type when
-    the string is exactly one placeholder, a :class:`~dsl.model.Template` when there is an
-    expression, else the interpolated string. Problems go to ``errors``.
+    the string is exactly one placeholder and ``typed`` (an unquoted YAML scalar: quoting asks for
+    a string), a :class:`~dsl.model.Template` when there is an expression, else the interpolated
+    string. Problems go to ``errors``.
     """
     if not any(marker in text for marker in _MARKERS):
         return text
@@ -180,13 +182,13 @@ def resolve_string(
     except TemplateSyntaxError as exc:
         errors.append(FlowSyntaxError(position(exc.offset), exc.message, exc.expected))
         return UNRESOLVED
-    if len(parts) == 1 and isinstance(parts[0], PlaceholderPart):
-        return _placeholder(parts[0], properties, position, errors)
+    if typed and len(parts) == 1 and isinstance(parts[0], PlaceholderPart):
+        return _placeholder(parts[0], properties, position, errors, typed=True)
     failed = False
     out: list[Any] = []
     for part in parts:
         if isinstance(part, PlaceholderPart):
-            resolved = _placeholder(part, properties, position, errors)
+            resolved = _placeholder(part, properties, position, errors, typed=False)
             failed = failed or resolved is UNRESOLVED
             value: Any = "" if resolved is UNRESOLVED else to_text(resolved)
         elif isinstance(part, ExpressionPart):
@@ -218,9 +220,9 @@ def _shifted(position: Callable[[int], SourceSpan], base: int) -> Callable[[int]
 
 
 def _placeholder(part: PlaceholderPart, properties: Properties, position: Callable[[int], SourceSpan],
-                 errors: list[FlowError]) -> Any:
+                 errors: list[FlowError], *, typed: bool) -> Any:
     try:
-        return properties.resolve(part.body, position(part.offset))
+        return properties.resolve(part.body, position(part.offset), typed=typed)
     except FlowError as exc:
         errors.append(exc)
         return UNRESOLVED

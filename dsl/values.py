@@ -88,7 +88,7 @@ class FileContext:
         if not isinstance(node.value, str):
             return node
         value = resolve_string(node.value, node.position, properties=self.properties, engine=self.engine,
-                               functions=self.functions, errors=self.errors)
+                               functions=self.functions, errors=self.errors, typed=node.style is None)
         return Node("scalar", value, node.span, style=node.style, content=node.content)
 
     def value(self, node: Node) -> Any:

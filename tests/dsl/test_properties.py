@@ -37,11 +37,18 @@ def test_environment_overrides_property_files(vocabulary) -> None:
     assert env_var_name("salesforce.client-id") == "SALESFORCE_CLIENT_ID"
 
 
+def test_quoting_a_placeholder_asks_for_a_string(vocabulary) -> None:
+    """``"${n}"`` in quotes is the text of a numeric property, so string parameters accept it."""
+    text = "flow: a\nsteps:\n  - demo.echo:\n      message: \"${realm}\"\n      count: ${realm}\n"
+    flow = load_flow_text(text, vocabulary=vocabulary, environ={}, properties={"realm": 9130350604308576})
+    assert _params(flow) == {"message": "9130350604308576", "count": 9130350604308576}
+
+
 def test_nested_property_names_are_dotted(vocabulary) -> None:
-    """Nested mappings in property files are addressed with dots; an empty default is allowed."""
-    text = "flow: a\nsteps:\n  - demo.echo: { message: '${demo.client-id}${missing:}' }\n"
+    """Nested property names use dots; defaults may be empty, and a number default is a number."""
+    text = "flow: a\nsteps:\n  - demo.echo:\n      message: ${demo.client-id}${none:}${price:1.50}\n      count: ${missing:7}\n"
     flow = load_flow_text(text, vocabulary=vocabulary, environ={}, properties={"demo": {"client-id": "x1"}})
-    assert _params(flow) == {"message": "x1"}
+    assert _params(flow) == {"message": "x11.50", "count": 7}
 
 
 def test_dollar_dollar_escapes_a_placeholder(vocabulary) -> None:
