@@ -235,16 +235,18 @@ class PostgresStore(ObjectStore):
                     conn = await lock_pool.acquire(timeout=max(deadline - anyio.current_time(), 0.01))
                 except TimeoutError:
                     return False
-                try:
-                    took = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
-                                               scope, name)
-                except BaseException:
+                # Shielded: a lock taken on the server must never go unrecorded here.
+                with anyio.CancelScope(shield=True):
+                    try:
+                        took = await conn.fetchval(
+                            "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", scope, name)
+                    except BaseException:
+                        await lock_pool.release(conn)
+                        raise
+                    if took:
+                        held.append(conn)
+                        return True
                     await lock_pool.release(conn)
-                    raise
-                if took:
-                    held.append(conn)
-                    return True
-                await lock_pool.release(conn)
                 return False
 
             await poll(name, attempt, deadline)

@@ -332,7 +332,11 @@ class SQLiteStore(ObjectStore):
                     conn.execute("ROLLBACK")
                 raise
 
-        return await self._call(op)
+        # Shielded: a cancellation landing while the row is being written must not leave it
+        # behind unowned; it is delivered right after, inside the lock, which then releases.
+        with anyio.CancelScope(shield=True):
+            took = await self._call(op)
+        return took
 
     async def _keep_lease(self, name: str, owner: str, lease: float) -> None:
         """Push the lease forward while the body runs, so only a dead holder loses the lock."""

@@ -148,3 +148,17 @@ async def test_crashed_holder_lock_is_taken_after_lease(backend: Backend, clock:
     async with store.lock("crash", timeout=10):
         await store.put("n", "after-crash", True)
     assert await store.get("n", "after-crash") is True
+
+
+async def test_cancelled_waiter_leaves_nothing_behind(backend: Backend) -> None:
+    """A waiter given up by its caller (cancelled, not timed out) does not hold the lock later."""
+    first, second = backend.open(), backend.open()
+    async with first.lock("queue", timeout=1):
+        with anyio.move_on_after(0.1) as scope:
+            async with second.lock("queue", timeout=30):
+                pytest.fail("got a held lock")
+        assert scope.cancelled_caught
+    async with first.lock("queue", timeout=0), second.lock("other", timeout=0):
+        pass
+    async with second.lock("queue", timeout=0):
+        pass
