@@ -99,7 +99,8 @@ class SalesforceClient:
                                     max_concurrent=settings.max_concurrency)
         self.http = ctx.create_http_client(
             auth=OAuth2Auth(self.tokens, is_unauthorized=is_session_expired),
-            timeout=settings.timeout, rate_limit=self.rate_limit, retry=RetryOptions(),
+            timeout=settings.timeout, rate_limit=self.rate_limit,
+            retry=RetryOptions(attempts=settings.retries, initial_delay=settings.retry_delay),
             headers={"Accept": "application/json",
                      "Sforce-Call-Options": f"client={settings.client_name}"})
         #: (used, max) from the last ``Sforce-Limit-Info`` header seen.
@@ -166,7 +167,7 @@ class SalesforceClient:
             error = error_from_response(response, context=context)
             if (retry_locks and error.kind == "UNABLE_TO_LOCK_ROW"
                     and attempt <= self.settings.lock_retries):
-                await anyio.sleep(backoff_delay(attempt, initial=0.2, maximum=5.0))
+                await anyio.sleep(backoff_delay(attempt, initial=self.settings.retry_delay, maximum=5.0))
                 continue
             raise error
 
@@ -256,7 +257,8 @@ class SalesforceClient:
         return out
 
     async def aclose(self) -> None:
-        """Close both HTTP clients."""
+        """Close both HTTP clients (and stop reporting this connection's usage)."""
+        _clients.discard(self)
         await self.http.aclose()
         await self._login_http.aclose()
 

@@ -123,6 +123,6 @@ async def collection_write(client: SalesforceClient, operation: str, records: Se
                     result["created"] = answer["created"]
                 results[index] = result
             if retry:
-                await anyio.sleep(backoff_delay(attempt, initial=0.2, maximum=5.0))
+                await anyio.sleep(backoff_delay(attempt, initial=client.settings.retry_delay, maximum=5.0))
             pending = retry
     return [r for r in results if r is not None]

@@ -45,6 +45,10 @@ CONNECTION_PARAMS: tuple[Param, ...] = (
     Param("client-name", default="splice", dynamic=False,
           summary="Sent as Sforce-Call-Options client=...; shows up in CDC changeOrigin so a flow "
                   "can ignore its own writes"),
+    Param("retries", type="integer", default=3, dynamic=False,
+          summary="Transport retries of 503/429 (any call) and of 5xx/timeouts (idempotent calls)"),
+    Param("retry-delay", type="duration", default="0.5s", dynamic=False,
+          summary="First pause before a transport retry (grows exponentially, with jitter)"),
     Param("lock-retries", type="integer", default=3, dynamic=False,
           summary="How often a write refused with UNABLE_TO_LOCK_ROW is tried again in place"),
 )
@@ -82,6 +86,8 @@ class SalesforceSettings:
     requests_per_second: float = 25.0
     client_name: str = "splice"
     lock_retries: int = 3
+    retries: int = 3
+    retry_delay: float = 0.5
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> SalesforceSettings:
@@ -121,6 +127,8 @@ class SalesforceSettings:
             requests_per_second=float(settings.get("requests-per-second") or 25),
             client_name=str(settings.get("client-name") or "splice"),
             lock_retries=int(settings.get("lock-retries", 3)),
+            retries=int(settings.get("retries", 3)),
+            retry_delay=parse_duration(settings.get("retry-delay", 0.5), name="retry-delay"),
         )
 
     @property

@@ -30,6 +30,8 @@ class Faults:
     lock_rate: float = 0.0
     #: Seconds an access token lives (None: until expired by the control API, like real sessions).
     token_lifetime: float | None = None
+    #: Expire every issued access token after each N-th API call (0: never).
+    token_expiry_every: int = 0
     #: Daily API request allocation; calls beyond it answer 403 REQUEST_LIMIT_EXCEEDED.
     daily_limit: int = 15_000
     #: Requests used in the current 24 h window (set it near daily_limit to exhaust the quota).
@@ -39,6 +41,8 @@ class Faults:
     #: The next N token requests fail with 400 invalid_grant.
     token_failures: int = 0
     seed: int = 7
+    #: How many times each fault was served (read-only bookkeeping for tests and benchmarks).
+    served: dict[str, int] = field(default_factory=dict)
     _rng: random.Random = field(default_factory=lambda: random.Random(7), repr=False)
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -59,8 +63,12 @@ class Faults:
     def _take(self, counter: str, rate: float) -> bool:
         if getattr(self, counter) > 0:
             setattr(self, counter, getattr(self, counter) - 1)
-            return True
-        return rate > 0 and self._rng.random() < rate
+            hit = True
+        else:
+            hit = rate > 0 and self._rng.random() < rate
+        if hit:
+            self.served[counter] = self.served.get(counter, 0) + 1
+        return hit
 
     def take_unavailable(self) -> bool:
         """Whether this API call should answer 503."""

@@ -98,6 +98,10 @@ class Emulator:
             raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
         self.faults.api_used += 1
         self.request_count += 1
+        every = self.faults.token_expiry_every
+        if every and self.request_count % every == 0:
+            self.tokens.clear()
+            self.faults.served["token_expiry"] = self.faults.served.get("token_expiry", 0) + 1
 
     def limit_info(self) -> str:
         """The ``Sforce-Limit-Info`` header value."""
