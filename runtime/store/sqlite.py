@@ -304,7 +304,10 @@ class SQLiteStore(ObjectStore):
                         finally:
                             tg.cancel_scope.cancel()
                 except BaseExceptionGroup as group:
-                    raise unwrap_single(group) from None
+                    inner = unwrap_single(group)
+                    if inner is group:
+                        raise
+                    raise inner from inner.__cause__  # keeps the body's own cause, drops the group
             finally:
                 with anyio.CancelScope(shield=True):
                     try:

@@ -162,3 +162,14 @@ async def test_cancelled_waiter_leaves_nothing_behind(backend: Backend) -> None:
         pass
     async with second.lock("queue", timeout=0):
         pass
+
+
+async def test_body_exception_keeps_its_cause(store: ObjectStore) -> None:
+    """``raise X from Y`` inside the lock reaches the caller with Y still attached."""
+    with pytest.raises(RuntimeError) as caught:
+        async with store.lock("cause", timeout=1):
+            try:
+                raise KeyError("root")
+            except KeyError as exc:
+                raise RuntimeError("wrapped") from exc
+    assert isinstance(caught.value.__cause__, KeyError)
