@@ -21,7 +21,7 @@ from dsl.expressions import (
     get_engine,
 )
 from dsl.model import Flow, Project, Template
-from dsl.project import check_project, load_flow_text, load_project
+from dsl.project import check_file, check_project, load_flow_text, load_project
 from dsl.properties import SECURE_KEY_VAR, SecureValueError, decrypt_value, encrypt_value
 from dsl.schema import flow_json_schema
 from dsl.source import SourceSpan
@@ -47,6 +47,7 @@ __all__ = [
     "SourceSpan",
     "Template",
     "Vocabulary",
+    "check_file",
     "check_project",
     "compile_expression",
     "decrypt_value",

@@ -25,7 +25,7 @@ from dsl.validate import did_you_mean
 from dsl.values import FileContext
 from dsl.vocabulary import Vocabulary
 
-__all__ = ["check_project", "load_flow_text", "load_project"]
+__all__ = ["check_file", "check_project", "load_flow_text", "load_project"]
 
 SKIPPED_DIRS = frozenset({"config", "tests", "cassettes", "fixtures"})
 _NOT_A_FLOW = ("expected a flow file (a mapping with 'flow:') or a config file "
@@ -68,6 +68,47 @@ def check_project(
     """Every problem :func:`load_project` would raise, sorted by position (``[]`` when all is well)."""
     _, errors = _load(Path(root), env, vocabulary, environ, engine, on_secret)
     return FlowErrors(errors).errors
+
+
+def check_file(
+    path: str | os.PathLike[str],
+    *,
+    env: str = "dev",
+    vocabulary: Vocabulary,
+    environ: Mapping[str, str] | None = None,
+    engine: str = "auto",
+    on_secret: Callable[[str], None] | None = None,
+) -> list[FlowError]:
+    """The problems of one flow or config file on its own (``splice validate some/file.yaml``).
+
+    Properties come from the ``config/<env>.yaml`` files from the current directory (when the file
+    is below it, else the file's directory) down to the file. Checks that need the whole project
+    (``flow-ref`` targets, connections used by steps, duplicate names) are left out.
+    """
+    file = Path(path)
+    environ = dict(os.environ) if environ is None else environ
+    errors: list[FlowError] = []
+    directory = Path(os.path.relpath(file.parent))
+    root = Path(".") if not directory.as_posix().startswith("..") else directory
+    props = _PropertyFiles(root, env, errors)
+    ctx = FileContext(file=file.as_posix(), properties=Properties(props.for_dir(directory), environ, on_secret),
+                      engine=get_engine(engine), vocabulary=vocabulary, functions=vocabulary.jsonata_functions(),
+                      base_dir=file.parent)
+    try:
+        node, file_errors = load_yaml(read_text(file.read_bytes(), ctx.file), ctx.file)
+    except FlowError as exc:
+        return [exc]
+    except OSError as exc:
+        return [FlowValidationError(SourceSpan(ctx.file, 1, 1), f"cannot read file: {exc.strerror}")]
+    errors.extend(file_errors)
+    if node is not None:
+        if node.kind == "map" and "flow" in node.value:
+            build_flow(node, ctx)
+        elif node.kind == "map" and ("connections" in node.value or "settings" in node.value):
+            build_config(node, ctx)
+        else:
+            errors.append(FlowValidationError(node.span, "not a flow or config file", _NOT_A_FLOW[9:]))
+    return FlowErrors([*errors, *ctx.errors]).errors
 
 
 def load_flow_text(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dsl import FlowErrors, check_project, load_flow_text, load_project
+from dsl import FlowErrors, check_file, check_project, load_flow_text, load_project
 from dsl.model import OperationStep
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -66,6 +66,19 @@ def test_every_problem_is_reported_at_once(write, vocabulary) -> None:
     with pytest.raises(FlowErrors) as info:
         load_project(".", vocabulary=vocabulary, environ={})
     assert len(info.value.errors) == len(EXPECTED)
+
+
+def test_check_file_checks_one_file_with_its_properties(write, vocabulary) -> None:
+    """A single file is checked on its own, with the property files above it."""
+    write("config/dev.yaml", "greeting: hi\n")
+    write("flows/a.yaml", "flow: a\nsteps:\n  - demo.echo: { message: '${greeting}', count: x }\n"
+                          "  - flow-ref: elsewhere\n  - log: '${nope}'\n")
+    problems = [e.format() for e in check_file("flows/a.yaml", vocabulary=vocabulary, environ={})]
+    assert problems == ["flows/a.yaml:3:49: 'count' must be an integer, got string",
+                        "flows/a.yaml:5:11: unknown property 'nope', expected it in a property file, "
+                        "or environment variable NOPE"]
+    assert [e.format() for e in check_file("flows/none.yaml", vocabulary=vocabulary, environ={})] == [
+        "flows/none.yaml:1:1: cannot read file: No such file or directory"]
 
 
 def _project(write, flow: str, connections: str = "") -> None:
