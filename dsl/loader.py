@@ -136,6 +136,13 @@ def _syntax_error(exc: yaml.MarkedYAMLError, lines: list[str], file: str) -> Flo
         if number < line - 1:
             break
     problem = exc.problem or exc.context or "invalid YAML"
+    # `{ url: ${x} }`: YAML takes the '{' of an unquoted placeholder for a nested mapping.
+    source_line = lines[line - 1] if 0 < line <= len(lines) else ""
+    if "but got '{'" in problem and "${" in source_line:
+        start = source_line.find("${", max(0, col - 2))
+        at = SourceSpan(file, line, (start if start >= 0 else col - 1) + 1)
+        return FlowSyntaxError(at, "a ${...} placeholder inside { } or [ ] must be quoted",
+                               "a quoted value: \"${...}\"")
     return FlowSyntaxError(SourceSpan(file, line, col), f"invalid YAML: {problem}")
 
 

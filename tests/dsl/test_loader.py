@@ -20,6 +20,13 @@ def test_yaml_syntax_error_names_line_and_column(write, tmp_path) -> None:
     assert problems[0].startswith("a.yaml:3:1: invalid YAML: expected ',' or ']'")
 
 
+def test_unquoted_placeholder_in_flow_mapping(write, tmp_path) -> None:
+    """``{ url: ${x} }`` is a YAML error; the message says to quote the placeholder."""
+    problems = _problems(write, tmp_path, "a.yaml", "flow: a\nsteps:\n  - demo.echo: { url: ${x} }\n")
+    assert problems == ['a.yaml:3:23: a ${...} placeholder inside { } or [ ] must be quoted, '
+                        'expected a quoted value: "${...}"']
+
+
 def test_tab_indentation_is_named(write, tmp_path) -> None:
     """A tab used for indentation gets its own message at the tab."""
     problems = _problems(write, tmp_path, "a.yaml", "flow: a\nsteps:\n\t- log: x\n")
