@@ -138,26 +138,32 @@ BUILTIN_TRIGGERS: dict[str, dict[str, Any]] = {
     },
 }
 
+def _fixed(properties: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mark properties as needed at load time: no ``#[ ]`` in them."""
+    return {name: {**schema, "x-dynamic": False} for name, schema in properties.items()}
+
+
 RETRY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Try the failed step again before acting",
-    "properties": {
+    "properties": _fixed({
         "attempts": {"type": "integer", "minimum": 0, "default": 3, "description": "Retries after the first try"},
         "backoff": {"type": "string", "enum": ["exponential", "fixed"], "default": "exponential"},
         "initial-delay": {**DURATION, "default": "1s"},
         "max-delay": {**DURATION, "default": "60s"},
         "multiplier": {"type": "number", "minimum": 1, "default": 2},
         "jitter": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.2},
-    },
+    }),
     "additionalProperties": False,
 }
 
 ON_ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "when": {"type": ["string", "array"], "items": {"type": "string"}, "default": "ANY",
-                 "description": "Error types: NS:KIND, NS:* or ANY (or a list of them)"},
-        "then": {"type": "string", "enum": ["continue", "propagate", "dead-letter"], "default": "propagate"},
+        "when": {"type": ["string", "array"], "items": {"type": "string", "x-dynamic": False}, "default": "ANY",
+                 "description": "Error types: NS:KIND, NS:* or ANY (or a list of them)", "x-dynamic": False},
+        "then": {"type": "string", "enum": ["continue", "propagate", "dead-letter"], "default": "propagate",
+                 "x-dynamic": False},
         "retry": RETRY_SCHEMA,
         "steps": _STEPS_REF,
         "payload": {"description": "With then: continue, the payload the flow ends with"},
@@ -166,10 +172,13 @@ ON_ERROR_SCHEMA: dict[str, Any] = {
 }
 
 FLOW_KEYS: dict[str, dict[str, Any]] = {
-    "flow": {"type": "string", "pattern": FLOW_NAME_PATTERN, "description": "The flow's name, unique in the project"},
-    "description": {"type": "string"},
-    "max-concurrency": {"type": "integer", "minimum": 1, "default": 8,
-                        "description": "Events processed at once"},
+    **_fixed({
+        "flow": {"type": "string", "pattern": FLOW_NAME_PATTERN,
+                 "description": "The flow's name, unique in the project"},
+        "description": {"type": "string"},
+        "max-concurrency": {"type": "integer", "minimum": 1, "default": 8,
+                            "description": "Events processed at once"},
+    }),
     "trigger": {"type": "object", "description": "What starts the flow"},
     "steps": {"type": "array", "description": "Steps, in order"},
     "on-error": {"type": "array", "items": ON_ERROR_SCHEMA, "description": "Error handlers, first match wins"},

@@ -143,6 +143,15 @@ def test_triggers_and_retry_policies_are_built(vocabulary) -> None:
             handler.retry.multiplier, handler.retry.jitter) == (2, "fixed", 0.25, 3600.0, 3.0, 0.0)
 
 
+def test_expressions_are_refused_where_values_are_needed_at_load(vocabulary) -> None:
+    """Error types, actions and flow names cannot be #[ ] expressions."""
+    with pytest.raises(FlowErrors) as info:
+        load_flow_text("flow: a\nsteps:\n  - log: x\non-error:\n  - when: '#[ payload.t ]'\n", file="f.yaml",
+                       vocabulary=vocabulary, environ={})
+    assert str(info.value) == ("f.yaml:5:11: 'when' cannot hold a #[ ] expression, "
+                               "expected a fixed value (it is needed before any message exists)")
+
+
 def test_http_listener_defaults(vocabulary) -> None:
     """The built-in HTTP trigger defaults to POST."""
     flow = load_flow_text("flow: a\ntrigger:\n  http.listener: { path: /orders }\nsteps:\n  - log: x\n",
