@@ -29,6 +29,12 @@ NodeKind = Literal["map", "seq", "scalar"]
 _TAG = "tag:yaml.org,2002:"
 _CONSTRUCTED_TAGS = {_TAG + "int", _TAG + "float", _TAG + "bool", _TAG + "null"}
 _COMMENT_TRAP = re.compile(r"\s*#\[")
+#: Aliases are copied; a file that expands beyond this many values is refused (an alias bomb).
+MAX_VALUES = 200_000
+
+
+class _TooLarge(Exception):
+    pass
 
 
 @dataclass(slots=True)
@@ -119,7 +125,11 @@ def load_yaml(text: str, file: str) -> tuple[Node | None, list[FlowError]]:
                                       "several YAML documents in one file",
                                       "one document per file (remove the '---' separator)")]
     converter = _Converter(file, lines)
-    node = converter.convert(documents[0])
+    try:
+        node = converter.convert(documents[0])
+    except _TooLarge:
+        return None, [FlowSyntaxError(SourceSpan(file, 1, 1), f"the file expands to more than {MAX_VALUES} values "
+                                      "through aliases", "a flow without nested alias expansion")]
     return node, converter.errors
 
 
@@ -155,11 +165,15 @@ class _Converter:
         self.errors: list[FlowError] = []
         self._constructor = SafeConstructor()
         self._active: set[int] = set()
+        self._count = 0
 
     def span(self, mark: yaml.Mark) -> SourceSpan:
         return SourceSpan(self.file, mark.line + 1, mark.column + 1)
 
     def convert(self, node: yaml.Node) -> Node:
+        self._count += 1
+        if self._count > MAX_VALUES:
+            raise _TooLarge
         if id(node) in self._active:
             self.errors.append(FlowSyntaxError(self.span(node.start_mark), "recursive YAML alias",
                                                "a value that does not contain itself"))

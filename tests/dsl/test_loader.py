@@ -114,6 +114,17 @@ def test_anchors_and_merge_keys_are_resolved() -> None:
     assert node is not None and node.plain()["log"] == {"level": "debug", "message": "hi"}
 
 
+def test_recursive_aliases_and_alias_bombs_are_refused() -> None:
+    """A value containing itself, or aliases expanding exponentially, are errors, not hangs."""
+    _, errors = load_yaml("a: &x [ 1, *x ]\n", "f.yaml")
+    assert [e.format() for e in errors] == ["f.yaml:1:4: recursive YAML alias, expected a value that does not "
+                                            "contain itself"]
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]
+    node, errors = load_yaml("\n".join(lines) + "\n", "f.yaml")
+    assert node is None and "expands to more than 200000 values" in errors[0].message
+
+
 def test_spans_keep_positions_of_keys_and_values() -> None:
     """Every key and value knows its 1-based line and column."""
     node, _ = load_yaml("a:\n  b: [1, 'two']\n", "f.yaml")
