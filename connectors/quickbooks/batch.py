@@ -34,7 +34,7 @@ async def build_item(client: QuickBooksClient, item: Any, bid: str) -> tuple[dic
     entity = str(item.get("entity") or "")
     if not entity:
         raise quickbooks_error("VALIDATION", "a batch write item needs an entity")
-    record = writable(item.get("record") or {})
+    record = writable(item.get("record") or {}, entity)
     if operation != "create" and record.get("Id") and not record.get("SyncToken"):
         record["SyncToken"] = (await client.read(entity, str(record["Id"])))["SyncToken"]
     if operation == "create":

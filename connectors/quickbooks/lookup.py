@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.query import quote
@@ -23,6 +25,7 @@ __all__ = ["XREF_NAMESPACE", "find_or_create"]
 #: ``{realm}:{entity}:{external key}`` -> ``{"id": ...}``.
 XREF_NAMESPACE = "quickbooks-xref"
 _NAME_FIELD = {"Customer": "DisplayName", "Item": "Name"}
+_ATTEMPTS = 5
 
 
 def _field(record: dict[str, Any], path: str) -> Any:
@@ -43,6 +46,17 @@ async def _find(client: QuickBooksClient, entity: str, field: str, value: Any) -
         row = await apply_update(client, entity, {"Id": row["Id"], "SyncToken": row["SyncToken"],
                                                   "Active": True})
     return row
+
+
+async def _create(ctx: OperationContext, client: QuickBooksClient, entity: str,
+                  record: dict[str, Any], params: dict[str, Any], match_by: str,
+                  value: Any) -> dict[str, Any]:
+    # The same name gives the same requestid: two racing creates are one request to QuickBooks.
+    key = params.get("idempotency-key") or f"foc:{entity}:{match_by}:{value}"
+    body = writable(record, entity)
+    body.pop("Id", None)
+    return await once(ctx.store, client.realm_id, f"create:{entity}:{key}",
+                      lambda: client.write(entity, body, request_id=request_id(str(key))))
 
 
 async def find_or_create(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -71,21 +85,26 @@ async def find_or_create(ctx: OperationContext, params: dict[str, Any]) -> dict[
             except SpliceError as exc:
                 if exc.error_type != "QUICKBOOKS:NOT_FOUND":
                     raise
-    found = await _find(client, entity, match_by, value)
-    if found is None:
-        key = params.get("idempotency-key") or f"foc:{entity}:{match_by}:{value}"
-        body = writable(record)
-        body.pop("Id", None)
+    found = None
+    for attempt in range(_ATTEMPTS):
+        found = await _find(client, entity, match_by, value)
+        if found is not None:
+            break
         try:
-            found = await once(ctx.store, client.realm_id, f"create:{entity}:{key}",
-                               lambda: client.write(entity, body, request_id=request_id(str(key))))
+            found = await _create(ctx, client, entity, record, params, match_by, value)
+            break
         except SpliceError as exc:
+            if exc.error_type == "QUICKBOOKS:IN_PROGRESS" and attempt + 1 < _ATTEMPTS:
+                await anyio.sleep(0.1 * (attempt + 1))  # a peer is creating it: look again
+                continue
             if exc.error_type != "QUICKBOOKS:DUPLICATE_NAME":
                 raise
             # Somebody created it between our lookup and our create: theirs is the one.
             found = await _find(client, entity, name_field, record.get(name_field))
             if found is None:
                 raise
+            break
+    assert found is not None
     if xref_key:
         await ctx.store.put(XREF_NAMESPACE, xref_key, {"id": found["Id"]})
     ctx.annotate(entity=entity, record_id=str(found["Id"]))

@@ -58,7 +58,7 @@ def _entity(params: dict[str, Any]) -> str:
 async def create(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """Create one entity, once per idempotency key."""
     client, entity = _client(ctx), _entity(params)
-    body = writable(_record(ctx, params))
+    body = writable(_record(ctx, params), entity)
     body.pop("Id", None)
     body.pop("SyncToken", None)
     key = params.get("idempotency-key")

@@ -36,8 +36,12 @@ __all__ = [
 LEDGER_NAMESPACE = "quickbooks-ledger"
 #: Fields QuickBooks computes; never sent back in an update body.
 READ_ONLY = frozenset({"MetaData", "domain", "time", "FullyQualifiedName", "Balance",
-                       "BalanceWithJobs", "TotalAmt", "HomeBalance", "HomeTotalAmt", "Level",
-                       "UnappliedAmt", "LinkedTxn", "status"})
+                       "BalanceWithJobs", "HomeBalance", "HomeTotalAmt", "Level", "UnappliedAmt",
+                       "status"})
+#: Entities whose TotalAmt the client sets (elsewhere it is the sum of the lines).
+_TOTAL_WRITABLE = frozenset({"Payment", "Deposit", "JournalEntry"})
+#: Entities whose LinkedTxn QuickBooks maintains (payments applied to an invoice).
+_LINKS_COMPUTED = frozenset({"Invoice", "Bill"})
 STALE = "QUICKBOOKS:STALE_OBJECT"
 
 
@@ -71,9 +75,14 @@ async def once(store: ObjectStore, realm: str, key: str | None,
     return result
 
 
-def writable(record: Mapping[str, Any]) -> dict[str, Any]:
+def writable(record: Mapping[str, Any], entity: str = "") -> dict[str, Any]:
     """A record without the fields QuickBooks computes (a copy, money lines filled in)."""
-    out = {k: v for k, v in record.items() if k not in READ_ONLY}
+    drop = set(READ_ONLY)
+    if entity not in _TOTAL_WRITABLE:
+        drop.add("TotalAmt")
+    if entity in _LINKS_COMPUTED:
+        drop.add("LinkedTxn")
+    out = {k: v for k, v in record.items() if k not in drop}
     return fill_line_amounts(out)
 
 
@@ -88,7 +97,7 @@ async def apply_update(client: QuickBooksClient, entity: str, record: Mapping[st
     entity_id = record.get("Id")
     if not entity_id:
         raise quickbooks_error("VALIDATION", f"an update of {entity} needs the record's Id")
-    ours = {k: v for k, v in writable(record).items() if k not in ("Id", "SyncToken", "sparse")}
+    ours = {k: v for k, v in writable(record, entity).items() if k not in ("Id", "SyncToken", "sparse")}
     sync = record.get("SyncToken")
     fresh: dict[str, Any] | None = None
     if sync in (None, "") or (not sparse and operation is None):
@@ -100,7 +109,7 @@ async def apply_update(client: QuickBooksClient, entity: str, record: Mapping[st
             if operation is None or include == "void":
                 body["sparse"] = True
         else:
-            base = writable(fresh or {})
+            base = writable(fresh or {}, entity)
             body = {**base, **ours, "Id": str(entity_id), "SyncToken": str(sync), "sparse": False}
         rid = None
         if key:
