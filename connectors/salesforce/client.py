@@ -128,10 +128,10 @@ class SalesforceClient:
         return str(url).rstrip("/")
 
     @contextmanager
-    def _deadline(self, factor: float = 4.0) -> Iterator[None]:
+    def _deadline(self, timeout: float) -> Iterator[None]:
         # The transport retries inside this window; the deadline bounds the whole call.
         try:
-            with map_http_errors("SALESFORCE"), anyio.fail_after(self.settings.timeout * factor + 5):
+            with map_http_errors("SALESFORCE"), anyio.fail_after(timeout * (self.settings.retries + 1) + 5):
                 yield
         except TimeoutError:
             raise SalesforceError("request did not finish in time", error_type="SALESFORCE:TIMEOUT",
@@ -146,21 +146,25 @@ class SalesforceClient:
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       json: Any = None, headers: Mapping[str, str] | None = None,
                       idempotent: bool = False, ok: tuple[int, ...] = (),
-                      retry_locks: bool = False, context: str = "") -> httpx.Response:
+                      retry_locks: bool = False, read_timeout: float | None = None,
+                      context: str = "") -> httpx.Response:
         """Send one call to the instance; raise ``SALESFORCE:*`` unless 2xx or in ``ok``.
 
         ``path`` is a path on the instance (``/services/data/...``, a ``nextRecordsUrl``). With
         ``retry_locks`` a write refused with ``UNABLE_TO_LOCK_ROW`` (nothing was written) is sent
-        again after a jittered pause, up to ``lock-retries`` times.
+        again after a jittered pause, up to ``lock-retries`` times. ``read_timeout`` replaces the
+        connection's per-request timeout (CometD long polls hold the request open for minutes).
         """
         url = path if path.startswith("http") else await self.instance_url() + path
         extensions = {IDEMPOTENT_EXTENSION: True} if idempotent else None
         attempt = 0
         while True:
             attempt += 1
-            with self._deadline():
-                response = await self.http.request(method, url, params=params, json=json,
-                                                   headers=headers, extensions=extensions)
+            limit = read_timeout or self.settings.timeout
+            with self._deadline(limit):
+                response = await self.http.request(method, url, params=params, json=json, headers=headers,
+                                                   extensions=extensions,
+                                                   timeout=httpx.Timeout(limit) if read_timeout else httpx.USE_CLIENT_DEFAULT)
             self._note_limits(response)
             if response.status_code < 300 or response.status_code in ok:
                 return response

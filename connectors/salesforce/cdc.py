@@ -1,0 +1,308 @@
+"""``salesforce.change-events``: Change Data Capture over the Streaming API (CometD long polling).
+
+The source handshakes on ``{instance}/cometd/<version>``, subscribes to ``/data/<Object>ChangeEvent``
+(or ``/data/ChangeEvents``) with the ``replay`` extension, and long-polls ``/meta/connect``. After each
+batch is processed or dead-lettered it saves the last replay id, so a restart resumes where it left
+off (Salesforce keeps events 72 hours). A stored replay id that is too old is answered with a
+``SystemModstamp`` catch-up poll from the last commit time, then new events only.
+
+When the stream is unavailable (503, no CometD endpoint, no CDC entitlement) the source polls on
+``SystemModstamp`` instead (see :mod:`.polling`), then tries the stream again after
+``retry-stream-after``, resuming from the stored replay id: nothing is lost, but changes made during
+the outage may arrive twice (once polled, once replayed), so keep the flow's writes idempotent.
+
+Events whose ``changeOrigin`` carries one of ``ignore-origins`` (``client=<name>`` from
+``Sforce-Call-Options``; ``ignore-own-writes`` adds this connection's ``client-name``) are skipped
+but still move the replay id: this stops a write-back flow from triggering itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.salesforce.client import SalesforceClient
+from connectors.salesforce.config import parse_duration
+from connectors.salesforce.errors import SalesforceError
+from connectors.salesforce.polling import (
+    FATAL_KINDS,
+    POLL_PARAMS,
+    ChangePoller,
+    salesforce_datetime,
+    select_fields,
+)
+from runtime.context import SourceContext
+from runtime.message import Event
+from runtime.spec import Param, SourceSpec
+
+__all__ = ["CHANGE_EVENTS", "CometdSession", "StreamUnavailable", "run_change_events"]
+
+NEW_ONLY, ALL_RETAINED = -1, -2
+
+
+class StreamUnavailable(Exception):
+    """The streaming endpoint cannot be used right now (fall back to polling)."""
+
+
+class _Rehandshake(Exception):
+    """The server forgot our client (``advice.reconnect == "handshake"``)."""
+
+
+class _ReplayInvalid(Exception):
+    """The stored replay id is outside the retention window."""
+
+
+class CometdSession:
+    """One Bayeux client (handshake, subscribe, connect, disconnect) over the connection's HTTP."""
+
+    def __init__(self, client: SalesforceClient, channel: str) -> None:
+        self.client = client
+        self.channel = channel
+        self.path = f"/cometd/{client.settings.api_version}"
+        self.client_id: str | None = None
+        self.poll_timeout = 110.0
+        self._ids = itertools.count(1)
+
+    async def _send(self, message: dict[str, Any], read_timeout: float | None = None) -> list[dict[str, Any]]:
+        message = {**message, "id": str(next(self._ids))}
+        if self.client_id:
+            message["clientId"] = self.client_id
+        try:
+            response = await self.client.request("POST", self.path, json=[message], read_timeout=read_timeout,
+                                                 context="streaming")
+        except SalesforceError as error:
+            if error.kind in ("INVALID_SESSION", "AUTHENTICATION", "REQUEST_LIMIT_EXCEEDED"):
+                raise
+            raise StreamUnavailable(str(error)) from None
+        replies = response.json()
+        if not isinstance(replies, list):
+            raise StreamUnavailable("streaming endpoint answered something other than Bayeux")
+        return replies
+
+    @staticmethod
+    def _meta(replies: list[dict[str, Any]], channel: str) -> dict[str, Any]:
+        return next((r for r in replies if r.get("channel") == channel), {"successful": False, "error": "no reply"})
+
+    async def handshake(self) -> None:
+        """Get a ``clientId``; remember the server's long-poll timeout."""
+        self.client_id = None
+        replies = await self._send({"channel": "/meta/handshake", "version": "1.0", "minimumVersion": "1.0",
+                                    "supportedConnectionTypes": ["long-polling"], "ext": {"replay": True}})
+        reply = self._meta(replies, "/meta/handshake")
+        if not reply.get("successful"):
+            raise StreamUnavailable(f"handshake refused: {reply.get('error')}")
+        self.client_id = str(reply["clientId"])
+        timeout = (reply.get("advice") or {}).get("timeout")
+        if isinstance(timeout, int | float):
+            self.poll_timeout = timeout / 1000.0
+
+    async def subscribe(self, replay_id: int) -> None:
+        """Subscribe to the channel from ``replay_id`` (-1 new only, -2 all retained)."""
+        replies = await self._send({"channel": "/meta/subscribe", "subscription": self.channel,
+                                    "ext": {"replay": {self.channel: replay_id}}})
+        reply = self._meta(replies, "/meta/subscribe")
+        if not reply.get("successful"):
+            error = str(reply.get("error"))
+            if "replayId" in error:
+                raise _ReplayInvalid(error)
+            raise StreamUnavailable(f"subscribe refused: {error}")
+
+    async def connect(self) -> list[dict[str, Any]]:
+        """Long-poll once; the delivered event messages (possibly none)."""
+        replies = await self._send({"channel": "/meta/connect", "connectionType": "long-polling"},
+                                   read_timeout=self.poll_timeout + 30.0)
+        reply = self._meta(replies, "/meta/connect")
+        if not reply.get("successful"):
+            if (reply.get("advice") or {}).get("reconnect") == "handshake":
+                raise _Rehandshake(str(reply.get("error")))
+            raise StreamUnavailable(f"connect refused: {reply.get('error')}")
+        return [r for r in replies if not str(r.get("channel", "")).startswith("/meta/")]
+
+    async def disconnect(self) -> None:
+        """Tell the server we are gone (best effort)."""
+        if self.client_id:
+            try:
+                await self._send({"channel": "/meta/disconnect"})
+            except (StreamUnavailable, SalesforceError):
+                pass
+            self.client_id = None
+
+
+class _ChangeEventSource:
+    def __init__(self, ctx: SourceContext, params: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.client: SalesforceClient = ctx.connection
+        self.object: str | None = params.get("object")
+        self.channel = params.get("channel") or (f"/data/{self.object}ChangeEvent" if self.object else
+                                                 "/data/ChangeEvents")
+        self.params = params
+        self.ignore = {str(o) for o in params.get("ignore-origins") or ()}
+        if params.get("ignore-own-writes"):
+            self.ignore.add(self.client.settings.client_name)
+        self.fetch = bool(params.get("fetch-records"))
+        self.state: dict[str, Any] = {}
+        self.handled: set[int] = set()
+
+    async def save(self) -> None:
+        await self.ctx.save_state(dict(self.state))
+
+    def _ignored(self, header: dict[str, Any]) -> bool:
+        origin = str(header.get("changeOrigin") or "")
+        return any(f"client={name}" in origin for name in self.ignore)
+
+    async def _events(self, message: dict[str, Any]) -> list[Event]:
+        data = message.get("data") or {}
+        payload = data.get("payload") or {}
+        header = payload.get("ChangeEventHeader") or {}
+        replay_id = int((data.get("event") or {}).get("replayId"))
+        attributes = {"channel": message.get("channel"), "replayId": replay_id, "source": "stream",
+                      "changeType": header.get("changeType"), "entityName": header.get("entityName"),
+                      "recordIds": header.get("recordIds"), "changeOrigin": header.get("changeOrigin"),
+                      "commitTimestamp": header.get("commitTimestamp")}
+        if not self.fetch:
+            return [Event(payload=payload, attributes=attributes, id=f"cdc:{self.channel}:{replay_id}")]
+        out = []
+        for record_id in header.get("recordIds") or ():
+            record: dict[str, Any] = {"Id": record_id, "IsDeleted": True}
+            if not str(header.get("changeType", "")).endswith("DELETE") and "*" not in str(record_id):
+                try:
+                    record = await self.client.get(str(header.get("entityName")), str(record_id))
+                except SalesforceError as error:
+                    if error.kind not in ("NOT_FOUND", "ENTITY_IS_DELETED"):
+                        raise
+            out.append(Event(payload=record, attributes={**attributes, "recordId": record_id},
+                             id=f"cdc:{self.channel}:{replay_id}:{record_id}"))
+        return out
+
+    async def handle(self, messages: list[dict[str, Any]]) -> bool:
+        """Hand over new events; advance the replay id over the done prefix. ``False`` on a failure."""
+        todo: list[tuple[int, dict[str, Any], list[Event]]] = []
+        for message in messages:
+            replay_id = int(((message.get("data") or {}).get("event") or {}).get("replayId", 0))
+            if replay_id in self.handled or replay_id <= int(self.state.get("replayId") or -3):
+                continue
+            header = ((message.get("data") or {}).get("payload") or {}).get("ChangeEventHeader") or {}
+            events = [] if self._ignored(header) else await self._events(message)
+            todo.append((replay_id, header, events))
+        outcomes = await self.ctx.handle_many([e for _, _, events in todo for e in events])
+        position, ok = 0, True
+        for replay_id, header, events in todo:
+            done = all(o.done for o in outcomes[position:position + len(events)])
+            position += len(events)
+            if not done:
+                ok = False
+                continue
+            self.handled.add(replay_id)
+            if ok:
+                self.state["replayId"] = replay_id
+                stamp = header.get("commitTimestamp")
+                if isinstance(stamp, int | float):
+                    self.state["watermark"] = salesforce_datetime(datetime.fromtimestamp(stamp / 1000, UTC))
+        await self.save()
+        return ok
+
+    async def catch_up(self, until: float | None) -> None:
+        """Poll on SystemModstamp from the stored watermark (once, or until ``until``)."""
+        if not self.object:
+            self.ctx.logger.warning("salesforce.change-events: %s cannot be polled; waiting", self.channel)
+            await self.ctx.sleep(max(0.0, (until or time.monotonic()) - time.monotonic()))
+            return
+        fields = await select_fields(self.client, self.object, self.params.get("fields"))
+
+        async def save(poll_state: dict[str, Any]) -> None:
+            self.state.update(poll_state)
+            await self.save()
+
+        poller = ChangePoller(self.client, self.object, fields, where=self.params.get("where"),
+                              overlap=parse_duration(self.params.get("overlap", "2m")),
+                              batch_size=int(self.params.get("batch-size") or 200),
+                              state={"watermark": self.state.get("watermark"), "seen": self.state.get("seen")},
+                              save=save)
+        interval = parse_duration(self.params.get("fallback-interval", "30s"))
+        while not self.ctx.stopping:
+            await poller.poll(self.ctx)
+            if until is None or time.monotonic() >= until or not await self.ctx.sleep(interval):
+                return
+
+    async def stream(self) -> None:
+        """Handshake, subscribe (from the stored replay id) and long-poll until stopping."""
+        session = CometdSession(self.client, self.channel)
+        await session.handshake()
+        stored = self.state.get("replayId")
+        start = stored if stored is not None else (
+            ALL_RETAINED if self.params.get("start") == "retained" else NEW_ONLY)
+        try:
+            await session.subscribe(int(start))
+        except _ReplayInvalid as error:
+            self.ctx.logger.warning("salesforce.change-events: %s; catching up by polling", error)
+            await session.subscribe(NEW_ONLY)
+            await self.catch_up(None)
+        try:
+            while not self.ctx.stopping:
+                try:
+                    messages = await session.connect()
+                except _Rehandshake:
+                    return
+                if messages and not await self.handle(messages):
+                    await self.ctx.sleep(parse_duration(self.params.get("retry-delay", "5s")))
+                    return  # a new session replays from the saved id
+        finally:
+            await session.disconnect()
+
+    async def run(self) -> None:
+        self.state = dict(await self.ctx.load_state() or {})
+        if not self.state.get("watermark"):
+            self.state["watermark"] = salesforce_datetime(datetime.now(UTC))
+        retry_stream = parse_duration(self.params.get("retry-stream-after", "5m"))
+        while not self.ctx.stopping:
+            try:
+                await self.stream()
+            except StreamUnavailable as error:
+                self.ctx.logger.warning("salesforce.change-events: stream unavailable (%s); polling", error)
+                try:
+                    await self.catch_up(time.monotonic() + retry_stream)
+                except SalesforceError as poll_error:
+                    if poll_error.kind in FATAL_KINDS:
+                        raise
+                    self.ctx.logger.warning("salesforce.change-events: polling failed: %s", poll_error)
+                    if not await self.ctx.sleep(max(1.0, poll_error.retry_after or 0.0)):
+                        return
+            except SalesforceError as error:
+                if error.kind in FATAL_KINDS or error.kind in ("INVALID_SESSION", "AUTHENTICATION"):
+                    raise
+                self.ctx.logger.warning("salesforce.change-events: %s", error)
+                if not await self.ctx.sleep(max(1.0, error.retry_after or 0.0)):
+                    return
+
+
+async def run_change_events(ctx: SourceContext, params: dict[str, Any]) -> None:
+    """Deliver change events until the flow stops (see the module docstring)."""
+    if not params.get("object") and not params.get("channel"):
+        raise SalesforceError("change-events needs object or channel", error_type="SALESFORCE:VALIDATION")
+    await _ChangeEventSource(ctx, params).run()
+
+
+CHANGE_EVENTS = SourceSpec(
+    "change-events", run_change_events,
+    summary="Change Data Capture events over the Streaming API, with replay and a polling fallback",
+    params=(*(p for p in POLL_PARAMS if p.name != "object"),
+            Param("object", dynamic=False, examples=("Opportunity",),
+                  summary="Object whose /data/<Object>ChangeEvent channel to follow (and poll as fallback)"),
+            Param("channel", dynamic=False, examples=("/data/ChangeEvents",),
+                  summary="Channel to subscribe to instead of the object's own"),
+            Param("start", enum=("new", "retained"), default="new", dynamic=False,
+                  summary="Without a stored replay id: only new events, or every retained one (72 h)"),
+            Param("ignore-origins", type="array", dynamic=False,
+                  schema={"type": "array", "items": {"type": "string"}},
+                  summary="Skip events whose changeOrigin has client=<one of these>"),
+            Param("ignore-own-writes", type="boolean", default=False, dynamic=False,
+                  summary="Skip events caused by this connection's own writes (its client-name)"),
+            Param("fetch-records", type="boolean", default=False, dynamic=False,
+                  summary="Payload = the current record (one event per record id) instead of the change event"),
+            Param("fallback-interval", type="duration", default="30s", dynamic=False,
+                  summary="Polling interval while the stream is unavailable"),
+            Param("retry-stream-after", type="duration", default="5m", dynamic=False,
+                  summary="How long to poll before trying the stream again")),
+)
