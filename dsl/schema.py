@@ -3,7 +3,9 @@
 One schema covers both kinds of project file (``anyOf`` a flow file and a config file). Every
 operation step, trigger and connection comes from the plugins' own parameter schemas, so installing
 a connector extends editor completion without any change here. The runtime's ``x-`` flags are
-dropped: they mean nothing to an editor.
+dropped: they mean nothing to an editor. A value that is not a string in the schema may still be
+written as a ``${property}`` or (where ``x-dynamic`` allows) a ``#[ expression ]`` string, so
+such values are accepted too and editors do not flag them.
 """
 
 from __future__ import annotations
@@ -27,13 +29,44 @@ __all__ = ["flow_json_schema"]
 _DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
+_EXPRESSION = {"type": "string", "pattern": r"^\s*(\$\{|#\[)"}
+_PLACEHOLDER = {"type": "string", "pattern": r"^\s*\$\{[^}]*\}\s*$"}
+#: Keys of the language's own structure: never a placeholder or an expression.
+_STRUCTURAL = frozenset({"steps", "otherwise", "on-error", "trigger", "retry", "telemetry", "server"})
+
+
 def _clean(schema: Any) -> Any:
-    """A copy without ``x-`` keys (recursively)."""
+    """A copy without ``x-`` keys, where non-string values also accept ``${}`` / ``#[ ]`` strings."""
     if isinstance(schema, Mapping):
-        return {k: _clean(v) for k, v in schema.items() if not str(k).startswith("x-")}
+        out = {}
+        for key, value in schema.items():
+            if str(key).startswith("x-"):
+                continue
+            if key == "properties" and isinstance(value, Mapping):
+                out[key] = {name: _clean(sub) if name in _STRUCTURAL else _value(sub)
+                            for name, sub in value.items()}
+            elif key == "items" and isinstance(value, Mapping):
+                out[key] = _value(value)
+            else:
+                out[key] = _clean(value)
+        return out
     if isinstance(schema, list | tuple):
         return [_clean(v) for v in schema]
     return copy.copy(schema)
+
+
+def _value(schema: Mapping[str, Any]) -> Any:
+    """A parameter's schema as an editor should check it."""
+    cleaned = _clean(schema)
+    wanted = schema.get("type")
+    types = [wanted] if isinstance(wanted, str) else list(wanted or [])
+    if not types or "string" in types:
+        return cleaned
+    description = cleaned.pop("description", None)
+    out: dict[str, Any] = {"anyOf": [cleaned, _PLACEHOLDER if schema.get("x-dynamic") is False else _EXPRESSION]}
+    if description:
+        out["description"] = description
+    return out
 
 
 def _step_entry(name: str, schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,7 +122,7 @@ def flow_json_schema(vocabulary: Vocabulary) -> dict[str, Any]:
             entry["description"] = schema["description"]
         connections.append(entry)
 
-    flow_keys = _clean(FLOW_KEYS)
+    flow_keys = {k: _clean(v) if k in _STRUCTURAL else _value(v) for k, v in FLOW_KEYS.items()}
     flow_keys["trigger"] = {"$ref": "#/$defs/trigger"}
     flow_keys["steps"] = {**flow_keys["steps"], "minItems": 1, "items": {"$ref": "#/$defs/step"}}
     flow_keys["on-error"] = {**flow_keys["on-error"], "items": _steps_with_refs(_clean(ON_ERROR_SCHEMA))}

@@ -19,7 +19,10 @@ def test_operation_steps_come_from_the_vocabulary(vocabulary) -> None:
     assert echo["required"] == ["demo.echo"] and echo["additionalProperties"] is False
     params = echo["properties"]["demo.echo"]
     assert params["properties"]["message"] == {"type": "string", "description": "What to echo"}
-    assert params["properties"]["count"]["type"] == "integer"
+    count = params["properties"]["count"]
+    assert count["description"] == "How many times"
+    assert count["anyOf"][0] == {"type": "integer"}
+    assert count["anyOf"][1]["type"] == "string"  # '${n}' and '#[ ... ]' are accepted too
     assert params["required"] == ["message"]
     assert set(echo["properties"]) == {"demo.echo", "label", "target"}
     assert "x-dynamic" not in json.dumps(schema)
@@ -34,7 +37,8 @@ def test_builtin_steps_triggers_and_nested_steps(vocabulary) -> None:
     foreach = _by_name(steps, "foreach")["properties"]["foreach"]
     assert foreach["properties"]["steps"]["items"] == {"$ref": "#/$defs/step"}
     triggers = schema["$defs"]["trigger"]["oneOf"]
-    assert _by_name(triggers, "demo.ticks")["properties"]["demo.ticks"]["properties"]["interval"]["type"] == "integer"
+    interval = _by_name(triggers, "demo.ticks")["properties"]["demo.ticks"]["properties"]["interval"]
+    assert interval["anyOf"][0] == {"type": "integer"}
     assert _by_name(triggers, "http.listener")["properties"]["http.listener"]["required"] == ["path"]
     flow_file = schema["$defs"]["flowFile"]
     assert flow_file["required"] == ["flow", "steps"]
