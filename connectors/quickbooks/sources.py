@@ -149,8 +149,8 @@ def _change_event(entity: str, row: dict[str, Any]) -> Event:
     meta = row.get("MetaData") or {}
     if row.get("status") == "Deleted":
         operation = "Delete"
-    elif meta.get("CreateTime") and meta.get("CreateTime") == meta.get("LastUpdatedTime"):
-        operation = "Create"
+    elif str(row.get("SyncToken")) == "0":
+        operation = "Create"  # never changed since it was created
     else:
         operation = "Update"
     attributes = {"source": "quickbooks.changes", "entity": entity, "entityId": row.get("Id"),

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
 from opentelemetry import trace
 
 from connectors.quickbooks.client import QuickBooksClient, open_connection
 from connectors.quickbooks.emulator import DEFAULT_REALM
 from connectors.quickbooks.operations import OPERATIONS
-from runtime.context import ConnectionContext, OperationContext
-from runtime.message import Message
+from runtime.context import ConnectionContext, HttpEndpoint, OperationContext, SourceContext
+from runtime.message import Event, Message, Outcome
 from runtime.store import ObjectStore
 
 REALM = DEFAULT_REALM
@@ -67,3 +69,72 @@ async def run_op(name: str, client: QuickBooksClient, store: ObjectStore, payloa
     rendered = {p.name: p.default for p in spec.params if p.default is not None}
     rendered.update({k.replace("_", "-"): v for k, v in params.items()})
     return await spec.handler(op_context(client, store, payload), rendered)
+
+
+class FakeSourceContext(SourceContext):
+    """A source context that records events, routes and state instead of running flows.
+
+    ``outcome`` decides each event's fate (default: completed); ``gate`` (an anyio.Event), when
+    given, holds every ``handle`` until it is set, to show that a webhook is answered before the
+    flow runs.
+    """
+
+    def __init__(self, client: QuickBooksClient | None, store: ObjectStore, *,
+                 outcome: Callable[[Event], str] | None = None,
+                 gate: anyio.Event | None = None) -> None:
+        self.flow = "qb-flow"
+        self.connection = client
+        self.connection_name = "quickbooks"
+        self.store = store
+        self.logger = logging.getLogger("splice.test.quickbooks.source")
+        self.tracer = trace.get_tracer("splice.test")
+        self.events: list[Event] = []
+        self.routes: dict[str, HttpEndpoint] = {}
+        self.state: Any = None
+        self.saved: list[Any] = []
+        self._outcome = outcome or (lambda _event: "completed")
+        self._gate = gate
+        self._stop = anyio.Event()
+
+    async def handle(self, event: Event) -> Outcome:
+        if self._gate is not None:
+            await self._gate.wait()
+        status = self._outcome(event)
+        if status == "completed":
+            self.events.append(event)
+        return Outcome(status, Message(payload=event.payload, attributes=event.attributes))  # type: ignore[arg-type]
+
+    async def handle_many(self, events: Iterable[Event]) -> list[Outcome]:
+        return [await self.handle(e) for e in events]
+
+    async def load_state(self) -> Any:
+        return self.state
+
+    async def save_state(self, state: Any) -> None:
+        self.state = copy.deepcopy(state)
+        self.saved.append(self.state)
+
+    def add_route(self, path: str, methods: Iterable[str], endpoint: HttpEndpoint) -> None:
+        self.routes[path] = endpoint
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def sleep(self, seconds: float) -> bool:
+        with anyio.move_on_after(seconds):
+            await self._stop.wait()
+        return not self._stop.is_set()
+
+    def stop(self) -> None:
+        """Begin shutdown: the source's loop returns."""
+        self._stop.set()
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Poll ``condition`` (a test helper for background loops), failing after ``seconds``."""
+    with anyio.fail_after(seconds):
+        while True:
+            if condition():
+                return
+            await anyio.sleep(0.005)
