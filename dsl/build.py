@@ -112,7 +112,9 @@ class _FlowBuilder:
             return None
         (name, value), = node.value.items()
         key_span = node.keys[name]
-        schema = BUILTIN_TRIGGERS.get(name) or ctx.vocabulary.source_schema(name)
+        # A plugin's own schema wins (the http connector declares http.listener); the language's
+        # built-in schema covers triggers no plugin declares (schedule) and keeps its extra rules.
+        schema = ctx.vocabulary.source_schema(name) or BUILTIN_TRIGGERS.get(name)
         if schema is None:
             known = [*BUILTIN_TRIGGERS, *ctx.vocabulary.source_names()]
             ctx.error(key_span, f"unknown trigger '{name}'",
@@ -133,9 +135,15 @@ class _FlowBuilder:
                 except ValueError as exc:
                     ctx.error(params.value["every"].span, str(exc), "a duration such as 30s, 5m, 1h")
         if name == "http.listener":
-            values.setdefault("method", "POST")
+            if "method" in (schema.get("properties") or {}):
+                values.setdefault("method", "POST")
+            path = params.value.get("path")
+            if path is not None and isinstance(path.value, str) and not path.value.startswith("/") \
+                    and schema is not BUILTIN_TRIGGERS[name]:
+                ctx.error(path.span, f"invalid value {path.value!r} for 'path'", "a URL path starting with '/'")
+                return None
         connection = values.pop("connection", None)
-        if name not in BUILTIN_TRIGGERS and "connection" in (schema.get("properties") or {}):
+        if "connection" in (schema.get("properties") or {}):
             ctx.connection_refs.append((name.split(".", 1)[0], connection, key_span, name))
         return Trigger(name=name, params=values, span=key_span, connection=connection)
 

@@ -103,9 +103,10 @@ def flow_json_schema(vocabulary: Vocabulary) -> dict[str, Any]:
         schema = vocabulary.operation_schema(name)
         if schema is not None:
             steps.append(_step_entry(name, schema))
+    sources = set(vocabulary.source_names())
     triggers = [{"type": "object", "properties": {name: _clean(schema)}, "required": [name],
                  "additionalProperties": False, "description": schema.get("description", "")}
-                for name, schema in BUILTIN_TRIGGERS.items()]
+                for name, schema in BUILTIN_TRIGGERS.items() if name not in sources]
     for name in sorted(vocabulary.source_names()):
         schema = vocabulary.source_schema(name)
         if schema is not None:

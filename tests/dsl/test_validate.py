@@ -159,6 +159,19 @@ def test_http_listener_defaults(vocabulary) -> None:
     assert flow.trigger is not None and dict(flow.trigger.params) == {"path": "/orders", "method": "POST"}
 
 
+def test_a_plugin_trigger_schema_wins_over_the_builtin(vocabulary) -> None:
+    """When a plugin declares http.listener, its parameters apply; the path rule still holds."""
+    vocabulary.sources["http.listener"] = {
+        "type": "object", "additionalProperties": False,
+        "properties": {"path": {"type": "string"}, "auth": {"type": "string"}}, "required": ["path"]}
+    flow = load_flow_text("flow: a\ntrigger:\n  http.listener: { path: /o, auth: basic }\nsteps:\n  - log: x\n",
+                          vocabulary=vocabulary, environ={})
+    assert flow.trigger is not None and dict(flow.trigger.params) == {"path": "/o", "auth": "basic"}
+    with pytest.raises(FlowErrors, match="f.yaml:3:26: invalid value 'o' for 'path', expected a URL path"):
+        load_flow_text("flow: a\ntrigger:\n  http.listener: { path: o }\nsteps:\n  - log: x\n", file="f.yaml",
+                       vocabulary=vocabulary, environ={})
+
+
 def test_targets_labels_and_foreach_options(vocabulary) -> None:
     """Common step keys and foreach options reach the model."""
     flow = load_flow_text(
