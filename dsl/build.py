@@ -83,7 +83,8 @@ class _FlowBuilder:
             if not steps_node.value:
                 ctx.error(steps_node.span, "a flow needs at least one step", "a non-empty list of steps")
             steps = self.steps(steps_node)
-        trigger = self.trigger(root.value["trigger"]) if root.value.get("trigger") is not None else None
+        trigger_node = root.value.get("trigger")
+        trigger = self.trigger(trigger_node) if trigger_node is not None and trigger_node.kind == "map" else None
         handlers: tuple[ErrorHandler, ...] = ()
         on_error = root.value.get("on-error")
         if on_error is not None and on_error.kind == "seq":
@@ -106,7 +107,7 @@ class _FlowBuilder:
 
     def trigger(self, node: Node) -> Trigger | None:
         ctx = self.ctx
-        if node.kind != "map" or len(node.value) != 1:
+        if len(node.value) != 1:
             ctx.error(node.span, "a trigger must be a mapping with exactly one trigger",
                       "e.g. 'schedule: { every: 5m }'")
             return None
@@ -196,7 +197,7 @@ class _FlowBuilder:
             return None
         values = to_value(params)  # keeps the DynamicDict marker for render()
         connection = values.pop("connection", None)
-        if "connection" in (schema.get("properties") or {}):
+        if "connection" in (schema.get("properties") or {}) and connection is not UNRESOLVED:
             ctx.connection_refs.append((name.split(".", 1)[0], connection, key_span, name))
         return OperationStep(name=name, params=values, connection=connection, **base)
 
@@ -230,6 +231,8 @@ class _FlowBuilder:
     def _transform_file(self, node: Node, base: dict[str, Any]) -> Step | None:
         ctx = self.ctx
         relative = ctx.resolve(node).value
+        if isinstance(relative, Template):
+            ctx.error(node.span, "a transform file cannot be a #[ ] expression", "a path, fixed at load time")
         if not isinstance(relative, str):
             return None
         path = (ctx.base_dir or Path.cwd()) / relative.strip()
