@@ -1,0 +1,105 @@
+"""Fidelity: the real python-quickbooks client, unmodified, against the emulator over HTTP.
+
+The client is pointed at the emulator the documented way (its ``api_url_v3`` attribute, the
+intuit-oauth discovery URL, ``OAUTHLIB_INSECURE_TRANSPORT`` for plain http); the emulator has no
+special case for it. If the emulator's shapes drifted from QuickBooks', this client would break.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from quickbooks_support import CLIENT_ID, CLIENT_SECRET, REALM, SEED_REFRESH_TOKEN
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def qbo(served_emulator: tuple[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A python-quickbooks client logged in through the emulator's token endpoint."""
+    from intuitlib.client import AuthClient
+    from quickbooks import QuickBooks
+
+    base, _app = served_emulator
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    auth = AuthClient(CLIENT_ID, CLIENT_SECRET, "http://localhost/callback",
+                      environment=f"{base}/.well-known/openid_configuration")
+    client = QuickBooks(auth_client=auth, refresh_token=SEED_REFRESH_TOKEN, company_id=REALM,
+                        minorversion=75, use_decimal=True)
+    client.api_url_v3 = f"{base}/v3"
+    return client
+
+
+def test_customer_invoice_payment_batch_and_cdc(qbo: Any, served_emulator: tuple[str, Any]) -> None:
+    """Create and query customers and invoices, pay an invoice, batch-create, read CDC."""
+    from quickbooks.batch import batch_create
+    from quickbooks.cdc import change_data_capture
+    from quickbooks.exceptions import QuickbooksException
+    from quickbooks.objects.customer import Customer
+    from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
+    from quickbooks.objects.invoice import Invoice
+    from quickbooks.objects.item import Item
+    from quickbooks.objects.base import LinkedTxn
+    from quickbooks.objects.payment import Payment, PaymentLine
+
+    _base, app = served_emulator
+    assert qbo.refresh_token in app.state.emulator.authority.valid_refresh_tokens(REALM)
+    # python-quickbooks writes changedSince without an offset: the company's (Pacific) wall time.
+    since = datetime.now(timezone(timedelta(hours=-7))).replace(tzinfo=None) - timedelta(hours=2)
+
+    customer = Customer()
+    customer.DisplayName = "O'Hare Fidelity"
+    customer = customer.save(qb=qbo)
+    assert customer.Id and customer.SyncToken == "0"
+    found = Customer.filter(DisplayName="O'Hare Fidelity", qb=qbo)
+    assert [c.Id for c in found] == [customer.Id]
+    with pytest.raises(QuickbooksException) as dup:
+        again = Customer()
+        again.DisplayName = "O'Hare Fidelity"
+        again.save(qb=qbo)
+    assert dup.value.error_code == 6240
+
+    hours = Item.filter(Name="Hours", qb=qbo)[0]
+    invoice = Invoice()
+    line = SalesItemLine()
+    line.Amount = Decimal("150.00")
+    line.SalesItemLineDetail = SalesItemLineDetail()
+    line.SalesItemLineDetail.ItemRef = hours.to_ref()
+    line.SalesItemLineDetail.Qty = 2
+    line.SalesItemLineDetail.UnitPrice = Decimal("75")
+    invoice.Line.append(line)
+    invoice.CustomerRef = customer.to_ref()
+    invoice = invoice.save(qb=qbo)
+    assert Decimal(str(invoice.TotalAmt)) == Decimal("150.00")
+    assert [i.Id for i in Invoice.filter(CustomerRef=customer.Id, qb=qbo)] == [invoice.Id]
+
+    payment = Payment()
+    payment.TotalAmt = Decimal("150.00")
+    payment.CustomerRef = customer.to_ref()
+    pay_line = PaymentLine()
+    pay_line.Amount = Decimal("150.00")
+    link = LinkedTxn()
+    link.TxnId = invoice.Id
+    link.TxnType = "Invoice"
+    pay_line.LinkedTxn.append(link)
+    payment.Line.append(pay_line)
+    payment = payment.save(qb=qbo)
+    paid = Invoice.get(invoice.Id, qb=qbo)
+    assert Decimal(str(paid.Balance)) == 0
+    assert paid.LinkedTxn[0].TxnId == payment.Id
+
+    batch = []
+    for name in ("Batch One", "Batch Two", "Cool Cars"):
+        c = Customer()
+        c.DisplayName = name
+        batch.append(c)
+    results = batch_create(batch, qb=qbo)
+    assert sorted(c.DisplayName for c in results.successes) == ["Batch One", "Batch Two"]
+    assert results.faults[0].Error[0].code == "6240"
+
+    changes = change_data_capture([Invoice, Customer], since, qb=qbo)
+    assert invoice.Id in [i.Id for i in changes.Invoice]
+    assert "O'Hare Fidelity" in [c.DisplayName for c in changes.Customer]
