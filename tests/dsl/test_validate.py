@@ -207,3 +207,14 @@ def test_continue_handler_payload(vocabulary) -> None:
         vocabulary=vocabulary, environ={})
     handler = flow.on_error[0]
     assert (handler.has_payload, handler.payload, handler.steps[0].level) == (True, {"ok": False}, "error")
+
+
+def test_project_discovery_skips_support_directories(write, vocabulary) -> None:
+    """.yml files count; config/, tests/, cassettes/, fixtures/ and dot-directories are not flows."""
+    write("flows/a.yml", "flow: a\nsteps: [ { log: x } ]\n")
+    for skipped in ("config/dev.yaml", "flows/tests/t.yaml", "cassettes/c.yaml", "tests/fixtures/f.yaml",
+                    ".git/x.yaml", "flows/.cache/y.yaml"):
+        write(skipped, "greeting: not a flow\n")
+    project = load_project(".", vocabulary=vocabulary, environ={})
+    assert list(project.flows) == ["a"] and project.flows["a"].file == "flows/a.yml"
+    assert project.properties == {"greeting": "not a flow"}
