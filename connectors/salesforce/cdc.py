@@ -181,10 +181,11 @@ class _ChangeEventSource:
         todo: list[tuple[int, dict[str, Any], list[Event]]] = []
         for message in messages:
             replay_id = int(((message.get("data") or {}).get("event") or {}).get("replayId", 0))
-            if replay_id in self.handled or replay_id <= int(self.state.get("replayId") or -3):
+            if replay_id <= int(self.state.get("replayId") or -3):
                 continue
             header = ((message.get("data") or {}).get("payload") or {}).get("ChangeEventHeader") or {}
-            events = [] if self._ignored(header) else await self._events(message)
+            skip = replay_id in self.handled or self._ignored(header)
+            events = [] if skip else await self._events(message)
             todo.append((replay_id, header, events))
         outcomes = await self.ctx.handle_many([e for _, _, events in todo for e in events])
         position, ok = 0, True
@@ -192,6 +193,9 @@ class _ChangeEventSource:
             done = all(o.done for o in outcomes[position:position + len(events)])
             position += len(events)
             if not done:
+                if ok and self.state.get("replayId") is None:
+                    # First event ever failed: resume just before it, not at "new events only".
+                    self.state["replayId"] = replay_id - 1
                 ok = False
                 continue
             self.handled.add(replay_id)

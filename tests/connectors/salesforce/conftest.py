@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 import pytest
 from opentelemetry import trace
@@ -85,7 +86,8 @@ def vcr_settings() -> dict[str, Any]:
 
 INSTANCE = "https://acme.my.salesforce.com"
 SETTINGS: dict[str, Any] = {"auth": "client-credentials", "login-url": INSTANCE,
-                            "client-id": "test-client-id", "client-secret": "test-client-secret-1"}
+                            "client-id": "test-client-id", "client-secret": "test-client-secret-1",
+                            "retry-delay": "10ms"}
 
 
 @pytest.fixture
@@ -138,7 +140,7 @@ class RecordingSourceContext(SourceContext):
     """
 
     def __init__(self, client: Any, store: ObjectStore, *, polls: int = 1, state: Any = None,
-                 fail: dict[str, int] | None = None) -> None:
+                 fail: dict[str, int] | None = None, stop_after: int | None = None) -> None:
         self.flow = "test-flow"
         self.connection = client
         self.connection_name = "sf"
@@ -152,6 +154,7 @@ class RecordingSourceContext(SourceContext):
         self.sleeps = 0
         self.fail = dict(fail or {})
         self.on_sleep: Any = None
+        self.stop_after = stop_after
 
     async def handle(self, event: Event) -> Outcome:
         return (await self.handle_many([event]))[0]
@@ -179,10 +182,13 @@ class RecordingSourceContext(SourceContext):
 
     @property
     def stopping(self) -> bool:
+        if self.stop_after is not None:
+            return len(self.events) >= self.stop_after
         return self.sleeps >= self.polls
 
     async def sleep(self, seconds: float) -> bool:
         self.sleeps += 1
+        await anyio.sleep(min(seconds, 0.01))
         if self.on_sleep is not None:
             await self.on_sleep(self.sleeps)
         return not self.stopping

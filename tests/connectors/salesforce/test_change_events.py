@@ -1,0 +1,143 @@
+"""``salesforce.change-events``: CDC over CometD, replay id persistence, echo suppression, and the
+polling fallback when the stream is unavailable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from connectors.salesforce.cdc import run_change_events
+
+pytestmark = pytest.mark.anyio
+
+PARAMS = {"object": "Account", "fields": ["Name"], "overlap": "1m", "fallback-interval": 0,
+          "retry-stream-after": 0, "retry-delay": 0}
+
+
+async def _until(condition: Any) -> None:
+    """Wait (bounded) until ``condition()`` holds."""
+    for _ in range(500):
+        if condition():
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+async def _run_while(ctx: Any, params: dict[str, Any], action: Any) -> None:
+    """Run the source; call ``action`` once it is subscribed; give up after 10 s."""
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_change_events, ctx, params)
+            await anyio.sleep(0.05)
+            await action()
+
+
+async def test_stream_delivers_and_restart_resumes_from_replay_id(app: Any, client: Any, store: Any,
+                                                                  source_context: Any) -> None:
+    """Three events stream in; two made while stopped arrive after a restart, none twice."""
+    org = app.state.emulator.org
+    first = source_context(client, store, stop_after=3)
+
+    async def write_three() -> None:
+        for i in range(3):
+            org.create("Account", {"Name": f"Live {i}"}, origin="crm-user")
+
+    await _run_while(first, dict(PARAMS), write_three)
+    assert [e.payload["Name"] for e in first.events] == ["Live 0", "Live 1", "Live 2"]
+    assert first.events[0].attributes["changeType"] == "CREATE"
+    assert first.events[0].attributes["source"] == "stream"
+    saved = first.state["replayId"]
+    assert saved == first.events[-1].attributes["replayId"]
+    org.create("Account", {"Name": "While down 1"})
+    account = org.create("Account", {"Name": "While down 2"})
+    second = source_context(client, store, stop_after=3, state=first.state)
+
+    async def update_one() -> None:
+        org.update("Account", account["Id"], {"Phone": "555"})
+
+    await _run_while(second, dict(PARAMS), update_one)
+    assert [e.payload.get("Name") for e in second.events] == ["While down 1", "While down 2", None]
+    assert second.events[-1].payload["Phone"] == "555"
+    assert second.events[-1].payload["ChangeEventHeader"]["changedFields"][0] == "Phone"
+
+
+async def test_own_writes_are_ignored_but_advance_replay(app: Any, client: Any, store: Any,
+                                                         source_context: Any) -> None:
+    """Writes through this connection (client=splice) do not trigger the flow."""
+    org = app.state.emulator.org
+    ctx = source_context(client, store, stop_after=1)
+
+    async def writes() -> None:
+        await client.create("Account", {"Name": "Echo"})
+        org.create("Account", {"Name": "From a user"}, origin="web")
+
+    await _run_while(ctx, {**PARAMS, "ignore-own-writes": True}, writes)
+    assert [e.payload["Name"] for e in ctx.events] == ["From a user"]
+    assert ctx.state["replayId"] == org.events[-1]["replayId"]
+
+
+async def test_failed_event_is_redelivered(app: Any, client: Any, store: Any, source_context: Any) -> None:
+    """A change event whose handling failed comes again from the saved replay id."""
+    org = app.state.emulator.org
+    ctx = source_context(client, store, stop_after=2)
+    ctx.fail = {f"cdc:/data/AccountChangeEvent:{len(org.events) + 1}": 1}
+
+    async def writes() -> None:
+        org.create("Account", {"Name": "A"})
+        org.create("Account", {"Name": "B"})
+
+    await _run_while(ctx, dict(PARAMS), writes)
+    assert [e.payload["Name"] for e in ctx.events] == ["B", "A"]  # B went through, A came again
+    assert ctx.state["replayId"] == org.events[-1]["replayId"]
+
+
+async def test_fetch_records_gives_full_records(app: Any, client: Any, store: Any, source_context: Any) -> None:
+    """With fetch-records the payload is the current record, read through REST."""
+    org = app.state.emulator.org
+    ctx = source_context(client, store, stop_after=1)
+
+    async def write() -> None:
+        org.create("Account", {"Name": "Full", "QB_Customer_Id__c": "7"})
+
+    await _run_while(ctx, {**PARAMS, "fetch-records": True}, write)
+    assert ctx.events[0].payload["QB_Customer_Id__c"] == "7"
+    assert ctx.events[0].payload["SystemModstamp"].endswith("+0000")
+
+
+async def test_falls_back_to_polling_and_returns_to_the_stream(app: Any, client: Any, store: Any,
+                                                               source_context: Any) -> None:
+    """Stream down: changes arrive by polling; stream back: events stream again, nothing lost."""
+    emu = app.state.emulator
+    emu.faults.update({"streaming_unavailable": True})
+    ctx = source_context(client, store, stop_after=2)
+
+    async def outage() -> None:
+        emu.org.create("Account", {"Name": "Polled"})
+        await _until(lambda: ctx.events)
+        emu.faults.update({"streaming_unavailable": False})
+        await _until(lambda: emu.streaming_clients)
+        emu.org.create("Account", {"Name": "Streamed"})
+
+    await _run_while(ctx, dict(PARAMS), outage)
+    assert [(e.payload["Name"], e.attributes["source"]) for e in ctx.events[:1]] == [("Polled", "poll")]
+    assert ("Streamed", "stream") in [(e.payload.get("Name"), e.attributes["source"]) for e in ctx.events]
+
+
+async def test_expired_replay_id_catches_up_by_polling(store: Any, client: Any, app: Any,
+                                                       source_context: Any) -> None:
+    """A stored replay id older than retention: a SystemModstamp poll covers the gap."""
+    emu = app.state.emulator
+    emu.org.event_retention = 2
+    for i in range(5):
+        emu.org.create("Account", {"Name": f"Old {i}"})
+    state = {"replayId": 1, "watermark": "2020-01-01T00:00:00.000+0000"}
+    ctx = source_context(client, store, stop_after=5, state=state)
+
+    async def nothing() -> None:
+        pass
+
+    await _run_while(ctx, dict(PARAMS), nothing)
+    assert sorted(e.payload["Name"] for e in ctx.events) == [f"Old {i}" for i in range(5)]
+    assert {e.attributes["source"] for e in ctx.events} == {"poll"}
