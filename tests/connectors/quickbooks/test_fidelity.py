@@ -38,11 +38,11 @@ def test_customer_invoice_payment_batch_and_cdc(qbo: Any, served_emulator: tuple
     from quickbooks.batch import batch_create
     from quickbooks.cdc import change_data_capture
     from quickbooks.exceptions import QuickbooksException
+    from quickbooks.objects.base import LinkedTxn
     from quickbooks.objects.customer import Customer
     from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
     from quickbooks.objects.invoice import Invoice
     from quickbooks.objects.item import Item
-    from quickbooks.objects.base import LinkedTxn
     from quickbooks.objects.payment import Payment, PaymentLine
 
     _base, app = served_emulator
