@@ -1,0 +1,118 @@
+"""Fidelity: the real ``simple-salesforce`` client against the emulator over HTTPS.
+
+simple-salesforce always speaks HTTPS to ``instance_url``'s host, so the emulator runs under uvicorn
+in a thread with a throwaway self-signed certificate that the client's ``requests`` session trusts.
+Nothing in the emulator knows which client is calling.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+from connectors.salesforce.emulator import create_app
+
+pytestmark = pytest.mark.slow
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, encipher_only=False,
+                                         decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Any, str, Path]]:
+    """(app, https base URL, CA file): the emulator under uvicorn with TLS on a free port."""
+    cert, key = _self_signed(tmp_path)
+    app = create_app(page_size=3)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, ssl_certfile=str(cert), ssl_keyfile=str(key), log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        threading.Event().wait(0.01)
+    try:
+        yield app, f"https://127.0.0.1:{port}", cert
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+        sock.close()
+
+
+def test_simple_salesforce_round_trip(served: tuple[Any, str, Path]) -> None:
+    """Query with paging, create, update, upsert, collections and errors, as the client expects them."""
+    app, base, cert = served
+    session = requests.Session()
+    session.trust_env = False  # the CA bundle from the environment would override verify=
+    session.verify = str(cert)
+    token = session.post(f"{base}/services/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": "ss-client", "client_secret": "ss-secret"}).json()
+    sf = Salesforce(instance_url=token["instance_url"], session_id=token["access_token"], version="66.0",
+                    session=session)
+
+    created = sf.Account.create({"Name": "Acme", "QB_Customer_Id__c": "58"})
+    assert created["success"] and created["id"].startswith("001")
+    assert sf.Account.update(created["id"], {"Phone": "555-0100"}) == 204
+    assert sf.Account.upsert("QB_Customer_Id__c/58", {"Website": "acme.example"}) == 200
+    assert sf.Account.upsert("QB_Customer_Id__c/59", {"Name": "Globex"}) == 201
+    fetched = sf.Account.get_by_custom_id("QB_Customer_Id__c", "58")
+    assert fetched["Phone"] == "555-0100" and fetched["Website"] == "acme.example"
+
+    results = sf.restful("composite/sobjects", method="POST", json={
+        "allOrNone": False,
+        "records": [{"attributes": {"type": "Contact"}, "LastName": f"L{i}", "AccountId": created["id"]}
+                    for i in range(8)]})
+    assert [r["success"] for r in results] == [True] * 8
+
+    everything = sf.query_all("SELECT Id, LastName, Account.Name FROM Contact ORDER BY LastName")
+    assert everything["totalSize"] == 8 and len(everything["records"]) == 8
+    assert everything["records"][0]["Account"]["Name"] == "Acme"
+    first = sf.query("SELECT Id FROM Contact")
+    assert first["done"] is False and first["nextRecordsUrl"].startswith("/services/data/v66.0/query/")
+    more = sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
+    assert len(more["records"]) == 3
+
+    assert sf.Contact.delete(results[0]["id"]) == 204
+    assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 7
+    assert sf.api_usage["api-usage"].total == app.state.emulator.faults.daily_limit
+    with pytest.raises(SalesforceMalformedRequest):
+        sf.query("SELECT Id FRM Contact")
