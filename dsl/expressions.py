@@ -22,6 +22,7 @@ import importlib.util
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -163,23 +164,26 @@ class JsonataPythonEngine:
         return _PythonCompiled(expr)
 
 
+#: Per thread: (source, functions) -> jsonatapy expression. jsonatapy objects may be used and freed
+#: only on the thread that created them, so each thread keeps its own, freed when the thread ends or
+#: by this thread's own eviction, never by another thread's garbage collection.
+_rust_cache = threading.local()
+_RUST_CACHE_SIZE = 4096
+
+_Functions = tuple[tuple[str, Callable[..., Any]], ...]
+
+
 class _RustCompiled:
-    """A jsonatapy expression per thread: its compiled objects must stay on the thread that made them."""
+    """A jsonatapy expression, looked up in (or compiled into) the calling thread's cache."""
 
-    __slots__ = ("_engine", "_functions", "_local", "_source")
+    __slots__ = ("_engine", "_key")
 
-    def __init__(self, engine: JsonatapyEngine, source: str, functions: Mapping[str, Callable[..., Any]] | None,
-                 first: Any) -> None:
+    def __init__(self, engine: JsonatapyEngine, key: tuple[str, _Functions]) -> None:
         self._engine = engine
-        self._source = source
-        self._functions = functions
-        self._local = threading.local()
-        self._local.expr = first
+        self._key = key
 
     def evaluate(self, data: Any, bindings: dict[str, Any]) -> Any:
-        expr = getattr(self._local, "expr", None)
-        if expr is None:
-            expr = self._local.expr = self._engine.build(self._source, self._functions)
+        expr = self._engine.for_thread(self._key)
         try:
             return expr.evaluate(data, bindings or None)
         except ValueError as exc:
@@ -198,19 +202,34 @@ class JsonatapyEngine:
         self._module = jsonatapy
 
     def compile(self, source: str, functions: Mapping[str, Callable[..., Any]] | None = None) -> _RustCompiled:
+        key = (source, tuple(sorted((functions or {}).items(), key=lambda item: item[0])))
         try:
-            first = self.build(source, functions)
+            self.for_thread(key)
         except ValueError as exc:
             code, message = _error_code(str(exc))
             raise JsonataSyntaxError(message, None, code) from None
-        return _RustCompiled(self, source, functions, first)
+        return _RustCompiled(self, key)
 
-    def build(self, source: str, functions: Mapping[str, Callable[..., Any]] | None) -> Any:
-        """One jsonatapy expression, usable on the calling thread only."""
+    def for_thread(self, key: tuple[str, _Functions]) -> Any:
+        """The calling thread's jsonatapy expression for ``(source, functions)``."""
+        cache: OrderedDict[tuple[str, _Functions], Any] | None = getattr(_rust_cache, "exprs", None)
+        if cache is None:
+            cache = _rust_cache.exprs = OrderedDict()
+        expr = cache.get(key)
+        if expr is None:
+            expr = self._build(*key)
+            cache[key] = expr
+            if len(cache) > _RUST_CACHE_SIZE:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(key)
+        return expr
+
+    def _build(self, source: str, functions: _Functions) -> Any:
         expr = self._module.compile(source)
         expr.register_override("now", _now)
         expr.register_override("millis", _millis)
-        for name, func in (functions or {}).items():
+        for name, func in functions:
             expr.register(name, func)
         return expr
 

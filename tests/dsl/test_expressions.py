@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import threading
 import time
@@ -126,3 +127,16 @@ def test_concurrent_evaluations_get_their_own_results(engine: str) -> None:
     with ThreadPoolExecutor(max_workers=50) as pool:
         results = list(pool.map(run, range(50)))
     assert results == [f"{1275 * n}-{n}" for n in range(50)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_expressions_move_between_threads(engine: str) -> None:
+    """Compiled on one thread, evaluated on others, dropped anywhere: no cross-thread failure."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        expression = pool.submit(compile_expression, "payload.n + 1", SPAN, engine=engine).result()
+        assert expression.evaluate({"payload": {"n": 1}}) == 2
+        assert pool.submit(expression.evaluate, {"payload": {"n": 2}}).result() == 3
+        del expression
+        gc.collect()
+        again = compile_expression("payload.n + 1", SPAN, engine=engine)
+        assert pool.submit(again.evaluate, {"payload": {"n": 3}}).result() == 4
