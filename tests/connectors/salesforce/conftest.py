@@ -67,7 +67,7 @@ def _response(response: dict[str, Any]) -> dict[str, Any]:
             response["body"]["string"] = body.encode()
     headers = response.get("headers", {})
     for name in list(headers):
-        if name.lower() in ("set-cookie", "location"):
+        if name.lower() in ("set-cookie", "location", "content-length"):
             headers.pop(name)
     return response
 
@@ -210,3 +210,9 @@ def op_ctx(client: SalesforceClient, store: ObjectStore) -> OperationContext:
 def source_context() -> type[RecordingSourceContext]:
     """The recording SourceContext class."""
     return RecordingSourceContext
+
+
+@pytest.fixture
+def op_ctx_factory(store: ObjectStore) -> Any:
+    """``op_ctx_factory(client)``: an operation context on any client."""
+    return lambda client: operation_context(client, store)
