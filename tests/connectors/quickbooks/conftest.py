@@ -94,12 +94,14 @@ def served_emulator() -> Iterator[tuple[str, Any]]:
 
 # ----------------------------------------------------------------- cassettes
 
+#: Secret fields of token requests (form bodies) and token answers (JSON).
 _SECRET_FIELDS = ("access_token", "refresh_token", "client_secret", "code")
+_SECRET_JSON_FIELDS = ("access_token", "refresh_token", "client_secret", "id_token")
 
 
 def _scrub_text(text: str) -> str:
     text = text.replace(REALM, RECORDED_REALM)
-    for field in _SECRET_FIELDS:
+    for field in _SECRET_JSON_FIELDS:
         text = re.sub(rf'("{field}"\s*:\s*")[^"]*(")', rf"\1<{field.upper()}>\2", text)
     return text
 

@@ -37,13 +37,12 @@ def qb_settings(**overrides: Any) -> dict[str, Any]:
     return settings
 
 
-def connection_context(app: Any, store: ObjectStore, *,
-                       transport: httpx.AsyncBaseTransport | None = None) -> ConnectionContext:
-    """What the runtime gives ``ConnectionSpec.open``, with the emulator as the network."""
+def connection_context(app: Any, store: ObjectStore) -> ConnectionContext:
+    """What the runtime gives ``ConnectionSpec.open``; the emulator ``app`` (if any) is the network."""
     return ConnectionContext(name="quickbooks", connector="quickbooks", store=store,
                              logger=logging.getLogger("splice.test.quickbooks"),
                              tracer=trace.get_tracer("splice.test"),
-                             transport=transport or httpx.ASGITransport(app=app))
+                             transport=httpx.ASGITransport(app=app) if app is not None else None)
 
 
 @asynccontextmanager

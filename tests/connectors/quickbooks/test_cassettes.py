@@ -1,0 +1,82 @@
+"""Connector calls replayed from cassettes through the whole transport stack.
+
+The cassettes were recorded from the emulator (``--record-mode=once``, see docs/quickbooks.md for
+re-recording against a QuickBooks sandbox company). vcrpy patches httpx's innermost transports,
+so a replay still runs the connector's retry, tracing and rate-limit layers and its OAuth flow;
+only the network (here: nothing at all, ``transport=None``) is replaced by the recording.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from quickbooks_support import (
+    BASE,
+    CLIENT_SECRET,
+    REALM,
+    RECORDED_REALM,
+    SEED_REFRESH_TOKEN,
+    connection_context,
+    qb_settings,
+    run_op,
+)
+
+from connectors.quickbooks.client import open_connection
+from connectors.quickbooks.emulator import create_app
+from runtime.errors import SpliceError
+from runtime.store import ObjectStore
+
+CASSETTES = Path(__file__).parent / "cassettes"
+
+
+def _setup(record_mode: str, store: ObjectStore) -> tuple[Any, dict[str, Any], Any]:
+    if record_mode == "none":  # replay: no emulator and no network; the cassette answers
+        return None, qb_settings(**{"realm-id": RECORDED_REALM}), connection_context(None, store)
+    app = create_app(refresh_token=SEED_REFRESH_TOKEN)
+    return app, qb_settings(), connection_context(app, store)
+
+
+@pytest.mark.vcr
+@pytest.mark.anyio
+async def test_customer_invoice_and_faults_replay(record_mode: str, store: ObjectStore) -> None:
+    """Refresh, find-or-create, invoice with Decimal money, paged query, 6240, 429 and 401."""
+    app, settings, ctx = _setup(record_mode, store)
+    async with open_connection(settings, ctx) as qb:
+        customer = await run_op("find-or-create", qb, store, record={"DisplayName": "O'Neil Cassettes"})
+        invoice = await run_op("create", qb, store, entity="Invoice", idempotency_key="opp-cassette-1",
+                               record={"CustomerRef": {"value": customer["Id"]}, "DocNumber": "CAS-1",
+                                       "Line": [{"DetailType": "SalesItemLineDetail", "Amount": 0,
+                                                 "SalesItemLineDetail": {
+                                                     "ItemRef": {"value": "9"},
+                                                     "Qty": Decimal("128.350"),
+                                                     "UnitPrice": Decimal("14.50")}}]})
+        if app is not None:
+            app.state.emulator.faults.update({"throttle_next": 1})
+        rows = await run_op("query", qb, store, query="select * from Invoice where DocNumber = :d",
+                            binds={"d": "CAS-1"})
+        with pytest.raises(SpliceError) as dup:
+            await run_op("create", qb, store, entity="Customer", idempotency_key="dup-cassette",
+                         record={"DisplayName": "Cool Cars"})
+        if app is not None:
+            app.state.emulator.faults.update({"expire_tokens": True})
+        again = await run_op("get", qb, store, entity="Invoice", id=invoice["Id"])
+    assert invoice["TotalAmt"] == Decimal("1861.08")
+    assert [r["Id"] for r in rows] == [invoice["Id"]]
+    assert dup.value.error_type == "QUICKBOOKS:DUPLICATE_NAME"
+    assert again["Balance"] == Decimal("1861.08")
+    assert qb.tokens.refresh_count == 2
+
+
+def test_cassettes_hold_no_secrets_or_realm_ids() -> None:
+    """Tokens, client secrets, refresh tokens and the company id were filtered out."""
+    files = list(CASSETTES.rglob("*.yaml"))
+    assert files
+    for path in files:
+        text = path.read_text()
+        for secret in (CLIENT_SECRET, SEED_REFRESH_TOKEN, REALM, "eyJ", "Bearer ", "Basic "):
+            assert secret not in text, (path.name, secret)
+        assert RECORDED_REALM in text
+        assert BASE in text
