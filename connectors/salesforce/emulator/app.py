@@ -29,7 +29,7 @@ _ROUTES = ROUTES + [(methods, re.compile(rf"^v(?P<v>\d+\.\d)/{pattern}$"), handl
 
 async def _dispatch(request: Request) -> Response:
     emu: Emulator = request.app.state.emulator
-    path = request.path_params["path"]
+    path = request.path_params.get("path", "")
     if path in ("", "/"):
         return await versions(request, emu)
     try:

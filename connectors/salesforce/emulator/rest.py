@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -87,7 +88,7 @@ async def sobject_info(request: Request, emu: Emulator, v: str, obj: str) -> Res
 
 
 async def describe(request: Request, emu: Emulator, v: str, obj: str) -> Response:
-    return JSONResponse(emu.org.schema(obj).describe())
+    return JSONResponse(emu.org.schema(obj).describe(emu.org.api_version))
 
 
 async def create(request: Request, emu: Emulator, v: str, obj: str) -> Response:
@@ -126,8 +127,6 @@ async def sobject_key(request: Request, emu: Emulator, v: str, obj: str, key: st
 
 async def by_external_id(request: Request, emu: Emulator, v: str, obj: str, field: str,
                          value: str) -> Response:
-    from urllib.parse import unquote
-
     value = unquote(value)
     if field == "Id" and request.method == "POST":
         return await create(request, emu, v, obj)

@@ -98,9 +98,9 @@ class ObjectDef:
                 return definition
         return None
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, api_version: str = "66.0") -> dict[str, Any]:
         """The ``sobjects/X/describe`` body."""
-        base = f"/services/data/v66.0/sobjects/{self.name}"
+        base = f"/services/data/v{api_version}/sobjects/{self.name}"
         return {
             **self.summary(), "fields": [f.describe() for f in self.fields.values()],
             "childRelationships": [{"childSObject": child, "field": ref, "relationshipName": rel,
