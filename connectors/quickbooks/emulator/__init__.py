@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
-from connectors.quickbooks.emulator.app import DEFAULT_REALM, Emulator, create_app
+from connectors.quickbooks.emulator.app import (
+    DEFAULT_REALM,
+    SANDBOX_REFRESH_TOKEN,
+    Emulator,
+    create_app,
+)
 
-__all__ = ["DEFAULT_REALM", "Emulator", "create_app"]
+__all__ = ["DEFAULT_REALM", "SANDBOX_REFRESH_TOKEN", "Emulator", "create_app"]

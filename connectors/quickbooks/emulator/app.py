@@ -10,6 +10,7 @@ client gets special treatment. The control API lives under ``/_emulator/``.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -34,9 +35,19 @@ from connectors.quickbooks.emulator.query import run_query
 from connectors.quickbooks.emulator.webhooks import WebhookSender
 from connectors.quickbooks.money import dumps, loads
 
-__all__ = ["DEFAULT_REALM", "Emulator", "create_app"]
+__all__ = ["DEFAULT_REALM", "SANDBOX_REFRESH_TOKEN", "Emulator", "create_app"]
 
 DEFAULT_REALM = "9130357766900000"
+#: The refresh token a sandbox emulator accepts first (it rotates on use like Intuit's).
+SANDBOX_REFRESH_TOKEN = "emulator-refresh-token"
+_ENV_OPTIONS = {
+    "refresh_token": "QUICKBOOKS_EMULATOR_REFRESH_TOKEN",
+    "webhook_url": "QUICKBOOKS_EMULATOR_WEBHOOK_URL",
+    "webhook_format": "QUICKBOOKS_EMULATOR_WEBHOOK_FORMAT",
+    "webhook_verifier_token": "QUICKBOOKS_EMULATOR_WEBHOOK_VERIFIER_TOKEN",
+    "client_id": "QUICKBOOKS_EMULATOR_CLIENT_ID",
+    "client_secret": "QUICKBOOKS_EMULATOR_CLIENT_SECRET",
+}
 
 
 class Emulator:
@@ -306,9 +317,18 @@ async def control(request: Request) -> Response:
 def create_app(**options: Any) -> Starlette:
     """The emulator app; ``options`` are :class:`Emulator`'s keyword arguments.
 
+    Options not given come from ``QUICKBOOKS_EMULATOR_*`` variables (``splice sandbox quickbooks``
+    passes none): ``REFRESH_TOKEN`` (default :data:`SANDBOX_REFRESH_TOKEN`, valid until first
+    used, as rotation goes), ``WEBHOOK_URL``, ``WEBHOOK_FORMAT``, ``WEBHOOK_VERIFIER_TOKEN``,
+    ``CLIENT_ID`` and ``CLIENT_SECRET``.
+
     With ``webhook_url`` set and the app served with its lifespan (uvicorn), queued webhooks go out
     every ``webhook_interval`` seconds; in process, ``POST /_emulator/webhooks`` sends them.
     """
+    for name, variable in _ENV_OPTIONS.items():
+        if name not in options and os.environ.get(variable):
+            options[name] = os.environ[variable]
+    options.setdefault("refresh_token", SANDBOX_REFRESH_TOKEN)
     emulator = Emulator(**options)
 
     @asynccontextmanager

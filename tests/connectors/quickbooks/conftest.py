@@ -7,11 +7,9 @@ Cassettes (``cassettes/``) are recorded from the emulator and replayed with pyte
 from __future__ import annotations
 
 import json
+import os
 import re
-import socket
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,13 @@ import pytest
 # The tests import their shared helpers as a plain module (pytest runs in importlib mode).
 sys.path.insert(0, str(Path(__file__).parent))
 
-from quickbooks_support import REALM, RECORDED_REALM, SEED_REFRESH_TOKEN, connect  # noqa: E402
+from quickbooks_support import (  # noqa: E402
+    REALM,
+    RECORDED_REALM,
+    SEED_REFRESH_TOKEN,
+    connect,
+    serve_in_thread,
+)
 
 from connectors.quickbooks.client import QuickBooksClient, reset_realm_limits  # noqa: E402
 from connectors.quickbooks.emulator import create_app  # noqa: E402
@@ -63,33 +67,12 @@ async def qb(emulator: Any, store: ObjectStore) -> AsyncIterator[QuickBooksClien
 # ----------------------------------------------------------------- a real server (python-quickbooks)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served_emulator() -> Iterator[tuple[str, Any]]:
     """The emulator under uvicorn on a free local port (for clients that need a real socket)."""
-    import uvicorn
-
     app = create_app(refresh_token=SEED_REFRESH_TOKEN)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the emulator did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_thread(app, lifespan="off") as base:
+        yield base, app
 
 
 # ----------------------------------------------------------------- cassettes
@@ -99,15 +82,26 @@ _SECRET_FIELDS = ("access_token", "refresh_token", "client_secret", "code")
 _SECRET_JSON_FIELDS = ("access_token", "refresh_token", "client_secret", "id_token")
 
 
+def _realms() -> list[str]:
+    """Company ids to hide: the emulator's, and a sandbox company's when recording against one."""
+    return [r for r in (REALM, os.environ.get("QUICKBOOKS_REALM_ID")) if r]
+
+
+def _hide_realms(text: str) -> str:
+    for realm in _realms():
+        text = text.replace(realm, RECORDED_REALM)
+    return text
+
+
 def _scrub_text(text: str) -> str:
-    text = text.replace(REALM, RECORDED_REALM)
+    text = _hide_realms(text)
     for field in _SECRET_JSON_FIELDS:
         text = re.sub(rf'("{field}"\s*:\s*")[^"]*(")', rf"\1<{field.upper()}>\2", text)
     return text
 
 
 def _scrub_request(request: Any) -> Any:
-    request.uri = request.uri.replace(REALM, RECORDED_REALM)
+    request.uri = _hide_realms(request.uri)
     body = request.body
     if body:
         text = body.decode() if isinstance(body, bytes) else str(body)
@@ -129,7 +123,7 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
             json.loads(text)
             response["body"]["string"] = _scrub_text(text).encode()
         except ValueError:
-            response["body"]["string"] = text.replace(REALM, RECORDED_REALM).encode()
+            response["body"]["string"] = _hide_realms(text).encode()
     for name in list(response.get("headers", {})):
         if name.lower() in ("set-cookie", "intuit_tid"):
             response["headers"].pop(name)

@@ -8,13 +8,13 @@ only the network (here: nothing at all, ``transport=None``) is replaced by the r
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from quickbooks_support import (
-    BASE,
     CLIENT_SECRET,
     REALM,
     RECORDED_REALM,
@@ -32,9 +32,21 @@ from runtime.store import ObjectStore
 CASSETTES = Path(__file__).parent / "cassettes"
 
 
+#: Set all four to record against a QuickBooks sandbox company instead of the emulator.
+SANDBOX_ENV = ("QUICKBOOKS_CLIENT_ID", "QUICKBOOKS_CLIENT_SECRET", "QUICKBOOKS_REALM_ID",
+               "QUICKBOOKS_REFRESH_TOKEN")
+
+
 def _setup(record_mode: str, store: ObjectStore) -> tuple[Any, dict[str, Any], Any]:
     if record_mode == "none":  # replay: no emulator and no network; the cassette answers
         return None, qb_settings(**{"realm-id": RECORDED_REALM}), connection_context(None, store)
+    if all(os.environ.get(name) for name in SANDBOX_ENV):
+        settings = {"client-id": os.environ["QUICKBOOKS_CLIENT_ID"],
+                    "client-secret": os.environ["QUICKBOOKS_CLIENT_SECRET"],
+                    "realm-id": os.environ["QUICKBOOKS_REALM_ID"],
+                    "refresh-token": os.environ["QUICKBOOKS_REFRESH_TOKEN"],
+                    "environment": "sandbox"}
+        return None, settings, connection_context(None, store)
     app = create_app(refresh_token=SEED_REFRESH_TOKEN)
     return app, qb_settings(), connection_context(app, store)
 
@@ -42,15 +54,17 @@ def _setup(record_mode: str, store: ObjectStore) -> tuple[Any, dict[str, Any], A
 @pytest.mark.vcr
 @pytest.mark.anyio
 async def test_customer_invoice_and_faults_replay(record_mode: str, store: ObjectStore) -> None:
-    """Refresh, find-or-create, invoice with Decimal money, paged query, 6240, 429 and 401."""
+    """Refresh, find-or-create, invoice with Decimal money, paged query, 6240; from the emulator
+    also a 429 (XML body, retried) and an expired token (401, refreshed, replayed)."""
     app, settings, ctx = _setup(record_mode, store)
     async with open_connection(settings, ctx) as qb:
+        (hours,) = await run_op("query", qb, store, query="select * from Item where Name = 'Hours'")
         customer = await run_op("find-or-create", qb, store, record={"DisplayName": "O'Neil Cassettes"})
         invoice = await run_op("create", qb, store, entity="Invoice", idempotency_key="opp-cassette-1",
                                record={"CustomerRef": {"value": customer["Id"]}, "DocNumber": "CAS-1",
                                        "Line": [{"DetailType": "SalesItemLineDetail", "Amount": 0,
                                                  "SalesItemLineDetail": {
-                                                     "ItemRef": {"value": "9"},
+                                                     "ItemRef": {"value": hours["Id"]},
                                                      "Qty": Decimal("128.350"),
                                                      "UnitPrice": Decimal("14.50")}}]})
         if app is not None:
@@ -67,7 +81,7 @@ async def test_customer_invoice_and_faults_replay(record_mode: str, store: Objec
     assert [r["Id"] for r in rows] == [invoice["Id"]]
     assert dup.value.error_type == "QUICKBOOKS:DUPLICATE_NAME"
     assert again["Balance"] == Decimal("1861.08")
-    assert qb.tokens.refresh_count == 2
+    assert qb.tokens.refresh_count >= 1
 
 
 def test_cassettes_hold_no_secrets_or_realm_ids() -> None:
@@ -79,4 +93,3 @@ def test_cassettes_hold_no_secrets_or_realm_ids() -> None:
         for secret in (CLIENT_SECRET, SEED_REFRESH_TOKEN, REALM, "eyJ", "Bearer ", "Basic "):
             assert secret not in text, (path.name, secret)
         assert RECORDED_REALM in text
-        assert BASE in text

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
+import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from quickbooks_support import CLIENT_ID, CLIENT_SECRET, REALM, SEED_REFRESH_TOKEN
+from quickbooks_support import CLIENT_ID, CLIENT_SECRET, REALM, SEED_REFRESH_TOKEN, serve_in_thread
 
-from connectors.quickbooks.emulator import create_app
+from connectors.quickbooks.emulator import SANDBOX_REFRESH_TOKEN, create_app
+from connectors.quickbooks.emulator.webhooks import sign
 
 pytestmark = pytest.mark.anyio
 API = f"/v3/company/{REALM}"
@@ -164,3 +167,47 @@ async def test_authorize_redirects_with_code_state_and_realm(emulator: Any) -> N
                                    headers={"Authorization": f"Basic {basic}"})
     assert tokens.status_code == 200 and "refresh_token" in tokens.json()
     assert reused.json()["error"] == "invalid_grant"
+
+
+async def test_control_api_switches_faults_and_resets(emulator: Any, http: httpx.AsyncClient) -> None:
+    """Faults are set over HTTP; reset brings the demo company back."""
+    bad = await http.post("/_emulator/faults", json={"no_such_fault": 1})
+    assert bad.status_code == 400
+    switched = await http.post("/_emulator/faults", json={"fail-next": 1, "fail_status": 500})
+    assert switched.json()["fail_next"] == 1
+    failed = await http.get(f"{API}/customer/11")
+    assert failed.status_code == 500 and _code(failed) == "10000"
+    await http.post(f"{API}/customer", json={"DisplayName": "Temporary"})
+    listed = await http.get("/_emulator/entities", params={"entity": "customer"})
+    assert "Temporary" in [c["DisplayName"] for c in listed.json()["Customer"]]
+    await http.post("/_emulator/reset")
+    listed = await http.get("/_emulator/entities", params={"entity": "customer"})
+    assert "Temporary" not in [c["DisplayName"] for c in listed.json()["Customer"]]
+    token = (await http.post("/_emulator/tokens", json={})).json()
+    assert token["realmId"] == REALM and token["refresh_token"]
+    state = (await http.get("/_emulator/state")).json()
+    assert state["refreshes"][REALM] == 1
+
+
+def test_served_with_its_lifespan_the_emulator_posts_webhooks_by_itself() -> None:
+    """Under a server (lifespan on), queued changes go out without being flushed by hand."""
+    received: list[httpx.Request] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        received.append(request)
+        return httpx.Response(200)
+
+    app = create_app(webhook_url="http://splice.test/webhooks/quickbooks", webhook_interval=0.02,
+                     webhook_transport=httpx.MockTransport(receiver))
+    with serve_in_thread(app) as base, httpx.Client(base_url=base) as client:
+        token = client.post("/oauth2/v1/tokens/bearer", auth=(CLIENT_ID, CLIENT_SECRET), data={
+            "grant_type": "refresh_token", "refresh_token": SANDBOX_REFRESH_TOKEN}).json()
+        client.post(f"{API}/customer", json={"DisplayName": "Pushed"},
+                    headers={"Authorization": f"Bearer {token['access_token']}"})
+        deadline = time.monotonic() + 5
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.01)
+    (delivery,) = received
+    assert delivery.headers["intuit-signature"] == sign(delivery.content, "emulator-verifier")
+    entities = json.loads(delivery.content)["eventNotifications"][0]["dataChangeEvent"]["entities"]
+    assert [(e["name"], e["operation"]) for e in entities] == [("Customer", "Create")]
