@@ -83,7 +83,11 @@ def writable(record: Mapping[str, Any], entity: str = "") -> dict[str, Any]:
     if entity in _LINKS_COMPUTED:
         drop.add("LinkedTxn")
     out = {k: v for k, v in record.items() if k not in drop}
-    return fill_line_amounts(out)
+    try:
+        return fill_line_amounts(out)
+    except ValueError as exc:
+        raise quickbooks_error("VALIDATION", f"a sales line has an unusable Qty or UnitPrice: {exc}",
+                               details={"element": "Line"}) from None
 
 
 async def apply_update(client: QuickBooksClient, entity: str, record: Mapping[str, Any], *,
