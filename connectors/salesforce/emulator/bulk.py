@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from connectors.salesforce.emulator.errors import ApiError
 from connectors.salesforce.emulator.ids import format_datetime
-from connectors.salesforce.emulator.query import flatten, run_query
+from connectors.salesforce.emulator.query import execute, flatten
 from connectors.salesforce.emulator.soql import Query, parse
 from connectors.salesforce.emulator.state import Emulator
 
@@ -38,13 +38,13 @@ async def create_job(request: Request, emu: Emulator, v: str) -> Response:
     if parsed.count or any(isinstance(f, Query) for f in parsed.fields) or parsed.offset:
         raise ApiError(400, "API_ERROR", "FeatureNotEnabled : Parent-to-child relationship, COUNT() and "
                                          "OFFSET are not supported in Bulk API 2.0 queries")
-    total, records = run_query(emu.org, text, include_deleted=operation == "queryAll")
+    result = execute(emu.org, text, include_deleted=operation == "queryAll")
     job_id = "750Rx" + secrets.token_hex(5).upper() + "AAA"
     job = {"id": job_id, "operation": operation, "object": emu.org.schema(parsed.source).name,
            "createdById": emu.org.user_id, "createdDate": format_datetime(emu.org.clock.now()),
            "systemModstamp": format_datetime(emu.org.clock.now()), "state": "UploadComplete",
            "concurrencyMode": "Parallel", "contentType": "CSV", "apiVersion": float(v),
-           "lineEnding": "LF", "columnDelimiter": "COMMA", "_polls": 0, "_rows": [flatten(r) for r in records],
+           "lineEnding": "LF", "columnDelimiter": "COMMA", "_polls": 0, "_result": result,
            "_columns": _columns(parsed)}
     emu.jobs[job_id] = job
     return JSONResponse(_info(job))
@@ -73,7 +73,7 @@ async def job_status(request: Request, emu: Emulator, v: str, job_id: str) -> Re
         job["_polls"] += 1
         job["state"] = "JobComplete" if job["_polls"] > emu.options.bulk_polls else "InProgress"
     if job["state"] == "JobComplete":
-        job.update({"numberRecordsProcessed": len(job["_rows"]), "retries": 0, "totalProcessingTime": 42})
+        job.update({"numberRecordsProcessed": len(job["_result"]), "retries": 0, "totalProcessingTime": 42})
     return JSONResponse(_info(job))
 
 
@@ -94,14 +94,14 @@ async def results(request: Request, emu: Emulator, v: str, job_id: str) -> Respo
     locator = request.query_params.get("locator")
     start = int(base64.b32decode(locator).decode()) if locator else 0
     size = int(request.query_params.get("maxRecords") or 50000)
-    rows = job["_rows"][start:start + size]
+    rows = [flatten(r) for r in job["_result"].page(start, size)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(job["_columns"])
     for r in rows:
         writer.writerow([_cell(r.get(c)) for c in job["_columns"]])
     end = start + size
-    next_locator = base64.b32encode(str(end).encode()).decode() if end < len(job["_rows"]) else "null"
+    next_locator = base64.b32encode(str(end).encode()).decode() if end < len(job["_result"]) else "null"
     return Response(out.getvalue(), media_type="text/csv",
                     headers={"Sforce-Locator": next_locator, "Sforce-NumberOfRecords": str(len(rows))})
 

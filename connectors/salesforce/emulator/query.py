@@ -15,7 +15,7 @@ from connectors.salesforce.emulator.soql import Cond, Literal, Query, parse
 if TYPE_CHECKING:
     from connectors.salesforce.emulator.store import Org
 
-__all__ = ["flatten", "run_query"]
+__all__ = ["Result", "execute", "flatten", "run_query"]
 
 Path = tuple[str, ...]
 
@@ -239,8 +239,27 @@ def _select(org: Org, definition: ObjectDef, query: Query, include_deleted: bool
     return rows
 
 
-def run_query(org: Org, text: str, *, include_deleted: bool = False) -> tuple[int, list[dict[str, Any]]]:
-    """``(totalSize, records)`` for a SOQL text, records shaped like the REST answer."""
+class Result:
+    """The rows a query matched; each is shaped into a REST record only when its page is served."""
+
+    def __init__(self, org: Org, definition: ObjectDef, query: Query, rows: list[dict[str, Any]],
+                 include_deleted: bool) -> None:
+        self.org, self.definition, self.query = org, definition, query
+        self.rows = [] if query.count else rows
+        self.total = len(rows)
+        self.include_deleted = include_deleted
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def page(self, start: int, size: int) -> list[dict[str, Any]]:
+        """Rendered records ``start .. start + size``."""
+        return [_render(self.org, self.definition, r, self.query, self.include_deleted)
+                for r in self.rows[start:start + size]]
+
+
+def execute(org: Org, text: str, *, include_deleted: bool = False) -> Result:
+    """Run a SOQL text; validation errors are raised now, records are rendered page by page."""
     query = parse(text)
     canonical = org._by_lower.get(query.source.lower())
     if canonical is None:
@@ -248,10 +267,13 @@ def run_query(org: Org, text: str, *, include_deleted: bool = False) -> tuple[in
                                             f"attempting to use a custom object, be sure to append the "
                                             f"'__c' after the entity name.")
     definition = org.schemas[canonical]
-    rows = _select(org, definition, query, include_deleted)
-    if query.count:
-        return len(rows), []
-    return len(rows), [_render(org, definition, r, query, include_deleted) for r in rows]
+    return Result(org, definition, query, _select(org, definition, query, include_deleted), include_deleted)
+
+
+def run_query(org: Org, text: str, *, include_deleted: bool = False) -> tuple[int, list[dict[str, Any]]]:
+    """``(totalSize, records)`` for a SOQL text, every record shaped like the REST answer."""
+    result = execute(org, text, include_deleted=include_deleted)
+    return result.total, result.page(0, len(result))
 
 
 def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from connectors.salesforce.emulator.errors import ApiError
-from connectors.salesforce.emulator.query import run_query
+from connectors.salesforce.emulator.query import Result, execute
 from connectors.salesforce.emulator.state import Emulator
 
 __all__ = ["ROUTES", "call_origin"]
@@ -174,21 +174,20 @@ async def query(request: Request, emu: Emulator, v: str, resource: str) -> Respo
     text = request.query_params.get("q")
     if not text:
         raise ApiError(400, "MALFORMED_QUERY", "The query string parameter 'q' is required")
-    total, records = run_query(emu.org, text, include_deleted=resource == "queryAll")
+    result = execute(emu.org, text, include_deleted=resource == "queryAll")
     size = emu.options.page_size
     match = re.search(r"batchSize=(\d+)", request.headers.get("sforce-query-options", ""))
     if match:
         size = min(size, max(200, min(2000, int(match.group(1)))))
-    return _page(emu, v, resource, total, records, 0, size, None)
+    return _page(emu, v, resource, result, 0, size, None)
 
 
-def _page(emu: Emulator, v: str, resource: str, total: int, records: list[dict[str, Any]], offset: int,
-          size: int, cursor: str | None) -> Response:
-    chunk = records[offset:offset + size]
-    body: dict[str, Any] = {"totalSize": total, "done": offset + size >= len(records), "records": chunk}
+def _page(emu: Emulator, v: str, resource: str, result: Result, offset: int, size: int,
+          cursor: str | None) -> Response:
+    body: dict[str, Any] = {"totalSize": result.total, "done": offset + size >= len(result),
+                            "records": result.page(offset, size)}
     if not body["done"]:
-        cursor = cursor or emu.new_cursor(records)
-        emu.cursors[cursor] = records
+        cursor = cursor or emu.new_cursor(result)
         body["nextRecordsUrl"] = f"/services/data/v{v}/{resource}/{cursor}-{offset + size}"
     elif cursor:
         emu.cursors.pop(cursor, None)
@@ -197,11 +196,10 @@ def _page(emu: Emulator, v: str, resource: str, total: int, records: list[dict[s
 
 async def query_more(request: Request, emu: Emulator, v: str, resource: str, locator: str) -> Response:
     cursor, _, offset = locator.rpartition("-")
-    records = emu.cursors.get(cursor)
-    if records is None or not offset.isdigit():
+    result = emu.cursors.get(cursor)
+    if result is None or not offset.isdigit():
         raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
-    size = emu.options.page_size
-    return _page(emu, v, resource, len(records), records, int(offset), size, cursor)
+    return _page(emu, v, resource, result, int(offset), emu.options.page_size, cursor)
 
 
 async def collections(request: Request, emu: Emulator, v: str, obj: str | None = None,
@@ -241,6 +239,7 @@ async def collections(request: Request, emu: Emulator, v: str, obj: str | None =
             results.append(result)
     if failed and snapshot is not None:
         org.records, org.deleted = snapshot[0], snapshot[1]
+        org.reindex()
         del org.events[snapshot[2]:]
         rolled = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
                   "message": "Record rolled back because not all records were valid and the request was "

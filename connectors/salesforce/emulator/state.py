@@ -57,7 +57,7 @@ class Emulator:
         self.org = Org(api_version=self.options.api_version, event_retention=self.options.event_retention)
         self.tokens: dict[str, float] = {}
         self.refresh_tokens: set[str] = set()
-        self.cursors: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self.cursors: OrderedDict[str, Any] = OrderedDict()
         self.jobs: dict[str, dict[str, Any]] = {}
         self.streaming_clients: dict[str, dict[str, Any]] = {}
         self.request_count = 0
@@ -107,10 +107,10 @@ class Emulator:
         """The ``Sforce-Limit-Info`` header value."""
         return f"api-usage={self.faults.api_used}/{self.faults.daily_limit}"
 
-    def new_cursor(self, records: list[dict[str, Any]]) -> str:
-        """Keep the rest of a query's records under a new cursor id."""
+    def new_cursor(self, result: Any) -> str:
+        """Keep a query's result under a new cursor id (the oldest cursor beyond the cap is lost)."""
         cursor = "01gRx" + secrets.token_hex(5).upper()[:10] + "AAA"
-        self.cursors[cursor] = records
+        self.cursors[cursor] = result
         while len(self.cursors) > self.options.max_cursors:
             self.cursors.popitem(last=False)
         return cursor

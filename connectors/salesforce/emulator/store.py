@@ -51,6 +51,8 @@ class Org:
         self.clock = Clock()
         self.org_id = "00DRx0000000001EAA"
         self.events: list[dict[str, Any]] = []
+        #: (object, field) -> lower-cased value -> ids, for unique and external id fields.
+        self._keys: dict[tuple[str, str], dict[str, set[str]]] = {}
         self.event_retention = event_retention
         self._replay = itertools.count(1)
         self._commit = itertools.count(10_651_898_000)
@@ -102,9 +104,12 @@ class Org:
         if fdef is None or not (fdef.external_id or fdef.name == "Id"):
             raise ApiError(404, "NOT_FOUND", f"Provided external ID field does not exist or is not "
                                              f"accessible: {field}")
-        wanted = str(value).lower()
-        return [r for r in self.records[definition.name].values()
-                if r.get(fdef.name) is not None and str(r[fdef.name]).lower() == wanted]
+        table = self.records[definition.name]
+        if fdef.name == "Id":
+            found = self.find(definition.name, str(value))
+            return [found] if found else []
+        ids = self._keys.get((definition.name, fdef.name), {}).get(str(value).lower(), set())
+        return [table[i] for i in sorted(ids) if i in table]
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -179,10 +184,26 @@ class Org:
             fdef = definition.fields[name]
             if not fdef.unique or value is None or name == "Id":
                 continue
-            for other in self.records[definition.name].values():
-                if other["Id"] != own_id and str(other.get(name) or "").lower() == str(value).lower():
+            for other in self.by_external_id(definition.name, name, value) if fdef.external_id else [
+                    r for r in self.records[definition.name].values()
+                    if str(r.get(name) or "").lower() == str(value).lower()]:
+                if other["Id"] != own_id:
                     raise ApiError(400, "DUPLICATE_VALUE", f"duplicate value found: {name} duplicates "
                                                            f"value on record with id: {other['Id']}", [name])
+
+    def _index(self, obj: str, record: Mapping[str, Any], *, add: bool) -> None:
+        for fdef in self.schemas[obj].fields.values():
+            if not fdef.external_id or record.get(fdef.name) is None:
+                continue
+            ids = self._keys.setdefault((obj, fdef.name), {}).setdefault(str(record[fdef.name]).lower(), set())
+            (ids.add if add else ids.discard)(record["Id"])
+
+    def reindex(self) -> None:
+        """Rebuild the external id index (after records were replaced wholesale, e.g. a rollback)."""
+        self._keys = {}
+        for obj, table in self.records.items():
+            for record in table.values():
+                self._index(obj, record, add=True)
 
     def create(self, obj: str, body: Mapping[str, Any], *, origin: str | None = None, emit: bool = True,
                system: Mapping[str, Any] | None = None, stamp: datetime | None = None) -> dict[str, Any]:
@@ -210,6 +231,7 @@ class Org:
             raise ApiError(400, "REQUIRED_FIELD_MISSING",
                            f"Required fields are missing: [{', '.join(missing)}]", missing)
         self.records[definition.name][record["Id"]] = record
+        self._index(definition.name, record, add=True)
         if emit:
             self.emit(definition.name, "CREATE", record, [k for k, v in record.items() if v is not None],
                       origin)
@@ -234,8 +256,10 @@ class Org:
         now = format_datetime(stamp or self.clock.now())
         changed = [k for k, v in candidate.items() if record.get(k) != v]
         candidate.update({"LastModifiedDate": now, "SystemModstamp": now})
+        self._index(definition.name, record, add=False)
         record.clear()
         record.update(candidate)
+        self._index(definition.name, record, add=True)
         self.emit(definition.name, "UPDATE", record, [*changed, "LastModifiedDate"], origin)
         self._touch_parents(touched, origin, stamp)
         return record
@@ -251,6 +275,7 @@ class Org:
                         self.delete(child, other["Id"], origin=origin)
         now = format_datetime(self.clock.now())
         del self.records[definition.name][record["Id"]]
+        self._index(definition.name, record, add=False)
         record.update({"IsDeleted": True, "SystemModstamp": now})
         self.deleted[definition.name][record["Id"]] = record
         self.emit(definition.name, "DELETE", record, [], origin)
