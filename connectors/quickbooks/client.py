@@ -12,9 +12,10 @@ share one budget, kept in a module-level registry.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -44,19 +45,24 @@ class RealmLimits:
 
     general: RateLimit
     batch: RateLimit
-    sent: list[float]
+    sent: deque[float] = field(default_factory=deque)
 
     def pick(self, request: httpx.Request) -> RateLimit | None:
         """The budget a request spends (the token endpoint is not metered)."""
         if "/v3/company/" not in request.url.path:
             return None
-        self.sent.append(time.monotonic())
+        now = time.monotonic()
+        self.sent.append(now)
+        self._forget(now)
         return self.batch if request.url.path.endswith("/batch") else self.general
+
+    def _forget(self, now: float) -> None:
+        while self.sent and self.sent[0] < now - 60.0:
+            self.sent.popleft()
 
     def used_last_minute(self) -> int:
         """How many metered requests left in the last 60 seconds."""
-        cutoff = time.monotonic() - 60.0
-        self.sent[:] = [t for t in self.sent if t >= cutoff]
+        self._forget(time.monotonic())
         return len(self.sent)
 
 
@@ -73,7 +79,7 @@ def realm_limits(settings: QuickBooksSettings) -> RealmLimits:
                             burst=min(settings.requests_per_minute, max(settings.max_concurrent, 10)))
         # Batch calls also count against the general budget; the batch bucket is the extra limit.
         batch = _ChainedRateLimit(settings.batch_per_minute, general)
-        limits = RealmLimits(general=general, batch=batch, sent=[])
+        limits = RealmLimits(general=general, batch=batch)
         _REALM_LIMITS[key] = limits
     return limits
 
@@ -153,7 +159,8 @@ class QuickBooksClient:
     async def read(self, entity: str, entity_id: str) -> dict[str, Any]:
         """``GET /{entity}/{id}``."""
         payload = await self.request("GET", f"{entity.lower()}/{entity_id}")
-        return payload[entity]
+        record: dict[str, Any] = payload[entity]
+        return record
 
     async def write(self, entity: str, body: Mapping[str, Any], *, request_id: str | None = None,
                     operation: str | None = None, include: str | None = None) -> dict[str, Any]:
@@ -161,7 +168,8 @@ class QuickBooksClient:
         params = {"requestid": request_id, "operation": operation, "include": include}
         payload = await self.request("POST", entity.lower(), params=params, body=body,
                                      idempotent=request_id is not None)
-        return payload[entity]
+        record: dict[str, Any] = payload[entity]
+        return record
 
     async def query_page(self, sql: str) -> dict[str, Any]:
         """One query page: the ``QueryResponse`` object (empty dict when nothing matched)."""

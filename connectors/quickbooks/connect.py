@@ -55,7 +55,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--code", help="authorization code (with --realm-id) instead of --redirect-url")
     p.add_argument("--realm-id", help="company id from the redirect (realmId)")
     p.set_defaults(func=run_connect)
-    return p
+    parser: argparse.ArgumentParser = p
+    return parser
 
 
 class _Usage(Exception):

@@ -41,7 +41,7 @@ async def _find(client: QuickBooksClient, entity: str, field: str, value: Any) -
     rows = (await client.query_page(sql)).get(entity) or []
     if not rows:
         return None
-    row = rows[0]
+    row: dict[str, Any] = rows[0]
     if row.get("Active") is False:
         row = await apply_update(client, entity, {"Id": row["Id"], "SyncToken": row["SyncToken"],
                                                   "Active": True})
@@ -55,8 +55,10 @@ async def _create(ctx: OperationContext, client: QuickBooksClient, entity: str,
     key = params.get("idempotency-key") or f"foc:{entity}:{match_by}:{value}"
     body = writable(record, entity)
     body.pop("Id", None)
-    return await once(ctx.store, client.realm_id, f"create:{entity}:{key}",
-                      lambda: client.write(entity, body, request_id=request_id(str(key))))
+    created: dict[str, Any] = await once(
+        ctx.store, client.realm_id, f"create:{entity}:{key}",
+        lambda: client.write(entity, body, request_id=request_id(str(key))))
+    return created
 
 
 async def find_or_create(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:

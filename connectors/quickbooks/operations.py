@@ -104,12 +104,11 @@ async def void(ctx: OperationContext, params: dict[str, Any]) -> Any:
     client, entity = _client(ctx), _entity(params)
     record = {"Id": str(params["id"]), "SyncToken": params.get("sync-token")}
     key = params.get("idempotency-key")
-    if entity in VOID_BY_UPDATE:
-        kwargs = {"operation": "update", "include": "void"}
-    else:
-        kwargs = {"operation": "void"}
+    by_update = entity in VOID_BY_UPDATE
     return await once(ctx.store, client.realm_id, f"void:{entity}:{key}" if key else None,
-                      lambda: apply_update(client, entity, record, key=key, **kwargs))
+                      lambda: apply_update(client, entity, record, key=key,
+                                           operation="update" if by_update else "void",
+                                           include="void" if by_update else None))
 
 
 async def query(ctx: OperationContext, params: dict[str, Any]) -> Any:

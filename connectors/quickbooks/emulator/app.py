@@ -62,7 +62,8 @@ class Emulator:
                  webhook_format: str = "legacy", webhook_interval: float = 1.0,
                  webhook_transport: httpx.AsyncBaseTransport | None = None,
                  faults: dict[str, Any] | None = None) -> None:
-        self.options = {"realms": realms, "seed": seed}
+        self.realms = realms
+        self.seed = seed
         self.time_offset = 0.0
         self.faults = FaultSwitches()
         self.faults.update(faults or {})
@@ -89,9 +90,9 @@ class Emulator:
     def reset(self) -> None:
         """Fresh companies (seeded with demo data when asked), no queued webhooks."""
         self.companies = {}
-        for realm in self.options["realms"]:
+        for realm in self.realms:
             company = Company(realm, clock=self.now)
-            if self.options["seed"]:
+            if self.seed:
                 seed_company(company)
             company.on_change = self.webhooks.notify
             self.companies[realm] = company
@@ -281,7 +282,8 @@ async def control(request: Request) -> Response:
     """``/_emulator/{action}``: faults, reset, entities, tokens, clock, webhooks/flush, state."""
     em: Emulator = request.app.state.emulator
     action = request.path_params["action"]
-    payload = json.loads(await request.body() or b"{}") if request.method == "POST" else {}
+    payload: dict[str, Any] = (json.loads(await request.body() or b"{}")
+                               if request.method == "POST" else {})
     if action == "faults":
         try:
             em.faults.update(payload)

@@ -93,15 +93,15 @@ class OAuthAuthority:
             return {**self._tokens(realm, self.issue_refresh_token(realm)), "realmId": realm}
         if grant_type == "refresh_token":
             old = form.get("refresh_token", "")
-            realm = self.refresh.get(old)
-            if realm is None:
+            owner = self.refresh.get(old)
+            if owner is None:
                 raise TokenError("invalid_grant", "Incorrect or invalid refresh token")
-            self.refresh_counts[realm] = self.refresh_counts.get(realm, 0) + 1
+            self.refresh_counts[owner] = self.refresh_counts.get(owner, 0) + 1
             new = old
             if self.rotation == "always":
                 del self.refresh[old]
-                new = self.issue_refresh_token(realm)
-            return self._tokens(realm, new)
+                new = self.issue_refresh_token(owner)
+            return self._tokens(owner, new)
         raise TokenError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
 
     def check_access(self, authorization: str | None) -> str | None:

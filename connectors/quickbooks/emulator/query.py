@@ -111,7 +111,8 @@ def parse_query(text: str) -> Query:
         raise Fault("4000", "Error parsing query",
                     f'QueryParserError: Encountered "{token}" at line {exc.line}, column '
                     f"{exc.column}.") from None
-    return _Build().transform(tree)
+    query: Query = _Build().transform(tree)
+    return query
 
 
 def _value(record: dict[str, Any], path: str) -> Any:
