@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from connectors.salesforce.config import SalesforceSettings
 from connectors.salesforce.errors import SalesforceError
-from runtime.errors import map_http_errors
+from runtime.errors import HttpError, map_http_errors
 from runtime.oauth import AccessToken, TokenFetcher
 from runtime.redaction import redact
 
@@ -78,9 +78,16 @@ def create_token_fetcher(settings: SalesforceSettings,
 
     async def fetch(current: AccessToken | None) -> AccessToken:
         form = token_request(settings, current)
-        with map_http_errors("SALESFORCE"), anyio.fail_after(settings.timeout * 3):
-            response = await http().post("/services/oauth2/token", data=form,
-                                         headers={"Accept": "application/json"})
+        try:
+            with map_http_errors("SALESFORCE"), anyio.fail_after(settings.timeout * 3):
+                response = await http().post("/services/oauth2/token", data=form,
+                                             headers={"Accept": "application/json"})
+        except HttpError as error:
+            raise SalesforceError(f"token request: {error.message}", error_type=error.error_type,
+                                  retryable=error.retryable) from None
+        except TimeoutError:
+            raise SalesforceError("token request did not finish in time", error_type="SALESFORCE:TIMEOUT",
+                                  retryable=True) from None
         try:
             body: Any = response.json()
         except ValueError:

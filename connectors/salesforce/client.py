@@ -23,7 +23,7 @@ from connectors.salesforce.auth import create_token_fetcher
 from connectors.salesforce.config import SalesforceSettings
 from connectors.salesforce.errors import SalesforceError, error_from_response, is_session_expired
 from runtime.context import ConnectionContext
-from runtime.errors import map_http_errors
+from runtime.errors import HttpError, map_http_errors
 from runtime.limits import RateLimit
 from runtime.oauth import OAuth2Auth, StoredTokenSource
 from runtime.retry import backoff_delay
@@ -133,6 +133,8 @@ class SalesforceClient:
         try:
             with map_http_errors("SALESFORCE"), anyio.fail_after(timeout * (self.settings.retries + 1) + 5):
                 yield
+        except HttpError as error:
+            raise SalesforceError(error.message, error_type=error.error_type, retryable=error.retryable) from None
         except TimeoutError:
             raise SalesforceError("request did not finish in time", error_type="SALESFORCE:TIMEOUT",
                                   retryable=True) from None
