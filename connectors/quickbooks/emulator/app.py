@@ -133,7 +133,7 @@ def _fault(em: Emulator, fault: Fault) -> Response:
 
 def _unauthorized(em: Emulator, reason: str) -> Response:
     if reason == "malformed":
-        body = {"warnings": None, "intuitObject": None, "fault": {"error": [{
+        body: dict[str, Any] = {"warnings": None, "intuitObject": None, "fault": {"error": [{
             "message": "message=AuthenticationFailed; errorCode=003200; statusCode=401",
             "detail": "Malformed bearer token: too short or too long", "code": "3200",
             "element": None}], "type": "AUTHENTICATION"}, "report": None, "queryResponse": None,
