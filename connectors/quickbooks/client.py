@@ -141,8 +141,13 @@ class QuickBooksClient:
         if idempotent:
             request.extensions[IDEMPOTENT_EXTENSION] = True
         # The per-attempt timeout lives in httpx; this bounds retries and rate-limit waits too.
-        with anyio.fail_after(self.settings.timeout * 6), map_http_errors("QUICKBOOKS"):
-            response = await self.http.send(request)
+        try:
+            with anyio.fail_after(self.settings.timeout * 6), map_http_errors("QUICKBOOKS"):
+                response = await self.http.send(request)
+        except TimeoutError:
+            raise quickbooks_error("TIMEOUT", f"no answer to {method} {resource} in time "
+                                   "(retries and rate-limit waits included)",
+                                   retryable=True) from None
         if response.status_code >= 400:
             raise error_from_response(response)
         try:

@@ -30,6 +30,7 @@ from runtime.store import Inbox
 __all__ = ["SOURCES", "parse_duration", "run_changes", "run_webhook"]
 
 CDC_WINDOW = timedelta(days=30)
+CDC_MAX_OBJECTS = 1000
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -125,7 +126,10 @@ async def _drain(ctx: SourceContext, client: QuickBooksClient, inbox: Inbox, fet
                     payload = await client.read(event.entity, event.entity_id)
                 except SpliceError as exc:
                     if exc.error_type != "QUICKBOOKS:NOT_FOUND":
-                        raise
+                        # Leave the items pending; the next round tries again.
+                        ctx.logger.warning("quickbooks.webhook: reading %s %s failed: %s",
+                                           event.entity, event.entity_id, exc)
+                        return
             events.append(_webhook_event(event, payload))
         outcomes = await ctx.handle_many(events)
         stuck = False
@@ -175,6 +179,10 @@ async def poll_entity(ctx: SourceContext, client: QuickBooksClient, entity: str,
                            since.isoformat(), floor.isoformat())
         since = floor
     rows = (await client.cdc([entity], since.isoformat(timespec="seconds")))[entity]
+    if len(rows) >= CDC_MAX_OBJECTS:
+        ctx.logger.warning("quickbooks.changes: %s answered CDC's maximum of %d objects; the rest "
+                           "comes with the next polls (poll more often if this repeats)", entity,
+                           CDC_MAX_OBJECTS)
     seen = set(mine.get("seen") or ())
     fresh = [r for r in rows if _row_key(r) not in seen]
     if fresh:

@@ -17,6 +17,8 @@ import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
+
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.money import fill_line_amounts
@@ -69,7 +71,8 @@ async def once(store: ObjectStore, realm: str, key: str | None,
     try:
         result = await call()
     except BaseException:
-        await ledger.release(ledger_key, owner=entry.owner)
+        with anyio.CancelScope(shield=True):  # also when the step was cancelled
+            await ledger.release(ledger_key, owner=entry.owner)
         raise
     await ledger.complete(ledger_key, result)
     return result
