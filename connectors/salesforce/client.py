@@ -254,12 +254,22 @@ class SalesforceClient:
         await self.request("DELETE", path, retry_locks=True, context=f"delete {sobject}")
 
     async def status(self) -> dict[str, Any]:
-        """Shown by ``splice status`` and ``/health``: daily API usage from ``Sforce-Limit-Info``."""
+        """Shown by ``splice status`` and ``/health``: daily API usage from ``Sforce-Limit-Info``.
+
+        Before the connection made any call (a fresh ``splice status`` process), one ``/limits``
+        call fetches it; afterwards the last header seen is reported without calling Salesforce.
+        """
         out: dict[str, Any] = {"api_version": self.settings.api_version, "auth": self.settings.auth}
+        if self.api_usage is None:
+            try:
+                limits = (await self.limits()).get("DailyApiRequests") or {}
+                if self.api_usage is None and "Max" in limits:
+                    self.api_usage = (int(limits["Max"]) - int(limits.get("Remaining", 0)), int(limits["Max"]))
+            except SalesforceError as error:
+                out["error"] = error.to_dict()
         if self.api_usage is not None:
             used, maximum = self.api_usage
-            out["api_usage"] = {"used": used, "max": maximum,
-                                "remaining": max(0, maximum - used)}
+            out["api_usage"] = {"used": used, "max": maximum, "remaining": max(0, maximum - used)}
         return out
 
     async def aclose(self) -> None:

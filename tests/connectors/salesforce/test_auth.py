@@ -101,9 +101,9 @@ async def test_daily_limit_is_its_own_error_and_usage_is_reported(app: Any, clie
     """Sforce-Limit-Info feeds status() and the gauge; 403 REQUEST_LIMIT_EXCEEDED is not an auth error."""
     faults = app.state.emulator.faults
     faults.update({"daily_limit": 1000, "api_used": 990})
-    await client.limits()
-    status = await client.status()
+    status = await client.status()  # no call made yet: status asks /limits once
     assert status["api_usage"] == {"used": 991, "max": 1000, "remaining": 9}
+    assert (await client.status())["api_usage"]["used"] == 991  # answered from the last header
     observed = [o.value for o in _observe_usage("used")(None) if o.attributes == {"splice.connection": "sf"}]
     assert observed == [991]
     faults.update({"api_used": 1000})
