@@ -57,6 +57,9 @@ def token_from_response(payload: dict[str, Any], realm_id: str, *,
     extra: dict[str, Any] = {"refresh_token": payload["refresh_token"], "realm_id": realm_id}
     if payload.get("x_refresh_token_expires_in") is not None:
         extra["refresh_token_expires_at"] = now + float(payload["x_refresh_token_expires_in"])
+    if payload.get("x_refresh_token_hard_expires_in") is not None:
+        extra["refresh_token_hard_expires_at"] = (
+            now + float(payload["x_refresh_token_hard_expires_in"]))
     return AccessToken(value=str(payload["access_token"]),
                        expires_at=now + float(payload.get("expires_in") or 3600),
                        token_type=str(payload.get("token_type") or "Bearer"), extra=extra)
@@ -66,7 +69,9 @@ async def _token_call(http: httpx.AsyncClient, token_url: str, client_id: str, c
                       form: dict[str, str]) -> dict[str, Any]:
     with map_http_errors("QUICKBOOKS"):
         response = await http.post(token_url, data=form, auth=(client_id, client_secret),
-                                   headers={"Accept": "application/json"})
+                                   headers={"Accept": "application/json",
+                                            # Ask for the five-year hard expiry (status shows it).
+                                            "x-include-refresh-token-hard-expires-in": "true"})
     try:
         body = response.json()
     except ValueError:

@@ -227,6 +227,8 @@ class QuickBooksClient:
             "baseUrl": self.settings.base_url,
             "accessTokenExpiresAt": token.expires_at if token else None,
             "refreshTokenExpiresAt": token.extra.get("refresh_token_expires_at") if token else None,
+            "refreshTokenHardExpiresAt": (token.extra.get("refresh_token_hard_expires_at")
+                                          if token else None),
             "requestsLastMinute": self.limits.used_last_minute(),
             "refreshes": self.tokens.refresh_count,
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -119,6 +120,8 @@ class Emulator:
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    # Every QuickBooks answer names its transaction for support requests.
+    headers = {"intuit_tid": f"1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]}", **(headers or {})}
     return Response(dumps(body), status_code=status, media_type="application/json",
                     headers=headers)
 
@@ -249,6 +252,8 @@ async def token(request: Request) -> Response:
     except TokenError as exc:
         return JSONResponse(exc.body(), exc.status)
     body.pop("realmId", None)
+    if request.headers.get("x-include-refresh-token-hard-expires-in", "").lower() == "true":
+        body["x_refresh_token_hard_expires_in"] = int(em.authority.refresh_token_hard_ttl)
     return JSONResponse(body)
 
 

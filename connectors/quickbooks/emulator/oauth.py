@@ -39,6 +39,8 @@ class OAuthAuthority:
     client_secret: str = "emulator-secret"
     access_token_ttl: float = 3600.0
     refresh_token_ttl: float = 8_726_400.0
+    #: Seconds left of the five-year cap Intuit puts on every refresh token.
+    refresh_token_hard_ttl: float = 5 * 365 * 86400.0
     rotation: str = "always"
     clock: Callable[[], float] = time.time
     access: dict[str, tuple[str, float]] = field(default_factory=dict)

@@ -42,6 +42,7 @@ async def test_first_call_refreshes_and_stores_the_rotated_refresh_token(emulato
     assert authority.valid_refresh_tokens(REALM) == [stored.refresh_token]
     assert stored.refresh_token != SEED_REFRESH_TOKEN
     assert stored.expires_at is not None and stored.expires_at > time.time() + 3000
+    assert stored.extra["refresh_token_hard_expires_at"] > time.time() + 4 * 365 * 86400
 
 
 async def test_twenty_parallel_flows_refresh_once_and_keep_one_valid_token(

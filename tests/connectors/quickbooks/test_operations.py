@@ -113,6 +113,7 @@ async def test_get_missing_entity_is_not_found(qb: QuickBooksClient, store: Obje
         await run_op("get", qb, store, entity="Invoice", id="999")
     assert info.value.error_type == "QUICKBOOKS:NOT_FOUND"
     assert info.value.details["code"] == "610"
+    assert info.value.details["intuit_tid"].startswith("1-")
 
 
 async def test_payment_reduces_balance_then_void_and_delete(
