@@ -52,6 +52,7 @@ def _setup(record_mode: str, store: ObjectStore) -> tuple[Any, dict[str, Any], A
 
 
 @pytest.mark.vcr
+@pytest.mark.block_network  # in replay: any real socket would fail the test
 @pytest.mark.anyio
 async def test_customer_invoice_and_faults_replay(record_mode: str, store: ObjectStore) -> None:
     """Refresh, find-or-create, invoice with Decimal money, paged query, 6240; from the emulator
