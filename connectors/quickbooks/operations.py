@@ -8,12 +8,14 @@ the new payload (the entity as QuickBooks answered it, Decimals for money). Writ
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from connectors.quickbooks.batch import batch_operation
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.lookup import find_or_create
+from connectors.quickbooks.money import dumps
 from connectors.quickbooks.query import is_count, query_entity, render
 from connectors.quickbooks.writes import apply_update, once, request_id, writable
 from runtime.context import OperationContext
@@ -55,6 +57,18 @@ def _entity(params: dict[str, Any]) -> str:
     return name[:1].upper() + name[1:]
 
 
+def _implicit_key(ctx: OperationContext, kind: str, entity: str, record: dict[str, Any]) -> str:
+    """A requestid seed for a write without an idempotency key.
+
+    The same execution (its correlation id: a source's event id when it has one) sending the
+    same write from the same step gets the same ``requestid``, so the transport may retry it after
+    a 5xx or a timeout. Without an explicit key there is no ledger entry: a new event may repeat
+    the write on purpose.
+    """
+    digest = hashlib.sha256(dumps([ctx.correlation_id, ctx.path, kind, entity, record])).hexdigest()
+    return f"sp-{digest[:40]}"
+
+
 async def create(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """Create one entity, once per idempotency key."""
     client, entity = _client(ctx), _entity(params)
@@ -75,10 +89,10 @@ async def update(ctx: OperationContext, params: dict[str, Any]) -> Any:
     client, entity = _client(ctx), _entity(params)
     record = _record(ctx, params)
     key = params.get("idempotency-key")
+    rid_key = str(key) if key else _implicit_key(ctx, "update", entity, record)
     return await once(ctx.store, client.realm_id, f"update:{entity}:{key}" if key else None,
                       lambda: apply_update(client, entity, record, sparse=bool(params["sparse"]),
-                                           key=str(key) if key else None,
-                                           attempts=int(params["stale-retries"])))
+                                           key=rid_key, attempts=int(params["stale-retries"])))
 
 
 async def get(ctx: OperationContext, params: dict[str, Any]) -> Any:
@@ -91,11 +105,13 @@ async def delete(ctx: OperationContext, params: dict[str, Any]) -> Any:
     client, entity = _client(ctx), _entity(params)
     record = {"Id": str(params["id"]), "SyncToken": params.get("sync-token")}
     key = params.get("idempotency-key")
+    rid_key = str(key) if key else _implicit_key(ctx, "delete", entity, record)
     if entity in NAME_LISTS:
         record["Active"] = False
-        call = lambda: apply_update(client, entity, record, key=key)  # noqa: E731
+        call = lambda: apply_update(client, entity, record, key=rid_key)  # noqa: E731
     else:
-        call = lambda: apply_update(client, entity, record, key=key, operation="delete")  # noqa: E731
+        call = lambda: apply_update(client, entity, record, key=rid_key,  # noqa: E731
+                                    operation="delete")
     return await once(ctx.store, client.realm_id, f"delete:{entity}:{key}" if key else None, call)
 
 
@@ -104,9 +120,10 @@ async def void(ctx: OperationContext, params: dict[str, Any]) -> Any:
     client, entity = _client(ctx), _entity(params)
     record = {"Id": str(params["id"]), "SyncToken": params.get("sync-token")}
     key = params.get("idempotency-key")
+    rid_key = str(key) if key else _implicit_key(ctx, "void", entity, record)
     by_update = entity in VOID_BY_UPDATE
     return await once(ctx.store, client.realm_id, f"void:{entity}:{key}" if key else None,
-                      lambda: apply_update(client, entity, record, key=key,
+                      lambda: apply_update(client, entity, record, key=rid_key,
                                            operation="update" if by_update else "void",
                                            include="void" if by_update else None))
 

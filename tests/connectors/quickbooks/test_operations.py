@@ -228,3 +228,25 @@ async def test_cdc_beyond_30_days_is_refused(qb: QuickBooksClient, store: Object
     with pytest.raises(SpliceError) as info:
         await run_op("cdc", qb, store, entities=["Invoice"], changed_since=old)
     assert info.value.error_type == "QUICKBOOKS:VALIDATION"
+
+
+async def test_full_update_starts_from_a_fresh_read(emulator: Any, qb: QuickBooksClient,
+                                                    store: ObjectStore) -> None:
+    """``sparse: false`` sends the whole record: fresh fields plus ours, nothing nulled by accident."""
+    updated = await run_op("update", qb, store, entity="Customer", sparse=False,
+                           record={"Id": BILL, "CompanyName": "Bill's Boards"})
+    assert updated["CompanyName"] == "Bill's Boards"
+    assert updated["PrimaryEmailAddr"] == {"Address": "surf@intuit.example"}
+    assert updated["sparse"] is False
+
+
+async def test_update_without_a_key_is_still_safe_to_retry(emulator: Any, qb: QuickBooksClient,
+                                                           store: ObjectStore) -> None:
+    """An update whose answer was lost is retried with the same requestid: applied once."""
+    before = await qb.read("Customer", BILL)
+    emulator.state.emulator.faults.update({"fail_after_commit": 1, "fail_status": 502})
+    updated = await run_op("update", qb, store, entity="Customer",
+                           record={"Id": BILL, "SyncToken": before["SyncToken"], "Notes": "once"})
+    assert updated["Notes"] == "once"
+    assert int(updated["SyncToken"]) == int(before["SyncToken"]) + 1
+    assert emulator.state.emulator.faults.fail_after_commit == 0

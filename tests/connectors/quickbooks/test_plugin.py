@@ -36,3 +36,21 @@ def test_connect_command_is_added_to_the_cli() -> None:
 def test_public_names() -> None:
     """The package exports exactly its public names."""
     assert sorted(package.__all__) == ["QuickBooksClient", "QuickBooksSettings", "open_connection"]
+
+
+def test_every_module_exports_what_it_defines() -> None:
+    """``__all__`` of each connector module names existing objects, without repeats."""
+    import importlib
+    import pkgutil
+
+    import connectors.quickbooks.emulator as emulator_package
+
+    names = [f"connectors.quickbooks.{m.name}" for m in pkgutil.iter_modules(package.__path__)]
+    names += [f"connectors.quickbooks.emulator.{m.name}"
+              for m in pkgutil.iter_modules(emulator_package.__path__)]
+    for name in names:
+        module = importlib.import_module(name)
+        exported = getattr(module, "__all__", None)
+        assert exported is not None, name
+        assert len(exported) == len(set(exported)), name
+        assert all(hasattr(module, n) for n in exported), name
