@@ -2,8 +2,9 @@
 
 The webhook endpoint does the least it can before answering, because Intuit wants a 200 within
 3 seconds and holds back later events while one is unanswered: check the signature, parse, put the
-events in a durable :class:`runtime.store.Inbox` (which drops redeliveries), wake the loop, answer.
-The loop hands the inbox to the flow and completes an item only once its outcome is done.
+delivery in a durable :class:`runtime.store.Inbox` with one write (a redelivery of the same bytes
+is dropped there), wake the loop, answer. The loop hands each delivery's events to the flow, skips
+events another delivery already carried, and completes a delivery only once every outcome is done.
 
 ``changes`` is the safety net Intuit itself recommends: CDC from a stored watermark per entity,
 clamped to the 30 days CDC can see, deletions delivered as ``operation = "Delete"`` events. The
@@ -12,6 +13,7 @@ watermark moves only after the events it covers were handled.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +32,8 @@ from runtime.store import Inbox
 __all__ = ["SOURCES", "parse_duration", "run_changes", "run_webhook"]
 
 CDC_WINDOW = timedelta(days=30)
+#: How long a handled webhook event is remembered (Intuit retries for days at most).
+HANDLED_TTL = 7 * 24 * 3600.0
 CDC_MAX_OBJECTS = 1000
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -73,6 +77,11 @@ def _webhook_event(event: WebhookEvent, payload: Any) -> Event:
     return Event(payload=payload, attributes=attributes, id=event.event_id)
 
 
+def _delivery_id(body: bytes) -> str:
+    """Intuit redelivers the same bytes; their hash identifies the delivery."""
+    return "d:" + hashlib.sha256(body).hexdigest()
+
+
 async def run_webhook(ctx: SourceContext, params: dict[str, Any]) -> None:
     """Serve the webhook endpoint and feed its inbox to the flow until shutdown."""
     client = _client(ctx)
@@ -93,13 +102,15 @@ async def run_webhook(ctx: SourceContext, params: dict[str, Any]) -> None:
             events = parse_notifications(request.body)
         except ValueError as exc:
             return HttpResponse(400, {"error": f"unreadable QuickBooks notification: {exc}"})
-        accepted = 0
-        for event in events:
-            if (realms and event.realm_id not in realms) or (entities and event.entity not in entities):
-                continue
-            accepted += await inbox.put(event.event_id, event.to_dict())
-        wake[0].set()
-        return HttpResponse(200, {"accepted": accepted, "received": len(events)})
+        kept = [e for e in events if not ((realms and e.realm_id not in realms)
+                                          or (entities and e.entity not in entities))]
+        stored = False
+        if kept:
+            # One write per delivery, however many events it carries: the answer stays fast.
+            stored = await inbox.put(_delivery_id(request.body),
+                                     {"events": [e.to_dict() for e in kept]})
+            wake[0].set()
+        return HttpResponse(200, {"accepted": len(kept) if stored else 0, "received": len(events)})
 
     ctx.add_route(str(params.get("path") or "/webhooks/quickbooks"), ["POST"], endpoint)
     poll = parse_duration(params.get("poll-interval") or 5)
@@ -111,37 +122,51 @@ async def run_webhook(ctx: SourceContext, params: dict[str, Any]) -> None:
             return
 
 
+async def _flow_events(ctx: SourceContext, client: QuickBooksClient, events: list[WebhookEvent],
+                       fetch: bool) -> list[Event] | None:
+    out = []
+    for event in events:
+        payload: Any = event.to_dict()
+        if fetch and event.operation not in ("Delete", "Merge"):
+            try:
+                payload = await client.read(event.entity, event.entity_id)
+            except SpliceError as exc:
+                if exc.error_type != "QUICKBOOKS:NOT_FOUND":
+                    # Leave the delivery pending; the next round tries again.
+                    ctx.logger.warning("quickbooks.webhook: reading %s %s failed: %s",
+                                       event.entity, event.entity_id, exc)
+                    return None
+        out.append(_webhook_event(event, payload))
+    return out
+
+
 async def _drain(ctx: SourceContext, client: QuickBooksClient, inbox: Inbox, fetch: bool,
                  batch: int) -> None:
+    """Hand pending deliveries to the flow, oldest first; stop at the first that is not done."""
+    handled = f"quickbooks-webhook-handled:{ctx.flow}"
     while True:
         items = await inbox.pending(batch)
         if not items:
             return
-        events = []
         for item in items:
-            event = WebhookEvent.from_dict(item.payload)
-            payload: Any = item.payload
-            if fetch and event.operation not in ("Delete", "Merge"):
-                try:
-                    payload = await client.read(event.entity, event.entity_id)
-                except SpliceError as exc:
-                    if exc.error_type != "QUICKBOOKS:NOT_FOUND":
-                        # Leave the items pending; the next round tries again.
-                        ctx.logger.warning("quickbooks.webhook: reading %s %s failed: %s",
-                                           event.entity, event.entity_id, exc)
-                        return
-            events.append(_webhook_event(event, payload))
-        outcomes = await ctx.handle_many(events)
-        stuck = False
-        for item, outcome in zip(items, outcomes, strict=True):
-            if outcome.done:
-                await inbox.complete(item.id)
-            else:
-                stuck = True
-                error = outcome.error.to_dict() if outcome.error else {"message": outcome.status}
+            unique = {e["event_id"]: WebhookEvent.from_dict(e) for e in item.payload["events"]}
+            # Another delivery may have carried the same event already.
+            todo = [e for key, e in unique.items() if await ctx.store.get(handled, key) is None]
+            flow_events = await _flow_events(ctx, client, todo, fetch)
+            if flow_events is None:
+                return
+            outcomes = await ctx.handle_many(flow_events) if flow_events else []
+            failure = None
+            for event, outcome in zip(todo, outcomes, strict=True):
+                if outcome.done:
+                    await ctx.store.put(handled, event.event_id, True, ttl=HANDLED_TTL)
+                else:
+                    failure = outcome
+            if failure is not None:
+                error = failure.error.to_dict() if failure.error else {"message": failure.status}
                 await inbox.fail(item.id, error)
-        if stuck:
-            return  # try the rest again after the next wait
+                return  # try again after the next wait
+            await inbox.complete(item.id)
 
 
 def _instant(text: str) -> datetime:

@@ -182,3 +182,21 @@ async def test_emulator_deliveries_reach_the_flow_once(store: ObjectStore, fmt: 
         await _running(ctx, PARAMS, body)
     assert ctx.events[0].attributes["operation"] == "Create"
     assert ctx.events[0].attributes["format"] == ("classic" if fmt == "legacy" else "cloudevents")
+
+
+async def test_an_event_repeated_in_another_delivery_is_handled_once(
+        qb: QuickBooksClient, store: ObjectStore) -> None:
+    """Deliveries are stored whole (one write each); events are deduplicated when handled."""
+    ctx = FakeSourceContext(qb, store)
+    big = _classic(*[("Customer", str(i), "Update") for i in range(500)])
+    overlapping = _classic(("Customer", "7", "Update"), ("Invoice", "9", "Create"))
+
+    async def body(endpoint: Any) -> None:
+        first = await endpoint(_request(big))
+        assert first.body == {"accepted": 500, "received": 500}
+        await wait_until(lambda: len(ctx.events) == 500)
+        await endpoint(_request(overlapping))
+        await wait_until(lambda: len(ctx.events) == 501)
+
+    await _running(ctx, {**PARAMS, "poll-interval": 0.01}, body)
+    assert [e.attributes["entityId"] for e in ctx.events[500:]] == ["9"]
