@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
+import httpx
 import pytest
-from quickbooks_support import FakeSourceContext, run_op, wait_until
+from quickbooks_support import SEED_REFRESH_TOKEN, FakeSourceContext, connect, run_op, wait_until
 
 from connectors.quickbooks.client import QuickBooksClient
+from connectors.quickbooks.emulator import create_app
 from connectors.quickbooks.sources import parse_duration, poll_entity, run_changes
 from runtime.store import ObjectStore
 
@@ -84,3 +86,26 @@ async def test_the_loop_saves_state_after_handling_and_stops_on_shutdown(
         ctx.stop()
     assert ctx.events[-1].attributes["entity"] == "Invoice"
     assert set(ctx.state) == {"Customer", "Invoice"}
+
+
+async def test_a_dropped_webhook_is_caught_by_cdc(store: ObjectStore) -> None:
+    """The webhook delivery is lost; the changes source still delivers the new customer."""
+    delivered: list[httpx.Request] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        delivered.append(request)
+        return httpx.Response(200)
+
+    app = create_app(refresh_token=SEED_REFRESH_TOKEN, webhook_url="http://splice.test/hooks",
+                     webhook_transport=httpx.MockTransport(receiver), faults={"drop_webhooks": 1})
+    state: dict[str, Any] = {}
+    async with connect(app, store) as qb:
+        # The watermark after the demo customers; then a change whose webhook gets lost.
+        await poll_entity(FakeSourceContext(qb, store), qb, "Customer", state, datetime.now(UTC), 3600)
+        created = await run_op("create", qb, store, entity="Customer",
+                               record={"DisplayName": "Missed Hook"}, idempotency_key="missed")
+        assert await app.state.emulator.webhooks.flush() == 0
+        ctx = FakeSourceContext(qb, store)
+        assert await poll_entity(ctx, qb, "Customer", state, datetime.now(UTC), 3600)
+    assert delivered == [] and app.state.emulator.webhooks.dropped == 1
+    assert [e.attributes["entityId"] for e in ctx.events] == [created["Id"]]
