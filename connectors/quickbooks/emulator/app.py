@@ -78,6 +78,7 @@ class Emulator:
                                       transport=webhook_transport, faults=self.faults)
         self.webhook_interval = webhook_interval
         self.companies: dict[str, Company] = {}
+        self.requests_in_flight: dict[tuple[str, str], anyio.Event] = {}
         self.reset()
         for realm in realms:
             if refresh_token:
@@ -193,6 +194,28 @@ async def _dispatch(em: Emulator, company: Company, request: Request, resource: 
     return _json({entity: result, "time": _time(em)})
 
 
+async def _answer(em: Emulator, company: Company, request: Request, resource: str,
+                  request_id: str | None) -> Response:
+    """Do the call; remember a write's answer under its requestid."""
+    try:
+        if "/" in resource:
+            entity_name, _, entity_id = resource.partition("/")
+            entity = ENTITIES.get(entity_name)
+            if entity is None or request.method != "GET":
+                raise Fault("500", "Unsupported Operation", f"Unsupported resource {resource}")
+            response = _json({entity: company.get(entity, entity_id), "time": _time(em)})
+        else:
+            response = await _dispatch(em, company, request, resource)
+    except Fault as fault:
+        return _fault(em, fault)
+    if request.method == "POST" and resource != "query":
+        if request_id:
+            company.requests[request_id] = (response.status_code, bytes(response.body))
+        if em.faults.take("fail_after_commit"):
+            return _failure(em)
+    return response
+
+
 async def api(request: Request) -> Response:
     """Every ``/v3/company/{realm}/...`` call: auth, limits, faults, requestid, then the work."""
     em: Emulator = request.app.state.emulator
@@ -218,26 +241,20 @@ async def api(request: Request) -> Response:
         if em.faults.take("fail_next"):
             return _failure(em)
         request_id = request.query_params.get("requestid")
-        if request_id and request_id in company.requests:
-            status, stored = company.requests[request_id]
-            return Response(stored, status, media_type="application/json")
+        if not request_id:
+            return await _answer(em, company, request, resource, None)
+        key = (realm, request_id)
+        while key in em.requests_in_flight:  # the same request again while the first still runs
+            await em.requests_in_flight[key].wait()
+        done = em.requests_in_flight[key] = anyio.Event()
         try:
-            if "/" in resource:
-                entity_name, _, entity_id = resource.partition("/")
-                entity = ENTITIES.get(entity_name)
-                if entity is None or request.method != "GET":
-                    raise Fault("500", "Unsupported Operation", f"Unsupported resource {resource}")
-                response = _json({entity: company.get(entity, entity_id), "time": _time(em)})
-            else:
-                response = await _dispatch(em, company, request, resource)
-        except Fault as fault:
-            return _fault(em, fault)
-        if request.method == "POST" and resource not in ("query",):
-            if request_id:
-                company.requests[request_id] = (response.status_code, bytes(response.body))
-            if em.faults.take("fail_after_commit"):
-                return _failure(em)
-        return response
+            if request_id in company.requests:
+                status, stored = company.requests[request_id]
+                return Response(stored, status, media_type="application/json")
+            return await _answer(em, company, request, resource, request_id)
+        finally:
+            del em.requests_in_flight[key]
+            done.set()
     finally:
         em.throttle.inflight[realm] -= 1
 

@@ -211,3 +211,23 @@ def test_served_with_its_lifespan_the_emulator_posts_webhooks_by_itself() -> Non
     assert delivery.headers["intuit-signature"] == sign(delivery.content, "emulator-verifier")
     entities = json.loads(delivery.content)["eventNotifications"][0]["dataChangeEvent"]["entities"]
     assert [(e["name"], e["operation"]) for e in entities] == [("Customer", "Create")]
+
+
+async def test_the_same_requestid_twice_at_once_writes_once(emulator: Any, http: httpx.AsyncClient) -> None:
+    """A retry that arrives while the first request still runs waits for it and replays it."""
+    import anyio
+
+    answers: list[httpx.Response] = []
+
+    async def send() -> None:
+        answers.append(await http.post(f"{API}/customer", params={"requestid": "same"},
+                                       json={"DisplayName": "Concurrent Once"}))
+
+    emulator.state.emulator.faults.update({"latency": 0.01})
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(send)
+        tg.start_soon(send)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].content == answers[1].content
+    names = [c["DisplayName"] for c in emulator.state.emulator.companies[REALM].tables["Customer"].values()]
+    assert names.count("Concurrent Once") == 1
