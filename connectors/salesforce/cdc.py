@@ -144,6 +144,8 @@ class _ChangeEventSource:
         self.fetch = bool(params.get("fetch-records"))
         self.state: dict[str, Any] = {}
         self.handled: set[int] = set()
+        #: Set while changes were being polled: the next subscription must close the gap behind it.
+        self.polled = False
 
     async def save(self) -> None:
         await self.ctx.save_state(dict(self.state))
@@ -239,10 +241,15 @@ class _ChangeEventSource:
             ALL_RETAINED if self.params.get("start") == "retained" else NEW_ONLY)
         try:
             await session.subscribe(int(start))
+            if stored is None and self.polled:
+                # No replay id yet: changes between the last poll and this subscription are only
+                # reachable by one more poll (events from here on are queued for this session).
+                await self.catch_up(None)
         except _ReplayInvalid as error:
             self.ctx.logger.warning("salesforce.change-events: %s; catching up by polling", error)
             await session.subscribe(NEW_ONLY)
             await self.catch_up(None)
+        self.polled = False
         try:
             while not self.ctx.stopping:
                 try:
@@ -265,6 +272,7 @@ class _ChangeEventSource:
                 await self.stream()
             except StreamUnavailable as error:
                 self.ctx.logger.warning("salesforce.change-events: stream unavailable (%s); polling", error)
+                self.polled = True
                 try:
                     await self.catch_up(time.monotonic() + retry_stream)
                 except SalesforceError as poll_error:
