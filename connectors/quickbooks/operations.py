@@ -136,8 +136,10 @@ async def query(ctx: OperationContext, params: dict[str, Any]) -> Any:
         return int((await client.query_page(sql)).get("totalCount", 0))
     query_entity(sql)
     limit = params.get("limit")
-    return [row async for row in client.query(sql, limit=int(limit) if limit else None,
-                                              page_size=int(params["page-size"]))]
+    rows = client.query(sql, limit=int(limit) if limit else None, page_size=int(params["page-size"]))
+    if params.get("stream"):
+        return rows  # pages are fetched as a foreach consumes them
+    return [row async for row in rows]
 
 
 async def cdc(ctx: OperationContext, params: dict[str, Any]) -> Any:
@@ -174,7 +176,9 @@ OPERATIONS: tuple[OperationSpec, ...] = (
               examples=("select * from Customer where DisplayName = :name",)),
         Param("binds", "object", summary="Values for :name marks, quoted safely"),
         Param("limit", "integer", summary="Stop after this many rows"),
-        Param("page-size", "integer", default=1000, summary="MAXRESULTS per page (at most 1000)")),
+        Param("page-size", "integer", default=1000, summary="MAXRESULTS per page (at most 1000)"),
+        Param("stream", "boolean", default=False,
+              summary="Return the rows as a stream (for foreach) instead of a list")),
         summary="Run a query, following pages", output="A list of entities, or a count"),
     OperationSpec("batch", batch_operation, (
         Param("items", "array", summary="Items {operation, entity, record} or {query} "

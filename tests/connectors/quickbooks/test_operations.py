@@ -250,3 +250,10 @@ async def test_update_without_a_key_is_still_safe_to_retry(emulator: Any, qb: Qu
     assert updated["Notes"] == "once"
     assert int(updated["SyncToken"]) == int(before["SyncToken"]) + 1
     assert emulator.state.emulator.faults.fail_after_commit == 0
+
+
+async def test_query_can_stream_pages(qb: QuickBooksClient, store: ObjectStore) -> None:
+    """With stream, rows arrive as an async iterator, a page at a time."""
+    rows = await run_op("query", qb, store, query="select * from Account", page_size=2, stream=True)
+    assert hasattr(rows, "__aiter__")
+    assert [r["Name"] async for r in rows][:2] == ["Services", "Sales of Product Income"]
