@@ -58,3 +58,28 @@ async def test_lock_contention_beyond_retries_is_retryable(store: Any, make_conn
         with pytest.raises(SalesforceError) as failed:
             await client.create("Account", {"Name": "x"})
     assert failed.value.error_type == "SALESFORCE:UNABLE_TO_LOCK_ROW" and failed.value.retryable
+
+
+async def test_changes_source_delivers_exactly_once_under_faults(store: Any, make_connection_context: Any,
+                                                                 source_context: Any) -> None:
+    """Polling through 503s and expiring sessions while records keep changing: each change once."""
+    from connectors.salesforce.sources import run_changes
+
+    app = create_app(page_size=7, faults={"unavailable_rate": 0.15, "token_expiry_every": 5})
+    org = app.state.emulator.org
+    for i in range(30):
+        org.create("Contact", {"LastName": f"C{i:02d}"})
+    async with open_connection(dict(SETTINGS), make_connection_context(app, store)) as client:
+        ctx = source_context(client, store, polls=4)
+
+        async def between(poll: int) -> None:
+            for i in range(poll * 3):
+                org.create("Contact", {"LastName": f"P{poll}-{i}"})
+
+        ctx.on_sleep = between
+        await run_changes(ctx, {"object": "Contact", "fields": ["LastName"], "interval": 0, "overlap": "5m",
+                                "batch-size": 8})
+    delivered = [e.payload["LastName"] for e in ctx.events]
+    expected = [f"C{i:02d}" for i in range(30)] + [f"P{p}-{i}" for p in (1, 2, 3) for i in range(p * 3)]
+    assert sorted(delivered) == sorted(expected)
+    assert app.state.emulator.faults.served["unavailable"] > 0
