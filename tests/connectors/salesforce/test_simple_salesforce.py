@@ -111,6 +111,11 @@ def test_simple_salesforce_round_trip(served: tuple[Any, str, Path]) -> None:
     more = sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)
     assert len(more["records"]) == 3
 
+    assert sf.Account.describe()["fields"] and "Account" in {o["name"] for o in sf.describe()["sobjects"]}
+    assert sf.limits()["DailyApiRequests"]["Max"] == app.state.emulator.faults.daily_limit
+    csv_pages = list(sf.bulk2.Contact.query("SELECT Id, LastName FROM Contact", max_records=5, wait=0.01))
+    assert sum(len(page.splitlines()) - 1 for page in csv_pages) == 8 and len(csv_pages) == 2
+
     assert sf.Contact.delete(results[0]["id"]) == 204
     assert sf.query("SELECT COUNT() FROM Contact")["totalSize"] == 7
     assert sf.api_usage["api-usage"].total == app.state.emulator.faults.daily_limit
