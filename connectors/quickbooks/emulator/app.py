@@ -166,6 +166,8 @@ def _failure(em: Emulator) -> Response:
 async def _dispatch(em: Emulator, company: Company, request: Request, resource: str) -> Response:
     query = dict(request.query_params)
     raw = await request.body()
+    if resource == "preferences" and request.method == "GET":
+        return _json({"Preferences": company.get("Preferences", "1"), "time": _time(em)})
     if resource == "query":
         text = query.get("query") if request.method == "GET" else raw.decode("utf-8")
         return _json({"QueryResponse": run_query(company, text or ""), "time": _time(em)})

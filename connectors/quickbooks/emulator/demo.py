@@ -27,6 +27,24 @@ def seed_company(company: Company, *, customers: bool = True) -> None:
             "Id": code, "Name": name, "Description": name, "Active": True, "Taxable": taxable,
             "TaxGroup": False, "SyncToken": "0", "domain": "QBO", "sparse": False,
             "MetaData": {"CreateTime": company.now(), "LastUpdatedTime": company.now()}}
+    now = company.now()
+    meta = {"CreateTime": now, "LastUpdatedTime": now}
+    company.tables["CompanyInfo"][company.realm_id] = {
+        "Id": company.realm_id, "CompanyName": "Splice Sandbox Company", "LegalName":
+        "Splice Sandbox Company", "Country": "USA", "SupportedLanguages": "en",
+        "CompanyAddr": {"Line1": "123 Sierra Way", "City": "San Pablo", "Country": "USA",
+                        "CountrySubDivisionCode": "CA", "PostalCode": "87999"},
+        "FiscalYearStartMonth": "January", "SyncToken": "0", "domain": "QBO", "sparse": False,
+        "MetaData": dict(meta)}
+    company.tables["Preferences"]["1"] = {
+        "Id": "1", "SyncToken": "0", "domain": "QBO", "sparse": False, "MetaData": dict(meta),
+        "CurrencyPrefs": {"MultiCurrencyEnabled": False, "HomeCurrency": {"value": "USD"}},
+        "TaxPrefs": {"UsingSalesTax": True, "PartnerTaxEnabled": False},
+        "SalesFormsPrefs": {"CustomTxnNumbers": True, "AllowDeposit": True, "CustomField": [
+            {"CustomField": [{"Name": "SalesFormsPrefs.UseSalesCustom1", "Type": "BooleanType",
+                              "BooleanValue": True},
+                             {"Name": "SalesFormsPrefs.SalesCustomName1", "Type": "StringType",
+                              "StringValue": "Opportunity"}]}]}}
     income = {"value": accounts["Services"]["Id"]}
     for name, price, sku in (("Services", "0", None), ("Hours", "75", "HRS-1"),
                              ("Consulting", "150", "CONS-1")):

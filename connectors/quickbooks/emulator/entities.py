@@ -23,7 +23,10 @@ __all__ = ["ENTITIES", "NAME_LISTS", "Company", "company_time", "not_found"]
 
 #: URL segment -> entity name.
 ENTITIES = {name.lower(): name for name in (
-    "Customer", "Vendor", "Employee", "Item", "Invoice", "Payment", "Account", "TaxCode", "Term")}
+    "Customer", "Vendor", "Employee", "Item", "Invoice", "Payment", "Account", "TaxCode", "Term",
+    "CompanyInfo", "Preferences")}
+#: Read-only here: seeded with the company, never created through the API.
+READ_ONLY_ENTITIES = frozenset({"TaxCode", "CompanyInfo", "Preferences"})
 #: Entities that are made inactive instead of deleted, and whose queries hide inactive rows.
 NAME_LISTS = frozenset({"Customer", "Vendor", "Employee", "Item", "Account", "TaxCode", "Term"})
 READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "time", "status",
@@ -143,9 +146,9 @@ class Company:
 
     def create(self, entity: str, body: dict[str, Any], options: dict[str, str]) -> dict[str, Any]:
         """A new record from a create body."""
-        if entity == "TaxCode":
+        if entity in READ_ONLY_ENTITIES:
             raise Fault("500", "Unsupported Operation",
-                        "Operation Create is not supported for TaxCode; use taxservice/taxcode")
+                        f"Operation Create is not supported for {entity}")
         record = {k: v for k, v in clean(body).items() if k not in READ_ONLY}
         record = self._complete(entity, record, options, existing=None)
         record.update({"Id": str(self.next_id), "SyncToken": "0", "domain": "QBO", "sparse": False})

@@ -18,7 +18,8 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 
 # The tests import their shared helpers as a plain module (pytest runs in importlib mode).
-sys.path.insert(0, str(Path(__file__).parent))
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 from quickbooks_support import (  # noqa: E402
     REALM,

@@ -231,3 +231,13 @@ async def test_the_same_requestid_twice_at_once_writes_once(emulator: Any, http:
     assert answers[0].content == answers[1].content
     names = [c["DisplayName"] for c in emulator.state.emulator.companies[REALM].tables["Customer"].values()]
     assert names.count("Concurrent Once") == 1
+
+
+async def test_company_info_and_preferences(http: httpx.AsyncClient) -> None:
+    """Read-only company settings a sync looks at (custom fields, currency, sales tax)."""
+    info = await http.get(f"{API}/companyinfo/{REALM}")
+    assert info.json()["CompanyInfo"]["Country"] == "USA"
+    prefs = (await http.get(f"{API}/preferences")).json()["Preferences"]
+    assert prefs["CurrencyPrefs"]["MultiCurrencyEnabled"] is False
+    refused = await http.post(f"{API}/companyinfo", json={"CompanyName": "x"})
+    assert _code(refused) == "500"
