@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -22,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from requests.adapters import HTTPAdapter
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
@@ -121,3 +123,43 @@ def test_simple_salesforce_round_trip(served: tuple[Any, str, Path]) -> None:
     assert sf.api_usage["api-usage"].total == app.state.emulator.faults.daily_limit
     with pytest.raises(SalesforceMalformedRequest):
         sf.query("SELECT Id FRM Contact")
+
+
+class _ToEmulator(HTTPAdapter):
+    """Sends requests for Salesforce's login hosts to the emulator (a test-side transport adapter)."""
+
+    def __init__(self, netloc: str) -> None:
+        super().__init__()
+        self.netloc = netloc
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        request.url = urlunsplit(urlsplit(request.url)._replace(netloc=self.netloc))
+        return super().send(request, *args, **kwargs)
+
+
+def test_simple_salesforce_logins_and_expired_session(served: tuple[Any, str, Path]) -> None:
+    """simple-salesforce's own JWT and client-credentials logins work, and it recovers a 401."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    app, base, cert = served
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    app.state.emulator.options.jwt_public_keys = {"jwt-app": public}
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(cert)
+    adapter = _ToEmulator(urlsplit(base).netloc)
+    session.mount("https://login.salesforce.com", adapter)
+    session.mount("https://acme.my.salesforce.com", adapter)
+
+    jwt_sf = Salesforce(username="integration@example.com", consumer_key="jwt-app", privatekey=pem,
+                        version="66.0", session=session)
+    assert jwt_sf.Account.create({"Name": "Via JWT"})["success"]
+
+    cc_sf = Salesforce(consumer_key="cc-app", consumer_secret="cc-secret", domain="acme.my", version="66.0",
+                       session=session)
+    app.state.emulator.expire_tokens()
+    assert cc_sf.query("SELECT Name FROM Account")["totalSize"] == 1  # 401 -> login again -> retry
