@@ -207,6 +207,9 @@ class _ChangeEventSource:
                 if isinstance(stamp, int | float):
                     self.state["watermark"] = salesforce_datetime(datetime.fromtimestamp(stamp / 1000, UTC))
         await self.save()
+        # Ids at or below the saved replay id are skipped anyway; keep only those beyond it.
+        floor = int(self.state.get("replayId", -3))
+        self.handled = {r for r in self.handled if r > floor}
         return ok
 
     async def catch_up(self, until: float | None) -> None:
@@ -316,5 +319,7 @@ CHANGE_EVENTS = SourceSpec(
             Param("fallback-interval", type="duration", default="30s", dynamic=False,
                   summary="Polling interval while the stream is unavailable"),
             Param("retry-stream-after", type="duration", default="5m", dynamic=False,
-                  summary="How long to poll before trying the stream again")),
+                  summary="How long to poll before trying the stream again"),
+            Param("retry-delay", type="duration", default="5s", dynamic=False,
+                  summary="Pause before replaying events whose handling failed")),
 )

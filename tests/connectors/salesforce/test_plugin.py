@@ -38,3 +38,14 @@ def test_exported_members() -> None:
         ["QueryStream", "SalesforceClient", "SalesforceError", "SalesforceSettings", "bind", "quote"])
     for name in package.__all__:
         assert getattr(package, name) is not None
+
+
+def test_source_parameters_used_by_the_code_are_declared() -> None:
+    """Every parameter the sources read is in their schema (flows with them validate)."""
+    (connector,) = splice_connectors()
+    changes, events = (s.schema()["properties"] for s in connector.sources)
+    assert {"object", "fields", "where", "interval", "overlap", "batch-size", "since",
+            "include-deleted"} <= set(changes)
+    assert {"object", "channel", "fields", "where", "overlap", "batch-size", "start", "ignore-origins",
+            "ignore-own-writes", "fetch-records", "fallback-interval", "retry-stream-after",
+            "retry-delay"} <= set(events)
