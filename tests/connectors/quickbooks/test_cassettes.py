@@ -9,6 +9,7 @@ only the network (here: nothing at all, ``transport=None``) is replaced by the r
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,21 @@ def test_cassettes_hold_no_secrets_or_realm_ids() -> None:
         for secret in (CLIENT_SECRET, SEED_REFRESH_TOKEN, REALM, "eyJ", "Bearer ", "Basic "):
             assert secret not in text, (path.name, secret)
         assert RECORDED_REALM in text
+
+
+@pytest.mark.vcr(match_on=("method", "path"))  # changedSince depends on the clock: match in order
+@pytest.mark.block_network
+@pytest.mark.anyio
+async def test_batch_and_cdc_replay(record_mode: str, store: ObjectStore) -> None:
+    """A batch with one duplicate, then CDC sees the new customers."""
+    _app, settings, ctx = _setup(record_mode, store)
+    since = (datetime.now(UTC) - timedelta(minutes=10)).isoformat(timespec="seconds")
+    async with open_connection(settings, ctx) as qb:
+        results = await run_op("batch", qb, store, idempotency_key="cassette-batch", items=[
+            {"operation": "create", "entity": "Customer", "record": {"DisplayName": name}}
+            for name in ("Cassette Batch A", "Cassette Batch B", "Cool Cars")])
+        changes = await run_op("cdc", qb, store, entities=["Customer"], changed_since=since)
+    assert [r["ok"] for r in results] == [True, True, False]
+    assert results[2]["error"]["type"] == "QUICKBOOKS:DUPLICATE_NAME"
+    names = {c.get("DisplayName") for c in changes["Customer"]}
+    assert {"Cassette Batch A", "Cassette Batch B"} <= names
