@@ -78,6 +78,9 @@ async def test_soql_subset(api: Any) -> None:
                               "and SystemModstamp > 2020-01-01T00:00:00+01:00 order by Name desc limit 3"))
     names = [r["Name"] for r in rows["records"]]
     assert names == sorted(names, reverse=True) and len(names) <= 3
+    acme = next(a for a in emu.org.records["Account"].values() if a["Name"] == "Acme Corp")
+    by_short_id = await _soql(http, f"SELECT Name FROM Account WHERE Id = '{acme['Id'][:15]}'")
+    assert [r["Name"] for r in by_short_id["records"]] == ["Acme Corp"]
     page = await _soql(http, "SELECT Name FROM Account ORDER BY Name LIMIT 2 OFFSET 1")
     assert [r["Name"] for r in page["records"]] == ["Globex", "Initech"]
     nulls = await _soql(http, "SELECT Name, ParentId FROM Account ORDER BY ParentId NULLS LAST, Name")
