@@ -262,16 +262,49 @@ def get_engine(name: str = "auto") -> JsonataEngine:
 # --------------------------------------------------------------------------------------------------
 
 
+_CONTEXT_NAMES = frozenset({"payload", "vars", "attributes"})
+#: ``$`` not followed by a name (``$``, ``$$``, ``$.``), or a wildcard: the whole input is read.
+_READS_WHOLE_INPUT = re.compile(r"\$(?![A-Za-z_])|\*")
+#: ``payload.Id``, ``vars.trigger.Account.Name``: plain field paths, looked up without the engine.
+_SIMPLE_PATH = re.compile(r"^\s*[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\s*$")
+_NOT_SIMPLE = object()
+_KEYWORDS = frozenset({"true", "false", "null", "and", "or", "in"})
+
+
+def _walk(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """A plain path through nested objects, as JSONata reads it; ``_NOT_SIMPLE`` when the path
+    crosses an array or a scalar (JSONata's mapping rules apply then, so the engine must answer)."""
+    value: Any = data
+    for key in path:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            return _NOT_SIMPLE
+        value = value.get(key)
+    return value
+
+
 class CompiledExpression:
     """A compiled ``#[ ]`` or transform expression (the model's :class:`~dsl.model.Expression`)."""
 
-    __slots__ = ("_compiled", "engine", "source", "span")
+    __slots__ = ("_bound", "_compiled", "_path", "context_fields", "engine", "source", "span")
 
     def __init__(self, source: str, span: SourceSpan, compiled: CompiledJsonata, engine: str) -> None:
         self.source = source
         self.span = span
         self.engine = engine
         self._compiled = compiled
+        # What the expression can see decides what must be handed to the engine: converting a large
+        # payload into the engine's values costs more than evaluating a typical transform, and the
+        # payload is reachable three ways (input, $payload, $vars.trigger).
+        self._bound = frozenset(n for n in _CONTEXT_NAMES if f"${n}" in source)
+        #: Top-level fields of a template's input document the expression may read (None: all).
+        self.context_fields: frozenset[str] | None = (
+            None if _READS_WHOLE_INPUT.search(source)
+            else frozenset(n for n in _CONTEXT_NAMES if re.search(rf"(?<![\w$.]){n}\b", source)))
+        match = _SIMPLE_PATH.match(source)
+        path = tuple(part.strip() for part in match.group(0).split(".")) if match else ()
+        self._path = path if path and not _KEYWORDS.intersection(path) else None
 
     def __repr__(self) -> str:
         return f"CompiledExpression({self.source!r} at {self.span})"
@@ -282,7 +315,12 @@ class CompiledExpression:
         Raises:
             ExpressionEvaluationError: whatever went wrong inside the engine.
         """
-        fresh = dict(bindings) if bindings else {}
+        if self._path is not None and isinstance(data, dict):
+            found = _walk(data, self._path)
+            if found is not _NOT_SIMPLE:
+                return found
+        fresh = ({k: v for k, v in bindings.items() if k in self._bound or k not in _CONTEXT_NAMES}
+                 if bindings else {})
         previous = getattr(_clock, "millis", None)
         _clock.millis = int(time.time() * 1000)
         try:

@@ -155,6 +155,15 @@ def _plain_node(value: Any, span: SourceSpan) -> Node:
     return Node("scalar", value, span)
 
 
+def display_name(path: Path) -> str:
+    """How a file is named in messages: relative to the working directory when it lies below it
+    (so ``flows/a.yaml:3:5`` is clickable in a terminal or editor), else absolute."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
 def discover(root: Path) -> Iterator[Path]:
     """The YAML files of a project, in a stable order."""
     for path in sorted(root.rglob("*")):
@@ -184,7 +193,7 @@ class _PropertyFiles:
         return self._own[directory]
 
     def _read(self, path: Path) -> dict[str, PropertyValue]:
-        display = path.relative_to(self.root).as_posix()
+        display = display_name(path)
         try:
             node, errors = load_yaml(read_text(path.read_bytes(), display), display)
         except FlowError as exc:
@@ -228,7 +237,7 @@ def _load(root: Path, env: str, vocabulary: Vocabulary, environ: Mapping[str, st
                            functions=functions, base_dir=path.parent, root=root)
 
     for path in discover(root):
-        display = path.relative_to(root).as_posix()
+        display = display_name(path)
         try:
             node, file_errors = load_yaml(read_text(path.read_bytes(), display), display)
         except FlowError as exc:

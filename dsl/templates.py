@@ -287,11 +287,20 @@ def render_template(template: Template, context: dict[str, Any]) -> Any:
     """One template against ``{"payload", "attributes", "vars"}``."""
     single = template.single_expression
     if single is not None:
-        return single.evaluate(context, context)
+        return single.evaluate(_visible(single, context), context)
     pieces = []
     for part in template.parts:
-        pieces.append(part if isinstance(part, str) else format_value(part.evaluate(context, context)))
+        pieces.append(part if isinstance(part, str)
+                      else format_value(part.evaluate(_visible(part, context), context)))
     return "".join(pieces)
+
+
+def _visible(expression: Any, context: dict[str, Any]) -> dict[str, Any]:
+    """The part of the input document the expression reads (the rest need not be converted)."""
+    fields = getattr(expression, "context_fields", None)
+    if fields is None or len(fields) == len(context):
+        return context
+    return {name: context[name] for name in fields if name in context}
 
 
 def format_value(value: Any) -> str:

@@ -60,6 +60,8 @@ class FlowEngine:
         self.store = store
         self.connections = dict(connections)
         self.tracer = tracer or trace.get_tracer("splice")
+        #: False with the no-op tracer (no exporter configured): spans are then skipped outright.
+        self.tracing = not isinstance(self.tracer, trace.NoOpTracer)
         self.logger = logger or logging.getLogger("splice.engine")
         if dead_letters is None:
             from runtime.store.deadletters import DeadLetterQueue
@@ -100,6 +102,12 @@ class FlowEngine:
         return message
 
     async def _run(self, flow: Flow, message: Message, *, dead_letter_failures: bool) -> Outcome:
+        if not self.tracing:
+            try:
+                await self.run_steps(flow, flow.steps, message, f"flow/{flow.name}/steps")
+            except SpliceError as error:
+                return await self._handle_failure(flow, message, error, dead_letter_failures)
+            return Outcome("completed", message)
         trigger = flow.trigger.name if flow.trigger else "manual"
         with self.tracer.start_as_current_span(
             f"flow {flow.name}",
@@ -148,6 +156,13 @@ class FlowEngine:
                 await anyio.sleep(delay)
 
     async def _traced_step(self, flow: Flow, step: Step, message: Message, path: str) -> None:
+        if not self.tracing:
+            try:
+                await step_runners.execute(self, flow, step, message, path)
+            except SpliceError as error:
+                error.details.setdefault("step", path)
+                raise
+            return
         attributes: dict[str, Any] = {
             ATTR_FLOW: flow.name, ATTR_STEP: path, ATTR_STEP_KIND: step.kind,
             ATTR_CORRELATION_ID: message.correlation_id,

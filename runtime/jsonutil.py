@@ -7,7 +7,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["dumps"]
+__all__ = ["dumps", "dumps_bytes", "loads"]
+
+try:  # the fast extra: several times quicker on the hot path of listener flows
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised where orjson is not installed
+    _orjson = None
 
 
 def _default(obj: Any) -> Any:
@@ -26,3 +31,18 @@ def _default(obj: Any) -> Any:
 def dumps(value: Any, *, indent: int | None = None) -> str:
     """JSON text (UTF-8 characters kept as they are)."""
     return json.dumps(value, default=_default, ensure_ascii=False, indent=indent)
+
+
+def dumps_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON (orjson when installed)."""
+    if _orjson is not None:
+        return _orjson.dumps(value, default=_default, option=_orjson.OPT_NON_STR_KEYS)
+    return json.dumps(value, default=_default, ensure_ascii=False,
+                      separators=(",", ":")).encode("utf-8")
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON (orjson when installed)."""
+    if _orjson is not None:
+        return _orjson.loads(data)
+    return json.loads(data)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -13,8 +13,8 @@ __all__ = ["Event", "Message", "Outcome", "new_correlation_id"]
 
 
 def new_correlation_id() -> str:
-    """A fresh id that ties logs, spans and dead letters of one execution together."""
-    return uuid.uuid4().hex
+    """A fresh random 128-bit id (hex) that ties logs, spans and dead letters of one execution."""
+    return os.urandom(16).hex()
 
 
 @dataclass(slots=True)

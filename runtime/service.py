@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import httpx
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -98,7 +99,7 @@ class SpliceRuntime:
 
 
 async def _open_connections(stack: AsyncExitStack, project: Project, registry: Registry,
-                            store: ObjectStore, tracer_provider: TracerProvider,
+                            store: ObjectStore, tracer: trace.Tracer,
                             transports: Mapping[str, httpx.AsyncBaseTransport],
                             runtime_settings: Mapping[str, Any]) -> dict[str, Any]:
     opened: dict[str, Any] = {}
@@ -116,7 +117,7 @@ async def _open_connections(stack: AsyncExitStack, project: Project, registry: R
         ctx = ConnectionContext(
             name=name, connector=config.connector, store=store,
             logger=logging.getLogger(f"splice.connector.{config.connector}"),
-            tracer=get_tracer(tracer_provider),
+            tracer=tracer,
             transport=transports.get(name) or transports.get(config.connector),
             runtime_settings=runtime_settings,
         )
@@ -141,19 +142,22 @@ async def open_runtime(
     replaces the network for it: tests mount the emulators in process this way.
     """
     settings = project.settings
+    recording = (tracer_provider is not None or span_exporter is not None
+                 or settings.telemetry_exporter != "none")
     if tracer_provider is None:
         tracer_provider = create_tracer_provider(settings.telemetry_exporter,
                                                  endpoint=settings.otlp_endpoint,
                                                  span_exporter=span_exporter)
+    # With nothing to export to, spans would be built only to be dropped: use the no-op tracer.
+    tracer = get_tracer(tracer_provider) if recording else trace.NoOpTracer()
     async with AsyncExitStack() as stack:
         if store is None:
             store = open_store(settings.store_url)
             stack.push_async_callback(store.aclose)
-        connections = await _open_connections(stack, project, registry, store, tracer_provider,
+        connections = await _open_connections(stack, project, registry, store, tracer,
                                               transports or {}, runtime_settings or {})
         engine = FlowEngine(project, registry, store=store, connections=connections,
-                            tracer=get_tracer(tracer_provider),
-                            logger=logging.getLogger("splice.engine"))
+                            tracer=tracer, logger=logging.getLogger("splice.engine"))
         try:
             yield SpliceRuntime(project=project, registry=registry, store=store, engine=engine,
                                 tracer_provider=tracer_provider)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,7 +12,8 @@ from connectors.http.config import CONNECTION_PARAMS
 from connectors.http.errors import raise_for_status
 from dsl import parse_duration
 from runtime.context import ConnectionContext, OperationContext
-from runtime.errors import map_http_errors
+from runtime.errors import HttpError, map_http_errors
+from runtime.jsonutil import dumps_bytes, loads
 from runtime.redaction import register_secret
 from runtime.spec import ConnectionSpec, OperationSpec, Param
 from runtime.transports import RetryOptions
@@ -53,7 +53,12 @@ def _decode(response: httpx.Response, mode: str) -> Any:
     if mode == "json" or "json" in content_type:
         if not response.content:
             return None
-        return json.loads(response.content)
+        try:
+            return loads(response.content)
+        except ValueError as exc:
+            raise HttpError(f"{response.request.method} {response.request.url.path} answered "
+                            f"invalid JSON: {exc}", error_type="HTTP:INVALID_RESPONSE",
+                            status=response.status_code) from None
     return response.text
 
 
@@ -62,17 +67,20 @@ async def request(ctx: OperationContext, params: dict[str, Any]) -> Any:
     client: httpx.AsyncClient = ctx.connection
     body = params.get("body")
     kwargs: dict[str, Any] = {}
+    headers = {str(k): str(v) for k, v in (params.get("headers") or {}).items()}
     if isinstance(body, str | bytes):
         kwargs["content"] = body
     elif body is not None:
-        kwargs["json"] = body
+        kwargs["content"] = dumps_bytes(body)
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
     if params.get("timeout") is not None:
         kwargs["timeout"] = parse_duration(params["timeout"])
     method = str(params.get("method", "GET")).upper()
     with map_http_errors("HTTP"):
-        response = await client.request(
-            method, str(params["path"]), params=params.get("query") or None,
-            headers={str(k): str(v) for k, v in (params.get("headers") or {}).items()}, **kwargs)
+        response = await client.request(method, str(params["path"]),
+                                        params=params.get("query") or None,
+                                        headers=headers or None, **kwargs)
     ctx.annotate(http_status=response.status_code)
     if params.get("fail-on-error", True):
         raise_for_status(response)

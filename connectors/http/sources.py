@@ -7,11 +7,11 @@ caller was told and can send again.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from runtime.context import HttpRequest, HttpResponse, SourceContext
 from runtime.errors import SpliceError
+from runtime.jsonutil import loads
 from runtime.message import Event, Outcome
 from runtime.redaction import redact_mapping
 from runtime.spec import Param, SourceSpec
@@ -40,7 +40,7 @@ def _parse_body(request: HttpRequest) -> Any:
     if not request.body:
         return None
     if "json" in content_type:
-        return json.loads(request.body)
+        return loads(request.body)
     return request.body.decode("utf-8", errors="replace")
 
 

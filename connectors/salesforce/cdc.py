@@ -71,7 +71,7 @@ class CometdSession:
             message["clientId"] = self.client_id
         try:
             response = await self.client.request("POST", self.path, json=[message], read_timeout=read_timeout,
-                                                 context="streaming")
+                                                 unlimited=read_timeout is not None, context="streaming")
         except SalesforceError as error:
             if error.kind in ("INVALID_SESSION", "AUTHENTICATION", "REQUEST_LIMIT_EXCEEDED"):
                 raise

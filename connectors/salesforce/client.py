@@ -27,7 +27,7 @@ from runtime.errors import HttpError, map_http_errors
 from runtime.limits import RateLimit
 from runtime.oauth import OAuth2Auth, StoredTokenSource
 from runtime.retry import backoff_delay
-from runtime.transports import IDEMPOTENT_EXTENSION, RetryOptions
+from runtime.transports import IDEMPOTENT_EXTENSION, UNLIMITED_EXTENSION, RetryOptions
 
 __all__ = ["QueryStream", "SalesforceClient"]
 
@@ -149,23 +149,28 @@ class SalesforceClient:
                       json: Any = None, headers: Mapping[str, str] | None = None,
                       idempotent: bool = False, ok: tuple[int, ...] = (),
                       retry_locks: bool = False, read_timeout: float | None = None,
-                      context: str = "") -> httpx.Response:
+                      unlimited: bool = False, context: str = "") -> httpx.Response:
         """Send one call to the instance; raise ``SALESFORCE:*`` unless 2xx or in ``ok``.
 
         ``path`` is a path on the instance (``/services/data/...``, a ``nextRecordsUrl``). With
         ``retry_locks`` a write refused with ``UNABLE_TO_LOCK_ROW`` (nothing was written) is sent
         again after a jittered pause, up to ``lock-retries`` times. ``read_timeout`` replaces the
-        connection's per-request timeout (CometD long polls hold the request open for minutes).
+        connection's per-request timeout (CometD long polls hold the request open for minutes);
+        ``unlimited`` keeps such a long poll from holding one of the rate limit's concurrency slots.
         """
         url = path if path.startswith("http") else await self.instance_url() + path
-        extensions = {IDEMPOTENT_EXTENSION: True} if idempotent else None
+        extensions: dict[str, Any] = {}
+        if idempotent:
+            extensions[IDEMPOTENT_EXTENSION] = True
+        if unlimited:
+            extensions[UNLIMITED_EXTENSION] = True
         attempt = 0
         while True:
             attempt += 1
             limit = read_timeout or self.settings.timeout
             with self._deadline(limit):
                 response = await self.http.request(method, url, params=params, json=json, headers=headers,
-                                                   extensions=extensions,
+                                                   extensions=extensions or None,
                                                    timeout=httpx.Timeout(limit) if read_timeout else httpx.USE_CLIENT_DEFAULT)
             self._note_limits(response)
             if response.status_code < 300 or response.status_code in ok:

@@ -4,115 +4,167 @@ The app serves an already opened :class:`runtime.service.SpliceRuntime` (so star
 reported before any server starts). Its lifespan starts every trigger and, on shutdown (SIGTERM
 through uvicorn), stops the triggers and lets in-flight executions finish within the drain timeout.
 Requests to trigger routes pass the API policies first.
+
+It is a plain ASGI callable rather than a web framework's app: it does one thing (hand a request to
+the route a trigger registered), and on the hot path of a listener flow every layer shows up in the
+messages per second.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 import anyio
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from runtime.context import HttpRequest, HttpResponse
-from runtime.jsonutil import dumps
+from runtime.jsonutil import dumps_bytes
 from runtime.server.policies import Policy, build_policies, check_policies
 from runtime.service import SpliceRuntime
 
-__all__ = ["create_app"]
+__all__ = ["SpliceApp", "create_app"]
 
 logger = logging.getLogger("splice.server")
 
-_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-def _to_starlette(response: HttpResponse) -> Response:
-    body = response.body
-    headers = dict(response.headers)
-    if isinstance(body, bytes):
-        return Response(body, response.status, headers=headers)
-    if isinstance(body, str) and "content-type" not in {k.lower() for k in headers}:
-        return Response(body, response.status, headers=headers, media_type="text/plain")
-    return Response(dumps(body), response.status, headers=headers, media_type="application/json")
+def _error(status: int, kind: str, message: str) -> HttpResponse:
+    return HttpResponse(status, {"error": {"type": kind, "message": message}})
 
 
-def _error(status: int, kind: str, message: str) -> Response:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+class SpliceApp:
+    """ASGI app: ``/health``, ``/ready`` and the trigger routes of an open runtime."""
 
+    def __init__(self, runtime: SpliceRuntime, *, drain_timeout: float = 30.0,
+                 on_ready: Callable[[SpliceRuntime], Any] | None = None) -> None:
+        self.runtime = runtime
+        self.drain_timeout = drain_timeout
+        self.on_ready = on_ready
+        self.ready = False
+        self.policies: list[Policy] = build_policies(
+            runtime.project.settings.server.get("policies"))
 
-def create_app(runtime: SpliceRuntime, *, drain_timeout: float = 30.0,
-               on_ready: Callable[[SpliceRuntime], Any] | None = None) -> Starlette:
-    """The server app for an open runtime (policies are built here, so bad ones fail early)."""
-    state: dict[str, Any] = {
-        "runtime": runtime, "ready": False,
-        "policies": build_policies(runtime.project.settings.server.get("policies")),
-    }
+    # -- lifespan ----------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Triggers run while inside; leaving stops them and drains in-flight executions."""
+        runtime = self.runtime
         async with anyio.create_task_group() as tg:
             await tg.start(runtime.run_triggers)
-            state["ready"] = True
-            if on_ready is not None:
-                on_ready(runtime)
+            self.ready = True
+            if self.on_ready is not None:
+                self.on_ready(runtime)
             try:
                 yield
             finally:
-                state["ready"] = False
+                self.ready = False
                 logger.info("shutting down: stopping triggers, draining in-flight executions")
                 runtime.request_stop()
-                with anyio.move_on_after(drain_timeout) as scope:
+                with anyio.move_on_after(self.drain_timeout) as scope:
                     await runtime.triggers_done.wait()
                 if scope.cancelled_caught:
                     logger.warning("drain timeout (%.0fs) reached; cancelling what is left",
-                                   drain_timeout)
+                                   self.drain_timeout)
                     tg.cancel_scope.cancel()
 
-    async def health(request: Request) -> Response:
-        body = {"status": "ok", "flows": len(runtime.project.flows),
-                "connections": await runtime.status()}
-        return Response(dumps(body), 200, media_type="application/json")
+    async def _lifespan_protocol(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        started = False
+        try:
+            async with self.lifespan():
+                started = True
+                await send({"type": "lifespan.startup.complete"})
+                while (await receive())["type"] != "lifespan.shutdown":
+                    pass
+        except Exception as exc:  # reported by the server as a failed start or stop
+            logger.error("server lifespan failed: %s: %s", type(exc).__name__, exc)
+            kind = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
+            await send({"type": kind, "message": f"{type(exc).__name__}: {exc}"})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
 
-    async def ready(request: Request) -> Response:
-        if state["ready"]:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "not ready"}, status_code=503)
+    # -- requests ----------------------------------------------------------------------------------
 
-    async def dispatch(request: Request) -> Response:
-        if not state["ready"]:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan_protocol(receive, send)
+            return
+        if kind != "http":
+            return
+        response = await self._handle(scope, receive)
+        await self._send(send, response, head=scope["method"] == "HEAD")
+
+    async def _handle(self, scope: Scope, receive: Receive) -> HttpResponse:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path == "/health" and method == "GET":
+            return HttpResponse(200, {"status": "ok", "flows": len(self.runtime.project.flows),
+                                      "connections": await self.runtime.status()})
+        if path == "/ready" and method == "GET":
+            return HttpResponse(200 if self.ready else 503,
+                                {"status": "ready" if self.ready else "not ready"})
+        if not self.ready:
             return _error(503, "SERVER:NOT_READY", "the runtime is not ready")
-        route, path_params, exists = runtime.routes.match(request.method, request.url.path)
+        route, path_params, exists = self.runtime.routes.match(method, path)
         if route is None:
             if exists:
-                return _error(405, "SERVER:METHOD_NOT_ALLOWED",
-                              f"{request.method} is not allowed on {request.url.path}")
-            return _error(404, "SERVER:NOT_FOUND", f"no flow listens on {request.url.path}")
+                return _error(405, "SERVER:METHOD_NOT_ALLOWED", f"{method} is not allowed on {path}")
+            return _error(404, "SERVER:NOT_FOUND", f"no flow listens on {path}")
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return _error(499, "SERVER:CLIENT_GONE", "the client went away")
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        client = scope.get("client")
+        query = scope.get("query_string", b"")
         inbound = HttpRequest(
-            method=request.method, path=request.url.path,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            query=dict(request.query_params), body=await request.body(), path_params=path_params,
-            client=request.client.host if request.client else None,
+            method=method, path=path,
+            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+            query=dict(parse_qsl(query.decode("latin-1"))) if query else {},
+            body=body, path_params=path_params, client=client[0] if client else None,
         )
-        policies: list[Policy] = state["policies"]
-        refusal = check_policies(policies, inbound)
+        refusal = check_policies(self.policies, inbound) if self.policies else None
         if refusal is not None:
-            return _to_starlette(refusal)
+            return refusal
         try:
-            return _to_starlette(await route.endpoint(inbound))
+            return await route.endpoint(inbound)
         except Exception as exc:  # never a traceback to the caller
-            logger.exception("endpoint %s failed", request.url.path)
+            logger.exception("endpoint %s failed", path)
             return _error(500, "SERVER:INTERNAL", f"internal error ({type(exc).__name__})")
 
-    return Starlette(
-        routes=[
-            Route("/health", health, methods=["GET"]),
-            Route("/ready", ready, methods=["GET"]),
-            Route("/{path:path}", dispatch, methods=_ALL_METHODS),
-        ],
-        lifespan=lifespan,
-    )
+    @staticmethod
+    async def _send(send: Send, response: HttpResponse, *, head: bool) -> None:
+        body = response.body
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        if isinstance(body, bytes):
+            data = body
+        elif isinstance(body, str) and "content-type" not in headers:
+            data = body.encode("utf-8")
+            headers["content-type"] = "text/plain; charset=utf-8"
+        else:
+            data = dumps_bytes(body)
+            headers.setdefault("content-type", "application/json")
+        headers["content-length"] = str(len(data))
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": [(k.encode("latin-1"), v.encode("latin-1"))
+                                for k, v in headers.items()]})
+        await send({"type": "http.response.body", "body": b"" if head else data})
+
+
+def create_app(runtime: SpliceRuntime, *, drain_timeout: float = 30.0,
+               on_ready: Callable[[SpliceRuntime], Any] | None = None) -> SpliceApp:
+    """The server app for an open runtime (policies are built here, so bad ones fail early)."""
+    return SpliceApp(runtime, drain_timeout=drain_timeout, on_ready=on_ready)

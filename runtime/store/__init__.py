@@ -40,6 +40,7 @@ __all__ = [
     "JobRun",
     "JobState",
     "LedgerEntry",
+    "MEMORY",
     "LockTimeoutError",
     "ObjectStore",
     "PostgresStore",

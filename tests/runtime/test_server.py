@@ -52,7 +52,7 @@ settings:
 @asynccontextmanager
 async def serving(runtime: SpliceRuntime) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(runtime, drain_timeout=5)
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5555))
         async with httpx.AsyncClient(transport=transport, base_url="http://splice") as client:
             yield client

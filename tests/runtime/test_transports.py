@@ -202,3 +202,16 @@ def test_access_token_values_are_redacted_from_logs() -> None:
                                None)
     handler_filter.filter(record)
     assert record.getMessage() == "calling with *** and ***"
+
+
+async def test_network_transport_is_chosen_and_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.transports import create_network_transport
+
+    monkeypatch.setenv("SPLICE_HTTP_TRANSPORT", "httpx")
+    forced = create_network_transport()
+    assert isinstance(forced, httpx.AsyncHTTPTransport)
+    await forced.aclose()
+    monkeypatch.delenv("SPLICE_HTTP_TRANSPORT")
+    default = create_network_transport()
+    assert type(default).__name__ == "AiohttpTransport"  # the fast extra is part of the test set
+    await default.aclose()
