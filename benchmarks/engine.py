@@ -138,6 +138,8 @@ def measure(port: int, path: str, proc: subprocess.Popen[bytes], *, total: int,
             concurrency: int) -> dict[str, float]:
     ps = psutil.Process(proc.pid)
     peak = 0
+    cpu_before = ps.cpu_times()
+    wall_before = time.perf_counter()
 
     async def run() -> dict[str, float]:
         nonlocal peak
@@ -148,6 +150,9 @@ def measure(port: int, path: str, proc: subprocess.Popen[bytes], *, total: int,
         return task.result()
 
     result = asyncio.run(run())
+    cpu_after = ps.cpu_times()
+    busy = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+    result["cpu_pct"] = 100 * busy / (time.perf_counter() - wall_before)
     result["peak_rss_mb"] = max(peak, ps.memory_info().rss) / 2**20
     return result
 
@@ -283,12 +288,13 @@ def transform_cost(messages: int) -> dict[str, float]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    header = f"{'system':<11} {'transform':<15} {'conc':>4} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>7}"
+    header = (f"{'system':<11} {'transform':<15} {'conc':>4} {'msg/s':>8} {'p50 ms':>8} "
+              f"{'p99 ms':>8} {'CPU %':>6} {'RSS MB':>7}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(f"{r['system']:<11} {r['transform']:<15} {r['concurrency']:>4} "
                      f"{r['msg_per_s']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-                     f"{r['peak_rss_mb']:>7.0f}")
+                     f"{r['cpu_pct']:>6.0f} {r['peak_rss_mb']:>7.0f}")
     return "\n".join(lines)
 
 
