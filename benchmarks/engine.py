@@ -271,6 +271,45 @@ async def engine_overhead(work: Path, messages: int) -> dict[str, float]:
             "overhead_ms": (engine_time - bare) * 1000}
 
 
+async def loop_stall(work: Path, messages: int, engine: str) -> dict[str, float]:
+    """Longest and p99 delay of a 1 ms ticker on the event loop while ``messages`` transforms run
+    8 at a time: how long a CPU-bound transform keeps everything else waiting."""
+    import anyio
+
+    import dsl
+    from runtime.message import Event
+    from runtime.registry import load_registry
+    from runtime.service import open_runtime
+    from runtime.store import open_store
+
+    root = work / f"stall-{engine}"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "splice.yaml").write_text(f"settings:\n  jsonata-engine: {engine}\n")
+    (root / "t.jsonata").write_text(TRANSFORM)
+    (root / "t.yaml").write_text("flow: t\nmax-concurrency: 8\nsteps:\n  - transform: t.jsonata\n")
+    registry = load_registry()
+    project = dsl.load_project(root, vocabulary=registry)
+    store = open_store("memory://")
+    lags: list[float] = []
+    async with open_runtime(project, registry, store=store) as rt:
+        async def ticker(done: anyio.Event) -> None:
+            while not done.is_set():
+                started = time.perf_counter()
+                await anyio.sleep(0.001)
+                lags.append(time.perf_counter() - started - 0.001)
+
+        done = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker, done)
+            async with anyio.create_task_group() as work_group:
+                for _ in range(messages):
+                    work_group.start_soon(rt.engine.run, "t", Event(payload=OPPORTUNITY))
+            done.set()
+    await store.aclose()
+    lags.sort()
+    return {"max_ms": lags[-1] * 1000, "p99_ms": lags[int(len(lags) * 0.99)] * 1000}
+
+
 def transform_cost(messages: int) -> dict[str, float]:
     """Milliseconds per evaluation of the transform, per engine."""
     from dsl.expressions import get_engine
@@ -322,6 +361,7 @@ def main() -> int:
             if args.node_red:
                 rows += run_node_red(work, sink_port, args.messages, concurrencies)
         overhead = asyncio.run(engine_overhead(work, 3000))
+        stall = asyncio.run(loop_stall(work, 500, "jsonata-python"))
     costs = transform_cost(500)
     machine = f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, " \
               f"Python {platform.python_version()}"
@@ -331,6 +371,8 @@ def main() -> int:
           f"{overhead['overhead_ms']:.3f} ms (engine.run {overhead['engine_ms']:.3f} ms, bare "
           f"httpx call {overhead['bare_client_ms']:.3f} ms)")
     print("transform cost per message: " + ", ".join(f"{k} {v:.3f} ms" for k, v in costs.items()))
+    print(f"event-loop stall while 500 jsonata-python transforms run 8 at a time: "
+          f"max {stall['max_ms']:.2f} ms, p99 {stall['p99_ms']:.2f} ms")
     if args.node_red:
         for c in concurrencies:
             ours = next((r for r in rows if r["system"] == "splice" and r["transform"] == "jsonatapy"
@@ -342,7 +384,8 @@ def main() -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"machine": machine, "rows": rows,
-                                               "overhead": overhead, "transform_ms": costs},
+                                               "overhead": overhead, "transform_ms": costs,
+                                               "loop_stall": stall},
                                               indent=2))
     return 0
 

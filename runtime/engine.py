@@ -68,6 +68,8 @@ class FlowEngine:
 
             dead_letters = DeadLetterQueue(store)
         self.dead_letters = dead_letters
+        #: The worker thread that transforms proven slow run in (see runtime.steps).
+        self.transform_threads = anyio.CapacityLimiter(1)
         self.limiters = {name: anyio.CapacityLimiter(flow.max_concurrency)
                          for name, flow in project.flows.items()}
         self._default_connections = self._index_default_connections()

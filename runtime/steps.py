@@ -42,7 +42,7 @@ __all__ = ["evaluate_expression", "execute", "materialize", "render_value"]
 #: A transform whose evaluations took longer than this (moving average) runs in a worker thread,
 #: so one heavy expression cannot stall every other execution on the event loop. Cheaper ones run
 #: inline: a thread hop costs more than they do.
-OFFLOAD_AFTER_SECONDS = 0.002
+OFFLOAD_AFTER_SECONDS = 0.0005
 _costs: dict[int, float] = {}
 _flow_ref_depth: contextvars.ContextVar[int] = contextvars.ContextVar("splice_flow_ref_depth",
                                                                        default=0)
@@ -80,12 +80,18 @@ def _evaluate_timed(expression: Expression, data: Any, bindings: dict[str, Any])
         _costs[key] = elapsed if key not in _costs else 0.8 * _costs[key] + 0.2 * elapsed
 
 
-async def evaluate_expression(expression: Expression, data: Any, message: Message) -> Any:
-    """Evaluate a compiled expression, in a worker thread when it has proven to be slow."""
+async def evaluate_expression(expression: Expression, data: Any, message: Message,
+                              threads: anyio.CapacityLimiter | None = None) -> Any:
+    """Evaluate a compiled expression, in a worker thread when it has proven to be slow.
+
+    ``threads`` bounds the worker threads (the engine keeps one: offloaded transforms hold the GIL
+    while they run, so more threads would only take more turns away from the event loop).
+    """
     bindings = {"payload": message.payload, "vars": message.vars, "attributes": message.attributes}
     try:
         if _costs.get(id(expression), 0.0) > OFFLOAD_AFTER_SECONDS:
-            return await anyio.to_thread.run_sync(_evaluate_timed, expression, data, bindings)
+            return await anyio.to_thread.run_sync(_evaluate_timed, expression, data, bindings,
+                                                  limiter=threads)
         return _evaluate_timed(expression, data, bindings)
     except ExpressionEvaluationError as error:
         raise _translate(error) from None
@@ -139,7 +145,8 @@ async def _operation(engine: FlowEngine, flow: Flow, step: OperationStep, messag
 async def _transform(engine: FlowEngine, flow: Flow, step: TransformStep, message: Message,
                      path: str) -> None:
     message.payload = await materialize(message.payload)
-    _store(step, message, await evaluate_expression(step.expression, message.payload, message))
+    _store(step, message, await evaluate_expression(step.expression, message.payload, message,
+                                                    engine.transform_threads))
 
 
 def _scope(message: Message) -> dict[str, Any]:
@@ -150,7 +157,8 @@ async def _choice(engine: FlowEngine, flow: Flow, step: ChoiceStep, message: Mes
                   path: str) -> None:
     message.payload = await materialize(message.payload)
     for index, branch in enumerate(step.branches):
-        if await evaluate_expression(branch.when, _scope(message), message):
+        if await evaluate_expression(branch.when, _scope(message), message,
+                                     engine.transform_threads):
             await engine.run_steps(flow, branch.steps, message, f"{path}/when/{index}/steps")
             return
     await engine.run_steps(flow, step.otherwise, message, f"{path}/otherwise")

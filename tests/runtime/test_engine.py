@@ -275,3 +275,37 @@ async def test_max_concurrency_bounds_parallel_executions(start: Any, recorder: 
                 tg.start_soon(h.runtime.engine.run, "bounded", Event(payload=i))
     assert recorder.max_running == 2
     assert len(recorder.of("slow")) == 8
+
+
+async def test_slow_transforms_move_off_the_event_loop(registry: Any, write_project: Any) -> None:
+    """A transform that proved slow runs in a worker thread, so other executions keep going."""
+    import threading
+    import time
+
+    import dsl
+    from runtime.service import open_runtime
+    from runtime.store import open_store
+
+    threads: list[int] = []
+
+    def slowly(value: Any) -> Any:
+        threads.append(threading.get_ident())
+        time.sleep(0.005)  # a CPU-heavy transform, as far as the event loop can tell
+        return value
+
+    registry.add_functions({"slowly": slowly}, "test")
+    root = write_project({"slow.yaml": """
+    flow: slow
+    steps:
+      - transform: '$slowly($)'
+    """})
+    project = dsl.load_project(root, vocabulary=registry, environ={})
+    store = open_store("memory://")
+    async with open_runtime(project, registry, store=store) as runtime:
+        loop_thread = threading.get_ident()
+        results = [await runtime.engine.run("slow", Event(payload=i)) for i in range(4)]
+    await store.aclose()
+    assert [r.error for r in results] == [None] * 4
+    assert [r.message.payload for r in results] == [0, 1, 2, 3]
+    assert threads[0] == loop_thread  # unknown cost: tried inline once
+    assert all(t != loop_thread for t in threads[1:])  # then kept off the loop
