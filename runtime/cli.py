@@ -374,8 +374,6 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         names = sorted(n for n, c in registry.connectors.items() if c.emulator is not None)
         raise CliError(f"no emulator named '{args.name}' (available: {', '.join(names) or 'none'})")
     options = _parse_options(args.option)
-    if args.demo:
-        options.setdefault("demo", True)
     try:
         app = connector.emulator(**options)
     except TypeError as exc:
@@ -461,9 +459,8 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
     p.add_argument("name")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081)
-    p.add_argument("--demo", action="store_true", help="seed the emulator with demo data")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                   help="an emulator option (repeatable), e.g. --option page-size=50")
+                   help="an emulator option (repeatable), e.g. --option demo=true")
     p.set_defaults(func=cmd_sandbox)
 
     if registry_hook is not None:
