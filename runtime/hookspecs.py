@@ -29,7 +29,7 @@ __all__ = ["hookimpl", "hookspec"]
 
 
 @hookspec
-def splice_connectors() -> Sequence[Connector]:
+def splice_connectors() -> Sequence[Connector]:  # type: ignore[empty-body]
     """Return the connectors this plugin provides.
 
     Called once when the registry is built. Each :class:`runtime.spec.Connector` carries its
@@ -39,7 +39,7 @@ def splice_connectors() -> Sequence[Connector]:
 
 
 @hookspec
-def splice_jsonata_functions() -> Mapping[str, Callable[..., Any]]:
+def splice_jsonata_functions() -> Mapping[str, Callable[..., Any]]:  # type: ignore[empty-body]
     """Return JSONata functions not tied to a connector: ``{"name": callable}`` (called as ``$name``).
 
     Called once when the registry is built. Arguments arrive already evaluated as JSON values; the

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -94,8 +94,10 @@ def load_registry(extra_plugins: Iterable[object] = (), *,
     registry = Registry(plugin_manager=pm)
     for impl in pm.hook.splice_connectors.get_hookimpls():
         origin = _origin(pm, impl.plugin)
-        for connector in impl.function() or ():
+        connectors = cast(Iterable[Connector], impl.function() or ())
+        for connector in connectors:
             registry.add_connector(connector, origin)
     for impl in pm.hook.splice_jsonata_functions.get_hookimpls():
-        registry.add_functions(impl.function() or {}, _origin(pm, impl.plugin))
+        functions = cast(Mapping[str, Callable[..., Any]], impl.function() or {})
+        registry.add_functions(functions, _origin(pm, impl.plugin))
     return registry

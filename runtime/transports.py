@@ -143,7 +143,7 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport,
                  pick: RateLimit | Callable[[httpx.Request], RateLimit | None]) -> None:
         self.inner = inner
-        self._pick = pick if callable(pick) else (lambda _request: pick)  # type: ignore[truthy-function]
+        self._pick = pick if callable(pick) else (lambda _request: pick)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         limit = None if request.extensions.get(UNLIMITED_EXTENSION) else self._pick(request)
@@ -217,7 +217,7 @@ def create_network_transport(*, verify: bool = True, max_connections: int = 20
         except ImportError:
             pass
         else:
-            return AiohttpTransport(verify=verify, limits=limits)  # type: ignore[no-any-return]
+            return AiohttpTransport(verify=verify, limits=limits)
     return httpx.AsyncHTTPTransport(verify=verify, limits=limits, retries=0)
 
 
