@@ -91,3 +91,20 @@ async def test_failed_step_span_carries_error_type(start: Any) -> None:
     assert root.attributes["error.type"] == "HTTP:INTERNAL_SERVER_ERROR"
     # GET is idempotent: the transport retried the 500 before giving up
     assert len([s for s in spans if s.name == "GET /broken"]) == 3
+
+
+def test_console_exporter_prints_finished_spans(capsys: pytest.CaptureFixture[str]) -> None:
+    from runtime.telemetry import create_tracer_provider
+
+    provider = create_tracer_provider("console")
+    with provider.get_tracer("t").start_as_current_span("flow demo"):
+        pass
+    provider.shutdown()
+    assert '"name": "flow demo"' in capsys.readouterr().err
+
+
+def test_unknown_exporter_is_refused() -> None:
+    from runtime.telemetry import TelemetryConfigError, create_tracer_provider
+
+    with pytest.raises(TelemetryConfigError, match="unknown telemetry exporter 'zipkin'"):
+        create_tracer_provider("zipkin")
