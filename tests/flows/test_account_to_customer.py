@@ -1,0 +1,42 @@
+"""account-to-customer: Salesforce is the master; the Customer follows the Account, one direction."""
+
+from __future__ import annotations
+
+import pytest
+from flows_support import Integration
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_account_creates_then_updates_its_customer(integration: Integration) -> None:
+    it = integration
+    account = it.account("Café d'Anjou", BillingCity="Angers", BillingCountry="France",
+                         Billing_Email__c="compta@anjou.example")
+    outcome = await it.run("account-to-customer", it.record("Account", account))
+    assert outcome.status == "completed", outcome.error
+    [customer] = [c for c in it.table("Customer") if c["DisplayName"] == "Café d'Anjou"]
+    assert customer["BillAddr"]["City"] == "Angers"
+    assert customer["PrimaryEmailAddr"]["Address"] == "compta@anjou.example"
+    assert it.record("Account", account)["QB_Customer_Id__c"] == customer["Id"]
+
+    it.org.update("Account", account, {"Name": "Café d'Anjou SARL", "BillingCity": "Nantes"})
+    outcome = await it.run("account-to-customer", it.record("Account", account))
+    assert outcome.status == "completed", outcome.error
+    [renamed] = [c for c in it.table("Customer") if c["Id"] == customer["Id"]]
+    assert renamed["DisplayName"] == "Café d'Anjou SARL" and renamed["BillAddr"]["City"] == "Nantes"
+    assert renamed["PrimaryEmailAddr"]["Address"] == "compta@anjou.example"
+    assert len(it.table("Customer")) == 4  # three demo customers and this one
+
+    # Nothing changed: no write at all.
+    sync_token = renamed["SyncToken"]
+    assert (await it.run("account-to-customer", it.record("Account", account))).status == "completed"
+    assert it.company.tables["Customer"][customer["Id"]]["SyncToken"] == sync_token
+
+
+async def test_account_matches_an_existing_customer_by_name(integration: Integration) -> None:
+    it = integration
+    account = it.account("Cool Cars", Phone="+1 555 0100")
+    assert (await it.run("account-to-customer", it.record("Account", account))).status == "completed"
+    cars = [c for c in it.table("Customer") if c["DisplayName"] == "Cool Cars"]
+    assert len(cars) == 1 and cars[0]["PrimaryPhone"]["FreeFormNumber"] == "+1 555 0100"
+    assert it.record("Account", account)["QB_Customer_Id__c"] == cars[0]["Id"]
