@@ -44,9 +44,26 @@ def _parse_body(request: HttpRequest) -> Any:
     return request.body.decode("utf-8", errors="replace")
 
 
+#: The variable a flow sets to answer with another status than ``response-status`` (e.g. a 404).
+STATUS_VAR = "httpStatus"
+
+
+def _chosen_status(outcome: Outcome, default: int) -> int:
+    """``vars.httpStatus`` when the flow set a valid status, else the listener's own.
+
+    An experience API answers "not found" for an unknown id: that is a completed lookup, not a
+    failure (a failure would be dead-lettered or answered as a 5xx).
+    """
+    chosen = outcome.message.vars.get(STATUS_VAR)
+    if isinstance(chosen, int | float) and not isinstance(chosen, bool) and 100 <= chosen <= 599 \
+            and int(chosen) == chosen:
+        return int(chosen)
+    return default
+
+
 def _response(outcome: Outcome, status: int) -> HttpResponse:
     if outcome.status == "completed":
-        return HttpResponse(status=status, body=outcome.message.payload)
+        return HttpResponse(status=_chosen_status(outcome, status), body=outcome.message.payload)
     error = outcome.error
     assert error is not None
     body: dict[str, Any] = {"error": error.to_dict(), "correlationId": outcome.message.correlation_id}
@@ -89,6 +106,6 @@ LISTENER = SourceSpec(
         Param("method", default="POST", enum=("GET", "POST", "PUT", "PATCH", "DELETE"),
               dynamic=False, summary="HTTP method"),
         Param("response-status", type="integer", default=200, dynamic=False,
-              summary="Status of a successful response"),
+              summary="Status of a successful response (a flow may set vars.httpStatus instead)"),
     ),
 )
