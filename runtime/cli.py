@@ -208,25 +208,67 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Run every flow; in sandbox mode against the connectors' emulators (see runtime.sandbox)."""
     import uvicorn
 
+    from runtime import sandbox as sb
     from runtime.server.app import create_app
     from runtime.service import open_runtime
+    from runtime.store import open_store
 
     registry = _registry()
     project = _load(args, registry)
     logger = logging.getLogger("splice")
     stopped: list[int] = []
+    mode = True if args.sandbox else False if args.no_sandbox else None
+    names = sb.sandbox_candidates(project, registry, mode=mode)
+    listener = sb.bind_socket(args.host, args.port)
+    server_url = f"http://{sb.url_host(args.host)}:{listener.getsockname()[1]}"
+    try:
+        sandboxes = sb.prepare(project, registry, names, host=args.host, server_url=server_url,
+                               port_base=args.sandbox_port_base) if names else []
+    except BaseException:
+        listener.close()
+        raise
+    store_url = None
+    if sandboxes:
+        path = Path(args.sandbox_store)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sb.wipe_sqlite(path)
+        store_url = f"sqlite:///{path}"
+    info = sb.describe(sandboxes, server_url) if sandboxes else None
+
+    def ready(_runtime: Any) -> None:
+        if sandboxes:
+            real = [n for n in sorted(project.connections) if n not in names]
+            print(sb.render_banner(project, sandboxes, server_url, str(store_url), real),
+                  flush=True)
 
     async def go() -> None:
-        async with open_runtime(project, registry) as runtime:
-            app = create_app(runtime, drain_timeout=args.drain_timeout)
-            config = uvicorn.Config(app, host=args.host, port=args.port, lifespan="on",
-                                    log_level="warning", timeout_graceful_shutdown=args.drain_timeout)
-            server = uvicorn.Server(config)
-            flows = ", ".join(sorted(project.flows)) or "no flows"
-            logger.info("serving %s on http://%s:%d (%s)", project.root, args.host, args.port, flows)
-            await server.serve()
+        store = open_store(store_url) if store_url else None
+        stop = anyio.Event()
+        try:
+            async with anyio.create_task_group() as tg:
+                if sandboxes:
+                    await tg.start(sb.serve_emulators, sandboxes, stop)
+                try:
+                    async with open_runtime(project, registry, store=store, connection_settings={
+                            s.name: s.overrides for s in sandboxes}) as runtime:
+                        app = create_app(runtime, drain_timeout=args.drain_timeout, on_ready=ready,
+                                         sandbox=info)
+                        config = uvicorn.Config(app, lifespan="on", log_level="warning",
+                                                timeout_graceful_shutdown=args.drain_timeout)
+                        server = uvicorn.Server(config)
+                        flows = ", ".join(sorted(project.flows)) or "no flows"
+                        logger.info("serving %s on %s (%s)%s", project.root, server_url, flows,
+                                    " in sandbox mode" if sandboxes else "")
+                        await server.serve(sockets=[listener])
+                finally:
+                    stop.set()
+        finally:
+            listener.close()
+            if store is not None:
+                await store.aclose()
         logger.info("stopped")
 
     # uvicorn re-raises the signal that stopped it once it has shut down; answer it with a no-op so
@@ -365,14 +407,31 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    import uvicorn
+def _sandbox_actions(registry: Registry) -> dict[str, list[tuple[str, Any]]]:
+    """Action name -> [(connector name, action)] over every installed connector."""
+    actions: dict[str, list[tuple[str, Any]]] = {}
+    for name, connector in sorted(registry.connectors.items()):
+        for action in connector.sandbox_actions:
+            actions.setdefault(action.name, []).append((name, action))
+    return actions
 
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """``splice sandbox <connector>`` serves an emulator; ``splice sandbox <action> ...`` acts on
+    the emulators of a running ``splice serve`` in sandbox mode (found through its ``/sandbox``)."""
     registry = _registry()
+    actions = _sandbox_actions(registry)
     connector = registry.connectors.get(args.name)
+    if (connector is None or connector.emulator is None) and args.name in actions:
+        return _run_sandbox_action(args, actions[args.name])
     if connector is None or connector.emulator is None:
         names = sorted(n for n, c in registry.connectors.items() if c.emulator is not None)
-        raise CliError(f"no emulator named '{args.name}' (available: {', '.join(names) or 'none'})")
+        raise CliError(f"no emulator or sandbox action named '{args.name}' (emulators: "
+                       f"{', '.join(names) or 'none'}; actions: {', '.join(sorted(actions)) or 'none'})")
+    if args.words:
+        raise CliError(f"unexpected arguments after '{args.name}': {' '.join(args.words)}")
+    import uvicorn
+
     options = _parse_options(args.option)
     try:
         app = connector.emulator(**options)
@@ -380,6 +439,44 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         raise CliError(f"the {args.name} emulator does not take these options: {exc}") from None
     print(f"{args.name} emulator on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _run_sandbox_action(args: argparse.Namespace, candidates: list[tuple[str, Any]]) -> int:
+    import httpx
+
+    url = args.url.rstrip("/")
+    try:
+        response = httpx.get(f"{url}/sandbox", timeout=5.0)
+    except httpx.HTTPError as exc:
+        raise CliError(f"no splice serve answers at {url} ({type(exc).__name__}); start "
+                       "`splice serve` first, or give its address with --url", code=1) from None
+    if response.status_code != 200:
+        raise CliError(f"{url} is not a splice serve in sandbox mode (GET /sandbox answered "
+                       f"{response.status_code})", code=1)
+    emulators = list(response.json().get("emulators", {}).values())
+    if args.connection:
+        emulators = [e for e in emulators if e.get("connection") == args.connection]
+    runs = [(action, emulator) for connector, action in candidates for emulator in emulators
+            if emulator.get("connector") == connector]
+    if not runs:
+        served = ", ".join(sorted(e.get("connector", "?") for e in emulators)) or "none"
+        raise CliError(f"'{args.name}' needs an emulator of "
+                       f"{' or '.join(c for c, _ in candidates)}; this sandbox runs {served}",
+                       code=1)
+    if args.name != "list":
+        runs = runs[:1]  # an action changes one system once, never each emulator of its kind
+
+    async def go() -> list[str]:
+        return [await action.run(emulator, list(args.words)) for action, emulator in runs]
+
+    try:
+        outputs = anyio.run(go)
+    except ValueError as exc:
+        raise CliError(str(exc), code=1) from None
+    except httpx.HTTPError as exc:
+        raise CliError(f"the emulator call failed: {type(exc).__name__}: {exc}", code=1) from None
+    print("\n\n".join(outputs))
     return 0
 
 
@@ -417,6 +514,17 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
     p.add_argument("--port", type=int, default=int(os.environ.get("SPLICE_PORT", "8080")))
     p.add_argument("--drain-timeout", type=float, default=30.0,
                    help="seconds in-flight executions get to finish on shutdown")
+    choice = p.add_mutually_exclusive_group()
+    choice.add_argument("--sandbox", action="store_true",
+                        help="serve every connection that has an emulator from it, with demo data "
+                             "(default: only connections without credentials)")
+    choice.add_argument("--no-sandbox", action="store_true",
+                        help="never start emulators (connections without credentials then fail)")
+    p.add_argument("--sandbox-port-base", type=int, default=None, metavar="PORT",
+                   help="emulators listen on PORT, PORT+1, ... (default: free ports)")
+    p.add_argument("--sandbox-store", default=os.path.join(".splice", "sandbox.db"),
+                   metavar="PATH", help="SQLite file of a sandbox run, emptied at start "
+                                        "(default: .splice/sandbox.db)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("flows", help="list the project's flows and their triggers")
@@ -455,12 +563,21 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
     _project_args(p)
     dlq.set_defaults(func=cmd_dlq)
 
-    p = sub.add_parser("sandbox", help="run a connector's API emulator")
-    p.add_argument("name")
+    p = sub.add_parser("sandbox", help="run a connector's API emulator, or act on a running "
+                       "sandbox (list, close-opportunity, pay, ...)",
+                       description="splice sandbox CONNECTOR --port N [--option k=v]: serve an "
+                       "emulator. splice sandbox ACTION [ARGS]: act on the emulators of a "
+                       "`splice serve` in sandbox mode (actions come from the connectors).")
+    p.add_argument("name", help="an emulator (salesforce, quickbooks, ...) or an action")
+    p.add_argument("words", nargs="*", metavar="ARG", help="the action's arguments")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081)
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="an emulator option (repeatable), e.g. --option demo=true")
+    p.add_argument("--url", default=os.environ.get("SPLICE_URL", "http://127.0.0.1:8080"),
+                   help="the running splice serve, for actions (default: $SPLICE_URL or "
+                        "http://127.0.0.1:8080)")
+    p.add_argument("--connection", help="for actions: the connection whose emulator to use")
     p.set_defaults(func=cmd_sandbox)
 
     if registry_hook is not None:

@@ -101,7 +101,8 @@ class SpliceRuntime:
 async def _open_connections(stack: AsyncExitStack, project: Project, registry: Registry,
                             store: ObjectStore, tracer: trace.Tracer,
                             transports: Mapping[str, httpx.AsyncBaseTransport],
-                            runtime_settings: Mapping[str, Any]) -> dict[str, Any]:
+                            runtime_settings: Mapping[str, Any],
+                            overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     opened: dict[str, Any] = {}
     for name, config in project.connections.items():
         connector = registry.connectors.get(config.connector)
@@ -111,6 +112,9 @@ async def _open_connections(stack: AsyncExitStack, project: Project, registry: R
         spec = connector.connection
         settings = {p.name: p.default for p in spec.params if p.default is not None}
         settings.update(config.params)
+        if name in overrides:  # sandbox mode: the emulator's settings; None drops a setting
+            settings.update(overrides[name])
+            settings = {k: v for k, v in settings.items() if v is not None}
         for param in spec.params:
             if param.secret:
                 register_secret(settings.get(param.name))
@@ -135,11 +139,14 @@ async def open_runtime(
     span_exporter: SpanExporter | None = None,
     tracer_provider: TracerProvider | None = None,
     runtime_settings: Mapping[str, Any] | None = None,
+    connection_settings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> AsyncIterator[SpliceRuntime]:
     """Open the store and every connection of ``project``; close them all on exit.
 
     ``transports`` maps a connection name (or a connector name) to an ``httpx`` transport that
     replaces the network for it: tests mount the emulators in process this way.
+    ``connection_settings`` maps a connection name to settings that replace its configured ones
+    (sandbox mode points connections at emulators this way; a ``None`` value removes a setting).
     """
     settings = project.settings
     recording = (tracer_provider is not None or span_exporter is not None
@@ -155,7 +162,8 @@ async def open_runtime(
             store = open_store(settings.store_url)
             stack.push_async_callback(store.aclose)
         connections = await _open_connections(stack, project, registry, store, tracer,
-                                              transports or {}, runtime_settings or {})
+                                              transports or {}, runtime_settings or {},
+                                              connection_settings or {})
         engine = FlowEngine(project, registry, store=store, connections=connections,
                             tracer=tracer, logger=logging.getLogger("splice.engine"))
         try:

@@ -22,6 +22,8 @@ __all__ = [
     "OperationHandler",
     "OperationSpec",
     "Param",
+    "SandboxAction",
+    "SandboxTarget",
     "SourceRunner",
     "SourceSpec",
     "aiter_records",
@@ -181,7 +183,47 @@ class Connector:
     #: ``emulator(**options)`` -> an ASGI app imitating the connector's API, for
     #: ``splice sandbox <name>``, tests and benchmarks. Never used on the product path.
     emulator: Callable[..., Any] | None = None
+    #: ``sandbox(base_url)`` -> connection settings that point a connection at this connector's
+    #: emulator served at ``base_url``, with the emulator's demo credentials. ``splice serve`` uses
+    #: it in sandbox mode (``None`` value: drop that setting); never used with real credentials.
+    sandbox: Callable[[str], Mapping[str, Any]] | None = None
+    #: ``sandbox_emulator(target)`` -> ``emulator(**options)`` for sandbox mode: demo data, and
+    #: where the emulator calls ``splice serve`` back (webhooks). Default: no options.
+    sandbox_emulator: Callable[[SandboxTarget], Mapping[str, Any]] | None = None
+    #: ``splice sandbox <action> ARGS`` against a running sandbox's emulator of this connector.
+    sandbox_actions: tuple[SandboxAction, ...] = ()
     version: str = "0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxAction:
+    """Something a person does by hand in the emulated system, to watch the flows react.
+
+    ``run(emulator, args)`` gets the ``GET /sandbox`` entry of one emulator of this connector
+    (``baseUrl``, ``settings`` with the demo credentials) and the words after the action name; it
+    returns the text to print. It raises ``ValueError`` for bad arguments (printed as one line).
+    Actions named ``list`` are run for every connector by ``splice sandbox list``.
+    """
+
+    name: str
+    run: Callable[[Mapping[str, Any], list[str]], Awaitable[str]]
+    usage: str = ""
+    summary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxTarget:
+    """What a connector needs to know to set up its emulator for one sandboxed connection.
+
+    The runtime builds it without knowing the connector: the connection's settings after the
+    sandbox ones were applied, the URL ``splice serve`` answers on, and the triggers of the flows
+    that use the connection (source name without the connector prefix, and its parameters).
+    """
+
+    connection: str
+    server_url: str
+    settings: Mapping[str, Any]
+    triggers: tuple[tuple[str, Mapping[str, Any]], ...] = ()
 
 
 async def aiter_records(value: Any) -> AsyncIterator[Any]:

@@ -3,7 +3,7 @@
 Registered under the ``splice.connectors`` entry point like any third-party connector. It
 contributes the connection (OAuth 2.0 with refresh-token rotation, per-realm rate limits), the
 operations of :mod:`.operations`, the ``webhook`` and ``changes`` sources, the emulator for
-``splice sandbox quickbooks``, and the ``splice quickbooks-connect`` command for the first
+``splice sandbox quickbooks`` and sandbox mode (:mod:`.sandbox`), and the ``splice quickbooks-connect`` command for the first
 authorization of a company.
 """
 
@@ -15,6 +15,7 @@ from connectors.quickbooks.client import open_connection
 from connectors.quickbooks.config import CONNECTION_PARAMS
 from connectors.quickbooks.emulator import create_app
 from connectors.quickbooks.operations import OPERATIONS
+from connectors.quickbooks.sandbox import SANDBOX_ACTIONS, sandbox_emulator, sandbox_settings
 from connectors.quickbooks.sources import SOURCES
 from runtime.hookspecs import hookimpl
 from runtime.spec import ConnectionSpec, Connector
@@ -29,6 +30,9 @@ CONNECTOR = Connector(
     operations=OPERATIONS,
     sources=SOURCES,
     emulator=create_app,
+    sandbox=sandbox_settings,
+    sandbox_emulator=sandbox_emulator,
+    sandbox_actions=SANDBOX_ACTIONS,
 )
 
 

@@ -10,6 +10,7 @@ from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.config import CONNECTION_PARAMS, SalesforceSettings
 from connectors.salesforce.emulator import create_app
 from connectors.salesforce.operations import OPERATIONS
+from connectors.salesforce.sandbox import SANDBOX_ACTIONS, sandbox_emulator, sandbox_settings
 from connectors.salesforce.sources import SOURCES
 from runtime.context import ConnectionContext
 from runtime.hookspecs import hookimpl
@@ -36,6 +37,9 @@ CONNECTOR = Connector(
     operations=OPERATIONS,
     sources=SOURCES,
     emulator=create_app,
+    sandbox=sandbox_settings,
+    sandbox_emulator=sandbox_emulator,
+    sandbox_actions=SANDBOX_ACTIONS,
 )
 
 

@@ -13,7 +13,7 @@ messages per second.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
@@ -39,11 +39,14 @@ def _error(status: int, kind: str, message: str) -> HttpResponse:
 
 
 class SpliceApp:
-    """ASGI app: ``/health``, ``/ready`` and the trigger routes of an open runtime."""
+    """ASGI app: ``/health``, ``/ready``, ``/sandbox`` and the trigger routes of an open runtime."""
 
     def __init__(self, runtime: SpliceRuntime, *, drain_timeout: float = 30.0,
-                 on_ready: Callable[[SpliceRuntime], Any] | None = None) -> None:
+                 on_ready: Callable[[SpliceRuntime], Any] | None = None,
+                 sandbox: Mapping[str, Any] | None = None) -> None:
         self.runtime = runtime
+        #: What ``GET /sandbox`` answers in sandbox mode (emulator URLs, demo credentials).
+        self.sandbox = sandbox
         self.drain_timeout = drain_timeout
         self.on_ready = on_ready
         self.ready = False
@@ -113,6 +116,10 @@ class SpliceApp:
         if path == "/ready" and method == "GET":
             return HttpResponse(200 if self.ready else 503,
                                 {"status": "ready" if self.ready else "not ready"})
+        if path == "/sandbox" and method == "GET":
+            if self.sandbox is None:
+                return _error(404, "SERVER:NOT_SANDBOX", "splice serve is not in sandbox mode")
+            return HttpResponse(200, dict(self.sandbox))
         if not self.ready:
             return _error(503, "SERVER:NOT_READY", "the runtime is not ready")
         route, path_params, exists = self.runtime.routes.match(method, path)
@@ -165,6 +172,7 @@ class SpliceApp:
 
 
 def create_app(runtime: SpliceRuntime, *, drain_timeout: float = 30.0,
-               on_ready: Callable[[SpliceRuntime], Any] | None = None) -> SpliceApp:
+               on_ready: Callable[[SpliceRuntime], Any] | None = None,
+               sandbox: Mapping[str, Any] | None = None) -> SpliceApp:
     """The server app for an open runtime (policies are built here, so bad ones fail early)."""
-    return SpliceApp(runtime, drain_timeout=drain_timeout, on_ready=on_ready)
+    return SpliceApp(runtime, drain_timeout=drain_timeout, on_ready=on_ready, sandbox=sandbox)

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from connectors.quickbooks.emulator.batch import run_batch
 from connectors.quickbooks.emulator.cdc import changes
-from connectors.quickbooks.emulator.demo import seed_company
+from connectors.quickbooks.emulator.demo import seed_company, seed_demo_company
 from connectors.quickbooks.emulator.entities import ENTITIES, Company
 from connectors.quickbooks.emulator.faults import Fault, FaultSwitches
 from connectors.quickbooks.emulator.limits import THROTTLE_BODY, RealmThrottle
@@ -55,6 +55,7 @@ class Emulator:
     """All state of one emulator instance (``app.state.emulator``)."""
 
     def __init__(self, *, realms: tuple[str, ...] = (DEFAULT_REALM,), seed: bool = True,
+                 demo: bool = False,
                  client_id: str = "emulator-client", client_secret: str = "emulator-secret",
                  refresh_token: str | None = None, access_token_ttl: float = 3600.0,
                  rotation: str = "always", rate_limits: bool = True, requests_per_minute: int = 500,
@@ -65,6 +66,7 @@ class Emulator:
                  faults: dict[str, Any] | None = None) -> None:
         self.realms = realms
         self.seed = seed
+        self.demo = demo
         self.time_offset = 0.0
         self.faults = FaultSwitches()
         self.faults.update(faults or {})
@@ -94,8 +96,10 @@ class Emulator:
         self.companies = {}
         for realm in self.realms:
             company = Company(realm, clock=self.now)
-            if self.seed:
+            if self.seed or self.demo:
                 seed_company(company)
+            if self.demo:
+                seed_demo_company(company)
             company.on_change = self.webhooks.notify
             self.companies[realm] = company
         self.webhooks.pending.clear()

@@ -1,12 +1,51 @@
-"""Demo data of a fresh emulated company: a small chart of accounts, terms, items, customers."""
+"""Demo data of a fresh emulated company: a small chart of accounts, terms, items, customers.
+
+:func:`seed_company` is how every emulated company starts (tests rely on its ids). With
+``demo=True`` (``splice serve`` in sandbox mode, ``splice sandbox quickbooks --option demo=true``)
+:func:`seed_demo_company` adds the QuickBooks side of the Salesforce emulator's demo org: its
+products as items (``Sku`` = Salesforce ``ProductCode``), the accounts already synced as customers,
+and the invoices (and payments) of the opportunities already invoiced. The facts both emulators
+share are written down in both demo modules, since neither package imports the other;
+``tests/sandbox/test_demo.py`` checks that they agree.
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from connectors.quickbooks.emulator.entities import Company
 
-__all__ = ["seed_company"]
+__all__ = ["DEMO_CUSTOMERS", "DEMO_INVOICES", "DEMO_ITEMS", "seed_company", "seed_demo_company"]
+
+#: (Name, Sku, Type, UnitPrice, taxable): the Salesforce demo products.
+DEMO_ITEMS: tuple[tuple[str, str, str, str, bool], ...] = (
+    ("Widget", "WID-100", "NonInventory", "62.50", True),
+    ("Gadget", "GAD-200", "NonInventory", "149.00", True),
+    ("Sensor Kit", "SEN-300", "NonInventory", "310.00", True),
+    ("Installation", "SVC-INST", "Service", "95.00", False),
+    ("Support Plan", "SVC-SUP", "Service", "1200.00", False),
+)
+
+#: (expected Id, DisplayName, email, city, state, postal code): the Salesforce accounts already
+#: synced (their ``QB_Customer_Id__c``).
+DEMO_CUSTOMERS: tuple[tuple[str, str, str, str, str, str], ...] = (
+    ("14", "Acme Corp", "ap@acme.example", "San Francisco", "CA", "94105"),
+    ("15", "Globex", "billing@globex.example", "Springfield", "OR", "97477"),
+    ("16", "O'Brien Logistics", "accounts@obrien.example", "Boston", "MA", "02210"),
+)
+
+#: (expected Id, DocNumber, customer Id, opportunity name, TxnDate, ((Sku, Qty), ...), paid):
+#: the Closed Won opportunities already invoiced (their ``QuickBooks_Invoice_Id__c``); DocNumber is
+#: "SF-" and the opportunity's 15-character Salesforce Id, as the flows number invoices.
+DEMO_INVOICES: tuple[tuple[Any, ...], ...] = (
+    ("22", "SF-006Rx000035eCml", "14", "Acme Corp - Widget rollout", "2026-02-12",
+     (("WID-100", 40), ("SVC-INST", 4)), "2880.00"),
+    ("23", "SF-006Rx000035hHV0", "15", "Globex - Plant sensors", "2026-05-04",
+     (("SEN-300", 12), ("SVC-INST", 6)), "2000.00"),
+    ("24", "SF-006Rx000035qVdj", "16", "O'Brien Logistics - Fleet gadgets", "2026-09-18",
+     (("GAD-200", 20), ("SVC-SUP", 1)), "0"),
+)
 
 
 def seed_company(company: Company, *, customers: bool = True) -> None:
@@ -60,3 +99,53 @@ def seed_company(company: Company, *, customers: bool = True) -> None:
                         ("Cool Cars", "cars@intuit.example")):
         company.create("Customer", {"DisplayName": name, "CompanyName": name,
                                     "PrimaryEmailAddr": {"Address": email}}, {})
+
+
+def seed_demo_company(company: Company) -> None:
+    """Add the demo company on top of :func:`seed_company`: customers, items, invoices, payments.
+
+    Ids are assigned in order, so they are the ones the Salesforce demo records refer to.
+    """
+    for expected, name, email, city, state, postal in DEMO_CUSTOMERS:
+        customer = company.create("Customer", {
+            "DisplayName": name, "CompanyName": name, "PrimaryEmailAddr": {"Address": email},
+            "BillAddr": {"City": city, "CountrySubDivisionCode": state, "PostalCode": postal,
+                         "Country": "USA"},
+            "SalesTermRef": {"value": _term(company, "Net 30")}}, {})
+        assert customer["Id"] == expected, "demo ids must match the Salesforce demo"
+    accounts = {a["Name"]: a["Id"] for a in company.tables["Account"].values()}
+    items: dict[str, dict[str, Any]] = {}
+    for name, sku, kind, price, taxable in DEMO_ITEMS:
+        account = "Sales of Product Income" if kind == "NonInventory" else "Services"
+        items[sku] = company.create("Item", {
+            "Name": name, "Sku": sku, "Type": kind, "UnitPrice": Decimal(price),
+            "Taxable": taxable, "IncomeAccountRef": {"value": accounts[account]}}, {})
+    payments = []
+    for expected, number, customer_id, opportunity, when, lines, paid in DEMO_INVOICES:
+        body_lines = []
+        for sku, qty in lines:
+            item = items[sku]
+            body_lines.append({"DetailType": "SalesItemLineDetail",
+                               "Amount": item["UnitPrice"] * qty,
+                               "SalesItemLineDetail": {
+                                   "ItemRef": {"value": item["Id"]}, "Qty": qty,
+                                   "UnitPrice": item["UnitPrice"],
+                                   "TaxCodeRef": {"value": "TAX" if item["Taxable"] else "NON"}}})
+        invoice = company.create("Invoice", {
+            "DocNumber": number, "TxnDate": when, "CustomerRef": {"value": customer_id},
+            "SalesTermRef": {"value": _term(company, "Net 30")}, "Line": body_lines,
+            "PrivateNote": f"Salesforce opportunity: {opportunity}",
+            "CustomField": [{"DefinitionId": "1", "Name": "Opportunity", "Type": "StringType",
+                             "StringValue": opportunity[:31]}]}, {})
+        assert invoice["Id"] == expected, "demo ids must match the Salesforce demo"
+        if Decimal(paid):
+            payments.append((customer_id, invoice["Id"], Decimal(paid)))
+    for customer_id, invoice_id, amount in payments:
+        company.create("Payment", {
+            "CustomerRef": {"value": customer_id}, "TotalAmt": amount,
+            "Line": [{"Amount": amount, "LinkedTxn": [{"TxnId": invoice_id, "TxnType": "Invoice"}]}]},
+            {})
+
+
+def _term(company: Company, name: str) -> str:
+    return next(t["Id"] for t in company.tables["Term"].values() if t["Name"] == name)

@@ -1,53 +1,143 @@
-"""Demo data for ``splice sandbox salesforce`` and ``create_app(demo=True)``: a small, believable
-book of accounts, contacts, products with prices and opportunities in every stage."""
+"""Demo data for ``create_app(demo=True)`` (``splice serve`` in sandbox mode, ``splice sandbox
+salesforce --option demo=true``): a small, believable book of business.
+
+Six accounts (one name with an apostrophe, two with non-ASCII letters), a contact each, five
+products with product codes and standard prices, and eighteen opportunities with line items that
+cover every stage of the sales process. Some Closed Won opportunities were already invoiced in
+QuickBooks (they carry the invoice id, number and payment state); others are Closed Won and not yet
+invoiced, so the sync has work to do the moment it starts.
+
+The QuickBooks emulator's demo company (``connectors/quickbooks/emulator/demo.py``) holds the same
+products as items (``Sku`` = ``ProductCode``), the already synced accounts as customers and the
+invoices named here. The two packages do not import each other (each emulator stands alone), so the
+shared facts are written down twice; ``tests/sandbox/test_demo.py`` checks that they agree.
+"""
 
 from __future__ import annotations
 
-import random
-from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from connectors.salesforce.emulator.schema import STAGES
 
 if TYPE_CHECKING:
     from connectors.salesforce.emulator.store import Org
 
-__all__ = ["seed_demo"]
+__all__ = ["DEMO_ACCOUNTS", "DEMO_OPPORTUNITIES", "DEMO_PRODUCTS", "seed_demo"]
 
-_ACCOUNTS = [("Acme Corp", "San Francisco", "CA"), ("Globex", "Springfield", "OR"),
-             ("Initech", "Austin", "TX"), ("Umbrella Retail", "Denver", "CO"),
-             ("Stark Supplies", "New York", "NY"), ("Wayne Outfitters", "Chicago", "IL")]
-_PEOPLE = [("Ada", "Lovelace"), ("Grace", "Hopper"), ("Alan", "Turing"), ("Edsger", "Dijkstra"),
-           ("Barbara", "Liskov"), ("Ken", "Thompson")]
-_PRODUCTS = [("Widget", "WID-100", 62.5), ("Gadget", "GAD-200", 149.0),
-             ("Installation", "SVC-INST", 95.0), ("Support Plan", "SVC-SUP", 1200.0)]
-_STAGES = ["Prospecting", "Qualification", "Proposal/Price Quote", "Negotiation/Review",
-           "Closed Won", "Closed Won", "Closed Lost"]
+#: (Name, ProductCode, Family, list price)
+DEMO_PRODUCTS: tuple[tuple[str, str, str, float], ...] = (
+    ("Widget", "WID-100", "Hardware", 62.5),
+    ("Gadget", "GAD-200", "Hardware", 149.0),
+    ("Sensor Kit", "SEN-300", "Hardware", 310.0),
+    ("Installation", "SVC-INST", "Services", 95.0),
+    ("Support Plan", "SVC-SUP", "Services", 1200.0),
+)
+
+#: (Name, street, city, state, postal code, country, industry, QuickBooks customer id or None,
+#: contact first name, last name)
+DEMO_ACCOUNTS: tuple[tuple[Any, ...], ...] = (
+    ("Acme Corp", "1 Market St", "San Francisco", "CA", "94105", "USA", "Manufacturing", "14",
+     "Ada", "Lovelace"),
+    ("Globex", "742 Evergreen Ter", "Springfield", "OR", "97477", "USA", "Energy", "15",
+     "Grace", "Hopper"),
+    ("Initech", "4120 Freidrich Ln", "Austin", "TX", "78744", "USA", "Technology", None,
+     "Alan", "Turing"),
+    ("Nordlys Møbler AS", "Karl Johans gate 1", "Oslo", None, "0154", "Norway", "Retail", None,
+     "Ingrid", "Bjørnstad"),
+    ("O'Brien Logistics", "88 Seaport Blvd", "Boston", "MA", "02210", "USA", "Transportation", "16",
+     "Siobhán", "O'Brien"),
+    ("Zoë's Bäckerei", "Marienplatz 8", "München", None, "80331", "Germany", "Food & Beverage",
+     None, "Zoë", "Müller"),
+)
+
+#: (account index, Name, StageName, CloseDate, ((ProductCode, Quantity), ...), invoice or None)
+#: where invoice = (QuickBooks Invoice Id, DocNumber, Payment_Status__c, amount paid). DocNumbers
+#: follow the flows' rule ("SF-" and the opportunity's 15-character Id, which is fixed here since
+#: ids come from a counter in creation order).
+DEMO_OPPORTUNITIES: tuple[tuple[Any, ...], ...] = (
+    (0, "Acme Corp - Widget rollout", "Closed Won", "2026-02-12",
+     (("WID-100", 40), ("SVC-INST", 4)), ("22", "SF-006Rx000035eCml", "Paid", 2880.0)),
+    (0, "Acme Corp - Support renewal", "Closed Won", "2026-10-30", (("SVC-SUP", 1),), None),
+    (0, "Acme Corp - Sensor pilot", "Prospecting", "2027-01-20", (("SEN-300", 5),), None),
+    (1, "Globex - Plant sensors", "Closed Won", "2026-05-04",
+     (("SEN-300", 12), ("SVC-INST", 6)), ("23", "SF-006Rx000035hHV0", "Partially Paid", 2000.0)),
+    (1, "Globex - Gadget refresh", "Negotiation/Review", "2026-12-15", (("GAD-200", 25),), None),
+    (1, "Globex - Second site", "Qualification", "2027-02-01", (("WID-100", 60),), None),
+    (2, "Initech - TPS hardware", "Closed Won", "2026-11-02",
+     (("GAD-200", 8), ("WID-100", 16)), None),
+    (2, "Initech - Support plan", "Proposal/Price Quote", "2026-12-20", (("SVC-SUP", 2),), None),
+    (2, "Initech - Printer sensors", "Closed Lost", "2026-08-11", (("SEN-300", 3),), None),
+    (3, "Nordlys Møbler AS - Showroom kit", "Closed Won", "2026-11-10",
+     (("SEN-300", 4), ("SVC-INST", 2)), None),
+    (3, "Nordlys Møbler AS - Widgets", "Needs Analysis", "2027-01-05", (("WID-100", 100),), None),
+    (3, "Nordlys Møbler AS - Installation", "Value Proposition", "2027-01-28", (("SVC-INST", 10),), None),
+    (4, "O'Brien Logistics - Fleet gadgets", "Closed Won", "2026-09-18",
+     (("GAD-200", 20), ("SVC-SUP", 1)), ("24", "SF-006Rx000035qVdj", "Unpaid", 0.0)),
+    (4, "O'Brien Logistics - Depot sensors", "Id. Decision Makers", "2027-01-15", (("SEN-300", 20),), None),
+    (4, "O'Brien Logistics - Support", "Perception Analysis", "2027-02-10", (("SVC-SUP", 1),), None),
+    (5, "Zoë's Bäckerei - Ofen-Sensoren", "Closed Won", "2026-11-20", (("SEN-300", 2),), None),
+    (5, "Zoë's Bäckerei - Kassen", "Prospecting", "2027-03-01", (("GAD-200", 3),), None),
+    (5, "Zoë's Bäckerei - Widgets", "Closed Lost", "2026-07-07", (("WID-100", 10),), None),
+)
+
+assert set(STAGES) <= {o[2] for o in DEMO_OPPORTUNITIES}, "the demo must show every stage"
 
 
-def seed_demo(org: Org, *, seed: int = 42) -> None:
-    """Fill ``org`` with deterministic demo records (no change events are kept for them)."""
-    rng = random.Random(seed)
-    products = []
-    for name, code, price in _PRODUCTS:
-        product = org.create("Product2", {"Name": name, "ProductCode": code, "IsActive": True,
-                                          "Family": "Hardware" if code[0] in "WG" else "Services"})
-        entry = org.create("PricebookEntry", {"Pricebook2Id": org.standard_pricebook,
-                                              "Product2Id": product["Id"], "UnitPrice": price})
-        products.append((product, entry))
-    for i, (name, city, state) in enumerate(_ACCOUNTS):
-        account = org.create("Account", {"Name": name, "BillingCity": city, "BillingState": state,
-                                         "BillingCountry": "USA", "Phone": f"(555) 010-{1000 + i}",
-                                         "Industry": "Manufacturing"})
-        first, last = _PEOPLE[i]
+_INVOICE_LINK = "https://app.sandbox.qbo.intuit.com/app/invoice?txnId="
+#: Billing e-mail of each account; the QuickBooks customers of synced accounts carry the same.
+_EMAILS = {"Acme Corp": "ap@acme.example", "Globex": "billing@globex.example",
+           "O'Brien Logistics": "accounts@obrien.example"}
+
+
+def _email(account: str) -> str:
+    if account in _EMAILS:
+        return _EMAILS[account]
+    slug = "".join(c for c in account.lower().replace("ø", "o").replace("ë", "e").replace("ä", "a")
+                   if c.isalnum())
+    return f"invoices@{slug}.example"
+
+
+def seed_demo(org: Org) -> None:
+    """Fill ``org`` with the demo records (no change events are kept for them)."""
+    entries: dict[str, dict[str, Any]] = {}
+    prices: dict[str, float] = {}
+    for name, code, family, price in DEMO_PRODUCTS:
+        product = org.create("Product2", {"Name": name, "ProductCode": code, "Family": family,
+                                          "IsActive": True, "StockKeepingUnit": code})
+        entries[code] = org.create("PricebookEntry", {"Pricebook2Id": org.standard_pricebook,
+                                                      "Product2Id": product["Id"], "UnitPrice": price})
+        prices[code] = price
+    accounts = []
+    for i, (name, street, city, state, postal, country, industry, customer_id, first,
+            last) in enumerate(DEMO_ACCOUNTS):
+        body: dict[str, Any] = {"Name": name, "BillingStreet": street, "BillingCity": city,
+                                "BillingState": state, "BillingPostalCode": postal,
+                                "BillingCountry": country, "Phone": f"(555) 010-{1000 + i}",
+                                "Industry": industry, "Type": "Customer - Direct",
+                                "Billing_Email__c": _email(name), "Currency__c": "USD"}
+        if customer_id:
+            body.update({"QB_Customer_Id__c": customer_id, "QB_Sync_Status__c": "Synced"})
+        account = org.create("Account", body)
+        accounts.append(account)
+        email = f"{first}.{last}".lower().replace("'", "").replace("ø", "o").replace("á", "a")
+        email = email.replace("ë", "e").replace("ü", "u")
         org.create("Contact", {"AccountId": account["Id"], "FirstName": first, "LastName": last,
-                               "Email": f"{first.lower()}.{last.lower()}@example.com"})
-        for j in range(2):
-            stage = rng.choice(_STAGES)
-            opportunity = org.create("Opportunity", {
-                "Name": f"{name} - order {j + 1}", "AccountId": account["Id"], "StageName": stage,
-                "CloseDate": (date(2026, 1, 15) + timedelta(days=rng.randint(0, 150))).isoformat(),
-                "Pricebook2Id": org.standard_pricebook})
-            for _product, entry in rng.sample(products, k=rng.randint(1, 3)):
-                org.create("OpportunityLineItem", {"OpportunityId": opportunity["Id"],
-                                                   "PricebookEntryId": entry["Id"],
-                                                   "Quantity": rng.randint(1, 20)})
+                               "Email": f"{email}@example.com"})
+    for account_index, name, stage, close, lines, invoice in DEMO_OPPORTUNITIES:
+        opportunity = org.create("Opportunity", {
+            "Name": name, "AccountId": accounts[account_index]["Id"], "StageName": stage,
+            "CloseDate": close, "Pricebook2Id": org.standard_pricebook, "Type": "New Customer"})
+        for code, quantity in lines:
+            org.create("OpportunityLineItem", {"OpportunityId": opportunity["Id"],
+                                               "PricebookEntryId": entries[code]["Id"],
+                                               "Quantity": quantity})
+        if invoice is not None:
+            invoice_id, number, payment_status, paid = invoice
+            total = sum(prices[code] * quantity for code, quantity in lines)
+            assert number == "SF-" + opportunity["Id"][:15], "demo ids must follow creation order"
+            org.update("Opportunity", opportunity["Id"], {
+                "QuickBooks_Invoice_Id__c": invoice_id, "QuickBooks_Invoice_Number__c": number,
+                "QuickBooks_Invoice_Link__c": f"{_INVOICE_LINK}{invoice_id}",
+                "Invoice_Status__c": "Sent", "Payment_Status__c": payment_status,
+                "Amount_Paid__c": paid, "Balance_Due__c": round(total - paid, 2)})
     org.events.clear()

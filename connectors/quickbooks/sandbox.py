@@ -1,0 +1,151 @@
+"""QuickBooks' part of sandbox mode: settings that point a connection at the emulator, the
+emulator's options (demo company, webhooks into ``splice serve``) and the ``splice sandbox``
+actions a bookkeeper would do by hand.
+
+The actions call the emulator's Accounting API (query, payment create with a ``requestid``). The
+access token comes from the emulator's control API (a fresh refresh token for the realm, exchanged
+at its token endpoint), because the demo refresh token was already rotated by ``splice serve``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx
+
+from connectors.quickbooks.config import DEFAULT_MINOR_VERSION
+from connectors.quickbooks.emulator.app import DEFAULT_REALM, SANDBOX_REFRESH_TOKEN
+from connectors.quickbooks.money import dumps
+from runtime.spec import SandboxAction, SandboxTarget
+
+__all__ = ["SANDBOX_ACTIONS", "SANDBOX_VERIFIER_TOKEN", "sandbox_emulator", "sandbox_settings"]
+
+SANDBOX_VERIFIER_TOKEN = "emulator-verifier"
+
+
+def sandbox_settings(base_url: str) -> Mapping[str, Any]:
+    """Connection settings for the emulator at ``base_url``: its demo app, company and the first
+    refresh token it accepts (rotated on use like Intuit's, and kept in the store from then on)."""
+    return {"client-id": "emulator-client", "client-secret": "emulator-secret",
+            "realm-id": DEFAULT_REALM, "refresh-token": SANDBOX_REFRESH_TOKEN,
+            "environment": None, "base-url": base_url,
+            "token-url": f"{base_url}/oauth2/v1/tokens/bearer",
+            "webhook-verifier-token": SANDBOX_VERIFIER_TOKEN}
+
+
+def sandbox_emulator(target: SandboxTarget) -> Mapping[str, Any]:
+    """The emulator of a sandbox: the demo company, and webhooks to the ``quickbooks.webhook``
+    trigger of the served flows (its path and verifier token), if one listens."""
+    options: dict[str, Any] = {"demo": True, "client_id": target.settings.get("client-id"),
+                               "client_secret": target.settings.get("client-secret"),
+                               "webhook_interval": 0.5}
+    for name, params in target.triggers:
+        if name == "webhook":
+            path = str(params.get("path") or "/webhooks/quickbooks")
+            options["webhook_url"] = target.server_url + path
+            options["webhook_verifier_token"] = str(
+                params.get("verifier-token") or target.settings.get("webhook-verifier-token")
+                or SANDBOX_VERIFIER_TOKEN)
+            break
+    return options
+
+
+class _Api:
+    """A minimal Accounting API client for the actions (one realm, one access token)."""
+
+    def __init__(self, http: httpx.AsyncClient, emulator: Mapping[str, Any]) -> None:
+        self.http = http
+        self.base = str(emulator["baseUrl"]).rstrip("/")
+        self.settings = emulator.get("settings") or {}
+        self.realm = str(self.settings.get("realm-id") or DEFAULT_REALM)
+
+    async def login(self) -> None:
+        granted = await self.http.post(f"{self.base}/_emulator/tokens", json={"realm": self.realm})
+        granted.raise_for_status()
+        token = await self.http.post(
+            f"{self.base}/oauth2/v1/tokens/bearer",
+            data={"grant_type": "refresh_token", "refresh_token": granted.json()["refresh_token"]},
+            auth=(str(self.settings.get("client-id", "")), str(self.settings.get("client-secret", ""))))
+        if token.status_code != 200:
+            raise ValueError(f"quickbooks emulator refused the demo login ({token.status_code})")
+        self.http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        self.http.headers["Accept"] = "application/json"
+
+    def url(self, resource: str) -> str:
+        return f"{self.base}/v3/company/{self.realm}/{resource}"
+
+    async def query(self, text: str) -> list[dict[str, Any]]:
+        response = await self.http.get(self.url("query"), params={
+            "query": text, "minorversion": DEFAULT_MINOR_VERSION})
+        response.raise_for_status()
+        result = response.json()["QueryResponse"]
+        return next((v for v in result.values() if isinstance(v, list)), [])
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+async def pay(emulator: Mapping[str, Any], args: list[str]) -> str:
+    """Record a customer payment against an invoice (by Id or DocNumber)."""
+    if len(args) != 2:
+        raise ValueError("usage: splice sandbox pay <Invoice Id|DocNumber> <amount>")
+    wanted, raw_amount = args
+    try:
+        amount = Decimal(raw_amount)
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {raw_amount!r}") from None
+    if amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+        raise ValueError(f"the amount must be positive with at most two decimals, not {raw_amount}")
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        api = _Api(http, emulator)
+        await api.login()
+        invoices = await api.query(f"select * from Invoice where DocNumber = {_quote(wanted)}")
+        if not invoices and wanted.isdigit():
+            invoices = await api.query(f"select * from Invoice where Id = {_quote(wanted)}")
+        if not invoices:
+            raise ValueError(f"no invoice with Id or DocNumber {wanted!r} (see: splice sandbox list)")
+        invoice = invoices[0]
+        balance = Decimal(str(invoice.get("Balance", 0)))
+        if amount > balance:
+            raise ValueError(f"invoice {invoice['DocNumber']} has a balance of {balance}; "
+                             f"{amount} is more than that")
+        body = {"CustomerRef": invoice["CustomerRef"], "TotalAmt": amount,
+                "Line": [{"Amount": amount,
+                          "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]}
+        response = await http.post(api.url("payment"), content=dumps(body), params={
+            "minorversion": DEFAULT_MINOR_VERSION, "requestid": uuid.uuid4().hex},
+            headers={"Content-Type": "application/json"})
+        if response.status_code != 200:
+            raise ValueError(f"quickbooks emulator refused the payment: {response.text[:200]}")
+        payment = response.json()["Payment"]
+    customer = invoice["CustomerRef"].get("name") or invoice["CustomerRef"]["value"]
+    return (f"Payment {payment['Id']} of {amount} recorded for invoice {invoice['DocNumber']} "
+            f"(Id {invoice['Id']}, {customer}); balance now {balance - amount}. Watch splice "
+            "serve's console for the opportunity update.")
+
+
+async def list_invoices(emulator: Mapping[str, Any], args: list[str]) -> str:
+    """The invoices with customer, total and balance, as a table."""
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        api = _Api(http, emulator)
+        await api.login()
+        rows = await api.query("select * from Invoice order by Id MAXRESULTS 1000")
+    table = [("ID", "DOC", "CUSTOMER", "TOTAL", "BALANCE", "NOTE")]
+    table += [(r["Id"], r.get("DocNumber", ""), r["CustomerRef"].get("name", ""),
+               f"{Decimal(str(r['TotalAmt'])):.2f}", f"{Decimal(str(r['Balance'])):.2f}",
+               (r.get("PrivateNote") or "")[:40]) for r in rows]
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]))]
+    text = "\n".join("  ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)).rstrip()
+                     for r in table)
+    return f"QuickBooks invoices ({len(rows)}):\n{text}"
+
+
+SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
+    SandboxAction("pay", pay, usage="<Invoice Id|DocNumber> <amount>",
+                  summary="record a customer payment against an invoice"),
+    SandboxAction("list", list_invoices, summary="invoices, totals and balances"),
+)

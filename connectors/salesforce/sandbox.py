@@ -1,0 +1,132 @@
+"""Salesforce's part of sandbox mode: settings that point a connection at the emulator, the
+emulator's options, and the ``splice sandbox`` actions a salesperson would do by hand.
+
+The actions use the emulator's public REST API (client credentials login, SOQL, sObject update),
+the same calls a real org answers, so what they trigger in the flows is what a user in Salesforce
+would trigger.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from connectors.salesforce.config import DEFAULT_API_VERSION
+from runtime.spec import SandboxAction, SandboxTarget
+
+__all__ = ["SANDBOX_ACTIONS", "SANDBOX_CLIENT_ID", "SANDBOX_CLIENT_SECRET", "sandbox_emulator",
+           "sandbox_settings"]
+
+#: The connected app the sandbox emulator accepts (client credentials flow).
+SANDBOX_CLIENT_ID = "splice-sandbox"
+SANDBOX_CLIENT_SECRET = "splice-sandbox-secret"
+_ID = re.compile(r"^006[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?$")
+
+
+def sandbox_settings(base_url: str) -> Mapping[str, Any]:
+    """Connection settings for the emulator at ``base_url``: client credentials against its own
+    token endpoint (which answers with itself as instance URL), any other login material dropped."""
+    return {"auth": "client-credentials", "login-url": base_url, "instance-url": None,
+            "client-id": SANDBOX_CLIENT_ID, "client-secret": SANDBOX_CLIENT_SECRET,
+            "username": None, "private-key": None, "refresh-token": None, "audience": None}
+
+
+def sandbox_emulator(target: SandboxTarget) -> Mapping[str, Any]:
+    """The emulator of a sandbox: the demo org, and only the sandbox's connected app may log in.
+
+    Long polls are kept short so that stopping ``splice serve`` is not held up by a CometD wait.
+    """
+    client_id = str(target.settings.get("client-id") or SANDBOX_CLIENT_ID)
+    secret = str(target.settings.get("client-secret") or SANDBOX_CLIENT_SECRET)
+    return {"demo": True, "clients": {client_id: secret}, "long_poll_timeout": 10.0}
+
+
+async def _login(http: httpx.AsyncClient, emulator: Mapping[str, Any]) -> str:
+    settings = emulator.get("settings") or {}
+    response = await http.post(f"{emulator['baseUrl']}/services/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": settings.get("client-id", ""),
+        "client_secret": settings.get("client-secret", "")})
+    if response.status_code != 200:
+        raise ValueError(f"salesforce emulator refused the demo login ({response.status_code})")
+    body = response.json()
+    http.headers["Authorization"] = f"Bearer {body['access_token']}"
+    return f"{body['instance_url']}/services/data/v{DEFAULT_API_VERSION}"
+
+
+async def _soql(http: httpx.AsyncClient, api: str, query: str) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    response = await http.get(f"{api}/query", params={"q": query})
+    while True:
+        response.raise_for_status()
+        body = response.json()
+        records.extend(body["records"])
+        if body.get("done", True):
+            return records
+        response = await http.get(f"{api.split('/services/')[0]}{body['nextRecordsUrl']}")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+async def close_opportunity(emulator: Mapping[str, Any], args: list[str]) -> str:
+    """Set an opportunity (by Id or name) to Closed Won, as a salesperson would."""
+    if not args:
+        raise ValueError("usage: splice sandbox close-opportunity <Id|Name>")
+    wanted = " ".join(args)
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        api = await _login(http, emulator)
+        fields = "Id, Name, StageName, Amount, Account.Name"
+        if _ID.match(wanted):
+            rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Id = {_quote(wanted)}")
+        else:
+            rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Name = "
+                                          f"{_quote(wanted)}")
+            if not rows:
+                like = wanted.replace("%", "").replace("_", "")
+                rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Name LIKE "
+                                              f"{_quote('%' + like + '%')} ORDER BY Name")
+        if not rows:
+            raise ValueError(f"no opportunity matches {wanted!r} (see: splice sandbox list)")
+        if len(rows) > 1:
+            names = "; ".join(r["Name"] for r in rows[:5])
+            raise ValueError(f"{len(rows)} opportunities match {wanted!r}: {names}; give the Id "
+                             "or the whole name")
+        row = rows[0]
+        if row["StageName"] == "Closed Won":
+            return f"{row['Name']} ({row['Id']}) is already Closed Won"
+        response = await http.patch(f"{api}/sobjects/Opportunity/{row['Id']}",
+                                    json={"StageName": "Closed Won"})
+        if response.status_code != 204:
+            raise ValueError(f"salesforce emulator refused the update: {response.text[:200]}")
+    return (f"Closed Won: {row['Name']} ({row['Id']}), amount {row['Amount']}, was "
+            f"{row['StageName']}. Watch splice serve's console for its invoice.")
+
+
+async def list_opportunities(emulator: Mapping[str, Any], args: list[str]) -> str:
+    """The opportunities with their stage, amount and invoice, as a table."""
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        api = await _login(http, emulator)
+        rows = await _soql(http, api, "SELECT Id, Name, StageName, Amount, QuickBooks_Invoice_Id__c, "
+                                      "Payment_Status__c FROM Opportunity ORDER BY Name")
+    table = [("ID", "OPPORTUNITY", "STAGE", "AMOUNT", "INVOICE", "PAYMENT")]
+    table += [(r["Id"], r["Name"], r["StageName"], f"{r['Amount'] or 0:.2f}",
+               r.get("QuickBooks_Invoice_Id__c") or "-", r.get("Payment_Status__c") or "-")
+              for r in rows]
+    return f"Salesforce opportunities ({len(rows)}):\n" + _format(table)
+
+
+def _format(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)).rstrip()
+                     for r in rows)
+
+
+SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
+    SandboxAction("close-opportunity", close_opportunity, usage="<Id|Name>",
+                  summary="set an opportunity's stage to Closed Won"),
+    SandboxAction("list", list_opportunities, summary="opportunities, stages and invoices"),
+)

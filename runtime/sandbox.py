@@ -1,0 +1,295 @@
+"""Sandbox mode of ``splice serve``: the project's flows against the connectors' own emulators.
+
+A project whose connections have no credentials yet (every secret setting empty) should still run,
+on one machine, with believable data: that is how people try an integration before they have API
+keys. Nothing here knows a SaaS system by name. A connector opts in through its spec
+(:class:`runtime.spec.Connector`): ``emulator(**options)`` builds its API emulator,
+``sandbox(base_url)`` gives the connection settings that point at it (with the emulator's demo
+credentials) and ``sandbox_emulator(target)`` the emulator options (demo data, callbacks such as
+webhooks into ``splice serve``).
+
+For each sandboxed connection :func:`prepare` binds a local port, builds the emulator and the
+replacement settings; :func:`serve_emulators` runs the emulators for as long as ``serve`` runs;
+:func:`describe` is what ``GET /sandbox`` answers (base URLs and demo credentials, so that any
+client can be pointed at the emulators). Connections with credentials are left alone: with real
+credentials in the environment no emulator starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from dsl.model import ConnectionConfig, Project
+from runtime.errors import ConnectionConfigError
+from runtime.registry import Registry
+from runtime.spec import Connector, SandboxTarget
+
+__all__ = [
+    "SandboxedConnection",
+    "connection_triggers",
+    "describe",
+    "lacks_credentials",
+    "prepare",
+    "render_banner",
+    "sandbox_candidates",
+    "serve_emulators",
+    "wipe_sqlite",
+]
+
+logger = logging.getLogger("splice.sandbox")
+
+
+@dataclass(slots=True)
+class SandboxedConnection:
+    """One connection served by its connector's emulator on a local port."""
+
+    name: str
+    connector: str
+    base_url: str
+    #: What ``connector.sandbox(base_url)`` gave: the demo settings (``None``: setting dropped).
+    sandbox_settings: Mapping[str, Any]
+    app: Any
+    sock: socket.socket
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The settings that replace the connection's own (``None`` removes a setting)."""
+        return dict(self.sandbox_settings)
+
+
+def _settings(config: ConnectionConfig, connector: Connector) -> dict[str, Any]:
+    assert connector.connection is not None
+    settings = {p.name: p.default for p in connector.connection.params if p.default is not None}
+    settings.update(config.params)
+    return settings
+
+
+def lacks_credentials(config: ConnectionConfig, connector: Connector) -> bool:
+    """True when every secret setting of the connection is empty (no credentials configured).
+
+    Secrets are what only a real account has; URLs and ids may have defaults or placeholders. A
+    connection with some secret set is taken as meant for the real system, so a half-configured
+    one fails with its connector's own message instead of silently falling back to an emulator.
+    """
+    if connector.connection is None:
+        return False
+    secrets = [p.name for p in connector.connection.params if p.secret]
+    if not secrets:
+        return False
+    settings = _settings(config, connector)
+    return all(settings.get(name) in (None, "") for name in secrets)
+
+
+def _supports_sandbox(connector: Connector | None) -> bool:
+    return bool(connector is not None and connector.emulator is not None
+                and connector.sandbox is not None and connector.connection is not None)
+
+
+def sandbox_candidates(project: Project, registry: Registry, *, mode: bool | None) -> list[str]:
+    """The connections to serve from emulators.
+
+    ``mode`` is ``True`` for ``--sandbox`` (every connection whose connector has an emulator),
+    ``False`` for ``--no-sandbox`` (none), ``None`` to decide: those without credentials.
+    """
+    if mode is False:
+        return []
+    names = []
+    for name, config in sorted(project.connections.items()):
+        connector = registry.connectors.get(config.connector)
+        if not _supports_sandbox(connector):
+            continue
+        assert connector is not None
+        if mode or lacks_credentials(config, connector):
+            names.append(name)
+    if mode and not names:
+        raise ConnectionConfigError("--sandbox: no connection of this project has a connector with "
+                                    "an emulator")
+    return names
+
+
+def connection_triggers(project: Project, registry: Registry, connection: str
+                        ) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+    """``(source name, params)`` of every flow trigger that reads from ``connection``."""
+    config = project.connections[connection]
+    same_kind = [n for n, c in project.connections.items() if c.connector == config.connector]
+    found = []
+    for flow in project.flows.values():
+        trigger = flow.trigger
+        if trigger is None or "." not in trigger.name:
+            continue
+        connector_name, _, source = trigger.name.partition(".")
+        if connector_name != config.connector:
+            continue
+        used = trigger.connection or (same_kind[0] if len(same_kind) == 1 else None)
+        if used == connection:
+            found.append((source, dict(trigger.params)))
+    return tuple(found)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (port 0: any free port); a clear error when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConnectionConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_host(host: str) -> str:
+    """The host to put in URLs for a listening address (a wildcard is reached on loopback)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def prepare(project: Project, registry: Registry, names: list[str], *, host: str, server_url: str,
+            port_base: int | None = None) -> list[SandboxedConnection]:
+    """Bind a port and build the emulator for each named connection (nothing is served yet)."""
+    prepared: list[SandboxedConnection] = []
+    try:
+        for index, name in enumerate(names):
+            config = project.connections[name]
+            connector = registry.connectors[config.connector]
+            assert connector.sandbox is not None and connector.emulator is not None
+            sock = bind_socket(host, port_base + index if port_base else 0)
+            port = sock.getsockname()[1]
+            base_url = f"http://{url_host(host)}:{port}"
+            demo = dict(connector.sandbox(base_url))
+            settings = _settings(config, connector)
+            settings.update(demo)
+            settings = {k: v for k, v in settings.items() if v is not None}
+            target = SandboxTarget(connection=name, server_url=server_url, settings=settings,
+                                   triggers=connection_triggers(project, registry, name))
+            options = dict(connector.sandbox_emulator(target)) if connector.sandbox_emulator else {}
+            try:
+                app = connector.emulator(**options)
+            except Exception:
+                sock.close()
+                raise
+            prepared.append(SandboxedConnection(name=name, connector=config.connector,
+                                                base_url=base_url, sandbox_settings=demo, app=app,
+                                                sock=sock, options=options))
+    except BaseException:
+        for item in prepared:
+            item.sock.close()
+        raise
+    return prepared
+
+
+def describe(sandboxes: list[SandboxedConnection], server_url: str) -> dict[str, Any]:
+    """``GET /sandbox``: where each emulator is and the demo credentials to reach it with."""
+    return {
+        "mode": "sandbox",
+        "server": server_url,
+        "emulators": {
+            item.name: {
+                "connection": item.name,
+                "connector": item.connector,
+                "baseUrl": item.base_url,
+                "settings": {k: v for k, v in item.sandbox_settings.items() if v is not None},
+                **({"webhookUrl": item.options["webhook_url"]}
+                   if item.options.get("webhook_url") else {}),
+            } for item in sandboxes},
+    }
+
+
+def render_banner(project: Project, sandboxes: list[SandboxedConnection], server_url: str,
+                  store: str, real: list[str]) -> str:
+    """What ``splice serve`` prints when it starts in sandbox mode: what runs where, how to try it."""
+    width = max([len(s.name) for s in sandboxes] + [10])
+    lines = ["", "=" * 78,
+             "  SANDBOX MODE: the flows run against local emulators with a demo company",
+             "=" * 78]
+    for item in sandboxes:
+        lines.append(f"  {item.name.ljust(width)}  {item.connector} emulator  {item.base_url}")
+    for name in real:
+        lines.append(f"  {name.ljust(width)}  real ({project.connections[name].connector})")
+    lines += [f"  {'flows'.ljust(width)}  {', '.join(sorted(project.flows)) or 'none'}",
+              f"  {'store'.ljust(width)}  {store} (fresh for every sandbox start)",
+              f"  {'server'.ljust(width)}  {server_url}  (GET {server_url}/sandbox: emulator URLs "
+              "and demo credentials)",
+              "",
+              "  Try it (in another terminal):",
+              "    splice sandbox list                          opportunities and invoices",
+              "    splice sandbox close-opportunity <Id|Name>   close one won -> it gets invoiced",
+              "    splice sandbox pay <Invoice Id|DocNumber> <amount>   record a payment",
+              "",
+              "  Real systems: set the connections' credentials (see README, 'Sandbox') and start",
+              "  again; no emulator starts then. Ctrl-C stops.",
+              "=" * 78, ""]
+    return "\n".join(lines)
+
+
+class _EmulatorServer:
+    """An emulator's uvicorn server that leaves signal handling to ``splice serve`` itself."""
+
+    def __new__(cls, app: Any) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            accepting = anyio.Event()
+
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield  # SIGINT/SIGTERM stop `serve`, which then stops its emulators
+
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets=sockets)
+                self.accepting.set()
+
+        config = uvicorn.Config(app, lifespan="on", log_level="warning",
+                                timeout_graceful_shutdown=2)
+        server = Server(config)
+        server.accepting = anyio.Event()
+        return server
+
+
+async def serve_emulators(sandboxes: list[SandboxedConnection], stop: anyio.Event, *,
+                          task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                          ) -> None:
+    """Serve every emulator on its socket until ``stop`` is set, then shut them down in order.
+
+    Reports started once every emulator accepts requests, so connections never race their start.
+    """
+    servers = [_EmulatorServer(item.app) for item in sandboxes]
+    try:
+        async with anyio.create_task_group() as tg:
+            for server, item in zip(servers, sandboxes, strict=True):
+                tg.start_soon(server.serve, [item.sock], name=f"emulator:{item.name}")
+            with anyio.fail_after(15):
+                for server in servers:
+                    await server.accepting.wait()
+            task_status.started()
+            await stop.wait()
+            for server in servers:
+                server.should_exit = True
+    finally:
+        for item in sandboxes:
+            item.sock.close()
+
+
+def wipe_sqlite(path: str | Path) -> None:
+    """Remove a SQLite database and its journal files: a sandbox starts from nothing, as its
+    emulators do (stale watermarks or idempotency keys would refer to records that no longer exist)."""
+    base = Path(path)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        candidate = base.with_name(base.name + suffix)
+        with contextlib.suppress(FileNotFoundError):
+            candidate.unlink()
