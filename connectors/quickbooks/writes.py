@@ -36,6 +36,11 @@ __all__ = [
 ]
 
 LEDGER_NAMESPACE = "quickbooks-ledger"
+#: Seconds a ledger claim holds its key. A claim outlives its owner only when that process died (a
+#: live one completes or releases it), and until then the key's executions fail IN_PROGRESS: kept
+#: short so the flows' retries get past a crashed run's claims. Taking a claim over early is safe:
+#: the write carries the same requestid, which QuickBooks answers once.
+CLAIM_LEASE = 20.0
 #: Fields QuickBooks computes; never sent back in an update body.
 READ_ONLY = frozenset({"MetaData", "domain", "time", "FullyQualifiedName", "Balance",
                        "BalanceWithJobs", "HomeBalance", "HomeTotalAmt", "Level", "UnappliedAmt",
@@ -62,7 +67,7 @@ async def once(store: ObjectStore, realm: str, key: str | None,
         return await call()
     ledger = IdempotencyLedger(store, LEDGER_NAMESPACE)
     ledger_key = f"{realm}:{key}"
-    entry = await ledger.begin(ledger_key)
+    entry = await ledger.begin(ledger_key, lease=CLAIM_LEASE)
     if entry.state == "done":
         return entry.result
     if entry.state == "in-progress":
