@@ -102,6 +102,9 @@ BUILTIN_STEPS: dict[str, dict[str, Any]] = {
                               "x-dynamic": False},
             "collect": {"type": "boolean", "default": True, "x-dynamic": False,
                         "description": "Return the list of item results (false: only counts)"},
+            "batch-size": {"type": "integer", "minimum": 1, "default": 1, "x-dynamic": False,
+                           "description": "Hand the steps lists of up to this many consecutive items "
+                                          "(1: one item at a time)"},
             "steps": _STEPS_REF,
         },
         "required": ["collection", "steps"],

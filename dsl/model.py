@@ -171,6 +171,8 @@ class ForeachStep(Step):
     error) and the others go on; with ``fail`` (default) the first failure fails the step once the
     items already started have finished. The step's result is the list of item results, in input
     order, unless ``collect`` is false (streams of any length): then it is ``{"count", "failed"}``.
+    With ``batch_size`` above 1 each "item" is a list of up to that many consecutive items (a stream
+    is cut as it arrives), so bulk work can call batch APIs while holding one chunk at a time.
     """
 
     collection: Template
@@ -181,6 +183,7 @@ class ForeachStep(Step):
     errors_var: str = "foreachErrors"
     on_item_error: Literal["fail", "continue"] = "fail"
     collect: bool = True
+    batch_size: int = 1
 
     @property
     def kind(self) -> str:

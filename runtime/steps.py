@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -200,8 +200,11 @@ async def _foreach(engine: FlowEngine, flow: Flow, step: ForeachStep, message: M
         finally:
             limiter.release()
 
+    items = aiter_records(collection)
+    if step.batch_size > 1:
+        items = _chunks(items, step.batch_size)
     async with anyio.create_task_group() as tg:
-        async for item in aiter_records(collection):
+        async for item in items:
             await limiter.acquire()
             if failures:
                 limiter.release()
@@ -216,6 +219,18 @@ async def _foreach(engine: FlowEngine, flow: Flow, step: ForeachStep, message: M
         _store(step, message, [results[i] for i in range(count)])
     else:
         _store(step, message, {"count": count, "failed": len(captured)})
+
+
+async def _chunks(items: AsyncIterator[Any], size: int) -> AsyncIterator[list[Any]]:
+    """Consecutive lists of up to ``size`` items, each handed on as soon as it is full."""
+    chunk: list[Any] = []
+    async for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 async def _set_variable(engine: FlowEngine, flow: Flow, step: SetVariableStep, message: Message,

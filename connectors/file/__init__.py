@@ -1,0 +1,1 @@
+"""The ``file`` connector: flows write reports and exports to local files."""

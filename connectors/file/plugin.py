@@ -1,0 +1,15 @@
+"""The file connector plugin: ``file.write``."""
+
+from __future__ import annotations
+
+from connectors.file.operations import WRITE
+from runtime.hookspecs import hookimpl
+from runtime.spec import Connector
+
+FILE = Connector(name="file", summary="Write local files (reports, exports)", operations=(WRITE,))
+
+
+@hookimpl
+def splice_connectors() -> list[Connector]:
+    """The file connector."""
+    return [FILE]
