@@ -122,17 +122,24 @@ def load(environ: Mapping[str, str] | None = None) -> tuple[Any, Any]:
 
 @asynccontextmanager
 async def open_integration(environ: Mapping[str, str] | None = None, *,
-                           store: ObjectStore | None = None) -> AsyncIterator[Integration]:
-    """The project opened against two fresh emulators mounted in process."""
+                           store: ObjectStore | None = None, emulators: bool = True
+                           ) -> AsyncIterator[Integration]:
+    """The project opened against two fresh emulators mounted in process.
+
+    ``emulators=False`` (cassette replay) leaves the connections without a transport: the
+    recording answers, and the realm id is the one cassettes carry.
+    """
+    if not emulators:
+        environ = {"QUICKBOOKS_REALM_ID": RECORDED_REALM, **(environ or {})}
     registry, project = load(environ)
     sf_app = salesforce_app()
     qb_app = quickbooks_app(refresh_token=SEED_REFRESH_TOKEN)
     own_store = store is None
     store = store or open_store("memory://")
+    transports = {"salesforce": httpx.ASGITransport(app=sf_app),
+                  "quickbooks": httpx.ASGITransport(app=qb_app)} if emulators else {}
     try:
-        async with open_runtime(project, registry, store=store, transports={
-                "salesforce": httpx.ASGITransport(app=sf_app),
-                "quickbooks": httpx.ASGITransport(app=qb_app)}) as runtime:
+        async with open_runtime(project, registry, store=store, transports=transports) as runtime:
             yield Integration(runtime=runtime, sf_app=sf_app, qb_app=qb_app, store=store)
     finally:
         if own_store:
