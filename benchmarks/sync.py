@@ -1,0 +1,220 @@
+"""Sync benchmark: the shipped Salesforce <-> QuickBooks flows against the emulators.
+
+**Burst.** 1,000 opportunities close at once (five sObject Collections calls of 200) while the
+project in ``flows/salesforce-quickbooks`` runs with every flow. QuickBooks' real limits are on, in
+scaled time: the emulator allows 500 requests and 40 batch calls per ``60 / scale`` seconds and 10
+in flight per realm, the connection budgets the same (``requests-per-minute`` x scale), and every
+QuickBooks call takes ``0.3 / scale`` seconds (QuickBooks Online answers in about 300 ms). With the
+default ``--scale 10`` one QuickBooks minute lasts 6 s, with the same ratios between the rate, the
+concurrency and the latency. Reported: invoices per QuickBooks minute, the QuickBooks requests the
+flows spend per invoice, the limit-bound maximum (500 / requests per invoice) and the fraction of
+it reached, 429 answers, and duplicates (invoices per opportunity beyond one).
+
+The nightly reconciliation at 10,000 and 100,000 opportunities is not measured here yet.
+
+    python benchmarks/sync.py --opportunities 1000 --scale 10 --json benchmarks/results/sync.json
+
+The runtime, ``splice serve``'s app and both emulators run in this process over local sockets (as
+``splice serve`` in sandbox mode does), so the emulators' CPU time counts against the runtime on
+this machine: the fraction is a lower bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+import anyio  # noqa: E402
+import httpx  # noqa: E402
+
+PROJECT = ROOT / "flows" / "salesforce-quickbooks"
+REALM = "9130357766900000"
+SF_BASE = "http://salesforce.emulator"
+QB_BASE = "http://quickbooks.emulator"
+
+
+class CountingApp:
+    """Counts the QuickBooks API calls (``/v3/company/...``) an ASGI app answers."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.api_calls = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and "/v3/company/" in scope["path"]:
+            self.api_calls += 1
+        await self.app(scope, receive, send)
+
+
+def _seed_opportunities(org: Any, count: int) -> list[str]:
+    """``count`` open opportunities with two line items each, over 50 new accounts."""
+    entries = [e for e in org.records["PricebookEntry"].values()]
+    accounts = [org.create("Account", {"Name": f"Benchmark Account {i:02d}", "BillingCity": "Austin",
+                                       "BillingCountry": "USA"}, emit=False)["Id"]
+                for i in range(50)]
+    ids = []
+    for i in range(count):
+        opp = org.create("Opportunity", {"Name": f"Benchmark {i:05d}", "AccountId": accounts[i % 50],
+                                         "StageName": "Negotiation/Review", "CloseDate": "2026-11-20",
+                                         "Pricebook2Id": org.standard_pricebook}, emit=False)
+        for j in range(2):
+            org.create("OpportunityLineItem", {"OpportunityId": opp["Id"],
+                                               "PricebookEntryId": entries[(i + j) % len(entries)]["Id"],
+                                               "Quantity": 1 + (i % 7)}, emit=False)
+        ids.append(opp["Id"])
+    return ids
+
+
+async def burst(opportunities: int, scale: float, store_path: Path, project_dir: Path = PROJECT
+                ) -> dict[str, Any]:
+    """Close ``opportunities`` at once; measure how fast and how exactly they are invoiced."""
+    import uvicorn
+
+    from connectors.quickbooks.emulator import create_app as quickbooks_emulator
+    from connectors.quickbooks.sandbox import sandbox_settings as quickbooks_settings
+    from connectors.salesforce.emulator import create_app as salesforce_emulator
+    from connectors.salesforce.sandbox import sandbox_settings as salesforce_settings
+    from runtime import sandbox as sb
+    from runtime.registry import load_registry
+    from runtime.server.app import create_app
+    from runtime.service import load_project, open_runtime
+    from runtime.store import open_store
+
+    registry = load_registry()
+    project, _ = load_project(project_dir, registry=registry, environ={})
+    sockets = [sb.bind_socket("127.0.0.1", 0) for _ in range(3)]
+    serve_url, sf_base, qb_base = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
+    sf_app = salesforce_emulator(demo=True, long_poll_timeout=5.0)
+    qb_app = quickbooks_emulator(demo=True, rate_limits=True, requests_per_minute=500,
+                                 batch_per_minute=40, max_concurrent=10, rate_window=60.0 / scale,
+                                 webhook_url=f"{serve_url}/webhooks/quickbooks", webhook_interval=0.5,
+                                 faults={"latency": 0.3 / scale})
+    sf, qb = sf_app.state.emulator, qb_app.state.emulator
+    ids = _seed_opportunities(sf.org, opportunities)
+    counted = CountingApp(qb_app)
+    emulators = [
+        sb.SandboxedConnection("salesforce", "salesforce", sf_base, salesforce_settings(sf_base),
+                               sf_app, sockets[1]),
+        sb.SandboxedConnection("quickbooks", "quickbooks", qb_base, quickbooks_settings(qb_base),
+                               counted, sockets[2]),
+    ]
+    overrides = {
+        "salesforce": dict(salesforce_settings(sf_base)),
+        "quickbooks": {**quickbooks_settings(qb_base), "requests-per-minute": int(500 * scale),
+                       "batch-per-minute": int(40 * scale), "max-concurrent": 10},
+    }
+    store = open_store(f"sqlite:///{store_path}")
+    stop = anyio.Event()
+    company = qb.companies[REALM]
+    async with anyio.create_task_group() as outer:
+        await outer.start(sb.serve_emulators, emulators, stop)
+        async with open_runtime(project, registry, store=store,
+                                connection_settings=overrides) as runtime:
+            server = uvicorn.Server(uvicorn.Config(create_app(runtime, drain_timeout=5.0),
+                                                   lifespan="on", log_level="warning",
+                                                   timeout_graceful_shutdown=2))
+            async with anyio.create_task_group() as served:
+                served.start_soon(server.serve, [sockets[0]])
+                while not server.started:  # noqa: ASYNC110 - uvicorn offers no started event
+                    await anyio.sleep(0.05)
+                measured = await _measure(sf_base, ids, company, counted, qb, scale)
+                server.should_exit = True
+        stop.set()
+    await store.aclose()
+    return measured
+
+
+async def _measure(sf_base: str, ids: list[str], company: Any, counted: CountingApp, qb: Any,
+                   scale: float) -> dict[str, Any]:
+    """Close every opportunity in bursts of 200 and wait until each has its invoice."""
+    opportunities = len(ids)
+    await anyio.sleep(3.0)  # subscriptions and first polls settle
+    before = len(company.tables["Invoice"])
+    calls_before, throttled_before = counted.api_calls, qb.throttle.throttled
+    async with httpx.AsyncClient(base_url=sf_base, timeout=60) as http:
+        token = (await http.post("/services/oauth2/token", data={
+            "grant_type": "client_credentials", "client_id": "bench",
+            "client_secret": "bench"})).json()["access_token"]
+        started = time.monotonic()
+        for chunk in range(0, len(ids), 200):
+            answer = await http.patch(
+                "/services/data/v66.0/composite/sobjects",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"allOrNone": True, "records": [
+                    {"attributes": {"type": "Opportunity"}, "Id": i, "StageName": "Closed Won"}
+                    for i in ids[chunk:chunk + 200]]})
+            answer.raise_for_status()
+    wanted = {"SF-" + i[:15] for i in ids}
+    deadline = started + 600.0
+    done = 0
+    while done < len(wanted) and time.monotonic() < deadline:
+        await anyio.sleep(0.05)
+        done = sum(1 for inv in list(company.tables["Invoice"].values())
+                   if inv.get("DocNumber") in wanted)
+    elapsed = time.monotonic() - started
+    await anyio.sleep(2.0)  # anything still in flight would show up as a duplicate
+    calls = counted.api_calls - calls_before
+    notes = Counter(str(inv.get("PrivateNote", "")).removeprefix("Salesforce Opportunity ")
+                    for inv in company.tables["Invoice"].values())
+    qb_minutes = elapsed * scale / 60.0
+    per_invoice = calls / max(done, 1)
+    rate = done / qb_minutes
+    bound = 500.0 / per_invoice
+    return {
+        "opportunities": opportunities, "invoiced": done,
+        "new_invoices": len(company.tables["Invoice"]) - before,
+        "duplicates": sum(notes[i] - 1 for i in ids if notes[i] > 1),
+        "scale": scale, "wall_seconds": round(elapsed, 2),
+        "quickbooks_minutes": round(qb_minutes, 2),
+        "invoices_per_quickbooks_minute": round(rate, 1),
+        "quickbooks_requests": calls, "requests_per_invoice": round(per_invoice, 2),
+        "limit_bound_invoices_per_minute": round(bound, 1),
+        "fraction_of_bound": round(rate / bound, 3),
+        "http_429": qb.throttle.throttled - throttled_before,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--opportunities", type=int, default=1000)
+    parser.add_argument("--scale", type=float, default=10.0,
+                        help="QuickBooks minutes last 60/scale seconds (default 10: 6 s)")
+    parser.add_argument("--project", type=Path, default=PROJECT,
+                        help="the project to run (default: flows/salesforce-quickbooks)")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    results: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
+                                          f"{platform.python_version()}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        results["burst"] = anyio.run(burst, args.opportunities, args.scale, Path(tmp) / "store.db",
+                                     args.project)
+    b = results["burst"]
+    print(f"burst: {b['invoiced']}/{b['opportunities']} invoiced in {b['wall_seconds']} s "
+          f"= {b['quickbooks_minutes']} QuickBooks minutes (time scaled x{b['scale']:g}: 500 "
+          f"requests per {60 / b['scale']:g} s, 10 in flight, {300 / b['scale']:g} ms per call)")
+    print(f"  {b['invoices_per_quickbooks_minute']} invoices per QuickBooks minute; "
+          f"{b['requests_per_invoice']} QuickBooks requests per invoice -> limit-bound maximum "
+          f"{b['limit_bound_invoices_per_minute']} per minute; reached "
+          f"{b['fraction_of_bound'] * 100:.1f}%; 429 answers: {b['http_429']}; duplicates: "
+          f"{b['duplicates']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
