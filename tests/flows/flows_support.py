@@ -122,7 +122,8 @@ def load(environ: Mapping[str, str] | None = None) -> tuple[Any, Any]:
 
 @asynccontextmanager
 async def open_integration(environ: Mapping[str, str] | None = None, *,
-                           store: ObjectStore | None = None, emulators: bool = True
+                           store: ObjectStore | None = None, emulators: bool = True,
+                           salesforce_options: Mapping[str, Any] | None = None
                            ) -> AsyncIterator[Integration]:
     """The project opened against two fresh emulators mounted in process.
 
@@ -132,7 +133,7 @@ async def open_integration(environ: Mapping[str, str] | None = None, *,
     if not emulators:
         environ = {"QUICKBOOKS_REALM_ID": RECORDED_REALM, **(environ or {})}
     registry, project = load(environ)
-    sf_app = salesforce_app()
+    sf_app = salesforce_app(**dict(salesforce_options or {}))
     qb_app = quickbooks_app(refresh_token=SEED_REFRESH_TOKEN)
     own_store = store is None
     store = store or open_store("memory://")
