@@ -23,6 +23,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.config import parse_duration
 from connectors.salesforce.errors import SalesforceError
@@ -255,6 +257,9 @@ class _ChangeEventSource:
         self.polled = False
         try:
             while not self.ctx.stopping:
+                # A server that answers at once (an emulator mounted in process, a backlog of
+                # events) must not keep the event loop from the rest of the process.
+                await anyio.lowlevel.checkpoint()
                 try:
                     messages = await session.connect()
                 except _Rehandshake:
