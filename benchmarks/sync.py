@@ -10,9 +10,13 @@ concurrency and the latency. Reported: invoices per QuickBooks minute, the Quick
 flows spend per invoice, the limit-bound maximum (500 / requests per invoice) and the fraction of
 it reached, 429 answers, and duplicates (invoices per opportunity beyond one).
 
-The nightly reconciliation at 10,000 and 100,000 opportunities is not measured here yet.
+**Reconciliation** (``--reconcile 10000 100000``): ``nightly-reconciliation`` over N won
+opportunities of one month, each with its invoice, run by ``splice run`` in its own process against
+both emulators (another process, seeded with the data; QuickBooks' real limits on, in real time):
+wall time and the peak RSS of the runtime process.
 
     python benchmarks/sync.py --opportunities 1000 --scale 10 --json benchmarks/results/sync.json
+    python benchmarks/sync.py --opportunities 0 --reconcile 10000 100000
 
 The runtime, ``splice serve``'s app and both emulators run in this process over local sockets (as
 ``splice serve`` in sandbox mode does), so the emulators' CPU time counts against the runtime on
@@ -26,6 +30,7 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -187,6 +192,112 @@ async def _measure(sf_base: str, ids: list[str], company: Any, counted: Counting
     }
 
 
+def _serve_seeded(size: int, sf_port: int, qb_port: int) -> None:
+    """In a child process: both emulators, seeded with ``size`` won and invoiced opportunities."""
+    from decimal import Decimal
+
+    from connectors.quickbooks.emulator import create_app as quickbooks_emulator
+    from connectors.quickbooks.sandbox import sandbox_settings as quickbooks_settings
+    from connectors.salesforce.emulator import create_app as salesforce_emulator
+    from connectors.salesforce.sandbox import sandbox_settings as salesforce_settings
+    from runtime import sandbox as sb
+
+    sf_app = salesforce_emulator(long_poll_timeout=5.0)
+    qb_app = quickbooks_emulator()
+    org, company = sf_app.state.emulator.org, qb_app.state.emulator.companies[REALM]
+    account = org.create("Account", {"Name": "Cool Cars", "QB_Customer_Id__c": "13"}, emit=False)
+    now = company.now()
+    for i in range(size):
+        amount = Decimal(100 + i % 900)
+        invoice_id = str(company.next_id)
+        company.next_id += 1
+        opp = org.create("Opportunity", {
+            "Name": f"Reconcile {i:06d}", "AccountId": account["Id"], "StageName": "Closed Won",
+            "CloseDate": f"2026-10-{1 + i % 28:02d}", "Amount": float(amount),
+            "QuickBooks_Invoice_Id__c": invoice_id, "Payment_Status__c": "Unpaid",
+            "Amount_Paid__c": 0.0}, emit=False)
+        company.tables["Invoice"][invoice_id] = {
+            "Id": invoice_id, "DocNumber": "SF-" + opp["Id"][:15], "TxnDate": opp["CloseDate"],
+            "CustomerRef": {"value": "13", "name": "Cool Cars"}, "TotalAmt": amount,
+            "Balance": amount, "Line": [], "LinkedTxn": [], "SyncToken": "0", "domain": "QBO",
+            "sparse": False, "MetaData": {"CreateTime": now, "LastUpdatedTime": now}}
+    sockets = [sb.bind_socket("127.0.0.1", port) for port in (sf_port, qb_port)]
+    bases = [f"http://127.0.0.1:{port}" for port in (sf_port, qb_port)]
+    emulators = [
+        sb.SandboxedConnection("salesforce", "salesforce", bases[0], salesforce_settings(bases[0]),
+                               sf_app, sockets[0]),
+        sb.SandboxedConnection("quickbooks", "quickbooks", bases[1], quickbooks_settings(bases[1]),
+                               qb_app, sockets[1]),
+    ]
+    anyio.run(sb.serve_emulators, emulators, anyio.Event())
+
+
+def reconcile(size: int) -> dict[str, Any]:
+    """One reconciliation run over ``size`` opportunities; wall time and the runtime's peak RSS."""
+    import multiprocessing
+
+    import psutil
+
+    from runtime.sandbox import bind_socket
+
+    ports = []
+    for _ in range(2):
+        probe = bind_socket("127.0.0.1", 0)
+        ports.append(probe.getsockname()[1])
+        probe.close()
+    child = multiprocessing.get_context("fork").Process(target=_serve_seeded, args=(size, *ports),
+                                                        daemon=True)
+    child.start()
+    sf, qb = (f"http://127.0.0.1:{port}" for port in ports)
+    try:
+        deadline = time.monotonic() + 900
+        while True:
+            try:
+                if httpx.get(f"{qb}/_emulator/state", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or not child.is_alive():
+                raise SystemExit(f"reconcile {size}: the emulators did not start")
+            time.sleep(0.2)
+        env = {**os.environ, "SALESFORCE_LOGIN_URL": sf, "SALESFORCE_CLIENT_ID": "bench",
+               "SALESFORCE_CLIENT_SECRET": "bench", "QUICKBOOKS_CLIENT_ID": "emulator-client",
+               "QUICKBOOKS_CLIENT_SECRET": "emulator-secret", "QUICKBOOKS_REALM_ID": REALM,
+               "QUICKBOOKS_REFRESH_TOKEN": "emulator-refresh-token", "QUICKBOOKS_BASE_URL": qb,
+               "QUICKBOOKS_TOKEN_URL": f"{qb}/oauth2/v1/tokens/bearer",
+               "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN": "emulator-verifier"}
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "runtime.cli", "run", "nightly-reconciliation", "-p",
+                 str(PROJECT), "--input", "-"], cwd=tmp, env=env, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps({"from": "2026-10-01", "to": "2026-10-31"}))
+            proc.stdin.close()
+            watched = psutil.Process(proc.pid)
+            peak = 0
+            while proc.poll() is None:
+                try:
+                    peak = max(peak, watched.memory_info().rss)
+                except psutil.NoSuchProcess:
+                    break
+                time.sleep(0.05)
+            elapsed = time.monotonic() - started
+            out = proc.stdout.read() if proc.stdout else ""
+            err = proc.stderr.read() if proc.stderr else ""
+        if proc.returncode != 0:
+            raise SystemExit(f"reconcile {size}: splice run failed: {err[-2000:]}")
+        summary = json.loads(out)
+    finally:
+        child.terminate()
+        child.join(10)
+    return {"opportunities": size, "checked": summary.get("checked"),
+            "findings": {k: summary.get(k) for k in ("missing", "duplicated", "amountMismatch",
+                                                        "statusMismatch", "unlinked")},
+            "wall_seconds": round(elapsed, 1), "peak_rss_mb": round(peak / 2**20, 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--opportunities", type=int, default=1000)
@@ -194,11 +305,22 @@ def main() -> int:
                         help="QuickBooks minutes last 60/scale seconds (default 10: 6 s)")
     parser.add_argument("--project", type=Path, default=PROJECT,
                         help="the project to run (default: flows/salesforce-quickbooks)")
+    parser.add_argument("--reconcile", type=int, nargs="*", default=[], metavar="N",
+                        help="also time the nightly reconciliation over N opportunities")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                                           f"{platform.python_version()}"}
+    for size in args.reconcile:
+        row = reconcile(size)
+        results.setdefault("reconcile", []).append(row)
+        print(f"reconcile: {row['opportunities']} opportunities, {row['checked']} checked in "
+              f"{row['wall_seconds']} s, peak RSS {row['peak_rss_mb']} MB, findings {row['findings']}")
+    if not args.opportunities:
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         results["burst"] = anyio.run(burst, args.opportunities, args.scale, Path(tmp) / "store.db",
                                      args.project)
