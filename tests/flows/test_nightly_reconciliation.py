@@ -57,6 +57,11 @@ async def test_report_then_repair(tmp_path: Path) -> None:
                                       "Line": [{"DetailType": "SalesItemLineDetail", "Amount": Decimal("200.00"),
                                                 "SalesItemLineDetail": {"ItemRef": {"value": invoices["duplicate"]["Line"][0]["SalesItemLineDetail"]["ItemRef"]["value"]}}}]},
                           {"include": "allowduplicatedocnum"})
+        second = it.company.create("Invoice", {"CustomerRef": invoices["clean"]["CustomerRef"], "DocNumber": "MANUAL-7",
+                                               "TxnDate": "2026-03-16",
+                                               "PrivateNote": f"Salesforce Opportunity {opps['clean']}",
+                                               "Line": [{"DetailType": "SalesItemLineDetail", "Amount": Decimal("200.00"),
+                                                         "SalesItemLineDetail": {"ItemRef": invoices["clean"]["Line"][0]["SalesItemLineDetail"]["ItemRef"]}}]}, {})
         pay(it, invoices["paid-edited"], "50.00")
         it.org.update("OpportunityLineItem", line_of(it, opps["paid-edited"])["Id"], {"Quantity": 5})
 
@@ -64,20 +69,21 @@ async def test_report_then_repair(tmp_path: Path) -> None:
         assert outcome.status == "completed", outcome.error
         summary = json.loads((reports / f"reconciliation-{PERIOD['from']}-to-{PERIOD['to']}.json").read_text())
         assert summary["checked"] == 6 and summary["repaired"] == 0
-        assert (summary["missing"], summary["duplicated"], summary["amountMismatch"]) == (1, 1, 2)
+        assert (summary["missing"], summary["duplicated"], summary["amountMismatch"]) == (1, 2, 2)
         found = categories(reports)
         assert found["missing"] == {opps["missing"]}
-        assert found["duplicated"] == {opps["duplicate"]}
+        assert found["duplicated"] == {opps["duplicate"], opps["clean"]}
         assert found["amount-mismatch"] == {opps["edited"], opps["paid-edited"]}
         assert found["status-mismatch"] == {opps["unpaid-status"], opps["paid-edited"]}
         assert outside not in set().union(*found.values())
         table = (reports / f"reconciliation-{PERIOD['from']}-to-{PERIOD['to']}.txt").read_text()
-        assert "checked 6, missing 1, duplicated 1, amount mismatch 2, status mismatch 2" in table
+        assert "checked 6, missing 1, duplicated 2, amount mismatch 2, status mismatch 2" in table
+        assert f"duplicated      {opps['clean']}  MANUAL-7" in table
         rows = {line.split()[0] + " " + line.split()[1]: line for line in table.splitlines()
                 if line.split() and line.split()[0] in ("missing", "duplicated", "amount-mismatch")}
         assert rows[f"duplicated {opps['duplicate']}"].endswith("report only")
         assert rows[f"missing {opps['missing']}"].endswith("repairable: invoice")
-        assert len(it.table("Invoice")) == 6  # nothing written without repair
+        assert len(it.table("Invoice")) == 7 and second["Id"]  # nothing written without repair
 
         outcome = await it.run("nightly-reconciliation", {**PERIOD, "repair": True})
         assert outcome.status == "completed", outcome.error
@@ -90,4 +96,4 @@ async def test_report_then_repair(tmp_path: Path) -> None:
         outcome = await it.run("nightly-reconciliation", {**PERIOD})
         assert outcome.status == "completed", outcome.error
         found = categories(reports)
-        assert found == {"duplicated": {opps["duplicate"]}, "amount-mismatch": {opps["paid-edited"]}}
+        assert found == {"duplicated": {opps["duplicate"], opps["clean"]}, "amount-mismatch": {opps["paid-edited"]}}
