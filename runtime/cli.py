@@ -316,10 +316,10 @@ def cmd_dlq(args: argparse.Namespace) -> int:
                     print(f"{letter.id}  {letter.created_at}  {letter.flow}  "
                           f"{letter.error.get('type')}  {letter.error.get('message', '')[:80]}")
                 return 0
-            letter = await queue.get(args.id)
-            if letter is None:
+            found = await queue.get(args.id)
+            if found is None:
                 raise CliError(f"no dead letter '{args.id}'", code=1)
-            print(dumps(letter.to_dict(), indent=2))
+            print(dumps(found.to_dict(), indent=2))
             return 0
         finally:
             await store.aclose()

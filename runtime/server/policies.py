@@ -79,7 +79,7 @@ class ClientIdPolicy(Policy):
         client = _client_of(request)
         secret = request.headers.get("client_secret") or request.headers.get("client-secret") or ""
         expected = self.clients.get(client or "")
-        if client is None or expected is None or not hmac.compare_digest(
+        if client is None or not expected or not secret or not hmac.compare_digest(
                 secret.encode(), str(expected).encode()):
             return _refuse(401, "UNAUTHORIZED", "a valid client_id and client_secret are required")
         return None
@@ -94,7 +94,9 @@ class ApiKeyPolicy(Policy):
 
     def check(self, request: HttpRequest) -> HttpResponse | None:
         given = request.headers.get(self.header.lower(), "")
-        if not any(hmac.compare_digest(given.encode(), str(k).encode()) for k in self.keys):
+        # An empty configured key (an unset property) must never admit a request without a key.
+        if not given or not any(hmac.compare_digest(given.encode(), str(k).encode())
+                                for k in self.keys if k):
             return _refuse(401, "UNAUTHORIZED", f"a valid {self.header} header is required")
         return None
 
@@ -140,8 +142,8 @@ def build_policies(config: Any) -> list[Policy]:
             raise PolicyConfigError(f"policy #{index + 1}: unknown policy '{kind}', expected one of "
                                     f"{', '.join(_KINDS)}")
         options = dict(options or {})
-        common = {"paths": tuple(options.pop("paths", ("/*",))),
-                  "exclude": tuple(options.pop("exclude", ()))}
+        common: dict[str, Any] = {"paths": tuple(options.pop("paths", ("/*",))),
+                                  "exclude": tuple(options.pop("exclude", ()))}
         if kind == "client-id":
             clients = {str(k): str(v) for k, v in dict(options.pop("clients", {})).items()}
             for secret in clients.values():

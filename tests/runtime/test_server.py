@@ -115,3 +115,21 @@ async def test_client_id_and_rate_limit_policies(start: Any) -> None:
     assert orders[2].json()["error"]["type"] == "POLICY:TOO_MANY_REQUESTS"
     assert int(orders[2].headers["retry-after"]) > 0
     assert health.status_code == 200
+
+
+def test_empty_configured_keys_never_admit_a_request() -> None:
+    """An API key or client secret left empty (an unset property) refuses everyone."""
+    from runtime.context import HttpRequest
+    from runtime.server.policies import build_policies, check_policies
+
+    policies = build_policies([{"api-key": {"keys": [""], "paths": ["/api/*"]}},
+                               {"client-id": {"clients": {"partner": ""}, "paths": ["/partner/*"]}}])
+
+    def ask(path: str, headers: dict[str, str]) -> int | None:
+        refusal = check_policies(policies, HttpRequest("GET", path, headers, {}, b""))
+        return refusal.status if refusal else None
+
+    assert ask("/api/customers/1", {}) == 401
+    assert ask("/api/customers/1", {"x-api-key": ""}) == 401
+    assert ask("/partner/x", {"client_id": "partner", "client_secret": ""}) == 401
+    assert ask("/elsewhere", {}) is None
