@@ -19,57 +19,15 @@ from typing import Any
 
 import anyio
 
-from dsl import FlowErrors
+from runtime.cli_deadletters import cmd_dlq
+from runtime.cli_support import CliError, default_project_dir
+from runtime.cli_support import load_cli_project as _load
+from runtime.cli_support import registry as _registry
 from runtime.errors import SpliceError
 from runtime.jsonutil import dumps
-from runtime.plugins import PluginLoadError
-from runtime.registry import Registry, load_registry
+from runtime.registry import Registry
 
 __all__ = ["main"]
-
-
-class CliError(Exception):
-    """A problem to print as one line, with its exit code."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def default_project_dir() -> Path:
-    """``$SPLICE_PROJECT``, else ``./flows`` when it exists, else the working directory."""
-    if os.environ.get("SPLICE_PROJECT"):
-        return Path(os.environ["SPLICE_PROJECT"])
-    return Path("flows") if Path("flows").is_dir() else Path(".")
-
-
-_loaded: dict[str, Any] = {}
-
-
-def _registry() -> Registry:
-    """The installed plugins' registry, loaded once per command."""
-    if "registry" not in _loaded:
-        try:
-            _loaded["registry"] = load_registry()
-        except PluginLoadError as exc:
-            raise CliError(f"plugin error: {exc}") from None
-    registry: Registry = _loaded["registry"]
-    return registry
-
-
-def _load(args: argparse.Namespace, registry: Registry | None = None) -> Any:
-    from runtime.service import load_project
-
-    root = Path(args.project) if args.project else default_project_dir()
-    if not root.is_dir():
-        raise CliError(f"project directory '{root}' does not exist")
-    try:
-        project, _ = load_project(root, env=args.env, registry=registry or _registry())
-    except FlowErrors as errors:
-        for error in errors.errors:
-            print(error.format(), file=sys.stderr)
-        raise CliError(f"{len(errors.errors)} problem(s) in {root}", code=1) from None
-    return project
 
 
 # -- validate / flows / schema / docs --------------------------------------------------------------
@@ -286,86 +244,6 @@ def _loop_options() -> dict[str, Any]:
     except ImportError:
         return {}
     return {"use_uvloop": True}
-
-
-# -- dead letters ----------------------------------------------------------------------------------
-
-
-def _open_store(args: argparse.Namespace) -> Any:
-    from runtime.store import open_store
-
-    project = _load(args)
-    return open_store(project.settings.store_url)
-
-
-def cmd_dlq(args: argparse.Namespace) -> int:
-    from runtime.store import DeadLetterQueue
-
-    if args.dlq_command == "replay":
-        return _dlq_replay(args)
-
-    async def go() -> int:
-        store = _open_store(args)
-        try:
-            queue = DeadLetterQueue(store)
-            if args.dlq_command == "list":
-                letters = await queue.list(flow=args.flow, limit=args.limit)
-                if not letters:
-                    print("no dead letters")
-                for letter in letters:
-                    print(f"{letter.id}  {letter.created_at}  {letter.flow}  "
-                          f"{letter.error.get('type')}  {letter.error.get('message', '')[:80]}")
-                return 0
-            found = await queue.get(args.id)
-            if found is None:
-                raise CliError(f"no dead letter '{args.id}'", code=1)
-            print(dumps(found.to_dict(), indent=2))
-            return 0
-        finally:
-            await store.aclose()
-
-    return anyio.run(go)
-
-
-def _dlq_replay(args: argparse.Namespace) -> int:
-    from runtime.message import Message
-    from runtime.service import open_runtime
-    from runtime.store import DeadLetterQueue
-
-    registry = _registry()
-    project = _load(args, registry)
-    if not args.all and not args.id:
-        raise CliError("give a dead letter id, or --all")
-
-    async def go() -> int:
-        failed = 0
-        async with open_runtime(project, registry) as runtime:
-            queue = DeadLetterQueue(runtime.store)
-            letters = (await queue.list(flow=args.flow, limit=1_000_000) if args.all
-                       else [letter for letter in [await queue.get(args.id)] if letter])
-            if not letters:
-                print("nothing to replay")
-                return 1 if args.id else 0
-            for letter in letters:
-                if letter.flow not in project.flows:
-                    print(f"{letter.id}: flow '{letter.flow}' no longer exists; kept")
-                    failed += 1
-                    continue
-                message = Message.from_dict(letter.message)
-                outcome = await runtime.engine.run(letter.flow, message)
-                if outcome.status == "completed":
-                    await queue.delete(letter.id)
-                    print(f"{letter.id}: replayed, completed")
-                else:
-                    failed += 1
-                    if outcome.dead_letter_id:
-                        await queue.delete(letter.id)
-                    err = outcome.error.error_type if outcome.error else "?"
-                    print(f"{letter.id}: replay failed again ({err})"
-                          + (f", now {outcome.dead_letter_id}" if outcome.dead_letter_id else ""))
-        return 1 if failed else 0
-
-    return anyio.run(go)
 
 
 # -- status / sandbox -------------------------------------------------------------------------------

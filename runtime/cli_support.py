@@ -1,0 +1,71 @@
+"""What every ``splice`` sub-command shares: one-line errors, the project directory, the plugins.
+
+Kept apart from :mod:`runtime.cli` so the command modules (:mod:`runtime.cli_deadletters`) can use it
+without importing the parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from dsl import FlowErrors
+from runtime.plugins import PluginLoadError
+from runtime.registry import Registry, load_registry
+
+__all__ = ["CliError", "default_project_dir", "load_cli_project", "open_project_store", "registry"]
+
+
+class CliError(Exception):
+    """A problem to print as one line, with its exit code."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def default_project_dir() -> Path:
+    """``$SPLICE_PROJECT``, else ``./flows`` when it exists, else the working directory."""
+    if os.environ.get("SPLICE_PROJECT"):
+        return Path(os.environ["SPLICE_PROJECT"])
+    return Path("flows") if Path("flows").is_dir() else Path(".")
+
+
+_loaded: dict[str, Any] = {}
+
+
+def registry() -> Registry:
+    """The installed plugins' registry, loaded once per command."""
+    if "registry" not in _loaded:
+        try:
+            _loaded["registry"] = load_registry()
+        except PluginLoadError as exc:
+            raise CliError(f"plugin error: {exc}") from None
+    registry: Registry = _loaded["registry"]
+    return registry
+
+
+def load_cli_project(args: argparse.Namespace, plugins: Registry | None = None) -> Any:
+    from runtime.service import load_project
+
+    root = Path(args.project) if args.project else default_project_dir()
+    if not root.is_dir():
+        raise CliError(f"project directory '{root}' does not exist")
+    try:
+        project, _ = load_project(root, env=args.env, registry=plugins or registry())
+    except FlowErrors as errors:
+        for error in errors.errors:
+            print(error.format(), file=sys.stderr)
+        raise CliError(f"{len(errors.errors)} problem(s) in {root}", code=1) from None
+    return project
+
+
+def open_project_store(args: argparse.Namespace) -> Any:
+    """The object store the project's settings name (for commands that need no connections)."""
+    from runtime.store import open_store
+
+    project = load_cli_project(args)
+    return open_store(project.settings.store_url)
