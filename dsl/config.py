@@ -80,14 +80,14 @@ def _connection(name: str, node: Node, key_span: SourceSpan, ctx: FileContext) -
     params = Node("map", {k: v for k, v in resolved.value.items() if k != "connector"}, resolved.span,
                   keys=resolved.keys)
     schema = ctx.vocabulary.connection_schema(connector) or _NO_SETTINGS
-    if not check_value(params, schema, name, ctx.errors, owner=f"connection '{name}' ({connector})",
-                       key_span=key_span):
-        return None
+    # A connection with a bad setting is still a connection: its error is reported once, here,
+    # instead of again as "unknown connection" at every step that uses it.
+    check_value(params, schema, name, ctx.errors, owner=f"connection '{name}' ({connector})",
+                key_span=key_span)
     values = to_value(params)
     if not is_static(values):
         ctx.error(key_span, f"connection '{name}' cannot hold #[ ] expressions",
                   "fixed values or ${...} placeholders")
-        return None
     return ConnectionConfig(name=name, connector=connector, params=values, span=key_span)
 
 

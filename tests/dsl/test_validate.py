@@ -31,7 +31,7 @@ EXPECTED = [
     "flows/a.yaml:20:31: 'level' must be one of debug, info, warning, error, got 'verbose'",
     "flows/a.yaml:21:49: 'concurrency' must be at least 1, got 0",
     "flows/a.yaml:23:9: 'otherwise' must be the last branch, on its own",
-    "flows/a.yaml:26:5: unknown connection 'nope', expected one of the 'demo' connections: c1",
+    "flows/a.yaml:26:5: unknown connection 'nope', expected one of the 'demo' connections: c1, c2",
     "flows/a.yaml:27:5: step has no step key, expected one of the known steps",
     "flows/a.yaml:28:5: a step must be a mapping, got int 42, expected one step key such as 'transform:' or 'log:'",
     "flows/a.yaml:30:12: invalid error type 'BAD TYPE', expected NAMESPACE:KIND, NAMESPACE:* or ANY",
@@ -45,6 +45,8 @@ EXPECTED = [
     "flows/b.yaml:3:3: unknown trigger 'demo.tick', expected one of the known triggers (did you mean 'demo.ticks'?)",
     "flows/c.yaml:3:26: invalid value 'orders' for 'path', expected URL path, starting with '/'",
     "flows/c.yaml:3:47: unknown parameter 'extra' of http.listener, expected one of: path, method, response-status",
+    "flows/c.yaml:5:5: demo.echo needs 'connection': several 'demo' connections exist, expected one of: "
+    "c1, c2",
     "other.yaml:1:1: not a flow or config file, expected a flow file (a mapping with 'flow:') "
     "or a config file ('connections:' / 'settings:')",
 ]
@@ -218,3 +220,12 @@ def test_project_discovery_skips_support_directories(write, vocabulary) -> None:
     project = load_project(".", vocabulary=vocabulary, environ={})
     assert list(project.flows) == ["a"] and project.flows["a"].file == "flows/a.yml"
     assert project.properties == {"greeting": "not a flow"}
+
+
+def test_a_bad_connection_setting_is_reported_once(write, vocabulary) -> None:
+    """Steps using a connection with a wrong setting do not each report it as unknown."""
+    write("splice.yaml", "connections:\n  main: { connector: demo, url: 42 }\n")
+    write("a.yaml", "flow: a\nsteps:\n  - demo.echo: { connection: main, message: hi }\n"
+                    "  - demo.query: { connection: main, query: x }\n")
+    problems = [p.format() for p in check_project(".", vocabulary=vocabulary, environ={})]
+    assert problems == ["splice.yaml:2:33: 'url' must be a string, got integer"]
