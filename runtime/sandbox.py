@@ -30,7 +30,7 @@ import anyio
 from dsl.model import ConnectionConfig, Project
 from runtime.errors import ConnectionConfigError
 from runtime.registry import Registry
-from runtime.spec import Connector, SandboxTarget
+from runtime.spec import Connector, SandboxTarget, param_defaults
 
 __all__ = [
     "SandboxedConnection",
@@ -68,7 +68,7 @@ class SandboxedConnection:
 
 def _settings(config: ConnectionConfig, connector: Connector) -> dict[str, Any]:
     assert connector.connection is not None
-    settings = {p.name: p.default for p in connector.connection.params if p.default is not None}
+    settings = param_defaults(connector.connection.params)
     settings.update(config.params)
     return settings
 

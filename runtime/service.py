@@ -30,6 +30,7 @@ from runtime.redaction import register_secret
 from runtime.registry import Registry, load_registry
 from runtime.server.routes import RouteTable
 from runtime.sources import run_trigger
+from runtime.spec import param_defaults
 from runtime.store import open_store
 from runtime.store.base import ObjectStore
 from runtime.telemetry import create_tracer_provider, get_tracer
@@ -110,7 +111,7 @@ async def _open_connections(stack: AsyncExitStack, project: Project, registry: R
             raise ConnectionConfigError(f"connection '{name}': no installed connector "
                                         f"'{config.connector}' takes connections")
         spec = connector.connection
-        settings = {p.name: p.default for p in spec.params if p.default is not None}
+        settings = param_defaults(spec.params)
         settings.update(config.params)
         if name in overrides:  # sandbox mode: the emulator's settings; None drops a setting
             settings.update(overrides[name])

@@ -18,6 +18,7 @@ from dsl.model import Flow
 from dsl.templates import render
 from runtime.context import HttpEndpoint, SourceContext
 from runtime.message import Event, Outcome
+from runtime.spec import param_defaults
 from runtime.store.sourcestate import SourceStateStore
 
 if TYPE_CHECKING:
@@ -99,9 +100,7 @@ async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
         runner: Any = run_schedule
     else:
         spec = engine.registry.sources[trigger.name]
-        for p in spec.params:
-            if p.default is not None:
-                params.setdefault(p.name, p.default)
+        params = {**param_defaults(spec.params), **params}
         runner = spec.run
     delay = 1.0
     while not stop_event.is_set():

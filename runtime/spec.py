@@ -27,6 +27,7 @@ __all__ = [
     "SourceRunner",
     "SourceSpec",
     "aiter_records",
+    "param_defaults",
     "params_schema",
 ]
 
@@ -89,6 +90,11 @@ class Param:
         return out
 
 
+def param_defaults(params: tuple[Param, ...]) -> dict[str, Any]:
+    """The default of every parameter that has one, as a new dict the caller may fill in."""
+    return {p.name: p.default for p in params if p.default is not None}
+
+
 def params_schema(params: tuple[Param, ...], *, description: str = "") -> dict[str, Any]:
     """The object schema for a parameter list: unknown keys are errors, required keys must be there."""
     schema: dict[str, Any] = {
@@ -133,6 +139,11 @@ class OperationSpec:
     needs_connection: bool = True
     stability: Stability = "stable"
     since: str = "0.1"
+    #: The parameters' defaults, derived once here rather than for every message.
+    defaults: Mapping[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "defaults", param_defaults(self.params))
 
     def schema(self) -> dict[str, Any]:
         """Parameter schema including the generic ``connection`` parameter when one is needed."""

@@ -28,6 +28,7 @@ from dsl.model import (
     TransformStep,
 )
 from dsl.templates import render
+from runtime.context import OperationContext
 from runtime.errors import FlowExecutionError, SpliceError, TransformError
 from runtime.message import Message
 from runtime.redaction import redact
@@ -116,14 +117,11 @@ def _store(step: Step, message: Message, result: Any) -> None:
 
 async def _operation(engine: FlowEngine, flow: Flow, step: OperationStep, message: Message,
                      path: str) -> None:
-    from runtime.context import OperationContext
-
     spec = engine.registry.operations.get(step.name)
     if spec is None:
         raise FlowExecutionError(f"operation '{step.name}' is not installed",
                                  error_type="FLOW:UNKNOWN_OPERATION")
-    params = {p.name: p.default for p in spec.params if p.default is not None}
-    params.update(render_value(step.params, message))
+    params = {**spec.defaults, **render_value(step.params, message)}
     connection_name, connection = (None, None)
     if spec.needs_connection:
         connection_name, connection = engine.connection_for(step.connector, step.connection)
