@@ -98,7 +98,7 @@ class FakeSourceContext(SourceContext):
         self._gate = gate
         self._stop = anyio.Event()
 
-    async def handle(self, event: Event) -> Outcome:
+    async def handle(self, event: Event, *, dead_letter_failures: bool = True) -> Outcome:
         if self._gate is not None:
             await self._gate.wait()
         status = self._outcome(event)

@@ -156,7 +156,7 @@ class RecordingSourceContext(SourceContext):
         self.on_sleep: Any = None
         self.stop_after = stop_after
 
-    async def handle(self, event: Event) -> Outcome:
+    async def handle(self, event: Event, *, dead_letter_failures: bool = True) -> Outcome:
         return (await self.handle_many([event]))[0]
 
     async def handle_many(self, events: Iterable[Event]) -> list[Outcome]:
