@@ -21,8 +21,9 @@ def new_correlation_id() -> str:
 class Event:
     """What a source hands to the runtime: the first payload plus metadata.
 
-    ``id`` identifies the event at its origin (a webhook delivery id, ``Id@SystemModstamp``); it
-    becomes the correlation id when given, so a redelivered event is recognisable in traces.
+    ``id`` identifies the event at its origin (a webhook delivery id, ``Id@SystemModstamp``); the
+    engine keeps it as ``attributes.eventId``, so a redelivered event is recognisable in logs and
+    dead letters while each execution still gets its own correlation id.
     """
 
     payload: Any
