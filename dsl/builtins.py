@@ -122,6 +122,10 @@ BUILTIN_TRIGGERS: dict[str, dict[str, Any]] = {
             "cron": {"type": "string", "description": "Cron expression, e.g. '0 2 * * *'", "x-dynamic": False},
             "timezone": {"type": "string", "description": "Time zone of the cron expression",
                          "default": "UTC", "x-dynamic": False},
+            "catch-up": {"type": "boolean", "default": False, "x-dynamic": False,
+                         "description": "At start, fire once right away when the most recent slot "
+                                        "was missed (the runtime was down, or the store never "
+                                        "ran this schedule); older missed slots are not fired"},
         },
         "additionalProperties": False,
     },

@@ -3,6 +3,12 @@
 A run starts only after the previous one ended (slots missed meanwhile are skipped, not queued). When
 several ``splice serve`` replicas share a store, each slot is claimed with ``put_if_absent`` and the
 run holds a store lock, so one replica fires it.
+
+With ``catch-up: true`` the trigger first looks at the most recent slot that is already due: when no
+replica fired it (the runtime was down at that time, or this store never ran the schedule), it fires
+that one slot right away, claimed the same way, then goes on with the next slots. Older missed slots
+are not fired. Slots are then remembered at least until the following slot is due, so a long period
+(a monthly cron) is not caught up again at every start.
 """
 
 from __future__ import annotations
@@ -19,43 +25,87 @@ from runtime.context import SourceContext
 from runtime.message import Event
 from runtime.store.base import LockTimeoutError
 
-__all__ = ["next_fire", "run_schedule"]
+__all__ = ["last_fire", "next_fire", "run_schedule"]
 
 FIRES_NAMESPACE = "schedule-fires"
+#: How long a fired slot is remembered (longer with catch-up when the period is longer).
+FIRE_TTL = 7 * 86400
+
+
+def _cron(params: dict[str, Any], at: float) -> croniter:
+    zone_name = str(params.get("timezone") or "UTC")
+    try:
+        zone = ZoneInfo(zone_name)
+    except ZoneInfoNotFoundError:
+        raise ValueError(f"unknown timezone '{zone_name}'") from None
+    return croniter(str(params["cron"]), datetime.fromtimestamp(at, tz=zone))
+
+
+def _every(params: dict[str, Any]) -> float:
+    every = parse_duration(params["every"])
+    if every <= 0:
+        raise ValueError("schedule 'every' must be positive")
+    return every
 
 
 def next_fire(params: dict[str, Any], after: float) -> float:
     """Epoch seconds of the first slot strictly after ``after``."""
     if params.get("cron"):
-        zone_name = str(params.get("timezone") or "UTC")
-        try:
-            zone = ZoneInfo(zone_name)
-        except ZoneInfoNotFoundError:
-            raise ValueError(f"unknown timezone '{zone_name}'") from None
-        base = datetime.fromtimestamp(after, tz=zone)
-        return float(croniter(str(params["cron"]), base).get_next(float))
-    every = parse_duration(params["every"])
-    if every <= 0:
-        raise ValueError("schedule 'every' must be positive")
+        return float(_cron(params, after).get_next(float))
+    every = _every(params)
     # Slots aligned on multiples of the period, so replicas agree on them.
     return (int(after // every) + 1) * every
 
 
+def last_fire(params: dict[str, Any], at: float) -> float:
+    """Epoch seconds of the most recent slot at or before ``at``."""
+    if params.get("cron"):
+        before = float(_cron(params, at).get_prev(float))
+        following = next_fire(params, before)
+        return following if following <= at else before
+    every = _every(params)
+    return int(at // every) * every
+
+
 async def run_schedule(ctx: SourceContext, params: dict[str, Any]) -> None:
-    """Fire the flow at each slot until shutdown."""
+    """Fire the flow at each slot until shutdown (after the missed slot, with ``catch-up``)."""
+    catch_up = params.get("catch-up") is True
+    if catch_up and not ctx.stopping:
+        await _fire(ctx, params, last_fire(params, time.time()), catch_up=True, remember=True)
     while not ctx.stopping:
         slot = next_fire(params, time.time())
         if not await ctx.sleep(max(0.0, slot - time.time())):
             return
-        slot_iso = datetime.fromtimestamp(slot, tz=UTC).isoformat()
-        if not await ctx.store.put_if_absent(FIRES_NAMESPACE, f"{ctx.flow}@{slot_iso}", True,
-                                             ttl=7 * 86400):
-            continue  # another replica fired this slot
-        try:
-            async with ctx.store.lock(f"schedule:{ctx.flow}", timeout=0.0):
-                fired = datetime.now(tz=UTC).isoformat()
-                await ctx.handle(Event(payload={"scheduledAt": slot_iso, "firedAt": fired},
-                                       attributes={"trigger": "schedule"},
-                                       id=f"{ctx.flow}@{slot_iso}"))
-        except LockTimeoutError:
-            ctx.logger.info("%s: previous run still going, slot %s skipped", ctx.flow, slot_iso)
+        await _fire(ctx, params, slot, remember=catch_up)
+
+
+def _iso(slot: float) -> str:
+    return datetime.fromtimestamp(slot, tz=UTC).isoformat()
+
+
+async def _fire(ctx: SourceContext, params: dict[str, Any], slot: float, *,
+                catch_up: bool = False, remember: bool = False) -> None:
+    """Claim ``slot`` in the store and run the flow for it, unless a replica has claimed it.
+
+    A catch-up fire says so in its payload (``catchUp: true``). ``remember`` keeps the claim at
+    least until the following slot is due, so that a later catch-up sees this slot was fired.
+    """
+    slot_iso = _iso(slot)
+    ttl: float = FIRE_TTL
+    if remember:
+        ttl = max(ttl, 2 * (next_fire(params, slot) - slot))
+    key = f"{ctx.flow}@{slot_iso}"
+    if not await ctx.store.put_if_absent(FIRES_NAMESPACE, key, True, ttl=ttl):
+        return  # another replica (or an earlier start) fired this slot
+    try:
+        async with ctx.store.lock(f"schedule:{ctx.flow}", timeout=0.0):
+            fired = datetime.now(tz=UTC).isoformat()
+            payload: dict[str, Any] = {"scheduledAt": slot_iso, "firedAt": fired}
+            attributes: dict[str, Any] = {"trigger": "schedule"}
+            if catch_up:
+                ctx.logger.info("%s: slot %s was missed, running it now (catch-up)", ctx.flow,
+                                slot_iso)
+                payload["catchUp"] = True
+            await ctx.handle(Event(payload=payload, attributes=attributes, id=key))
+    except LockTimeoutError:
+        ctx.logger.info("%s: previous run still going, slot %s skipped", ctx.flow, slot_iso)

@@ -161,6 +161,29 @@ def test_http_listener_defaults(vocabulary) -> None:
     assert flow.trigger is not None and dict(flow.trigger.params) == {"path": "/orders", "method": "POST"}
 
 
+def test_schedule_catch_up_option(vocabulary) -> None:
+    """catch-up is a fixed boolean of the schedule trigger (cron or every); absent, it stays out."""
+    def trigger(params: str) -> dict:
+        flow = load_flow_text(f"flow: a\ntrigger:\n  schedule: {{ {params} }}\nsteps:\n  - log: x\n",
+                              file="f.yaml", vocabulary=vocabulary, environ={})
+        assert flow.trigger is not None
+        return dict(flow.trigger.params)
+
+    assert trigger('cron: "0 2 * * *", timezone: UTC, catch-up: true') == {
+        "cron": "0 2 * * *", "timezone": "UTC", "catch-up": True}
+    assert trigger("every: 1h, catch-up: false") == {"every": 3600.0, "catch-up": False}
+    assert trigger('cron: "0 2 * * *"') == {"cron": "0 2 * * *"}
+    for params, problem in [
+            ('cron: "0 2 * * *", catch-up: "true"', "f.yaml:3:44: 'catch-up' must be a boolean, got string"),
+            ('cron: "0 2 * * *", catch-up: "#[ true ]"', "f.yaml:3:44: 'catch-up' cannot hold a #[ ] "
+             "expression, expected a fixed value (it is needed before any message exists)"),
+            ('cron: "0 2 * * *", catchup: true', "f.yaml:3:34: unknown parameter 'catchup' of schedule "
+             "(did you mean 'catch-up'?)")]:
+        with pytest.raises(FlowErrors) as info:
+            trigger(params)
+        assert str(info.value) == problem
+
+
 def test_a_plugin_trigger_schema_wins_over_the_builtin(vocabulary) -> None:
     """When a plugin declares http.listener, its parameters apply; the path rule still holds."""
     vocabulary.sources["http.listener"] = {
