@@ -14,6 +14,11 @@ the outage may arrive twice (once polled, once replayed), so keep the flow's wri
 Events whose ``changeOrigin`` carries one of ``ignore-origins`` (``client=<name>`` from
 ``Sforce-Call-Options``; ``ignore-own-writes`` adds this connection's ``client-name``) are skipped
 but still move the replay id: this stops a write-back flow from triggering itself.
+
+With ``fetch-records`` each event becomes one message per record, carrying the record as it is now:
+the records behind a batch of events are read with one SOQL query per object and 200 ids (the
+configured ``fields``, else every plain field), and for the trigger's own object ``where`` filters
+them, as it does when polling. A record that is gone arrives as ``{"Id": ..., "IsDeleted": true}``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from connectors.salesforce.polling import (
     salesforce_datetime,
     select_fields,
 )
+from connectors.salesforce.soql import quote_string
 from runtime.context import SourceContext
 from runtime.message import Event
 from runtime.spec import Param, SourceSpec
@@ -42,6 +48,8 @@ from runtime.spec import Param, SourceSpec
 __all__ = ["CHANGE_EVENTS", "CometdSession", "StreamUnavailable", "run_change_events"]
 
 NEW_ONLY, ALL_RETAINED = -1, -2
+#: Record ids per query when fetching the records behind change events (keeps the URL short).
+_FETCH_CHUNK = 200
 
 
 class StreamUnavailable(Exception):
@@ -156,41 +164,84 @@ class _ChangeEventSource:
         origin = str(header.get("changeOrigin") or "")
         return any(f"client={name}" in origin for name in self.ignore)
 
-    async def _events(self, message: dict[str, Any]) -> list[Event]:
-        data = message.get("data") or {}
-        payload = data.get("payload") or {}
-        header = payload.get("ChangeEventHeader") or {}
-        replay_id = int((data.get("event") or {}).get("replayId"))
-        attributes = {"channel": message.get("channel"), "replayId": replay_id, "source": "stream",
-                      "changeType": header.get("changeType"), "entityName": header.get("entityName"),
-                      "recordIds": header.get("recordIds"), "changeOrigin": header.get("changeOrigin"),
-                      "commitTimestamp": header.get("commitTimestamp")}
+    @staticmethod
+    def _header(message: dict[str, Any]) -> dict[str, Any]:
+        return ((message.get("data") or {}).get("payload") or {}).get("ChangeEventHeader") or {}
+
+    def _attributes(self, message: dict[str, Any]) -> dict[str, Any]:
+        header = self._header(message)
+        return {"channel": message.get("channel"),
+                "replayId": int(((message.get("data") or {}).get("event") or {}).get("replayId")),
+                "source": "stream", "changeType": header.get("changeType"),
+                "entityName": header.get("entityName"), "recordIds": header.get("recordIds"),
+                "changeOrigin": header.get("changeOrigin"),
+                "commitTimestamp": header.get("commitTimestamp")}
+
+    async def _fetch(self, messages: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """The current records behind ``messages``, one query per object and 200 ids.
+
+        ``None`` marks a record that is gone, or (for the trigger's own object) that does not match
+        ``where``; records of deleted changes and wildcard ids are not fetched.
+        """
+        wanted: dict[str, list[str]] = {}
+        for message in messages:
+            header = self._header(message)
+            if str(header.get("changeType", "")).endswith("DELETE"):
+                continue
+            entity = str(header.get("entityName"))
+            wanted.setdefault(entity, []).extend(
+                str(i) for i in header.get("recordIds") or () if "*" not in str(i))
+        found: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for entity, ids in wanted.items():
+            own = entity == self.object
+            fields = await select_fields(self.client, entity, self.params.get("fields") if own else None)
+            where = f" AND ({self.params['where']})" if own and self.params.get("where") else ""
+            unique = list(dict.fromkeys(ids))
+            for start in range(0, len(unique), _FETCH_CHUNK):
+                chunk = unique[start:start + _FETCH_CHUNK]
+                soql = (f"SELECT {', '.join(fields)} FROM {entity} "
+                        f"WHERE Id IN ({', '.join(quote_string(i) for i in chunk)}){where}")
+                found.update({(entity, i): None for i in chunk})
+                async for record in await self.client.query(soql):
+                    found[(entity, str(record["Id"]))] = record
+        return found
+
+    def _events(self, message: dict[str, Any],
+                fetched: dict[tuple[str, str], dict[str, Any] | None]) -> list[Event]:
+        payload = (message.get("data") or {}).get("payload") or {}
+        header = self._header(message)
+        attributes = self._attributes(message)
+        replay_id = attributes["replayId"]
         if not self.fetch:
             return [Event(payload=payload, attributes=attributes, id=f"cdc:{self.channel}:{replay_id}")]
+        entity = str(header.get("entityName"))
         out = []
         for record_id in header.get("recordIds") or ():
-            record: dict[str, Any] = {"Id": record_id, "IsDeleted": True}
-            if not str(header.get("changeType", "")).endswith("DELETE") and "*" not in str(record_id):
-                try:
-                    record = await self.client.get(str(header.get("entityName")), str(record_id))
-                except SalesforceError as error:
-                    if error.kind not in ("NOT_FOUND", "ENTITY_IS_DELETED"):
-                        raise
+            key = (entity, str(record_id))
+            record: dict[str, Any] | None = {"Id": record_id, "IsDeleted": True}
+            if key in fetched:
+                record = fetched[key]
+                if record is None:
+                    if entity == self.object and self.params.get("where"):
+                        continue  # exists but does not match where (or is gone): nothing to do
+                    record = {"Id": record_id, "IsDeleted": True}
             out.append(Event(payload=record, attributes={**attributes, "recordId": record_id},
                              id=f"cdc:{self.channel}:{replay_id}:{record_id}"))
         return out
 
     async def handle(self, messages: list[dict[str, Any]]) -> bool:
         """Hand over new events; advance the replay id over the done prefix. ``False`` on a failure."""
-        todo: list[tuple[int, dict[str, Any], list[Event]]] = []
+        fresh: list[tuple[int, dict[str, Any], bool]] = []
         for message in messages:
             replay_id = int(((message.get("data") or {}).get("event") or {}).get("replayId", 0))
             if replay_id <= int(self.state.get("replayId") or -3):
                 continue
-            header = ((message.get("data") or {}).get("payload") or {}).get("ChangeEventHeader") or {}
-            skip = replay_id in self.handled or self._ignored(header)
-            events = [] if skip else await self._events(message)
-            todo.append((replay_id, header, events))
+            header = self._header(message)
+            fresh.append((replay_id, message, replay_id in self.handled or self._ignored(header)))
+        fetched = await self._fetch([m for _, m, skip in fresh if not skip]) if self.fetch else {}
+        todo: list[tuple[int, dict[str, Any], list[Event]]] = [
+            (replay_id, self._header(message), [] if skip else self._events(message, fetched))
+            for replay_id, message, skip in fresh]
         outcomes = await self.ctx.handle_many([e for _, _, events in todo for e in events])
         position, ok = 0, True
         for replay_id, header, events in todo:
@@ -320,7 +371,8 @@ CHANGE_EVENTS = SourceSpec(
             Param("ignore-own-writes", type="boolean", default=False, dynamic=False,
                   summary="Skip events caused by this connection's own writes (its client-name)"),
             Param("fetch-records", type="boolean", default=False, dynamic=False,
-                  summary="Payload = the current record (one event per record id) instead of the change event"),
+                  summary="Payload = the current record (one event per record id, fetched by one "
+                          "query per 200 ids, filtered by where) instead of the change event"),
             Param("fallback-interval", type="duration", default="30s", dynamic=False,
                   summary="Polling interval while the stream is unavailable"),
             Param("retry-stream-after", type="duration", default="5m", dynamic=False,

@@ -94,16 +94,37 @@ async def test_failed_event_is_redelivered(app: Any, client: Any, store: Any, so
 
 
 async def test_fetch_records_gives_full_records(app: Any, client: Any, store: Any, source_context: Any) -> None:
-    """With fetch-records the payload is the current record, read through REST."""
+    """With fetch-records and no field list the payload is the whole current record."""
     org = app.state.emulator.org
     ctx = source_context(client, store, stop_after=1)
 
     async def write() -> None:
         org.create("Account", {"Name": "Full", "QB_Customer_Id__c": "7"})
 
-    await _run_while(ctx, {**PARAMS, "fetch-records": True}, write)
+    await _run_while(ctx, {k: v for k, v in PARAMS.items() if k != "fields"} | {"fetch-records": True},
+                     write)
     assert ctx.events[0].payload["QB_Customer_Id__c"] == "7"
     assert ctx.events[0].payload["SystemModstamp"].endswith("+0000")
+
+
+async def test_fetch_records_reads_a_backlog_in_one_query_and_applies_where(
+        app: Any, client: Any, store: Any, source_context: Any) -> None:
+    """A backlog of 40 changes costs one query, not one call per record; where filters it, as
+    polling does, and the replay id still moves past the records it filtered out."""
+    emulator = app.state.emulator
+    for i in range(40):
+        emulator.org.create("Account", {"Name": f"{'Skip' if i % 2 else 'Keep'} {i:02d}"})
+    ctx = source_context(client, store, stop_after=20)
+    before = emulator.request_count
+
+    async def nothing() -> None:
+        return None
+
+    await _run_while(ctx, {**PARAMS, "fetch-records": True, "where": "Name LIKE 'Keep%'"}, nothing)
+    assert [e.payload["Name"] for e in ctx.events] == [f"Keep {i:02d}" for i in range(0, 40, 2)]
+    assert set(ctx.events[0].payload) == {"attributes", "Id", "SystemModstamp", "Name"}
+    assert ctx.state["replayId"] == emulator.org.events[-1]["replayId"]  # "Skip 39" included
+    assert emulator.request_count - before < 10  # handshake, subscribe, connects and one query
 
 
 async def test_falls_back_to_polling_and_returns_to_the_stream(app: Any, client: Any, store: Any,
