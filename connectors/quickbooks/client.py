@@ -75,8 +75,11 @@ def realm_limits(settings: QuickBooksSettings) -> RealmLimits:
            settings.max_concurrent, settings.batch_per_minute)
     limits = _REALM_LIMITS.get(key)
     if limits is None:
-        general = RateLimit(settings.requests_per_minute, 60.0, max_concurrent=settings.max_concurrent,
-                            burst=min(settings.requests_per_minute, max(settings.max_concurrent, 10)))
+        # QuickBooks counts requests in any rolling minute: a burst of B plus a steady N - B per
+        # minute never puts more than N into one minute.
+        burst = min(settings.requests_per_minute // 2, max(settings.max_concurrent, 10))
+        general = RateLimit(settings.requests_per_minute - burst, 60.0,
+                            max_concurrent=settings.max_concurrent, burst=max(burst, 1))
         # Batch calls also count against the general budget; the batch bucket is the extra limit.
         batch = _ChainedRateLimit(settings.batch_per_minute, general)
         limits = RealmLimits(general=general, batch=batch)

@@ -96,3 +96,18 @@ async def test_throttled_answer_is_retried(store: ObjectStore) -> None:
     async with connect(app, store) as qb:
         assert (await qb.read("Customer", "11"))["Id"] == "11"
     assert app.state.emulator.faults.throttle_next == 0
+
+
+@pytest.mark.parametrize("per_minute", [500, 100, 20])
+def test_the_budget_never_puts_more_than_the_limit_into_one_rolling_minute(per_minute: int) -> None:
+    """QuickBooks counts requests in any rolling minute: a full bucket spent at once plus the
+    steady refill over the next 60 s stays within the limit (a bucket of N refilling N per minute
+    would let 2N through)."""
+    from connectors.quickbooks.client import realm_limits
+    from connectors.quickbooks.config import QuickBooksSettings
+
+    settings = QuickBooksSettings(client_id="c", client_secret="s", realm_id=REALM,
+                                  base_url="http://qb.test", requests_per_minute=per_minute)
+    bucket = realm_limits(settings).general.bucket
+    worst_minute = bucket.capacity + 60.0 / bucket.interval
+    assert per_minute * 0.95 <= worst_minute <= per_minute
