@@ -178,7 +178,11 @@ class _FlowBuilder:
         target = _str(common.value.get("target"))
         value, key_span = node.value[kind], node.keys[kind]
         base: dict[str, Any] = {"span": key_span, "label": label, "target": target}
+        cache = common.value.get("cache")
         if kind in BUILTIN_STEPS:
+            if cache is not None:
+                ctx.error(node.keys["cache"], f"'{kind}' cannot be cached",
+                          "'cache' on a connector operation that only reads, such as a query")
             builder: Callable[[Node, SourceSpan, dict[str, Any]], Step | None] = getattr(
                 self, "step_" + kind.replace("-", "_"))
             return builder(value, key_span, base)
@@ -187,7 +191,26 @@ class _FlowBuilder:
             known = [*BUILTIN_STEPS, *ctx.vocabulary.operation_names()]
             ctx.error(key_span, f"unknown step '{kind}'", "one of the known steps" + did_you_mean(kind, known))
             return None
+        if cache is not None:
+            base["cache"] = self.cache_seconds(kind, schema, cache, value, node.keys["cache"])
         return self.operation(kind, schema, value, key_span, base)
+
+    def cache_seconds(self, kind: str, schema: Any, cache: Node, params: Node,
+                      key_span: SourceSpan) -> float | None:
+        """How long a ``cache:`` keeps results; an error unless the operation only reads."""
+        ctx = self.ctx
+        if not schema.get("x-read-only"):
+            ctx.error(key_span, f"'{kind}' changes data, so its result cannot be cached",
+                      "'cache' only on operations that only read, such as queries")
+            return None
+        stream = params.value.get("stream") if params.kind == "map" else None
+        if stream is not None and stream.value is True:
+            ctx.error(key_span, "a streamed result cannot be cached", "'stream: false', or no 'cache'")
+            return None
+        try:
+            return parse_duration(cache.value)
+        except ValueError:
+            return None  # already reported against the schema's pattern
 
     def operation(self, name: str, schema: Any, node: Node, key_span: SourceSpan,
                   base: dict[str, Any]) -> Step | None:

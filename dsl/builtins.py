@@ -42,6 +42,9 @@ STEP_COMMON_KEYS: dict[str, dict[str, Any]] = {
     "label": {"type": "string", "description": "A name for the step in logs, traces and errors",
               "x-dynamic": False},
     "target": {**_VARIABLE, "description": "Store the step's result in vars.<target>; the payload is unchanged"},
+    "cache": {"type": ["string", "number"], "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$", "x-dynamic": False,
+              "description": "Reuse the result of this reading operation for the same parameters "
+                             "for this long (e.g. 10m)"},
 }
 
 _STEPS_REF = {"type": "array", "description": "Steps, in order", "items": {"type": "object"}}

@@ -103,13 +103,15 @@ class Step:
 class OperationStep(Step):
     """A connector operation: ``salesforce.query``, ``http.request``...
 
-    ``params`` excludes ``connection``, ``label`` and ``target``, which the runtime reads itself.
-    ``connection`` is ``None`` when the connector has exactly one configured connection.
+    ``params`` excludes ``connection``, ``label``, ``target`` and ``cache``, which the runtime reads
+    itself. ``connection`` is ``None`` when the connector has exactly one configured connection.
+    ``cache`` is how many seconds a result may be reused (only for operations that only read).
     """
 
     name: str
     params: Mapping[str, Value]
     connection: str | None = None
+    cache: float | None = None
 
     @property
     def kind(self) -> str:

@@ -72,7 +72,9 @@ def _value(schema: Mapping[str, Any]) -> Any:
 def _step_entry(name: str, schema: Mapping[str, Any]) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "type": "object",
-        "properties": {name: _clean(schema), **_clean(STEP_COMMON_KEYS)},
+        "properties": {name: _clean(schema),
+                       **_clean({k: v for k, v in STEP_COMMON_KEYS.items()
+                                 if k != "cache" or schema.get("x-read-only")})},
         "required": [name],
         "additionalProperties": False,
     }

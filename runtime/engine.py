@@ -19,6 +19,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from dsl.model import Flow, Project, Step
 from runtime import steps as step_runners
+from runtime.cache import ResultCache
 from runtime.error_handling import find_handler, retry_delay, should_retry
 from runtime.errors import FlowExecutionError, SpliceError
 from runtime.message import Event, Message, Outcome
@@ -70,6 +71,8 @@ class FlowEngine:
         self.dead_letters = dead_letters
         #: The worker thread that transforms proven slow run in (see runtime.steps).
         self.transform_threads = anyio.CapacityLimiter(1)
+        #: Results of steps with ``cache:`` (see runtime.cache).
+        self.results = ResultCache()
         self.limiters = {name: anyio.CapacityLimiter(flow.max_concurrency)
                          for name, flow in project.flows.items()}
         self._default_connections = self._index_default_connections()

@@ -129,6 +129,8 @@ class OperationSpec:
 
     ``handler`` receives the rendered parameters (defaults filled in) and returns the new payload.
     ``needs_connection=False`` for operations that work without a configured connection.
+    ``read_only=True`` for operations that change nothing anywhere: only their results may be
+    reused by a step's ``cache:``.
     """
 
     name: str
@@ -137,6 +139,7 @@ class OperationSpec:
     summary: str = ""
     output: str = ""
     needs_connection: bool = True
+    read_only: bool = False
     stability: Stability = "stable"
     since: str = "0.1"
     #: The parameters' defaults, derived once here rather than for every message.
@@ -151,7 +154,10 @@ class OperationSpec:
         if self.needs_connection:
             params = (Param("connection", summary="Name of the connection to use", dynamic=False),
                       *params)
-        return params_schema(params, description=self.summary)
+        schema = params_schema(params, description=self.summary)
+        if self.read_only:
+            schema["x-read-only"] = True
+        return schema
 
 
 @dataclass(frozen=True, slots=True)

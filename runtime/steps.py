@@ -28,6 +28,7 @@ from dsl.model import (
     TransformStep,
 )
 from dsl.templates import render
+from runtime.cache import cache_key
 from runtime.context import OperationContext
 from runtime.errors import FlowExecutionError, SpliceError, TransformError
 from runtime.message import Message
@@ -131,7 +132,14 @@ async def _operation(engine: FlowEngine, flow: Flow, step: OperationStep, messag
         connection=connection, connection_name=connection_name, label=step.label,
     )
     try:
-        result = await spec.handler(ctx, params)
+        if step.cache is None:
+            result = await spec.handler(ctx, params)
+        else:
+            async def load() -> Any:
+                return await materialize(await spec.handler(ctx, params))
+
+            result = await engine.results.get(cache_key(connection_name, step.name, params),
+                                              step.cache, load)
     except SpliceError:
         raise
     except Exception as exc:  # a connector bug must still become a typed, dead-letterable error

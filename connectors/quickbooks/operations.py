@@ -163,7 +163,7 @@ OPERATIONS: tuple[OperationSpec, ...] = (
                                            summary="Re-reads after a stale SyncToken (5010)")),
                   summary="Update an entity by Id; SyncToken handled", output="The updated entity"),
     OperationSpec("get", get, (ENTITY, Param("id", required=True, summary="Entity Id")),
-                  summary="Read an entity by Id", output="The entity"),
+                  summary="Read an entity by Id", output="The entity", read_only=True),
     OperationSpec("delete", delete, (ENTITY, Param("id", required=True),
                                      Param("sync-token", summary="Read when not given"), KEY),
                   summary="Delete a transaction, or deactivate a name-list entity",
@@ -179,7 +179,8 @@ OPERATIONS: tuple[OperationSpec, ...] = (
         Param("page-size", "integer", default=1000, summary="MAXRESULTS per page (at most 1000)"),
         Param("stream", "boolean", default=False,
               summary="Return the rows as a stream (for foreach) instead of a list")),
-        summary="Run a query, following pages", output="A list of entities, or a count"),
+        summary="Run a query, following pages", output="A list of entities, or a count",
+        read_only=True),
     OperationSpec("batch", batch_operation, (
         Param("items", "array", summary="Items {operation, entity, record} or {query} "
               "(default: the payload)"),
@@ -191,7 +192,7 @@ OPERATIONS: tuple[OperationSpec, ...] = (
     OperationSpec("cdc", cdc, (
         Param("entities", "any", required=True, summary="Entity names (list or comma-separated)"),
         Param("changed-since", required=True, summary="ISO timestamp with offset, <= 30 days ago")),
-        summary="Change data capture", output="{Entity: [records or deletions]}"),
+        summary="Change data capture", output="{Entity: [records or deletions]}", read_only=True),
     OperationSpec("find-or-create", find_or_create, (
         Param("entity", default="Customer", enum=("Customer", "Item")), RECORD,
         Param("match-by", summary="Field to match on: DisplayName (Customer), Name or Sku (Item)"),

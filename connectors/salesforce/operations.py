@@ -135,14 +135,15 @@ async def bulk_query(ctx: OperationContext, params: dict[str, Any]) -> AsyncIter
 
 
 OPERATIONS: tuple[OperationSpec, ...] = (
-    OperationSpec("query", query, summary="SOQL query, streamed record by record",
+    OperationSpec("query", query, read_only=True, summary="SOQL query, streamed record by record",
                   output="async stream of records (nested parents and child subqueries as JSON)",
                   params=(_QUERY, _BINDS,
                           Param("include-deleted", type="boolean", default=False,
                                 summary="Use queryAll (deleted and archived rows too)"),
                           Param("batch-size", type="integer",
                                 summary="Page size hint (200-2000) via Sforce-Query-Options"))),
-    OperationSpec("get", get, summary="Read one record by Id or external id", output="the record",
+    OperationSpec("get", get, read_only=True, summary="Read one record by Id or external id",
+                  output="the record",
                   params=(_OBJECT, Param("id", summary="Record Id"),
                           Param("external-id-field", summary="Read by this external id field"),
                           Param("external-id", summary="The external id value"),
@@ -180,7 +181,8 @@ OPERATIONS: tuple[OperationSpec, ...] = (
                                 summary="Records per call, at most 200"),
                           Param("fail-on-error", type="boolean", default=False,
                                 summary="Raise SALESFORCE:PARTIAL_FAILURE when any record failed"))),
-    OperationSpec("bulk-query", bulk_query, summary="Bulk API 2.0 query job, rows streamed from CSV",
+    OperationSpec("bulk-query", bulk_query, read_only=True,
+                  summary="Bulk API 2.0 query job, rows streamed from CSV",
                   output="async stream of flat records (values as strings, empty -> null)",
                   params=(_QUERY, _BINDS,
                           Param("include-deleted", type="boolean", default=False,

@@ -39,7 +39,8 @@ class Recorder:
 
 
 def make_test_connector(recorder: Recorder) -> Connector:
-    """``test.echo``, ``test.fail``, ``test.slow``, ``test.stream`` and a connection with a secret."""
+    """``test.echo``, ``test.fail``, ``test.slow``, ``test.lookup`` (read-only), ``test.stream``
+    and a connection with a secret."""
 
     async def echo(ctx: OperationContext, params: dict[str, Any]) -> Any:
         recorder.calls.append(("echo", params))
@@ -66,6 +67,11 @@ def make_test_connector(recorder: Recorder) -> Connector:
             recorder.running -= 1
         return ctx.message.payload
 
+    async def lookup(ctx: OperationContext, params: dict[str, Any]) -> Any:
+        recorder.calls.append(("lookup", params))
+        await anyio.sleep(0.01)  # long enough for concurrent messages to miss together
+        return {"key": params["key"], "call": len(recorder.of("lookup"))}
+
     async def stream(ctx: OperationContext, params: dict[str, Any]) -> Any:
         async def gen() -> AsyncIterator[dict[str, int]]:
             for i in range(int(params["count"])):
@@ -88,6 +94,7 @@ def make_test_connector(recorder: Recorder) -> Connector:
                 Param("retryable", type="boolean"), Param("retry-after", type="number"),
                 Param("message"))),
             OperationSpec("slow", slow, params=(Param("seconds", type="number"),)),
+            OperationSpec("lookup", lookup, params=(Param("key", required=True),), read_only=True),
             OperationSpec("stream", stream, params=(Param("count", type="integer", required=True),)),
         ),
     )
