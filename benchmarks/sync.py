@@ -18,9 +18,9 @@ wall time and the peak RSS of the runtime process.
     python benchmarks/sync.py --opportunities 1000 --scale 10 --json benchmarks/results/sync.json
     python benchmarks/sync.py --opportunities 0 --reconcile 10000 100000
 
-The runtime, ``splice serve``'s app and both emulators run in this process over local sockets (as
-``splice serve`` in sandbox mode does), so the emulators' CPU time counts against the runtime on
-this machine: the fraction is a lower bound.
+The runtime and ``splice serve``'s app run in this process, the emulators in a child process (as
+Salesforce and QuickBooks run elsewhere), over local sockets. On a 2-core machine the emulators
+still take CPU the runtime could use, so the fraction is a lower bound.
 """
 
 from __future__ import annotations
@@ -47,18 +47,24 @@ import httpx  # noqa: E402
 
 PROJECT = ROOT / "flows" / "salesforce-quickbooks"
 REALM = "9130357766900000"
-SF_BASE = "http://salesforce.emulator"
-QB_BASE = "http://quickbooks.emulator"
 
 
 class CountingApp:
-    """Counts the QuickBooks API calls (``/v3/company/...``) an ASGI app answers."""
+    """Counts the QuickBooks API calls (``/v3/company/...``) an ASGI app answers, and answers
+    ``GET /_bench/stats`` with the counts the burst is measured by (on the emulator's own loop)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, stats: Any) -> None:
         self.app = app
         self.api_calls = 0
+        self.stats = stats
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/_bench/stats":
+            body = json.dumps({**self.stats(), "api_calls": self.api_calls}).encode()
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
         if scope["type"] == "http" and "/v3/company/" in scope["path"]:
             self.api_calls += 1
         await self.app(scope, receive, send)
@@ -83,14 +89,54 @@ def _seed_opportunities(org: Any, count: int) -> list[str]:
     return ids
 
 
-async def burst(opportunities: int, scale: float, store_path: Path, project_dir: Path = PROJECT
-                ) -> dict[str, Any]:
-    """Close ``opportunities`` at once; measure how fast and how exactly they are invoiced."""
-    import uvicorn
-
+def _serve_burst(opportunities: int, scale: float, sockets: list[Any], serve_url: str,
+                 seeded: Any) -> None:
+    """In a child process: both emulators with QuickBooks' limits in scaled time, seeded with
+    ``opportunities`` open opportunities (their ids go back through ``seeded``)."""
     from connectors.quickbooks.emulator import create_app as quickbooks_emulator
     from connectors.quickbooks.sandbox import sandbox_settings as quickbooks_settings
     from connectors.salesforce.emulator import create_app as salesforce_emulator
+    from connectors.salesforce.sandbox import sandbox_settings as salesforce_settings
+    from runtime import sandbox as sb
+
+    sf_base, qb_base = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
+    sf_app = salesforce_emulator(demo=True, long_poll_timeout=5.0)
+    qb_app = quickbooks_emulator(demo=True, rate_limits=True, requests_per_minute=500,
+                                 batch_per_minute=40, max_concurrent=10, rate_window=60.0 / scale,
+                                 webhook_url=f"{serve_url}/webhooks/quickbooks", webhook_interval=0.5,
+                                 faults={"latency": 0.3 / scale})
+    qb = qb_app.state.emulator
+    company = qb.companies[REALM]
+
+    def stats() -> dict[str, Any]:
+        notes = Counter(str(inv.get("PrivateNote", "")).removeprefix("Salesforce Opportunity ")
+                        for inv in company.tables["Invoice"].values())
+        return {"invoices": len(company.tables["Invoice"]), "throttled": qb.throttle.throttled,
+                "doc_numbers": sorted({str(inv.get("DocNumber")) for inv in company.tables["Invoice"].values()}),
+                "notes": {k: v for k, v in notes.items() if v > 1}}
+
+    seeded.send(_seed_opportunities(sf_app.state.emulator.org, opportunities))
+    emulators = [
+        sb.SandboxedConnection("salesforce", "salesforce", sf_base, salesforce_settings(sf_base),
+                               sf_app, sockets[0]),
+        sb.SandboxedConnection("quickbooks", "quickbooks", qb_base, quickbooks_settings(qb_base),
+                               CountingApp(qb_app, stats), sockets[1]),
+    ]
+    anyio.run(sb.serve_emulators, emulators, anyio.Event())
+
+
+async def burst(opportunities: int, scale: float, store_path: Path, project_dir: Path = PROJECT
+                ) -> dict[str, Any]:
+    """Close ``opportunities`` at once; measure how fast and how exactly they are invoiced.
+
+    The emulators run in a child process, as Salesforce and QuickBooks run elsewhere: the
+    runtime has this process (one core) to itself.
+    """
+    import multiprocessing
+
+    import uvicorn
+
+    from connectors.quickbooks.sandbox import sandbox_settings as quickbooks_settings
     from connectors.salesforce.sandbox import sandbox_settings as salesforce_settings
     from runtime import sandbox as sb
     from runtime.registry import load_registry
@@ -102,93 +148,103 @@ async def burst(opportunities: int, scale: float, store_path: Path, project_dir:
     project, _ = load_project(project_dir, registry=registry, environ={})
     sockets = [sb.bind_socket("127.0.0.1", 0) for _ in range(3)]
     serve_url, sf_base, qb_base = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
-    sf_app = salesforce_emulator(demo=True, long_poll_timeout=5.0)
-    qb_app = quickbooks_emulator(demo=True, rate_limits=True, requests_per_minute=500,
-                                 batch_per_minute=40, max_concurrent=10, rate_window=60.0 / scale,
-                                 webhook_url=f"{serve_url}/webhooks/quickbooks", webhook_interval=0.5,
-                                 faults={"latency": 0.3 / scale})
-    sf, qb = sf_app.state.emulator, qb_app.state.emulator
-    ids = _seed_opportunities(sf.org, opportunities)
-    counted = CountingApp(qb_app)
-    emulators = [
-        sb.SandboxedConnection("salesforce", "salesforce", sf_base, salesforce_settings(sf_base),
-                               sf_app, sockets[1]),
-        sb.SandboxedConnection("quickbooks", "quickbooks", qb_base, quickbooks_settings(qb_base),
-                               counted, sockets[2]),
-    ]
+    context = multiprocessing.get_context("fork")
+    receive_ids, send_ids = context.Pipe(duplex=False)
+    child = context.Process(target=_serve_burst, daemon=True,
+                            args=(opportunities, scale, sockets[1:], serve_url, send_ids))
+    child.start()
+    for sock in sockets[1:]:
+        sock.close()
+    ids = receive_ids.recv()
     overrides = {
         "salesforce": dict(salesforce_settings(sf_base)),
         "quickbooks": {**quickbooks_settings(qb_base), "requests-per-minute": int(500 * scale),
                        "batch-per-minute": int(40 * scale), "max-concurrent": 10},
     }
     store = open_store(f"sqlite:///{store_path}")
-    stop = anyio.Event()
-    company = qb.companies[REALM]
-    async with anyio.create_task_group() as outer:
-        await outer.start(sb.serve_emulators, emulators, stop)
-        async with open_runtime(project, registry, store=store,
-                                connection_settings=overrides) as runtime:
-            server = uvicorn.Server(uvicorn.Config(create_app(runtime, drain_timeout=5.0),
-                                                   lifespan="on", log_level="warning",
-                                                   timeout_graceful_shutdown=2))
-            async with anyio.create_task_group() as served:
-                served.start_soon(server.serve, [sockets[0]])
-                while not server.started:  # noqa: ASYNC110 - uvicorn offers no started event
-                    await anyio.sleep(0.05)
-                measured = await _measure(sf_base, ids, company, counted, qb, scale)
-                server.should_exit = True
-        stop.set()
-    await store.aclose()
+    try:
+        async with httpx.AsyncClient(timeout=60) as http:
+            await _wait_until_up(http, f"{qb_base}/_bench/stats", child)
+            async with open_runtime(project, registry, store=store,
+                                    connection_settings=overrides) as runtime:
+                server = uvicorn.Server(uvicorn.Config(create_app(runtime, drain_timeout=5.0),
+                                                       lifespan="on", log_level="warning",
+                                                       timeout_graceful_shutdown=2))
+                async with anyio.create_task_group() as served:
+                    served.start_soon(server.serve, [sockets[0]])
+                    while not server.started:  # noqa: ASYNC110 - uvicorn offers no started event
+                        await anyio.sleep(0.05)
+                    measured = await _measure(http, sf_base, qb_base, ids, scale)
+                    server.should_exit = True
+    finally:
+        await store.aclose()
+        child.terminate()
+        child.join(10)
     return measured
 
 
-async def _measure(sf_base: str, ids: list[str], company: Any, counted: CountingApp, qb: Any,
+async def _wait_until_up(http: httpx.AsyncClient, url: str, child: Any) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if (await http.get(url, timeout=1)).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or not child.is_alive():
+            raise SystemExit("burst: the emulators did not start")
+        await anyio.sleep(0.1)
+
+
+async def _measure(http: httpx.AsyncClient, sf_base: str, qb_base: str, ids: list[str],
                    scale: float) -> dict[str, Any]:
     """Close every opportunity in bursts of 200 and wait until each has its invoice."""
+
+    async def stats() -> dict[str, Any]:
+        return (await http.get(f"{qb_base}/_bench/stats")).json()
+
     opportunities = len(ids)
     await anyio.sleep(3.0)  # subscriptions and first polls settle
-    before = len(company.tables["Invoice"])
-    calls_before, throttled_before = counted.api_calls, qb.throttle.throttled
-    async with httpx.AsyncClient(base_url=sf_base, timeout=60) as http:
-        token = (await http.post("/services/oauth2/token", data={
-            "grant_type": "client_credentials", "client_id": "bench",
-            "client_secret": "bench"})).json()["access_token"]
-        started = time.monotonic()
-        for chunk in range(0, len(ids), 200):
-            answer = await http.patch(
-                "/services/data/v66.0/composite/sobjects",
-                headers={"Authorization": f"Bearer {token}"},
-                json={"allOrNone": True, "records": [
-                    {"attributes": {"type": "Opportunity"}, "Id": i, "StageName": "Closed Won"}
-                    for i in ids[chunk:chunk + 200]]})
-            answer.raise_for_status()
+    first = await stats()
+    token = (await http.post(f"{sf_base}/services/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": "bench",
+        "client_secret": "bench"})).json()["access_token"]
+    started, cpu_started = time.monotonic(), time.process_time()
+    for chunk in range(0, len(ids), 200):
+        answer = await http.patch(
+            f"{sf_base}/services/data/v66.0/composite/sobjects",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"allOrNone": True, "records": [
+                {"attributes": {"type": "Opportunity"}, "Id": i, "StageName": "Closed Won"}
+                for i in ids[chunk:chunk + 200]]})
+        answer.raise_for_status()
     wanted = {"SF-" + i[:15] for i in ids}
+    wanted_ids = set(ids)
     deadline = started + 600.0
     done = 0
     while done < len(wanted) and time.monotonic() < deadline:
-        await anyio.sleep(0.05)
-        done = sum(1 for inv in list(company.tables["Invoice"].values())
-                   if inv.get("DocNumber") in wanted)
-    elapsed = time.monotonic() - started
+        await anyio.sleep(0.1)
+        done = len(wanted.intersection((await stats())["doc_numbers"]))
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_started
     await anyio.sleep(2.0)  # anything still in flight would show up as a duplicate
-    calls = counted.api_calls - calls_before
-    notes = Counter(str(inv.get("PrivateNote", "")).removeprefix("Salesforce Opportunity ")
-                    for inv in company.tables["Invoice"].values())
+    last = await stats()
+    calls = last["api_calls"] - first["api_calls"]
     qb_minutes = elapsed * scale / 60.0
     per_invoice = calls / max(done, 1)
     rate = done / qb_minutes
     bound = 500.0 / per_invoice
     return {
         "opportunities": opportunities, "invoiced": done,
-        "new_invoices": len(company.tables["Invoice"]) - before,
-        "duplicates": sum(notes[i] - 1 for i in ids if notes[i] > 1),
+        "new_invoices": last["invoices"] - first["invoices"],
+        "duplicates": sum(n - 1 for i, n in last["notes"].items() if i in wanted_ids),
         "scale": scale, "wall_seconds": round(elapsed, 2),
         "quickbooks_minutes": round(qb_minutes, 2),
         "invoices_per_quickbooks_minute": round(rate, 1),
         "quickbooks_requests": calls, "requests_per_invoice": round(per_invoice, 2),
         "limit_bound_invoices_per_minute": round(bound, 1),
         "fraction_of_bound": round(rate / bound, 3),
-        "http_429": qb.throttle.throttled - throttled_before,
+        "http_429": last["throttled"] - first["throttled"],
+        "runtime_cpu_ms_per_invoice": round(cpu * 1000 / max(done, 1), 1),
     }
 
 
@@ -332,7 +388,7 @@ def main() -> int:
           f"{b['requests_per_invoice']} QuickBooks requests per invoice -> limit-bound maximum "
           f"{b['limit_bound_invoices_per_minute']} per minute; reached "
           f"{b['fraction_of_bound'] * 100:.1f}%; 429 answers: {b['http_429']}; duplicates: "
-          f"{b['duplicates']}")
+          f"{b['duplicates']}; runtime CPU {b['runtime_cpu_ms_per_invoice']} ms per invoice")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
