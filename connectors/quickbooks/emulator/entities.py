@@ -18,6 +18,7 @@ from typing import Any
 
 from connectors.quickbooks.emulator import transactions
 from connectors.quickbooks.emulator.faults import Fault
+from connectors.quickbooks.emulator.table import Table
 
 __all__ = ["ENTITIES", "NAME_LISTS", "Company", "company_time", "not_found"]
 
@@ -77,7 +78,9 @@ class Company:
         self.realm_id = realm_id
         self.clock = clock
         self.on_change = on_change
-        self.tables: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in ENTITIES.values()}
+        #: Entity -> its rows by Id; rows changed in place are handed to :meth:`touch`, which
+        #: keeps the table's indexes current.
+        self.tables: dict[str, Table] = {name: Table() for name in ENTITIES.values()}
         self.deleted: dict[tuple[str, str], str] = {}
         self.next_id = 1
         self.next_doc_number = 1001
@@ -123,7 +126,14 @@ class Company:
         """Record a server-side change (SyncToken and LastUpdatedTime move on)."""
         record["SyncToken"] = str(int(record["SyncToken"]) + 1)
         self._stamp(record, created=False)
+        self.reindex(entity, record)
         self._changed(entity, record, operation)
+
+    def reindex(self, entity: str, record: dict[str, Any]) -> None:
+        """A stored record changed in place: its table's indexes follow."""
+        table = self.tables[entity]
+        if isinstance(table, Table):
+            table.reindex(str(record["Id"]))
 
     def _check_name(self, entity: str, record: dict[str, Any], own_id: str | None) -> None:
         field = _NAME_FIELD.get(entity)

@@ -3,7 +3,9 @@
 Parse errors answer like QuickBooks (4000 ``QueryParserError: Encountered ...``), name lists hide
 inactive rows unless the query filters on ``Active``, string comparisons ignore case, timestamps are
 compared as instants whatever their offsets, and ``STARTPOSITION`` is 1-based with ``MAXRESULTS``
-defaulting to 100 and capped at 1000.
+defaulting to 100 and capped at 1000. A text ``=`` / ``IN`` condition is answered from the table's
+index (:mod:`.table`) rather than by scanning, and the next page of a query over an unchanged table
+reuses the rows the previous page selected; the answers are the same as a scan's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from lark import Lark, Token, Transformer, UnexpectedInput
 
 from connectors.quickbooks.emulator.entities import NAME_LISTS, PACIFIC, Company
 from connectors.quickbooks.emulator.faults import Fault
+from connectors.quickbooks.emulator.table import Table
+from connectors.quickbooks.emulator.table import field_value as _value
 
 __all__ = ["Query", "parse_query", "run_query"]
 
@@ -115,17 +119,6 @@ def parse_query(text: str) -> Query:
     return query
 
 
-def _value(record: dict[str, Any], path: str) -> Any:
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    if isinstance(value, dict) and "value" in value:
-        value = value["value"]
-    return value
-
-
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T")
 
 
@@ -173,18 +166,59 @@ def _matches(record: dict[str, Any], condition: tuple[str, str, Any]) -> bool:
             "<=": result <= 0, ">=": result >= 0}[op]
 
 
-def run_query(company: Company, text: str) -> dict[str, Any]:
-    """The ``QueryResponse`` object for a query against one company."""
-    query = parse_query(text)
-    if query.entity not in company.tables:
-        raise Fault("4001", "Invalid query", f"QueryValidationError: Invalid entity {query.entity}")
-    rows = list(company.tables[query.entity].values())
+def _index_keys(condition: tuple[str, str, Any]) -> list[str] | None:
+    """The index keys a row must have one of to meet an ``=`` or ``IN`` condition on text, or
+    ``None`` when the condition cannot be answered from an index (other operators; a number,
+    boolean or timestamp literal, which compare by value rather than as text)."""
+    _path, op, literal = condition
+    items = [literal] if op == "=" else literal if op == "in" else None
+    if items is None:
+        return None
+    keys = []
+    for item in items:
+        if not isinstance(item, str) or _instant(item) is not None:
+            return None
+        keys.append(item.lower())
+    return keys
+
+
+def _candidates(table: dict[str, dict[str, Any]],
+                conditions: list[tuple[str, str, Any]]) -> list[dict[str, Any]]:
+    """The rows that may meet the conditions, in table order: through the table's index for the
+    first text ``=`` / ``IN`` condition, else all of them (every condition is checked after)."""
+    if isinstance(table, Table):
+        for condition in conditions:
+            keys = _index_keys(condition)
+            if keys is not None:
+                return table.lookup(condition[0], keys)
+    return list(table.values())
+
+
+def _sort_by_id(rows: list[dict[str, Any]], order: list[tuple[str, bool]]) -> bool:
+    """Sort by numeric Id (the default order) with a key instead of the general comparison, which
+    orders the same; ``False`` (rows untouched) when an Id is not a plain number."""
+    if order not in ([], [("Id", False)]):
+        return False
+    try:
+        keys = [Decimal(str(_value(r, "Id"))) for r in rows]
+    except InvalidOperation:
+        return False
+    if any(not k.is_finite() for k in keys):
+        return False
+    ordered = sorted(range(len(rows)), key=keys.__getitem__)
+    rows[:] = [rows[i] for i in ordered]
+    return True
+
+
+def _matching(table: dict[str, dict[str, Any]], query: Query) -> list[dict[str, Any]]:
+    """The rows meeting the query's conditions, in table order."""
+    rows = _candidates(table, query.conditions)
     if query.entity in NAME_LISTS and not any(c[0] == "Active" for c in query.conditions):
         rows = [r for r in rows if r.get("Active", True) is not False]
-    rows = [r for r in rows if all(_matches(r, c) for c in query.conditions)]
-    if query.count:
-        return {"totalCount": len(rows)}
+    return [r for r in rows if all(_matches(r, c) for c in query.conditions)]
 
+
+def _sorted(rows: list[dict[str, Any]], query: Query) -> list[dict[str, Any]]:
     def order(a: dict[str, Any], b: dict[str, Any]) -> int:
         for path, desc in query.order or [("Id", False)]:
             left, right = _value(a, path), _value(b, path)
@@ -195,7 +229,46 @@ def run_query(company: Company, text: str) -> dict[str, Any]:
                 return -result if desc else result
         return 0
 
-    rows.sort(key=cmp_to_key(order))
+    if not _sort_by_id(rows, query.order):
+        rows.sort(key=cmp_to_key(order))
+    return rows
+
+
+def _selection_key(query: Query) -> Any:
+    """What a query's selection depends on besides the rows (literals tagged with their type:
+    ``true``, ``1`` and ``'1'`` compare differently)."""
+    def literal(value: Any) -> Any:
+        return (type(value).__name__, value)
+
+    return (query.entity, tuple((path, op, tuple(literal(v) for v in value) if op == "in"
+                                 else literal(value)) for path, op, value in query.conditions),
+            tuple(query.order))
+
+
+def _selected(table: dict[str, dict[str, Any]], query: Query) -> list[dict[str, Any]]:
+    """The matching rows in the query's order. A later page (STARTPOSITION above 1) of a query
+    reuses the rows its earlier page selected while the table has not changed since, so paging
+    through a large table costs one selection instead of one per page."""
+    if not isinstance(table, Table):
+        return _sorted(_matching(table, query), query)
+    key = _selection_key(query)
+    kept = table.selections.get(key)
+    if query.start > 1 and kept is not None and kept[0] == table.version:
+        return kept[1]
+    rows = _sorted(_matching(table, query), query)
+    table.keep_selection(key, rows)
+    return rows
+
+
+def run_query(company: Company, text: str) -> dict[str, Any]:
+    """The ``QueryResponse`` object for a query against one company."""
+    query = parse_query(text)
+    if query.entity not in company.tables:
+        raise Fault("4001", "Invalid query", f"QueryValidationError: Invalid entity {query.entity}")
+    table = company.tables[query.entity]
+    if query.count:
+        return {"totalCount": len(_matching(table, query))}
+    rows = _selected(table, query)
     page = rows[query.start - 1:query.start - 1 + query.max_results]
     if not page:
         return {}

@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from connectors.quickbooks.emulator.faults import Fault
+from connectors.quickbooks.emulator.table import Table
 
 if TYPE_CHECKING:
     from connectors.quickbooks.emulator.entities import Company
@@ -128,7 +129,7 @@ def complete_invoice(company: Company, record: dict[str, Any], options: dict[str
         record["DocNumber"] = str(company.next_doc_number)
         company.next_doc_number += 1
     elif options.get("include") != "allowduplicatedocnum":
-        for other in company.tables["Invoice"].values():
+        for other in _same_doc_number(company, record["DocNumber"]):
             if other["Id"] != own and other.get("DocNumber") == record["DocNumber"]:
                 raise Fault("6140", "Duplicate Document Number Error",
                             "Duplicate Document Number Error : You must specify a different number. "
@@ -139,6 +140,15 @@ def complete_invoice(company: Company, record: dict[str, Any], options: dict[str
     record.setdefault("CurrencyRef", {"value": "USD", "name": "United States Dollar"})
     record.setdefault("TxnTaxDetail", {"TotalTax": ZERO})
     record["LinkedTxn"] = existing.get("LinkedTxn", []) if existing else []
+
+
+def _same_doc_number(company: Company, number: Any) -> list[dict[str, Any]]:
+    """The invoices that may carry this DocNumber: from the table's index for a text number (a
+    row equal to it holds the same text, so the same key), else all of them."""
+    invoices = company.tables["Invoice"]
+    if isinstance(number, str) and isinstance(invoices, Table):
+        return invoices.lookup("DocNumber", [number.lower()])
+    return list(invoices.values())
 
 
 def _paid(company: Company, invoice_id: str) -> Decimal:
