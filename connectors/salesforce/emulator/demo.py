@@ -5,7 +5,10 @@ Six accounts (one name with an apostrophe, two with non-ASCII letters), a contac
 products with product codes and standard prices, and eighteen opportunities with line items that
 cover every stage of the sales process. Some Closed Won opportunities were already invoiced in
 QuickBooks (they carry the invoice id, number and payment state); others are Closed Won and not yet
-invoiced, so the sync has work to do the moment it starts.
+invoiced, so the sync has work to do the moment it starts. Those waiting ones close a few days
+to a few weeks before the day the demo is seeded (their CloseDate is relative to today), so they
+always fall in the nightly reconciliation's period, which `splice serve` runs at start in sandbox
+mode; every other date is fixed.
 
 The QuickBooks emulator's demo company (``connectors/quickbooks/emulator/demo.py``) holds the same
 products as items (``Sku`` = ``ProductCode``), the already synced accounts as customers and the
@@ -15,6 +18,7 @@ shared facts are written down twice; ``tests/sandbox/test_demo.py`` checks that 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from connectors.salesforce.emulator.schema import STAGES
@@ -51,23 +55,25 @@ DEMO_ACCOUNTS: tuple[tuple[Any, ...], ...] = (
 )
 
 #: (account index, Name, StageName, CloseDate, ((ProductCode, Quantity), ...), invoice or None)
-#: where invoice = (QuickBooks Invoice Id, DocNumber, Payment_Status__c, amount paid). DocNumbers
+#: where invoice = (QuickBooks Invoice Id, DocNumber, Payment_Status__c, amount paid) and CloseDate
+#: is a date, or a number of days before the day of seeding (the Closed Won ones waiting for an
+#: invoice, so that they stay in the reconciliation period of the last 31 days). DocNumbers
 #: follow the flows' rule ("SF-" and the opportunity's 15-character Id, which is fixed here since
 #: ids come from a counter in creation order).
 DEMO_OPPORTUNITIES: tuple[tuple[Any, ...], ...] = (
     (0, "Acme Corp - Widget rollout", "Closed Won", "2026-02-12",
      (("WID-100", 40), ("SVC-INST", 4)), ("22", "SF-006Rx000035eCml", "Paid", 2880.0)),
-    (0, "Acme Corp - Support renewal", "Closed Won", "2026-10-30", (("SVC-SUP", 1),), None),
+    (0, "Acme Corp - Support renewal", "Closed Won", 26, (("SVC-SUP", 1),), None),
     (0, "Acme Corp - Sensor pilot", "Prospecting", "2027-01-20", (("SEN-300", 5),), None),
     (1, "Globex - Plant sensors", "Closed Won", "2026-05-04",
      (("SEN-300", 12), ("SVC-INST", 6)), ("23", "SF-006Rx000035hHV0", "Partially Paid", 2000.0)),
     (1, "Globex - Gadget refresh", "Negotiation/Review", "2026-12-15", (("GAD-200", 25),), None),
     (1, "Globex - Second site", "Qualification", "2027-02-01", (("WID-100", 60),), None),
-    (2, "Initech - TPS hardware", "Closed Won", "2026-11-02",
+    (2, "Initech - TPS hardware", "Closed Won", 23,
      (("GAD-200", 8), ("WID-100", 16)), None),
     (2, "Initech - Support plan", "Proposal/Price Quote", "2026-12-20", (("SVC-SUP", 2),), None),
     (2, "Initech - Printer sensors", "Closed Lost", "2026-08-11", (("SEN-300", 3),), None),
-    (3, "Nordlys Møbler AS - Showroom kit", "Closed Won", "2026-11-10",
+    (3, "Nordlys Møbler AS - Showroom kit", "Closed Won", 15,
      (("SEN-300", 4), ("SVC-INST", 2)), None),
     (3, "Nordlys Møbler AS - Widgets", "Needs Analysis", "2027-01-05", (("WID-100", 100),), None),
     (3, "Nordlys Møbler AS - Installation", "Value Proposition", "2027-01-28", (("SVC-INST", 10),), None),
@@ -75,7 +81,7 @@ DEMO_OPPORTUNITIES: tuple[tuple[Any, ...], ...] = (
      (("GAD-200", 20), ("SVC-SUP", 1)), ("24", "SF-006Rx000035qVdj", "Unpaid", 0.0)),
     (4, "O'Brien Logistics - Depot sensors", "Id. Decision Makers", "2027-01-15", (("SEN-300", 20),), None),
     (4, "O'Brien Logistics - Support", "Perception Analysis", "2027-02-10", (("SVC-SUP", 1),), None),
-    (5, "Zoë's Bäckerei - Ofen-Sensoren", "Closed Won", "2026-11-20", (("SEN-300", 2),), None),
+    (5, "Zoë's Bäckerei - Ofen-Sensoren", "Closed Won", 5, (("SEN-300", 2),), None),
     (5, "Zoë's Bäckerei - Kassen", "Prospecting", "2027-03-01", (("GAD-200", 3),), None),
     (5, "Zoë's Bäckerei - Widgets", "Closed Lost", "2026-07-07", (("WID-100", 10),), None),
 )
@@ -123,7 +129,10 @@ def seed_demo(org: Org) -> None:
         email = email.replace("ë", "e").replace("ü", "u")
         org.create("Contact", {"AccountId": account["Id"], "FirstName": first, "LastName": last,
                                "Email": f"{email}@example.com"})
+    today = datetime.now(UTC).date()
     for account_index, name, stage, close, lines, invoice in DEMO_OPPORTUNITIES:
+        if isinstance(close, int):
+            close = (today - timedelta(days=close)).isoformat()
         opportunity = org.create("Opportunity", {
             "Name": name, "AccountId": accounts[account_index]["Id"], "StageName": stage,
             "CloseDate": close, "Pricebook2Id": org.standard_pricebook, "Type": "New Customer"})
