@@ -6,6 +6,7 @@ Imported as a plain module (pytest runs in importlib mode); ``conftest.py`` puts
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -132,16 +133,19 @@ async def open_integration(environ: Mapping[str, str] | None = None, *,
     """
     if not emulators:
         environ = {"QUICKBOOKS_REALM_ID": RECORDED_REALM, **(environ or {})}
-    registry, project = load(environ)
-    sf_app = salesforce_app(**dict(salesforce_options or {}))
-    qb_app = quickbooks_app(refresh_token=SEED_REFRESH_TOKEN)
-    own_store = store is None
-    store = store or open_store("memory://")
-    transports = {"salesforce": httpx.ASGITransport(app=sf_app),
-                  "quickbooks": httpx.ASGITransport(app=qb_app)} if emulators else {}
-    try:
-        async with open_runtime(project, registry, store=store, transports=transports) as runtime:
-            yield Integration(runtime=runtime, sf_app=sf_app, qb_app=qb_app, store=store)
-    finally:
-        if own_store:
-            await store.aclose()
+    # Running the triggers runs nightly-reconciliation at once (its schedule catches up): its
+    # reports go to a temporary directory unless the test names one.
+    with tempfile.TemporaryDirectory(prefix="splice-reports-") as reports:
+        registry, project = load({"RECONCILIATION_REPORT_DIR": reports, **(environ or {})})
+        sf_app = salesforce_app(**dict(salesforce_options or {}))
+        qb_app = quickbooks_app(refresh_token=SEED_REFRESH_TOKEN)
+        own_store = store is None
+        store = store or open_store("memory://")
+        transports = {"salesforce": httpx.ASGITransport(app=sf_app),
+                      "quickbooks": httpx.ASGITransport(app=qb_app)} if emulators else {}
+        try:
+            async with open_runtime(project, registry, store=store, transports=transports) as runtime:
+                yield Integration(runtime=runtime, sf_app=sf_app, qb_app=qb_app, store=store)
+        finally:
+            if own_store:
+                await store.aclose()

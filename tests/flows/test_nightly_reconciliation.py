@@ -93,7 +93,9 @@ async def test_report_then_repair(tmp_path: Path) -> None:
         assert it.record("Opportunity", opps["unpaid-status"])["Payment_Status__c"] == "Paid"
         assert it.company.tables["Invoice"][invoices["paid-edited"]["Id"]]["TotalAmt"] == Decimal("200.00")
 
-        outcome = await it.run("nightly-reconciliation", {**PERIOD})
+        outcome = await it.run("nightly-reconciliation", {**PERIOD})  # repair: the property, on in dev
         assert outcome.status == "completed", outcome.error
+        summary = json.loads((reports / f"reconciliation-{PERIOD['from']}-to-{PERIOD['to']}.json").read_text())
+        assert summary["repair"] is True and summary["repaired"] == 0  # what is left is report only
         found = categories(reports)
         assert found == {"duplicated": {opps["duplicate"], opps["clean"]}, "amount-mismatch": {opps["paid-edited"]}}

@@ -1,0 +1,65 @@
+"""``splice serve`` on the shipped project (flows/salesforce-quickbooks) in sandbox mode: the demo's
+Closed Won opportunities that wait for an invoice are invoiced at start, with nobody closing
+anything, by the nightly reconciliation that its schedule catches up (repair is on in dev)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sandbox_support import clean_env, serving, wait_for
+
+from connectors.salesforce.emulator.demo import DEMO_OPPORTUNITIES
+
+pytestmark = pytest.mark.slow
+
+SHIPPED = Path(__file__).resolve().parents[2] / "flows" / "salesforce-quickbooks"
+#: The demo's Closed Won opportunities without an invoice.
+WAITING = {name for _account, name, stage, _close, _lines, invoice in DEMO_OPPORTUNITIES
+           if stage == "Closed Won" and invoice is None}
+
+
+@pytest.fixture
+def shipped(tmp_path: Path) -> Path:
+    """A copy of the shipped project; serve runs in its parent, where the reports then go."""
+    root = tmp_path / "salesforce-quickbooks"
+    shutil.copytree(SHIPPED, root, ignore=shutil.ignore_patterns("reports", ".splice"))
+    return root
+
+
+def test_waiting_closed_won_opportunities_are_invoiced_at_start(shipped: Path) -> None:
+    assert len(WAITING) >= 3
+    with serving(shipped, env=clean_env(SPLICE_ENV="dev")) as (base, _proc, log):
+        emulators = httpx.get(f"{base}/sandbox").json()["emulators"]
+        sf, qb = emulators["salesforce"]["baseUrl"], emulators["quickbooks"]["baseUrl"]
+
+        def opportunities() -> dict[str, dict[str, Any]]:
+            rows = httpx.get(f"{sf}/_emulator/records/Opportunity", timeout=5).json()
+            return {row["Name"]: row for row in rows if row["Name"] in WAITING}
+
+        waiting = opportunities()
+        assert set(waiting) == WAITING
+        reports = shipped.parent / "reports"
+        wait_for(lambda: any(reports.glob("reconciliation-*.json")), timeout=90,
+                 what="the reconciliation run at start to write its report")
+        (report,) = reports.glob("reconciliation-*.json")
+        summary = json.loads(report.read_text())
+        assert summary["repair"] is True
+        assert (summary["checked"], summary["missing"], summary["repaired"]) == (len(WAITING),) * 3
+
+        invoices = httpx.get(f"{qb}/_emulator/entities", params={"entity": "invoice"}).json()["Invoice"]
+        linked = opportunities()
+        text = log.read_text()
+        for name, opportunity in waiting.items():
+            number = "SF-" + opportunity["Id"][:15]
+            mine = [i for i in invoices if i["DocNumber"] == number
+                    or opportunity["Id"] in str(i.get("PrivateNote", ""))]
+            assert len(mine) == 1, f"{name}: {len(mine)} invoices"
+            assert linked[name]["QuickBooks_Invoice_Id__c"] == mine[0]["Id"]
+            assert f"opportunity {opportunity['Id']} invoiced as {number}" in text
+        assert "nightly-reconciliation: slot " in text and "(catch-up)" in text
+    assert "Traceback" not in log.read_text()
