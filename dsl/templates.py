@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -315,7 +316,16 @@ def format_value(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return _format_number(value)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    if isinstance(value, Decimal):
+        return str(value)  # money as the API gave it: 1200.50, never "1200.50"
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_number)
+
+
+def _json_number(value: Any) -> Any:
+    """Decimals inside lists and objects print as JSON numbers; anything else as its text."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
 
 
 def _format_number(value: float) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from dsl import EmptyVocabulary, FlowErrors, Template, is_static, load_flow_text, prepare_value, render
@@ -114,7 +116,10 @@ def test_evaluation_errors_carry_code_and_position() -> None:
 
 
 @pytest.mark.parametrize(("value", "text"), [(None, ""), (3, "3"), (3.0, "3"), (0.1 + 0.2, "0.3"),
-                                             (1e21, "1e+21"), (True, "true"), ([1, "a"], '[1,"a"]')])
+                                             (1e21, "1e+21"), (True, "true"), ([1, "a"], '[1,"a"]'),
+                                             (Decimal("1200.50"), "1200.50"),
+                                             ({"TotalAmt": Decimal("99.95"), "n": Decimal("2")},
+                                              '{"TotalAmt":99.95,"n":2}')])
 def test_format_value_matches_jsonata_string(value: object, text: str) -> None:
     """Interpolated values read like JSONata's ``$string``."""
     assert format_value(value) == text
