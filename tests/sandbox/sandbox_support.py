@@ -85,9 +85,10 @@ def serving(project: Path, *args: str, env: dict[str, str] | None = None
                 proc.wait()
 
 
-def wait_for(predicate: object, timeout: float = 20, what: str = "condition") -> None:
-    """Poll ``predicate()`` until it is true."""
+def wait_for(predicate: object, timeout: float = 20, what: str = "condition",
+             interval: float = 0.1) -> None:
+    """Poll ``predicate()`` every ``interval`` seconds until it is true."""
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+        time.sleep(interval)
