@@ -1,6 +1,7 @@
 """``splice serve`` on the shipped project (flows/salesforce-quickbooks) in sandbox mode: the demo's
-Closed Won opportunities that wait for an invoice are invoiced at start, with nobody closing
-anything, by the nightly reconciliation that its schedule catches up (repair is on in dev)."""
+Closed Won opportunities that wait for an invoice are invoiced at start, once each, with nobody
+closing anything: the nightly reconciliation's schedule catches up the missed night at start and
+repairs (repair is on in dev), whichever path gets to an opportunity first."""
 
 from __future__ import annotations
 
@@ -48,8 +49,9 @@ def test_waiting_closed_won_opportunities_are_invoiced_at_start(shipped: Path) -
                  what="the reconciliation run at start to write its report")
         (report,) = reports.glob("reconciliation-*.json")
         summary = json.loads(report.read_text())
-        assert summary["repair"] is True
-        assert (summary["checked"], summary["missing"], summary["repaired"]) == (len(WAITING),) * 3
+        assert summary["repair"] is True and summary["checked"] == len(WAITING)
+        wait_for(lambda: all(o["QuickBooks_Invoice_Id__c"] for o in opportunities().values()),
+                 timeout=60, what="every waiting opportunity to be linked to its invoice")
 
         invoices = httpx.get(f"{qb}/_emulator/entities", params={"entity": "invoice"}).json()["Invoice"]
         linked = opportunities()
