@@ -297,9 +297,10 @@ class _ChangeEventSource:
             ALL_RETAINED if self.params.get("start") == "retained" else NEW_ONLY)
         try:
             await session.subscribe(int(start))
-            if stored is None and self.polled:
-                # No replay id yet: changes between the last poll and this subscription are only
-                # reachable by one more poll (events from here on are queued for this session).
+            if stored is None and (self.polled or start == NEW_ONLY):
+                # No replay id yet and only new events: changes between the watermark (the first
+                # start, or the last poll) and this subscription are only reachable by one poll;
+                # events from here on are queued for this session (one in between may come twice).
                 await self.catch_up(None)
         except _ReplayInvalid as error:
             self.ctx.logger.warning("salesforce.change-events: %s; catching up by polling", error)

@@ -3,12 +3,14 @@ polling fallback when the stream is unavailable."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 import pytest
 
 from connectors.salesforce.cdc import run_change_events
+from connectors.salesforce.polling import salesforce_datetime
 
 pytestmark = pytest.mark.anyio
 
@@ -125,6 +127,22 @@ async def test_fetch_records_reads_a_backlog_in_one_query_and_applies_where(
     assert set(ctx.events[0].payload) == {"attributes", "Id", "SystemModstamp", "Name"}
     assert ctx.state["replayId"] == emulator.org.events[-1]["replayId"]  # "Skip 39" included
     assert emulator.request_count - before < 10  # handshake, subscribe, connects and one query
+
+
+async def test_a_change_before_the_first_subscription_is_not_lost(app: Any, client: Any, store: Any,
+                                                                    source_context: Any) -> None:
+    """A fresh trigger subscribes for new events only; what changed between its first start
+    (its watermark) and the subscription is polled once, so it still arrives."""
+    org = app.state.emulator.org
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    org.create("Account", {"Name": "Closed in the gap"})
+    ctx = source_context(client, store, stop_after=1, state={"watermark": salesforce_datetime(started)})
+
+    async def nothing() -> None:
+        return None
+
+    await _run_while(ctx, {**PARAMS, "start": "new", "fetch-records": True}, nothing)
+    assert [e.payload["Name"] for e in ctx.events] == ["Closed in the gap"]
 
 
 async def test_falls_back_to_polling_and_returns_to_the_stream(app: Any, client: Any, store: Any,
