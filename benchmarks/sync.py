@@ -4,7 +4,8 @@
 project in ``flows/salesforce-quickbooks`` runs with every flow. QuickBooks' real limits are on, in
 scaled time: the emulator allows 500 requests and 40 batch calls per ``60 / scale`` seconds and 10
 in flight per realm, the connection budgets the same (``requests-per-minute`` x scale), and every
-QuickBooks call takes ``0.3 / scale`` seconds (QuickBooks Online answers in about 300 ms). With the
+QuickBooks call takes ``0.3 / scale`` seconds (QuickBooks Online answers in about 300 ms). The
+Salesforce connection's own cap (``requests-per-second``, 25) is scaled likewise. With the
 default ``--scale 10`` one QuickBooks minute lasts 6 s, with the same ratios between the rate, the
 concurrency and the latency. Reported: invoices per QuickBooks minute, the QuickBooks requests the
 flows spend per invoice, the limit-bound maximum (500 / requests per invoice) and the fraction of
@@ -145,7 +146,9 @@ async def burst(opportunities: int, scale: float, store_path: Path, project_dir:
     from runtime.store import open_store
 
     registry = load_registry()
-    project, _ = load_project(project_dir, registry=registry, environ={})
+    # The start-up catch-up of the nightly reconciliation writes its report next to the store.
+    project, _ = load_project(project_dir, registry=registry,
+                              environ={"RECONCILIATION_REPORT_DIR": str(store_path.parent / "reports")})
     sockets = [sb.bind_socket("127.0.0.1", 0) for _ in range(3)]
     serve_url, sf_base, qb_base = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
     context = multiprocessing.get_context("fork")
@@ -157,8 +160,10 @@ async def burst(opportunities: int, scale: float, store_path: Path, project_dir:
         sock.close()
     ids = receive_ids.recv()
     overrides = {
-        "salesforce": dict(salesforce_settings(sf_base)),
-        "quickbooks": {**quickbooks_settings(qb_base), "requests-per-minute": int(500 * scale),
+        # Scaled time applies to everything: the Salesforce connection's own cap too.
+        "salesforce": {**salesforce_settings(sf_base), "requests-per-second": 25 * scale},
+        # QuickBooks' 500 a minute leave 490 a minute after the budget's burst of 10; scaled.
+        "quickbooks": {**quickbooks_settings(qb_base), "requests-per-minute": int(490 * scale) + 10,
                        "batch-per-minute": int(40 * scale), "max-concurrent": 10},
     }
     store = open_store(f"sqlite:///{store_path}")
@@ -174,6 +179,7 @@ async def burst(opportunities: int, scale: float, store_path: Path, project_dir:
                     served.start_soon(server.serve, [sockets[0]])
                     while not server.started:  # noqa: ASYNC110 - uvicorn offers no started event
                         await anyio.sleep(0.05)
+                    await _settle(runtime.engine)
                     measured = await _measure(http, sf_base, qb_base, ids, scale)
                     server.should_exit = True
     finally:
@@ -196,6 +202,17 @@ async def _wait_until_up(http: httpx.AsyncClient, url: str, child: Any) -> None:
         await anyio.sleep(0.1)
 
 
+async def _settle(engine: Any) -> None:
+    """Wait until no flow has run for a second (subscriptions made, the start-up catch-up of the
+    nightly reconciliation done), so the burst is measured alone."""
+    quiet_since = time.monotonic()
+    deadline = quiet_since + 300
+    while time.monotonic() - quiet_since < 1.0 and time.monotonic() < deadline:
+        await anyio.sleep(0.1)
+        if any(limiter.borrowed_tokens for limiter in engine.limiters.values()):
+            quiet_since = time.monotonic()
+
+
 async def _measure(http: httpx.AsyncClient, sf_base: str, qb_base: str, ids: list[str],
                    scale: float) -> dict[str, Any]:
     """Close every opportunity in bursts of 200 and wait until each has its invoice."""
@@ -204,7 +221,6 @@ async def _measure(http: httpx.AsyncClient, sf_base: str, qb_base: str, ids: lis
         return (await http.get(f"{qb_base}/_bench/stats")).json()
 
     opportunities = len(ids)
-    await anyio.sleep(3.0)  # subscriptions and first polls settle
     first = await stats()
     token = (await http.post(f"{sf_base}/services/oauth2/token", data={
         "grant_type": "client_credentials", "client_id": "bench",
