@@ -231,8 +231,8 @@ def render_banner(project: Project, sandboxes: list[SandboxedConnection], server
               "    splice sandbox close-opportunity <Id|Name>   close one won -> it gets invoiced",
               "    splice sandbox pay <Invoice Id|DocNumber> <amount>   record a payment",
               "",
-              "  Real systems: set the connections' credentials (see README, 'Sandbox') and start",
-              "  again; no emulator starts then. Ctrl-C stops.",
+              "  Real systems: set the connections' credentials (README, 'Running against real",
+              "  Salesforce and QuickBooks') and start again; no emulator starts. Ctrl-C stops.",
               "=" * 78, ""]
     return "\n".join(lines)
 
