@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +136,10 @@ def _read_input(spec: str | None) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from runtime.message import Event
+    from runtime.scheduler import schedule_lock
     from runtime.service import open_runtime
     from runtime.steps import materialize
+    from runtime.store.base import LockTimeoutError
 
     registry = _registry()
     project = _load(args, registry)
@@ -145,8 +148,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"no flow named '{args.flow}' (flows: {known})", code=1)
     payload = _read_input(args.input)
 
+    trigger = project.flows[args.flow].trigger
+    scheduled = trigger is not None and trigger.name == "schedule"
+
     async def go() -> int:
-        async with open_runtime(project, registry) as runtime:
+        async with open_runtime(project, registry) as runtime, AsyncExitStack() as guard:
+            if scheduled:  # never alongside the scheduled run (or another splice run) of it
+                try:
+                    await guard.enter_async_context(
+                        runtime.store.lock(schedule_lock(args.flow), timeout=0.0))
+                except LockTimeoutError:
+                    raise CliError(f"{args.flow} is running already (its schedule fired it, or "
+                                   "another splice run); try again when it is done",
+                                   code=1) from None
             outcome = await runtime.engine.run(args.flow, Event(payload=payload))
             result = await materialize(outcome.message.payload)
         if outcome.status == "completed":

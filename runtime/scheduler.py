@@ -83,6 +83,12 @@ def _iso(slot: float) -> str:
     return datetime.fromtimestamp(slot, tz=UTC).isoformat()
 
 
+def schedule_lock(flow: str) -> str:
+    """The store lock a scheduled flow's run holds, so that runs never overlap (``splice run``
+    of the flow takes it too)."""
+    return f"schedule:{flow}"
+
+
 async def _fire(ctx: SourceContext, params: dict[str, Any], slot: float, *,
                 catch_up: bool = False, remember: bool = False) -> None:
     """Claim ``slot`` in the store and run the flow for it, unless a replica has claimed it.
@@ -98,7 +104,7 @@ async def _fire(ctx: SourceContext, params: dict[str, Any], slot: float, *,
     if not await ctx.store.put_if_absent(FIRES_NAMESPACE, key, True, ttl=ttl):
         return  # another replica (or an earlier start) fired this slot
     try:
-        async with ctx.store.lock(f"schedule:{ctx.flow}", timeout=0.0):
+        async with ctx.store.lock(schedule_lock(ctx.flow), timeout=0.0):
             fired = datetime.now(tz=UTC).isoformat()
             payload: dict[str, Any] = {"scheduledAt": slot_iso, "firedAt": fired}
             attributes: dict[str, Any] = {"trigger": "schedule"}

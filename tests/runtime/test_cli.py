@@ -156,3 +156,38 @@ def test_flows_and_schema(project: Path) -> None:
     assert "hello" in listed.stdout and "http.listener path=/hello" in listed.stdout
     schema = json.loads(splice("schema", cwd=project.parent).stdout)
     assert "http.request" in json.dumps(schema)
+
+
+NIGHTLY = """\
+flow: nightly
+trigger:
+  schedule: { cron: "0 2 * * *" }
+steps:
+  - transform: '{"ran": true}'
+"""
+
+
+def test_run_of_a_scheduled_flow_refuses_to_overlap_its_running_schedule(project: Path) -> None:
+    """While the scheduled run holds the flow's lock (here: held by hand in the same store), a
+    manual run says so and changes nothing; once it is free the manual run goes ahead."""
+    import anyio
+
+    from runtime.scheduler import schedule_lock
+    from runtime.store import open_store
+
+    (project / "nightly.yaml").write_text(NIGHTLY)
+    (project.parent / ".splice").mkdir()
+    store_url = f"sqlite:///{project.parent / '.splice' / 'store.db'}"
+
+    async def while_locked() -> subprocess.CompletedProcess[str]:
+        async with open_store(store_url) as store, store.lock(schedule_lock("nightly"), timeout=0.0):
+            return await anyio.to_thread.run_sync(
+                lambda: splice("run", "nightly", "-p", "flows", cwd=project.parent))
+
+    refused = anyio.run(while_locked)
+    assert refused.returncode == 1
+    assert "nightly is running already" in refused.stderr and "Traceback" not in refused.stderr
+    assert refused.stdout == ""
+    done = splice("run", "nightly", "-p", "flows", cwd=project.parent)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"ran": True}
