@@ -5,7 +5,8 @@ project in ``flows/salesforce-quickbooks`` runs with every flow. QuickBooks' rea
 scaled time: the emulator allows 500 requests and 40 batch calls per ``60 / scale`` seconds and 10
 in flight per realm, the connection budgets the same (``requests-per-minute`` x scale), and every
 QuickBooks call takes ``0.3 / scale`` seconds (QuickBooks Online answers in about 300 ms). The
-Salesforce connection's own cap (``requests-per-second``, 25) is scaled likewise. With the
+Salesforce connection's own cap (``requests-per-second``, 25) and the QuickBooks connection's
+``retry-delay`` (0.5 s, the pause after a 429) are scaled likewise. With the
 default ``--scale 10`` one QuickBooks minute lasts 6 s, with the same ratios between the rate, the
 concurrency and the latency. Reported: invoices per QuickBooks minute, the QuickBooks requests the
 flows spend per invoice, the limit-bound maximum (500 / requests per invoice) and the fraction of
@@ -164,7 +165,8 @@ async def burst(opportunities: int, scale: float, store_path: Path, project_dir:
         "salesforce": {**salesforce_settings(sf_base), "requests-per-second": 25 * scale},
         # QuickBooks' 500 a minute leave 490 a minute after the budget's burst of 10; scaled.
         "quickbooks": {**quickbooks_settings(qb_base), "requests-per-minute": int(490 * scale) + 10,
-                       "batch-per-minute": int(40 * scale), "max-concurrent": 10},
+                       "batch-per-minute": int(40 * scale), "max-concurrent": 10,
+                       "retry-delay": 0.5 / scale},
     }
     store = open_store(f"sqlite:///{store_path}")
     try:

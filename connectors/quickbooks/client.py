@@ -259,7 +259,7 @@ async def open_connection(settings: Mapping[str, Any],
         auth=OAuth2Auth(tokens, is_unauthorized=_is_unauthorized),
         timeout=qb.timeout,
         rate_limit=limits.pick,
-        retry=RetryOptions(attempts=3, initial_delay=0.5, max_delay=30.0),
+        retry=RetryOptions(attempts=3, initial_delay=qb.retry_delay, max_delay=30.0),
         max_connections=max(qb.max_concurrent, 1),
         on_throttle=on_throttle,
     )

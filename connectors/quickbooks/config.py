@@ -61,6 +61,9 @@ CONNECTION_PARAMS: tuple[Param, ...] = (
     _static("max-concurrent", "integer", default=10, summary="Per-realm requests in flight"),
     _static("batch-per-minute", "integer", default=40, summary="Per-realm batch request budget"),
     _static("timeout", "number", default=30.0, summary="Seconds per HTTP call"),
+    _static("retry-delay", "number", default=0.5,
+            summary="Seconds of the first pause before a transport retry (5xx, 429; grows "
+                    "exponentially); a 429 pauses the whole realm that long"),
 )
 
 
@@ -80,6 +83,7 @@ class QuickBooksSettings:
     max_concurrent: int = 10
     batch_per_minute: int = 40
     timeout: float = 30.0
+    retry_delay: float = 0.5
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> QuickBooksSettings:
@@ -108,4 +112,5 @@ class QuickBooksSettings:
             max_concurrent=int(settings.get("max-concurrent") or 10),
             batch_per_minute=int(settings.get("batch-per-minute") or 40),
             timeout=float(settings.get("timeout") or 30.0),
+            retry_delay=float(settings.get("retry-delay") or 0.5),
         )
