@@ -19,6 +19,7 @@ from dsl.templates import render
 from runtime.context import HttpEndpoint, SourceContext
 from runtime.message import Event, Outcome
 from runtime.spec import param_defaults
+from runtime.store.base import LockTimeoutError, ObjectStore
 from runtime.store.sourcestate import SourceStateStore
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from runtime.server.routes import RouteTable
 
 __all__ = ["FlowSourceContext", "run_trigger"]
+
+#: How often a replica standing by for an exclusive trigger tries to take it over (seconds).
+LEADER_RETRY = 5.0
 
 
 class FlowSourceContext(SourceContext):
@@ -102,6 +106,8 @@ async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
         spec = engine.registry.sources[trigger.name]
         params = {**param_defaults(spec.params), **params}
         runner = spec.run
+        if spec.exclusive and engine.store.serves_replicas:
+            runner = _one_replica_at_a_time(runner, engine.store)
     delay = 1.0
     while not stop_event.is_set():
         try:
@@ -115,3 +121,33 @@ async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
             if not await ctx.sleep(delay):
                 return
             delay = min(delay * 2, 60.0)
+
+
+def _one_replica_at_a_time(run: Any, store: ObjectStore) -> Any:
+    """``run`` while this replica holds the trigger's store lock; until then, stand by.
+
+    The lock of a replica that dies goes with its database session, so a standby takes over
+    within :data:`LEADER_RETRY` seconds.
+    """
+
+    async def led(ctx: SourceContext, params: dict[str, Any]) -> None:
+        standing_by = False
+        while not ctx.stopping:
+            holding = False
+            try:
+                async with store.lock(f"trigger:{ctx.flow}", timeout=0.0):
+                    holding = True
+                    if standing_by:
+                        ctx.logger.info("%s: this replica takes over the trigger", ctx.flow)
+                    await run(ctx, params)
+                    return
+            except LockTimeoutError:
+                if holding:
+                    raise  # the source's own, not the trigger's lock
+            if not standing_by:
+                ctx.logger.info("%s: another replica runs the trigger; standing by", ctx.flow)
+                standing_by = True
+            if not await ctx.sleep(LEADER_RETRY):
+                return
+
+    return led

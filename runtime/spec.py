@@ -167,6 +167,10 @@ class SourceSpec:
     ``run`` runs for the lifetime of the flow. It hands events to ``ctx.handle`` (or
     ``ctx.handle_many``), which returns once each event was processed or dead-lettered; only then
     may the source move its watermark (``ctx.state``), so no event is lost across restarts.
+
+    ``exclusive=True`` for sources that fetch from a system (polling, streaming) rather than
+    being called (HTTP): when several ``serve`` replicas share a store, one replica runs it and
+    the others stand by, so each change is handled once, not once per replica.
     """
 
     name: str
@@ -174,6 +178,7 @@ class SourceSpec:
     params: tuple[Param, ...] = ()
     summary: str = ""
     needs_connection: bool = True
+    exclusive: bool = False
     stability: Stability = "stable"
     since: str = "0.1"
 

@@ -266,5 +266,6 @@ SOURCES: tuple[SourceSpec, ...] = (
         Param("interval", "duration", default="5m", dynamic=False),
         Param("initial-lookback", "duration", default="1h", dynamic=False,
               summary="How far back the first poll looks (at most 30 days)")),
-        summary="Change data capture polling with a stored watermark; deletions included"),
+        summary="Change data capture polling with a stored watermark; deletions included",
+        exclusive=True),
 )

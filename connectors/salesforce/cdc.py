@@ -359,6 +359,7 @@ async def run_change_events(ctx: SourceContext, params: dict[str, Any]) -> None:
 CHANGE_EVENTS = SourceSpec(
     "change-events", run_change_events,
     summary="Change Data Capture events over the Streaming API, with replay and a polling fallback",
+    exclusive=True,
     params=(*(p for p in POLL_PARAMS if p.name != "object"),
             Param("object", dynamic=False, examples=("Opportunity",),
                   summary="Object whose /data/<Object>ChangeEvent channel to follow (and poll as fallback)"),

@@ -58,6 +58,7 @@ async def run_changes(ctx: SourceContext, params: dict[str, Any]) -> None:
 CHANGES = SourceSpec(
     "changes", run_changes,
     summary="New and changed records of an object, polled on SystemModstamp",
+    exclusive=True,
     params=(*POLL_PARAMS,
             Param("interval", type="duration", default="30s", dynamic=False, summary="Pause between polls"),
             Param("since", dynamic=False, examples=("now", "2026-01-01T00:00:00Z"),

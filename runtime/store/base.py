@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["LockTimeoutError", "ObjectStore", "decode", "encode"]
 
@@ -35,6 +35,10 @@ class ObjectStore(ABC):
     ``compare_and_set`` and ``lock`` are atomic across processes that share the backend.
     ``ttl`` is in seconds; an expired key reads as absent.
     """
+
+    #: Whether several ``serve`` replicas (on several hosts) may share this store; they then take
+    #: turns at exclusive triggers through :meth:`lock`.
+    serves_replicas: ClassVar[bool] = False
 
     @abstractmethod
     async def get(self, namespace: str, key: str) -> Any | None:

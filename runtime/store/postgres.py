@@ -44,6 +44,8 @@ class PostgresStore(ObjectStore):
     decides expiry; tests inject a fake one.
     """
 
+    serves_replicas = True
+
     def __init__(self, dsn: str, *, schema: str = "splice", clock: Callable[[], float] = time.time,
                  min_size: int = 1, max_size: int = 10, lock_pool_size: int = 10,
                  page_size: int = 200, purge_interval: float = 60.0) -> None:

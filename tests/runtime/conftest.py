@@ -16,12 +16,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import connectors.http.plugin as http_plugin
 import dsl
-from runtime.context import OperationContext
+from runtime.context import OperationContext, SourceContext
 from runtime.errors import SpliceError
 from runtime.hookspecs import hookimpl
 from runtime.registry import Registry, load_registry
 from runtime.service import SpliceRuntime, open_runtime
-from runtime.spec import ConnectionSpec, Connector, OperationSpec, Param
+from runtime.spec import ConnectionSpec, Connector, OperationSpec, Param, SourceSpec
 from runtime.store import open_store
 
 
@@ -39,8 +39,8 @@ class Recorder:
 
 
 def make_test_connector(recorder: Recorder) -> Connector:
-    """``test.echo``, ``test.fail``, ``test.slow``, ``test.lookup`` (read-only), ``test.stream``
-    and a connection with a secret."""
+    """``test.echo``, ``test.fail``, ``test.slow``, ``test.lookup`` (read-only), ``test.stream``,
+    the exclusive trigger ``test.ticks`` and a connection with a secret."""
 
     async def echo(ctx: OperationContext, params: dict[str, Any]) -> Any:
         recorder.calls.append(("echo", params))
@@ -78,6 +78,16 @@ def make_test_connector(recorder: Recorder) -> Connector:
                 yield {"n": i}
         return gen()
 
+    async def ticks(ctx: SourceContext, params: dict[str, Any]) -> None:
+        recorder.calls.append(("ticks", {"flow": ctx.flow}))
+        recorder.running += 1
+        recorder.max_running = max(recorder.max_running, recorder.running)
+        try:
+            while await ctx.sleep(0.01):
+                pass
+        finally:
+            recorder.running -= 1
+
     @asynccontextmanager
     async def open_connection(settings: dict[str, Any], ctx: Any) -> AsyncIterator[dict[str, Any]]:
         yield {"settings": settings, "closed": False}
@@ -97,6 +107,7 @@ def make_test_connector(recorder: Recorder) -> Connector:
             OperationSpec("lookup", lookup, params=(Param("key", required=True),), read_only=True),
             OperationSpec("stream", stream, params=(Param("count", type="integer", required=True),)),
         ),
+        sources=(SourceSpec("ticks", ticks, needs_connection=False, exclusive=True),),
     )
 
 
