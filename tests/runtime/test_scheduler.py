@@ -3,21 +3,18 @@
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import pytest
-from opentelemetry import trace
 
 import runtime.scheduler as scheduler
-from runtime.context import HttpEndpoint, SourceContext
-from runtime.message import Event, Message, Outcome
+from runtime.message import Event
 from runtime.scheduler import last_fire, next_fire, run_schedule
 from runtime.store import ObjectStore, open_store
+from runtime.testing import RecordingSourceContext
 
 SLOW = """
 flow: tick
@@ -97,50 +94,23 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return clock
 
 
-class Start(SourceContext):
+class Start(RecordingSourceContext):
     """One start of the ``schedule`` trigger of flow ``nightly`` on ``store``, from ``begin`` to
     ``end`` on the test's clock: each sleep moves the clock, the first one past ``end`` stops the
     trigger (as shutdown would). Events are recorded, not run."""
 
     def __init__(self, store: ObjectStore, clock: Clock, begin: float, end: float | None = None) -> None:
-        self.flow = "nightly"
-        self.connection = None
-        self.connection_name = None
-        self.store = store
-        self.logger = logging.getLogger("splice.test.scheduler")
-        self.tracer = trace.get_tracer("splice.test")
+        super().__init__(store, flow="nightly")
         self.clock, self.end = clock, begin if end is None else end
-        self.events: list[Event] = []
-        self._stopped = False
         clock.now = begin
 
     async def run(self, params: dict[str, Any]) -> list[Event]:
         await run_schedule(self, params)
         return self.events
 
-    async def handle(self, event: Event, *, dead_letter_failures: bool = True) -> Outcome:
-        self.events.append(event)
-        return Outcome("completed", Message(payload=event.payload, attributes=event.attributes))
-
-    async def handle_many(self, events: Iterable[Event]) -> list[Outcome]:
-        return [await self.handle(e) for e in events]
-
-    async def load_state(self) -> Any:
-        return None
-
-    async def save_state(self, state: Any) -> None:
-        pass
-
-    def add_route(self, path: str, methods: Iterable[str], endpoint: HttpEndpoint) -> None:
-        pass
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopped
-
     async def sleep(self, seconds: float) -> bool:
         if self.clock.now + seconds > self.end:
-            self._stopped = True
+            self.stop()
             return False
         self.clock.now += seconds
         return True

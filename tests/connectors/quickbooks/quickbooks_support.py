@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -18,9 +17,10 @@ from opentelemetry import trace
 from connectors.quickbooks.client import QuickBooksClient, open_connection
 from connectors.quickbooks.emulator import DEFAULT_REALM
 from connectors.quickbooks.operations import OPERATIONS
-from runtime.context import ConnectionContext, HttpEndpoint, OperationContext, SourceContext
-from runtime.message import Event, Message, Outcome
+from runtime.context import ConnectionContext, OperationContext
+from runtime.message import Event, Message, Outcome, OutcomeStatus
 from runtime.store import ObjectStore
+from runtime.testing import RecordingSourceContext
 
 REALM = DEFAULT_REALM
 SEED_REFRESH_TOKEN = "RT-seed-0000000000000001"
@@ -73,64 +73,22 @@ async def run_op(name: str, client: QuickBooksClient, store: ObjectStore, payloa
     return await spec.handler(op_context(client, store, payload), rendered)
 
 
-class FakeSourceContext(SourceContext):
-    """A source context that records events, routes and state instead of running flows.
-
-    ``outcome`` decides each event's fate (default: completed); ``gate`` (an anyio.Event), when
-    given, holds every ``handle`` until it is set, to show that a webhook is answered before the
-    flow runs.
+class FakeSourceContext(RecordingSourceContext):
+    """The recording source context on a QuickBooks client; ``gate`` (an anyio.Event), when given,
+    holds every ``handle`` until it is set, to show that a webhook is answered before the flow runs.
     """
 
     def __init__(self, client: QuickBooksClient | None, store: ObjectStore, *,
-                 outcome: Callable[[Event], str] | None = None,
+                 outcome: Callable[[Event], OutcomeStatus] | None = None,
                  gate: anyio.Event | None = None) -> None:
-        self.flow = "qb-flow"
-        self.connection = client
-        self.connection_name = "quickbooks"
-        self.store = store
-        self.logger = logging.getLogger("splice.test.quickbooks.source")
-        self.tracer = trace.get_tracer("splice.test")
-        self.events: list[Event] = []
-        self.routes: dict[str, HttpEndpoint] = {}
-        self.state: Any = None
-        self.saved: list[Any] = []
-        self._outcome = outcome or (lambda _event: "completed")
+        super().__init__(store, connection=client, connection_name="quickbooks", flow="qb-flow",
+                         outcome=outcome)
         self._gate = gate
-        self._stop = anyio.Event()
 
     async def handle(self, event: Event, *, dead_letter_failures: bool = True) -> Outcome:
         if self._gate is not None:
             await self._gate.wait()
-        status = self._outcome(event)
-        if status == "completed":
-            self.events.append(event)
-        return Outcome(status, Message(payload=event.payload, attributes=event.attributes))  # type: ignore[arg-type]
-
-    async def handle_many(self, events: Iterable[Event]) -> list[Outcome]:
-        return [await self.handle(e) for e in events]
-
-    async def load_state(self) -> Any:
-        return self.state
-
-    async def save_state(self, state: Any) -> None:
-        self.state = copy.deepcopy(state)
-        self.saved.append(self.state)
-
-    def add_route(self, path: str, methods: Iterable[str], endpoint: HttpEndpoint) -> None:
-        self.routes[path] = endpoint
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    async def sleep(self, seconds: float) -> bool:
-        with anyio.move_on_after(seconds):
-            await self._stop.wait()
-        return not self._stop.is_set()
-
-    def stop(self) -> None:
-        """Begin shutdown: the source's loop returns."""
-        self._stop.set()
+        return await super().handle(event, dead_letter_failures=dead_letter_failures)
 
 
 async def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> None:

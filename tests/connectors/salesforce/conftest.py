@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,10 +18,11 @@ from opentelemetry import trace
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.emulator import create_app
 from connectors.salesforce.plugin import open_connection
-from runtime.context import ConnectionContext, HttpEndpoint, OperationContext, SourceContext
-from runtime.message import Event, Message, Outcome
+from runtime.context import ConnectionContext, OperationContext
+from runtime.message import Event, Message, OutcomeStatus
 from runtime.redaction import secret_values
 from runtime.store import ObjectStore, open_store
+from runtime.testing import RecordingSourceContext as BaseRecordingSourceContext
 
 #: Every host a cassette may show, whatever org it was recorded against.
 PLACEHOLDER_HOST = "acme.my.salesforce.com"
@@ -133,52 +134,28 @@ def operation_context(client: SalesforceClient, store: ObjectStore, payload: Any
                             tracer=trace.get_tracer("test"), connection=client, connection_name="sf")
 
 
-class RecordingSourceContext(SourceContext):
-    """A SourceContext that records events and state, and stops after ``polls`` sleeps.
+class RecordingSourceContext(BaseRecordingSourceContext):
+    """The recording source context on a Salesforce client, stopping after ``polls`` sleeps (or
+    once ``stop_after`` events were recorded); sleeps are short, and ``on_sleep(n)`` runs after each.
 
     ``fail`` maps event ids to how many times their handling should fail before succeeding.
     """
 
     def __init__(self, client: Any, store: ObjectStore, *, polls: int = 1, state: Any = None,
                  fail: dict[str, int] | None = None, stop_after: int | None = None) -> None:
-        self.flow = "test-flow"
-        self.connection = client
-        self.connection_name = "sf"
-        self.store = store
-        self.logger = logging.getLogger("splice.test.salesforce")
-        self.tracer = trace.get_tracer("test")
-        self.events: list[Event] = []
-        self.state = state
-        self.saved: list[Any] = []
+        super().__init__(store, connection=client, connection_name="sf", state=state,
+                         outcome=self._fail_first)
         self.polls = polls
         self.sleeps = 0
         self.fail = dict(fail or {})
         self.on_sleep: Any = None
         self.stop_after = stop_after
 
-    async def handle(self, event: Event, *, dead_letter_failures: bool = True) -> Outcome:
-        return (await self.handle_many([event]))[0]
-
-    async def handle_many(self, events: Iterable[Event]) -> list[Outcome]:
-        out = []
-        for event in events:
-            if self.fail.get(str(event.id), 0) > 0:
-                self.fail[str(event.id)] -= 1
-                out.append(Outcome("failed", Message(payload=event.payload)))
-                continue
-            self.events.append(event)
-            out.append(Outcome("completed", Message(payload=event.payload)))
-        return out
-
-    async def load_state(self) -> Any:
-        return self.state
-
-    async def save_state(self, state: Any) -> None:
-        self.state = state
-        self.saved.append(state)
-
-    def add_route(self, path: str, methods: Iterable[str], endpoint: HttpEndpoint) -> None:
-        raise NotImplementedError
+    def _fail_first(self, event: Event) -> OutcomeStatus:
+        if self.fail.get(str(event.id), 0) > 0:
+            self.fail[str(event.id)] -= 1
+            return "failed"
+        return "completed"
 
     @property
     def stopping(self) -> bool:

@@ -1,0 +1,81 @@
+"""Helpers for testing connector plugins without running flows.
+
+:class:`RecordingSourceContext` is what a source's ``run`` receives, minus the engine: the events
+it hands over are recorded (and each gets the outcome the test chooses), its stored state lives in
+memory, its routes are kept for the test to call, and ``stop()`` begins shutdown. Subclass it to
+drive time differently (stop after N sleeps, move a fake clock); see ``docs/writing-a-connector.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import anyio
+from opentelemetry import trace
+
+from runtime.context import HttpEndpoint, SourceContext
+from runtime.message import Event, Message, Outcome, OutcomeStatus
+from runtime.store.base import ObjectStore
+
+__all__ = ["RecordingSourceContext"]
+
+
+class RecordingSourceContext(SourceContext):
+    """A source context that records events, routes and saved state instead of running a flow.
+
+    ``outcome(event)`` decides each event's fate (default: ``completed``); only completed events
+    are recorded in :attr:`events`. Every saved state is kept in :attr:`saved` (as a copy, so a
+    source that goes on changing its dict cannot rewrite history); ``state`` is the stored state
+    the source starts from.
+    """
+
+    def __init__(self, store: ObjectStore, *, connection: Any = None,
+                 connection_name: str | None = None, flow: str = "test-flow", state: Any = None,
+                 outcome: Callable[[Event], OutcomeStatus] | None = None) -> None:
+        self.flow = flow
+        self.connection = connection
+        self.connection_name = connection_name
+        self.store = store
+        self.logger = logging.getLogger(f"splice.test.{flow}")
+        self.tracer = trace.get_tracer("splice.test")
+        self.events: list[Event] = []
+        self.routes: dict[str, HttpEndpoint] = {}
+        self.state = state
+        self.saved: list[Any] = []
+        self._outcome = outcome
+        self._stop = anyio.Event()
+
+    async def handle(self, event: Event, *, dead_letter_failures: bool = True) -> Outcome:
+        status = self._outcome(event) if self._outcome is not None else "completed"
+        if status == "completed":
+            self.events.append(event)
+        return Outcome(status, Message(payload=event.payload, attributes=event.attributes))
+
+    async def handle_many(self, events: Iterable[Event]) -> list[Outcome]:
+        return [await self.handle(event) for event in events]
+
+    async def load_state(self) -> Any:
+        return self.state
+
+    async def save_state(self, state: Any) -> None:
+        self.state = copy.deepcopy(state)
+        self.saved.append(self.state)
+
+    def add_route(self, path: str, methods: Iterable[str], endpoint: HttpEndpoint) -> None:
+        self.routes[path] = endpoint
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def sleep(self, seconds: float) -> bool:
+        with anyio.move_on_after(seconds):
+            await self._stop.wait()
+        return not self._stop.is_set()
+
+    def stop(self) -> None:
+        """Begin shutdown: ``stopping`` turns true and every ``sleep`` returns ``False``."""
+        self._stop.set()
