@@ -340,12 +340,14 @@ def reconcile(size: int) -> dict[str, Any]:
                "QUICKBOOKS_REFRESH_TOKEN": "emulator-refresh-token", "QUICKBOOKS_BASE_URL": qb,
                "QUICKBOOKS_TOKEN_URL": f"{qb}/oauth2/v1/tokens/bearer",
                "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN": "emulator-verifier"}
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "run.log", "w+") as log:
             started = time.monotonic()
+            # The console (a progress line per chunk) goes to a file: a pipe read only at the
+            # end would fill up and stall the run.
             proc = subprocess.Popen(
                 [sys.executable, "-m", "runtime.cli", "run", "nightly-reconciliation", "-p",
                  str(PROJECT), "--input", "-"], cwd=tmp, env=env, stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                stdout=subprocess.PIPE, stderr=log, text=True)
             assert proc.stdin is not None
             proc.stdin.write(json.dumps({"from": "2026-10-01", "to": "2026-10-31"}))
             proc.stdin.close()
@@ -359,7 +361,8 @@ def reconcile(size: int) -> dict[str, Any]:
                 time.sleep(0.05)
             elapsed = time.monotonic() - started
             out = proc.stdout.read() if proc.stdout else ""
-            err = proc.stderr.read() if proc.stderr else ""
+            log.seek(0)
+            err = log.read()
         if proc.returncode != 0:
             raise SystemExit(f"reconcile {size}: splice run failed: {err[-2000:]}")
         summary = json.loads(out)

@@ -96,7 +96,9 @@ class _ChainedRateLimit(RateLimit):
     """A batch slot spends one token of its own bucket and one slot of the realm's general limit."""
 
     def __init__(self, per_minute: int, parent: RateLimit) -> None:
-        super().__init__(per_minute, 60.0, burst=min(per_minute, 5))
+        # As for the general budget: burst plus steady rate never exceed the rolling minute's limit.
+        burst = min(per_minute // 2, 5)
+        super().__init__(per_minute - burst, 60.0, burst=max(burst, 1))
         self.parent = parent
 
     @asynccontextmanager
