@@ -222,7 +222,7 @@ def _sorted(rows: list[dict[str, Any]], query: Query) -> list[dict[str, Any]]:
     def order(a: dict[str, Any], b: dict[str, Any]) -> int:
         for path, desc in query.order or [("Id", False)]:
             left, right = _value(a, path), _value(b, path)
-            if path == "Id" or (str(left).isdigit() and str(right).isdigit()):
+            if str(left).isdigit() and str(right).isdigit():  # Ids too: "TAX" and "NON" exist
                 left, right = Decimal(str(left)), Decimal(str(right))
             result = _cmp(left, right) or 0
             if result:

@@ -192,3 +192,12 @@ def test_later_pages_see_changes_made_between_pages(company: Company,
     first = run_query(company, paged.format(1))
     del company.tables["Invoice"][first["Invoice"][1]["Id"]]
     assert run_query(company, paged.format(3)) == scanned(company, paged.format(3), monkeypatch)
+
+
+def test_tax_codes_with_text_ids_are_listed_in_id_order(company: Company) -> None:
+    """QuickBooks US tax codes have the Ids TAX and NON: ordering by Id must not need numbers."""
+    company.tables["TaxCode"]["TAX"] = {"Id": "TAX", "Name": "Taxable", "Active": True}
+    company.tables["TaxCode"]["NON"] = {"Id": "NON", "Name": "Non-Taxable", "Active": True}
+    ids = [row["Id"] for row in run_query(company, "select * from TaxCode")["TaxCode"]]
+    assert ids == sorted(company.tables["TaxCode"], key=str.lower)
+    assert {"TAX", "NON"} <= set(ids)
