@@ -287,7 +287,8 @@ def _walk(data: dict[str, Any], path: tuple[str, ...]) -> Any:
 class CompiledExpression:
     """A compiled ``#[ ]`` or transform expression (the model's :class:`~dsl.model.Expression`)."""
 
-    __slots__ = ("_bound", "_compiled", "_path", "context_fields", "engine", "source", "span")
+    __slots__ = ("__weakref__", "_bound", "_compiled", "_path", "context_fields", "engine", "source",
+                 "span")
 
     def __init__(self, source: str, span: SourceSpan, compiled: CompiledJsonata, engine: str) -> None:
         self.source = source

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,9 @@ __all__ = ["evaluate_expression", "execute", "materialize", "render_value"]
 #: so one heavy expression cannot stall every other execution on the event loop. Cheaper ones run
 #: inline: a thread hop costs more than they do.
 OFFLOAD_AFTER_SECONDS = 0.0005
-_costs: dict[int, float] = {}
+#: Measured cost per expression (a moving average); weak, so a compiled expression that is gone
+#: takes its cost along instead of leaving it to a new one that happens to reuse its id.
+_costs: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 _flow_ref_depth: contextvars.ContextVar[int] = contextvars.ContextVar("splice_flow_ref_depth",
                                                                        default=0)
 MAX_FLOW_REF_DEPTH = 32
@@ -78,8 +81,18 @@ def _evaluate_timed(expression: Expression, data: Any, bindings: dict[str, Any])
         return expression.evaluate(data, bindings)
     finally:
         elapsed = time.perf_counter() - started
-        key = id(expression)
-        _costs[key] = elapsed if key not in _costs else 0.8 * _costs[key] + 0.2 * elapsed
+        try:
+            known = _costs.get(expression)
+            _costs[expression] = elapsed if known is None else 0.8 * known + 0.2 * elapsed
+        except TypeError:  # an expression type that cannot be weakly referenced: not measured
+            pass
+
+
+def _cost(expression: Expression) -> float:
+    try:
+        return _costs.get(expression, 0.0)
+    except TypeError:
+        return 0.0
 
 
 async def evaluate_expression(expression: Expression, data: Any, message: Message,
@@ -91,7 +104,7 @@ async def evaluate_expression(expression: Expression, data: Any, message: Messag
     """
     bindings = {"payload": message.payload, "vars": message.vars, "attributes": message.attributes}
     try:
-        if _costs.get(id(expression), 0.0) > OFFLOAD_AFTER_SECONDS:
+        if _cost(expression) > OFFLOAD_AFTER_SECONDS:
             return await anyio.to_thread.run_sync(_evaluate_timed, expression, data, bindings,
                                                   limiter=threads)
         return _evaluate_timed(expression, data, bindings)

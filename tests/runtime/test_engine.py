@@ -309,3 +309,21 @@ async def test_slow_transforms_move_off_the_event_loop(registry: Any, write_proj
     assert [r.message.payload for r in results] == [0, 1, 2, 3]
     assert threads[0] == loop_thread  # unknown cost: tried inline once
     assert all(t != loop_thread for t in threads[1:])  # then kept off the loop
+
+
+def test_a_measured_cost_goes_with_its_expression() -> None:
+    """Costs are kept per expression object, not per id(): a new expression that reuses a dead
+    one's id must not inherit its 'slow' verdict (and costs of dropped flows do not pile up)."""
+    import gc
+
+    from dsl.expressions import compile_expression
+    from dsl.source import SourceSpan
+    from runtime import steps
+
+    expression = compile_expression("$ + 1", SourceSpan("x.yaml", 1, 1))
+    before = len(steps._costs)
+    assert steps._evaluate_timed(expression, 1, {}) == 2
+    assert steps._cost(expression) > 0 and len(steps._costs) == before + 1
+    del expression
+    gc.collect()
+    assert len(steps._costs) == before
