@@ -4,14 +4,19 @@
 it hands over are recorded (and each gets the outcome the test chooses), its stored state lives in
 memory, its routes are kept for the test to call, and ``stop()`` begins shutdown. Subclass it to
 drive time differently (stop after N sleeps, move a fake clock); see ``docs/writing-a-connector.md``.
+
+:func:`cassette_scrubbers` gives the ``before_record_request`` / ``before_record_response`` hooks of
+a recorded-HTTP cassette (vcrpy, pytest-recording) that keep secrets and account ids out of it.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import anyio
 from opentelemetry import trace
@@ -20,7 +25,7 @@ from runtime.context import HttpEndpoint, SourceContext
 from runtime.message import Event, Message, Outcome, OutcomeStatus
 from runtime.store.base import ObjectStore
 
-__all__ = ["RecordingSourceContext"]
+__all__ = ["RecordingSourceContext", "cassette_scrubbers"]
 
 
 class RecordingSourceContext(SourceContext):
@@ -79,3 +84,53 @@ class RecordingSourceContext(SourceContext):
     def stop(self) -> None:
         """Begin shutdown: ``stopping`` turns true and every ``sleep`` returns ``False``."""
         self._stop.set()
+
+
+def cassette_scrubbers(*, replace: Mapping[str, str], form_fields: Iterable[str],
+                       json_fields: Iterable[str], drop_headers: Iterable[str] = ()
+                       ) -> dict[str, Callable[[Any], Any]]:
+    """Hooks that scrub what a cassette records.
+
+    Every text in ``replace`` (an account or company id) becomes its replacement, in URIs and
+    bodies; the ``form_fields`` of an OAuth token request (``grant_type=...``) and the string
+    values of ``json_fields`` in any body become ``<FIELD>``; ``drop_headers`` leave the answers.
+    """
+    forms = frozenset(form_fields)
+    fields = tuple(json_fields)
+    dropped = frozenset(h.lower() for h in drop_headers)
+
+    def replaced(text: str) -> str:
+        for found, replacement in replace.items():
+            text = text.replace(found, replacement)
+        return text
+
+    def hidden(text: str) -> str:
+        text = replaced(text)
+        for name in fields:
+            text = re.sub(rf'("{name}"\s*:\s*")[^"]*(")', rf"\1<{name.upper()}>\2", text)
+        return text
+
+    def request(request: Any) -> Any:
+        request.uri = replaced(request.uri)
+        body = request.body
+        if body:
+            text = body.decode() if isinstance(body, bytes) else str(body)
+            if "grant_type=" in text:
+                text = urlencode([(k, f"<{k.upper()}>" if k in forms else v)
+                                  for k, v in parse_qsl(text, keep_blank_values=True)])
+            else:
+                text = hidden(text)
+            request.body = text.encode()
+        return request
+
+    def response(response: dict[str, Any]) -> dict[str, Any]:
+        body = response.get("body", {}).get("string")
+        if body:
+            text = body.decode() if isinstance(body, bytes) else body
+            response["body"]["string"] = hidden(text).encode()
+        for name in list(response.get("headers", {})):
+            if name.lower() in dropped:
+                response["headers"].pop(name)
+        return response
+
+    return {"before_record_request": request, "before_record_response": response}

@@ -7,12 +7,10 @@ mounted in process. Cassette tests replay what these emulators answered (see ``t
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
@@ -22,6 +20,7 @@ if str(Path(__file__).parent) not in sys.path:
 from flows_support import REALM, RECORDED_REALM, Integration, open_integration  # noqa: E402
 
 from connectors.quickbooks.client import reset_realm_limits  # noqa: E402
+from runtime.testing import cassette_scrubbers  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -42,42 +41,9 @@ async def integration(anyio_backend: str) -> AsyncIterator[Integration]:
 
 # ----------------------------------------------------------------- cassettes
 
-#: Form fields of token requests that must never be written.
+#: Form fields of token requests and JSON fields of token answers (and signatures) never written.
 _SECRET_FORM = ("client_secret", "client_id", "refresh_token", "code", "assertion", "password", "access_token")
-#: JSON fields of token answers (and signatures) that must never be written.
 _SECRET_JSON = ("access_token", "refresh_token", "client_secret", "id_token", "signature")
-
-
-def _hide(text: str) -> str:
-    text = text.replace(REALM, RECORDED_REALM)
-    for name in _SECRET_JSON:
-        text = re.sub(rf'("{name}"\s*:\s*")[^"]*(")', rf"\1<{name.upper()}>\2", text)
-    return text
-
-
-def _scrub_request(request: Any) -> Any:
-    request.uri = request.uri.replace(REALM, RECORDED_REALM)
-    body = request.body
-    if body:
-        text = body.decode() if isinstance(body, bytes) else str(body)
-        if "grant_type=" in text:
-            text = urlencode([(k, f"<{k.upper()}>" if k in _SECRET_FORM else v)
-                              for k, v in parse_qsl(text, keep_blank_values=True)])
-        else:
-            text = _hide(text)
-        request.body = text.encode()
-    return request
-
-
-def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
-    body = response.get("body", {}).get("string")
-    if body:
-        text = body.decode() if isinstance(body, bytes) else body
-        response["body"]["string"] = _hide(text).encode()
-    for name in list(response.get("headers", {})):
-        if name.lower() in ("set-cookie", "intuit_tid"):
-            response["headers"].pop(name)
-    return response
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +53,8 @@ def vcr_config() -> dict[str, Any]:
         "filter_headers": ["authorization", "cookie", "set-cookie", "intuit_tid", "x-sfdc-session"],
         "filter_query_parameters": ["code", "client_secret", "refresh_token", "access_token"],
         "filter_post_data_parameters": list(_SECRET_FORM),
-        "before_record_request": _scrub_request,
-        "before_record_response": _scrub_response,
+        **cassette_scrubbers(replace={REALM: RECORDED_REALM}, form_fields=_SECRET_FORM,
+                             json_fields=_SECRET_JSON, drop_headers=("set-cookie", "intuit_tid")),
         "match_on": ["method", "path", "query"],
         "decode_compressed_response": True,
     }

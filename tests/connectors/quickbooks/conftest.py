@@ -6,14 +6,11 @@ Cassettes (``cassettes/``) are recorded from the emulator and replayed with pyte
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
@@ -32,6 +29,7 @@ from quickbooks_support import (  # noqa: E402
 from connectors.quickbooks.client import QuickBooksClient, reset_realm_limits  # noqa: E402
 from connectors.quickbooks.emulator import create_app  # noqa: E402
 from runtime.store import ObjectStore, open_store  # noqa: E402
+from runtime.testing import cassette_scrubbers  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -88,49 +86,6 @@ def _realms() -> list[str]:
     return [r for r in (REALM, os.environ.get("QUICKBOOKS_REALM_ID")) if r]
 
 
-def _hide_realms(text: str) -> str:
-    for realm in _realms():
-        text = text.replace(realm, RECORDED_REALM)
-    return text
-
-
-def _scrub_text(text: str) -> str:
-    text = _hide_realms(text)
-    for field in _SECRET_JSON_FIELDS:
-        text = re.sub(rf'("{field}"\s*:\s*")[^"]*(")', rf"\1<{field.upper()}>\2", text)
-    return text
-
-
-def _scrub_request(request: Any) -> Any:
-    request.uri = _hide_realms(request.uri)
-    body = request.body
-    if body:
-        text = body.decode() if isinstance(body, bytes) else str(body)
-        if "grant_type=" in text:
-            pairs = [(k, f"<{k.upper()}>" if k in _SECRET_FIELDS else v)
-                     for k, v in parse_qsl(text, keep_blank_values=True)]
-            text = urlencode(pairs)
-        else:
-            text = _scrub_text(text)
-        request.body = text.encode()
-    return request
-
-
-def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
-    body = response.get("body", {}).get("string")
-    if body:
-        text = body.decode() if isinstance(body, bytes) else body
-        try:
-            json.loads(text)
-            response["body"]["string"] = _scrub_text(text).encode()
-        except ValueError:
-            response["body"]["string"] = _hide_realms(text).encode()
-    for name in list(response.get("headers", {})):
-        if name.lower() in ("set-cookie", "intuit_tid"):
-            response["headers"].pop(name)
-    return response
-
-
 @pytest.fixture(scope="module")
 def vcr_config() -> dict[str, Any]:
     """Replay only; nothing secret or company-identifying is written into a cassette."""
@@ -138,8 +93,9 @@ def vcr_config() -> dict[str, Any]:
         "filter_headers": ["authorization", "cookie", "set-cookie", "intuit_tid"],
         "filter_query_parameters": ["code", "client_secret", "refresh_token", "access_token"],
         "filter_post_data_parameters": ["client_secret", "refresh_token", "code", "access_token"],
-        "before_record_request": _scrub_request,
-        "before_record_response": _scrub_response,
+        **cassette_scrubbers(replace=dict.fromkeys(_realms(), RECORDED_REALM),
+                             form_fields=_SECRET_FIELDS, json_fields=_SECRET_JSON_FIELDS,
+                             drop_headers=("set-cookie", "intuit_tid")),
         "match_on": ["method", "path", "query"],
         "decode_compressed_response": True,
     }
