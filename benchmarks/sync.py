@@ -171,7 +171,8 @@ async def burst(opportunities: int, scale: float, store_path: Path, project_dir:
     store = open_store(f"sqlite:///{store_path}")
     try:
         async with httpx.AsyncClient(timeout=60) as http:
-            await _wait_until_up(http, f"{qb_base}/_bench/stats", child)
+            await anyio.to_thread.run_sync(_wait_until_up, f"{qb_base}/_bench/stats", child,
+                                           "burst", 120.0)
             async with open_runtime(project, registry, store=store,
                                     connection_settings=overrides) as runtime:
                 server = uvicorn.Server(uvicorn.Config(create_app(runtime, drain_timeout=5.0),
@@ -191,17 +192,18 @@ async def burst(opportunities: int, scale: float, store_path: Path, project_dir:
     return measured
 
 
-async def _wait_until_up(http: httpx.AsyncClient, url: str, child: Any) -> None:
-    deadline = time.monotonic() + 120
+def _wait_until_up(url: str, child: Any, what: str, seconds: float) -> None:
+    """Until ``url`` answers 200 (the emulators in ``child`` are seeded and serving)."""
+    deadline = time.monotonic() + seconds
     while True:
         try:
-            if (await http.get(url, timeout=1)).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline or not child.is_alive():
-            raise SystemExit("burst: the emulators did not start")
-        await anyio.sleep(0.1)
+            raise SystemExit(f"{what}: the emulators did not start")
+        time.sleep(0.2)
 
 
 async def _settle(engine: Any) -> None:
@@ -324,16 +326,7 @@ def reconcile(size: int) -> dict[str, Any]:
     child.start()
     sf, qb = (f"http://127.0.0.1:{port}" for port in ports)
     try:
-        deadline = time.monotonic() + 900
-        while True:
-            try:
-                if httpx.get(f"{qb}/_emulator/state", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or not child.is_alive():
-                raise SystemExit(f"reconcile {size}: the emulators did not start")
-            time.sleep(0.2)
+        _wait_until_up(f"{qb}/_emulator/state", child, f"reconcile {size}", 900.0)
         env = {**os.environ, "SALESFORCE_LOGIN_URL": sf, "SALESFORCE_CLIENT_ID": "bench",
                "SALESFORCE_CLIENT_SECRET": "bench", "QUICKBOOKS_CLIENT_ID": "emulator-client",
                "QUICKBOOKS_CLIENT_SECRET": "emulator-secret", "QUICKBOOKS_REALM_ID": REALM,
