@@ -231,17 +231,18 @@ class _ChangeEventSource:
 
     async def handle(self, messages: list[dict[str, Any]]) -> bool:
         """Hand over new events; advance the replay id over the done prefix. ``False`` on a failure."""
-        fresh: list[tuple[int, dict[str, Any], bool]] = []
+        fresh: list[tuple[int, dict[str, Any], dict[str, Any], bool]] = []
         for message in messages:
             replay_id = int(((message.get("data") or {}).get("event") or {}).get("replayId", 0))
             if replay_id <= int(self.state.get("replayId") or -3):
                 continue
             header = self._header(message)
-            fresh.append((replay_id, message, replay_id in self.handled or self._ignored(header)))
-        fetched = await self._fetch([m for _, m, skip in fresh if not skip]) if self.fetch else {}
+            skip = replay_id in self.handled or self._ignored(header)
+            fresh.append((replay_id, message, header, skip))
+        fetched = await self._fetch([m for _, m, _, skip in fresh if not skip]) if self.fetch else {}
         todo: list[tuple[int, dict[str, Any], list[Event]]] = [
-            (replay_id, self._header(message), [] if skip else self._events(message, fetched))
-            for replay_id, message, skip in fresh]
+            (replay_id, header, [] if skip else self._events(message, fetched))
+            for replay_id, message, header, skip in fresh]
         outcomes = await self.ctx.handle_many([e for _, _, events in todo for e in events])
         position, ok = 0, True
         for replay_id, header, events in todo:
