@@ -13,7 +13,7 @@ import pytest
 import runtime.scheduler as scheduler
 from runtime.message import Event
 from runtime.scheduler import last_fire, next_fire, run_schedule
-from runtime.store import ObjectStore, open_store
+from runtime.store import ObjectStore
 from runtime.testing import RecordingSourceContext
 
 SLOW = """
@@ -114,13 +114,6 @@ class Start(RecordingSourceContext):
             return False
         self.clock.now += seconds
         return True
-
-
-@pytest.fixture
-async def store(anyio_backend: str) -> Any:
-    opened = open_store("memory://")
-    yield opened
-    await opened.aclose()
 
 
 def slots(events: list[Event]) -> list[tuple[str, bool]]:

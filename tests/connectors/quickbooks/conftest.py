@@ -28,7 +28,7 @@ from quickbooks_support import (  # noqa: E402
 
 from connectors.quickbooks.client import QuickBooksClient, reset_realm_limits  # noqa: E402
 from connectors.quickbooks.emulator import create_app  # noqa: E402
-from runtime.store import ObjectStore, open_store  # noqa: E402
+from runtime.store import ObjectStore  # noqa: E402
 from runtime.testing import cassette_scrubbers  # noqa: E402
 
 
@@ -44,16 +44,6 @@ def _fresh_realm_limits() -> Iterator[None]:
 def emulator() -> Any:
     """A fresh emulator with demo data and one known refresh token."""
     return create_app(refresh_token=SEED_REFRESH_TOKEN)
-
-
-@pytest.fixture
-async def store(anyio_backend: str) -> AsyncIterator[ObjectStore]:
-    """A private in-memory object store."""
-    s = open_store("memory://")
-    try:
-        yield s
-    finally:
-        await s.aclose()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from connectors.salesforce.plugin import open_connection
 from runtime.context import ConnectionContext, OperationContext
 from runtime.message import Event, Message, OutcomeStatus
 from runtime.redaction import secret_values
-from runtime.store import ObjectStore, open_store
+from runtime.store import ObjectStore
 from runtime.testing import RecordingSourceContext as BaseRecordingSourceContext
 
 #: Every host a cassette may show, whatever org it was recorded against.
@@ -95,16 +95,6 @@ SETTINGS: dict[str, Any] = {"auth": "client-credentials", "login-url": INSTANCE,
 def vcr_config() -> dict[str, Any]:
     """Cassettes never hold tokens, secrets, cookies or the real instance host."""
     return vcr_settings()
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[ObjectStore]:
-    """A private in-memory store per test."""
-    s = open_store("memory://")
-    try:
-        yield s
-    finally:
-        await s.aclose()
 
 
 @pytest.fixture
