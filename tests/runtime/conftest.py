@@ -79,7 +79,7 @@ def make_test_connector(recorder: Recorder) -> Connector:
         return gen()
 
     async def ticks(ctx: SourceContext, params: dict[str, Any]) -> None:
-        recorder.calls.append(("ticks", {"flow": ctx.flow}))
+        recorder.calls.append(("ticks", {"flow": ctx.flow, "store": ctx.store}))
         recorder.running += 1
         recorder.max_running = max(recorder.max_running, recorder.running)
         try:

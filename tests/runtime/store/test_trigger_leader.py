@@ -55,10 +55,13 @@ async def test_one_replica_runs_an_exclusive_trigger_then_another_takes_over(
             await _until(lambda: recorder.running == 1)
             await anyio.sleep(0.3)  # the standby has tried several times meanwhile
             assert len(recorder.of("ticks")) == 1
-            first.request_stop()
+            leader, standby = ((first, second) if recorder.of("ticks")[0]["store"] is one
+                               else (second, first))
+            leader.request_stop()
             await _until(lambda: len(recorder.of("ticks")) == 2 and recorder.running == 1)
+            assert recorder.of("ticks")[1]["store"] is standby.store
             assert recorder.max_running == 1
-            second.request_stop()
+            standby.request_stop()
     finally:
         conn = await asyncpg.connect(postgres_url)
         try:
