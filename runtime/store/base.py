@@ -76,8 +76,9 @@ class ObjectStore(ABC):
              lease: float = 60.0) -> AbstractAsyncContextManager[None]:
         """A named mutual-exclusion lock, shared by every process using the same backend.
 
-        Waits at most ``timeout`` seconds (then :class:`LockTimeoutError`). ``lease`` bounds how long
-        a crashed holder can keep others out.
+        Waits at most ``timeout`` seconds while another holder has it (then
+        :class:`LockTimeoutError`); ``timeout=0`` takes it only if it is free. Reaching the backend
+        is not part of that wait. ``lease`` bounds how long a crashed holder can keep others out.
         """
 
     @abstractmethod

@@ -37,6 +37,10 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _LIVE = "(expires_at IS NULL OR expires_at > $3)"
 
 
+#: How long one attempt at a lock may wait for a connection of the lock pool (seconds).
+CONNECTION_WAIT = 5.0
+
+
 class PostgresStore(ObjectStore):
     """:class:`ObjectStore` on PostgreSQL through asyncpg (installed with the ``postgres`` extra).
 
@@ -232,9 +236,12 @@ class PostgresStore(ObjectStore):
             held: list[Any] = []
 
             async def attempt() -> bool:
-                # A connection is borrowed per attempt, so waiters never starve the pool.
+                # A connection is borrowed per attempt, so waiters never starve the pool. Getting
+                # one (opening it, under load) is not waiting for the lock: a zero timeout still
+                # means "take it if free", not "fail unless a connection is ready at once".
                 try:
-                    conn = await lock_pool.acquire(timeout=max(deadline - anyio.current_time(), 0.01))
+                    conn = await lock_pool.acquire(
+                        timeout=max(deadline - anyio.current_time(), CONNECTION_WAIT))
                 except TimeoutError:
                     return False
                 # Shielded: a lock taken on the server must never go unrecorded here.
