@@ -14,6 +14,7 @@ __all__ = [
     "BUILTIN_TRIGGERS",
     "CONNECTION_KEYS",
     "DURATION",
+    "DURATION_PARAM",
     "ERROR_TYPE_PATTERN",
     "FLOW_KEYS",
     "FLOW_NAME_PATTERN",
@@ -34,6 +35,13 @@ DURATION: dict[str, Any] = {
     "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$",
     "description": "A duration: 250ms, 30s, 5m, 1h, 1d, or a number of seconds",
 }
+#: The value schema of a duration parameter of a connector's operation or trigger, and of a step's
+#: ``cache`` (the description is the parameter's own).
+DURATION_PARAM: dict[str, Any] = {
+    "type": ["string", "number"],
+    "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$",
+    "x-expected": "a duration: 250ms, 30s, 5m, 1h, 1d, or a number of seconds",
+}
 
 _VARIABLE = {"type": "string", "pattern": VARIABLE_PATTERN, "x-dynamic": False}
 
@@ -42,7 +50,7 @@ STEP_COMMON_KEYS: dict[str, dict[str, Any]] = {
     "label": {"type": "string", "description": "A name for the step in logs, traces and errors",
               "x-dynamic": False},
     "target": {**_VARIABLE, "description": "Store the step's result in vars.<target>; the payload is unchanged"},
-    "cache": {"type": ["string", "number"], "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$", "x-dynamic": False,
+    "cache": {**DURATION_PARAM, "x-dynamic": False,
               "description": "Reuse the result of this reading operation for the same parameters "
                              "for this long (e.g. 10m)"},
 }

@@ -97,7 +97,8 @@ def check_value(
         choices = ", ".join(str(c) for c in schema["enum"])
         errors.append(FlowValidationError(node.span, f"'{name}' must be one of {choices}, got {node.value!r}"))
     if actual == "string" and "pattern" in schema and not re.search(schema["pattern"], node.value):
-        expected = schema.get("description") or f"a value matching {schema['pattern']}"
+        expected = (schema.get("x-expected") or schema.get("description")
+                    or f"a value matching {schema['pattern']}")
         errors.append(FlowValidationError(node.span, f"invalid value {node.value!r} for '{name}'",
                                           _lower_first(expected)))
     if actual in ("integer", "number"):

@@ -13,6 +13,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from dsl.builtins import DURATION_PARAM
+
 if TYPE_CHECKING:
     from runtime.context import ConnectionContext, OperationContext, SourceContext
 
@@ -72,7 +74,7 @@ class Param:
         elif self.type == "any":
             out = {}
         elif self.type == "duration":
-            out = {"type": ["string", "number"], "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$"}
+            out = dict(DURATION_PARAM)
         else:
             out = {"type": self.type}
         if self.enum is not None:
