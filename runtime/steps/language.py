@@ -47,6 +47,7 @@ _flow_ref_depth: contextvars.ContextVar[int] = contextvars.ContextVar("splice_fl
 
 async def run_transform(execution: StepExecution, flow: Flow, step: TransformStep,
                         message: Message, path: str) -> None:
+    """The payload (a stream read to the end first) through the JSONata expression."""
     message.payload = await materialize(message.payload)
     store_result(step, message, await evaluate_expression(
         step.expression, message.payload, message, execution.costs, execution.transform_threads))
@@ -58,6 +59,7 @@ def _scope(message: Message) -> dict[str, Any]:
 
 async def run_choice(execution: StepExecution, flow: Flow, step: ChoiceStep,
                      message: Message, path: str) -> None:
+    """The steps of the first branch whose condition holds, else ``otherwise``."""
     message.payload = await materialize(message.payload)
     for index, branch in enumerate(step.branches):
         if await evaluate_expression(branch.when, _scope(message), message,
@@ -69,6 +71,7 @@ async def run_choice(execution: StepExecution, flow: Flow, step: ChoiceStep,
 
 async def run_foreach(execution: StepExecution, flow: Flow, step: ForeachStep,
                       message: Message, path: str) -> None:
+    """The steps once per item (or chunk), ``concurrency`` at a time; see :class:`dsl.model.ForeachStep`."""
     single = getattr(step.collection, "single_expression", None)
     if single is not None and single.source.strip() in ("payload", "$payload"):
         collection = message.payload  # a streamed payload is iterated as it arrives
@@ -138,6 +141,7 @@ async def in_chunks(items: AsyncIterator[Any], size: int) -> AsyncIterator[list[
 
 async def run_set_variable(execution: StepExecution, flow: Flow, step: SetVariableStep,
                            message: Message, path: str) -> None:
+    """``vars.<name>`` gets the rendered value."""
     message.vars[step.name] = render_value(step.value, message)
 
 
@@ -147,6 +151,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 
 async def run_log(execution: StepExecution, flow: Flow, step: LogStep,
                   message: Message, path: str) -> None:
+    """The rendered message to the ``flow`` logger at the step's level."""
     text = render_value(step.message, message)
     execution.logger.getChild("flow").log(_LEVELS[step.level], "[%s %s] %s", flow.name,
                                           message.correlation_id[:8], text)
@@ -154,6 +159,7 @@ async def run_log(execution: StepExecution, flow: Flow, step: LogStep,
 
 async def run_flow_ref(execution: StepExecution, flow: Flow, step: FlowRefStep,
                        message: Message, path: str) -> None:
+    """The other flow's steps on a copy of the message; its variables and result come back."""
     depth = _flow_ref_depth.get()
     if depth >= MAX_FLOW_REF_DEPTH:
         raise FlowExecutionError(f"flow-ref nested deeper than {MAX_FLOW_REF_DEPTH} (a cycle?)",
