@@ -3,6 +3,10 @@
 Every builder records its problems in the :class:`~dsl.values.FileContext` and goes on with the
 next item, so one pass reports everything wrong in a file. Cross-file checks (``flow-ref`` targets,
 connections) are left to :mod:`dsl.project`, which knows the whole project.
+
+Nothing here lists step kinds or triggers: each step key is looked up in the vocabulary (a step
+kind builds its own node, handed this builder as its :class:`~dsl.kinds.StepBuilder`; any other
+key must be an operation), and each trigger brings its schema and its own check from there.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ def build_flow(root: Node, ctx: FileContext) -> Flow | None:
 
 
 class _FlowBuilder:
+    """Builds one file's flow; also the :class:`~dsl.kinds.StepBuilder` step kinds build with."""
+
     def __init__(self, ctx: FileContext) -> None:
         self.ctx = ctx
 
