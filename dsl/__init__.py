@@ -20,6 +20,7 @@ from dsl.expressions import (
     compile_expression,
     get_engine,
 )
+from dsl.kinds import ParamProblem, StepKind
 from dsl.model import Flow, Project, Template
 from dsl.project import check_file, check_project, load_flow_text, load_project
 from dsl.properties import SECURE_KEY_VAR, SecureValueError, decrypt_value, encrypt_value
@@ -42,9 +43,11 @@ __all__ = [
     "FlowSyntaxError",
     "FlowValidationError",
     "JsonataEngine",
+    "ParamProblem",
     "Project",
     "SecureValueError",
     "SourceSpan",
+    "StepKind",
     "Template",
     "Vocabulary",
     "check_file",

@@ -3,46 +3,36 @@
 Every builder records its problems in the :class:`~dsl.values.FileContext` and goes on with the
 next item, so one pass reports everything wrong in a file. Cross-file checks (``flow-ref`` targets,
 connections) are left to :mod:`dsl.project`, which knows the whole project.
+
+Nothing here lists step kinds or triggers: each step key is looked up in the vocabulary (a step
+kind builds its own node, handed this builder as its :class:`~dsl.kinds.StepBuilder`; any other
+key must be an operation), and each trigger brings its schema and its own check from there.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, cast
 
-from dsl.builtins import (
-    BUILTIN_STEPS,
-    BUILTIN_TRIGGERS,
-    ERROR_TYPE_PATTERN,
-    FLOW_KEYS,
-    ON_ERROR_SCHEMA,
-    STEP_COMMON_KEYS,
-)
+from dsl.builtins import ERROR_TYPE_PATTERN, FLOW_KEYS, ON_ERROR_SCHEMA, STEP_COMMON_KEYS
 from dsl.errors import FlowError
 from dsl.expressions import compile_expression
-from dsl.loader import Node, read_text
+from dsl.kinds import SourceCheck
+from dsl.loader import Node
 from dsl.model import (
-    ChoiceBranch,
-    ChoiceStep,
     ErrorAction,
     ErrorHandler,
     Expression,
     Flow,
-    FlowRefStep,
-    ForeachStep,
-    LogStep,
     OperationStep,
     RetryPolicy,
-    SetVariableStep,
     Step,
     Template,
-    TransformStep,
     Trigger,
 )
 from dsl.properties import substitute_placeholders
 from dsl.source import SourceSpan
+from dsl.steps import node_kind as _kind
 from dsl.templates import UNRESOLVED
 from dsl.validate import check_value, did_you_mean
 from dsl.values import FileContext, parse_duration, to_value
@@ -64,6 +54,8 @@ def build_flow(root: Node, ctx: FileContext) -> Flow | None:
 
 
 class _FlowBuilder:
+    """Builds one file's flow; also the :class:`~dsl.kinds.StepBuilder` step kinds build with."""
+
     def __init__(self, ctx: FileContext) -> None:
         self.ctx = ctx
 
@@ -113,40 +105,33 @@ class _FlowBuilder:
             return None
         (name, value), = node.value.items()
         key_span = node.keys[name]
-        # A plugin's own schema wins (the http connector declares http.listener); the language's
-        # built-in schema covers triggers no plugin declares (schedule) and keeps its extra rules.
-        schema = ctx.vocabulary.source_schema(name) or BUILTIN_TRIGGERS.get(name)
+        schema = ctx.vocabulary.source_schema(name)
         if schema is None:
-            known = [*BUILTIN_TRIGGERS, *ctx.vocabulary.source_names()]
             ctx.error(key_span, f"unknown trigger '{name}'",
-                      "one of the known triggers" + did_you_mean(name, known))
+                      "one of the known triggers" + did_you_mean(name, ctx.vocabulary.source_names()))
             return None
         params = ctx.resolve(value) if value.value is not None else Node("map", {}, value.span)
         if not check_value(params, schema, name, ctx.errors, owner=name, key_span=key_span):
             return None
         values: dict[str, Any] = to_value(params)  # keeps the DynamicDict marker
-        if name == "schedule":
-            if ("every" in values) == ("cron" in values):
-                ctx.error(key_span, "a schedule needs exactly one of 'every' and 'cron'",
-                          "'every: 5m' or 'cron: \"0 2 * * *\"'")
-                return None
-            if "every" in values:
-                try:
-                    values["every"] = parse_duration(values["every"])
-                except ValueError as exc:
-                    ctx.error(params.value["every"].span, str(exc), "a duration such as 30s, 5m, 1h")
-        if name == "http.listener":
-            if "method" in (schema.get("properties") or {}):
-                values.setdefault("method", "POST")
-            path = params.value.get("path")
-            if path is not None and isinstance(path.value, str) and not path.value.startswith("/") \
-                    and schema is not BUILTIN_TRIGGERS[name]:
-                ctx.error(path.span, f"invalid value {path.value!r} for 'path'", "a URL path starting with '/'")
-                return None
+        check = ctx.vocabulary.source_check(name)
+        if check is not None and not self.trigger_rules(check, values, params, key_span):
+            return None
         connection = values.pop("connection", None)
         if "connection" in (schema.get("properties") or {}):
             ctx.connection_refs.append((name.split(".", 1)[0], connection, key_span, name))
         return Trigger(name=name, params=values, span=key_span, connection=connection)
+
+    def trigger_rules(self, check: SourceCheck, values: dict[str, Any], params: Node,
+                      key_span: SourceSpan) -> bool:
+        """Run a trigger's own check (rules its schema cannot say); report each problem where it is."""
+        ok = True
+        for problem in check(values):
+            ok = False
+            at = params.value.get(problem.param) if problem.param is not None and params.kind == "map" \
+                else None
+            self.ctx.error(at.span if at is not None else key_span, problem.message, problem.expected)
+        return ok
 
     # ------------------------------------------------------------------------------ steps
 
@@ -179,16 +164,15 @@ class _FlowBuilder:
         value, key_span = node.value[kind], node.keys[kind]
         base: dict[str, Any] = {"span": key_span, "label": label, "target": target}
         cache = common.value.get("cache")
-        if kind in BUILTIN_STEPS:
+        step_kind = ctx.vocabulary.step_kind(kind)
+        if step_kind is not None:
             if cache is not None:
                 ctx.error(node.keys["cache"], f"'{kind}' cannot be cached",
                           "'cache' on a connector operation that only reads, such as a query")
-            builder: Callable[[Node, SourceSpan, dict[str, Any]], Step | None] = getattr(
-                self, "step_" + kind.replace("-", "_"))
-            return builder(value, key_span, base)
+            return step_kind.build(self, value, key_span, base)
         schema = ctx.vocabulary.operation_schema(kind)
         if schema is None:
-            known = [*BUILTIN_STEPS, *ctx.vocabulary.operation_names()]
+            known = [*ctx.vocabulary.step_kind_names(), *ctx.vocabulary.operation_names()]
             ctx.error(key_span, f"unknown step '{kind}'", "one of the known steps" + did_you_mean(kind, known))
             return None
         if cache is not None:
@@ -224,60 +208,6 @@ class _FlowBuilder:
             ctx.connection_refs.append((name.split(".", 1)[0], connection, key_span, name))
         return OperationStep(name=name, params=values, connection=connection, **base)
 
-    def step_transform(self, node: Node, key_span: SourceSpan, base: dict[str, Any]) -> Step | None:
-        ctx = self.ctx
-        if not check_value(node, BUILTIN_STEPS["transform"], "transform", ctx.errors, key_span=key_span):
-            return None
-        if node.kind == "map":
-            inner = ctx.resolve(Node("map", {k: v for k, v in node.value.items() if k == "target"},
-                                     node.span, keys=node.keys))
-            if "target" in inner.value:
-                if base["target"] is not None:
-                    ctx.error(node.keys["target"], "'target' given twice", "it once")
-                base["target"] = base["target"] or _str(inner.value["target"])
-            sources = [k for k in ("expression", "file") if k in node.value]
-            if len(sources) != 1:
-                ctx.error(key_span, "a transform needs exactly one of 'expression' and 'file'")
-                return None
-            source_node = node.value[sources[0]]
-            if not isinstance(source_node.value, str):
-                return None
-            if sources[0] == "file":
-                return self._transform_file(source_node, base)
-        else:
-            source_node = node
-        if source_node.value.strip().endswith(".jsonata") and "\n" not in source_node.value.strip():
-            return self._transform_file(source_node, base)
-        expression = self.expression(source_node, "transform")
-        return TransformStep(expression=expression, **base) if expression is not None else None
-
-    def _transform_file(self, node: Node, base: dict[str, Any]) -> Step | None:
-        ctx = self.ctx
-        relative = ctx.resolve(node).value
-        if isinstance(relative, Template):
-            ctx.error(node.span, "a transform file cannot be a #[ ] expression", "a path, fixed at load time")
-        if not isinstance(relative, str):
-            return None
-        path = (ctx.base_dir or Path.cwd()) / relative.strip()
-        if not path.is_file():
-            ctx.error(node.span, f"file not found: '{relative.strip()}'",
-                      "a .jsonata file, relative to the flow file")
-            return None
-        display = ctx.display(path)
-        start = SourceSpan(display, 1, 1)
-        try:
-            text = read_text(path.read_bytes(), display)
-        except FlowError as exc:
-            ctx.errors.append(exc)
-            return None
-        source = substitute_placeholders(text, ctx.properties, lambda o: start.shifted(text, o), ctx.errors)
-        try:
-            expression = compile_expression(source, start, engine=ctx.engine, functions=ctx.functions)
-        except FlowError as exc:
-            ctx.errors.append(exc)
-            return None
-        return TransformStep(expression=expression, file=path, **base)
-
     def expression(self, node: Node, name: str) -> Expression | None:
         """A node that must be one JSONata expression: ``#[ ... ]``, or bare JSONata text."""
         ctx = self.ctx
@@ -302,86 +232,6 @@ class _FlowBuilder:
         except FlowError as exc:
             ctx.errors.append(exc)
             return None
-
-    def step_set_variable(self, node: Node, key_span: SourceSpan, base: dict[str, Any]) -> Step | None:
-        resolved = self.ctx.resolve(node)
-        if not check_value(resolved, BUILTIN_STEPS["set-variable"], "set-variable", self.ctx.errors,
-                           key_span=key_span):
-            return None
-        return SetVariableStep(name=resolved.value["name"].value, value=to_value(resolved.value["value"]), **base)
-
-    def step_log(self, node: Node, key_span: SourceSpan, base: dict[str, Any]) -> Step | None:
-        resolved = self.ctx.resolve(node)
-        if not check_value(resolved, BUILTIN_STEPS["log"], "log", self.ctx.errors, key_span=key_span):
-            return None
-        if resolved.kind != "map":
-            return LogStep(message=to_value(resolved), **base)
-        level = resolved.value.get("level")
-        return LogStep(message=to_value(resolved.value["message"]),
-                       level=level.value if level is not None else "info", **base)
-
-    def step_flow_ref(self, node: Node, key_span: SourceSpan, base: dict[str, Any]) -> Step | None:
-        resolved = self.ctx.resolve(node)
-        if not check_value(resolved, BUILTIN_STEPS["flow-ref"], "flow-ref", self.ctx.errors):
-            return None
-        self.ctx.flow_refs.append((resolved.value, resolved.span))
-        return FlowRefStep(flow=resolved.value, **base)
-
-    def step_choice(self, node: Node, key_span: SourceSpan, base: dict[str, Any]) -> Step | None:
-        ctx = self.ctx
-        if node.kind != "seq" or not node.value:
-            ctx.error(node.span, "'choice' must be a non-empty list of branches",
-                      "'- when: \"#[ ... ]\"' items with 'steps:', and an optional '- otherwise:' last")
-            return None
-        branches: list[ChoiceBranch] = []
-        otherwise: tuple[Step, ...] = ()
-        for index, item in enumerate(node.value):
-            if item.kind != "map":
-                ctx.error(item.span, f"a choice branch must be a mapping, got {_kind(item)}")
-                continue
-            check_value(item, BUILTIN_STEPS["choice"]["items"], "choice", ctx.errors)
-            if "otherwise" in item.value:
-                if index != len(node.value) - 1 or "when" in item.value:
-                    ctx.error(item.keys["otherwise"], "'otherwise' must be the last branch, on its own")
-                otherwise = self.steps(item.value["otherwise"])
-                continue
-            if "when" not in item.value:
-                ctx.error(item.span, "a choice branch needs 'when'", "'when: \"#[ ... ]\"' and 'steps:'")
-                continue
-            when = self.expression(item.value["when"], "when")
-            steps = self.steps(item.value["steps"]) if "steps" in item.value else ()
-            if "steps" not in item.value:
-                ctx.error(item.keys["when"], "a choice branch needs 'steps'")
-            if when is not None:
-                branches.append(ChoiceBranch(when=when, steps=steps, span=item.keys["when"]))
-        if not any("when" in item.value for item in node.value if item.kind == "map"):
-            ctx.error(key_span, "a choice needs at least one 'when' branch")
-        return ChoiceStep(branches=tuple(branches), otherwise=otherwise, **base)
-
-    def step_foreach(self, node: Node, key_span: SourceSpan, base: dict[str, Any]) -> Step | None:
-        ctx = self.ctx
-        if node.kind != "map":
-            check_value(node, BUILTIN_STEPS["foreach"], "foreach", ctx.errors)
-            return None
-        options = ctx.resolve(Node("map", {k: v for k, v in node.value.items() if k != "steps"}, node.span,
-                                   keys=node.keys))
-        options.value["steps"] = node.value.get("steps", Node("seq", [], node.span))
-        if "steps" not in node.value:
-            del options.value["steps"]
-        ok = check_value(options, BUILTIN_STEPS["foreach"], "foreach", ctx.errors, key_span=key_span)
-        steps = self.steps(node.value["steps"]) if "steps" in node.value else ()
-        if not ok or "collection" not in node.value:
-            return None
-        collection = options.value["collection"].value
-        if collection is UNRESOLVED:
-            return None
-        if not isinstance(collection, Template):
-            expression = self.expression(node.value["collection"], "collection")
-            if expression is None:
-                return None
-            collection = Template((expression,), node.value["collection"].span, str(node.value["collection"].value))
-        opts = {k.replace("-", "_"): v.value for k, v in options.value.items() if k not in ("collection", "steps")}
-        return ForeachStep(collection=collection, steps=steps, **opts, **base)
 
     # ------------------------------------------------------------------------------ on-error
 
@@ -437,10 +287,3 @@ class _FlowBuilder:
 def _str(node: Node | None) -> str | None:
     return node.value if node is not None and isinstance(node.value, str) else None
 
-
-def _kind(node: Node) -> str:
-    if node.kind == "map":
-        return "a mapping"
-    if node.kind == "seq":
-        return "a list"
-    return "null" if node.value is None else f"{type(node.value).__name__} {node.value!r}"

@@ -1,8 +1,9 @@
-"""The flow language's own words: built-in steps, triggers, ``on-error``, config files, as JSON Schema.
+"""The flow language's own words: its step kinds, ``on-error``, config files, as JSON Schema.
 
 Plugins contribute operations and sources through the :class:`~dsl.vocabulary.Vocabulary`; the
 shapes here belong to the language itself. The same schemas drive the checks in :mod:`dsl.build`
-and the editor schema of :mod:`dsl.schema`, so the two never disagree.
+and the editor schema of :mod:`dsl.schema`, so the two never disagree. The step schemas reach both
+through the vocabulary, as :class:`~dsl.kinds.StepKind` values (see :mod:`dsl.steps`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from typing import Any
 
 __all__ = [
     "BUILTIN_STEPS",
-    "BUILTIN_TRIGGERS",
     "CONNECTION_KEYS",
     "DURATION",
-    "DURATION_PARAM",
+    "DURATION_DESCRIPTION",
     "ERROR_TYPE_PATTERN",
     "FLOW_KEYS",
     "FLOW_NAME_PATTERN",
@@ -29,17 +29,14 @@ FLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9\-_.]*$"
 VARIABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 ERROR_TYPE_PATTERN = r"^(ANY|[A-Z][A-Z0-9_]*:(\*|[A-Z][A-Z0-9_]*))$"
 
-#: A duration: ``250ms``, ``30s``, ``5m``, ``1h``, ``1d`` or a number of seconds.
+DURATION_DESCRIPTION = "A duration: 250ms, 30s, 5m, 1h, 1d, or a number of seconds"
+#: The value schema of every duration: ``250ms``, ``30s``, ``5m``, ``1h``, ``1d`` or a number of
+#: seconds, spaces around the number and unit allowed (what :func:`dsl.values.parse_duration` reads).
+#: It has no description, so each use keeps its own (a parameter's summary, a step's ``cache``); a
+#: bad value says a duration is expected.
 DURATION: dict[str, Any] = {
     "type": ["string", "number"],
     "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$",
-    "description": "A duration: 250ms, 30s, 5m, 1h, 1d, or a number of seconds",
-}
-#: The value schema of a duration parameter of a connector's operation or trigger, and of a step's
-#: ``cache`` (the description is the parameter's own).
-DURATION_PARAM: dict[str, Any] = {
-    "type": ["string", "number"],
-    "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)?$",
     "x-expected": "a duration: 250ms, 30s, 5m, 1h, 1d, or a number of seconds",
 }
 
@@ -50,14 +47,14 @@ STEP_COMMON_KEYS: dict[str, dict[str, Any]] = {
     "label": {"type": "string", "description": "A name for the step in logs, traces and errors",
               "x-dynamic": False},
     "target": {**_VARIABLE, "description": "Store the step's result in vars.<target>; the payload is unchanged"},
-    "cache": {**DURATION_PARAM, "x-dynamic": False,
+    "cache": {**DURATION, "x-dynamic": False,
               "description": "Reuse the result of this reading operation for the same parameters "
                              "for this long (e.g. 10m)"},
 }
 
 _STEPS_REF = {"type": "array", "description": "Steps, in order", "items": {"type": "object"}}
 
-#: Built-in steps: the schema of the value under the step key.
+#: The language's step kinds: the schema of the value under the step key.
 BUILTIN_STEPS: dict[str, dict[str, Any]] = {
     "transform": {
         "description": "Replace the payload by a JSONata transform: inline, or a .jsonata file path",
@@ -123,38 +120,6 @@ BUILTIN_STEPS: dict[str, dict[str, Any]] = {
     },
 }
 
-#: Built-in triggers: the schema of the value under the trigger key.
-BUILTIN_TRIGGERS: dict[str, dict[str, Any]] = {
-    "schedule": {
-        "description": "Start the flow on a schedule: every <duration>, or a cron expression",
-        "type": "object",
-        "properties": {
-            "every": {**DURATION, "x-dynamic": False},
-            "cron": {"type": "string", "description": "Cron expression, e.g. '0 2 * * *'", "x-dynamic": False},
-            "timezone": {"type": "string", "description": "Time zone of the cron expression",
-                         "default": "UTC", "x-dynamic": False},
-            "catch-up": {"type": "boolean", "default": False, "x-dynamic": False,
-                         "description": "At start, fire once right away when the most recent slot "
-                                        "was missed (the runtime was down, or the store never "
-                                        "ran this schedule); older missed slots are not fired"},
-        },
-        "additionalProperties": False,
-    },
-    "http.listener": {
-        "description": "Start the flow for each HTTP request to a path of 'splice serve'",
-        "type": "object",
-        "properties": {
-            "path": {"type": "string", "pattern": "^/", "description": "URL path, starting with '/'",
-                     "x-dynamic": False},
-            "method": {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"],
-                       "default": "POST", "x-dynamic": False},
-            "response-status": {"type": "integer", "minimum": 100, "maximum": 599, "x-dynamic": False,
-                                "description": "HTTP status of a successful response"},
-        },
-        "required": ["path"],
-        "additionalProperties": False,
-    },
-}
 
 def _fixed(properties: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Mark properties as needed at load time: no ``#[ ]`` in them."""
@@ -167,8 +132,8 @@ RETRY_SCHEMA: dict[str, Any] = {
     "properties": _fixed({
         "attempts": {"type": "integer", "minimum": 0, "default": 3, "description": "Retries after the first try"},
         "backoff": {"type": "string", "enum": ["exponential", "fixed"], "default": "exponential"},
-        "initial-delay": {**DURATION, "default": "1s"},
-        "max-delay": {**DURATION, "default": "60s"},
+        "initial-delay": {**DURATION, "description": DURATION_DESCRIPTION, "default": "1s"},
+        "max-delay": {**DURATION, "description": DURATION_DESCRIPTION, "default": "60s"},
         "multiplier": {"type": "number", "minimum": 1, "default": 2},
         "jitter": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.2},
     }),

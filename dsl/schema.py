@@ -1,7 +1,8 @@
 """The JSON Schema editors use for completion and checks, generated from the installed vocabulary.
 
 One schema covers both kinds of project file (``anyOf`` a flow file and a config file). Every
-operation step, trigger and connection comes from the plugins' own parameter schemas, so installing
+step kind, operation step, trigger and connection comes from the vocabulary (the language's own step
+kinds and the ``schedule`` trigger are registered there like any plugin's), so installing
 a connector extends editor completion without any change here. The runtime's ``x-`` flags are
 dropped: they mean nothing to an editor. A value that is not a string in the schema may still be
 written as a ``${property}`` or (where ``x-dynamic`` allows) a ``#[ expression ]`` string, so
@@ -14,14 +15,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from dsl.builtins import (
-    BUILTIN_STEPS,
-    BUILTIN_TRIGGERS,
-    FLOW_KEYS,
-    ON_ERROR_SCHEMA,
-    SETTINGS_SCHEMA,
-    STEP_COMMON_KEYS,
-)
+from dsl.builtins import FLOW_KEYS, ON_ERROR_SCHEMA, SETTINGS_SCHEMA, STEP_COMMON_KEYS
 from dsl.vocabulary import Vocabulary
 
 __all__ = ["flow_json_schema"]
@@ -84,7 +78,7 @@ def _step_entry(name: str, schema: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _steps_with_refs(schema: Any) -> Any:
-    """Point every nested ``steps``/``otherwise`` list of a built-in at the step definitions."""
+    """Point every nested ``steps``/``otherwise`` list of a step kind at the step definitions."""
     if isinstance(schema, dict):
         out = {}
         for key, value in schema.items():
@@ -100,15 +94,16 @@ def _steps_with_refs(schema: Any) -> Any:
 
 def flow_json_schema(vocabulary: Vocabulary) -> dict[str, Any]:
     """A draft 2020-12 JSON Schema for flow files and config files of this vocabulary."""
-    steps = [_step_entry(name, _steps_with_refs(_clean(schema))) for name, schema in BUILTIN_STEPS.items()]
+    steps: list[dict[str, Any]] = []
+    for name in vocabulary.step_kind_names():
+        kind = vocabulary.step_kind(name)
+        if kind is not None:
+            steps.append(_step_entry(name, _steps_with_refs(_clean(kind.schema))))
     for name in sorted(vocabulary.operation_names()):
         schema = vocabulary.operation_schema(name)
         if schema is not None:
             steps.append(_step_entry(name, schema))
-    sources = set(vocabulary.source_names())
-    triggers = [{"type": "object", "properties": {name: _clean(schema)}, "required": [name],
-                 "additionalProperties": False, "description": schema.get("description", "")}
-                for name, schema in BUILTIN_TRIGGERS.items() if name not in sources]
+    triggers: list[dict[str, Any]] = []
     for name in sorted(vocabulary.source_names()):
         schema = vocabulary.source_schema(name)
         if schema is not None:
@@ -149,7 +144,7 @@ def flow_json_schema(vocabulary: Vocabulary) -> dict[str, Any]:
                 "additionalProperties": False,
             },
             "step": {"oneOf": steps},
-            "trigger": {"oneOf": triggers},
+            "trigger": {"oneOf": triggers} if triggers else {"type": "object"},
             "connection": {"oneOf": connections} if connections else {"type": "object"},
         },
     }

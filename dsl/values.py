@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsl.errors import FlowError, FlowValidationError
 from dsl.expressions import JsonataEngine
@@ -20,7 +20,9 @@ from dsl.loader import Node
 from dsl.properties import Properties
 from dsl.source import SourceSpan
 from dsl.templates import DynamicDict, DynamicList, is_static, resolve_string
-from dsl.vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    from dsl.vocabulary import Vocabulary
 
 __all__ = ["FileContext", "parse_duration", "to_value"]
 

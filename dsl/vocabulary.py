@@ -1,4 +1,4 @@
-"""What the flow language may say: the installed plugins' operations, sources and connections.
+"""What the flow language may say: step kinds, the plugins' operations, sources and connections.
 
 ``dsl`` checks flows against this protocol and never imports the runtime; ``runtime.registry``
 satisfies it from the installed plugins. Every schema is a JSON Schema object (``type: object``,
@@ -11,11 +11,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from dsl.kinds import SourceCheck, StepKind
+from dsl.steps import LANGUAGE_STEPS
+
 __all__ = ["EmptyVocabulary", "Vocabulary"]
 
 
 class Vocabulary(Protocol):
-    """Read-only view of the installed step kinds, triggers and connection types."""
+    """Read-only view of the installed step kinds, triggers and connection types.
+
+    Step kinds (``transform``, ``foreach``...) and sources all come from here, the language's own
+    ones included: the runtime registers them as plugins, so nothing in ``dsl`` lists them.
+    """
+
+    def step_kind_names(self) -> Iterable[str]:
+        """Step keys with their own structure (``transform``, ``foreach``...), not operations."""
+        ...
+
+    def step_kind(self, name: str) -> StepKind | None:
+        """The step kind written ``name:``, or ``None`` (then it may be an operation)."""
+        ...
 
     def operation_names(self) -> Iterable[str]:
         """Qualified operation names, e.g. ``salesforce.query``."""
@@ -33,6 +48,10 @@ class Vocabulary(Protocol):
         """Parameter schema of a trigger, or ``None``."""
         ...
 
+    def source_check(self, name: str) -> SourceCheck | None:
+        """The trigger's own rules beyond its schema (see :data:`dsl.kinds.SourceCheck`), if any."""
+        ...
+
     def connector_names(self) -> Iterable[str]:
         """Connector names a ``connections:`` entry may use."""
         ...
@@ -47,7 +66,13 @@ class Vocabulary(Protocol):
 
 
 class EmptyVocabulary:
-    """A vocabulary with no plugins: only the language's built-in steps and triggers are valid."""
+    """A vocabulary with no plugins: only the language's own step kinds are valid, and no trigger."""
+
+    def step_kind_names(self) -> Iterable[str]:
+        return [kind.name for kind in LANGUAGE_STEPS]
+
+    def step_kind(self, name: str) -> StepKind | None:
+        return next((kind for kind in LANGUAGE_STEPS if kind.name == name), None)
 
     def operation_names(self) -> Iterable[str]:
         return ()
@@ -59,6 +84,9 @@ class EmptyVocabulary:
         return ()
 
     def source_schema(self, name: str) -> Mapping[str, Any] | None:
+        return None
+
+    def source_check(self, name: str) -> SourceCheck | None:
         return None
 
     def connector_names(self) -> Iterable[str]:

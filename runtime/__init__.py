@@ -34,12 +34,15 @@ from runtime.spec import (
     Connector,
     OperationSpec,
     Param,
+    ParamProblem,
     SandboxAction,
     SandboxTarget,
     SourceSpec,
+    StepSpec,
     aiter_records,
     params_schema,
 )
+from runtime.steps import StepExecution
 from runtime.store.base import ObjectStore
 from runtime.transports import IDEMPOTENT_EXTENSION, RetryOptions, create_http_client
 
@@ -63,6 +66,7 @@ __all__ = [
     "OperationSpec",
     "Outcome",
     "Param",
+    "ParamProblem",
     "RateLimit",
     "RetryOptions",
     "SandboxAction",
@@ -70,6 +74,8 @@ __all__ = [
     "SourceContext",
     "SourceSpec",
     "SpliceError",
+    "StepExecution",
+    "StepSpec",
     "StoredTokenSource",
     "TokenBucket",
     "TransformError",

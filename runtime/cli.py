@@ -136,7 +136,6 @@ def _read_input(spec: str | None) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from runtime.message import Event
-    from runtime.scheduler import schedule_lock
     from runtime.service import open_runtime
     from runtime.steps import materialize
     from runtime.store.base import LockTimeoutError
@@ -149,18 +148,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     payload = _read_input(args.input)
 
     trigger = project.flows[args.flow].trigger
-    scheduled = trigger is not None and trigger.name == "schedule"
+    source = registry.sources.get(trigger.name) if trigger is not None else None
+    # A trigger whose runs must never overlap (a schedule) names the lock they hold: take it too.
+    run_lock = source.run_lock(args.flow) if source is not None and source.run_lock else None
+    busy = (f"{args.flow} is running already (its {source.name if source else ''} trigger fired "
+            "it, or another splice run); try again when it is done")
 
     async def go() -> int:
         async with open_runtime(project, registry) as runtime, AsyncExitStack() as guard:
-            if scheduled:  # never alongside the scheduled run (or another splice run) of it
+            if run_lock is not None:  # never alongside a triggered run (or another splice run)
                 try:
-                    await guard.enter_async_context(
-                        runtime.store.lock(schedule_lock(args.flow), timeout=0.0))
+                    await guard.enter_async_context(runtime.store.lock(run_lock, timeout=0.0))
                 except LockTimeoutError:
-                    raise CliError(f"{args.flow} is running already (its schedule fired it, or "
-                                   "another splice run); try again when it is done",
-                                   code=1) from None
+                    raise CliError(busy, code=1) from None
             outcome = await runtime.engine.run(args.flow, Event(payload=payload))
             result = await materialize(outcome.message.payload)
         if outcome.status == "completed":

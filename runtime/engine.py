@@ -10,6 +10,7 @@ the event ended.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,12 +19,12 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from dsl.model import Flow, Project, Step
-from runtime import steps as step_runners
 from runtime.cache import ResultCache
 from runtime.error_handling import find_handler, retry_delay, should_retry
 from runtime.errors import FlowExecutionError, SpliceError
 from runtime.message import Event, Message, Outcome
 from runtime.registry import Registry
+from runtime.steps import ExpressionCosts, StepExecution, StepRunner, render_value
 from runtime.store.base import ObjectStore
 from runtime.telemetry import (
     ATTR_CONNECTOR,
@@ -37,9 +38,6 @@ from runtime.telemetry import (
 )
 
 __all__ = ["FlowEngine"]
-
-#: Marks an error whose step was already retried, so enclosing steps do not retry it again.
-_RETRIED = "_splice_retried"
 
 
 class FlowEngine:
@@ -76,6 +74,17 @@ class FlowEngine:
         self.limiters = {name: anyio.CapacityLimiter(flow.max_concurrency)
                          for name, flow in project.flows.items()}
         self._default_connections = self._index_default_connections()
+        #: Each step model class's runner, from the registry (the language's, operations', plugins').
+        self._runners: Mapping[type[Step], StepRunner] = registry.runners
+        #: Errors whose step was already retried, so that enclosing steps do not retry them again.
+        self._retried: weakref.WeakSet[SpliceError] = weakref.WeakSet()
+        #: What step runners see of this engine.
+        self.execution = StepExecution(
+            store=store, tracer=self.tracer, logger=self.logger, results=self.results,
+            costs=ExpressionCosts(), transform_threads=self.transform_threads,
+            operations=registry.operations, connection_for=self.connection_for, flow=self.flow,
+            run_steps=self.run_steps,
+        )
 
     # -- entry point ------------------------------------------------------------------------------
 
@@ -144,12 +153,12 @@ class FlowEngine:
                 await self._traced_step(flow, step, message, path)
                 return
             except SpliceError as error:
-                if getattr(error, _RETRIED, False):
+                if error in self._retried:
                     raise
                 handler = find_handler(flow.on_error, error)
                 if not should_retry(handler, error, retries):
                     if retries:
-                        setattr(error, _RETRIED, True)
+                        self._retried.add(error)
                         error.details.setdefault("attempts", retries + 1)
                     raise
                 assert handler is not None and handler.retry is not None
@@ -160,10 +169,17 @@ class FlowEngine:
                 message.payload, message.vars = payload, variables
                 await anyio.sleep(delay)
 
+    def _runner(self, step: Step) -> StepRunner:
+        runner = self._runners.get(type(step))
+        if runner is None:
+            raise FlowExecutionError(f"no runner for step '{step.kind}' is installed",
+                                     error_type="FLOW:UNKNOWN_STEP")
+        return runner
+
     async def _traced_step(self, flow: Flow, step: Step, message: Message, path: str) -> None:
         if not self.tracing:
             try:
-                await step_runners.execute(self, flow, step, message, path)
+                await self._runner(step)(self.execution, flow, step, message, path)
             except SpliceError as error:
                 error.details.setdefault("step", path)
                 raise
@@ -183,7 +199,7 @@ class FlowEngine:
             record_exception=False, set_status_on_exception=False,
         ) as span:
             try:
-                await step_runners.execute(self, flow, step, message, path)
+                await self._runner(step)(self.execution, flow, step, message, path)
             except SpliceError as error:
                 error.details.setdefault("step", path)
                 span.set_attribute(ATTR_ERROR_TYPE, error.error_type)
@@ -226,7 +242,7 @@ class FlowEngine:
         action = handler.action if handler is not None else "propagate"
         if action == "continue":
             if handler is not None and handler.has_payload:
-                message.payload = step_runners.render_value(handler.payload, message)
+                message.payload = render_value(handler.payload, message)
             return Outcome("completed", message, error=error)
         if action == "dead-letter" or dead_letter_failures:
             return await self.dead_letter(flow, message, error)

@@ -2,7 +2,8 @@
 
 A plugin is a module (or object) with functions named after these hooks, marked with
 ``runtime.hookimpl``, and registered under the ``splice.connectors`` entry-point group. The
-built-in connectors (``http``, ``salesforce``, ``quickbooks``) come in through that same group.
+built-in connectors (``http``, ``salesforce``, ``quickbooks``) come in through that same group, and
+the runtime's own step kinds and ``schedule`` trigger through the same hooks (:mod:`runtime.builtins`).
 
 Hooks are called once, when the registry is built; nothing here is dispatched per message.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 import pluggy
 
-from runtime.spec import Connector
+from runtime.spec import Connector, SourceSpec, StepSpec
 
 hookspec = pluggy.HookspecMarker("splice")
 hookimpl = pluggy.HookimplMarker("splice")
@@ -39,6 +40,25 @@ def splice_connectors() -> Sequence[Connector]:  # type: ignore[empty-body]
 
 
 @hookspec
+def splice_steps() -> Sequence[StepSpec]:  # type: ignore[empty-body]
+    """Return the step kinds this plugin adds to the language, each with its runner.
+
+    Called once when the registry is built. A :class:`runtime.spec.StepSpec` pairs the language
+    side (step key, value schema, builder of the model node) with the runner of that node. A step
+    key, or a model class, provided twice is an error.
+    """
+
+
+@hookspec
+def splice_sources() -> Sequence[SourceSpec]:  # type: ignore[empty-body]
+    """Return triggers not tied to a connector, named as written in flows (``schedule``).
+
+    Called once when the registry is built. A connector's own triggers belong in its
+    :class:`runtime.spec.Connector` instead (they are named ``<connector>.<name>``).
+    """
+
+
+@hookspec
 def splice_jsonata_functions() -> Mapping[str, Callable[..., Any]]:  # type: ignore[empty-body]
     """Return JSONata functions not tied to a connector: ``{"name": callable}`` (called as ``$name``).
 
@@ -48,16 +68,8 @@ def splice_jsonata_functions() -> Mapping[str, Callable[..., Any]]:  # type: ign
 
 
 # --------------------------------------------------------------------------------------------------
-# Runtime hooks
+# Command-line hooks
 # --------------------------------------------------------------------------------------------------
-
-
-@hookspec(historic=True)
-def splice_configure(settings: Mapping[str, Any]) -> None:
-    """Called once at start-up with the project's resolved ``settings:`` mapping (read-only).
-
-    Historic: a plugin registered later still receives it.
-    """
 
 
 @hookspec

@@ -1,8 +1,10 @@
-"""The typed registry: every installed connector, operation, source and JSONata function, built once.
+"""The typed registry: every installed step kind, connector, operation, source and JSONata function.
 
-Hooks are called here and nowhere else; the engine then looks operations up in plain dicts, so no
-pluggy dispatch happens per message. The registry is also the :class:`dsl.vocabulary.Vocabulary`
-that flows are validated against and the editor schema is generated from.
+Built once. Hooks are called here and nowhere else; the engine then looks runners and operations up
+in plain dicts, so no pluggy dispatch happens per message. The registry is also the
+:class:`dsl.vocabulary.Vocabulary` that flows are validated against and the editor schema is
+generated from: the language's own step kinds and the ``schedule`` trigger come in through the
+runtime's built-in plugin (:mod:`runtime.builtins`), as a third party's would.
 """
 
 from __future__ import annotations
@@ -13,16 +15,23 @@ from typing import Any, cast
 
 import pluggy
 
+from dsl.kinds import SourceCheck, StepKind
+from dsl.model import Step
 from runtime.plugins import PluginLoadError, create_plugin_manager
-from runtime.spec import Connector, OperationSpec, SourceSpec
+from runtime.spec import Connector, OperationSpec, SourceSpec, StepSpec
+from runtime.steps.execution import StepRunner
 
 __all__ = ["Registry", "load_registry"]
 
 
 @dataclass(slots=True)
 class Registry:
-    """Connectors by name, operations and sources by qualified name (``salesforce.query``)."""
+    """Step kinds by step key, connectors by name, operations and sources by qualified name
+    (``salesforce.query``; a source not tied to a connector, such as ``schedule``, by its own)."""
 
+    steps: dict[str, StepSpec] = field(default_factory=dict)
+    #: Each step model class's runner: what the engine calls for every step of that class.
+    runners: dict[type[Step], StepRunner] = field(default_factory=dict)
     connectors: dict[str, Connector] = field(default_factory=dict)
     operations: dict[str, OperationSpec] = field(default_factory=dict)
     sources: dict[str, SourceSpec] = field(default_factory=dict)
@@ -46,6 +55,22 @@ class Registry:
             self.sources[f"{connector.name}.{src.name}"] = src
         self.add_functions(connector.functions, origin)
 
+    def add_step(self, spec: StepSpec, origin: str) -> None:
+        """Add one step kind; a step key or model class taken twice is an error."""
+        if spec.node in self.runners:
+            raise PluginLoadError(f"steps of type {spec.node.__name__} get a runner twice ({origin})")
+        if spec.kind is not None:
+            if spec.kind.name in self.steps or spec.kind.name in self.operations:
+                raise PluginLoadError(f"step '{spec.kind.name}' is provided twice ({origin})")
+            self.steps[spec.kind.name] = spec
+        self.runners[spec.node] = spec.run
+
+    def add_source(self, spec: SourceSpec, origin: str) -> None:
+        """Add a trigger not tied to a connector, under its own name (``schedule``)."""
+        if spec.name in self.sources:
+            raise PluginLoadError(f"trigger '{spec.name}' is provided twice ({origin})")
+        self.sources[spec.name] = spec
+
     def add_functions(self, functions: Mapping[str, Callable[..., Any]], origin: str) -> None:
         """Add JSONata functions; a name taken twice is an error."""
         for name, fn in functions.items():
@@ -54,6 +79,13 @@ class Registry:
             self.functions[name] = fn
 
     # -- dsl.vocabulary.Vocabulary -------------------------------------------------------------
+
+    def step_kind_names(self) -> Iterable[str]:
+        return list(self.steps)
+
+    def step_kind(self, name: str) -> StepKind | None:
+        spec = self.steps.get(name)
+        return spec.kind if spec is not None else None
 
     def operation_names(self) -> Iterable[str]:
         return sorted(self.operations)
@@ -68,6 +100,10 @@ class Registry:
     def source_schema(self, name: str) -> Mapping[str, Any] | None:
         src = self.sources.get(name)
         return src.schema() if src else None
+
+    def source_check(self, name: str) -> SourceCheck | None:
+        src = self.sources.get(name)
+        return src.check if src else None
 
     def connector_names(self) -> Iterable[str]:
         return sorted(name for name, c in self.connectors.items() if c.connection is not None)
@@ -92,6 +128,14 @@ def load_registry(extra_plugins: Iterable[object] = (), *,
     """Build the registry from the installed plugins (plus ``extra_plugins``)."""
     pm = create_plugin_manager(extra_plugins, load_entry_points=load_entry_points)
     registry = Registry(plugin_manager=pm)
+    for impl in pm.hook.splice_steps.get_hookimpls():
+        origin = _origin(pm, impl.plugin)
+        for step in cast(Iterable[StepSpec], impl.function() or ()):
+            registry.add_step(step, origin)
+    for impl in pm.hook.splice_sources.get_hookimpls():
+        origin = _origin(pm, impl.plugin)
+        for source in cast(Iterable[SourceSpec], impl.function() or ()):
+            registry.add_source(source, origin)
     for impl in pm.hook.splice_connectors.get_hookimpls():
         origin = _origin(pm, impl.plugin)
         connectors = cast(Iterable[Connector], impl.function() or ())

@@ -9,23 +9,31 @@ replica fired it (the runtime was down at that time, or this store never ran the
 that one slot right away, claimed the same way, then goes on with the next slots. Older missed slots
 are not fired. Slots are then remembered at least until the following slot is due, so a long period
 (a monthly cron) is not caught up again at every start.
+
+:data:`SCHEDULE` declares the trigger like any plugin's source (registered by :mod:`runtime.builtins`):
+its parameters, its "exactly one of ``every`` and ``cron``" rule, and the lock that ``splice run``
+of a scheduled flow holds so that it never overlaps a scheduled run.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from dsl import parse_duration
+from dsl.builtins import DURATION_DESCRIPTION
+from dsl.kinds import ParamProblem
 from runtime.context import SourceContext
 from runtime.message import Event
+from runtime.spec import Param, SourceSpec
 from runtime.store.base import LockTimeoutError
 
-__all__ = ["last_fire", "next_fire", "run_schedule"]
+if TYPE_CHECKING:
+    from croniter import croniter
+
+__all__ = ["SCHEDULE", "check_schedule", "last_fire", "next_fire", "run_schedule", "schedule_lock"]
 
 FIRES_NAMESPACE = "schedule-fires"
 #: How long a fired slot is remembered (longer with catch-up when the period is longer).
@@ -33,6 +41,8 @@ FIRE_TTL = 7 * 86400
 
 
 def _cron(params: dict[str, Any], at: float) -> croniter:
+    from croniter import croniter  # imported when a cron schedule runs, not by every command
+
     zone_name = str(params.get("timezone") or "UTC")
     try:
         zone = ZoneInfo(zone_name)
@@ -115,3 +125,35 @@ async def _fire(ctx: SourceContext, params: dict[str, Any], slot: float, *,
             await ctx.handle(Event(payload=payload, attributes=attributes, id=key))
     except LockTimeoutError:
         ctx.logger.info("%s: previous run still going, slot %s skipped", ctx.flow, slot_iso)
+
+
+def check_schedule(params: dict[str, Any]) -> list[ParamProblem]:
+    """Exactly one of ``every`` and ``cron``; ``every`` becomes seconds, checked when the flow loads."""
+    if ("every" in params) == ("cron" in params):
+        return [ParamProblem("a schedule needs exactly one of 'every' and 'cron'",
+                             "'every: 5m' or 'cron: \"0 2 * * *\"'")]
+    if "every" in params:
+        try:
+            params["every"] = parse_duration(params["every"])
+        except ValueError as exc:
+            return [ParamProblem(str(exc), "a duration such as 30s, 5m, 1h", param="every")]
+    return []
+
+
+SCHEDULE = SourceSpec(
+    name="schedule",
+    run=run_schedule,
+    needs_connection=False,
+    summary="Start the flow on a schedule: every <duration>, or a cron expression",
+    params=(
+        Param("every", type="duration", dynamic=False, summary=DURATION_DESCRIPTION),
+        Param("cron", dynamic=False, summary="Cron expression, e.g. '0 2 * * *'"),
+        Param("timezone", default="UTC", dynamic=False, summary="Time zone of the cron expression"),
+        Param("catch-up", type="boolean", default=False, dynamic=False,
+              summary="At start, fire once right away when the most recent slot was missed (the "
+                      "runtime was down, or the store never ran this schedule); older missed slots "
+                      "are not fired"),
+    ),
+    check=check_schedule,
+    run_lock=schedule_lock,
+)

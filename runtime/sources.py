@@ -94,20 +94,15 @@ class FlowSourceContext(SourceContext):
 async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
                       stop_event: anyio.Event) -> None:
     """Run a flow's trigger until shutdown; a crashing source is logged and restarted with backoff."""
-    from runtime.scheduler import run_schedule
-
     assert flow.trigger is not None
     ctx = FlowSourceContext(engine, flow, routes, stop_event)
     trigger = flow.trigger
     params = dict(render(trigger.params, payload=None, attributes={}, vars={}))
-    if trigger.name == "schedule":
-        runner: Any = run_schedule
-    else:
-        spec = engine.registry.sources[trigger.name]
-        params = {**param_defaults(spec.params), **params}
-        runner = spec.run
-        if spec.exclusive and engine.store.serves_replicas:
-            runner = _one_replica_at_a_time(runner, engine.store)
+    spec = engine.registry.sources[trigger.name]
+    params = {**param_defaults(spec.params), **params}
+    runner: Any = spec.run
+    if spec.exclusive and engine.store.serves_replicas:
+        runner = _one_replica_at_a_time(runner, engine.store)
     delay = 1.0
     while not stop_event.is_set():
         try:

@@ -13,10 +13,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from dsl.builtins import DURATION_PARAM
+from dsl.builtins import DURATION
+from dsl.kinds import ParamProblem, SourceCheck, StepKind
 
 if TYPE_CHECKING:
+    from dsl.model import Step
     from runtime.context import ConnectionContext, OperationContext, SourceContext
+    from runtime.steps.execution import StepRunner
 
 __all__ = [
     "ConnectionSpec",
@@ -24,10 +27,12 @@ __all__ = [
     "OperationHandler",
     "OperationSpec",
     "Param",
+    "ParamProblem",
     "SandboxAction",
     "SandboxTarget",
     "SourceRunner",
     "SourceSpec",
+    "StepSpec",
     "aiter_records",
     "param_defaults",
     "params_schema",
@@ -74,7 +79,7 @@ class Param:
         elif self.type == "any":
             out = {}
         elif self.type == "duration":
-            out = dict(DURATION_PARAM)
+            out = dict(DURATION)
         else:
             out = {"type": self.type}
         if self.enum is not None:
@@ -183,6 +188,13 @@ class SourceSpec:
     exclusive: bool = False
     stability: Stability = "stable"
     since: str = "0.1"
+    # -- rules beyond the parameter list, and manual runs ------------------------------------------
+    #: The trigger's own rules its schema cannot say, checked when a flow is loaded (see
+    #: :data:`dsl.kinds.SourceCheck`; it may also complete the parameters, e.g. a default).
+    check: SourceCheck | None = None
+    #: ``run_lock(flow)`` -> the store lock each of the trigger's runs holds, when runs of the flow
+    #: must never overlap: ``splice run`` of the flow holds it too (e.g. ``schedule``).
+    run_lock: Callable[[str], str] | None = None
 
     def schema(self) -> dict[str, Any]:
         """Parameter schema including ``connection`` when one is needed."""
@@ -260,3 +272,29 @@ async def aiter_records(value: Any) -> AsyncIterator[Any]:
             yield item
     elif value is not None:
         yield value
+
+
+# --------------------------------------------------------------------------------------------------
+# Step kinds
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """A kind of step and how it runs; answered by a plugin's ``splice_steps`` hook.
+
+    ``kind`` is the language side (step key, value schema, the builder of the model node, see
+    :class:`dsl.kinds.StepKind`); ``node`` is the model class that builder makes, and ``run``
+    (``async def run(execution, flow, step, message, path)``) runs each such step. The runtime's
+    own steps (``transform``, ``foreach``...) are registered this way too. ``kind`` is ``None``
+    only for a node the language builds by itself: a connector operation's step.
+    """
+
+    node: type[Step]
+    run: StepRunner
+    kind: StepKind | None = None
+
+    @property
+    def name(self) -> str:
+        """The step key (``transform``), or the node's class name for a step without one."""
+        return self.kind.name if self.kind is not None else self.node.__name__

@@ -14,10 +14,10 @@ from runtime.errors import SpliceError
 from runtime.jsonutil import loads
 from runtime.message import Event, Outcome
 from runtime.redaction import redact_mapping
-from runtime.spec import Param, SourceSpec
+from runtime.spec import Param, ParamProblem, SourceSpec
 from runtime.steps import materialize
 
-__all__ = ["LISTENER", "error_status"]
+__all__ = ["LISTENER", "check_listener", "error_status"]
 
 
 def error_status(error: SpliceError) -> int:
@@ -96,6 +96,16 @@ async def run_listener(ctx: SourceContext, params: dict[str, Any]) -> None:
         pass
 
 
+def check_listener(params: dict[str, Any]) -> list[ParamProblem]:
+    """The path must start with '/'; the method is fixed at load time (``POST`` unless given)."""
+    params.setdefault("method", "POST")
+    path = params.get("path")
+    if isinstance(path, str) and not path.startswith("/"):
+        return [ParamProblem(f"invalid value {path!r} for 'path'", "a URL path starting with '/'",
+                             param="path")]
+    return []
+
+
 LISTENER = SourceSpec(
     name="listener",
     run=run_listener,
@@ -108,4 +118,5 @@ LISTENER = SourceSpec(
         Param("response-status", type="integer", default=200, dynamic=False,
               summary="Status of a successful response (a flow may set vars.httpStatus instead)"),
     ),
+    check=check_listener,
 )

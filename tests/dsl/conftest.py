@@ -8,13 +8,38 @@ from typing import Any
 
 import pytest
 
+from connectors.http.sources import check_listener
+from dsl.kinds import SourceCheck, StepKind
+from dsl.steps import LANGUAGE_STEPS
+from runtime.scheduler import SCHEDULE
+
 _CONNECTION = {"type": "string", "description": "Name of the connection to use", "x-dynamic": False}
 
 
+#: An ``http.listener`` whose schema holds the path rule itself (the http connector's check adds the
+#: POST default, and holds the path rule when a schema does not).
+_LISTENER = {
+    "description": "Start the flow for each HTTP request to a path of 'splice serve'",
+    "type": "object",
+    "properties": {
+        "path": {"type": "string", "pattern": "^/", "description": "URL path, starting with '/'",
+                 "x-dynamic": False},
+        "method": {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"],
+                   "default": "POST", "x-dynamic": False},
+        "response-status": {"type": "integer", "minimum": 100, "maximum": 599, "x-dynamic": False,
+                            "description": "HTTP status of a successful response"},
+    },
+    "required": ["path"],
+    "additionalProperties": False,
+}
+
+
 class FakeVocabulary:
-    """One connector, ``demo``: an ``echo`` operation, a ``ticks`` source, a secret password."""
+    """The language's step kinds, the runtime's ``schedule``, an ``http.listener``, and one
+    connector, ``demo``: an ``echo`` operation, a ``ticks`` source, a secret password."""
 
     def __init__(self) -> None:
+        self.step_kinds: dict[str, StepKind] = {kind.name: kind for kind in LANGUAGE_STEPS}
         self.operations: dict[str, dict[str, Any]] = {
             "demo.echo": {
                 "type": "object",
@@ -43,7 +68,12 @@ class FakeVocabulary:
                 "properties": {"connection": _CONNECTION, "interval": {"type": "integer"}},
                 "additionalProperties": False,
             },
+            "schedule": SCHEDULE.schema(),
+            "http.listener": _LISTENER,
         }
+        self.checks: dict[str, SourceCheck] = {"http.listener": check_listener}
+        if SCHEDULE.check is not None:
+            self.checks["schedule"] = SCHEDULE.check
         self.connections: dict[str, dict[str, Any]] = {
             "demo": {
                 "type": "object",
@@ -56,6 +86,12 @@ class FakeVocabulary:
         }
         self.functions: dict[str, Callable[..., Any]] = {"double": lambda x: x * 2}
 
+    def step_kind_names(self) -> Iterable[str]:
+        return list(self.step_kinds)
+
+    def step_kind(self, name: str) -> StepKind | None:
+        return self.step_kinds.get(name)
+
     def operation_names(self) -> Iterable[str]:
         return list(self.operations)
 
@@ -67,6 +103,9 @@ class FakeVocabulary:
 
     def source_schema(self, name: str) -> Mapping[str, Any] | None:
         return self.sources.get(name)
+
+    def source_check(self, name: str) -> SourceCheck | None:
+        return self.checks.get(name)
 
     def connector_names(self) -> Iterable[str]:
         return list(self.connections)

@@ -62,3 +62,20 @@ def test_the_editor_schema_offers_cache_only_where_it_is_allowed(reading: Any) -
     keys = {name: set(e["properties"]) for e in entries for name in e["required"]}
     assert "cache" in keys["demo.query"]
     assert "cache" not in keys["demo.echo"] and "cache" not in keys["transform"]
+
+
+def test_every_duration_reads_the_same_way(reading: Any) -> None:
+    """One duration schema: a step's cache, a retry delay and a duration parameter all accept
+    spaces around the number and unit, and all reject a non-duration with the same words."""
+    from dsl.builtins import DURATION
+
+    reading.operations["demo.query"]["properties"]["wait"] = {**DURATION, "description": "How long"}
+    flow = load_flow_text("flow: a\nsteps:\n  - demo.query: { query: x, wait: ' 5 s ' }\n    cache: ' 10 m '\n"
+                          "on-error:\n  - retry: { initial-delay: ' 250ms ' }\n",
+                          vocabulary=reading, environ={})
+    assert flow.steps[0].cache == 600.0 and flow.steps[0].params["wait"] == " 5 s "
+    assert flow.on_error[0].retry is not None and flow.on_error[0].retry.initial_delay == 0.25
+    errors = _errors("flow: a\nsteps:\n  - demo.query: { query: x, wait: 5 parsecs }\n    cache: 1 eon\n"
+                     "on-error:\n  - retry: { initial-delay: 2 fortnights }\n", reading)
+    expected = "expected a duration: 250ms, 30s, 5m, 1h, 1d, or a number of seconds"
+    assert len(errors) == 3 and all(e.endswith(expected) for e in errors), errors

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dsl import FlowErrors, check_file, check_project, load_flow_text, load_project
+from dsl import FlowErrors, ParamProblem, check_file, check_project, load_flow_text, load_project
 from dsl.model import OperationStep
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -155,7 +155,7 @@ def test_expressions_are_refused_where_values_are_needed_at_load(vocabulary) -> 
 
 
 def test_http_listener_defaults(vocabulary) -> None:
-    """The built-in HTTP trigger defaults to POST."""
+    """The HTTP trigger's check fixes its method to POST when none is given."""
     flow = load_flow_text("flow: a\ntrigger:\n  http.listener: { path: /orders }\nsteps:\n  - log: x\n",
                           vocabulary=vocabulary, environ={})
     assert flow.trigger is not None and dict(flow.trigger.params) == {"path": "/orders", "method": "POST"}
@@ -184,11 +184,18 @@ def test_schedule_catch_up_option(vocabulary) -> None:
         assert str(info.value) == problem
 
 
-def test_a_plugin_trigger_schema_wins_over_the_builtin(vocabulary) -> None:
-    """When a plugin declares http.listener, its parameters apply; the path rule still holds."""
+def test_a_trigger_check_reports_at_the_parameter(vocabulary) -> None:
+    """A trigger declared with its own schema and check: the check's problems are reported where
+    the parameter is, and parameters it leaves alone stay as written."""
+    def path_rule(params: dict) -> list[ParamProblem]:
+        path = params["path"]
+        return [] if path.startswith("/") else [
+            ParamProblem(f"invalid value {path!r} for 'path'", "a URL path starting with '/'", param="path")]
+
     vocabulary.sources["http.listener"] = {
         "type": "object", "additionalProperties": False,
         "properties": {"path": {"type": "string"}, "auth": {"type": "string"}}, "required": ["path"]}
+    vocabulary.checks["http.listener"] = path_rule
     flow = load_flow_text("flow: a\ntrigger:\n  http.listener: { path: /o, auth: basic }\nsteps:\n  - log: x\n",
                           vocabulary=vocabulary, environ={})
     assert flow.trigger is not None and dict(flow.trigger.params) == {"path": "/o", "auth": "basic"}

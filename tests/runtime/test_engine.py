@@ -144,6 +144,32 @@ async def test_retry_retryable_errors_then_succeed(start: Any, recorder: Any) ->
     assert recorder.attempts["a"] == 3
 
 
+async def test_a_retried_inner_step_is_not_retried_again_by_its_enclosing_steps(
+        start: Any, recorder: Any) -> None:
+    """The step inside a foreach inside a flow-ref is retried once; the foreach and the flow-ref
+    that fail with it are not retried again, and the error says how many attempts there were."""
+    flows = {"outer.yaml": """
+    flow: outer
+    steps:
+      - flow-ref: inner
+    on-error:
+      - when: DEMO:*
+        retry: { attempts: 2, initial-delay: 1ms, max-delay: 1ms, jitter: 0 }
+    """, "inner.yaml": """
+    flow: inner
+    steps:
+      - foreach:
+          collection: "#[payload]"
+          steps:
+            - test.fail: { type: "DEMO:BUSY", retryable: true, key: nested }
+    """}
+    async with start(flows) as h:
+        outcome = await h.runtime.engine.run("outer", Event(payload=[1]))
+    assert outcome.status == "failed" and outcome.error is not None
+    assert recorder.attempts["nested"] == 3
+    assert outcome.error.details["attempts"] == 3
+
+
 async def test_non_retryable_errors_are_not_retried_and_dead_lettered(start: Any, recorder: Any
                                                                        ) -> None:
     flow = """
@@ -318,12 +344,36 @@ def test_a_measured_cost_goes_with_its_expression() -> None:
 
     from dsl.expressions import compile_expression
     from dsl.source import SourceSpan
-    from runtime import steps
+    from runtime.steps import ExpressionCosts
 
+    costs = ExpressionCosts()
     expression = compile_expression("$ + 1", SourceSpan("x.yaml", 1, 1))
-    before = len(steps._costs)
-    assert steps._evaluate_timed(expression, 1, {}) == 2
-    assert steps._cost(expression) > 0 and len(steps._costs) == before + 1
+    before = len(costs)
+    assert costs.evaluate(expression, 1, {}) == 2
+    assert costs.cost(expression) > 0 and len(costs) == before + 1
     del expression
     gc.collect()
-    assert len(steps._costs) == before
+    assert len(costs) == before
+
+
+async def test_two_engines_measure_expression_costs_apart(registry: Any, write_project: Any) -> None:
+    """The cost table belongs to one engine: what one runtime measured, another does not see."""
+    import dsl
+    from runtime.service import open_runtime
+    from runtime.store import open_store
+
+    root = write_project({"t.yaml": """
+    flow: t
+    steps:
+      - transform: '$ + 1'
+    """})
+    project = dsl.load_project(root, vocabulary=registry, environ={})
+    expression = project.flows["t"].steps[0].expression
+    store = open_store("memory://")
+    async with open_runtime(project, registry, store=store) as first, \
+            open_runtime(project, registry, store=store) as second:
+        assert (await first.engine.run("t", Event(payload=1))).message.payload == 2
+        assert first.engine.execution.costs.cost(expression) > 0
+        assert second.engine.execution.costs.cost(expression) == 0.0
+        assert len(second.engine.execution.costs) == 0
+    await store.aclose()

@@ -13,7 +13,7 @@ import dsl
 from runtime.message import Event
 from runtime.registry import load_registry
 from runtime.service import open_runtime
-from runtime.steps import _chunks
+from runtime.steps.language import in_chunks
 
 pytestmark = pytest.mark.anyio
 
@@ -51,6 +51,6 @@ async def test_chunks_are_cut_from_a_stream_as_it_arrives() -> None:
             yield n
 
     chunks = []
-    async for chunk in _chunks(numbers(), 3):
+    async for chunk in in_chunks(numbers(), 3):
         chunks.append((chunk, len(read)))
     assert chunks == [([1, 2, 3], 3), ([4, 5, 6], 6), ([7], 7)]

@@ -106,3 +106,39 @@ def test_builtin_connectors_come_through_the_entry_point_group() -> None:
     assert registry.origins["http"].startswith("distribution 'splice'")
     assert "http.request" in registry.operations
     assert "http.listener" in registry.sources
+
+
+def test_the_language_and_its_triggers_come_from_plugins() -> None:
+    """The runtime's own plugin registers the step kinds and ``schedule``; the http connector
+    declares ``http.listener`` with its rules; nothing else names them."""
+    import dsl
+    from runtime.scheduler import SCHEDULE, schedule_lock
+
+    registry = load_registry()
+    assert list(registry.step_kind_names()) == ["transform", "set-variable", "log", "flow-ref",
+                                                "choice", "foreach"]
+    assert registry.origins["http"].startswith("distribution 'splice'")
+    assert registry.sources["schedule"] is SCHEDULE
+    assert SCHEDULE.run_lock is schedule_lock and registry.sources["http.listener"].run_lock is None
+
+    def trigger(text: str) -> Any:
+        flow = dsl.load_flow_text(f"flow: a\ntrigger:\n  {text}\nsteps:\n  - log: x\n", file="f.yaml",
+                                  vocabulary=registry, environ={})
+        return dict(flow.trigger.params) if flow.trigger is not None else None
+
+    assert trigger("http.listener: { path: /orders }") == {"path": "/orders", "method": "POST"}
+    assert trigger("schedule: { every: 5m }") == {"every": 300.0}
+    for text, problem in [
+            ("http.listener: { path: orders }",
+             "f.yaml:3:26: invalid value 'orders' for 'path', expected a URL path starting with '/'"),
+            ('schedule: { every: 5m, cron: "* * * * *" }',
+             "f.yaml:3:3: a schedule needs exactly one of 'every' and 'cron', expected 'every: 5m' or "
+             "'cron: \"0 2 * * *\"'"),
+            ("schedule: { every: -5 }",
+             "f.yaml:3:22: negative duration: -5, expected a duration such as 30s, 5m, 1h"),
+            ("schedul: { every: 5m }",
+             "f.yaml:3:3: unknown trigger 'schedul', expected one of the known triggers "
+             "(did you mean 'schedule'?)")]:
+        with pytest.raises(dsl.FlowErrors) as info:
+            trigger(text)
+        assert str(info.value) == problem

@@ -1,0 +1,111 @@
+"""Evaluating a flow's expressions per message: ``#[ ]`` parameters and JSONata transforms.
+
+An expression that proved slow runs in a worker thread, so one heavy transform cannot stall every
+other execution on the event loop. Which ones are slow is measured per engine
+(:class:`ExpressionCosts`), so two runtimes in one process never share a verdict.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Any
+
+import anyio
+
+from dsl.expressions import ExpressionEvaluationError
+from dsl.model import Expression
+from dsl.templates import render
+from runtime.errors import TransformError
+from runtime.message import Message
+from runtime.redaction import redact
+
+__all__ = ["OFFLOAD_AFTER_SECONDS", "ExpressionCosts", "evaluate_expression", "materialize",
+           "render_value"]
+
+#: A transform whose evaluations took longer than this (moving average) runs in a worker thread.
+#: Cheaper ones run inline: a thread hop costs more than they do.
+OFFLOAD_AFTER_SECONDS = 0.0005
+
+
+class ExpressionCosts:
+    """Measured cost per expression (a moving average), kept by one engine.
+
+    Weak keys: a compiled expression that is gone takes its cost along instead of leaving it to a
+    new one that happens to reuse its id.
+    """
+
+    __slots__ = ("_costs",)
+
+    def __init__(self) -> None:
+        self._costs: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def __len__(self) -> int:
+        return len(self._costs)
+
+    def cost(self, expression: Expression) -> float:
+        """Seconds one evaluation took lately (0.0 when not measured yet)."""
+        try:
+            return self._costs.get(expression, 0.0)
+        except TypeError:  # an expression type that cannot be weakly referenced: not measured
+            return 0.0
+
+    def evaluate(self, expression: Expression, data: Any, bindings: dict[str, Any]) -> Any:
+        """Evaluate ``expression`` and fold how long it took into its cost."""
+        started = time.perf_counter()
+        try:
+            return expression.evaluate(data, bindings)
+        finally:
+            elapsed = time.perf_counter() - started
+            try:
+                known = self._costs.get(expression)
+                self._costs[expression] = elapsed if known is None else 0.8 * known + 0.2 * elapsed
+            except TypeError:
+                pass
+
+
+def translate(error: ExpressionEvaluationError) -> TransformError:
+    """The typed, redacted error of a failed evaluation."""
+    code = getattr(error, "code", None)
+    span = getattr(error, "span", None)
+    details: dict[str, Any] = {}
+    if code:
+        details["code"] = code
+    if span is not None:
+        details["at"] = str(span)
+    return TransformError(redact(str(getattr(error, "message", error))),
+                          error_type="TRANSFORM:EVALUATION", details=details)
+
+
+def render_value(value: Any, message: Message) -> Any:
+    """A parameter tree with its ``#[ ]`` expressions evaluated against ``message``."""
+    try:
+        return render(value, payload=message.payload, attributes=message.attributes,
+                      vars=message.vars)
+    except ExpressionEvaluationError as error:
+        raise translate(error) from None
+
+
+async def evaluate_expression(expression: Expression, data: Any, message: Message,
+                              costs: ExpressionCosts,
+                              threads: anyio.CapacityLimiter | None = None) -> Any:
+    """Evaluate a compiled expression, in a worker thread when it has proven to be slow.
+
+    ``threads`` bounds the worker threads (the engine keeps one: offloaded transforms hold the GIL
+    while they run, so more threads would only take more turns away from the event loop).
+    """
+    bindings = {"payload": message.payload, "vars": message.vars, "attributes": message.attributes}
+    try:
+        if costs.cost(expression) > OFFLOAD_AFTER_SECONDS:
+            return await anyio.to_thread.run_sync(costs.evaluate, expression, data, bindings,
+                                                  limiter=threads)
+        return costs.evaluate(expression, data, bindings)
+    except ExpressionEvaluationError as error:
+        raise translate(error) from None
+
+
+async def materialize(value: Any) -> Any:
+    """A streamed payload (async iterator) as a list; anything else as it is."""
+    if hasattr(value, "__aiter__"):
+        return [item async for item in value]
+    return value

@@ -1,0 +1,56 @@
+"""Running a connector operation step: parameters, connection, result cache, typed errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dsl.model import Flow, OperationStep
+from runtime.cache import cache_key
+from runtime.context import OperationContext
+from runtime.errors import FlowExecutionError, SpliceError
+from runtime.message import Message
+from runtime.redaction import redact
+from runtime.spec import OperationSpec
+from runtime.steps.execution import StepExecution, store_result
+from runtime.steps.expressions import materialize, render_value
+
+__all__ = ["operation_params", "run_operation"]
+
+
+def operation_params(spec: OperationSpec, step: OperationStep, message: Message) -> dict[str, Any]:
+    """The parameters an operation's handler receives for ``message``: its defaults, then the
+    step's own values with their ``#[ ]`` expressions evaluated."""
+    return {**spec.defaults, **render_value(step.params, message)}
+
+
+async def run_operation(execution: StepExecution, flow: Flow, step: OperationStep, message: Message,
+                        path: str) -> None:
+    """Call the operation's handler; an unexpected exception becomes ``<CONNECTOR>:UNEXPECTED``."""
+    spec = execution.operations.get(step.name)
+    if spec is None:
+        raise FlowExecutionError(f"operation '{step.name}' is not installed",
+                                 error_type="FLOW:UNKNOWN_OPERATION")
+    params = operation_params(spec, step, message)
+    connection_name, connection = (None, None)
+    if spec.needs_connection:
+        connection_name, connection = execution.connection_for(step.connector, step.connection)
+    ctx = OperationContext(
+        flow=flow.name, path=path, message=message, store=execution.store,
+        logger=execution.logger.getChild(step.connector), tracer=execution.tracer,
+        connection=connection, connection_name=connection_name, label=step.label,
+    )
+    try:
+        if step.cache is None:
+            result = await spec.handler(ctx, params)
+        else:
+            async def load() -> Any:
+                return await materialize(await spec.handler(ctx, params))
+
+            result = await execution.results.get(cache_key(connection_name, step.name, params),
+                                                 step.cache, load)
+    except SpliceError:
+        raise
+    except Exception as exc:  # a connector bug must still become a typed, dead-letterable error
+        raise SpliceError(f"{step.name} failed unexpectedly: {type(exc).__name__}: {redact(str(exc))}",
+                          error_type=f"{step.connector.upper()}:UNEXPECTED") from exc
+    store_result(step, message, result)
