@@ -20,7 +20,14 @@ import dsl
 from runtime.context import ConnectionContext, OperationContext
 from runtime.hookspecs import hookimpl
 from runtime.message import Event
-from runtime.redaction import RedactingFilter, Secrets, redact, register_secret, secret_values
+from runtime.redaction import (
+    RedactingFilter,
+    Secrets,
+    current_secrets,
+    redact,
+    register_secret,
+    secret_values,
+)
 from runtime.registry import Registry, load_registry
 from runtime.resources import RuntimeResources
 from runtime.service import open_runtime
@@ -201,3 +208,12 @@ def test_hand_built_connection_contexts_have_resources_of_their_own() -> None:
     assert context().shared(key, Budget) is not context().shared(key, Budget)
     runtime = RuntimeResources()
     assert context(runtime).shared(key, Budget) is context(runtime).shared(key, Budget)
+
+
+def test_each_test_starts_with_secrets_of_its_own(secrets: Secrets) -> None:
+    """Whatever earlier tests registered outside a runtime (``command-secret-5555`` above), this
+    test's context knows none of it: nothing shared is reset between tests, each has its own."""
+    assert current_secrets() is secrets
+    assert secret_values() == ()
+    register_secret("only-this-test-7777")
+    assert redact("only-this-test-7777") == "***"
