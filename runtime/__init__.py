@@ -29,6 +29,7 @@ from runtime.limits import RateLimit, TokenBucket
 from runtime.message import Event, Message, Outcome
 from runtime.oauth import AccessToken, OAuth2Auth, StoredTokenSource
 from runtime.redaction import redact, register_secret
+from runtime.resources import RuntimeResources
 from runtime.spec import (
     ConnectionSpec,
     Connector,
@@ -69,6 +70,7 @@ __all__ = [
     "ParamProblem",
     "RateLimit",
     "RetryOptions",
+    "RuntimeResources",
     "SandboxAction",
     "SandboxTarget",
     "SourceContext",

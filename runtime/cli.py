@@ -479,6 +479,7 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``splice`` command."""
+    from runtime.redaction import Secrets, use_secrets
     from runtime.telemetry import configure_logging
 
     plugin_commands: Callable[[Any], None] | None = None
@@ -495,7 +496,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        # The command's own secrets (see runtime.redaction): what it decrypts or is given is masked
+        # in everything it writes, and a runtime it opens masks them too.
+        with use_secrets(Secrets()):
+            return int(args.func(args) or 0)
     except CliError as exc:
         print(f"splice: {exc}", file=sys.stderr)
         return exc.code

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from opentelemetry import trace
 
 from runtime.limits import RateLimit
 from runtime.message import Event, Message, Outcome
+from runtime.resources import RuntimeResources
 from runtime.store.base import ObjectStore
 from runtime.transports import DEFAULT_RETRY, RetryOptions, create_http_client
 
@@ -29,6 +30,8 @@ __all__ = [
     "SourceContext",
 ]
 
+T = TypeVar("T")
+
 
 @dataclass(slots=True)
 class ConnectionContext:
@@ -36,6 +39,10 @@ class ConnectionContext:
 
     ``transport`` is ``None`` in production; tests set it to an emulator's ``httpx.ASGITransport`` so
     the connector's real code runs against the emulator in process.
+
+    ``resources`` are the runtime's, shared by all its connections: a connector keeps state that
+    outlives one connection there (see :meth:`shared`), never in a module global. A context built
+    by hand (a connector's own tests) gets resources of its own.
     """
 
     name: str
@@ -46,6 +53,16 @@ class ConnectionContext:
     transport: httpx.AsyncBaseTransport | None = None
     #: Extra settings the runtime knows (e.g. ``{"public_url": ...}`` for webhook registration).
     runtime_settings: Mapping[str, Any] = field(default_factory=dict)
+    resources: RuntimeResources = field(default_factory=RuntimeResources)
+
+    def shared(self, key: Hashable, factory: Callable[[], T]) -> T:
+        """The runtime's object under ``key``, made by ``factory()`` for the first connection asking.
+
+        This is how a connector keeps per-runtime state its connections share, e.g. one request
+        budget per QuickBooks realm however many connections talk to it. Start keys with the
+        connector's name.
+        """
+        return self.resources.get_or_create(key, factory)
 
     def create_http_client(
         self,

@@ -26,8 +26,9 @@ from dsl.model import Project
 from runtime.context import ConnectionContext
 from runtime.engine import FlowEngine
 from runtime.errors import ConnectionConfigError
-from runtime.redaction import register_secret
+from runtime.redaction import inherit_secrets, register_secret, use_secrets
 from runtime.registry import Registry, load_registry
+from runtime.resources import RuntimeResources
 from runtime.server.routes import RouteTable
 from runtime.sources import run_trigger
 from runtime.spec import param_defaults
@@ -60,6 +61,7 @@ class SpliceRuntime:
     store: ObjectStore
     engine: FlowEngine
     tracer_provider: TracerProvider
+    resources: RuntimeResources = field(default_factory=RuntimeResources)
     routes: RouteTable = field(default_factory=RouteTable)
     stop_event: anyio.Event = field(default_factory=anyio.Event)
     sources_started: anyio.Event = field(default_factory=anyio.Event)
@@ -100,7 +102,7 @@ class SpliceRuntime:
 
 
 async def _open_connections(stack: AsyncExitStack, project: Project, registry: Registry,
-                            store: ObjectStore, tracer: trace.Tracer,
+                            store: ObjectStore, tracer: trace.Tracer, resources: RuntimeResources,
                             transports: Mapping[str, httpx.AsyncBaseTransport],
                             runtime_settings: Mapping[str, Any],
                             overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -124,7 +126,7 @@ async def _open_connections(stack: AsyncExitStack, project: Project, registry: R
             logger=logging.getLogger(f"splice.connector.{config.connector}"),
             tracer=tracer,
             transport=transports.get(name) or transports.get(config.connector),
-            runtime_settings=runtime_settings,
+            runtime_settings=runtime_settings, resources=resources,
         )
         opened[name] = await stack.enter_async_context(spec.open(settings, ctx))
     return opened
@@ -141,6 +143,7 @@ async def open_runtime(
     tracer_provider: TracerProvider | None = None,
     runtime_settings: Mapping[str, Any] | None = None,
     connection_settings: Mapping[str, Mapping[str, Any]] | None = None,
+    resources: RuntimeResources | None = None,
 ) -> AsyncIterator[SpliceRuntime]:
     """Open the store and every connection of ``project``; close them all on exit.
 
@@ -148,6 +151,11 @@ async def open_runtime(
     replaces the network for it: tests mount the emulators in process this way.
     ``connection_settings`` maps a connection name to settings that replace its configured ones
     (sandbox mode points connections at emulators this way; a ``None`` value removes a setting).
+
+    The runtime has resources of its own (``resources``, new by default): the state its
+    connections share, and its secrets, which are current until it closes, for this task and every
+    task started inside the block. They also mask what was current where it was opened (the secure
+    properties decrypted by :func:`load_project`), while what the runtime learns stays its own.
     """
     settings = project.settings
     recording = (tracer_provider is not None or span_exporter is not None
@@ -158,17 +166,20 @@ async def open_runtime(
                                                  span_exporter=span_exporter)
     # With nothing to export to, spans would be built only to be dropped: use the no-op tracer.
     tracer = get_tracer(tracer_provider) if recording else trace.NoOpTracer()
+    if resources is None:
+        resources = RuntimeResources(secrets=inherit_secrets())
     async with AsyncExitStack() as stack:
+        stack.enter_context(use_secrets(resources.secrets))
         if store is None:
             store = open_store(settings.store_url)
             stack.push_async_callback(store.aclose)
-        connections = await _open_connections(stack, project, registry, store, tracer,
+        connections = await _open_connections(stack, project, registry, store, tracer, resources,
                                               transports or {}, runtime_settings or {},
                                               connection_settings or {})
         engine = FlowEngine(project, registry, store=store, connections=connections,
                             tracer=tracer, logger=logging.getLogger("splice.engine"))
         try:
             yield SpliceRuntime(project=project, registry=registry, store=store, engine=engine,
-                                tracer_provider=tracer_provider)
+                                tracer_provider=tracer_provider, resources=resources)
         finally:
             tracer_provider.force_flush()

@@ -86,14 +86,18 @@ def create_tracer_provider(exporter: str = "none", *, endpoint: str | None = Non
 
 
 def safe_attribute(value: Any) -> str | int | float | bool:
-    """A span attribute value with registered secrets masked (strings) or stringified safely."""
+    """A span attribute value with the current runtime's secrets masked (strings) or stringified safely."""
     if isinstance(value, bool | int | float):
         return value
     return redact(str(value))
 
 
 def configure_logging(level: str = "INFO") -> logging.Logger:
-    """The ``splice`` logger tree writing to stderr, with every record passed through redaction."""
+    """The ``splice`` logger tree writing to stderr, with every record passed through redaction.
+
+    One handler serves every runtime of the process: its filter masks the secrets of the runtime
+    (or command) each record is written in, found through the context of the logging call.
+    """
     logger = logging.getLogger("splice")
     logger.setLevel(level.upper())
     if not any(getattr(h, "_splice", False) for h in logger.handlers):

@@ -1,11 +1,12 @@
-"""Shared fixtures: the anyio backend and a fresh in-memory object store per test."""
+"""Shared fixtures: the anyio backend, a fresh in-memory object store and secrets scope per test."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from runtime.redaction import Secrets, use_secrets
 from runtime.store import ObjectStore, open_store
 
 
@@ -23,3 +24,12 @@ async def store(anyio_backend: str) -> AsyncIterator[ObjectStore]:
         yield opened
     finally:
         await opened.aclose()
+
+
+@pytest.fixture(autouse=True)
+def secrets() -> Iterator[Secrets]:
+    """The test's own secrets, as each ``splice`` command has its own: what a test registers outside
+    a runtime (a connection opened by hand, a loaded project) is never known to another test.
+    Runtimes the test opens keep theirs apart and mask these too."""
+    with use_secrets(Secrets()) as scope:
+        yield scope

@@ -6,7 +6,8 @@ per-realm rate limits, retries and a span per attempt. Every answer is checked f
 its status and shape, and turned into a typed ``QUICKBOOKS:*`` error.
 
 Rate limits belong to the realm, not to the connection: two connections (or two flows) to one company
-share one budget, kept in a module-level registry.
+share one budget, kept with the runtime's shared resources (``ctx.shared``), so two runtimes in one
+process never spend each other's.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from runtime.oauth import OAuth2Auth, StoredTokenSource
 from runtime.store.base import ObjectStore
 from runtime.transports import IDEMPOTENT_EXTENSION, RetryOptions
 
-__all__ = ["QuickBooksClient", "RealmLimits", "open_connection", "realm_limits", "reset_realm_limits"]
+__all__ = ["QuickBooksClient", "RealmLimits", "open_connection", "realm_limits"]
 
 #: Hard ceiling of ``MAXRESULTS`` in one query page.
 MAX_PAGE = 1000
@@ -66,30 +67,22 @@ class RealmLimits:
         return len(self.sent)
 
 
-_REALM_LIMITS: dict[tuple[str, str, int, int, int], RealmLimits] = {}
-
-
 def realm_limits(settings: QuickBooksSettings) -> RealmLimits:
-    """The shared budgets of a realm (created on first use)."""
-    key = (settings.base_url, settings.realm_id, settings.requests_per_minute,
-           settings.max_concurrent, settings.batch_per_minute)
-    limits = _REALM_LIMITS.get(key)
-    if limits is None:
-        # QuickBooks counts requests in any rolling minute: a burst of B plus a steady N - B per
-        # minute never puts more than N into one minute.
-        burst = min(settings.requests_per_minute // 2, max(settings.max_concurrent, 10))
-        general = RateLimit(settings.requests_per_minute - burst, 60.0,
-                            max_concurrent=settings.max_concurrent, burst=max(burst, 1))
-        # Batch calls also count against the general budget; the batch bucket is the extra limit.
-        batch = _ChainedRateLimit(settings.batch_per_minute, general)
-        limits = RealmLimits(general=general, batch=batch)
-        _REALM_LIMITS[key] = limits
-    return limits
+    """New budgets for a realm; a runtime keeps one per realm (see :func:`open_connection`)."""
+    # QuickBooks counts requests in any rolling minute: a burst of B plus a steady N - B per
+    # minute never puts more than N into one minute.
+    burst = min(settings.requests_per_minute // 2, max(settings.max_concurrent, 10))
+    general = RateLimit(settings.requests_per_minute - burst, 60.0,
+                        max_concurrent=settings.max_concurrent, burst=max(burst, 1))
+    # Batch calls also count against the general budget; the batch bucket is the extra limit.
+    batch = _ChainedRateLimit(settings.batch_per_minute, general)
+    return RealmLimits(general=general, batch=batch)
 
 
-def reset_realm_limits() -> None:
-    """Forget every realm's budgets (tests run each on its own event loop)."""
-    _REALM_LIMITS.clear()
+def _realm_key(settings: QuickBooksSettings) -> tuple[str, str, str, int, int, int]:
+    """Connections with equal keys share one budget (same company, same configured limits)."""
+    return ("quickbooks.realm-limits", settings.base_url, settings.realm_id,
+            settings.requests_per_minute, settings.max_concurrent, settings.batch_per_minute)
 
 
 class _ChainedRateLimit(RateLimit):
@@ -251,7 +244,7 @@ async def open_connection(settings: Mapping[str, Any],
                           ctx: ConnectionContext) -> AsyncIterator[QuickBooksClient]:
     """``ConnectionSpec.open``: the connection's client, closed when the runtime stops."""
     qb = QuickBooksSettings.from_mapping(settings)
-    limits = realm_limits(qb)
+    limits = ctx.shared(_realm_key(qb), lambda: realm_limits(qb))
     token_http = ctx.create_http_client(timeout=qb.timeout, retry=RetryOptions(attempts=2))
     fetcher = RefreshTokenFetcher(qb, token_http, ctx.store, ctx.logger)
     tokens = StoredTokenSource(ctx.store, token_key(qb.realm_id), fetcher)

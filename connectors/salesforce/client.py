@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote as url_quote
@@ -29,36 +29,43 @@ from runtime.oauth import OAuth2Auth, StoredTokenSource
 from runtime.retry import backoff_delay
 from runtime.transports import IDEMPOTENT_EXTENSION, UNLIMITED_EXTENSION, RetryOptions
 
-__all__ = ["QueryStream", "SalesforceClient"]
+__all__ = ["ApiUsageGauges", "QueryStream", "SalesforceClient"]
 
 _USAGE = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
-_clients: weakref.WeakSet[SalesforceClient] = weakref.WeakSet()
-_gauges_registered = False
 
 
-def _observe_usage(kind: str) -> Any:
-    def callback(_options: metrics.CallbackOptions) -> list[metrics.Observation]:
-        out = []
-        for client in list(_clients):
-            if client.api_usage is not None:
-                used, maximum = client.api_usage
-                out.append(metrics.Observation(used if kind == "used" else maximum,
-                                               {"splice.connection": client.name}))
-        return out
-    return callback
+class ApiUsageGauges:
+    """Daily API usage of a runtime's Salesforce connections as two observable gauges.
 
+    One per runtime (``ctx.shared``), on the runtime's own meter: the gauges report the connections
+    of that runtime only, and a second runtime in the process gets gauges of its own.
+    """
 
-def _register_gauges() -> None:
-    """Daily API usage per connection as two observable gauges (registered once per process)."""
-    global _gauges_registered
-    if _gauges_registered:
-        return
-    meter = metrics.get_meter("splice")
-    meter.create_observable_gauge("splice.salesforce.api_requests.used", [_observe_usage("used")],
-                                  unit="{request}", description="Daily API requests used (24 h)")
-    meter.create_observable_gauge("splice.salesforce.api_requests.max", [_observe_usage("max")],
-                                  unit="{request}", description="Daily API request allocation")
-    _gauges_registered = True
+    def __init__(self, meter: metrics.Meter) -> None:
+        self._clients: weakref.WeakSet[SalesforceClient] = weakref.WeakSet()
+        meter.create_observable_gauge("splice.salesforce.api_requests.used", [self._observe("used")],
+                                      unit="{request}", description="Daily API requests used (24 h)")
+        meter.create_observable_gauge("splice.salesforce.api_requests.max", [self._observe("max")],
+                                      unit="{request}", description="Daily API request allocation")
+
+    def add(self, client: SalesforceClient) -> None:
+        """Report ``client``'s usage from now on."""
+        self._clients.add(client)
+
+    def discard(self, client: SalesforceClient) -> None:
+        """Stop reporting ``client`` (it closed)."""
+        self._clients.discard(client)
+
+    def _observe(self, kind: str) -> Callable[[metrics.CallbackOptions], list[metrics.Observation]]:
+        def callback(_options: metrics.CallbackOptions) -> list[metrics.Observation]:
+            out = []
+            for client in list(self._clients):
+                if client.api_usage is not None:
+                    used, maximum = client.api_usage
+                    out.append(metrics.Observation(used if kind == "used" else maximum,
+                                                   {"splice.connection": client.name}))
+            return out
+        return callback
 
 
 class QueryStream:
@@ -106,8 +113,9 @@ class SalesforceClient:
         #: (used, max) from the last ``Sforce-Limit-Info`` header seen.
         self.api_usage: tuple[int, int] | None = None
         self._describes: dict[str, dict[str, Any]] = {}
-        _clients.add(self)
-        _register_gauges()
+        self._gauges = ctx.shared("salesforce.api-usage-gauges",
+                                  lambda: ApiUsageGauges(ctx.resources.meter))
+        self._gauges.add(self)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -279,7 +287,7 @@ class SalesforceClient:
 
     async def aclose(self) -> None:
         """Close both HTTP clients (and stop reporting this connection's usage)."""
-        _clients.discard(self)
+        self._gauges.discard(self)
         await self.http.aclose()
         await self._login_http.aclose()
 

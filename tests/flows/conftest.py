@@ -8,7 +8,7 @@ mounted in process. Cassette tests replay what these emulators answered (see ``t
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +19,7 @@ if str(Path(__file__).parent) not in sys.path:
 
 from flows_support import REALM, RECORDED_REALM, Integration, open_integration  # noqa: E402
 
-from connectors.quickbooks.client import reset_realm_limits  # noqa: E402
 from runtime.testing import cassette_scrubbers  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _fresh_realm_limits() -> Iterator[None]:
-    """QuickBooks rate-limit objects bind to an event loop; every test runs on its own."""
-    reset_realm_limits()
-    yield
-    reset_realm_limits()
 
 
 @pytest.fixture

@@ -26,18 +26,10 @@ from quickbooks_support import (  # noqa: E402
     serve_in_thread,
 )
 
-from connectors.quickbooks.client import QuickBooksClient, reset_realm_limits  # noqa: E402
+from connectors.quickbooks.client import QuickBooksClient  # noqa: E402
 from connectors.quickbooks.emulator import create_app  # noqa: E402
 from runtime.store import ObjectStore  # noqa: E402
 from runtime.testing import cassette_scrubbers  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _fresh_realm_limits() -> Iterator[None]:
-    """Rate-limit objects bind to an event loop; every test runs on its own."""
-    reset_realm_limits()
-    yield
-    reset_realm_limits()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from connectors.quickbooks.emulator import DEFAULT_REALM
 from connectors.quickbooks.operations import OPERATIONS
 from runtime.context import ConnectionContext, OperationContext
 from runtime.message import Event, Message, Outcome, OutcomeStatus
+from runtime.resources import RuntimeResources
 from runtime.store import ObjectStore
 from runtime.testing import RecordingSourceContext
 
@@ -40,18 +41,26 @@ def qb_settings(**overrides: Any) -> dict[str, Any]:
     return settings
 
 
-def connection_context(app: Any, store: ObjectStore) -> ConnectionContext:
-    """What the runtime gives ``ConnectionSpec.open``; the emulator ``app`` (if any) is the network."""
+def connection_context(app: Any, store: ObjectStore,
+                       resources: RuntimeResources | None = None) -> ConnectionContext:
+    """What the runtime gives ``ConnectionSpec.open``; the emulator ``app`` (if any) is the network.
+
+    Without ``resources`` the connection has a runtime's resources to itself; connections given the
+    same ``resources`` are connections of one runtime.
+    """
     return ConnectionContext(name="quickbooks", connector="quickbooks", store=store,
                              logger=logging.getLogger("splice.test.quickbooks"),
                              tracer=trace.get_tracer("splice.test"),
-                             transport=httpx.ASGITransport(app=app) if app is not None else None)
+                             transport=httpx.ASGITransport(app=app) if app is not None else None,
+                             resources=resources or RuntimeResources())
 
 
 @asynccontextmanager
-async def connect(app: Any, store: ObjectStore, **overrides: Any) -> AsyncIterator[QuickBooksClient]:
-    """An open quickbooks connection to ``app``."""
-    async with open_connection(qb_settings(**overrides), connection_context(app, store)) as client:
+async def connect(app: Any, store: ObjectStore, *, resources: RuntimeResources | None = None,
+                  **overrides: Any) -> AsyncIterator[QuickBooksClient]:
+    """An open quickbooks connection to ``app`` (of the runtime owning ``resources``, when given)."""
+    async with open_connection(qb_settings(**overrides),
+                               connection_context(app, store, resources)) as client:
         yield client
 
 

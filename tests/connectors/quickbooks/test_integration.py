@@ -13,6 +13,7 @@ from quickbooks_support import REALM, SEED_REFRESH_TOKEN, connect, run_op
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.emulator import create_app
 from runtime.errors import SpliceError
+from runtime.resources import RuntimeResources
 from runtime.store import ObjectStore
 
 pytestmark = pytest.mark.anyio
@@ -85,9 +86,14 @@ async def test_concurrency_is_limited_up_front(store: ObjectStore) -> None:
 
 
 async def test_two_connections_to_one_realm_share_its_budget(emulator: Any, store: ObjectStore) -> None:
-    """Rate limits belong to the realm, not to the connection."""
-    async with connect(emulator, store) as a, connect(emulator, store) as b:
+    """Rate limits belong to the realm, not to the connection: two connections of one runtime to one
+    company spend one budget, and a connection of another runtime has its own."""
+    runtime = RuntimeResources()
+    async with (connect(emulator, store, resources=runtime) as a,
+                connect(emulator, store, resources=runtime) as b,
+                connect(emulator, store, resources=RuntimeResources()) as elsewhere):
         assert a.limits is b.limits
+        assert elsewhere.limits is not a.limits
 
 
 async def test_throttled_answer_is_retried(store: ObjectStore) -> None:

@@ -14,6 +14,8 @@ import anyio
 import httpx
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.emulator import create_app
@@ -21,6 +23,7 @@ from connectors.salesforce.plugin import open_connection
 from runtime.context import ConnectionContext, OperationContext
 from runtime.message import Event, Message, OutcomeStatus
 from runtime.redaction import secret_values
+from runtime.resources import RuntimeResources
 from runtime.store import ObjectStore
 from runtime.testing import RecordingSourceContext as BaseRecordingSourceContext
 
@@ -103,17 +106,44 @@ def app() -> Any:
     return create_app(page_size=5, long_poll_timeout=0.2, bulk_polls=1)
 
 
-def connection_context(app: Any, store: ObjectStore, name: str = "sf") -> ConnectionContext:
-    """A connection context whose HTTP goes to ``app`` in process."""
+def connection_context(app: Any, store: ObjectStore, name: str = "sf",
+                       resources: RuntimeResources | None = None) -> ConnectionContext:
+    """A connection context whose HTTP goes to ``app`` in process (of the runtime owning
+    ``resources``; without them, of a runtime of its own)."""
     return ConnectionContext(name=name, connector="salesforce", store=store,
                              logger=logging.getLogger("splice.test.salesforce"),
-                             tracer=trace.get_tracer("test"), transport=httpx.ASGITransport(app=app))
+                             tracer=trace.get_tracer("test"), transport=httpx.ASGITransport(app=app),
+                             resources=resources or RuntimeResources())
 
 
 @pytest.fixture
-async def client(app: Any, store: ObjectStore) -> AsyncIterator[SalesforceClient]:
+def metric_reader() -> InMemoryMetricReader:
+    """Reads the metrics of the ``client`` fixture's runtime."""
+    return InMemoryMetricReader()
+
+
+def gauge_points(reader: InMemoryMetricReader, name: str) -> list[tuple[str, str, Any]]:
+    """``(runtime id, connection, value)`` of every data point of one gauge that ``reader`` reads."""
+    points: list[tuple[str, str, Any]] = []
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            runtime = str((scope.scope.attributes or {}).get("splice.runtime"))
+            for metric in scope.metrics:
+                if metric.name != name:
+                    continue
+                for point in metric.data.data_points:  # type: ignore[union-attr]
+                    connection = str((point.attributes or {}).get("splice.connection"))
+                    points.append((runtime, connection, point.value))  # type: ignore[union-attr]
+    return points
+
+
+@pytest.fixture
+async def client(app: Any, store: ObjectStore,
+                 metric_reader: InMemoryMetricReader) -> AsyncIterator[SalesforceClient]:
     """An open SalesforceClient against the emulator (client credentials flow)."""
-    async with open_connection(dict(SETTINGS), connection_context(app, store)) as c:
+    resources = RuntimeResources(meter_provider=MeterProvider(metric_readers=[metric_reader]))
+    async with open_connection(dict(SETTINGS), connection_context(app, store, resources=resources)) as c:
         yield c
 
 

@@ -9,11 +9,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connectors.salesforce.client import _observe_usage
 from connectors.salesforce.emulator import create_app
 from connectors.salesforce.errors import SalesforceError
 from connectors.salesforce.plugin import open_connection
 from runtime.oauth import TOKENS_NAMESPACE
+
+from .conftest import gauge_points
 
 pytestmark = pytest.mark.anyio
 
@@ -97,14 +98,16 @@ async def test_persistent_401_fails_without_looping(app: Any, client: Any) -> No
     assert client.tokens.refresh_count == 2
 
 
-async def test_daily_limit_is_its_own_error_and_usage_is_reported(app: Any, client: Any) -> None:
+async def test_daily_limit_is_its_own_error_and_usage_is_reported(app: Any, client: Any,
+                                                                   metric_reader: Any) -> None:
     """Sforce-Limit-Info feeds status() and the gauge; 403 REQUEST_LIMIT_EXCEEDED is not an auth error."""
     faults = app.state.emulator.faults
     faults.update({"daily_limit": 1000, "api_used": 990})
     status = await client.status()  # no call made yet: status asks /limits once
     assert status["api_usage"] == {"used": 991, "max": 1000, "remaining": 9}
     assert (await client.status())["api_usage"]["used"] == 991  # answered from the last header
-    observed = [o.value for o in _observe_usage("used")(None) if o.attributes == {"splice.connection": "sf"}]
+    observed = [value for _, connection, value in gauge_points(metric_reader, "splice.salesforce.api_requests.used")
+                if connection == "sf"]
     assert observed == [991]
     faults.update({"api_used": 1000})
     with pytest.raises(SalesforceError) as refused:
