@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,9 @@ from runtime.cli_support import load_cli_project as _load
 from runtime.cli_support import registry as _registry
 from runtime.errors import SpliceError
 from runtime.jsonutil import dumps
+from runtime.plugins import PluginLoadError
 from runtime.registry import Registry
+from runtime.spec import SandboxSpec
 
 __all__ = ["main"]
 
@@ -299,11 +301,27 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def _sandbox_actions(registry: Registry) -> dict[str, list[tuple[str, Any]]]:
+def _sandboxes(registry: Registry) -> dict[str, SandboxSpec]:
+    """Connector name -> its sandbox spec, for every installed connector that has one (imported
+    here: only ``splice sandbox`` needs them)."""
+    from runtime.sandbox import load_sandbox
+
+    found: dict[str, SandboxSpec] = {}
+    for name, connector in sorted(registry.connectors.items()):
+        try:
+            sandbox = load_sandbox(connector)
+        except PluginLoadError as exc:
+            raise CliError(f"plugin error: {exc}") from None
+        if sandbox is not None:
+            found[name] = sandbox
+    return found
+
+
+def _sandbox_actions(sandboxes: Mapping[str, SandboxSpec]) -> dict[str, list[tuple[str, Any]]]:
     """Action name -> [(connector name, action)] over every installed connector."""
     actions: dict[str, list[tuple[str, Any]]] = {}
-    for name, connector in sorted(registry.connectors.items()):
-        for action in connector.sandbox_actions:
+    for name, sandbox in sandboxes.items():
+        for action in sandbox.actions:
             actions.setdefault(action.name, []).append((name, action))
     return actions
 
@@ -311,22 +329,22 @@ def _sandbox_actions(registry: Registry) -> dict[str, list[tuple[str, Any]]]:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """``splice sandbox <connector>`` serves an emulator; ``splice sandbox <action> ...`` acts on
     the emulators of a running ``splice serve`` in sandbox mode (found through its ``/sandbox``)."""
-    registry = _registry()
-    actions = _sandbox_actions(registry)
-    connector = registry.connectors.get(args.name)
-    if (connector is None or connector.emulator is None) and args.name in actions:
+    sandboxes = _sandboxes(_registry())
+    actions = _sandbox_actions(sandboxes)
+    sandbox = sandboxes.get(args.name)
+    if sandbox is None and args.name in actions:
         return _run_sandbox_action(args, actions[args.name])
-    if connector is None or connector.emulator is None:
-        names = sorted(n for n, c in registry.connectors.items() if c.emulator is not None)
+    if sandbox is None:
         raise CliError(f"no emulator or sandbox action named '{args.name}' (emulators: "
-                       f"{', '.join(names) or 'none'}; actions: {', '.join(sorted(actions)) or 'none'})")
+                       f"{', '.join(sorted(sandboxes)) or 'none'}; actions: "
+                       f"{', '.join(sorted(actions)) or 'none'})")
     if args.words:
         raise CliError(f"unexpected arguments after '{args.name}': {' '.join(args.words)}")
     import uvicorn
 
     options = _parse_options(args.option)
     try:
-        app = connector.emulator(**options)
+        app = sandbox.emulator(**options)
     except TypeError as exc:
         raise CliError(f"the {args.name} emulator does not take these options: {exc}") from None
     print(f"{args.name} emulator on http://{args.host}:{args.port}", flush=True)
