@@ -28,7 +28,7 @@ from runtime.engine import FlowEngine
 from runtime.errors import ConnectionConfigError
 from runtime.redaction import register_secret
 from runtime.registry import Registry, load_registry
-from runtime.server.routes import RouteTable
+from runtime.routes import RouteTable
 from runtime.sources import run_trigger
 from runtime.spec import param_defaults
 from runtime.store import open_store
