@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -183,83 +181,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run every flow; in sandbox mode against the connectors' emulators (see runtime.sandbox)."""
-    import uvicorn
-
-    from runtime import sandbox as sb
-    from runtime.server.app import create_app
-    from runtime.service import open_runtime
-    from runtime.store import open_store
+    from runtime.server import ServeOptions, run
 
     registry = _registry()
     project = _load(args, registry)
-    logger = logging.getLogger("splice")
-    stopped: list[int] = []
-    mode = True if args.sandbox else False if args.no_sandbox else None
-    names = sb.sandbox_candidates(project, registry, mode=mode)
-    listener = sb.bind_socket(args.host, args.port)
-    server_url = f"http://{sb.url_host(args.host)}:{listener.getsockname()[1]}"
+    options = ServeOptions(
+        host=args.host, port=args.port, drain_timeout=args.drain_timeout,
+        sandbox=True if args.sandbox else False if args.no_sandbox else None,
+        sandbox_port_base=args.sandbox_port_base, sandbox_store=Path(args.sandbox_store))
     try:
-        sandboxes = sb.prepare(project, registry, names, host=args.host, server_url=server_url,
-                               port_base=args.sandbox_port_base) if names else []
-    except BaseException:
-        listener.close()
-        raise
-    store_url = None
-    if sandboxes:
-        path = Path(args.sandbox_store)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sb.wipe_sqlite(path)
-        store_url = f"sqlite:///{path}"
-    info = sb.describe(sandboxes, server_url) if sandboxes else None
-
-    def ready(_runtime: Any) -> None:
-        if sandboxes:
-            real = [n for n in sorted(project.connections) if n not in names]
-            print(sb.render_banner(project, sandboxes, server_url, str(store_url), real),
-                  flush=True)
-
-    async def go() -> None:
-        store = open_store(store_url) if store_url else None
-        stop = anyio.Event()
-        try:
-            async with anyio.create_task_group() as tg:
-                if sandboxes:
-                    await tg.start(sb.serve_emulators, sandboxes, stop)
-                try:
-                    async with open_runtime(project, registry, store=store, connection_settings={
-                            s.name: s.overrides for s in sandboxes}) as runtime:
-                        app = create_app(runtime, drain_timeout=args.drain_timeout, on_ready=ready,
-                                         sandbox=info)
-                        config = uvicorn.Config(app, lifespan="on", log_level="warning",
-                                                timeout_graceful_shutdown=args.drain_timeout)
-                        server = uvicorn.Server(config)
-                        flows = ", ".join(sorted(project.flows)) or "no flows"
-                        logger.info("serving %s on %s (%s)%s", project.root, server_url, flows,
-                                    " in sandbox mode" if sandboxes else "")
-                        await server.serve(sockets=[listener])
-                finally:
-                    stop.set()
-        finally:
-            listener.close()
-            if store is not None:
-                await store.aclose()
-        logger.info("stopped")
-
-    # uvicorn re-raises the signal that stopped it once it has shut down; answer it with a no-op so
-    # the store and connections are closed in order and the exit code is 0.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stopped.append(signum))
-    anyio.run(go, backend_options=_loop_options())
+        run(project, registry, options)
+    except PluginLoadError as exc:
+        raise CliError(f"plugin error: {exc}") from None
     return 0
-
-
-def _loop_options() -> dict[str, Any]:
-    """uvloop when installed (the ``fast`` extra): a faster event loop for the server."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return {}
-    return {"use_uvloop": True}
 
 
 # -- status / sandbox -------------------------------------------------------------------------------
