@@ -24,7 +24,7 @@ from connectors.quickbooks.emulator import DEFAULT_REALM, SANDBOX_REFRESH_TOKEN,
 from connectors.quickbooks.money import dumps
 from runtime import SandboxAction, SandboxSpec, SandboxTarget
 
-__all__ = ["SANDBOX", "SANDBOX_ACTIONS", "SANDBOX_VERIFIER_TOKEN", "sandbox_emulator",
+__all__ = ["SANDBOX", "SANDBOX_ACTIONS", "SANDBOX_VERIFIER_TOKEN", "emulator_options",
            "sandbox_settings"]
 
 SANDBOX_VERIFIER_TOKEN = "emulator-verifier"
@@ -40,7 +40,7 @@ def sandbox_settings(base_url: str) -> Mapping[str, Any]:
             "webhook-verifier-token": SANDBOX_VERIFIER_TOKEN}
 
 
-def sandbox_emulator(target: SandboxTarget) -> Mapping[str, Any]:
+def emulator_options(target: SandboxTarget) -> Mapping[str, Any]:
     """The emulator of a sandbox: the demo company, and webhooks to the ``quickbooks.webhook``
     trigger of the served flows (its path and verifier token), if one listens."""
     options: dict[str, Any] = {"demo": True, "client_id": target.settings.get("client-id"),
@@ -156,4 +156,4 @@ SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
 
 #: The connector's sandbox; ``plugin.py`` refers to it as ``"connectors.quickbooks.sandbox:SANDBOX"``.
 SANDBOX = SandboxSpec(emulator=create_app, settings=sandbox_settings,
-                      emulator_options=sandbox_emulator, actions=SANDBOX_ACTIONS)
+                      emulator_options=emulator_options, actions=SANDBOX_ACTIONS)

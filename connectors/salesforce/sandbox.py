@@ -23,7 +23,7 @@ from connectors.salesforce.emulator import create_app
 from runtime import SandboxAction, SandboxSpec, SandboxTarget
 
 __all__ = ["SANDBOX", "SANDBOX_ACTIONS", "SANDBOX_CLIENT_ID", "SANDBOX_CLIENT_SECRET",
-           "sandbox_emulator", "sandbox_settings"]
+           "emulator_options", "sandbox_settings"]
 
 #: The connected app the sandbox emulator accepts (client credentials flow).
 SANDBOX_CLIENT_ID = "splice-sandbox"
@@ -39,7 +39,7 @@ def sandbox_settings(base_url: str) -> Mapping[str, Any]:
             "username": None, "private-key": None, "refresh-token": None, "audience": None}
 
 
-def sandbox_emulator(target: SandboxTarget) -> Mapping[str, Any]:
+def emulator_options(target: SandboxTarget) -> Mapping[str, Any]:
     """The emulator of a sandbox: the demo org, and only the sandbox's connected app may log in.
 
     Long polls are kept short so that stopping ``splice serve`` is not held up by a CometD wait.
@@ -138,4 +138,4 @@ SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
 
 #: The connector's sandbox; ``plugin.py`` refers to it as ``"connectors.salesforce.sandbox:SANDBOX"``.
 SANDBOX = SandboxSpec(emulator=create_app, settings=sandbox_settings,
-                      emulator_options=sandbox_emulator, actions=SANDBOX_ACTIONS)
+                      emulator_options=emulator_options, actions=SANDBOX_ACTIONS)
