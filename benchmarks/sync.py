@@ -91,19 +91,26 @@ def _seed_opportunities(org: Any, count: int) -> list[str]:
     return ids
 
 
+def _sandboxes(registry: Any = None) -> tuple[Any, Any]:
+    """The salesforce and quickbooks sandbox specs (emulator, demo settings), loaded as sandbox
+    mode loads them."""
+    from runtime.registry import load_registry
+    from runtime.sandbox import load_sandbox
+
+    connectors = (registry or load_registry()).connectors
+    return load_sandbox(connectors["salesforce"]), load_sandbox(connectors["quickbooks"])
+
+
 def _serve_burst(opportunities: int, scale: float, sockets: list[Any], serve_url: str,
                  seeded: Any) -> None:
     """In a child process: both emulators with QuickBooks' limits in scaled time, seeded with
     ``opportunities`` open opportunities (their ids go back through ``seeded``)."""
-    from connectors.quickbooks.emulator import create_app as quickbooks_emulator
-    from connectors.quickbooks.sandbox import sandbox_settings as quickbooks_settings
-    from connectors.salesforce.emulator import create_app as salesforce_emulator
-    from connectors.salesforce.sandbox import sandbox_settings as salesforce_settings
     from runtime import sandbox as sb
 
+    salesforce, quickbooks = _sandboxes()
     sf_base, qb_base = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
-    sf_app = salesforce_emulator(demo=True, long_poll_timeout=5.0)
-    qb_app = quickbooks_emulator(demo=True, rate_limits=True, requests_per_minute=500,
+    sf_app = salesforce.emulator(demo=True, long_poll_timeout=5.0)
+    qb_app = quickbooks.emulator(demo=True, rate_limits=True, requests_per_minute=500,
                                  batch_per_minute=40, max_concurrent=10, rate_window=60.0 / scale,
                                  webhook_url=f"{serve_url}/webhooks/quickbooks", webhook_interval=0.5,
                                  faults={"latency": 0.3 / scale})
@@ -119,9 +126,9 @@ def _serve_burst(opportunities: int, scale: float, sockets: list[Any], serve_url
 
     seeded.send(_seed_opportunities(sf_app.state.emulator.org, opportunities))
     emulators = [
-        sb.SandboxedConnection("salesforce", "salesforce", sf_base, salesforce_settings(sf_base),
+        sb.SandboxedConnection("salesforce", "salesforce", sf_base, salesforce.settings(sf_base),
                                sf_app, sockets[0]),
-        sb.SandboxedConnection("quickbooks", "quickbooks", qb_base, quickbooks_settings(qb_base),
+        sb.SandboxedConnection("quickbooks", "quickbooks", qb_base, quickbooks.settings(qb_base),
                                CountingApp(qb_app, stats), sockets[1]),
     ]
     anyio.run(sb.serve_emulators, emulators, anyio.Event())
@@ -138,8 +145,6 @@ async def burst(opportunities: int, scale: float, store_path: Path, project_dir:
 
     import uvicorn
 
-    from connectors.quickbooks.sandbox import sandbox_settings as quickbooks_settings
-    from connectors.salesforce.sandbox import sandbox_settings as salesforce_settings
     from runtime import sandbox as sb
     from runtime.registry import load_registry
     from runtime.server.app import create_app
@@ -147,6 +152,7 @@ async def burst(opportunities: int, scale: float, store_path: Path, project_dir:
     from runtime.store import open_store
 
     registry = load_registry()
+    salesforce, quickbooks = _sandboxes(registry)
     # The start-up catch-up of the nightly reconciliation writes its report next to the store.
     project, _ = load_project(project_dir, registry=registry,
                               environ={"RECONCILIATION_REPORT_DIR": str(store_path.parent / "reports")})
@@ -162,9 +168,9 @@ async def burst(opportunities: int, scale: float, store_path: Path, project_dir:
     ids = receive_ids.recv()
     overrides = {
         # Scaled time applies to everything: the Salesforce connection's own cap too.
-        "salesforce": {**salesforce_settings(sf_base), "requests-per-second": 25 * scale},
+        "salesforce": {**salesforce.settings(sf_base), "requests-per-second": 25 * scale},
         # QuickBooks' 500 a minute leave 490 a minute after the budget's burst of 10; scaled.
-        "quickbooks": {**quickbooks_settings(qb_base), "requests-per-minute": int(490 * scale) + 10,
+        "quickbooks": {**quickbooks.settings(qb_base), "requests-per-minute": int(490 * scale) + 10,
                        "batch-per-minute": int(40 * scale), "max-concurrent": 10,
                        "retry-delay": 0.5 / scale},
     }
@@ -272,14 +278,11 @@ def _serve_seeded(size: int, sf_port: int, qb_port: int) -> None:
     """In a child process: both emulators, seeded with ``size`` won and invoiced opportunities."""
     from decimal import Decimal
 
-    from connectors.quickbooks.emulator import create_app as quickbooks_emulator
-    from connectors.quickbooks.sandbox import sandbox_settings as quickbooks_settings
-    from connectors.salesforce.emulator import create_app as salesforce_emulator
-    from connectors.salesforce.sandbox import sandbox_settings as salesforce_settings
     from runtime import sandbox as sb
 
-    sf_app = salesforce_emulator(long_poll_timeout=5.0)
-    qb_app = quickbooks_emulator()
+    salesforce, quickbooks = _sandboxes()
+    sf_app = salesforce.emulator(long_poll_timeout=5.0)
+    qb_app = quickbooks.emulator()
     org, company = sf_app.state.emulator.org, qb_app.state.emulator.companies[REALM]
     account = org.create("Account", {"Name": "Cool Cars", "QB_Customer_Id__c": "13"}, emit=False)
     now = company.now()
@@ -300,9 +303,9 @@ def _serve_seeded(size: int, sf_port: int, qb_port: int) -> None:
     sockets = [sb.bind_socket("127.0.0.1", port) for port in (sf_port, qb_port)]
     bases = [f"http://127.0.0.1:{port}" for port in (sf_port, qb_port)]
     emulators = [
-        sb.SandboxedConnection("salesforce", "salesforce", bases[0], salesforce_settings(bases[0]),
+        sb.SandboxedConnection("salesforce", "salesforce", bases[0], salesforce.settings(bases[0]),
                                sf_app, sockets[0]),
-        sb.SandboxedConnection("quickbooks", "quickbooks", bases[1], quickbooks_settings(bases[1]),
+        sb.SandboxedConnection("quickbooks", "quickbooks", bases[1], quickbooks.settings(bases[1]),
                                qb_app, sockets[1]),
     ]
     anyio.run(sb.serve_emulators, emulators, anyio.Event())

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,9 @@ from runtime.cli_support import load_cli_project as _load
 from runtime.cli_support import registry as _registry
 from runtime.errors import SpliceError
 from runtime.jsonutil import dumps
+from runtime.plugins import PluginLoadError
 from runtime.registry import Registry
+from runtime.spec import SandboxSpec
 
 __all__ = ["main"]
 
@@ -181,83 +181,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run every flow; in sandbox mode against the connectors' emulators (see runtime.sandbox)."""
-    import uvicorn
-
-    from runtime import sandbox as sb
-    from runtime.server.app import create_app
-    from runtime.service import open_runtime
-    from runtime.store import open_store
+    from runtime.server import ServeOptions, run
 
     registry = _registry()
     project = _load(args, registry)
-    logger = logging.getLogger("splice")
-    stopped: list[int] = []
-    mode = True if args.sandbox else False if args.no_sandbox else None
-    names = sb.sandbox_candidates(project, registry, mode=mode)
-    listener = sb.bind_socket(args.host, args.port)
-    server_url = f"http://{sb.url_host(args.host)}:{listener.getsockname()[1]}"
+    options = ServeOptions(
+        host=args.host, port=args.port, drain_timeout=args.drain_timeout,
+        sandbox=True if args.sandbox else False if args.no_sandbox else None,
+        sandbox_port_base=args.sandbox_port_base, sandbox_store=Path(args.sandbox_store))
     try:
-        sandboxes = sb.prepare(project, registry, names, host=args.host, server_url=server_url,
-                               port_base=args.sandbox_port_base) if names else []
-    except BaseException:
-        listener.close()
-        raise
-    store_url = None
-    if sandboxes:
-        path = Path(args.sandbox_store)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sb.wipe_sqlite(path)
-        store_url = f"sqlite:///{path}"
-    info = sb.describe(sandboxes, server_url) if sandboxes else None
-
-    def ready(_runtime: Any) -> None:
-        if sandboxes:
-            real = [n for n in sorted(project.connections) if n not in names]
-            print(sb.render_banner(project, sandboxes, server_url, str(store_url), real),
-                  flush=True)
-
-    async def go() -> None:
-        store = open_store(store_url) if store_url else None
-        stop = anyio.Event()
-        try:
-            async with anyio.create_task_group() as tg:
-                if sandboxes:
-                    await tg.start(sb.serve_emulators, sandboxes, stop)
-                try:
-                    async with open_runtime(project, registry, store=store, connection_settings={
-                            s.name: s.overrides for s in sandboxes}) as runtime:
-                        app = create_app(runtime, drain_timeout=args.drain_timeout, on_ready=ready,
-                                         sandbox=info)
-                        config = uvicorn.Config(app, lifespan="on", log_level="warning",
-                                                timeout_graceful_shutdown=args.drain_timeout)
-                        server = uvicorn.Server(config)
-                        flows = ", ".join(sorted(project.flows)) or "no flows"
-                        logger.info("serving %s on %s (%s)%s", project.root, server_url, flows,
-                                    " in sandbox mode" if sandboxes else "")
-                        await server.serve(sockets=[listener])
-                finally:
-                    stop.set()
-        finally:
-            listener.close()
-            if store is not None:
-                await store.aclose()
-        logger.info("stopped")
-
-    # uvicorn re-raises the signal that stopped it once it has shut down; answer it with a no-op so
-    # the store and connections are closed in order and the exit code is 0.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stopped.append(signum))
-    anyio.run(go, backend_options=_loop_options())
+        run(project, registry, options)
+    except PluginLoadError as exc:
+        raise CliError(f"plugin error: {exc}") from None
     return 0
-
-
-def _loop_options() -> dict[str, Any]:
-    """uvloop when installed (the ``fast`` extra): a faster event loop for the server."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return {}
-    return {"use_uvloop": True}
 
 
 # -- status / sandbox -------------------------------------------------------------------------------
@@ -299,11 +235,27 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def _sandbox_actions(registry: Registry) -> dict[str, list[tuple[str, Any]]]:
+def _sandboxes(registry: Registry) -> dict[str, SandboxSpec]:
+    """Connector name -> its sandbox spec, for every installed connector that has one (imported
+    here: only ``splice sandbox`` needs them)."""
+    from runtime.sandbox import load_sandbox
+
+    found: dict[str, SandboxSpec] = {}
+    for name, connector in sorted(registry.connectors.items()):
+        try:
+            sandbox = load_sandbox(connector)
+        except PluginLoadError as exc:
+            raise CliError(f"plugin error: {exc}") from None
+        if sandbox is not None:
+            found[name] = sandbox
+    return found
+
+
+def _sandbox_actions(sandboxes: Mapping[str, SandboxSpec]) -> dict[str, list[tuple[str, Any]]]:
     """Action name -> [(connector name, action)] over every installed connector."""
     actions: dict[str, list[tuple[str, Any]]] = {}
-    for name, connector in sorted(registry.connectors.items()):
-        for action in connector.sandbox_actions:
+    for name, sandbox in sandboxes.items():
+        for action in sandbox.actions:
             actions.setdefault(action.name, []).append((name, action))
     return actions
 
@@ -311,22 +263,22 @@ def _sandbox_actions(registry: Registry) -> dict[str, list[tuple[str, Any]]]:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """``splice sandbox <connector>`` serves an emulator; ``splice sandbox <action> ...`` acts on
     the emulators of a running ``splice serve`` in sandbox mode (found through its ``/sandbox``)."""
-    registry = _registry()
-    actions = _sandbox_actions(registry)
-    connector = registry.connectors.get(args.name)
-    if (connector is None or connector.emulator is None) and args.name in actions:
+    sandboxes = _sandboxes(_registry())
+    actions = _sandbox_actions(sandboxes)
+    sandbox = sandboxes.get(args.name)
+    if sandbox is None and args.name in actions:
         return _run_sandbox_action(args, actions[args.name])
-    if connector is None or connector.emulator is None:
-        names = sorted(n for n, c in registry.connectors.items() if c.emulator is not None)
+    if sandbox is None:
         raise CliError(f"no emulator or sandbox action named '{args.name}' (emulators: "
-                       f"{', '.join(names) or 'none'}; actions: {', '.join(sorted(actions)) or 'none'})")
+                       f"{', '.join(sorted(sandboxes)) or 'none'}; actions: "
+                       f"{', '.join(sorted(actions)) or 'none'})")
     if args.words:
         raise CliError(f"unexpected arguments after '{args.name}': {' '.join(args.words)}")
     import uvicorn
 
     options = _parse_options(args.option)
     try:
-        app = connector.emulator(**options)
+        app = sandbox.emulator(**options)
     except TypeError as exc:
         raise CliError(f"the {args.name} emulator does not take these options: {exc}") from None
     print(f"{args.name} emulator on http://{args.host}:{args.port}", flush=True)

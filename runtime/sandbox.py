@@ -2,22 +2,24 @@
 
 A project whose connections have no credentials yet (every secret setting empty) should still run,
 on one machine, with believable data: that is how people try an integration before they have API
-keys. Nothing here knows a SaaS system by name. A connector opts in through its spec
-(:class:`runtime.spec.Connector`): ``emulator(**options)`` builds its API emulator,
-``sandbox(base_url)`` gives the connection settings that point at it (with the emulator's demo
-credentials) and ``sandbox_emulator(target)`` the emulator options (demo data, callbacks such as
+keys. Nothing here knows a SaaS system by name. A connector opts in with a
+:class:`runtime.spec.SandboxSpec` (``Connector.sandbox``, usually a ``"module:attribute"`` reference
+that :func:`load_sandbox` imports only now): ``emulator(**options)`` builds its API emulator,
+``settings(base_url)`` gives the connection settings that point at it (with the emulator's demo
+credentials) and ``emulator_options(target)`` the emulator options (demo data, callbacks such as
 webhooks into ``splice serve``).
 
 For each sandboxed connection :func:`prepare` binds a local port, builds the emulator and the
 replacement settings; :func:`serve_emulators` runs the emulators for as long as ``serve`` runs;
 :func:`describe` is what ``GET /sandbox`` answers (base URLs and demo credentials, so that any
 client can be pointed at the emulators). Connections with credentials are left alone: with real
-credentials in the environment no emulator starts.
+credentials in the environment no emulator starts (and no emulator module is imported).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import socket
 from collections.abc import Iterator, Mapping
@@ -29,18 +31,21 @@ import anyio
 
 from dsl.model import ConnectionConfig, Project
 from runtime.errors import ConnectionConfigError
+from runtime.plugins import PluginLoadError
 from runtime.registry import Registry
-from runtime.spec import Connector, SandboxTarget, param_defaults
+from runtime.spec import Connector, SandboxSpec, SandboxTarget, param_defaults
 
 __all__ = [
     "SandboxedConnection",
     "connection_triggers",
     "describe",
     "lacks_credentials",
+    "load_sandbox",
     "prepare",
     "render_banner",
     "sandbox_candidates",
     "serve_emulators",
+    "supports_sandbox",
     "wipe_sqlite",
 ]
 
@@ -54,7 +59,7 @@ class SandboxedConnection:
     name: str
     connector: str
     base_url: str
-    #: What ``connector.sandbox(base_url)`` gave: the demo settings (``None``: setting dropped).
+    #: What the sandbox spec's ``settings(base_url)`` gave: the demo settings (``None``: setting dropped).
     sandbox_settings: Mapping[str, Any]
     app: Any
     sock: socket.socket
@@ -89,9 +94,34 @@ def lacks_credentials(config: ConnectionConfig, connector: Connector) -> bool:
     return all(settings.get(name) in (None, "") for name in secrets)
 
 
-def _supports_sandbox(connector: Connector | None) -> bool:
-    return bool(connector is not None and connector.emulator is not None
-                and connector.sandbox is not None and connector.connection is not None)
+def supports_sandbox(connector: Connector | None) -> bool:
+    """True when sandbox mode can serve this connector's connections (nothing is imported)."""
+    return bool(connector is not None and connector.sandbox is not None
+                and connector.connection is not None)
+
+
+def load_sandbox(connector: Connector) -> SandboxSpec | None:
+    """The connector's sandbox spec, importing its module when given as ``"module:attribute"``.
+
+    A reference that does not import or does not name a :class:`SandboxSpec` is a plugin error
+    naming the connector, as a broken entry point is.
+    """
+    ref = connector.sandbox
+    if ref is None or isinstance(ref, SandboxSpec):
+        return ref
+    module_name, sep, attribute = ref.partition(":")
+    if not sep or not module_name or not attribute:
+        raise PluginLoadError(f"connector '{connector.name}': sandbox reference {ref!r} is not "
+                              "'module:attribute'")
+    try:
+        spec = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise PluginLoadError(f"connector '{connector.name}': cannot load its sandbox {ref!r}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(spec, SandboxSpec):
+        raise PluginLoadError(f"connector '{connector.name}': {ref!r} is a "
+                              f"{type(spec).__name__}, not a SandboxSpec")
+    return spec
 
 
 def sandbox_candidates(project: Project, registry: Registry, *, mode: bool | None) -> list[str]:
@@ -105,7 +135,7 @@ def sandbox_candidates(project: Project, registry: Registry, *, mode: bool | Non
     names = []
     for name, config in sorted(project.connections.items()):
         connector = registry.connectors.get(config.connector)
-        if not _supports_sandbox(connector):
+        if not supports_sandbox(connector):
             continue
         assert connector is not None
         if mode or lacks_credentials(config, connector):
@@ -167,19 +197,20 @@ def prepare(project: Project, registry: Registry, names: list[str], *, host: str
         for index, name in enumerate(names):
             config = project.connections[name]
             connector = registry.connectors[config.connector]
-            assert connector.sandbox is not None and connector.emulator is not None
+            sandbox = load_sandbox(connector)
+            assert sandbox is not None
             sock = bind_socket(host, port_base + index if port_base else 0)
             port = sock.getsockname()[1]
             base_url = f"http://{url_host(host)}:{port}"
-            demo = dict(connector.sandbox(base_url))
+            demo = dict(sandbox.settings(base_url))
             settings = _settings(config, connector)
             settings.update(demo)
             settings = {k: v for k, v in settings.items() if v is not None}
             target = SandboxTarget(connection=name, server_url=server_url, settings=settings,
                                    triggers=connection_triggers(project, registry, name))
-            options = dict(connector.sandbox_emulator(target)) if connector.sandbox_emulator else {}
+            options = dict(sandbox.emulator_options(target)) if sandbox.emulator_options else {}
             try:
-                app = connector.emulator(**options)
+                app = sandbox.emulator(**options)
             except Exception:
                 sock.close()
                 raise

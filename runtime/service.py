@@ -29,7 +29,7 @@ from runtime.errors import ConnectionConfigError
 from runtime.redaction import inherit_secrets, register_secret, use_secrets
 from runtime.registry import Registry, load_registry
 from runtime.resources import RuntimeResources
-from runtime.server.routes import RouteTable
+from runtime.routes import RouteTable
 from runtime.sources import run_trigger
 from runtime.spec import param_defaults
 from runtime.store import open_store

@@ -24,7 +24,7 @@ from runtime.store.sourcestate import SourceStateStore
 
 if TYPE_CHECKING:
     from runtime.engine import FlowEngine
-    from runtime.server.routes import RouteTable
+    from runtime.routes import RouteTable
 
 __all__ = ["FlowSourceContext", "run_trigger"]
 

@@ -29,6 +29,7 @@ __all__ = [
     "Param",
     "ParamProblem",
     "SandboxAction",
+    "SandboxSpec",
     "SandboxTarget",
     "SourceRunner",
     "SourceSpec",
@@ -216,18 +217,10 @@ class Connector:
     sources: tuple[SourceSpec, ...] = ()
     #: JSONata functions, name without ``$`` -> Python callable (arguments already evaluated).
     functions: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
-    #: ``emulator(**options)`` -> an ASGI app imitating the connector's API, for
-    #: ``splice sandbox <name>``, tests and benchmarks. Never used on the product path.
-    emulator: Callable[..., Any] | None = None
-    #: ``sandbox(base_url)`` -> connection settings that point a connection at this connector's
-    #: emulator served at ``base_url``, with the emulator's demo credentials. ``splice serve`` uses
-    #: it in sandbox mode (``None`` value: drop that setting); never used with real credentials.
-    sandbox: Callable[[str], Mapping[str, Any]] | None = None
-    #: ``sandbox_emulator(target)`` -> ``emulator(**options)`` for sandbox mode: demo data, and
-    #: where the emulator calls ``splice serve`` back (webhooks). Default: no options.
-    sandbox_emulator: Callable[[SandboxTarget], Mapping[str, Any]] | None = None
-    #: ``splice sandbox <action> ARGS`` against a running sandbox's emulator of this connector.
-    sandbox_actions: tuple[SandboxAction, ...] = ()
+    #: The connector's sandbox (API emulator, demo settings, ``splice sandbox`` actions): a
+    #: :class:`SandboxSpec`, or a ``"module:attribute"`` reference to one that is imported only when a
+    #: sandbox starts, so that no other command loads the emulator. Never used on the product path.
+    sandbox: SandboxSpec | str | None = None
     version: str = "0.1"
 
 
@@ -260,6 +253,25 @@ class SandboxTarget:
     server_url: str
     settings: Mapping[str, Any]
     triggers: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSpec:
+    """A connector's sandbox: its API emulator and how a sandboxed connection is pointed at it.
+
+    ``emulator(**options)`` builds an ASGI app imitating the connector's API (for ``splice sandbox
+    <name>``, tests and benchmarks). ``settings(base_url)`` gives the connection settings that point
+    a connection at the emulator served at ``base_url``, with the emulator's demo credentials
+    (a ``None`` value drops that setting); ``splice serve`` uses it in sandbox mode, never with real
+    credentials. ``emulator_options(target)`` gives the ``emulator(**options)`` of sandbox mode: demo
+    data, and where the emulator calls ``splice serve`` back (webhooks); default: no options.
+    ``actions`` are what ``splice sandbox <action> ARGS`` does against a running sandbox.
+    """
+
+    emulator: Callable[..., Any]
+    settings: Callable[[str], Mapping[str, Any]]
+    emulator_options: Callable[[SandboxTarget], Mapping[str, Any]] | None = None
+    actions: tuple[SandboxAction, ...] = ()
 
 
 async def aiter_records(value: Any) -> AsyncIterator[Any]:

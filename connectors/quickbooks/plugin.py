@@ -13,9 +13,7 @@ from typing import Any
 
 from connectors.quickbooks.client import open_connection
 from connectors.quickbooks.config import CONNECTION_PARAMS
-from connectors.quickbooks.emulator import create_app
 from connectors.quickbooks.operations import OPERATIONS
-from connectors.quickbooks.sandbox import SANDBOX_ACTIONS, sandbox_emulator, sandbox_settings
 from connectors.quickbooks.sources import SOURCES
 from runtime.hookspecs import hookimpl
 from runtime.spec import ConnectionSpec, Connector
@@ -29,10 +27,8 @@ CONNECTOR = Connector(
                               summary="One QuickBooks company (realm) of one Intuit app"),
     operations=OPERATIONS,
     sources=SOURCES,
-    emulator=create_app,
-    sandbox=sandbox_settings,
-    sandbox_emulator=sandbox_emulator,
-    sandbox_actions=SANDBOX_ACTIONS,
+    # By reference: the emulator is imported when a sandbox starts, not by every command.
+    sandbox="connectors.quickbooks.sandbox:SANDBOX",
 )
 
 

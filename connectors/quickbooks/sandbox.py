@@ -1,6 +1,9 @@
 """QuickBooks' part of sandbox mode: settings that point a connection at the emulator, the
 emulator's options (demo company, webhooks into ``splice serve``) and the ``splice sandbox``
-actions a bookkeeper would do by hand.
+actions a bookkeeper would do by hand, together the connector's :data:`SANDBOX` spec.
+
+The plugin names this module's ``SANDBOX`` by reference, so the emulator (Starlette and some thirty
+modules) is imported only when a sandbox starts, never by ``splice validate`` or a real ``serve``.
 
 The actions call the emulator's Accounting API (query, payment create with a ``requestid``). The
 access token comes from the emulator's control API (a fresh refresh token for the realm, exchanged
@@ -17,11 +20,12 @@ from typing import Any
 import httpx
 
 from connectors.quickbooks.config import DEFAULT_MINOR_VERSION
-from connectors.quickbooks.emulator.app import DEFAULT_REALM, SANDBOX_REFRESH_TOKEN
+from connectors.quickbooks.emulator import DEFAULT_REALM, SANDBOX_REFRESH_TOKEN, create_app
 from connectors.quickbooks.money import dumps
-from runtime.spec import SandboxAction, SandboxTarget
+from runtime import SandboxAction, SandboxSpec, SandboxTarget
 
-__all__ = ["SANDBOX_ACTIONS", "SANDBOX_VERIFIER_TOKEN", "sandbox_emulator", "sandbox_settings"]
+__all__ = ["SANDBOX", "SANDBOX_ACTIONS", "SANDBOX_VERIFIER_TOKEN", "emulator_options",
+           "sandbox_settings"]
 
 SANDBOX_VERIFIER_TOKEN = "emulator-verifier"
 
@@ -36,7 +40,7 @@ def sandbox_settings(base_url: str) -> Mapping[str, Any]:
             "webhook-verifier-token": SANDBOX_VERIFIER_TOKEN}
 
 
-def sandbox_emulator(target: SandboxTarget) -> Mapping[str, Any]:
+def emulator_options(target: SandboxTarget) -> Mapping[str, Any]:
     """The emulator of a sandbox: the demo company, and webhooks to the ``quickbooks.webhook``
     trigger of the served flows (its path and verifier token), if one listens."""
     options: dict[str, Any] = {"demo": True, "client_id": target.settings.get("client-id"),
@@ -149,3 +153,7 @@ SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
                   summary="record a customer payment against an invoice"),
     SandboxAction("list", list_invoices, summary="invoices, totals and balances"),
 )
+
+#: The connector's sandbox; ``plugin.py`` refers to it as ``"connectors.quickbooks.sandbox:SANDBOX"``.
+SANDBOX = SandboxSpec(emulator=create_app, settings=sandbox_settings,
+                      emulator_options=emulator_options, actions=SANDBOX_ACTIONS)

@@ -8,9 +8,7 @@ from typing import Any
 
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.config import CONNECTION_PARAMS, SalesforceSettings
-from connectors.salesforce.emulator import create_app
 from connectors.salesforce.operations import OPERATIONS
-from connectors.salesforce.sandbox import SANDBOX_ACTIONS, sandbox_emulator, sandbox_settings
 from connectors.salesforce.sources import SOURCES
 from runtime.context import ConnectionContext
 from runtime.hookspecs import hookimpl
@@ -36,10 +34,8 @@ CONNECTOR = Connector(
                               summary="One Salesforce org reached through an OAuth 2.0 connected app"),
     operations=OPERATIONS,
     sources=SOURCES,
-    emulator=create_app,
-    sandbox=sandbox_settings,
-    sandbox_emulator=sandbox_emulator,
-    sandbox_actions=SANDBOX_ACTIONS,
+    # By reference: the emulator is imported when a sandbox starts, not by every command.
+    sandbox="connectors.salesforce.sandbox:SANDBOX",
 )
 
 

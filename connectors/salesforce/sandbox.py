@@ -1,5 +1,9 @@
 """Salesforce's part of sandbox mode: settings that point a connection at the emulator, the
-emulator's options, and the ``splice sandbox`` actions a salesperson would do by hand.
+emulator's options, and the ``splice sandbox`` actions a salesperson would do by hand, together
+the connector's :data:`SANDBOX` spec.
+
+The plugin names this module's ``SANDBOX`` by reference, so the emulator (Starlette and some thirty
+modules) is imported only when a sandbox starts, never by ``splice validate`` or a real ``serve``.
 
 The actions use the emulator's public REST API (client credentials login, SOQL, sObject update),
 the same calls a real org answers, so what they trigger in the flows is what a user in Salesforce
@@ -9,16 +13,17 @@ would trigger.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from connectors.salesforce.config import DEFAULT_API_VERSION
-from runtime.spec import SandboxAction, SandboxTarget
+from connectors.salesforce.emulator import create_app
+from runtime import SandboxAction, SandboxSpec, SandboxTarget
 
-__all__ = ["SANDBOX_ACTIONS", "SANDBOX_CLIENT_ID", "SANDBOX_CLIENT_SECRET", "sandbox_emulator",
-           "sandbox_settings"]
+__all__ = ["SANDBOX", "SANDBOX_ACTIONS", "SANDBOX_CLIENT_ID", "SANDBOX_CLIENT_SECRET",
+           "emulator_options", "sandbox_settings"]
 
 #: The connected app the sandbox emulator accepts (client credentials flow).
 SANDBOX_CLIENT_ID = "splice-sandbox"
@@ -34,7 +39,7 @@ def sandbox_settings(base_url: str) -> Mapping[str, Any]:
             "username": None, "private-key": None, "refresh-token": None, "audience": None}
 
 
-def sandbox_emulator(target: SandboxTarget) -> Mapping[str, Any]:
+def emulator_options(target: SandboxTarget) -> Mapping[str, Any]:
     """The emulator of a sandbox: the demo org, and only the sandbox's connected app may log in.
 
     Long polls are kept short so that stopping ``splice serve`` is not held up by a CometD wait.
@@ -119,7 +124,7 @@ async def list_opportunities(emulator: Mapping[str, Any], args: list[str]) -> st
     return f"Salesforce opportunities ({len(rows)}):\n" + _format(table)
 
 
-def _format(rows: list[tuple[str, ...]]) -> str:
+def _format(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(str(c).ljust(widths[i]) for i, c in enumerate(r)).rstrip()
                      for r in rows)
@@ -130,3 +135,7 @@ SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
                   summary="set an opportunity's stage to Closed Won"),
     SandboxAction("list", list_opportunities, summary="opportunities, stages and invoices"),
 )
+
+#: The connector's sandbox; ``plugin.py`` refers to it as ``"connectors.salesforce.sandbox:SANDBOX"``.
+SANDBOX = SandboxSpec(emulator=create_app, settings=sandbox_settings,
+                      emulator_options=emulator_options, actions=SANDBOX_ACTIONS)

@@ -11,6 +11,7 @@ import pytest
 from runtime import sandbox as sb
 from runtime.errors import SpliceError
 from runtime.registry import load_registry
+from runtime.server import ServeOptions, Serving, serve
 from runtime.server.app import create_app
 from runtime.service import load_project, open_runtime
 from runtime.store import open_store
@@ -122,6 +123,33 @@ async def test_sandboxed_runtime_talks_to_the_emulators(project: Path, tmp_path:
                 await raw.get(f"{prepared[0].base_url}/_emulator/state", timeout=2)
     finally:
         await store.aclose()
+
+
+async def test_serve_in_sandbox_mode_in_process(project: Path, tmp_path: Path) -> None:
+    """``serve`` itself, in process: started with the emulators' description and the banner,
+    /sandbox answers it, the sandbox store is the given file, and stopping stops the emulators."""
+    loaded, registry = _load(project)
+    options = ServeOptions(port=0, drain_timeout=5, sandbox_store=tmp_path / "s" / "sandbox.db")
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        started: Serving = await tg.start(serve, loaded, registry, options, stop)
+        try:
+            assert started.sandbox is not None and started.banner is not None
+            emulators = started.sandbox["emulators"]
+            assert set(emulators) == {"quickbooks", "salesforce"}
+            assert "SANDBOX MODE" in started.banner and started.url in started.banner
+            assert emulators["salesforce"]["baseUrl"] in started.banner
+            async with httpx.AsyncClient(base_url=started.url, timeout=10) as http:
+                assert (await http.get("/sandbox")).json() == started.sandbox
+                sf = emulators["salesforce"]["baseUrl"]
+                assert (await http.get(f"{sf}/services/data/")).status_code == 200
+            assert (tmp_path / "s" / "sandbox.db").exists()
+        finally:
+            stop.set()
+    async with httpx.AsyncClient() as raw:
+        with pytest.raises(httpx.TransportError):
+            await raw.get(f"{emulators['salesforce']['baseUrl']}/services/data/", timeout=2)
+    assert started.runtime.triggers_done.is_set()
 
 
 pytestmark = pytest.mark.anyio

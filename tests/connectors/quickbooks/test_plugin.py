@@ -6,6 +6,7 @@ import connectors.quickbooks as package
 from connectors.quickbooks.plugin import CONNECTOR
 from runtime.cli import build_parser
 from runtime.registry import load_registry
+from runtime.sandbox import load_sandbox
 
 
 def test_registered_through_the_entry_point() -> None:
@@ -21,7 +22,8 @@ def test_registered_through_the_entry_point() -> None:
     assert connection is not None
     assert connection["properties"]["client-secret"]["x-secret"] is True
     assert connection["properties"]["minor-version"]["default"] == 75
-    assert CONNECTOR.emulator is not None
+    sandbox = load_sandbox(CONNECTOR)
+    assert sandbox is not None and sandbox.emulator is not None
 
 
 def test_connect_command_is_added_to_the_cli() -> None:

@@ -6,6 +6,7 @@ from importlib.metadata import entry_points
 
 import connectors.salesforce as package
 from connectors.salesforce.plugin import splice_connectors
+from runtime.sandbox import load_sandbox
 
 
 def test_registered_under_the_entry_point() -> None:
@@ -17,7 +18,9 @@ def test_registered_under_the_entry_point() -> None:
 def test_vocabulary_and_schemas() -> None:
     """Every operation and source has a closed parameter schema; secrets are marked and static."""
     (connector,) = splice_connectors()
-    assert connector.name == "salesforce" and connector.emulator is not None
+    assert connector.name == "salesforce"
+    sandbox = load_sandbox(connector)
+    assert sandbox is not None and sandbox.emulator is not None
     assert [op.name for op in connector.operations] == [
         "query", "get", "create", "update", "upsert", "delete", "collections", "bulk-query"]
     assert [s.name for s in connector.sources] == ["changes", "change-events"]

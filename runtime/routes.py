@@ -1,7 +1,9 @@
 """The table of HTTP routes that sources register (listeners, webhooks, experience APIs).
 
 Sources call ``ctx.add_route`` while they start; the server's app looks requests up here, so routes
-may be added after the server is already listening.
+may be added after the server is already listening. It lives in the runtime, not in
+:mod:`runtime.server`, so that the dependency goes one way: the server uses the runtime's table,
+the runtime knows no server.
 """
 
 from __future__ import annotations

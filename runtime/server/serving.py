@@ -1,0 +1,275 @@
+"""``splice serve`` as one function: a loaded project served over HTTP until it is asked to stop.
+
+:func:`serve` does everything the command does (sandbox emulators, the listening socket, the store,
+the runtime, the ASGI server, the drain on shutdown) and nothing a terminal needs, so tests run it
+in process: ``await tg.start(serve, project, registry, options, stop)`` returns once the server
+answers (a :class:`Serving`), setting ``stop`` shuts it down the way SIGTERM does. :func:`run` is the
+blocking form the CLI calls: it adds the event loop choice (uvloop), signals and the sandbox banner.
+
+Shutdown order: the server stops accepting, in-flight requests finish, the app's lifespan stops the
+triggers and drains in-flight executions (``drain_timeout``), then the connections, the emulators
+and the store close. SIGINT or SIGTERM asks for that once; a second SIGINT does not wait for open
+HTTP connections nor for the drain (uvicorn's force exit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import uvicorn
+
+from dsl.model import Project
+from runtime import sandbox as sb
+from runtime.registry import Registry
+from runtime.server.app import create_app
+from runtime.service import SpliceRuntime, open_runtime
+from runtime.store import open_store
+from runtime.store.base import ObjectStore
+
+__all__ = ["ServeOptions", "Serving", "run", "serve"]
+
+logger = logging.getLogger("splice")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """How to serve a project: what ``splice serve``'s options say."""
+
+    host: str = "127.0.0.1"
+    #: 0: any free port (``Serving.url`` tells which).
+    port: int = 8080
+    #: Seconds in-flight requests, then in-flight executions, get to finish on shutdown.
+    drain_timeout: float = 30.0
+    #: ``True``: every connection whose connector has a sandbox runs against its emulator;
+    #: ``False``: none does; ``None``: those without credentials (see :mod:`runtime.sandbox`).
+    sandbox: bool | None = None
+    #: Emulators listen on this port and the next ones (default: free ports).
+    sandbox_port_base: int | None = None
+    #: The SQLite store of a sandbox run, emptied at start.
+    sandbox_store: Path = field(default_factory=lambda: Path(".splice") / "sandbox.db")
+    #: SIGINT and SIGTERM stop the server (main thread only: the CLI sets it, tests do not).
+    handle_signals: bool = False
+    #: :func:`run` uses uvloop when installed (the ``fast`` extra).
+    uvloop: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """What a started server tells its caller."""
+
+    #: Where the server answers, e.g. ``http://127.0.0.1:8080``.
+    url: str
+    runtime: SpliceRuntime
+    #: What ``GET /sandbox`` answers in sandbox mode (emulator URLs, demo credentials), else None.
+    sandbox: Mapping[str, Any] | None = None
+    #: What to show a person in sandbox mode: what runs where and how to try it; else None.
+    banner: str | None = None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, told to stop through :attr:`should_exit` rather than by signals of its own
+    (signals are :func:`serve`'s business, and only when asked to); it calls ``on_started`` once it
+    accepts requests (the app's lifespan, which starts the triggers, has run by then)."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_started = on_started
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.on_started()
+
+
+@dataclass(slots=True)
+class _Shutdown:
+    """The stop request, and the server it applies to once there is one."""
+
+    stop: anyio.Event
+    server: _Server | None = None
+
+    def request(self, signum: int) -> None:
+        """A signal arrived: the first one stops; SIGINT after that forces the exit (as uvicorn)."""
+        if self.stop.is_set() and signum == signal.SIGINT and self.server is not None:
+            self.server.force_exit = True
+        self.stop.set()
+
+    async def watch_signals(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                            ) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                self.request(signum)
+
+    async def serve(self, server: _Server, listener: socket.socket) -> None:
+        """Run ``server`` on ``listener`` until the stop request (then it shuts down in order)."""
+        self.server = server
+
+        async def exit_when_stopped() -> None:
+            await self.stop.wait()
+            server.should_exit = True
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(exit_when_stopped)
+            await server.serve(sockets=[listener])
+            tg.cancel_scope.cancel()
+
+
+async def serve(project: Project, registry: Registry, options: ServeOptions | None = None,
+                stop: anyio.Event | None = None, *,
+                task_status: anyio.abc.TaskStatus[Serving] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Serve every flow of ``project`` until ``stop`` is set (or a signal, with ``handle_signals``).
+
+    Reports started (a :class:`Serving`) once the triggers run and the server accepts requests.
+    Returns when everything is closed. Problems before the start (port taken, ``--sandbox``
+    without emulators) raise :class:`runtime.errors.ConnectionConfigError`; a connector's sandbox
+    that does not load raises :class:`runtime.plugins.PluginLoadError`.
+    """
+    with _one_error():
+        await _serve(project, registry, options or ServeOptions(),
+                     _Shutdown(stop if stop is not None else anyio.Event()), task_status)
+    logger.info("stopped")
+
+
+@dataclass(slots=True)
+class _Sandbox:
+    """The sandbox part of a serve: emulated connections with their store, description and banner."""
+
+    connections: list[sb.SandboxedConnection] = field(default_factory=list)
+    store: ObjectStore | None = None
+    info: Mapping[str, Any] | None = None
+    banner: str | None = None
+
+
+def _prepare_sandbox(project: Project, registry: Registry, names: list[str], options: ServeOptions,
+                     server_url: str) -> _Sandbox:
+    """Bind and build the emulators of the connections ``names``, and empty the sandbox's store."""
+    if not names:
+        return _Sandbox()
+    connections = sb.prepare(project, registry, names, host=options.host, server_url=server_url,
+                             port_base=options.sandbox_port_base)
+    try:
+        path = Path(options.sandbox_store)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sb.wipe_sqlite(path)
+        store_url = f"sqlite:///{path}"
+        real = [n for n in sorted(project.connections) if n not in names]
+        return _Sandbox(connections, store=open_store(store_url),
+                        info=sb.describe(connections, server_url),
+                        banner=sb.render_banner(project, connections, server_url, store_url, real))
+    except BaseException:
+        for item in connections:
+            item.sock.close()
+        raise
+
+
+async def _serve(project: Project, registry: Registry, options: ServeOptions, shutdown: _Shutdown,
+                 task_status: anyio.abc.TaskStatus[Serving]) -> None:
+    names = sb.sandbox_candidates(project, registry, mode=options.sandbox)
+    listener = sb.bind_socket(options.host, options.port)
+    server_url = f"http://{sb.url_host(options.host)}:{listener.getsockname()[1]}"
+    try:
+        sandbox = _prepare_sandbox(project, registry, names, options, server_url)
+    except BaseException:
+        listener.close()
+        raise
+    try:
+        async with anyio.create_task_group() as signals:
+            if options.handle_signals:
+                await signals.start(shutdown.watch_signals)
+            emulators_stop = anyio.Event()
+            async with anyio.create_task_group() as emulators:
+                if sandbox.connections:
+                    await emulators.start(sb.serve_emulators, sandbox.connections, emulators_stop)
+                try:
+                    async with open_runtime(project, registry, store=sandbox.store,
+                                            connection_settings={s.name: s.overrides
+                                                                 for s in sandbox.connections}
+                                            ) as runtime:
+                        await _serve_runtime(runtime, listener, options, shutdown, Serving(
+                            url=server_url, runtime=runtime, sandbox=sandbox.info,
+                            banner=sandbox.banner), task_status)
+                finally:
+                    emulators_stop.set()
+            signals.cancel_scope.cancel()
+    finally:
+        listener.close()
+        if sandbox.store is not None:
+            await sandbox.store.aclose()
+
+
+async def _serve_runtime(runtime: SpliceRuntime, listener: socket.socket, options: ServeOptions,
+                         shutdown: _Shutdown, serving: Serving,
+                         task_status: anyio.abc.TaskStatus[Serving]) -> None:
+    """The ASGI server on ``listener`` for an open runtime, until the stop request."""
+    app = create_app(runtime, drain_timeout=options.drain_timeout, sandbox=serving.sandbox)
+    config = uvicorn.Config(app, lifespan="on", log_level="warning",
+                            timeout_graceful_shutdown=_seconds(options.drain_timeout))
+    server = _Server(config, on_started=lambda: task_status.started(serving))
+    flows = ", ".join(sorted(runtime.project.flows)) or "no flows"
+    logger.info("serving %s on %s (%s)%s", runtime.project.root, serving.url, flows,
+                " in sandbox mode" if serving.sandbox is not None else "")
+    await shutdown.serve(server, listener)
+
+
+@contextlib.contextmanager
+def _one_error() -> Iterator[None]:
+    """Task groups wrap what fails in them in exception groups; a single failure (the usual case:
+    a port taken, a connection that does not open) is raised as itself, so callers and the CLI
+    see a ``ConnectionConfigError`` rather than a group holding one."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        if error is group:
+            raise
+        raise error from None
+
+
+def _seconds(value: float) -> Any:
+    """uvicorn types its graceful shutdown timeout ``int`` and waits with ``asyncio.wait_for``,
+    which takes a float: pass the drain timeout as given, as ``splice serve`` always did."""
+    return value
+
+
+def run(project: Project, registry: Registry, options: ServeOptions | None = None) -> None:
+    """Serve until SIGINT or SIGTERM: ``splice serve`` itself.
+
+    Signals stop the server (whatever ``options.handle_signals`` says), the sandbox banner is
+    printed once it is up, and the event loop is uvloop's when installed and ``options.uvloop``.
+    """
+    options = replace(options or ServeOptions(), handle_signals=True)
+
+    async def main() -> None:
+        with _one_error():
+            async with anyio.create_task_group() as tg:
+                serving: Serving = await tg.start(serve, project, registry, options)
+                if serving.banner is not None:
+                    print(serving.banner, flush=True)
+
+    anyio.run(main, backend_options=_loop_options(options.uvloop))
+
+
+def _loop_options(wanted: bool) -> dict[str, Any]:
+    """uvloop when installed (the ``fast`` extra) and wanted: a faster event loop for the server."""
+    if not wanted:
+        return {}
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
