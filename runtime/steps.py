@@ -34,7 +34,7 @@ from runtime.context import OperationContext
 from runtime.errors import FlowExecutionError, SpliceError, TransformError
 from runtime.message import Message
 from runtime.redaction import redact
-from runtime.spec import aiter_records
+from runtime.spec import aiter_records, materialize
 
 if TYPE_CHECKING:
     from dsl.model import Flow
@@ -112,13 +112,6 @@ async def evaluate_expression(expression: Expression, data: Any, message: Messag
         raise _translate(error) from None
 
 
-async def materialize(value: Any) -> Any:
-    """A streamed payload (async iterator) as a list; anything else as it is."""
-    if hasattr(value, "__aiter__"):
-        return [item async for item in value]
-    return value
-
-
 def _store(step: Step, message: Message, result: Any) -> None:
     if step.target:
         message.vars[step.target] = result
@@ -135,7 +128,7 @@ async def _operation(engine: FlowEngine, flow: Flow, step: OperationStep, messag
     if spec is None:
         raise FlowExecutionError(f"operation '{step.name}' is not installed",
                                  error_type="FLOW:UNKNOWN_OPERATION")
-    params = {**spec.defaults, **render_value(step.params, message)}
+    params = spec.coerce(render_value(step.params, message))
     connection_name, connection = (None, None)
     if spec.needs_connection:
         connection_name, connection = engine.connection_for(step.connector, step.connection)

@@ -14,10 +14,7 @@ from typing import Any
 
 import anyio
 
-from runtime.context import OperationContext
-from runtime.errors import SpliceError
-from runtime.jsonutil import dumps
-from runtime.spec import OperationSpec, Param
+from runtime import OperationContext, OperationSpec, Param, SpliceError, json_dumps
 
 __all__ = ["WRITE"]
 
@@ -27,10 +24,10 @@ FORMATS = ("json", "jsonl", "text")
 def _render(content: Any, fmt: str) -> str:
     """The text to write: pretty JSON, one JSON line per item, or the text itself."""
     if fmt == "json":
-        return dumps(content, indent=2) + "\n"
+        return json_dumps(content, indent=2) + "\n"
     if fmt == "jsonl":
         items = content if isinstance(content, list) else [content]
-        return "".join(dumps(item) + "\n" for item in items if item is not None)
+        return "".join(json_dumps(item) + "\n" for item in items if item is not None)
     if content is None:
         return ""
     if isinstance(content, list):

@@ -25,8 +25,7 @@ from typing import Any
 
 import httpx
 
-from runtime.errors import SpliceError
-from runtime.redaction import redact
+from runtime import SpliceError, redact
 
 __all__ = [
     "FAULT_CODES",

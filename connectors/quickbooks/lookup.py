@@ -17,8 +17,7 @@ from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.query import quote
 from connectors.quickbooks.writes import apply_update, once, request_id, writable
-from runtime.context import OperationContext
-from runtime.errors import SpliceError
+from runtime import OperationContext, SpliceError
 
 __all__ = ["XREF_NAMESPACE", "find_or_create"]
 
@@ -56,7 +55,7 @@ async def _create(ctx: OperationContext, client: QuickBooksClient, entity: str,
     body = writable(record, entity)
     body.pop("Id", None)
     created: dict[str, Any] = await once(
-        ctx.store, client.realm_id, f"create:{entity}:{key}",
+        ctx, client.realm_id, f"create:{entity}:{key}",
         lambda: client.write(entity, body, request_id=request_id(str(key))))
     return created
 

@@ -17,8 +17,7 @@ from connectors.quickbooks.emulator import create_app
 from connectors.quickbooks.operations import OPERATIONS
 from connectors.quickbooks.sandbox import SANDBOX_ACTIONS, sandbox_emulator, sandbox_settings
 from connectors.quickbooks.sources import SOURCES
-from runtime.hookspecs import hookimpl
-from runtime.spec import ConnectionSpec, Connector
+from runtime import ConnectionSpec, Connector, hookimpl
 
 __all__ = ["CONNECTOR", "splice_cli", "splice_connectors"]
 

@@ -19,7 +19,7 @@ import httpx
 from connectors.quickbooks.config import DEFAULT_MINOR_VERSION
 from connectors.quickbooks.emulator.app import DEFAULT_REALM, SANDBOX_REFRESH_TOKEN
 from connectors.quickbooks.money import dumps
-from runtime.spec import SandboxAction, SandboxTarget
+from runtime import SandboxAction, SandboxTarget
 
 __all__ = ["SANDBOX_ACTIONS", "SANDBOX_VERIFIER_TOKEN", "sandbox_emulator", "sandbox_settings"]
 

@@ -22,9 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from connectors.salesforce.config import SalesforceSettings
 from connectors.salesforce.errors import SalesforceError
-from runtime.errors import HttpError, map_http_errors
-from runtime.oauth import AccessToken, TokenFetcher
-from runtime.redaction import redact
+from runtime import AccessToken, HttpError, TokenFetcher, map_http_errors, redact
 
 __all__ = ["build_jwt", "create_token_fetcher", "token_request"]
 

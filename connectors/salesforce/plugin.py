@@ -12,9 +12,7 @@ from connectors.salesforce.emulator import create_app
 from connectors.salesforce.operations import OPERATIONS
 from connectors.salesforce.sandbox import SANDBOX_ACTIONS, sandbox_emulator, sandbox_settings
 from connectors.salesforce.sources import SOURCES
-from runtime.context import ConnectionContext
-from runtime.hookspecs import hookimpl
-from runtime.spec import ConnectionSpec, Connector
+from runtime import ConnectionContext, ConnectionSpec, Connector, hookimpl
 
 __all__ = ["open_connection", "splice_connectors"]
 

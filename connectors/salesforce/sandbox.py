@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from connectors.salesforce.config import DEFAULT_API_VERSION
-from runtime.spec import SandboxAction, SandboxTarget
+from runtime import SandboxAction, SandboxTarget
 
 __all__ = ["SANDBOX_ACTIONS", "SANDBOX_CLIENT_ID", "SANDBOX_CLIENT_SECRET", "sandbox_emulator",
            "sandbox_settings"]

@@ -17,7 +17,7 @@ from opentelemetry import trace
 
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.emulator import create_app
-from connectors.salesforce.plugin import open_connection
+from connectors.salesforce.plugin import CONNECTOR
 from runtime.context import ConnectionContext, OperationContext
 from runtime.message import Event, Message, OutcomeStatus
 from runtime.redaction import secret_values
@@ -113,7 +113,7 @@ def connection_context(app: Any, store: ObjectStore, name: str = "sf") -> Connec
 @pytest.fixture
 async def client(app: Any, store: ObjectStore) -> AsyncIterator[SalesforceClient]:
     """An open SalesforceClient against the emulator (client credentials flow)."""
-    async with open_connection(dict(SETTINGS), connection_context(app, store)) as c:
+    async with CONNECTOR.connection.connect(dict(SETTINGS), connection_context(app, store)) as c:
         yield c
 
 
