@@ -10,6 +10,7 @@ plugin in ``tests/fixtures/splice-greeter`` is held to the same rule. Emulators 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,12 @@ def test_public_imports_pass() -> None:
     """The allowed form with exported names, and third-party imports, are no violation."""
     assert contract_violations("from runtime import Param, SpliceError\nimport starlette\n"
                                "from connectors.http import plugin\n") == []
+
+
+def test_the_guide_describes_exactly_the_public_surface() -> None:
+    """docs/writing-a-connector.md has one line per name of runtime.__all__, and no other."""
+    guide = (ROOT / "docs" / "writing-a-connector.md").read_text(encoding="utf-8")
+    surface = guide.split("## The public surface", 1)[1]
+    described = re.findall(r"^- `([A-Za-z0-9_]+)`: \S", surface, re.M)
+    assert sorted(described) == sorted(runtime.__all__)
+    assert len(described) == len(set(described))
