@@ -57,14 +57,12 @@ def _write(name: str, text: str, append: bool) -> tuple[str, int]:
 
 async def write(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """Write ``content`` (default: the payload) to ``path``; the result is ``{path, bytes}``."""
-    fmt = str(params.get("format") or "json")
-    if fmt not in FORMATS:
-        raise SpliceError(f"format must be one of {', '.join(FORMATS)}", error_type="FILE:VALIDATION")
+    fmt: str = params["format"]  # one of FORMATS: the runtime checks the enum
     content = params["content"] if "content" in params else ctx.message.payload
     name = str(params["path"])
     try:
         path, written = await anyio.to_thread.run_sync(_write, name, _render(content, fmt),
-                                                       bool(params.get("append")))
+                                                       params["append"])
     except OSError as exc:
         raise SpliceError(f"cannot write {name}: {exc.strerror or exc}", error_type="FILE:IO") from None
     ctx.annotate(**{"splice.file.bytes": written})

@@ -65,9 +65,7 @@ async def find_or_create(ctx: OperationContext, params: dict[str, Any]) -> dict[
     client = ctx.connection
     if not isinstance(client, QuickBooksClient):
         raise quickbooks_error("CONNECTION", "this step needs a quickbooks connection")
-    entity = str(params.get("entity") or "Customer")
-    if entity not in _NAME_FIELD:
-        raise quickbooks_error("VALIDATION", "find-or-create supports Customer and Item")
+    entity = str(params["entity"])  # Customer or Item: the runtime checks the enum
     record = params.get("record") if params.get("record") is not None else ctx.message.payload
     if not isinstance(record, dict):
         raise quickbooks_error("VALIDATION", "the record to find or create must be an object")
