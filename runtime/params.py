@@ -31,8 +31,8 @@ INVALID_PARAMETER = "FLOW:INVALID_PARAMETER"
 ParamCoercer = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 _Convert = Callable[[Any], Any]
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
 
 
 def _duration(value: Any) -> float:
