@@ -2,7 +2,7 @@
 
 Intuit rotates refresh tokens: a refresh may hand back a new one, after which the old one stops
 working. Losing the new one means a person must authorize the app again, so the token life cycle runs
-through :class:`runtime.oauth.StoredTokenSource`, which refreshes once at a time per realm (across
+through :class:`runtime.StoredTokenSource`, which refreshes once at a time per realm (across
 processes through the store's lock) and stores what :class:`RefreshTokenFetcher` returns, with the
 rotated refresh token, before the new access token is used.
 
