@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import dsl
@@ -17,6 +18,8 @@ from runtime import (
     OperationContext,
     OperationSpec,
     Param,
+    SourceContext,
+    SourceSpec,
     SpliceError,
     hookimpl,
     redact,
@@ -109,12 +112,23 @@ async def _open(settings: dict[str, Any], ctx: Any) -> AsyncIterator[dict[str, A
 
 
 class _Plugin:
-    """``typed.show``: returns the parameters it got; a connection that returns its settings."""
+    """``typed.show``: returns the parameters it got; a connection that returns its settings;
+    the trigger ``typed.every`` keeps the parameters it was started with."""
+
+    def __init__(self) -> None:
+        self.trigger_params: list[dict[str, Any]] = []
+        self.triggered = anyio.Event()
 
     @hookimpl
     def splice_connectors(self) -> list[Connector]:
         async def show(ctx: OperationContext, params: dict[str, Any]) -> Any:
             return {"params": params, "settings": ctx.connection}
+
+        async def every(ctx: SourceContext, params: dict[str, Any]) -> None:
+            self.trigger_params.append(params)
+            self.triggered.set()
+            while await ctx.sleep(params["interval"]):
+                pass
 
         return [Connector(
             name="typed",
@@ -123,6 +137,9 @@ class _Plugin:
                                       open=_open),
             operations=(OperationSpec("show", show, params=(
                 Param("wait", type="duration", default="1m"), Param("count", type="integer"))),),
+            sources=(SourceSpec("every", every, needs_connection=False, params=(
+                Param("interval", type="duration", default="1h", dynamic=False),
+                Param("burst", type="integer", default=1, dynamic=False))),),
         )]
 
 
@@ -156,3 +173,29 @@ async def test_the_engine_hands_operations_and_connections_typed_values(tmp_path
             assert "'wait' expects a duration" in bad.error.message
     finally:
         await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_trigger_is_started_with_typed_parameters(tmp_path: Path) -> None:
+    """The source's run gets seconds and integers, defaults filled in, like an operation."""
+    (tmp_path / "splice.yaml").write_text("connections: {}\n", encoding="utf-8")
+    (tmp_path / "tick.yaml").write_text(textwrap.dedent("""
+        flow: tick
+        trigger: { typed.every: { interval: 5m } }
+        steps:
+          - log: { message: tick }
+        """), encoding="utf-8")
+    plugin = _Plugin()
+    registry = load_registry([plugin], load_entry_points=False)
+    project = dsl.load_project(tmp_path, vocabulary=registry, environ={})
+    store = open_store("memory://")
+    try:
+        async with open_runtime(project, registry, store=store) as runtime, \
+                anyio.create_task_group() as tg:
+            await tg.start(runtime.run_triggers)
+            with anyio.fail_after(10):
+                await plugin.triggered.wait()
+            runtime.request_stop()
+    finally:
+        await store.aclose()
+    assert plugin.trigger_params == [{"interval": 300.0, "burst": 1}]
