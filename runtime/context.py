@@ -15,10 +15,13 @@ from typing import Any, TypeVar
 import httpx
 from opentelemetry import trace
 
+from runtime.errors import SpliceError
 from runtime.limits import RateLimit
 from runtime.message import Event, Message, Outcome
 from runtime.resources import RuntimeResources
 from runtime.store.base import ObjectStore
+from runtime.store.inbox import Inbox
+from runtime.store.ledger import IdempotencyLedger, LedgerEntry
 from runtime.transports import DEFAULT_RETRY, RetryOptions, create_http_client
 
 __all__ = [
@@ -31,6 +34,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+#: Ledger namespace of :meth:`OperationContext.once` unless the connector names its own.
+ONCE_NAMESPACE = "idempotency"
 
 
 @dataclass(slots=True)
@@ -115,6 +120,32 @@ class OperationContext:
         for key, value in attributes.items():
             span.set_attribute(f"splice.{key}", value)
 
+    async def once(self, key: str | None, call: Callable[[], Awaitable[T]], *,
+                   namespace: str = ONCE_NAMESPACE, lease: float = 300.0,
+                   busy: Callable[[], BaseException] | None = None) -> T:
+        """Do an effect exactly once per idempotency ``key``, across retries, replays and replicas.
+
+        The first caller runs ``call`` and its result (storable data: the created record) is
+        recorded on the idempotency ledger in the store; a later caller with the same key (a
+        replayed event) gets that result back and ``call`` is not run. If ``call`` fails or the
+        step is cancelled, nothing is recorded and the key is free again for a retry. While another
+        execution holds the key (for at most ``lease`` seconds, in case it died), the error
+        ``busy()`` is raised: by default a retryable ``FLOW:IN_PROGRESS``. An empty ``key`` means
+        no bookkeeping: ``call`` just runs. ``namespace`` keeps one connector's keys apart.
+        """
+        if not key:
+            return await call()
+
+        def in_progress(entry: LedgerEntry) -> BaseException:
+            if busy is not None:
+                return busy()
+            return SpliceError(f"another execution is doing {key!r} right now",
+                               error_type="FLOW:IN_PROGRESS", retryable=True, retry_after=5.0,
+                               details={"idempotencyKey": key})
+
+        return await IdempotencyLedger(self.store, namespace).once(key, call, lease=lease,
+                                                                   busy=in_progress)
+
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
@@ -195,3 +226,13 @@ class SourceContext(ABC):
     @abstractmethod
     async def sleep(self, seconds: float) -> bool:
         """Sleep, waking early on shutdown; ``False`` when the source should stop."""
+
+    def inbox(self, name: str) -> Inbox:
+        """The durable inbox ``name`` in the store: accept deliveries fast, work them off later.
+
+        A webhook endpoint ``put``s each delivery (redeliveries of a pending or recently completed
+        id are dropped) and answers; the source then drains ``pending()`` in arrival order,
+        ``complete``-ing each item once handled, or counting a failure with ``fail``. Items survive
+        restarts, and every replica sharing the store sees the same inbox.
+        """
+        return Inbox(self.store, name)

@@ -25,7 +25,7 @@ import httpx
 from runtime.redaction import register_secret
 from runtime.store.base import ObjectStore
 
-__all__ = ["AccessToken", "OAuth2Auth", "StoredTokenSource", "TOKENS_NAMESPACE"]
+__all__ = ["AccessToken", "OAuth2Auth", "StoredTokenSource", "TOKENS_NAMESPACE", "TokenFetcher"]
 
 TOKENS_NAMESPACE = "oauth-tokens"
 
@@ -79,9 +79,14 @@ TokenFetcher = Callable[[AccessToken | None], Awaitable[AccessToken]]
 
 
 class StoredTokenSource:
-    """Single-flight, store-backed token cache for one account."""
+    """Single-flight, store-backed token cache for one account.
 
-    def __init__(self, store: ObjectStore, key: str, fetch: TokenFetcher, *,
+    ``fetch`` may be left out where tokens are only read or seeded (a ``connect`` command storing
+    the first authorization, a fetcher looking at what a peer stored); :meth:`token` then raises
+    once a new token would be needed.
+    """
+
+    def __init__(self, store: ObjectStore, key: str, fetch: TokenFetcher | None = None, *,
                  leeway: float = 120.0, lock_timeout: float = 60.0) -> None:
         self.store = store
         self.key = key
@@ -99,7 +104,12 @@ class StoredTokenSource:
         return AccessToken.from_dict(data) if data else None
 
     async def seed(self, token: AccessToken) -> None:
-        """Store a token obtained elsewhere (the first authorization of an account)."""
+        """Store a token obtained elsewhere (the first authorization of an account).
+
+        This is how a plugin's own command (an OAuth consent walk-through) persists the tokens of
+        a connection: under the key the connection's token source reads, never by writing the
+        store directly.
+        """
         async with self._lock:
             await self.store.put(TOKENS_NAMESPACE, self.key, token.to_dict())
             self._current = token
@@ -140,6 +150,9 @@ class StoredTokenSource:
                     assert stored is not None
                     self._current = stored
                     return stored
+                if self._fetch is None:
+                    raise RuntimeError(f"no token is stored under {self.key!r} and this token "
+                                       "source cannot fetch one")
                 fresh = await self._fetch(stored)
                 self.refresh_count += 1
                 await self.store.put(TOKENS_NAMESPACE, self.key, fresh.to_dict())

@@ -118,9 +118,6 @@ async def _open_connections(stack: AsyncExitStack, project: Project, registry: R
         if name in overrides:  # sandbox mode: the emulator's settings; None drops a setting
             settings.update(overrides[name])
             settings = {k: v for k, v in settings.items() if v is not None}
-        for param in spec.params:
-            if param.secret:
-                register_secret(settings.get(param.name))
         ctx = ConnectionContext(
             name=name, connector=config.connector, store=store,
             logger=logging.getLogger(f"splice.connector.{config.connector}"),
@@ -128,7 +125,7 @@ async def _open_connections(stack: AsyncExitStack, project: Project, registry: R
             transport=transports.get(name) or transports.get(config.connector),
             runtime_settings=runtime_settings, resources=resources,
         )
-        opened[name] = await stack.enter_async_context(spec.open(settings, ctx))
+        opened[name] = await stack.enter_async_context(spec.connect(settings, ctx))
     return opened
 
 

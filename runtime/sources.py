@@ -18,7 +18,7 @@ from dsl.model import Flow
 from dsl.templates import render
 from runtime.context import HttpEndpoint, SourceContext
 from runtime.message import Event, Outcome
-from runtime.spec import param_defaults
+from runtime.params import compile_params
 from runtime.store.base import LockTimeoutError, ObjectStore
 from runtime.store.sourcestate import SourceStateStore
 
@@ -99,7 +99,7 @@ async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
     trigger = flow.trigger
     params = dict(render(trigger.params, payload=None, attributes={}, vars={}))
     spec = engine.registry.sources[trigger.name]
-    params = {**param_defaults(spec.params), **params}
+    params = compile_params(spec.params, owner=trigger.name)(params)
     runner: Any = spec.run
     if spec.exclusive and engine.store.serves_replicas:
         runner = _one_replica_at_a_time(runner, engine.store)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from dsl.builtins import DURATION
 from dsl.kinds import ParamProblem, SourceCheck, StepKind
+from runtime.errors import ConnectionConfigError
+from runtime.params import ParamCoercer, compile_params
 
 if TYPE_CHECKING:
     from dsl.model import Step
@@ -35,6 +37,7 @@ __all__ = [
     "SourceSpec",
     "StepSpec",
     "aiter_records",
+    "materialize",
     "param_defaults",
     "params_schema",
 ]
@@ -57,6 +60,9 @@ Stability = Literal["stable", "beta", "experimental", "deprecated"]
 class Param:
     """One parameter of a connection, operation or source.
 
+    The runtime hands connector code every value in its declared ``type`` (see
+    :mod:`runtime.params`): ``duration`` as seconds (``float``), ``integer`` as ``int``, ``number``
+    as ``float``, ``boolean`` as ``bool``; ``enum`` values are checked, defaults filled in.
     ``schema`` replaces the derived JSON Schema for shapes a type name cannot say (a list of records,
     a mapping of field names). ``dynamic=False`` forbids ``#[ ... ]`` (for values needed before any
     message exists). ``secret=True`` values are redacted in logs, spans, errors and cassettes.
@@ -125,6 +131,17 @@ class ConnectionSpec:
     params: tuple[Param, ...]
     open: ConnectionOpener
     summary: str = ""
+    #: Settings as ``open`` gets them: defaults filled in, typed, secrets registered for redaction.
+    coerce: ParamCoercer = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coerce", compile_params(
+            self.params, owner="connection", error_type=ConnectionConfigError.default_type))
+
+    def connect(self, settings: Mapping[str, Any],
+                ctx: ConnectionContext) -> AbstractAsyncContextManager[Any]:
+        """Open a connection from raw ``connections:`` settings, the way the runtime does."""
+        return self.open(self.coerce(settings), ctx)
 
     def schema(self) -> dict[str, Any]:
         """The settings schema (``connector`` itself is not part of it)."""
@@ -135,7 +152,8 @@ class ConnectionSpec:
 class OperationSpec:
     """A step kind a flow can call: ``<connector>.<name>``.
 
-    ``handler`` receives the rendered parameters (defaults filled in) and returns the new payload.
+    ``handler`` receives the rendered parameters (defaults filled in, values typed by their
+    :class:`Param`) and returns the new payload.
     ``needs_connection=False`` for operations that work without a configured connection.
     ``read_only=True`` for operations that change nothing anywhere: only their results may be
     reused by a step's ``cache:``.
@@ -152,9 +170,12 @@ class OperationSpec:
     since: str = "0.1"
     #: The parameters' defaults, derived once here rather than for every message.
     defaults: Mapping[str, Any] = field(init=False, repr=False, compare=False)
+    #: Rendered parameters as ``handler`` gets them: defaults filled in, values typed.
+    coerce: ParamCoercer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defaults", param_defaults(self.params))
+        object.__setattr__(self, "coerce", compile_params(self.params, owner=self.name))
 
     def schema(self) -> dict[str, Any]:
         """Parameter schema including the generic ``connection`` parameter when one is needed."""
@@ -284,6 +305,13 @@ async def aiter_records(value: Any) -> AsyncIterator[Any]:
             yield item
     elif value is not None:
         yield value
+
+
+async def materialize(value: Any) -> Any:
+    """A streamed payload (async iterator) as a list; anything else as it is."""
+    if hasattr(value, "__aiter__"):
+        return [item async for item in value]
+    return value
 
 
 # --------------------------------------------------------------------------------------------------

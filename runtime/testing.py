@@ -5,6 +5,9 @@ it hands over are recorded (and each gets the outcome the test chooses), its sto
 memory, its routes are kept for the test to call, and ``stop()`` begins shutdown. Subclass it to
 drive time differently (stop after N sleeps, move a fake clock); see ``docs/writing-a-connector.md``.
 
+:func:`typed_call` calls an operation's handler or a source's ``run`` the way the runtime does:
+with the parameters defaulted and typed by the spec's :class:`~runtime.spec.Param` list.
+
 :func:`cassette_scrubbers` gives the ``before_record_request`` / ``before_record_response`` hooks of
 a recorded-HTTP cassette (vcrpy, pytest-recording) that keep secrets and account ids out of it.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -23,9 +26,11 @@ from opentelemetry import trace
 
 from runtime.context import HttpEndpoint, SourceContext
 from runtime.message import Event, Message, Outcome, OutcomeStatus
+from runtime.params import compile_params
+from runtime.spec import OperationSpec, SourceSpec
 from runtime.store.base import ObjectStore
 
-__all__ = ["RecordingSourceContext", "cassette_scrubbers"]
+__all__ = ["RecordingSourceContext", "cassette_scrubbers", "typed_call"]
 
 
 class RecordingSourceContext(SourceContext):
@@ -134,3 +139,17 @@ def cassette_scrubbers(*, replace: Mapping[str, str], form_fields: Iterable[str]
         return response
 
     return {"before_record_request": request, "before_record_response": response}
+
+
+def typed_call(spec: OperationSpec | SourceSpec) -> Callable[[Any, Mapping[str, Any]], Awaitable[Any]]:
+    """``spec``'s handler (an operation) or ``run`` (a source), given raw parameters as a flow
+    writes them (``"30s"``, ``"5"``) and handing them on defaulted and typed, as the runtime does.
+    """
+    coerce = compile_params(spec.params, owner=spec.name)
+    target: Callable[[Any, dict[str, Any]], Awaitable[Any]] = (
+        spec.handler if isinstance(spec, OperationSpec) else spec.run)
+
+    async def call(ctx: Any, params: Mapping[str, Any]) -> Any:
+        return await target(ctx, coerce(params))
+
+    return call

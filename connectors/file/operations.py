@@ -14,10 +14,7 @@ from typing import Any
 
 import anyio
 
-from runtime.context import OperationContext
-from runtime.errors import SpliceError
-from runtime.jsonutil import dumps
-from runtime.spec import OperationSpec, Param
+from runtime import OperationContext, OperationSpec, Param, SpliceError, json_dumps
 
 __all__ = ["WRITE"]
 
@@ -27,10 +24,10 @@ FORMATS = ("json", "jsonl", "text")
 def _render(content: Any, fmt: str) -> str:
     """The text to write: pretty JSON, one JSON line per item, or the text itself."""
     if fmt == "json":
-        return dumps(content, indent=2) + "\n"
+        return json_dumps(content, indent=2) + "\n"
     if fmt == "jsonl":
         items = content if isinstance(content, list) else [content]
-        return "".join(dumps(item) + "\n" for item in items if item is not None)
+        return "".join(json_dumps(item) + "\n" for item in items if item is not None)
     if content is None:
         return ""
     if isinstance(content, list):
@@ -60,14 +57,12 @@ def _write(name: str, text: str, append: bool) -> tuple[str, int]:
 
 async def write(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """Write ``content`` (default: the payload) to ``path``; the result is ``{path, bytes}``."""
-    fmt = str(params.get("format") or "json")
-    if fmt not in FORMATS:
-        raise SpliceError(f"format must be one of {', '.join(FORMATS)}", error_type="FILE:VALIDATION")
+    fmt: str = params["format"]  # one of FORMATS: the runtime checks the enum
     content = params["content"] if "content" in params else ctx.message.payload
     name = str(params["path"])
     try:
         path, written = await anyio.to_thread.run_sync(_write, name, _render(content, fmt),
-                                                       bool(params.get("append")))
+                                                       params["append"])
     except OSError as exc:
         raise SpliceError(f"cannot write {name}: {exc.strerror or exc}", error_type="FILE:IO") from None
     ctx.annotate(**{"splice.file.bytes": written})

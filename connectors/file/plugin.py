@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from connectors.file.operations import WRITE
-from runtime.hookspecs import hookimpl
-from runtime.spec import Connector
+from runtime import Connector, hookimpl
 
 FILE = Connector(name="file", summary="Write local files (reports, exports)", operations=(WRITE,))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.spec import Param
+from runtime import Param
 
 __all__ = ["CONNECTION_PARAMS"]
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from runtime.errors import http_status_error
-from runtime.redaction import redact
-from runtime.retry import parse_retry_after
+from runtime import http_status_error, parse_retry_after, redact
 
 __all__ = ["raise_for_status"]
 

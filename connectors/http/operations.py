@@ -10,13 +10,18 @@ import httpx
 
 from connectors.http.config import CONNECTION_PARAMS
 from connectors.http.errors import raise_for_status
-from dsl import parse_duration
-from runtime.context import ConnectionContext, OperationContext
-from runtime.errors import HttpError, map_http_errors
-from runtime.jsonutil import dumps_bytes, loads
-from runtime.redaction import register_secret
-from runtime.spec import ConnectionSpec, OperationSpec, Param
-from runtime.transports import RetryOptions
+from runtime import (
+    ConnectionContext,
+    ConnectionSpec,
+    HttpError,
+    OperationContext,
+    OperationSpec,
+    Param,
+    RetryOptions,
+    json_dumps_bytes,
+    json_loads,
+    map_http_errors,
+)
 
 __all__ = ["CONNECTION", "REQUEST", "open_connection"]
 
@@ -24,22 +29,22 @@ __all__ = ["CONNECTION", "REQUEST", "open_connection"]
 @asynccontextmanager
 async def open_connection(settings: dict[str, Any], ctx: ConnectionContext
                           ) -> AsyncIterator[httpx.AsyncClient]:
-    """One pooled ``httpx.AsyncClient`` for the connection's lifetime."""
+    """One pooled ``httpx.AsyncClient`` for the connection's lifetime (settings typed, secrets
+    registered for redaction by the runtime)."""
     auth: httpx.Auth | None = None
     headers = {str(k): str(v) for k, v in (settings.get("headers") or {}).items()}
     if settings.get("bearer-token"):
-        register_secret(settings["bearer-token"])
         headers["Authorization"] = f"Bearer {settings['bearer-token']}"
     elif settings.get("username"):
         auth = httpx.BasicAuth(settings["username"], settings.get("password") or "")
-    attempts = int(settings.get("retry-attempts", 2))
+    attempts: int = settings["retry-attempts"]
     client = ctx.create_http_client(
         base_url=settings.get("base-url") or "",
         auth=auth,
         headers=headers,
-        timeout=parse_duration(settings.get("timeout", 30)),
-        verify=bool(settings.get("verify-tls", True)),
-        max_connections=int(settings.get("max-connections", 50)),
+        timeout=settings["timeout"],
+        verify=settings["verify-tls"],
+        max_connections=settings["max-connections"],
         retry=RetryOptions(attempts=attempts) if attempts > 0 else None,
     )
     async with client:
@@ -54,7 +59,7 @@ def _decode(response: httpx.Response, mode: str) -> Any:
         if not response.content:
             return None
         try:
-            return loads(response.content)
+            return json_loads(response.content)
         except ValueError as exc:
             raise HttpError(f"{response.request.method} {response.request.url.path} answered "
                             f"invalid JSON: {exc}", error_type="HTTP:INVALID_RESPONSE",
@@ -71,20 +76,20 @@ async def request(ctx: OperationContext, params: dict[str, Any]) -> Any:
     if isinstance(body, str | bytes):
         kwargs["content"] = body
     elif body is not None:
-        kwargs["content"] = dumps_bytes(body)
+        kwargs["content"] = json_dumps_bytes(body)
         if not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = "application/json"
     if params.get("timeout") is not None:
-        kwargs["timeout"] = parse_duration(params["timeout"])
-    method = str(params.get("method", "GET")).upper()
+        kwargs["timeout"] = params["timeout"]
+    method = str(params["method"]).upper()
     with map_http_errors("HTTP"):
         response = await client.request(method, str(params["path"]),
                                         params=params.get("query") or None,
                                         headers=headers or None, **kwargs)
     ctx.annotate(http_status=response.status_code)
-    if params.get("fail-on-error", True):
+    if params["fail-on-error"]:
         raise_for_status(response)
-    payload = _decode(response, str(params.get("response", "auto")))
+    payload = _decode(response, str(params["response"]))
     if params.get("output") == "full":
         return {"status": response.status_code, "headers": dict(response.headers), "body": payload}
     return payload

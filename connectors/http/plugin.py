@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from connectors.http.operations import CONNECTION, REQUEST
 from connectors.http.sources import LISTENER
-from runtime.hookspecs import hookimpl
-from runtime.spec import Connector
+from runtime import Connector, hookimpl
 
 HTTP = Connector(
     name="http",

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.context import HttpRequest, HttpResponse, SourceContext
-from runtime.errors import SpliceError
-from runtime.jsonutil import loads
-from runtime.message import Event, Outcome
-from runtime.redaction import redact_mapping
-from runtime.spec import Param, ParamProblem, SourceSpec
-from runtime.steps import materialize
+from runtime import (
+    Event,
+    HttpRequest,
+    HttpResponse,
+    Outcome,
+    Param,
+    ParamProblem,
+    SourceContext,
+    SourceSpec,
+    SpliceError,
+    json_loads,
+    materialize,
+    redact_mapping,
+)
 
 __all__ = ["LISTENER", "check_listener", "error_status"]
 
@@ -40,7 +47,7 @@ def _parse_body(request: HttpRequest) -> Any:
     if not request.body:
         return None
     if "json" in content_type:
-        return loads(request.body)
+        return json_loads(request.body)
     return request.body.decode("utf-8", errors="replace")
 
 
@@ -74,7 +81,7 @@ def _response(outcome: Outcome, status: int) -> HttpResponse:
 
 async def run_listener(ctx: SourceContext, params: dict[str, Any]) -> None:
     """Register the route, then wait for shutdown (requests arrive through the server)."""
-    status = int(params.get("response-status", 200))
+    status: int = params["response-status"]
 
     async def endpoint(request: HttpRequest) -> HttpResponse:
         try:
@@ -91,7 +98,7 @@ async def run_listener(ctx: SourceContext, params: dict[str, Any]) -> None:
         outcome.message.payload = await materialize(outcome.message.payload)
         return _response(outcome, status)
 
-    ctx.add_route(str(params["path"]), [str(params.get("method", "POST")).upper()], endpoint)
+    ctx.add_route(str(params["path"]), [str(params["method"]).upper()], endpoint)
     while await ctx.sleep(3600):
         pass
 

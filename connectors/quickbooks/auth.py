@@ -2,7 +2,7 @@
 
 Intuit rotates refresh tokens: a refresh may hand back a new one, after which the old one stops
 working. Losing the new one means a person must authorize the app again, so the token life cycle runs
-through :class:`runtime.oauth.StoredTokenSource`, which refreshes once at a time per realm (across
+through :class:`runtime.StoredTokenSource`, which refreshes once at a time per realm (across
 processes through the store's lock) and stores what :class:`RefreshTokenFetcher` returns, with the
 rotated refresh token, before the new access token is used.
 
@@ -22,9 +22,7 @@ import httpx
 
 from connectors.quickbooks.config import AUTHORIZE_URL, SCOPE, QuickBooksSettings, token_key
 from connectors.quickbooks.errors import quickbooks_error, reconnect_required
-from runtime.errors import map_http_errors
-from runtime.oauth import TOKENS_NAMESPACE, AccessToken
-from runtime.store.base import ObjectStore
+from runtime import AccessToken, ObjectStore, StoredTokenSource, map_http_errors
 
 __all__ = [
     "ALERTS_NAMESPACE",
@@ -114,16 +112,14 @@ class RefreshTokenFetcher:
         self.store = store
         self.logger = logger or logging.getLogger("splice.quickbooks")
         self.key = token_key(settings.realm_id)
+        #: Reads what a peer stored; the connection's own token source calls this fetcher.
+        self._tokens = StoredTokenSource(store, self.key)
 
     async def _refresh(self, refresh_token: str) -> AccessToken:
         s = self.settings
         body = await _token_call(self.http, s.token_url, s.client_id, s.client_secret,
                                  {"grant_type": "refresh_token", "refresh_token": refresh_token})
         return token_from_response(body, s.realm_id)
-
-    async def _stored(self) -> AccessToken | None:
-        data = await self.store.get(TOKENS_NAMESPACE, self.key)
-        return AccessToken.from_dict(data) if data else None
 
     async def __call__(self, current: AccessToken | None) -> AccessToken:
         """A new token from the newest refresh token we know of."""
@@ -137,7 +133,7 @@ class RefreshTokenFetcher:
         except _InvalidGrant as exc:
             reason = str(exc)
         # A peer may have rotated the token since we read it: take what is stored now.
-        stored = await self._stored()
+        stored = await self._tokens.stored()
         if stored is not None and stored.value != (current.value if current else None) \
                 and not stored.expires_within(60):
             return stored

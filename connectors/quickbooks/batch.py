@@ -15,7 +15,7 @@ from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.errors import error_from_faults, faults_in, quickbooks_error
 from connectors.quickbooks.query import render
 from connectors.quickbooks.writes import once, request_id, writable
-from runtime.context import OperationContext
+from runtime import OperationContext
 
 __all__ = ["BATCH_SIZE", "batch_operation", "build_item"]
 
@@ -98,7 +98,7 @@ async def batch_operation(ctx: OperationContext, params: dict[str, Any]) -> list
             return [_result(start + i, str(i), op, entity, by_bid.get(str(i)))
                     for i, (_, op, entity) in enumerate(built)]
 
-        results.extend(await once(ctx.store, client.realm_id,
+        results.extend(await once(ctx, client.realm_id,
                                   f"batch:{chunk_key}" if chunk_key else None, send))
     failed = [r for r in results if not r["ok"]]
     ctx.annotate(items=len(results), failed=len(failed))

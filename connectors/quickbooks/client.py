@@ -27,12 +27,16 @@ from connectors.quickbooks.config import QuickBooksSettings, token_key
 from connectors.quickbooks.errors import error_from_response, is_fault_payload, quickbooks_error
 from connectors.quickbooks.money import dumps, loads
 from connectors.quickbooks.query import page_query, query_entity
-from runtime.context import ConnectionContext
-from runtime.errors import map_http_errors
-from runtime.limits import RateLimit
-from runtime.oauth import OAuth2Auth, StoredTokenSource
-from runtime.store.base import ObjectStore
-from runtime.transports import IDEMPOTENT_EXTENSION, RetryOptions
+from runtime import (
+    IDEMPOTENT_EXTENSION,
+    ConnectionContext,
+    OAuth2Auth,
+    ObjectStore,
+    RateLimit,
+    RetryOptions,
+    StoredTokenSource,
+    map_http_errors,
+)
 
 __all__ = ["QuickBooksClient", "RealmLimits", "open_connection", "realm_limits"]
 

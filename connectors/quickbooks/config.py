@@ -6,9 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.errors import ConnectionConfigError
-from runtime.redaction import register_secret
-from runtime.spec import Param
+from runtime import ConnectionConfigError, Param
 
 __all__ = [
     "AUTHORIZE_URL",
@@ -69,48 +67,50 @@ CONNECTION_PARAMS: tuple[Param, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class QuickBooksSettings:
-    """Validated connection settings (the dashed names of the spec as attributes)."""
+    """Validated connection settings (the dashed names of the spec as attributes).
+
+    :meth:`from_mapping` reads what the runtime hands ``ConnectionSpec.open``: defaults (kept in
+    :data:`CONNECTION_PARAMS` only) filled in, numbers typed, secrets registered for redaction.
+    """
 
     client_id: str
     client_secret: str
     realm_id: str
     base_url: str
-    token_url: str = TOKEN_URL
+    token_url: str
+    minor_version: int
+    requests_per_minute: int
+    max_concurrent: int
+    batch_per_minute: int
+    timeout: float
+    retry_delay: float
     refresh_token: str | None = None
-    minor_version: int = DEFAULT_MINOR_VERSION
     webhook_verifier_token: str | None = None
-    requests_per_minute: int = 500
-    max_concurrent: int = 10
-    batch_per_minute: int = 40
-    timeout: float = 30.0
-    retry_delay: float = 0.5
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> QuickBooksSettings:
         """Read a ``connections:`` entry; every problem is reported at once."""
         problems = [f"'{name}' is required" for name in ("client-id", "client-secret", "realm-id")
                     if not settings.get(name)]
-        env = str(settings.get("environment") or "production")
+        env = str(settings["environment"])
         if env not in BASE_URLS:
             problems.append(f"'environment' must be production or sandbox, not {env!r}")
         if problems:
             raise ConnectionConfigError("quickbooks connection: " + "; ".join(problems),
                                         error_type="CONNECTION:CONFIG")
-        for name in ("client-secret", "refresh-token", "webhook-verifier-token"):
-            register_secret(settings.get(name))
         base = str(settings.get("base-url") or BASE_URLS[env]).rstrip("/")
         return cls(
             client_id=str(settings["client-id"]),
             client_secret=str(settings["client-secret"]),
             realm_id=str(settings["realm-id"]),
             base_url=base,
-            token_url=str(settings.get("token-url") or TOKEN_URL),
+            token_url=str(settings["token-url"]),
             refresh_token=settings.get("refresh-token") or None,
-            minor_version=int(settings.get("minor-version") or DEFAULT_MINOR_VERSION),
+            minor_version=settings["minor-version"],
             webhook_verifier_token=settings.get("webhook-verifier-token") or None,
-            requests_per_minute=int(settings.get("requests-per-minute") or 500),
-            max_concurrent=int(settings.get("max-concurrent") or 10),
-            batch_per_minute=int(settings.get("batch-per-minute") or 40),
-            timeout=float(settings.get("timeout") or 30.0),
-            retry_delay=float(settings.get("retry-delay") or 0.5),
+            requests_per_minute=settings["requests-per-minute"],
+            max_concurrent=settings["max-concurrent"],
+            batch_per_minute=settings["batch-per-minute"],
+            timeout=settings["timeout"],
+            retry_delay=settings["retry-delay"],
         )

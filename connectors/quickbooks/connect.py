@@ -21,10 +21,7 @@ import httpx
 
 from connectors.quickbooks.auth import ALERTS_NAMESPACE, authorization_url, exchange_code
 from connectors.quickbooks.config import AUTHORIZE_URL, TOKEN_URL, token_key
-from runtime.errors import SpliceError
-from runtime.oauth import TOKENS_NAMESPACE
-from runtime.redaction import redact, register_secret
-from runtime.store import open_store
+from runtime import SpliceError, StoredTokenSource, open_store, redact, register_secret
 
 __all__ = ["DEFAULT_STORE", "add_parser", "run_connect"]
 
@@ -101,7 +98,7 @@ async def _connect(args: argparse.Namespace) -> int:
                                     redirect_uri=args.redirect_uri, realm_id=realm)
     store = open_store(args.store)
     async with store:
-        await store.put(TOKENS_NAMESPACE, token_key(realm), token.to_dict())
+        await StoredTokenSource(store, token_key(realm)).seed(token)
         await store.delete(ALERTS_NAMESPACE, realm)
     print(f"Connected QuickBooks company {realm}. Tokens are stored in {args.store}; set "
           f"realm-id: \"{realm}\" on the quickbooks connection.")

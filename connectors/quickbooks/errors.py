@@ -11,7 +11,7 @@ QuickBooks answers failures in several shapes, and a naive JSON client crashes o
 
 :func:`error_from_response` reads all of them; :data:`FAULT_CODES` decides the kind and whether
 another try can succeed. Messages and details never contain tokens: they are built from the fault
-text only and passed through :func:`runtime.redaction.redact`.
+text only and passed through :func:`runtime.redact`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from typing import Any
 
 import httpx
 
-from runtime.errors import SpliceError
-from runtime.redaction import redact
+from runtime import SpliceError, redact
 
 __all__ = [
     "FAULT_CODES",

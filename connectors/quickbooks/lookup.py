@@ -17,8 +17,7 @@ from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.query import quote
 from connectors.quickbooks.writes import apply_update, once, request_id, writable
-from runtime.context import OperationContext
-from runtime.errors import SpliceError
+from runtime import OperationContext, SpliceError
 
 __all__ = ["XREF_NAMESPACE", "find_or_create"]
 
@@ -56,7 +55,7 @@ async def _create(ctx: OperationContext, client: QuickBooksClient, entity: str,
     body = writable(record, entity)
     body.pop("Id", None)
     created: dict[str, Any] = await once(
-        ctx.store, client.realm_id, f"create:{entity}:{key}",
+        ctx, client.realm_id, f"create:{entity}:{key}",
         lambda: client.write(entity, body, request_id=request_id(str(key))))
     return created
 
@@ -66,9 +65,7 @@ async def find_or_create(ctx: OperationContext, params: dict[str, Any]) -> dict[
     client = ctx.connection
     if not isinstance(client, QuickBooksClient):
         raise quickbooks_error("CONNECTION", "this step needs a quickbooks connection")
-    entity = str(params.get("entity") or "Customer")
-    if entity not in _NAME_FIELD:
-        raise quickbooks_error("VALIDATION", "find-or-create supports Customer and Item")
+    entity = str(params["entity"])  # Customer or Item: the runtime checks the enum
     record = params.get("record") if params.get("record") is not None else ctx.message.payload
     if not isinstance(record, dict):
         raise quickbooks_error("VALIDATION", "the record to find or create must be an object")

@@ -18,8 +18,7 @@ from connectors.quickbooks.lookup import find_or_create
 from connectors.quickbooks.money import dumps
 from connectors.quickbooks.query import is_count, query_entity, render
 from connectors.quickbooks.writes import apply_update, once, request_id, writable
-from runtime.context import OperationContext
-from runtime.spec import OperationSpec, Param
+from runtime import OperationContext, OperationSpec, Param
 
 __all__ = ["OPERATIONS"]
 
@@ -78,7 +77,7 @@ async def create(ctx: OperationContext, params: dict[str, Any]) -> Any:
     key = params.get("idempotency-key")
     if not key:
         raise quickbooks_error("VALIDATION", "quickbooks.create needs an idempotency-key")
-    result = await once(ctx.store, client.realm_id, f"create:{entity}:{key}",
+    result = await once(ctx, client.realm_id, f"create:{entity}:{key}",
                         lambda: client.write(entity, body, request_id=request_id(str(key))))
     ctx.annotate(entity=entity, record_id=str(result.get("Id", "")))
     return result
@@ -90,9 +89,9 @@ async def update(ctx: OperationContext, params: dict[str, Any]) -> Any:
     record = _record(ctx, params)
     key = params.get("idempotency-key")
     rid_key = str(key) if key else _implicit_key(ctx, "update", entity, record)
-    return await once(ctx.store, client.realm_id, f"update:{entity}:{key}" if key else None,
-                      lambda: apply_update(client, entity, record, sparse=bool(params["sparse"]),
-                                           key=rid_key, attempts=int(params["stale-retries"])))
+    return await once(ctx, client.realm_id, f"update:{entity}:{key}" if key else None,
+                      lambda: apply_update(client, entity, record, sparse=params["sparse"],
+                                           key=rid_key, attempts=params["stale-retries"]))
 
 
 async def get(ctx: OperationContext, params: dict[str, Any]) -> Any:
@@ -112,7 +111,7 @@ async def delete(ctx: OperationContext, params: dict[str, Any]) -> Any:
     else:
         call = lambda: apply_update(client, entity, record, key=rid_key,  # noqa: E731
                                     operation="delete")
-    return await once(ctx.store, client.realm_id, f"delete:{entity}:{key}" if key else None, call)
+    return await once(ctx, client.realm_id, f"delete:{entity}:{key}" if key else None, call)
 
 
 async def void(ctx: OperationContext, params: dict[str, Any]) -> Any:
@@ -122,7 +121,7 @@ async def void(ctx: OperationContext, params: dict[str, Any]) -> Any:
     key = params.get("idempotency-key")
     rid_key = str(key) if key else _implicit_key(ctx, "void", entity, record)
     by_update = entity in VOID_BY_UPDATE
-    return await once(ctx.store, client.realm_id, f"void:{entity}:{key}" if key else None,
+    return await once(ctx, client.realm_id, f"void:{entity}:{key}" if key else None,
                       lambda: apply_update(client, entity, record, key=rid_key,
                                            operation="update" if by_update else "void",
                                            include="void" if by_update else None))
@@ -135,8 +134,7 @@ async def query(ctx: OperationContext, params: dict[str, Any]) -> Any:
     if is_count(sql):
         return int((await client.query_page(sql)).get("totalCount", 0))
     query_entity(sql)
-    limit = params.get("limit")
-    rows = client.query(sql, limit=int(limit) if limit else None, page_size=int(params["page-size"]))
+    rows = client.query(sql, limit=params.get("limit") or None, page_size=params["page-size"])
     if params.get("stream"):
         return rows  # pages are fetched as a foreach consumes them
     return [row async for row in rows]

@@ -15,8 +15,7 @@ from connectors.quickbooks.client import open_connection
 from connectors.quickbooks.config import CONNECTION_PARAMS
 from connectors.quickbooks.operations import OPERATIONS
 from connectors.quickbooks.sources import SOURCES
-from runtime.hookspecs import hookimpl
-from runtime.spec import ConnectionSpec, Connector
+from runtime import ConnectionSpec, Connector, hookimpl
 
 __all__ = ["CONNECTOR", "splice_cli", "splice_connectors"]
 

@@ -2,7 +2,7 @@
 
 The webhook endpoint does the least it can before answering, because Intuit wants a 200 within
 3 seconds and holds back later events while one is unanswered: check the signature, parse, put the
-delivery in a durable :class:`runtime.store.Inbox` with one write (a redelivery of the same bytes
+delivery in a durable inbox (``ctx.inbox``) with one write (a redelivery of the same bytes
 is dropped there), wake the loop, answer. The loop hands each delivery's events to the flow, skips
 events another delivery already carried, and completes a delivery only once every outcome is done.
 
@@ -14,7 +14,6 @@ watermark moves only after the events it covers were handled.
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,30 +22,24 @@ import anyio
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.webhooks import WebhookEvent, parse_notifications, verify_signature
-from runtime.context import HttpRequest, HttpResponse, SourceContext
-from runtime.errors import ConnectionConfigError, SpliceError
-from runtime.message import Event
-from runtime.spec import Param, SourceSpec
-from runtime.store import Inbox
+from runtime import (
+    ConnectionConfigError,
+    Event,
+    HttpRequest,
+    HttpResponse,
+    Inbox,
+    Param,
+    SourceContext,
+    SourceSpec,
+    SpliceError,
+)
 
-__all__ = ["SOURCES", "parse_duration", "run_changes", "run_webhook"]
+__all__ = ["SOURCES", "run_changes", "run_webhook"]
 
 CDC_WINDOW = timedelta(days=30)
 #: How long a handled webhook event is remembered (Intuit retries for days at most).
 HANDLED_TTL = 7 * 24 * 3600.0
 CDC_MAX_OBJECTS = 1000
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"1d"``."""
-    if isinstance(value, int | float):
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"not a duration: {value!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def _client(ctx: SourceContext) -> QuickBooksClient:
@@ -91,7 +84,7 @@ async def run_webhook(ctx: SourceContext, params: dict[str, Any]) -> None:
                                     "connection (or verifier-token on the trigger)")
     realms = {client.realm_id} if not params.get("all-realms") else None
     entities = set(params.get("entities") or ()) or None
-    inbox = Inbox(ctx.store, f"quickbooks-webhook:{ctx.flow}")
+    inbox = ctx.inbox(f"quickbooks-webhook:{ctx.flow}")
     wake = [anyio.Event()]
 
     async def endpoint(request: HttpRequest) -> HttpResponse:
@@ -112,12 +105,13 @@ async def run_webhook(ctx: SourceContext, params: dict[str, Any]) -> None:
             wake[0].set()
         return HttpResponse(200, {"accepted": len(kept) if stored else 0, "received": len(events)})
 
-    ctx.add_route(str(params.get("path") or "/webhooks/quickbooks"), ["POST"], endpoint)
-    poll = parse_duration(params.get("poll-interval") or 5)
-    fetch = bool(params.get("fetch"))
+    ctx.add_route(str(params["path"]), ["POST"], endpoint)
+    poll: float = params["poll-interval"]
+    fetch: bool = params["fetch"]
+    batch: int = params["batch-size"]
     while True:
         wake[0] = anyio.Event()
-        await _drain(ctx, client, inbox, fetch, int(params.get("batch-size") or 50))
+        await _drain(ctx, client, inbox, fetch, batch)
         if not await _wait(ctx, wake[0], poll):
             return
 
@@ -232,8 +226,8 @@ async def run_changes(ctx: SourceContext, params: dict[str, Any]) -> None:
         entities = [e.strip() for e in entities.split(",") if e.strip()]
     if not entities:
         raise quickbooks_error("VALIDATION", "quickbooks.changes needs at least one entity")
-    interval = parse_duration(params.get("interval") or 300)
-    lookback = parse_duration(params.get("initial-lookback") or "1h")
+    interval: float = params["interval"]
+    lookback: float = params["initial-lookback"]
     while True:
         state = dict(await ctx.load_state() or {})
         for entity in entities:

@@ -3,7 +3,7 @@
 Exactly-once effects take three guards, because Intuit does not document how long it remembers a
 ``requestid`` and one report says a repeat went through twice:
 
-1. the idempotency ledger in the object store: a replayed event finds its key ``done`` and gets the
+1. the idempotency ledger in the object store (``ctx.once``): a replayed event finds its key ``done`` and gets the
    recorded result back without any call to QuickBooks;
 2. the ``requestid`` query parameter, derived deterministically from the key (at most 50 characters,
    36 for batch), so a retry after a timeout or a 5xx is answered with the first response;
@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
-
-import anyio
+from typing import Any, TypeVar
 
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.money import fill_line_amounts
-from runtime.errors import SpliceError
-from runtime.store import IdempotencyLedger
-from runtime.store.base import ObjectStore
+from runtime import OperationContext, SpliceError
 
 __all__ = [
     "LEDGER_NAMESPACE",
@@ -50,6 +46,7 @@ _TOTAL_WRITABLE = frozenset({"Payment", "Deposit", "JournalEntry"})
 #: Entities whose LinkedTxn QuickBooks maintains (payments applied to an invoice).
 _LINKS_COMPUTED = frozenset({"Invoice", "Bill"})
 STALE = "QUICKBOOKS:STALE_OBJECT"
+T = TypeVar("T")
 
 
 def request_id(key: str, limit: int = 50) -> str:
@@ -60,27 +57,19 @@ def request_id(key: str, limit: int = 50) -> str:
     return f"{key[:limit - len(digest) - 1]}-{digest}"
 
 
-async def once(store: ObjectStore, realm: str, key: str | None,
-               call: Callable[[], Awaitable[Any]]) -> Any:
-    """Run ``call`` unless the ledger says this key's effect already happened (then its result)."""
-    if not key:
-        return await call()
-    ledger = IdempotencyLedger(store, LEDGER_NAMESPACE)
-    ledger_key = f"{realm}:{key}"
-    entry = await ledger.begin(ledger_key, lease=CLAIM_LEASE)
-    if entry.state == "done":
-        return entry.result
-    if entry.state == "in-progress":
-        raise quickbooks_error("IN_PROGRESS", f"another execution is writing {key!r} right now",
-                               retryable=True, retry_after=5.0, details={"idempotencyKey": key})
-    try:
-        result = await call()
-    except BaseException:
-        with anyio.CancelScope(shield=True):  # also when the step was cancelled
-            await ledger.release(ledger_key, owner=entry.owner)
-        raise
-    await ledger.complete(ledger_key, result)
-    return result
+async def once(ctx: OperationContext, realm: str, key: str | None,
+               call: Callable[[], Awaitable[T]]) -> T:
+    """``ctx.once`` the QuickBooks way: per-realm keys, a short claim, ``QUICKBOOKS:IN_PROGRESS``.
+
+    Runs ``call`` unless the ledger says this key's effect already happened (then returns the
+    recorded result); without a key, ``call`` just runs.
+    """
+    def busy() -> SpliceError:
+        return quickbooks_error("IN_PROGRESS", f"another execution is writing {key!r} right now",
+                                retryable=True, retry_after=5.0, details={"idempotencyKey": key})
+
+    return await ctx.once(f"{realm}:{key}" if key else None, call, namespace=LEDGER_NAMESPACE,
+                          lease=CLAIM_LEASE, busy=busy)
 
 
 def writable(record: Mapping[str, Any], entity: str = "") -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Salesforce token responses carry no ``expires_in`` (the session lives as long as the org's timeout
 policy and activity allow), so tokens are stored without an expiry and renewed reactively: on a 401
-``INVALID_SESSION_ID`` the :class:`runtime.oauth.OAuth2Auth` layer asks for a new one once and
+``INVALID_SESSION_ID`` the :class:`runtime.OAuth2Auth` layer asks for a new one once and
 replays the request once. The token response's ``instance_url`` is kept with the token; data calls
 go there, never to the login host.
 """
@@ -22,9 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from connectors.salesforce.config import SalesforceSettings
 from connectors.salesforce.errors import SalesforceError
-from runtime.errors import HttpError, map_http_errors
-from runtime.oauth import AccessToken, TokenFetcher
-from runtime.redaction import redact
+from runtime import AccessToken, HttpError, TokenFetcher, map_http_errors, redact
 
 __all__ = ["build_jwt", "create_token_fetcher", "token_request"]
 
@@ -71,7 +69,7 @@ def token_request(settings: SalesforceSettings, current: AccessToken | None) -> 
 
 def create_token_fetcher(settings: SalesforceSettings,
                          http: Callable[[], httpx.AsyncClient]) -> TokenFetcher:
-    """``fetch(current)`` for :class:`runtime.oauth.StoredTokenSource`.
+    """``fetch(current)`` for :class:`runtime.StoredTokenSource`.
 
     ``http`` returns the plain (unauthenticated) client pointed at ``login-url``.
     """

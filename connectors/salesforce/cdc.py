@@ -31,7 +31,6 @@ from typing import Any
 import anyio
 
 from connectors.salesforce.client import SalesforceClient
-from connectors.salesforce.config import parse_duration
 from connectors.salesforce.errors import SalesforceError
 from connectors.salesforce.polling import (
     FATAL_KINDS,
@@ -41,9 +40,7 @@ from connectors.salesforce.polling import (
     select_fields,
 )
 from connectors.salesforce.soql import quote_string
-from runtime.context import SourceContext
-from runtime.message import Event
-from runtime.spec import Param, SourceSpec
+from runtime import Event, Param, SourceContext, SourceSpec
 
 __all__ = ["CHANGE_EVENTS", "CometdSession", "StreamUnavailable", "run_change_events"]
 
@@ -151,7 +148,7 @@ class _ChangeEventSource:
         self.ignore = {str(o) for o in params.get("ignore-origins") or ()}
         if params.get("ignore-own-writes"):
             self.ignore.add(self.client.settings.client_name)
-        self.fetch = bool(params.get("fetch-records"))
+        self.fetch: bool = params["fetch-records"]
         self.state: dict[str, Any] = {}
         self.handled: set[int] = set()
         #: Set while changes were being polled: the next subscription must close the gap behind it.
@@ -279,11 +276,10 @@ class _ChangeEventSource:
             await self.save()
 
         poller = ChangePoller(self.client, self.object, fields, where=self.params.get("where"),
-                              overlap=parse_duration(self.params.get("overlap", "2m")),
-                              batch_size=int(self.params.get("batch-size") or 200),
+                              overlap=self.params["overlap"], batch_size=self.params["batch-size"],
                               state={"watermark": self.state.get("watermark"), "seen": self.state.get("seen")},
                               save=save)
-        interval = parse_duration(self.params.get("fallback-interval", "30s"))
+        interval: float = self.params["fallback-interval"]
         while not self.ctx.stopping:
             await poller.poll(self.ctx)
             if until is None or time.monotonic() >= until or not await self.ctx.sleep(interval):
@@ -318,7 +314,7 @@ class _ChangeEventSource:
                 except _Rehandshake:
                     return
                 if messages and not await self.handle(messages):
-                    await self.ctx.sleep(parse_duration(self.params.get("retry-delay", "5s")))
+                    await self.ctx.sleep(self.params["retry-delay"])
                     return  # a new session replays from the saved id
         finally:
             await session.disconnect()
@@ -327,7 +323,7 @@ class _ChangeEventSource:
         self.state = dict(await self.ctx.load_state() or {})
         if not self.state.get("watermark"):
             self.state["watermark"] = salesforce_datetime(datetime.now(UTC))
-        retry_stream = parse_duration(self.params.get("retry-stream-after", "5m"))
+        retry_stream: float = self.params["retry-stream-after"]
         while not self.ctx.stopping:
             try:
                 await self.stream()

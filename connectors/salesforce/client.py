@@ -22,12 +22,18 @@ from opentelemetry import metrics
 from connectors.salesforce.auth import create_token_fetcher
 from connectors.salesforce.config import SalesforceSettings
 from connectors.salesforce.errors import SalesforceError, error_from_response, is_session_expired
-from runtime.context import ConnectionContext
-from runtime.errors import HttpError, map_http_errors
-from runtime.limits import RateLimit
-from runtime.oauth import OAuth2Auth, StoredTokenSource
-from runtime.retry import backoff_delay
-from runtime.transports import IDEMPOTENT_EXTENSION, UNLIMITED_EXTENSION, RetryOptions
+from runtime import (
+    IDEMPOTENT_EXTENSION,
+    UNLIMITED_EXTENSION,
+    ConnectionContext,
+    HttpError,
+    OAuth2Auth,
+    RateLimit,
+    RetryOptions,
+    StoredTokenSource,
+    backoff_delay,
+    map_http_errors,
+)
 
 __all__ = ["ApiUsageGauges", "QueryStream", "SalesforceClient"]
 

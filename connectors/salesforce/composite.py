@@ -16,7 +16,7 @@ from urllib.parse import quote as url_quote
 import anyio
 
 from connectors.salesforce.errors import SalesforceError
-from runtime.retry import backoff_delay
+from runtime import backoff_delay
 
 if TYPE_CHECKING:
     from connectors.salesforce.client import SalesforceClient

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.errors import ConnectionConfigError
-from runtime.redaction import register_secret
-from runtime.spec import Param
+from runtime import ConnectionConfigError, Param
 
-__all__ = ["CONNECTION_PARAMS", "DEFAULT_API_VERSION", "SalesforceSettings", "parse_duration"]
+__all__ = ["CONNECTION_PARAMS", "DEFAULT_API_VERSION", "SalesforceSettings"]
 
 DEFAULT_API_VERSION = "66.0"
 AUTH_FLOWS = ("client-credentials", "jwt", "refresh-token")
@@ -53,47 +52,35 @@ CONNECTION_PARAMS: tuple[Param, ...] = (
           summary="How often a write refused with UNABLE_TO_LOCK_ROW is tried again in place"),
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any, *, name: str = "duration") -> float:
-    """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"250ms"`` (a bare number means seconds)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ConnectionConfigError(f"{name}: not a duration: {value!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
 @dataclass(frozen=True, slots=True)
 class SalesforceSettings:
-    """Validated connection settings (secrets are registered for redaction on parse)."""
+    """Validated connection settings, read from the typed values the runtime hands over.
+
+    The defaults live in :data:`CONNECTION_PARAMS` only: the runtime fills them in, turns
+    durations into seconds and numbers into numbers, and registers the secrets for redaction.
+    """
 
     auth: str
     login_url: str
     client_id: str
+    api_version: str
+    timeout: float
+    max_concurrency: int
+    requests_per_second: float
+    client_name: str
+    lock_retries: int
+    retries: int
+    retry_delay: float
     instance_url: str | None = None
     client_secret: str | None = None
     username: str | None = None
     private_key: str | None = None
     refresh_token: str | None = None
     audience: str | None = None
-    api_version: str = DEFAULT_API_VERSION
-    timeout: float = 30.0
-    max_concurrency: int = 10
-    requests_per_second: float = 25.0
-    client_name: str = "splice"
-    lock_retries: int = 3
-    retries: int = 3
-    retry_delay: float = 0.5
 
     @classmethod
-    def from_settings(cls, settings: dict[str, Any]) -> SalesforceSettings:
-        """Parse a ``connections:`` entry, reporting every problem at once."""
-        for key in ("client-secret", "private-key", "refresh-token"):
-            register_secret(settings.get(key))
+    def from_settings(cls, settings: Mapping[str, Any]) -> SalesforceSettings:
+        """Check what depends on several settings at once, reporting every problem together."""
         problems: list[str] = []
         auth = settings.get("auth")
         if auth not in AUTH_FLOWS:
@@ -103,17 +90,16 @@ class SalesforceSettings:
         needs = {"client-credentials": ("client-secret",), "jwt": ("username", "private-key"),
                  "refresh-token": ("refresh-token",)}.get(str(auth), ())
         problems.extend(f"{key} is required for auth: {auth}" for key in needs if not settings.get(key))
-        version = str(settings.get("api-version") or DEFAULT_API_VERSION).lstrip("vV")
+        version = str(settings["api-version"]).lstrip("vV")
         if not re.fullmatch(r"\d+\.\d", version):
             problems.append(f"api-version must look like 66.0, got {version!r}")
         if problems:
             raise ConnectionConfigError("salesforce connection: " + "; ".join(problems),
                                         details={"problems": problems})
-        login_url = str(settings.get("login-url") or "https://login.salesforce.com").rstrip("/")
         instance = settings.get("instance-url")
         return cls(
             auth=str(auth),
-            login_url=login_url,
+            login_url=str(settings["login-url"]).rstrip("/"),
             client_id=str(settings["client-id"]),
             instance_url=str(instance).rstrip("/") if instance else None,
             client_secret=settings.get("client-secret"),
@@ -122,13 +108,13 @@ class SalesforceSettings:
             refresh_token=settings.get("refresh-token"),
             audience=settings.get("audience"),
             api_version=version,
-            timeout=parse_duration(settings.get("timeout", 30), name="timeout"),
-            max_concurrency=int(settings.get("max-concurrency") or 10),
-            requests_per_second=float(settings.get("requests-per-second") or 25),
-            client_name=str(settings.get("client-name") or "splice"),
-            lock_retries=int(settings.get("lock-retries", 3)),
-            retries=int(settings.get("retries", 3)),
-            retry_delay=parse_duration(settings.get("retry-delay", 0.5), name="retry-delay"),
+            timeout=settings["timeout"],
+            max_concurrency=settings["max-concurrency"],
+            requests_per_second=settings["requests-per-second"],
+            client_name=str(settings["client-name"]),
+            lock_retries=settings["lock-retries"],
+            retries=settings["retries"],
+            retry_delay=settings["retry-delay"],
         )
 
     @property

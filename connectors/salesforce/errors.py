@@ -16,8 +16,7 @@ from typing import Any
 
 import httpx
 
-from runtime.errors import SpliceError
-from runtime.redaction import redact
+from runtime import SpliceError, redact
 
 __all__ = [
     "ERROR_CODES",

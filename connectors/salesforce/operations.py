@@ -8,11 +8,9 @@ from typing import Any
 from connectors.salesforce.bulk import start_bulk_query
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.composite import MAX_BATCH, collection_write
-from connectors.salesforce.config import parse_duration
 from connectors.salesforce.errors import SalesforceError
 from connectors.salesforce.soql import bind
-from runtime.context import OperationContext
-from runtime.spec import OperationSpec, Param
+from runtime import OperationContext, OperationSpec, Param
 
 __all__ = ["OPERATIONS"]
 
@@ -44,7 +42,7 @@ async def _stream(records: Any) -> AsyncIterator[dict[str, Any]]:
 async def query(ctx: OperationContext, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """Run SOQL and stream the records, following ``nextRecordsUrl`` to the end."""
     soql = bind(params["query"], params.get("binds"))
-    stream = await _client(ctx).query(soql, include_deleted=bool(params.get("include-deleted")),
+    stream = await _client(ctx).query(soql, include_deleted=params["include-deleted"],
                                       batch_size=params.get("batch-size"))
     ctx.annotate(total_size=stream.total_size)
     return _stream(stream)
@@ -109,7 +107,7 @@ async def collections(ctx: OperationContext, params: dict[str, Any]) -> list[dic
     results = await collection_write(
         _client(ctx), params["operation"], params["records"], sobject=params.get("object"),
         external_id_field=params.get("external-id-field"),
-        all_or_none=bool(params.get("all-or-none")), batch_size=int(params.get("batch-size") or 200))
+        all_or_none=params["all-or-none"], batch_size=params["batch-size"])
     failed = [r for r in results if not r["success"]]
     ctx.annotate(records=len(results), failed=len(failed))
     if failed and params.get("fail-on-error"):
@@ -126,10 +124,9 @@ async def bulk_query(ctx: OperationContext, params: dict[str, Any]) -> AsyncIter
     """Run a Bulk API 2.0 query job and stream its CSV rows as records."""
     job = await start_bulk_query(
         _client(ctx), bind(params["query"], params.get("binds")),
-        include_deleted=bool(params.get("include-deleted")),
-        poll_interval=parse_duration(params.get("poll-interval", "1s")),
-        max_wait=parse_duration(params.get("max-wait", "1h")),
-        page_size=int(params.get("page-size") or 50000))
+        include_deleted=params["include-deleted"],
+        poll_interval=params["poll-interval"], max_wait=params["max-wait"],
+        page_size=params["page-size"])
     ctx.annotate(job_id=job.job_id)
     return _stream(job)
 

@@ -10,9 +10,7 @@ from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.config import CONNECTION_PARAMS, SalesforceSettings
 from connectors.salesforce.operations import OPERATIONS
 from connectors.salesforce.sources import SOURCES
-from runtime.context import ConnectionContext
-from runtime.hookspecs import hookimpl
-from runtime.spec import ConnectionSpec, Connector
+from runtime import ConnectionContext, ConnectionSpec, Connector, hookimpl
 
 __all__ = ["open_connection", "splice_connectors"]
 

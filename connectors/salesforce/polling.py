@@ -17,9 +17,7 @@ from typing import Any
 
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.soql import format_datetime, parse_datetime
-from runtime.context import SourceContext
-from runtime.message import Event
-from runtime.spec import Param
+from runtime import Event, Param, SourceContext
 
 __all__ = ["FATAL_KINDS", "POLL_PARAMS", "ChangePoller", "salesforce_datetime", "select_fields"]
 

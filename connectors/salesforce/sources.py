@@ -8,7 +8,6 @@ from typing import Any
 
 from connectors.salesforce.cdc import CHANGE_EVENTS
 from connectors.salesforce.client import SalesforceClient
-from connectors.salesforce.config import parse_duration
 from connectors.salesforce.errors import SalesforceError
 from connectors.salesforce.polling import (
     FATAL_KINDS,
@@ -18,8 +17,7 @@ from connectors.salesforce.polling import (
     select_fields,
 )
 from connectors.salesforce.soql import parse_datetime
-from runtime.context import SourceContext
-from runtime.spec import Param, SourceSpec
+from runtime import Param, SourceContext, SourceSpec
 
 __all__ = ["CHANGES", "SOURCES", "run_changes"]
 
@@ -35,12 +33,11 @@ def _since(value: Any) -> str | None:
 async def run_changes(ctx: SourceContext, params: dict[str, Any]) -> None:
     """Poll until the flow stops; configuration errors end the source, others wait and retry."""
     client: SalesforceClient = ctx.connection
-    interval = parse_duration(params.get("interval", "30s"), name="interval")
+    interval: float = params["interval"]
     fields = await select_fields(client, params["object"], params.get("fields"))
     poller = ChangePoller(client, params["object"], fields, where=params.get("where"),
-                          overlap=parse_duration(params.get("overlap", "2m"), name="overlap"),
-                          batch_size=int(params.get("batch-size") or 200),
-                          include_deleted=bool(params.get("include-deleted")),
+                          overlap=params["overlap"], batch_size=params["batch-size"],
+                          include_deleted=params["include-deleted"],
                           state=await ctx.load_state(), since=_since(params.get("since")))
     while not ctx.stopping:
         wait = interval

@@ -8,8 +8,9 @@ the engine, only a :class:`StepExecution`.
 
 from __future__ import annotations
 
+from runtime.spec import materialize
 from runtime.steps.execution import StepExecution, StepRunner, store_result
-from runtime.steps.expressions import ExpressionCosts, evaluate_expression, materialize, render_value
+from runtime.steps.expressions import ExpressionCosts, evaluate_expression, render_value
 
 __all__ = [
     "ExpressionCosts",

@@ -20,7 +20,7 @@ from runtime.errors import TransformError
 from runtime.message import Message
 from runtime.redaction import redact
 
-__all__ = ["OFFLOAD_AFTER_SECONDS", "ExpressionCosts", "evaluate_expression", "materialize",
+__all__ = ["OFFLOAD_AFTER_SECONDS", "ExpressionCosts", "evaluate_expression",
            "render_value"]
 
 #: A transform whose evaluations took longer than this (moving average) runs in a worker thread.
@@ -102,10 +102,3 @@ async def evaluate_expression(expression: Expression, data: Any, message: Messag
         return costs.evaluate(expression, data, bindings)
     except ExpressionEvaluationError as error:
         raise translate(error) from None
-
-
-async def materialize(value: Any) -> Any:
-    """A streamed payload (async iterator) as a list; anything else as it is."""
-    if hasattr(value, "__aiter__"):
-        return [item async for item in value]
-    return value

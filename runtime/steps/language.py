@@ -24,9 +24,9 @@ from dsl.model import (
 )
 from runtime.errors import FlowExecutionError, SpliceError
 from runtime.message import Message
-from runtime.spec import aiter_records
+from runtime.spec import aiter_records, materialize
 from runtime.steps.execution import StepExecution, store_result
-from runtime.steps.expressions import evaluate_expression, materialize, render_value
+from runtime.steps.expressions import evaluate_expression, render_value
 
 __all__ = [
     "MAX_FLOW_REF_DEPTH",

@@ -10,17 +10,17 @@ from runtime.context import OperationContext
 from runtime.errors import FlowExecutionError, SpliceError
 from runtime.message import Message
 from runtime.redaction import redact
-from runtime.spec import OperationSpec
+from runtime.spec import OperationSpec, materialize
 from runtime.steps.execution import StepExecution, store_result
-from runtime.steps.expressions import materialize, render_value
+from runtime.steps.expressions import render_value
 
 __all__ = ["operation_params", "run_operation"]
 
 
 def operation_params(spec: OperationSpec, step: OperationStep, message: Message) -> dict[str, Any]:
-    """The parameters an operation's handler receives for ``message``: its defaults, then the
-    step's own values with their ``#[ ]`` expressions evaluated."""
-    return {**spec.defaults, **render_value(step.params, message)}
+    """The parameters an operation's handler receives for ``message``: the step's own values with
+    their ``#[ ]`` expressions evaluated, then typed and defaulted by the operation's ``Param`` list."""
+    return spec.coerce(render_value(step.params, message))
 
 
 async def run_operation(execution: StepExecution, flow: Flow, step: OperationStep, message: Message,

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+import anyio
 
 from runtime.store.base import ObjectStore
 from runtime.store.ids import compare_and_delete, utc_iso
@@ -29,6 +31,7 @@ from runtime.store.ids import compare_and_delete, utc_iso
 __all__ = ["IdempotencyLedger", "LedgerEntry", "LedgerState"]
 
 LedgerState = Literal["new", "done", "in-progress"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,29 @@ class IdempotencyLedger:
             # The owner's lease ran out (it crashed or hung): take over, unless someone beat us.
             if await self.store.compare_and_set(self.namespace, key, current, claim):
                 return LedgerEntry(key, "new", owner=owner, lease_until=lease_until)
+
+    async def once(self, key: str, call: Callable[[], Awaitable[T]], *, lease: float = 300.0,
+                   busy: Callable[[LedgerEntry], BaseException]) -> T:
+        """Run ``call`` unless ``key``'s effect already happened; then return the recorded result.
+
+        ``call``'s result is recorded (it must be storable data) and returned to every later
+        caller of the key. When ``call`` fails, or the caller is cancelled, the claim is released
+        (shielded from the cancellation) so a retry can do the effect; nothing is recorded. While
+        another owner holds a live claim, the exception ``busy(entry)`` is raised.
+        """
+        entry = await self.begin(key, lease=lease)
+        if entry.state == "done":
+            return entry.result  # type: ignore[no-any-return]
+        if entry.state == "in-progress":
+            raise busy(entry)
+        try:
+            result = await call()
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # also when the step was cancelled
+                await self.release(key, owner=entry.owner)
+            raise
+        await self.complete(key, result)
+        return result
 
     async def complete(self, key: str, result: Any = None) -> None:
         """Record that the effect happened and what it produced (kept for ``ttl``)."""

@@ -14,11 +14,13 @@ import anyio
 import httpx
 from opentelemetry import trace
 
-from connectors.quickbooks.client import QuickBooksClient, open_connection
+from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.emulator import DEFAULT_REALM
 from connectors.quickbooks.operations import OPERATIONS
+from connectors.quickbooks.plugin import CONNECTOR
 from runtime.context import ConnectionContext, OperationContext
 from runtime.message import Event, Message, Outcome, OutcomeStatus
+from runtime.params import compile_params
 from runtime.resources import RuntimeResources
 from runtime.store import ObjectStore
 from runtime.testing import RecordingSourceContext
@@ -59,8 +61,9 @@ def connection_context(app: Any, store: ObjectStore,
 async def connect(app: Any, store: ObjectStore, *, resources: RuntimeResources | None = None,
                   **overrides: Any) -> AsyncIterator[QuickBooksClient]:
     """An open quickbooks connection to ``app`` (of the runtime owning ``resources``, when given)."""
-    async with open_connection(qb_settings(**overrides),
-                               connection_context(app, store, resources)) as client:
+    assert CONNECTOR.connection is not None
+    async with CONNECTOR.connection.connect(qb_settings(**overrides),
+                                            connection_context(app, store, resources)) as client:
         yield client
 
 
@@ -75,11 +78,23 @@ def op_context(client: QuickBooksClient | None, store: ObjectStore, payload: Any
 
 async def run_op(name: str, client: QuickBooksClient, store: ObjectStore, payload: Any = None,
                  **params: Any) -> Any:
-    """Call an operation the way the engine does: defaults filled in, dashed parameter names."""
+    """Call an operation the way the engine does: defaults filled in and values typed (the
+    operation's ``coerce``), dashed parameter names."""
     spec = next(op for op in OPERATIONS if op.name == name)
-    rendered = {p.name: p.default for p in spec.params if p.default is not None}
-    rendered.update({k.replace("_", "-"): v for k, v in params.items()})
+    rendered = spec.coerce({k.replace("_", "-"): v for k, v in params.items()})
     return await spec.handler(op_context(client, store, payload), rendered)
+
+
+def typed_settings(**overrides: Any) -> dict[str, Any]:
+    """:func:`qb_settings` as the connection's ``open`` gets them: defaults filled in, typed."""
+    assert CONNECTOR.connection is not None
+    return CONNECTOR.connection.coerce(qb_settings(**overrides))
+
+
+def source_params(name: str, **params: Any) -> dict[str, Any]:
+    """A source's parameters as the runtime hands them to its ``run`` (dashed names)."""
+    spec = next(s for s in CONNECTOR.sources if s.name == name)
+    return compile_params(spec.params)({k.replace("_", "-"): v for k, v in params.items()})
 
 
 class FakeSourceContext(RecordingSourceContext):

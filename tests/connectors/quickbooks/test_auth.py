@@ -14,7 +14,7 @@ from quickbooks_support import (
     REALM,
     SEED_REFRESH_TOKEN,
     connect,
-    qb_settings,
+    typed_settings,
 )
 
 from connectors.quickbooks.auth import ALERTS_NAMESPACE, RefreshTokenFetcher
@@ -82,7 +82,7 @@ async def test_expired_access_token_is_refreshed_and_the_call_replayed(emulator:
 
 async def _fetcher(emulator: Any, store: ObjectStore, **overrides: Any) -> tuple[RefreshTokenFetcher, httpx.AsyncClient]:
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=emulator))
-    return RefreshTokenFetcher(QuickBooksSettings.from_mapping(qb_settings(**overrides)), http,
+    return RefreshTokenFetcher(QuickBooksSettings.from_mapping(typed_settings(**overrides)), http,
                                store), http
 
 

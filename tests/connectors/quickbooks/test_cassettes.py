@@ -25,8 +25,8 @@ from quickbooks_support import (
     run_op,
 )
 
-from connectors.quickbooks.client import open_connection
 from connectors.quickbooks.emulator import create_app
+from connectors.quickbooks.plugin import CONNECTOR
 from runtime.errors import SpliceError
 from runtime.store import ObjectStore
 
@@ -59,7 +59,7 @@ async def test_customer_invoice_and_faults_replay(record_mode: str, store: Objec
     """Refresh, find-or-create, invoice with Decimal money, paged query, 6240; from the emulator
     also a 429 (XML body, retried) and an expired token (401, refreshed, replayed)."""
     app, settings, ctx = _setup(record_mode, store)
-    async with open_connection(settings, ctx) as qb:
+    async with CONNECTOR.connection.connect(settings, ctx) as qb:
         (hours,) = await run_op("query", qb, store, query="select * from Item where Name = 'Hours'")
         customer = await run_op("find-or-create", qb, store, record={"DisplayName": "O'Neil Cassettes"})
         invoice = await run_op("create", qb, store, entity="Invoice", idempotency_key="opp-cassette-1",
@@ -104,7 +104,7 @@ async def test_batch_and_cdc_replay(record_mode: str, store: ObjectStore) -> Non
     """A batch with one duplicate, then CDC sees the new customers."""
     _app, settings, ctx = _setup(record_mode, store)
     since = (datetime.now(UTC) - timedelta(minutes=10)).isoformat(timespec="seconds")
-    async with open_connection(settings, ctx) as qb:
+    async with CONNECTOR.connection.connect(settings, ctx) as qb:
         results = await run_op("batch", qb, store, idempotency_key="cassette-batch", items=[
             {"operation": "create", "entity": "Customer", "record": {"DisplayName": name}}
             for name in ("Cassette Batch A", "Cassette Batch B", "Cool Cars")])

@@ -12,10 +12,15 @@ from quickbooks_support import SEED_REFRESH_TOKEN, FakeSourceContext, connect, r
 
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.emulator import create_app
-from connectors.quickbooks.sources import parse_duration, poll_entity, run_changes
+from connectors.quickbooks.sources import SOURCES, poll_entity
+from runtime.params import compile_params
 from runtime.store import ObjectStore
+from runtime.testing import typed_call
 
 pytestmark = pytest.mark.anyio
+
+CHANGES = next(s for s in SOURCES if s.name == "changes")
+run_changes = typed_call(CHANGES)
 
 
 def _invoice(doc: str) -> dict[str, Any]:
@@ -25,8 +30,9 @@ def _invoice(doc: str) -> dict[str, Any]:
 
 
 def test_durations() -> None:
-    """Trigger durations in the flow language's forms."""
-    assert [parse_duration(v) for v in (30, "30s", "5m", "1h", "1d", "250ms")] == [
+    """Trigger durations in the flow language's forms reach the source as seconds."""
+    coerce = compile_params(CHANGES.params)
+    assert [coerce({"interval": v})["interval"] for v in (30, "30s", "5m", "1h", "1d", "250ms")] == [
         30, 30, 300, 3600, 86400, 0.25]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
-from quickbooks_support import REALM, SEED_REFRESH_TOKEN, connect, run_op
+from quickbooks_support import REALM, SEED_REFRESH_TOKEN, connect, run_op, typed_settings
 
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.emulator import create_app
@@ -112,8 +112,9 @@ def test_the_budget_never_puts_more_than_the_limit_into_one_rolling_minute(per_m
     from connectors.quickbooks.client import realm_limits
     from connectors.quickbooks.config import QuickBooksSettings
 
-    settings = QuickBooksSettings(client_id="c", client_secret="s", realm_id=REALM,
-                                  base_url="http://qb.test", requests_per_minute=per_minute)
+    settings = QuickBooksSettings.from_mapping(typed_settings(**{
+        "client-id": "c", "client-secret": "s", "realm-id": REALM, "base-url": "http://qb.test",
+        "requests-per-minute": per_minute}))
     limits = realm_limits(settings)
     for bucket, limit in ((limits.general.bucket, per_minute), (limits.batch.bucket, 40)):
         worst_minute = bucket.capacity + 60.0 / bucket.interval

@@ -13,12 +13,15 @@ from quickbooks_support import REALM, SEED_REFRESH_TOKEN, FakeSourceContext, con
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.emulator import create_app
 from connectors.quickbooks.emulator.webhooks import sign
-from connectors.quickbooks.sources import run_webhook
+from connectors.quickbooks.sources import SOURCES
 from connectors.quickbooks.webhooks import parse_notifications, verify_signature
 from runtime.context import HttpRequest, HttpResponse
 from runtime.store import Inbox, ObjectStore
+from runtime.testing import typed_call
 
 pytestmark = pytest.mark.anyio
+
+run_webhook = typed_call(next(s for s in SOURCES if s.name == "webhook"))
 
 VERIFIER = "emulator-verifier"
 PATH = "/webhooks/quickbooks"

@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.emulator import create_app
-from connectors.salesforce.plugin import open_connection
+from connectors.salesforce.plugin import CONNECTOR
 from runtime.context import ConnectionContext, OperationContext
 from runtime.message import Event, Message, OutcomeStatus
 from runtime.redaction import secret_values
@@ -143,7 +143,8 @@ async def client(app: Any, store: ObjectStore,
                  metric_reader: InMemoryMetricReader) -> AsyncIterator[SalesforceClient]:
     """An open SalesforceClient against the emulator (client credentials flow)."""
     resources = RuntimeResources(meter_provider=MeterProvider(metric_readers=[metric_reader]))
-    async with open_connection(dict(SETTINGS), connection_context(app, store, resources=resources)) as c:
+    async with CONNECTOR.connection.connect(dict(SETTINGS),
+                                            connection_context(app, store, resources=resources)) as c:
         yield c
 
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.salesforce.emulator import create_app
 from connectors.salesforce.errors import SalesforceError
-from connectors.salesforce.plugin import open_connection
+from connectors.salesforce.plugin import CONNECTOR
 from runtime.oauth import TOKENS_NAMESPACE
 
 from .conftest import gauge_points
@@ -33,11 +33,11 @@ async def test_client_credentials_token_is_stored_and_reused(app: Any, store: An
     """A second connection on the same store uses the stored token: no second login."""
     settings = {"auth": "client-credentials", "login-url": "https://acme.my.salesforce.com",
                 "client-id": "cid", "client-secret": "csecret-value"}
-    async with open_connection(settings, make_connection_context(app, store)) as first:
+    async with CONNECTOR.connection.connect(settings, make_connection_context(app, store)) as first:
         await first.limits()
     stored = [k async for k, _ in store.items(TOKENS_NAMESPACE)]
     assert len(stored) == 1 and "csecret" not in stored[0]
-    async with open_connection(settings, make_connection_context(app, store)) as second:
+    async with CONNECTOR.connection.connect(settings, make_connection_context(app, store)) as second:
         await second.limits()
         assert second.tokens.refresh_count == 0
     assert len(app.state.emulator.tokens) == 1
@@ -49,10 +49,10 @@ async def test_jwt_bearer_flow_signs_rs256(store: Any, make_connection_context: 
     app = create_app(jwt_public_keys={"jwt-client": public})
     settings = {"auth": "jwt", "login-url": "https://login.salesforce.com", "client-id": "jwt-client",
                 "username": "integration@example.com", "private-key": private}
-    async with open_connection(settings, make_connection_context(app, store)) as client:
+    async with CONNECTOR.connection.connect(settings, make_connection_context(app, store)) as client:
         assert (await client.limits())["DailyApiRequests"]["Max"] > 0
     other, _ = _pem_pair()
-    async with open_connection({**settings, "private-key": other},
+    async with CONNECTOR.connection.connect({**settings, "private-key": other},
                                make_connection_context(app, store, name="other")) as client:
         await client.tokens.invalidate()
         await store.delete(TOKENS_NAMESPACE, client.settings.token_key)
@@ -69,7 +69,7 @@ async def test_refresh_token_rotation_is_persisted(store: Any, make_connection_c
     emu.refresh_tokens.add("initial-refresh-token")
     settings = {"auth": "refresh-token", "login-url": "https://login.salesforce.com", "client-id": "cid",
                 "refresh-token": "initial-refresh-token"}
-    async with open_connection(settings, make_connection_context(app, store)) as client:
+    async with CONNECTOR.connection.connect(settings, make_connection_context(app, store)) as client:
         await client.limits()
         first = (await client.tokens.stored()).refresh_token  # type: ignore[union-attr]
         assert first and first != "initial-refresh-token"
@@ -121,6 +121,6 @@ async def test_settings_are_validated_all_at_once(app: Any, store: Any, make_con
     from runtime.errors import ConnectionConfigError
 
     with pytest.raises(ConnectionConfigError) as bad:
-        async with open_connection({"auth": "jwt"}, make_connection_context(app, store)):
+        async with CONNECTOR.connection.connect({"auth": "jwt"}, make_connection_context(app, store)):
             pass
     assert len(bad.value.details["problems"]) == 3

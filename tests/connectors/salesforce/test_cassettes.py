@@ -27,15 +27,17 @@ from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.composite import collection_write
 from connectors.salesforce.emulator import create_app
 from connectors.salesforce.operations import OPERATIONS
-from connectors.salesforce.plugin import open_connection
+from connectors.salesforce.plugin import CONNECTOR
+from runtime.testing import typed_call
 
 pytestmark = pytest.mark.anyio
+
 
 CASSETTES = Path(__file__).parent / "cassettes" / "test_cassettes"
 REPLAY_SETTINGS = {"auth": "client-credentials", "login-url": "https://acme.my.salesforce.com",
                    "client-id": "cassette-client-id", "client-secret": "cassette-client-secret",
                    "retry-delay": "10ms"}
-OPS = {op.name: op.handler for op in OPERATIONS}
+OPS = {op.name: typed_call(op) for op in OPERATIONS}
 NAME = "Splice Cassette Account"
 EXTERNAL_ID = "SPLICE-CASSETTE-1"
 
@@ -61,7 +63,7 @@ async def recorded(store: Any, make_connection_context: Any, record_mode: str,
     ctx = make_connection_context(create_app(page_size=2), store)
     if live is not None:
         ctx.transport = None
-    async with open_connection(live or dict(REPLAY_SETTINGS), ctx) as client:
+    async with CONNECTOR.connection.connect(live or dict(REPLAY_SETTINGS), ctx) as client:
         yield client
     if record_mode == "none":
         assert vcr.play_count > 0 and vcr.all_played, "the cassette was not (fully) replayed"

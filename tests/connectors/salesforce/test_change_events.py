@@ -9,10 +9,13 @@ from typing import Any
 import anyio
 import pytest
 
-from connectors.salesforce.cdc import run_change_events
+from connectors.salesforce.cdc import CHANGE_EVENTS
 from connectors.salesforce.polling import salesforce_datetime
+from runtime.testing import typed_call
 
 pytestmark = pytest.mark.anyio
+
+run_change_events = typed_call(CHANGE_EVENTS)
 
 PARAMS = {"object": "Account", "fields": ["Name"], "overlap": "1m", "fallback-interval": 0, "start": "retained",
           "retry-stream-after": 0, "retry-delay": 0}

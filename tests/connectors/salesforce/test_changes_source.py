@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 
 from connectors.salesforce.emulator.ids import parse_any_datetime
-from connectors.salesforce.sources import run_changes
+from connectors.salesforce.sources import CHANGES
+from runtime.testing import typed_call
 
 pytestmark = pytest.mark.anyio
+
+run_changes = typed_call(CHANGES)
 
 PARAMS = {"object": "Opportunity", "fields": ["Name", "StageName", "Amount"], "interval": 0,
           "overlap": "2m", "batch-size": 4, "where": "StageName = 'Closed Won'"}

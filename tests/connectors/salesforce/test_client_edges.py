@@ -13,7 +13,7 @@ import pytest
 from opentelemetry import trace
 
 from connectors.salesforce.errors import SalesforceError
-from connectors.salesforce.plugin import open_connection
+from connectors.salesforce.plugin import CONNECTOR
 from runtime.context import ConnectionContext
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +45,7 @@ async def test_upsert_204_reads_the_id_back(store: Any) -> None:
             return httpx.Response(204)
         return httpx.Response(200, json={"attributes": {"type": "Account"}, "Id": "001Rx000000000AIAQ"})
 
-    async with open_connection(dict(SETTINGS), _context(store, handler)) as client:
+    async with CONNECTOR.connection.connect(dict(SETTINGS), _context(store, handler)) as client:
         result = await client.upsert("Account", "QB_Customer_Id__c", "5/8", {"Name": "Acme", "QB_Customer_Id__c": "5/8"})
     assert result == {"id": "001Rx000000000AIAQ", "success": True, "errors": [], "created": False}
     assert calls == ["PATCH /services/data/v66.0/sobjects/Account/QB_Customer_Id__c/5%2F8",
@@ -57,7 +57,7 @@ async def test_timeouts_and_html_503_are_retryable(store: Any) -> None:
     def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)
 
-    async with open_connection(dict(SETTINGS), _context(store, slow)) as client:
+    async with CONNECTOR.connection.connect(dict(SETTINGS), _context(store, slow)) as client:
         with pytest.raises(SalesforceError) as timed_out:
             await client.get("Account", "001Rx000000000AIAQ")
     assert timed_out.value.error_type == "SALESFORCE:TIMEOUT" and timed_out.value.retryable
@@ -65,7 +65,7 @@ async def test_timeouts_and_html_503_are_retryable(store: Any) -> None:
     def down(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503, text="<html>Maintenance</html>")
 
-    async with open_connection(dict(SETTINGS), _context(store, down)) as client:
+    async with CONNECTOR.connection.connect(dict(SETTINGS), _context(store, down)) as client:
         with pytest.raises(SalesforceError) as unavailable:
             await client.get("Account", "001Rx000000000AIAQ")
     assert unavailable.value.error_type == "SALESFORCE:SERVER_UNAVAILABLE" and unavailable.value.retryable
@@ -82,7 +82,7 @@ async def test_token_endpoint_outage_is_retryable_bad_grant_is_not(store: Any) -
 
     ctx = ConnectionContext(name="edge", connector="salesforce", store=store, logger=logging.getLogger("t"),
                             tracer=trace.get_tracer("t"), transport=httpx.MockTransport(route))
-    async with open_connection({**SETTINGS, "retries": 0}, ctx) as client:
+    async with CONNECTOR.connection.connect({**SETTINGS, "retries": 0}, ctx) as client:
         with pytest.raises(SalesforceError) as outage:
             await client.limits()
         assert outage.value.error_type == "SALESFORCE:AUTHENTICATION" and outage.value.retryable

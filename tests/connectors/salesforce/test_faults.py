@@ -8,7 +8,7 @@ import pytest
 
 from connectors.salesforce.emulator import create_app
 from connectors.salesforce.errors import SalesforceError
-from connectors.salesforce.plugin import open_connection
+from connectors.salesforce.plugin import CONNECTOR
 
 pytestmark = pytest.mark.anyio
 
@@ -21,7 +21,7 @@ async def test_writes_and_reads_survive_faults_exactly_once(store: Any, make_con
     """503s, row locks, expiring sessions and latency: no record lost, none written twice."""
     app = create_app(page_size=7, faults=FAULTS)
     emu = app.state.emulator
-    async with open_connection(dict(SETTINGS), make_connection_context(app, store)) as client:
+    async with CONNECTOR.connection.connect(dict(SETTINGS), make_connection_context(app, store)) as client:
         for i in range(15):
             await client.create("Account", {"Name": f"Single {i}", "QB_Customer_Id__c": f"S{i}"})
         for i in range(5):
@@ -44,7 +44,7 @@ async def test_writes_and_reads_survive_faults_exactly_once(store: Any, make_con
 async def test_persistent_unavailability_surfaces_as_retryable(store: Any, make_connection_context: Any) -> None:
     """When 503 outlasts the transport's retries the flow sees a retryable SALESFORCE error."""
     app = create_app(faults={"unavailable": 100})
-    async with open_connection({**SETTINGS, "retries": 1}, make_connection_context(app, store)) as client:
+    async with CONNECTOR.connection.connect({**SETTINGS, "retries": 1}, make_connection_context(app, store)) as client:
         with pytest.raises(SalesforceError) as failed:
             await client.create("Account", {"Name": "x"})
     assert failed.value.error_type == "SALESFORCE:SERVER_UNAVAILABLE" and failed.value.retryable
@@ -54,7 +54,7 @@ async def test_persistent_unavailability_surfaces_as_retryable(store: Any, make_
 async def test_lock_contention_beyond_retries_is_retryable(store: Any, make_connection_context: Any) -> None:
     """UNABLE_TO_LOCK_ROW that does not clear is typed and retryable (the write did not happen)."""
     app = create_app(faults={"lock": 100})
-    async with open_connection({**SETTINGS, "lock-retries": 1}, make_connection_context(app, store)) as client:
+    async with CONNECTOR.connection.connect({**SETTINGS, "lock-retries": 1}, make_connection_context(app, store)) as client:
         with pytest.raises(SalesforceError) as failed:
             await client.create("Account", {"Name": "x"})
     assert failed.value.error_type == "SALESFORCE:UNABLE_TO_LOCK_ROW" and failed.value.retryable
@@ -63,13 +63,16 @@ async def test_lock_contention_beyond_retries_is_retryable(store: Any, make_conn
 async def test_changes_source_delivers_exactly_once_under_faults(store: Any, make_connection_context: Any,
                                                                  source_context: Any) -> None:
     """Polling through 503s and expiring sessions while records keep changing: each change once."""
-    from connectors.salesforce.sources import run_changes
+    from connectors.salesforce.sources import CHANGES
+    from runtime.testing import typed_call
+
+    run_changes = typed_call(CHANGES)
 
     app = create_app(page_size=7, faults={"unavailable_rate": 0.15, "token_expiry_every": 5})
     org = app.state.emulator.org
     for i in range(30):
         org.create("Contact", {"LastName": f"C{i:02d}"})
-    async with open_connection(dict(SETTINGS), make_connection_context(app, store)) as client:
+    async with CONNECTOR.connection.connect(dict(SETTINGS), make_connection_context(app, store)) as client:
         ctx = source_context(client, store, polls=4)
 
         async def between(poll: int) -> None:

@@ -9,10 +9,12 @@ import pytest
 
 from connectors.salesforce.errors import SalesforceError
 from connectors.salesforce.operations import OPERATIONS
+from runtime.testing import typed_call
 
 pytestmark = pytest.mark.anyio
 
-OPS = {op.name: op.handler for op in OPERATIONS}
+
+OPS = {op.name: typed_call(op) for op in OPERATIONS}
 
 
 async def _collect(stream: Any) -> list[Any]:
