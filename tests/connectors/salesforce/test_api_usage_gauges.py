@@ -8,7 +8,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from connectors.salesforce.plugin import open_connection
+from connectors.salesforce.plugin import CONNECTOR
 from runtime.resources import RuntimeResources
 
 from .conftest import SETTINGS, connection_context, gauge_points
@@ -25,8 +25,10 @@ async def test_each_runtime_reports_the_usage_of_its_own_connections(app: Any, s
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     first, second = (RuntimeResources(meter_provider=provider) for _ in range(2))
-    async with (open_connection(dict(SETTINGS), connection_context(app, store, "a", first)) as a,
-                open_connection(dict(SETTINGS), connection_context(app, store, "b", second)) as b):
+    assert CONNECTOR.connection is not None
+    connect = CONNECTOR.connection.connect
+    async with (connect(dict(SETTINGS), connection_context(app, store, "a", first)) as a,
+                connect(dict(SETTINGS), connection_context(app, store, "b", second)) as b):
         await a.limits()
         await b.limits()
         points = gauge_points(reader, USED)
