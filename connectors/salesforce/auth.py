@@ -91,14 +91,14 @@ def create_token_fetcher(settings: SalesforceSettings,
         except ValueError:
             body = {}
         if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
-            error = str(body.get("error", "")) if isinstance(body, dict) else ""
+            code = str(body.get("error", "")) if isinstance(body, dict) else ""
             described = str(body.get("error_description", "")) if isinstance(body, dict) else ""
             retryable = response.status_code >= 500 or response.status_code == 429
             raise SalesforceError(
-                redact(f"token request failed ({settings.auth}): {error or response.status_code}"
+                redact(f"token request failed ({settings.auth}): {code or response.status_code}"
                        + (f" - {described}" if described else "")),
                 error_type="SALESFORCE:AUTHENTICATION", retryable=retryable,
-                status=response.status_code, details={"error": error} if error else None)
+                status=response.status_code, details={"error": code} if code else None)
         extra = {k: v for k, v in body.items() if k in ("instance_url", "id", "issued_at", "scope")}
         if isinstance(body.get("refresh_token"), str):
             extra["refresh_token"] = body["refresh_token"]

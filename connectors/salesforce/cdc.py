@@ -165,10 +165,15 @@ class _ChangeEventSource:
     def _header(message: dict[str, Any]) -> dict[str, Any]:
         return ((message.get("data") or {}).get("payload") or {}).get("ChangeEventHeader") or {}
 
+    @staticmethod
+    def _event(message: dict[str, Any]) -> dict[str, Any]:
+        """The delivery's ``data.event`` (where the replay id is), ``{}`` when absent."""
+        return (message.get("data") or {}).get("event") or {}
+
     def _attributes(self, message: dict[str, Any]) -> dict[str, Any]:
         header = self._header(message)
         return {"channel": message.get("channel"),
-                "replayId": int(((message.get("data") or {}).get("event") or {}).get("replayId")),
+                "replayId": int(self._event(message)["replayId"]),
                 "source": "stream", "changeType": header.get("changeType"),
                 "entityName": header.get("entityName"), "recordIds": header.get("recordIds"),
                 "changeOrigin": header.get("changeOrigin"),
@@ -230,7 +235,7 @@ class _ChangeEventSource:
         """Hand over new events; advance the replay id over the done prefix. ``False`` on a failure."""
         fresh: list[tuple[int, dict[str, Any], dict[str, Any], bool]] = []
         for message in messages:
-            replay_id = int(((message.get("data") or {}).get("event") or {}).get("replayId", 0))
+            replay_id = int(self._event(message).get("replayId", 0))
             if replay_id <= int(self.state.get("replayId") or -3):
                 continue
             header = self._header(message)

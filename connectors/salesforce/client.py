@@ -12,7 +12,7 @@ import re
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote as url_quote
 
 import anyio
@@ -38,6 +38,11 @@ from runtime import (
 __all__ = ["ApiUsageGauges", "QueryStream", "SalesforceClient"]
 
 _USAGE = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object a successful REST call answers with (the API documents these as objects)."""
+    return cast(dict[str, Any], response.json())
 
 
 class ApiUsageGauges:
@@ -215,26 +220,26 @@ class SalesforceClient:
         """One record by Id."""
         params = {"fields": ",".join(fields)} if fields else None
         path = self.data(f"sobjects/{sobject}/{url_quote(record_id, safe='')}")
-        return (await self.request("GET", path, params=params, context=f"get {sobject}")).json()
+        return _json_object(await self.request("GET", path, params=params, context=f"get {sobject}"))
 
     async def get_by_external_id(self, sobject: str, field: str, value: str,
                                  fields: list[str] | None = None) -> dict[str, Any]:
         """One record by an external id field."""
         params = {"fields": ",".join(fields)} if fields else None
         path = self.data(f"sobjects/{sobject}/{field}/{url_quote(str(value), safe='')}")
-        return (await self.request("GET", path, params=params, context=f"get {sobject}")).json()
+        return _json_object(await self.request("GET", path, params=params, context=f"get {sobject}"))
 
     async def describe(self, sobject: str) -> dict[str, Any]:
         """The object's describe (cached for the connection's lifetime)."""
         if sobject not in self._describes:
             response = await self.request("GET", self.data(f"sobjects/{sobject}/describe"),
                                           context=f"describe {sobject}")
-            self._describes[sobject] = response.json()
+            self._describes[sobject] = _json_object(response)
         return self._describes[sobject]
 
     async def limits(self) -> dict[str, Any]:
         """The org's ``/limits`` resource."""
-        return (await self.request("GET", self.data("limits"), context="limits")).json()
+        return _json_object(await self.request("GET", self.data("limits"), context="limits"))
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -243,7 +248,7 @@ class SalesforceClient:
         body = _writable(record, drop=("Id",))
         response = await self.request("POST", self.data(f"sobjects/{sobject}"), json=body,
                                       retry_locks=True, context=f"create {sobject}")
-        return response.json()
+        return _json_object(response)
 
     async def update(self, sobject: str, record_id: str, record: Mapping[str, Any]) -> None:
         """Update one record (204)."""
@@ -263,7 +268,7 @@ class SalesforceClient:
         if response.status_code == 204 or not response.content:
             found = await self.get_by_external_id(sobject, field, value, ["Id"])
             return {"id": found.get("Id"), "success": True, "errors": [], "created": False}
-        body = response.json()
+        body = _json_object(response)
         body.setdefault("created", response.status_code == 201)
         return body
 

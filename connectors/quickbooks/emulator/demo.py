@@ -148,4 +148,4 @@ def seed_demo_company(company: Company) -> None:
 
 
 def _term(company: Company, name: str) -> str:
-    return next(t["Id"] for t in company.tables["Term"].values() if t["Name"] == name)
+    return next(term_id for term_id, term in company.tables["Term"].items() if term["Name"] == name)

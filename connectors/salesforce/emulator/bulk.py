@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from connectors.salesforce.emulator.errors import ApiError
 from connectors.salesforce.emulator.ids import format_datetime
 from connectors.salesforce.emulator.query import execute, flatten
+from connectors.salesforce.emulator.rest import Handler
 from connectors.salesforce.emulator.soql import Query, parse
 from connectors.salesforce.emulator.state import Emulator
 
@@ -106,7 +107,7 @@ async def results(request: Request, emu: Emulator, v: str, job_id: str) -> Respo
                     headers={"Sforce-Locator": next_locator, "Sforce-NumberOfRecords": str(len(rows))})
 
 
-BULK_ROUTES = [
+BULK_ROUTES: list[tuple[frozenset[str], str, Handler]] = [
     (frozenset({"POST"}), r"jobs/query/?", create_job),
     (frozenset({"GET", "PATCH", "DELETE"}), r"jobs/query/(?P<job_id>\w+)/?", job_status),
     (frozenset({"GET"}), r"jobs/query/(?P<job_id>\w+)/results/?", results),

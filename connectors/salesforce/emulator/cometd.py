@@ -70,8 +70,9 @@ async def _connect(emu: Emulator, client_id: str, client: dict[str, Any],
     subs: dict[str, int] = client["subscriptions"]
     low = min(subs.values()) if subs else 0
 
-    def pending() -> list[dict[str, Any]]:
-        out = []
+    def pending() -> list[tuple[str, dict[str, Any]]]:
+        """``(subscribed channel, event)`` for the next events past the client's positions."""
+        out: list[tuple[str, dict[str, Any]]] = []
         for event in emu.org.events:
             if event["replayId"] <= low:
                 continue
@@ -80,14 +81,14 @@ async def _connect(emu: Emulator, client_id: str, client: dict[str, Any],
                 out.append((channels[0], event))
             if len(out) >= _MAX_BATCH:
                 break
-        return out  # type: ignore[return-value]
+        return out
 
     found = pending()
     if not found and subs:
         await emu.org.wait_for_events(max(subs.values()), emu.options.long_poll_timeout)
         found = pending()
     delivered = []
-    for channel, event in found:  # type: ignore[misc]
+    for channel, event in found:
         delivered.append({"channel": channel, "data": {"schema": event["schema"], "payload": event["payload"],
                                                       "event": {"replayId": event["replayId"]}}})
         for c in subs:

@@ -114,13 +114,15 @@ def _compare(fdef: FieldDef, actual: Any, op: str, literal: Literal, definition:
         return same if op == "=" else (not same if op == "!=" else False)
     left = _sortable(fdef, actual)
     if literal.kind == "relative" or (literal.kind == "date" and fdef.type == "datetime"):
-        start, end = _interval(expected) if literal.kind == "relative" else (
+        moments = _interval(expected) if literal.kind == "relative" else (
             datetime.combine(expected, datetime.min.time(), UTC),
             datetime.combine(expected, datetime.min.time(), UTC) + timedelta(days=1))
-        if fdef.type == "date":
-            start, end = start.date(), end.date()  # type: ignore[assignment]
-        return {"=": start <= left < end, "!=": not start <= left < end, "<": left < start,
-                "<=": left < end, ">": left >= end, ">=": left >= start}[op]
+        # A date field compares with the days of the interval, a datetime field with its instants.
+        start, end = (moments[0].date(), moments[1].date()) if fdef.type == "date" else moments
+        within: dict[str, bool] = {"=": start <= left < end, "!=": not start <= left < end,
+                                   "<": left < start, "<=": left < end, ">": left >= end,
+                                   ">=": left >= start}
+        return within[op]
     if fdef.type in ("id", "reference") and op in ("=", "!="):
         # 15- and 18-character forms of an id name the same record.
         same = str(actual)[:15] == str(expected)[:15]
@@ -128,8 +130,9 @@ def _compare(fdef: FieldDef, actual: Any, op: str, literal: Literal, definition:
     right = expected.lower() if isinstance(expected, str) else expected
     if literal.kind == "datetime" and fdef.type == "date":
         right = expected.date()
-    return {"=": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
-            ">": left > right, ">=": left >= right}[op]
+    outcome: dict[str, bool] = {"=": left == right, "!=": left != right, "<": left < right,
+                                "<=": left <= right, ">": left > right, ">=": left >= right}
+    return outcome[op]
 
 
 def _like(pattern: str) -> re.Pattern[str]:
@@ -175,40 +178,57 @@ def _attributes(org: Org, definition: ObjectDef, record_id: str) -> dict[str, st
             "url": f"/services/data/v{org.api_version}/sobjects/{definition.name}/{record_id}"}
 
 
+def _child_relationship(definition: ObjectDef, source: str) -> str:
+    """The canonical name of the child relationship a subquery selects from (checked by ``_select``)."""
+    for name in definition.children:
+        if name.lower() == source.lower():
+            return name
+    raise KeyError(source)
+
+
+def _referring_to(parent_id: Any, foreign_key: str) -> Callable[[dict[str, Any]], bool]:
+    """A filter for the child rows whose ``foreign_key`` names the parent ``parent_id``."""
+    return lambda row: row.get(foreign_key) == parent_id
+
+
 def _render(org: Org, definition: ObjectDef, record: dict[str, Any], query: Query,
             include_deleted: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"attributes": _attributes(org, definition, record["Id"])}
     for item in query.fields:
         if isinstance(item, Query):
-            rel = next((n for n in definition.children if n.lower() == item.source.lower()), None)
-            child, ref = definition.children[rel]  # type: ignore[index]
+            relationship = _child_relationship(definition, item.source)
+            child, foreign_key = definition.children[relationship]
             rows = _select(org, org.schemas[child], item, include_deleted,
-                           extra=lambda r, parent=record["Id"], ref=ref: r.get(ref) == parent)
-            out[rel] = ({"totalSize": len(rows), "done": True,  # type: ignore[index]
-                         "records": [_render(org, org.schemas[child], r, item, include_deleted)
-                                     for r in rows]} if rows else None)
+                           extra=_referring_to(record["Id"], foreign_key))
+            out[relationship] = ({"totalSize": len(rows), "done": True,
+                                  "records": [_render(org, org.schemas[child], r, item, include_deleted)
+                                              for r in rows]} if rows else None)
             continue
-        chain = resolve(org, definition, item)
-        target: dict[str, Any] | None = out
-        current: dict[str, Any] | None = record
-        for owner, ref in chain[:-1]:
-            rel = str(ref.relationship_name or ref.name[:-3] + "__r")
-            parent_id = current.get(ref.name) if current else None
-            current = org.find(str(ref.reference_to), parent_id) if parent_id else None
-            if current is None:
-                target.setdefault(rel, None)  # type: ignore[union-attr]
-                target = None
-                break
-            parent_def = org.schemas[str(ref.reference_to)]
-            nested = target.get(rel)  # type: ignore[union-attr]
-            if nested is None:
-                nested = {"attributes": _attributes(org, parent_def, current["Id"])}
-                target[rel] = nested  # type: ignore[index]
-            target = nested
-            del owner
-        if target is not None and current is not None:
-            target[chain[-1][1].name] = current.get(chain[-1][1].name)
+        _render_path(org, out, record, resolve(org, definition, item))
     return out
+
+
+def _render_path(org: Org, out: dict[str, Any], record: dict[str, Any],
+                 chain: list[tuple[ObjectDef, FieldDef]]) -> None:
+    """Put the value at ``chain`` into ``out``, parents nested by relationship name as Salesforce
+    answers (a parent that is not there is ``null`` and ends the path)."""
+    target = out
+    current = record
+    for _owner, ref in chain[:-1]:
+        rel = str(ref.relationship_name or ref.name[:-3] + "__r")
+        parent_id = current.get(ref.name)
+        parent = org.find(str(ref.reference_to), parent_id) if parent_id else None
+        if parent is None:
+            target.setdefault(rel, None)
+            return
+        current = parent
+        nested = target.get(rel)
+        if nested is None:
+            nested = {"attributes": _attributes(org, org.schemas[str(ref.reference_to)], parent["Id"])}
+            target[rel] = nested
+        target = nested
+    name = chain[-1][1].name
+    target[name] = current.get(name)
 
 
 def _select(org: Org, definition: ObjectDef, query: Query, include_deleted: bool,

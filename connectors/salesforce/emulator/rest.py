@@ -17,7 +17,7 @@ from connectors.salesforce.emulator.errors import ApiError
 from connectors.salesforce.emulator.query import Result, execute
 from connectors.salesforce.emulator.state import Emulator
 
-__all__ = ["ROUTES", "call_origin"]
+__all__ = ["ROUTES", "Handler", "call_origin"]
 
 Handler = Callable[..., Awaitable[Response]]
 _ID = re.compile(r"^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$")

@@ -120,9 +120,14 @@ _SYSTEM = [("Id", "id", "-"), ("IsDeleted", "boolean", "d"), ("CreatedDate", "da
            ("CreatedById", "reference:User:CreatedBy", "d"), ("LastModifiedDate", "datetime", "d"),
            ("LastModifiedById", "reference:User:LastModifiedBy", "d"), ("SystemModstamp", "datetime", "d")]
 _OWNER = [("OwnerId", "reference:User:Owner", "cund")]
-_ADDR = lambda prefix: [(f"{prefix}Street", "textarea", "cun"), (f"{prefix}City", "string", "cun"),  # noqa: E731
-                        (f"{prefix}State", "string", "cun"), (f"{prefix}PostalCode", "string", "cun"),
-                        (f"{prefix}Country", "string", "cun")]
+
+
+def _address(prefix: str) -> list[tuple[str, str, str]]:
+    """The five fields of a compound address (``BillingStreet`` ... ``BillingCountry``)."""
+    return [(f"{prefix}Street", "textarea", "cun"), (f"{prefix}City", "string", "cun"),
+            (f"{prefix}State", "string", "cun"), (f"{prefix}PostalCode", "string", "cun"),
+            (f"{prefix}Country", "string", "cun")]
+
 
 _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "User": ("005", [("Name", "string", "cu"), ("Username", "string", "cuq"), ("Email", "email", "cu"),
@@ -130,7 +135,7 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "Account": ("001", [("Name", "string", "cu"), ("AccountNumber", "string", "cun"),
                         ("Type", "picklist", "cun"), ("Industry", "picklist", "cun"),
                         ("Phone", "phone", "cun"), ("Website", "url", "cun"),
-                        ("Description", "textarea", "cun"), *_ADDR("Billing"), *_ADDR("Shipping"),
+                        ("Description", "textarea", "cun"), *_address("Billing"), *_address("Shipping"),
                         ("AnnualRevenue", "currency", "cun"), ("NumberOfEmployees", "int", "cun"),
                         ("ParentId", "reference:Account:Parent", "cun"), *_OWNER,
                         ("QB_Customer_Id__c", "string", "cunxq"), ("QB_Sync_Status__c", "string", "cun"),
@@ -138,7 +143,7 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
                         ("Currency__c", "string", "cun")]),
     "Contact": ("003", [("AccountId", "reference:Account:Account", "cun"), ("FirstName", "string", "cun"),
                         ("LastName", "string", "cu"), ("Name", "string", "-"), ("Email", "email", "cun"),
-                        ("Phone", "phone", "cun"), ("Title", "string", "cun"), *_ADDR("Mailing"), *_OWNER]),
+                        ("Phone", "phone", "cun"), ("Title", "string", "cun"), *_address("Mailing"), *_OWNER]),
     "Pricebook2": ("01s", [("Name", "string", "cu"), ("IsActive", "boolean", "cud"),
                            ("IsStandard", "boolean", "d"), ("Description", "textarea", "cun")]),
     "Product2": ("01t", [("Name", "string", "cu"), ("ProductCode", "string", "cun"),

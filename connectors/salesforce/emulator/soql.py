@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from lark import Lark, Transformer, UnexpectedInput, v_args
+from lark import Lark, Token, Transformer, UnexpectedInput, v_args
 
 from connectors.salesforce.emulator.errors import ApiError
 from connectors.salesforce.emulator.ids import parse_any_datetime
@@ -53,9 +53,17 @@ class Query:
     count: bool = False
 
 
-class _Build(Transformer[Any, Any]):
+def _only_query(items: list[Any]) -> Query:
+    """The one child of a rule whose child is a query (already built, the tree is built bottom up)."""
+    query = items[0]
+    if not isinstance(query, Query):
+        raise TypeError(f"expected a built query, got {type(query).__name__}")
+    return query
+
+
+class _Build(Transformer[Token, Query]):
     def start(self, items: list[Any]) -> Query:
-        return items[0]
+        return _only_query(items)
 
     def query(self, items: list[Any]) -> Query:
         fields, source, *clauses = items
@@ -79,7 +87,7 @@ class _Build(Transformer[Any, Any]):
         return tuple(str(i) for i in items)
 
     def subquery(self, items: list[Any]) -> Query:
-        return items[0]
+        return _only_query(items)
 
     def count_all(self, _items: list[Any]) -> str:
         return "COUNT"
