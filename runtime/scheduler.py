@@ -52,7 +52,7 @@ def _cron(params: dict[str, Any], at: float) -> croniter:
 
 
 def _every(params: dict[str, Any]) -> float:
-    every = float(params["every"])  # seconds: the runtime typed it by its Param
+    every = parse_duration(params["every"])
     if every <= 0:
         raise ValueError("schedule 'every' must be positive")
     return every
