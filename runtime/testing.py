@@ -7,14 +7,19 @@ drive time differently (stop after N sleeps, move a fake clock); see ``docs/writ
 
 :func:`cassette_scrubbers` gives the ``before_record_request`` / ``before_record_response`` hooks of
 a recorded-HTTP cassette (vcrpy, pytest-recording) that keep secrets and account ids out of it.
+
+:func:`wait_until` waits for what a background task (a running source, a server) should bring
+about, with a deadline, instead of sleeping a fixed time and hoping it was long enough.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -25,7 +30,7 @@ from runtime.context import HttpEndpoint, SourceContext
 from runtime.message import Event, Message, Outcome, OutcomeStatus
 from runtime.store.base import ObjectStore
 
-__all__ = ["RecordingSourceContext", "cassette_scrubbers"]
+__all__ = ["RecordingSourceContext", "cassette_scrubbers", "wait_until"]
 
 
 class RecordingSourceContext(SourceContext):
@@ -84,6 +89,26 @@ class RecordingSourceContext(SourceContext):
     def stop(self) -> None:
         """Begin shutdown: ``stopping`` turns true and every ``sleep`` returns ``False``."""
         self._stop.set()
+
+
+async def wait_until(condition: Callable[[], bool | Awaitable[bool]], *, within: float = 10.0,
+                     interval: float = 0.01, what: str = "the condition") -> None:
+    """Return as soon as ``condition()`` (a function, or a coroutine function) is true.
+
+    It is checked at once, then every ``interval`` seconds; after ``within`` seconds an
+    :class:`AssertionError` names ``what`` was awaited. The deadline is wall-clock time, so a busy
+    machine makes the wait longer, never the checks fewer.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        reached = condition()
+        if inspect.isawaitable(reached):
+            reached = await reached
+        if reached:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
+        await anyio.sleep(interval)
 
 
 def cassette_scrubbers(*, replace: Mapping[str, str], form_fields: Iterable[str],
