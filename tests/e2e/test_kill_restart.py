@@ -33,7 +33,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_support import clean_env, free_port, splice, wait_for, wait_ready
+
+from tests.support.sandbox import clean_env, splice, wait_ready
+from tests.support.servers import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

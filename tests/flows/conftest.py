@@ -7,20 +7,14 @@ mounted in process. Cassette tests replay what these emulators answered (see ``t
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
-
-from flows_support import REALM, RECORDED_REALM, Integration, open_integration  # noqa: E402
-
-from connectors.quickbooks.client import reset_realm_limits  # noqa: E402
-from runtime.testing import cassette_scrubbers  # noqa: E402
+from connectors.quickbooks.client import reset_realm_limits
+from runtime.testing import cassette_scrubbers
+from tests.support.flows import REALM, RECORDED_REALM, Integration, open_integration
 
 
 @pytest.fixture(autouse=True)

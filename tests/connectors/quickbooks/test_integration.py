@@ -8,12 +8,12 @@ from typing import Any
 
 import anyio
 import pytest
-from quickbooks_support import REALM, SEED_REFRESH_TOKEN, connect, run_op
 
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.emulator import create_app
 from runtime.errors import SpliceError
 from runtime.store import ObjectStore
+from tests.support.quickbooks import REALM, SEED_REFRESH_TOKEN, connect, run_op
 
 pytestmark = pytest.mark.anyio
 
