@@ -19,7 +19,7 @@ import inspect
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -91,13 +91,12 @@ class RecordingSourceContext(SourceContext):
         self._stop.set()
 
 
-async def wait_until(condition: Callable[[], bool | Awaitable[bool]], *, within: float = 10.0,
+async def wait_until(condition: Callable[[], object], *, within: float = 10.0,
                      interval: float = 0.01, what: str = "the condition") -> None:
-    """Return as soon as ``condition()`` (a function, or a coroutine function) is true.
+    """Return as soon as ``condition()`` (a function, or a coroutine function) gives a true value.
 
-    It is checked at once, then every ``interval`` seconds; after ``within`` seconds an
-    :class:`AssertionError` names ``what`` was awaited. The deadline is wall-clock time, so a busy
-    machine makes the wait longer, never the checks fewer.
+    It is checked at once, then every ``interval`` seconds; after ``within`` seconds (of real time)
+    an :class:`AssertionError` says what was awaited (``what``).
     """
     deadline = time.monotonic() + within
     while True:
