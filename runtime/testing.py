@@ -10,13 +10,18 @@ with the parameters defaulted and typed by the spec's :class:`~runtime.spec.Para
 
 :func:`cassette_scrubbers` gives the ``before_record_request`` / ``before_record_response`` hooks of
 a recorded-HTTP cassette (vcrpy, pytest-recording) that keep secrets and account ids out of it.
+
+:func:`wait_until` waits for what a background task (a running source, a server) should bring
+about, with a deadline, instead of sleeping a fixed time and hoping it was long enough.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -30,7 +35,7 @@ from runtime.params import compile_params
 from runtime.spec import OperationSpec, SourceSpec
 from runtime.store.base import ObjectStore
 
-__all__ = ["RecordingSourceContext", "cassette_scrubbers", "typed_call"]
+__all__ = ["RecordingSourceContext", "cassette_scrubbers", "typed_call", "wait_until"]
 
 
 class RecordingSourceContext(SourceContext):
@@ -89,6 +94,25 @@ class RecordingSourceContext(SourceContext):
     def stop(self) -> None:
         """Begin shutdown: ``stopping`` turns true and every ``sleep`` returns ``False``."""
         self._stop.set()
+
+
+async def wait_until(condition: Callable[[], object], *, within: float = 10.0,
+                     interval: float = 0.01, what: str = "the condition") -> None:
+    """Return as soon as ``condition()`` (a function, or a coroutine function) gives a true value.
+
+    It is checked at once, then every ``interval`` seconds; after ``within`` seconds (of real time)
+    an :class:`AssertionError` says what was awaited (``what``).
+    """
+    deadline = time.monotonic() + within
+    while True:
+        reached = condition()
+        if inspect.isawaitable(reached):
+            reached = await reached
+        if reached:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
+        await anyio.sleep(interval)
 
 
 def cassette_scrubbers(*, replace: Mapping[str, str], form_fields: Iterable[str],

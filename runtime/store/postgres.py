@@ -69,6 +69,8 @@ class PostgresStore(ObjectStore):
         self._closed = False
         self._init_lock = anyio.Lock()
         self._local_locks = LocalLocks()
+        #: One per connection of the lock pool: waiting for a free one here can be cancelled.
+        self._lock_connections = anyio.Semaphore(lock_pool_size)
         self._last_purge = float("-inf")
 
     def __repr__(self) -> str:
@@ -82,26 +84,32 @@ class PostgresStore(ObjectStore):
                 if self._closed:
                     raise anyio.ClosedResourceError("the store is closed")
                 if self._pool is None:
-                    try:
-                        import asyncpg  # optional dependency: only PostgreSQL users need it
-                    except ImportError as exc:
-                        raise RuntimeError("a postgresql:// store needs asyncpg: "
-                                           "pip install 'splice[postgres]'") from exc
-
-                    pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size,
-                                                     max_size=self.max_size)
-                    try:
-                        async with pool.acquire() as conn:
-                            await self._create_schema(conn)
-                        self._lock_pool = await asyncpg.create_pool(
-                            self.dsn, min_size=0, max_size=self.lock_pool_size)
-                    except BaseException:
-                        await pool.close()
-                        raise
-                    self._pool = pool
+                    # Shielded: the pools are shared, so a caller cancelled meanwhile must not abort
+                    # their opening halfway. Interrupted there, asyncpg leaves a connection being
+                    # opened or released behind (their errors surface later, in unrelated tasks);
+                    # the cancellation reaches the caller as soon as the pools are ready.
+                    with anyio.CancelScope(shield=True):
+                        self._pool, self._lock_pool = await self._open_pools()
         if self._closed:
             raise anyio.ClosedResourceError("the store is closed")
         return self._pool, self._lock_pool
+
+    async def _open_pools(self) -> tuple[Any, Any]:
+        try:
+            import asyncpg  # optional dependency: only PostgreSQL users need it
+        except ImportError as exc:
+            raise RuntimeError("a postgresql:// store needs asyncpg: "
+                               "pip install 'splice[postgres]'") from exc
+
+        pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size, max_size=self.max_size)
+        try:
+            async with pool.acquire() as conn:
+                await self._create_schema(conn)
+            lock_pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self.lock_pool_size)
+        except BaseException:
+            await pool.close()
+            raise
+        return pool, lock_pool
 
     async def _create_schema(self, conn: Any) -> None:
         # Replicas starting together would race on CREATE ... IF NOT EXISTS; serialise them.
@@ -236,13 +244,11 @@ class PostgresStore(ObjectStore):
             held: list[Any] = []
 
             async def attempt() -> bool:
-                # A connection is borrowed per attempt, so waiters never starve the pool. Getting
-                # one (opening it, under load) is not waiting for the lock: a zero timeout still
-                # means "take it if free", not "fail unless a connection is ready at once".
-                try:
-                    conn = await lock_pool.acquire(
-                        timeout=max(deadline - anyio.current_time(), CONNECTION_WAIT))
-                except TimeoutError:
+                # A connection is borrowed per attempt, so waiters never starve the pool. Waiting
+                # for one (all busy, or opening one under load) is not waiting for the lock: a zero
+                # timeout still means "take it if free", not "fail unless a connection is ready".
+                conn = await self._borrow(lock_pool, max(deadline - anyio.current_time(), CONNECTION_WAIT))
+                if conn is None:
                     return False
                 # Shielded: a lock taken on the server must never go unrecorded here.
                 with anyio.CancelScope(shield=True):
@@ -250,12 +256,12 @@ class PostgresStore(ObjectStore):
                         took = await conn.fetchval(
                             "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", scope, name)
                     except BaseException:
-                        await lock_pool.release(conn)
+                        await self._give_back(lock_pool, conn)
                         raise
                     if took:
                         held.append(conn)
                         return True
-                    await lock_pool.release(conn)
+                    await self._give_back(lock_pool, conn)
                 return False
 
             await poll(name, attempt, deadline)
@@ -266,17 +272,46 @@ class PostgresStore(ObjectStore):
                 with anyio.CancelScope(shield=True):
                     await self._unlock(lock_pool, conn, scope, name)
 
+    async def _borrow(self, lock_pool: Any, wait: float) -> Any | None:
+        """A connection of the lock pool, or ``None`` when none came within ``wait`` seconds.
+
+        Waiting for a free one can be cancelled. Opening one cannot (it is shielded, bounded by
+        :data:`CONNECTION_WAIT`): asyncpg interrupted halfway through a connection's handshake leaves
+        its failure behind, reported later as an error of no task. A cancellation arrives just after.
+        """
+        with anyio.move_on_after(wait) as waiting:
+            await self._lock_connections.acquire()
+        if waiting.cancelled_caught:
+            return None
+        conn = None
+        try:
+            with anyio.CancelScope(shield=True):
+                # The slot is ours, so the pool has a free connection for us and never queues us.
+                conn = await lock_pool.acquire(timeout=CONNECTION_WAIT)
+        except TimeoutError:
+            pass
+        finally:
+            if conn is None:
+                self._lock_connections.release()
+        return conn
+
+    async def _give_back(self, lock_pool: Any, conn: Any) -> None:
+        """Return a connection :meth:`_borrow` lent (its slot with it); call it shielded."""
+        try:
+            await lock_pool.release(conn)
+        finally:
+            self._lock_connections.release()
+
     async def _unlock(self, lock_pool: Any, conn: Any, scope: str, name: str) -> None:
         try:
             await conn.execute("SELECT pg_advisory_unlock(hashtext($1), hashtext($2))", scope, name)
-            await lock_pool.release(conn)
         except Exception as exc:  # the session ending frees the lock too
             log.warning("could not release lock %r cleanly (%s); dropping its connection", name, exc)
             conn.terminate()
-            try:
-                await lock_pool.release(conn)
-            except Exception:  # the connection is gone already; nothing left to free
-                pass
+        try:
+            await self._give_back(lock_pool, conn)
+        except Exception as exc:  # the pool drops a connection it cannot reset; the lock goes with it
+            log.warning("could not return the connection of lock %r (%s); dropped it", name, exc)
 
     async def aclose(self) -> None:
         async with self._init_lock:

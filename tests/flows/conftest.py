@@ -7,19 +7,13 @@ mounted in process. Cassette tests replay what these emulators answered (see ``t
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
-
-from flows_support import REALM, RECORDED_REALM, Integration, open_integration  # noqa: E402
-
-from runtime.testing import cassette_scrubbers  # noqa: E402
+from runtime.testing import cassette_scrubbers
+from tests.support.flows import REALM, RECORDED_REALM, Integration, open_integration
 
 
 @pytest.fixture
@@ -27,7 +21,6 @@ async def integration(anyio_backend: str) -> AsyncIterator[Integration]:
     """The project opened against fresh emulators (no demo opportunities)."""
     async with open_integration() as it:
         yield it
-
 
 
 # ----------------------------------------------------------------- cassettes

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from flows_support import Integration
+
+from tests.support.flows import Integration
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flows_support import Integration, open_integration
+
+from tests.support.flows import Integration, open_integration
 
 pytestmark = [pytest.mark.anyio, pytest.mark.vcr, pytest.mark.block_network]
 
@@ -123,7 +124,7 @@ async def test_nightly_reconciliation(record_mode: str, tmp_path: Path) -> None:
 
 def test_cassettes_hold_no_secrets() -> None:
     """No token, secret or company id was written into a cassette."""
-    from flows_support import ENVIRON, REALM
+    from tests.support.flows import ENVIRON, REALM
 
     texts = [p.read_text() for p in CASSETTES.glob("*.yaml")]
     assert texts, "no cassettes recorded"

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from flows_support import API_KEY, Integration
 
 from runtime.server.app import create_app
+from tests.support.flows import API_KEY, Integration
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flows_support import Integration, open_integration
+
+from tests.support.flows import Integration, open_integration
 
 pytestmark = pytest.mark.anyio
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from flows_support import Integration
+
+from tests.support.flows import Integration
 
 pytestmark = pytest.mark.anyio
 

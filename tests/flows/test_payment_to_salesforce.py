@@ -6,7 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from flows_support import Integration
+
+from tests.support.flows import Integration
 
 pytestmark = pytest.mark.anyio
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from flows_support import PROJECT
 
 import dsl
 from dsl.errors import FlowErrors
 from runtime.registry import load_registry
+from tests.support.flows import PROJECT
 
 FLOWS = {"opportunity-to-invoice", "account-to-customer", "payment-to-salesforce",
          "payment-changes-to-salesforce", "invoice-status-to-opportunity", "nightly-reconciliation",

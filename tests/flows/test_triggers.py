@@ -3,25 +3,25 @@ second invoice for one opportunity, however often and by whichever path its chan
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 import pytest
-from flows_support import Integration, open_integration
+
+from runtime.store.sourcestate import SourceStateStore
+from runtime.testing import wait_until
+from tests.support.flows import Integration, open_integration
 
 pytestmark = pytest.mark.anyio
 
 FAST = {"TRIGGERS_FALLBACK_INTERVAL": "100ms", "TRIGGERS_RETRY_STREAM_AFTER": "300ms"}
 
 
-async def until(condition: Callable[[], bool], limit: float = 15) -> None:
-    """Wait until ``condition()`` holds, checking every 50 ms, at most ``limit`` seconds."""
-    for _ in range(int(limit / 0.05)):
-        if condition():
-            return
-        await anyio.sleep(0.05)
-    raise AssertionError(f"not reached within {limit} s")
+async def trigger_caught_up(it: Integration) -> bool:
+    """The change-event trigger's saved replay id covers the newest Opportunity change event."""
+    newest = max(e["replayId"] for e in it.org.events if e["channel"] == "/data/OpportunityChangeEvent")
+    state = await SourceStateStore(it.store).load("opportunity-to-invoice", "salesforce.change-events")
+    return int((state or {}).get("replayId") or 0) >= newest
 
 
 def invoices_of(it: Integration, opp: str) -> list[dict[str, Any]]:
@@ -41,17 +41,20 @@ async def test_closed_won_is_invoiced_in_real_time_once() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(it.runtime.run_triggers)
-            await until(subscribed)
+            await wait_until(subscribed, within=15)
             it.org.update("Opportunity", opp, {"StageName": "Closed Won"})
-            await until(lambda: bool(it.record("Opportunity", opp)["QuickBooks_Invoice_Id__c"]))
+            await wait_until(lambda: bool(it.record("Opportunity", opp)["QuickBooks_Invoice_Id__c"]), within=15)
             # Re-opened, closed again and edited: still one invoice, updated while unpaid.
             it.org.update("Opportunity", opp, {"StageName": "Negotiation/Review"})
             it.org.update("Opportunity", opp, {"StageName": "Closed Won"})
             line = next(li for li in it.org.records["OpportunityLineItem"].values() if li["OpportunityId"] == opp)
             it.org.update("OpportunityLineItem", line["Id"], {"Quantity": 4})
             it.org.update("Opportunity", opp, {"NextStep": "Deliver the extra days"})
-            await until(lambda: [str(i["TotalAmt"]) for i in invoices_of(it, opp)] == ["480.00"])
-            await anyio.sleep(1.0)  # more stream events and polls: nothing may be invoiced twice
+            await wait_until(lambda: [str(i["TotalAmt"]) for i in invoices_of(it, opp)] == ["480.00"], within=15)
+            # Every change event so far (the flow's own write-backs too) handled: nothing left that
+            # could invoice the opportunity a second time.
+            await wait_until(lambda: trigger_caught_up(it), within=15,
+                             what="the trigger to handle every change event")
             it.runtime.request_stop()
         assert len(invoices_of(it, opp)) == 1
         assert it.record("Account", account)["QB_Customer_Id__c"]

@@ -8,12 +8,12 @@ import hmac
 import json
 from decimal import Decimal
 
-import anyio
 import httpx
 import pytest
-from flows_support import ENVIRON, REALM, Integration
 
 from runtime.server.app import create_app
+from runtime.testing import wait_until
+from tests.support.flows import ENVIRON, REALM, Integration
 
 pytestmark = pytest.mark.anyio
 
@@ -43,10 +43,9 @@ async def test_signed_payment_webhook_updates_the_opportunity(integration: Integ
             forged = await client.post("/webhooks/quickbooks", content=body,
                                        headers={**signed(body), "intuit-signature": "Zm9yZ2Vk"})
             answer = await client.post("/webhooks/quickbooks", content=body, headers=signed(body))
-            for _ in range(200):  # the inbox is handled shortly after the 200 answer
-                if it.record("Opportunity", opp)["Payment_Status__c"] == "Paid":
-                    break
-                await anyio.sleep(0.1)
+            # the inbox is handled shortly after the 200 answer
+            await wait_until(lambda: it.record("Opportunity", opp)["Payment_Status__c"] == "Paid",
+                             within=20, interval=0.1, what="the opportunity to be paid")
     assert forged.status_code == 401 and answer.status_code == 200
     record = it.record("Opportunity", opp)
     assert (record["Amount_Paid__c"], record["Balance_Due__c"], record["Last_Payment_Date__c"]) == (250, 0, "2026-04-30")

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
-
-from sandbox_support import FIXTURE  # noqa: E402
+from tests.support.sandbox import FIXTURE
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sandbox_support import clean_env, serving, splice, wait_for
+
+from tests.support.sandbox import clean_env, serving, splice
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

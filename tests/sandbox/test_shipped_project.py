@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_support import clean_env, serving, wait_for
 
 from connectors.salesforce.emulator.demo import DEMO_OPPORTUNITIES
+from tests.support.sandbox import clean_env, serving
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -7,29 +7,17 @@ Cassettes (``cassettes/``) are recorded from the emulator and replayed with pyte
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-# The tests import their shared helpers as a plain module (pytest runs in importlib mode).
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
-
-from quickbooks_support import (  # noqa: E402
-    REALM,
-    RECORDED_REALM,
-    SEED_REFRESH_TOKEN,
-    connect,
-    serve_in_thread,
-)
-
-from connectors.quickbooks.client import QuickBooksClient  # noqa: E402
-from connectors.quickbooks.emulator import create_app  # noqa: E402
-from runtime.store import ObjectStore  # noqa: E402
-from runtime.testing import cassette_scrubbers  # noqa: E402
+from connectors.quickbooks.client import QuickBooksClient
+from connectors.quickbooks.emulator import create_app
+from runtime.store import ObjectStore
+from runtime.testing import cassette_scrubbers
+from tests.support.quickbooks import REALM, RECORDED_REALM, SEED_REFRESH_TOKEN, connect
+from tests.support.servers import serve_in_thread
 
 
 @pytest.fixture

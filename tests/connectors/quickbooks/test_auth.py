@@ -8,7 +8,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from quickbooks_support import (
+
+from connectors.quickbooks.auth import ALERTS_NAMESPACE, RefreshTokenFetcher
+from connectors.quickbooks.config import QuickBooksSettings, token_key
+from runtime.errors import SpliceError
+from runtime.oauth import TOKENS_NAMESPACE, AccessToken
+from runtime.store import ObjectStore, open_store
+from tests.support.quickbooks import (
     CLIENT_ID,
     CLIENT_SECRET,
     REALM,
@@ -16,12 +22,6 @@ from quickbooks_support import (
     connect,
     typed_settings,
 )
-
-from connectors.quickbooks.auth import ALERTS_NAMESPACE, RefreshTokenFetcher
-from connectors.quickbooks.config import QuickBooksSettings, token_key
-from runtime.errors import SpliceError
-from runtime.oauth import TOKENS_NAMESPACE, AccessToken
-from runtime.store import ObjectStore, open_store
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from quickbooks_support import (
+
+from connectors.quickbooks.emulator import create_app
+from connectors.quickbooks.plugin import CONNECTOR
+from runtime.errors import SpliceError
+from runtime.store import ObjectStore
+from tests.support.quickbooks import (
     CLIENT_SECRET,
     REALM,
     RECORDED_REALM,
@@ -24,11 +29,6 @@ from quickbooks_support import (
     qb_settings,
     run_op,
 )
-
-from connectors.quickbooks.emulator import create_app
-from connectors.quickbooks.plugin import CONNECTOR
-from runtime.errors import SpliceError
-from runtime.store import ObjectStore
 
 CASSETTES = Path(__file__).parent / "cassettes"
 

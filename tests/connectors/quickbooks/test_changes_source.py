@@ -8,14 +8,14 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from quickbooks_support import SEED_REFRESH_TOKEN, FakeSourceContext, connect, run_op, wait_until
 
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.emulator import create_app
 from connectors.quickbooks.sources import SOURCES, poll_entity
 from runtime.params import compile_params
 from runtime.store import ObjectStore
-from runtime.testing import typed_call
+from runtime.testing import typed_call, wait_until
+from tests.support.quickbooks import SEED_REFRESH_TOKEN, FakeSourceContext, connect, run_op
 
 pytestmark = pytest.mark.anyio
 

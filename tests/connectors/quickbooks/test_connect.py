@@ -8,12 +8,12 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from quickbooks_support import CLIENT_ID, CLIENT_SECRET, REALM, connect
 
 from connectors.quickbooks.config import token_key
 from connectors.quickbooks.connect import add_parser
 from runtime.oauth import TOKENS_NAMESPACE
 from runtime.store import open_store
+from tests.support.quickbooks import CLIENT_ID, CLIENT_SECRET, REALM, connect
 
 pytestmark = pytest.mark.slow
 REDIRECT = "http://localhost:8765/callback"

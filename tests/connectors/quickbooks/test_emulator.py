@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from quickbooks_support import CLIENT_ID, CLIENT_SECRET, REALM, SEED_REFRESH_TOKEN, serve_in_thread
 
 from connectors.quickbooks.emulator import SANDBOX_REFRESH_TOKEN, create_app
 from connectors.quickbooks.emulator.webhooks import sign
+from tests.support.quickbooks import CLIENT_ID, CLIENT_SECRET, REALM, SEED_REFRESH_TOKEN
+from tests.support.servers import serve_in_thread
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.anyio
 API = f"/v3/company/{REALM}"
@@ -204,9 +205,7 @@ def test_served_with_its_lifespan_the_emulator_posts_webhooks_by_itself() -> Non
             "grant_type": "refresh_token", "refresh_token": SANDBOX_REFRESH_TOKEN}).json()
         client.post(f"{API}/customer", json={"DisplayName": "Pushed"},
                     headers={"Authorization": f"Bearer {token['access_token']}"})
-        deadline = time.monotonic() + 5
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: received, timeout=5, what="the webhook delivery", interval=0.01)
     (delivery,) = received
     assert delivery.headers["intuit-signature"] == sign(delivery.content, "emulator-verifier")
     entities = json.loads(delivery.content)["eventNotifications"][0]["dataChangeEvent"]["entities"]

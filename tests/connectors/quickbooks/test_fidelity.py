@@ -12,7 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from quickbooks_support import CLIENT_ID, CLIENT_SECRET, REALM, SEED_REFRESH_TOKEN
+
+from tests.support.quickbooks import CLIENT_ID, CLIENT_SECRET, REALM, SEED_REFRESH_TOKEN
 
 pytestmark = pytest.mark.slow
 

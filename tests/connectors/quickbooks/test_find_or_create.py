@@ -6,10 +6,10 @@ from typing import Any
 
 import anyio
 import pytest
-from quickbooks_support import REALM, connect, run_op
 
 from connectors.quickbooks.client import QuickBooksClient
 from runtime.store import ObjectStore
+from tests.support.quickbooks import REALM, connect, run_op
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from quickbooks_support import BASE, CLIENT_ID, CLIENT_SECRET, REALM, SEED_REFRESH_TOKEN
 
 import dsl
 from connectors.quickbooks.emulator import create_app
@@ -17,6 +16,7 @@ from runtime.message import Event
 from runtime.registry import load_registry
 from runtime.service import open_runtime
 from runtime.store import DeadLetterQueue, open_store
+from tests.support.quickbooks import BASE, CLIENT_ID, CLIENT_SECRET, REALM, SEED_REFRESH_TOKEN
 
 pytestmark = pytest.mark.anyio
 

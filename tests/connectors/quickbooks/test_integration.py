@@ -8,13 +8,13 @@ from typing import Any
 
 import anyio
 import pytest
-from quickbooks_support import REALM, SEED_REFRESH_TOKEN, connect, run_op, typed_settings
 
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.emulator import create_app
 from runtime.errors import SpliceError
 from runtime.resources import RuntimeResources
 from runtime.store import ObjectStore
+from tests.support.quickbooks import REALM, SEED_REFRESH_TOKEN, connect, run_op, typed_settings
 
 pytestmark = pytest.mark.anyio
 

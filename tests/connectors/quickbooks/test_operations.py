@@ -7,11 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from quickbooks_support import REALM, run_op
 
 from connectors.quickbooks.client import QuickBooksClient
 from runtime.errors import SpliceError
 from runtime.store import ObjectStore
+from tests.support.quickbooks import REALM, run_op
 
 pytestmark = pytest.mark.anyio
 

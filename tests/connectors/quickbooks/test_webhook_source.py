@@ -8,7 +8,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from quickbooks_support import REALM, SEED_REFRESH_TOKEN, FakeSourceContext, connect, run_op, wait_until
 
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.emulator import create_app
@@ -17,7 +16,8 @@ from connectors.quickbooks.sources import SOURCES
 from connectors.quickbooks.webhooks import parse_notifications, verify_signature
 from runtime.context import HttpRequest, HttpResponse
 from runtime.store import Inbox, ObjectStore
-from runtime.testing import typed_call
+from runtime.testing import typed_call, wait_until
+from tests.support.quickbooks import REALM, SEED_REFRESH_TOKEN, FakeSourceContext, connect, run_op
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ import pytest
 
 from connectors.salesforce.cdc import CHANGE_EVENTS
 from connectors.salesforce.polling import salesforce_datetime
-from runtime.testing import typed_call
+from runtime.testing import typed_call, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -19,15 +19,6 @@ run_change_events = typed_call(CHANGE_EVENTS)
 
 PARAMS = {"object": "Account", "fields": ["Name"], "overlap": "1m", "fallback-interval": 0, "start": "retained",
           "retry-stream-after": 0, "retry-delay": 0}
-
-
-async def _until(condition: Any) -> None:
-    """Wait (bounded) until ``condition()`` holds."""
-    for _ in range(500):
-        if condition():
-            return
-        await anyio.sleep(0.01)
-    raise AssertionError("condition never held")
 
 
 async def _run_while(ctx: Any, params: dict[str, Any], action: Any) -> None:
@@ -160,9 +151,9 @@ async def test_falls_back_to_polling_and_returns_to_the_stream(app: Any, client:
 
     async def outage() -> None:
         emu.org.create("Account", {"Name": "Polled"})
-        await _until(lambda: ctx.events)
+        await wait_until(lambda: ctx.events)
         emu.faults.update({"streaming_unavailable": False})
-        await _until(subscribed)
+        await wait_until(subscribed)
         emu.org.create("Account", {"Name": "After the outage"})
 
     await _run_while(ctx, {**PARAMS, "start": "new"}, outage)

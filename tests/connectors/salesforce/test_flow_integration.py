@@ -16,6 +16,7 @@ from connectors.salesforce.emulator import create_app
 from runtime.message import Event
 from runtime.registry import load_registry
 from runtime.service import open_runtime
+from runtime.testing import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -80,12 +81,12 @@ async def test_changes_trigger_runs_flow_and_writes_back(tmp_path: Path) -> None
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(runtime.run_triggers)
-                for _ in range(1000):
-                    invoiced = [o for o in org.records["Opportunity"].values() if o["Invoice_Status__c"]]
-                    if len(invoiced) == 3:
-                        break
-                    await anyio.sleep(0.01)
-                await anyio.sleep(0.2)  # a few more polls: nothing may run twice
+                await wait_until(lambda: len([o for o in org.records["Opportunity"].values()
+                                              if o["Invoice_Status__c"]]) == 3, what="three invoices")
+                # A few more polls (each spends API requests): nothing may run twice.
+                requests = app.state.emulator.request_count
+                await wait_until(lambda: app.state.emulator.request_count >= requests + 3,
+                                 what="more polls")
                 runtime.request_stop()
         status = await runtime.status()
     invoiced = sorted(o["QuickBooks_Invoice_Number__c"] for o in org.records["Opportunity"].values()

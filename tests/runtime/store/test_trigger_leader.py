@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -14,7 +13,8 @@ import pytest
 import dsl
 from runtime import sources
 from runtime.service import open_runtime
-from runtime.store import open_store
+from runtime.store import ObjectStore, open_store
+from runtime.testing import wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -27,13 +27,16 @@ steps:
 """
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """Wait (at most 10 s) until ``condition()`` holds."""
-    for _ in range(1000):
-        if condition():
-            return
-        await anyio.sleep(0.01)
-    raise AssertionError("condition never held")
+def count_trigger_lock_attempts(store: ObjectStore, attempts: list[ObjectStore]) -> None:
+    """Record ``store`` in ``attempts`` whenever a trigger's lock is asked of it."""
+    lock = store.lock
+
+    def counted(name: str, **options: Any) -> Any:
+        if name.startswith("trigger:"):
+            attempts.append(store)
+        return lock(name, **options)
+
+    store.lock = counted  # type: ignore[method-assign]
 
 
 async def test_one_replica_runs_an_exclusive_trigger_then_another_takes_over(
@@ -50,15 +53,19 @@ async def test_one_replica_runs_an_exclusive_trigger_then_another_takes_over(
                 open_runtime(project, registry, store=one) as first, \
                 open_runtime(project, registry, store=other) as second, \
                 anyio.create_task_group() as tg:
+            attempts: list[ObjectStore] = []
+            count_trigger_lock_attempts(one, attempts)
+            count_trigger_lock_attempts(other, attempts)
             await tg.start(first.run_triggers)
             await tg.start(second.run_triggers)
-            await _until(lambda: recorder.running == 1)
-            await anyio.sleep(0.3)  # the standby has tried several times meanwhile
+            await wait_until(lambda: recorder.running == 1)
+            # The standby has tried several times meanwhile (the leader asked once).
+            await wait_until(lambda: len(attempts) >= 5, what="the standby to try to take over")
             assert len(recorder.of("ticks")) == 1
             leader, standby = ((first, second) if recorder.of("ticks")[0]["store"] is one
                                else (second, first))
             leader.request_stop()
-            await _until(lambda: len(recorder.of("ticks")) == 2 and recorder.running == 1)
+            await wait_until(lambda: len(recorder.of("ticks")) == 2 and recorder.running == 1)
             assert recorder.of("ticks")[1]["store"] is standby.store
             assert recorder.max_running == 1
             standby.request_stop()
@@ -74,5 +81,5 @@ async def test_without_replicas_the_trigger_just_runs(start: Any, recorder: Any)
     """The embedded stores serve one process: no lock is taken, the trigger starts at once."""
     async with start({"watch.yaml": WATCH}) as h, anyio.create_task_group() as tg:
         await tg.start(h.runtime.run_triggers)
-        await _until(lambda: recorder.running == 1)
+        await wait_until(lambda: recorder.running == 1)
         h.runtime.request_stop()

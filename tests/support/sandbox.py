@@ -1,21 +1,22 @@
 """Helpers of the sandbox and end-to-end tests: the small sync project, free ports, a served
-runtime (imported as a plain module: pytest runs in importlib mode)."""
+runtime."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-FIXTURE = Path(__file__).parent / "fixtures" / "sync-project"
+from tests.support.servers import free_port
+from tests.support.waiting import wait_for
+
+FIXTURE = Path(__file__).parents[1] / "sandbox" / "fixtures" / "sync-project"
 #: Every credential of the fixture project, as the environment would carry them.
 CREDENTIAL_VARIABLES = ("SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET", "SALESFORCE_LOGIN_URL",
                         "QUICKBOOKS_CLIENT_ID", "QUICKBOOKS_CLIENT_SECRET", "QUICKBOOKS_REALM_ID",
@@ -30,12 +31,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def splice(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
            timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the splice command to completion."""
@@ -44,17 +39,19 @@ def splice(*args: str, env: dict[str, str] | None = None, cwd: Path | None = Non
 
 
 def wait_ready(base: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    """Until ``splice serve`` at ``base`` answers ``/ready``; fails at once if it exits."""
+
+    def ready() -> bool:
         try:
             if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                return
+                return True
         except httpx.TransportError:
             pass
         if proc.poll() is not None:
             raise AssertionError(f"splice serve exited with {proc.returncode}")
-        assert time.monotonic() < deadline, "splice serve did not become ready"
-        time.sleep(0.1)
+        return False
+
+    wait_for(ready, timeout=timeout, what="splice serve to become ready")
 
 
 @contextmanager
@@ -83,12 +80,3 @@ def serving(project: Path, *args: str, env: dict[str, str] | None = None
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def wait_for(predicate: object, timeout: float = 20, what: str = "condition",
-             interval: float = 0.1) -> None:
-    """Poll ``predicate()`` every ``interval`` seconds until it is true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)

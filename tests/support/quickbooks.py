@@ -1,13 +1,10 @@
-"""Helpers shared by the quickbooks connector tests (imported by conftest and test modules)."""
+"""Helpers of the quickbooks connector tests: a connection to the emulator, operation calls."""
 
 from __future__ import annotations
 
 import logging
-import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -113,40 +110,3 @@ class FakeSourceContext(RecordingSourceContext):
         if self._gate is not None:
             await self._gate.wait()
         return await super().handle(event, dead_letter_failures=dead_letter_failures)
-
-
-async def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Poll ``condition`` (a test helper for background loops), failing after ``seconds``."""
-    with anyio.fail_after(seconds):
-        while True:
-            if condition():
-                return
-            await anyio.sleep(0.005)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def serve_in_thread(app: Any, *, lifespan: str = "on") -> Iterator[str]:
-    """Run ``app`` under uvicorn on a free local port; yields its base URL."""
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan=lifespan))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the emulator did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -1,8 +1,4 @@
-"""Helpers of the flow tests: open the shipped project against both emulators, seed Salesforce.
-
-Imported as a plain module (pytest runs in importlib mode); ``conftest.py`` puts this folder on
-``sys.path``.
-"""
+"""Helpers of the flow tests: open the shipped project against both emulators, seed Salesforce."""
 
 from __future__ import annotations
 
