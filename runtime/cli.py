@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from runtime.cli_deadletters import cmd_dlq
-from runtime.cli_support import CliError, default_project_dir
+from runtime.cli_support import CliError, default_project_dir, load_plugins
 from runtime.cli_support import load_cli_project as _load
 from runtime.cli_support import registry as _registry
 from runtime.errors import SpliceError
@@ -37,7 +37,7 @@ __all__ = ["main"]
 def cmd_validate(args: argparse.Namespace) -> int:
     import dsl
 
-    registry = _registry()
+    registry = _registry(args)
     env = args.env or os.environ.get("SPLICE_ENV") or "dev"
     problems: list[Any] = []
     counted = 0
@@ -83,7 +83,7 @@ def cmd_flows(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     import dsl
 
-    schema = dsl.flow_json_schema(_registry())
+    schema = dsl.flow_json_schema(_registry(args))
     text = json.dumps(schema, indent=2, ensure_ascii=False)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
@@ -96,7 +96,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_docs(args: argparse.Namespace) -> int:
     from runtime.docs import render_reference
 
-    print(render_reference(_registry()))
+    print(render_reference(_registry(args)))
     return 0
 
 
@@ -140,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runtime.steps import materialize
     from runtime.store.base import LockTimeoutError
 
-    registry = _registry()
+    registry = _registry(args)
     project = _load(args, registry)
     if args.flow not in project.flows:
         known = ", ".join(sorted(project.flows)) or "none"
@@ -183,7 +183,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run every flow; in sandbox mode against the connectors' emulators (see runtime.sandbox)."""
     from runtime.server import ServeOptions, run
 
-    registry = _registry()
+    registry = _registry(args)
     project = _load(args, registry)
     options = ServeOptions(
         host=args.host, port=args.port, drain_timeout=args.drain_timeout,
@@ -203,7 +203,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from runtime.service import open_runtime
     from runtime.store import DeadLetterQueue
 
-    registry = _registry()
+    registry = _registry(args)
     project = _load(args, registry)
 
     async def go() -> int:
@@ -263,7 +263,7 @@ def _sandbox_actions(sandboxes: Mapping[str, SandboxSpec]) -> dict[str, list[tup
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """``splice sandbox <connector>`` serves an emulator; ``splice sandbox <action> ...`` acts on
     the emulators of a running ``splice serve`` in sandbox mode (found through its ``/sandbox``)."""
-    sandboxes = _sandboxes(_registry())
+    sandboxes = _sandboxes(_registry(args))
     actions = _sandbox_actions(sandboxes)
     sandbox = sandboxes.get(args.name)
     if sandbox is None and args.name in actions:
@@ -434,15 +434,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runtime.redaction import Secrets, use_secrets
     from runtime.telemetry import configure_logging
 
+    plugins = load_plugins()  # a failure is reported by the command that needs the plugins
     plugin_commands: Callable[[Any], None] | None = None
-    try:
-        pm = _registry().plugin_manager
-        if pm is not None:
-            plugin_commands = lambda sub: pm.hook.splice_cli(subparsers=sub)  # noqa: E731
-    except CliError:
-        pass  # reported again by the command that needs the plugins
+    if isinstance(plugins, Registry) and plugins.plugin_manager is not None:
+        pm = plugins.plugin_manager
+        plugin_commands = lambda sub: pm.hook.splice_cli(subparsers=sub)  # noqa: E731
     parser = build_parser(plugin_commands)
     args = parser.parse_args(argv)
+    args.plugins = plugins
     configure_logging(args.log_level)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -47,7 +47,7 @@ def _dlq_replay(args: argparse.Namespace) -> int:
     from runtime.service import open_runtime
     from runtime.store import DeadLetterQueue
 
-    plugins = registry()
+    plugins = registry(args)
     project = load_cli_project(args, plugins)
     if not args.all and not args.id:
         raise CliError("give a dead letter id, or --all")

@@ -16,7 +16,8 @@ from dsl import FlowErrors
 from runtime.plugins import PluginLoadError
 from runtime.registry import Registry, load_registry
 
-__all__ = ["CliError", "default_project_dir", "load_cli_project", "open_project_store", "registry"]
+__all__ = ["CliError", "default_project_dir", "load_cli_project", "load_plugins", "open_project_store",
+           "registry"]
 
 
 class CliError(Exception):
@@ -34,18 +35,28 @@ def default_project_dir() -> Path:
     return Path("flows") if Path("flows").is_dir() else Path(".")
 
 
-_loaded: dict[str, Any] = {}
+def load_plugins() -> Registry | CliError:
+    """The installed plugins' registry, or the error to print when a command needs it.
+
+    ``main`` loads it once per command (the parser needs the plugins' sub-commands too) and keeps
+    it on the parsed arguments; a failure is kept rather than raised, since a command that needs no
+    plugin (``splice --help``) must still run.
+    """
+    try:
+        return load_registry()
+    except PluginLoadError as exc:
+        return CliError(f"plugin error: {exc}")
 
 
-def registry() -> Registry:
-    """The installed plugins' registry, loaded once per command."""
-    if "registry" not in _loaded:
-        try:
-            _loaded["registry"] = load_registry()
-        except PluginLoadError as exc:
-            raise CliError(f"plugin error: {exc}") from None
-    registry: Registry = _loaded["registry"]
-    return registry
+def registry(args: argparse.Namespace) -> Registry:
+    """The plugins loaded for this command (loaded here when ``args`` did not come from ``main``)."""
+    plugins = getattr(args, "plugins", None)
+    if plugins is None:
+        plugins = args.plugins = load_plugins()
+    if isinstance(plugins, CliError):
+        raise plugins
+    assert isinstance(plugins, Registry)
+    return plugins
 
 
 def load_cli_project(args: argparse.Namespace, plugins: Registry | None = None) -> Any:
@@ -55,7 +66,7 @@ def load_cli_project(args: argparse.Namespace, plugins: Registry | None = None) 
     if not root.is_dir():
         raise CliError(f"project directory '{root}' does not exist")
     try:
-        project, _ = load_project(root, env=args.env, registry=plugins or registry())
+        project, _ = load_project(root, env=args.env, registry=plugins or registry(args))
     except FlowErrors as errors:
         for error in errors.errors:
             print(error.format(), file=sys.stderr)
