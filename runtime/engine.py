@@ -18,7 +18,7 @@ import anyio
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from dsl.model import Flow, Project, Step
+from dsl.model import ErrorHandler, Flow, Project, Step
 from runtime.cache import ResultCache
 from runtime.error_handling import find_handler, retry_delay, should_retry
 from runtime.errors import FlowExecutionError, SpliceError
@@ -37,7 +37,10 @@ from runtime.telemetry import (
     ATTR_TRIGGER,
 )
 
-__all__ = ["FlowEngine"]
+__all__ = ["DEAD_LETTER_ID", "FlowEngine"]
+
+#: The detail of an error that a called flow kept as a dead letter already: the letter's id.
+DEAD_LETTER_ID = "deadLetterId"
 
 
 class FlowEngine:
@@ -83,7 +86,7 @@ class FlowEngine:
             store=store, tracer=self.tracer, logger=self.logger, results=self.results,
             costs=ExpressionCosts(), transform_threads=self.transform_threads,
             operations=registry.operations, connection_for=self.connection_for, flow=self.flow,
-            run_steps=self.run_steps,
+            run_steps=self.run_steps, called_flow_failed=self.called_flow_failed,
         )
 
     # -- entry point ------------------------------------------------------------------------------
@@ -230,24 +233,62 @@ class FlowEngine:
 
     # -- failures ---------------------------------------------------------------------------------
 
-    async def _handle_failure(self, flow: Flow, message: Message, error: SpliceError,
-                              dead_letter_failures: bool) -> Outcome:
-        handler = find_handler(flow.on_error, error)
+    async def _run_handler_steps(self, flow: Flow, handler: ErrorHandler | None, message: Message,
+                                 error: SpliceError) -> None:
         message.vars["error"] = error.to_dict()
         if handler is not None and handler.steps:
             try:
                 await self.run_steps(flow, handler.steps, message, f"flow/{flow.name}/on-error")
             except SpliceError as inner:
                 self.logger.error("on-error steps of %s failed: %s", flow.name, inner)
+
+    async def _handle_failure(self, flow: Flow, message: Message, error: SpliceError,
+                              dead_letter_failures: bool) -> Outcome:
+        handler = find_handler(flow.on_error, error)
+        await self._run_handler_steps(flow, handler, message, error)
         action = handler.action if handler is not None else "propagate"
         if action == "continue":
             if handler is not None and handler.has_payload:
                 message.payload = render_value(handler.payload, message)
             return Outcome("completed", message, error=error)
+        kept = error.details.get(DEAD_LETTER_ID)
+        if kept and (action == "dead-letter" or dead_letter_failures):
+            # A flow this one called kept its own input already: that letter replays the failure.
+            self.logger.error("%s failed: %s, kept as %s", flow.name, error.error_type, kept)
+            return Outcome("dead-lettered", message, error=error, dead_letter_id=str(kept))
         if action == "dead-letter" or dead_letter_failures:
             return await self.dead_letter(flow, message, error)
         self.logger.warning("%s failed: %s", flow.name, error)
         return Outcome("failed", message, error=error)
+
+    async def called_flow_failed(self, flow: Flow, entry: Message, message: Message,
+                                 error: Exception) -> None:
+        """A flow run by ``flow-ref`` failed: its own ``on-error`` handler applies, as in Mule.
+
+        No handler (or ``propagate``) fails the calling step with the error; ``continue`` returns
+        (the flow-ref then completes with the handler's payload); ``dead-letter`` keeps ``entry``,
+        the message as the flow got it (its variables are its input), as a letter of that flow, so
+        that replaying it runs the flow again, then fails the calling step with the error, marked
+        with the letter's id: the caller neither retries it nor keeps it a second time.
+        """
+        if not isinstance(error, SpliceError):
+            raise error
+        handler = find_handler(flow.on_error, error)
+        if handler is None:
+            raise error
+        await self._run_handler_steps(flow, handler, message, error)
+        if handler.action == "continue":
+            if handler.has_payload:
+                message.payload = render_value(handler.payload, message)
+            return
+        if handler.action == "dead-letter" and DEAD_LETTER_ID not in error.details:
+            letter_id = await self.dead_letters.add(
+                flow=flow.name, step=str(error.details.get("step", "")), message=entry.to_dict(),
+                error=error.to_dict(), attempts=int(error.details.get("attempts", 1)))
+            self.logger.error("%s: dead-lettered %s as %s", flow.name, error.error_type, letter_id)
+            error.details[DEAD_LETTER_ID] = letter_id
+            self._retried.add(error)
+        raise error
 
     async def dead_letter(self, flow: Flow, message: Message, error: SpliceError) -> Outcome:
         """Keep the execution's full input and its error for inspection and replay."""

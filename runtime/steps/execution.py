@@ -49,6 +49,10 @@ class StepExecution:
     flow: Callable[[str], Flow]
     #: ``run_steps(flow, steps, message, path)``: nested steps, each traced and retried.
     run_steps: Callable[[Flow, Sequence[Step], Message, str], Awaitable[None]]
+    #: ``called_flow_failed(flow, entry, message, error)``: a flow run by ``flow-ref`` failed with
+    #: ``error``; its own ``on-error`` handler applies (``entry`` is the message as it was handed
+    #: over, kept if the handler dead-letters). Returns when the handler continues, else raises.
+    called_flow_failed: Callable[[Flow, Message, Message, Exception], Awaitable[None]]
 
 
 #: ``async def run(execution, flow, step, message, path)``.

@@ -7,6 +7,7 @@ other execution on the event loop. Which ones are slow is measured per engine
 
 from __future__ import annotations
 
+import re
 import time
 import weakref
 from typing import Any
@@ -64,8 +65,18 @@ class ExpressionCosts:
                 pass
 
 
+#: JSONata's code for ``$error(message)``: a flow failing on purpose.
+_RAISED_BY_FLOW = "D3137"
+#: ``$error('NAMESPACE:KIND: text')`` raises an error of that type, which on-error handlers can match.
+_TYPED_MESSAGE = re.compile(r"^(?P<type>[A-Z][A-Z0-9_]*:[A-Z][A-Z0-9_]*): (?P<text>.+)$", re.DOTALL)
+
+
 def translate(error: ExpressionEvaluationError) -> TransformError:
-    """The typed, redacted error of a failed evaluation."""
+    """The typed, redacted error of a failed evaluation.
+
+    A flow raises an error of its own type with ``$error('RECONCILIATION:REPAIRS_FAILED: ...')``
+    (what Mule's raise-error does); any other failure is a ``TRANSFORM:EVALUATION``.
+    """
     code = getattr(error, "code", None)
     span = getattr(error, "span", None)
     details: dict[str, Any] = {}
@@ -73,8 +84,12 @@ def translate(error: ExpressionEvaluationError) -> TransformError:
         details["code"] = code
     if span is not None:
         details["at"] = str(span)
-    return TransformError(redact(str(getattr(error, "message", error))),
-                          error_type="TRANSFORM:EVALUATION", details=details)
+    text = str(getattr(error, "message", error))
+    typed = _TYPED_MESSAGE.match(text) if code == _RAISED_BY_FLOW else None
+    if typed:
+        return TransformError(redact(typed.group("text")), error_type=typed.group("type"),
+                              details=details)
+    return TransformError(redact(text), error_type="TRANSFORM:EVALUATION", details=details)
 
 
 def render_value(value: Any, message: Message) -> Any:

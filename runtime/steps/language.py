@@ -159,7 +159,12 @@ async def run_log(execution: StepExecution, flow: Flow, step: LogStep,
 
 async def run_flow_ref(execution: StepExecution, flow: Flow, step: FlowRefStep,
                        message: Message, path: str) -> None:
-    """The other flow's steps on a copy of the message; its variables and result come back."""
+    """The other flow's steps on a copy of the message; its variables and result come back.
+
+    When its steps fail, the other flow's own ``on-error`` handler decides, as it would for an
+    execution of its own: its steps run, ``continue`` ends the flow-ref normally, ``dead-letter``
+    keeps the message as it was handed over (replayable as that flow) and fails the calling step.
+    """
     depth = _flow_ref_depth.get()
     if depth >= MAX_FLOW_REF_DEPTH:
         raise FlowExecutionError(f"flow-ref nested deeper than {MAX_FLOW_REF_DEPTH} (a cycle?)",
@@ -167,8 +172,12 @@ async def run_flow_ref(execution: StepExecution, flow: Flow, step: FlowRefStep,
     target = execution.flow(step.flow)
     token = _flow_ref_depth.set(depth + 1)
     try:
+        entry = message.copy()
         inner = message.copy()
-        await execution.run_steps(target, target.steps, inner, f"flow/{target.name}/steps")
+        try:
+            await execution.run_steps(target, target.steps, inner, f"flow/{target.name}/steps")
+        except SpliceError as error:
+            await execution.called_flow_failed(target, entry, inner, error)
     finally:
         _flow_ref_depth.reset(token)
     message.vars = inner.vars  # variables set by the called flow are visible afterwards, as in Mule

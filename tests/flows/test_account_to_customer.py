@@ -41,3 +41,21 @@ async def test_account_matches_an_existing_customer_by_name(integration: Integra
     cars = [c for c in it.table("Customer") if c["DisplayName"] == "Cool Cars"]
     assert len(cars) == 1 and cars[0]["PrimaryPhone"]["FreeFormNumber"] == "+1 555 0100"
     assert it.record("Account", account)["QB_Customer_Id__c"] == cars[0]["Id"]
+
+
+async def test_a_name_with_a_colon_becomes_a_name_quickbooks_accepts(integration: Integration) -> None:
+    """QuickBooks refuses ':' (and tabs, newlines) in names, Salesforce does not: the customer
+    and item names write it as ' - ' instead of failing every sync of the account."""
+    it = integration
+    account = it.account("Acme: West\tRegion")
+    outcome = await it.run("account-to-customer", it.record("Account", account))
+    assert outcome.status == "completed", outcome.error
+    customer = it.company.tables["Customer"][it.record("Account", account)["QB_Customer_Id__c"]]
+    assert customer["DisplayName"] == "Acme - West Region" == customer["CompanyName"]
+
+    product = it.product("Audit: annual", 100)
+    opportunity = it.opportunity(account, [{"product": product, "Quantity": 1}])
+    outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opportunity))
+    assert outcome.status == "completed", outcome.error
+    assert "Audit - annual" in [item["Name"] for item in it.table("Item")]
+    assert it.record("Opportunity", opportunity)["QuickBooks_Invoice_Id__c"]

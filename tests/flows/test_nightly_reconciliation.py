@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from runtime.message import Message
+from runtime.store import DeadLetterQueue
 from tests.support.flows import Integration, open_integration
 
 pytestmark = pytest.mark.anyio
@@ -100,3 +104,76 @@ async def test_report_then_repair(tmp_path: Path) -> None:
         assert summary["repair"] is True and summary["repaired"] == 0  # what is left is report only
         found = categories(reports)
         assert found == {"duplicated": {opps["duplicate"], opps["clean"]}, "amount-mismatch": {opps["paid-edited"]}}
+
+
+async def test_failed_repairs_are_counted_logged_and_kept_for_replay(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A repair that fails is not reported as done: the report counts it failed, it is logged at
+    error level with its opportunity and kept as a dead letter of the flow that repairs, which a
+    replay finishes once the cause is gone; the run itself ends failed (`splice run` exits 1)."""
+    reports = tmp_path / "reports"
+    name = f"reconciliation-{PERIOD['from']}-to-{PERIOD['to']}"
+    async with open_integration({"RECONCILIATION_REPORT_DIR": str(reports),
+                                 "RECONCILIATION_BULK_POLL_INTERVAL": "10ms"}) as it:
+        product = it.product("Audit", 100)
+        fine = it.opportunity(it.account("Fine Corp"), [{"product": product, "Quantity": 1}],
+                              name="fine", close_date="2026-03-10")
+        # QuickBooks refuses a customer whose name a vendor has (6240): this repair fails.
+        vendor = it.company.create("Vendor", {"DisplayName": "Clash Supplies"}, {})
+        blocked = it.opportunity(it.account("Clash Supplies"), [{"product": product, "Quantity": 1}],
+                                 name="blocked", close_date="2026-03-11")
+
+        with caplog.at_level(logging.INFO):
+            outcome = await it.run("nightly-reconciliation", {**PERIOD, "repair": True})
+        assert outcome.status == "failed" and outcome.error is not None
+        assert outcome.error.error_type == "RECONCILIATION:REPAIRS_FAILED"
+        assert "1 of 2 repairs failed" in outcome.error.message
+
+        summary = json.loads((reports / f"{name}.json").read_text())
+        assert summary["repairs"] == {"attempted": 2, "done": 1, "failed": 1}
+        assert summary["repaired"] == 1
+        assert it.record("Opportunity", fine)["QuickBooks_Invoice_Id__c"]
+        assert not it.record("Opportunity", blocked)["QuickBooks_Invoice_Id__c"]
+        findings = {f["opportunityId"]: f for f in map(json.loads, (reports / f"{name}.jsonl").read_text().splitlines())}
+        assert findings[fine]["repairResult"] == "done"
+        assert findings[blocked]["repairResult"] == "failed"
+        assert findings[blocked]["repairError"].startswith("QUICKBOOKS:")
+        table = (reports / f"{name}.txt").read_text()
+        assert "repairs attempted 2, done 1, failed 1" in table
+        assert any(line.startswith(f"missing         {blocked}") and "repair failed: invoice" in line
+                   for line in table.splitlines())
+
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert any(blocked in text and "not invoiced" in text for text in errors)
+        [summary_line] = [r.getMessage() for r in caplog.records if "reconciliation 2026-03-01" in r.getMessage()]
+        assert "0 unlinked" in summary_line and "2 attempted, 1 done, 1 failed" in summary_line
+
+        letters = await DeadLetterQueue(it.store).list()
+        [letter] = [letter for letter in letters if letter.id == findings[blocked]["deadLetterId"]]
+        assert letter.flow == "opportunity-to-invoice"
+        assert letter.message["vars"]["trigger"] == {"Id": blocked}
+        assert {letter.flow for letter in letters} == {"opportunity-to-invoice"}  # one letter, not two
+
+        # The cause removed, the dead letter replays the repair.
+        it.company.tables["Vendor"][vendor["Id"]]["DisplayName"] = "Clash Supplies (vendor)"
+        replay = await it.runtime.engine.run(letter.flow, Message.from_dict(letter.message))
+        assert replay.status == "completed", replay.error
+        assert it.record("Opportunity", blocked)["QuickBooks_Invoice_Id__c"]
+
+
+async def test_the_period_holds_opportunities_closed_in_it_with_an_earlier_close_date(tmp_path: Path) -> None:
+    """An opportunity closed won today with a close date of last month is checked tonight."""
+    reports = tmp_path / "reports"
+    today = datetime.now(UTC).date()
+    period = {"from": (today - timedelta(days=1)).isoformat(), "to": today.isoformat()}
+    async with open_integration({"RECONCILIATION_REPORT_DIR": str(reports),
+                                 "RECONCILIATION_BULK_POLL_INTERVAL": "10ms"}) as it:
+        product = it.product("Audit", 100)
+        late = it.opportunity(it.account("Late Corp"), [{"product": product, "Quantity": 1}],
+                              name="late", close_date=(today - timedelta(days=40)).isoformat())
+        outcome = await it.run("nightly-reconciliation", {**period, "repair": False})
+        assert outcome.status == "completed", outcome.error
+    name = f"reconciliation-{period['from']}-to-{period['to']}"
+    summary = json.loads((reports / f"{name}.json").read_text())
+    assert summary["checked"] == 1 and summary["missing"] == 1
+    assert [json.loads(line)["opportunityId"] for line in (reports / f"{name}.jsonl").read_text().splitlines()] == [late]

@@ -377,3 +377,82 @@ async def test_two_engines_measure_expression_costs_apart(registry: Any, write_p
         assert second.engine.execution.costs.cost(expression) == 0.0
         assert len(second.engine.execution.costs) == 0
     await store.aclose()
+
+
+async def test_a_called_flow_applies_its_own_on_error_handler(start: Any, recorder: Any) -> None:
+    """A flow run by flow-ref that fails is handled by its own on-error: its steps run, its
+    dead letter keeps the message as it was handed over (so that replaying it runs that flow
+    again), and the calling step fails with the letter's id: the caller keeps no second letter."""
+    flows = {"outer.yaml": """
+    flow: outer
+    steps:
+      - set-variable: { name: record, value: "#[payload.id]" }
+      - foreach:
+          collection: "#[payload.items]"
+          on-item-error: continue
+          collect: false
+          steps: [ { flow-ref: repair } ]
+        target: repairs
+      - flow-ref: repair
+    on-error:
+      - when: ANY
+        then: dead-letter
+    """, "repair.yaml": """
+    flow: repair
+    steps:
+      - test.fail: { type: "DEMO:REFUSED", key: "#[vars.record]", message: "no" }
+    on-error:
+      - when: DEMO:*
+        steps: [ { set-variable: { name: handled, value: "#[vars.error.type]" } } ]
+        then: dead-letter
+    """}
+    async with start(flows) as h:
+        outcome = await h.runtime.engine.run("outer", Event(payload={"id": "r-1", "items": [1, 2]}))
+        queue = DeadLetterQueue(h.runtime.store)
+        letters = await queue.list()
+    assert outcome.status == "dead-lettered" and outcome.error is not None
+    assert outcome.message.vars["repairs"] == {"count": 2, "failed": 2}
+    assert outcome.message.vars["foreachErrors"][0]["error"]["details"]["deadLetterId"]
+    assert {letter.flow for letter in letters} == {"repair"} and len(letters) == 3
+    assert outcome.dead_letter_id in {letter.id for letter in letters}
+    assert all(letter.message["vars"]["record"] == "r-1" for letter in letters)
+    assert recorder.attempts["r-1"] == 3
+
+
+async def test_a_called_flow_that_continues_ends_the_flow_ref_normally(start: Any) -> None:
+    flows = {"outer.yaml": """
+    flow: outer
+    steps:
+      - flow-ref: lenient
+      - set-variable: { name: after, value: "#[payload]" }
+    """, "lenient.yaml": """
+    flow: lenient
+    steps:
+      - test.fail: { type: "DEMO:REFUSED" }
+    on-error:
+      - when: DEMO:REFUSED
+        then: continue
+        payload: fallback
+    """}
+    async with start(flows) as h:
+        outcome = await h.runtime.engine.run("outer", Event(payload={}))
+    assert outcome.status == "completed"
+    assert outcome.message.vars["after"] == "fallback"
+
+
+async def test_error_raises_an_error_of_the_type_the_flow_names(start: Any) -> None:
+    """``$error('NS:KIND: text')`` fails the flow with that type, for on-error handlers to match."""
+    flow = """
+    flow: strict
+    steps:
+      - transform: "$error('DEMO:TOO_MANY: 3 of 5 failed')"
+    on-error:
+      - when: DEMO:TOO_MANY
+        then: continue
+        payload: "#[vars.error.message]"
+    """
+    async with start({"strict.yaml": flow}) as h:
+        outcome = await h.runtime.engine.run("strict", Event(payload={}))
+    assert outcome.status == "completed" and outcome.error is not None
+    assert outcome.error.error_type == "DEMO:TOO_MANY"
+    assert outcome.message.payload == "3 of 5 failed"

@@ -19,6 +19,7 @@ from typing import Any
 from connectors.quickbooks.emulator import transactions
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.table import Table
+from connectors.quickbooks.emulator.validation import check_record
 
 __all__ = ["ENTITIES", "NAME_LISTS", "Company", "company_time", "not_found"]
 
@@ -229,6 +230,7 @@ class Company:
                   existing: dict[str, Any] | None) -> dict[str, Any]:
         """Validate a record and add server-computed fields."""
         own_id = existing["Id"] if existing else None
+        check_record(entity, record)
         if entity in _PEOPLE:
             if not record.get("DisplayName"):
                 parts = [record.get(k) for k in ("Title", "GivenName", "MiddleName", "FamilyName",

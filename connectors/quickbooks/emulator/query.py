@@ -25,6 +25,7 @@ from connectors.quickbooks.emulator.entities import NAME_LISTS, PACIFIC, Company
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.table import Table
 from connectors.quickbooks.emulator.table import field_value as _value
+from connectors.quickbooks.emulator.validation import check_filters
 
 __all__ = ["Query", "parse_query", "run_query"]
 
@@ -265,6 +266,7 @@ def run_query(company: Company, text: str) -> dict[str, Any]:
     query = parse_query(text)
     if query.entity not in company.tables:
         raise Fault("4001", "Invalid query", f"QueryValidationError: Invalid entity {query.entity}")
+    check_filters(query.entity, [path for path, _op, _value in query.conditions])
     table = company.tables[query.entity]
     if query.count:
         return {"totalCount": len(_matching(table, query))}

@@ -48,6 +48,9 @@ async def _dispatch(request: Request) -> Response:
             version = match.group("v")
             if float(version) < 31.0:
                 raise ApiError(410, "UNSUPPORTED_API_VERSION", f"API version {version} is retired")
+            if float(version) > float(emu.org.api_version):
+                # A version the org does not know yet (v99.0) is no resource at all, as in Salesforce.
+                raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
             response = await handler(request, emu, **match.groupdict())
             break
         else:

@@ -3,6 +3,7 @@ the Opportunity.Amount roll-up."""
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from connectors.salesforce.emulator.errors import ApiError
@@ -15,9 +16,27 @@ __all__ = ["apply_derived", "rollup"]
 
 #: (object, id, values) of parents whose roll-ups changed.
 Touched = list[tuple[str, str, dict[str, Any]]]
+_CENT = Decimal("0.01")
 
 
-def _opportunity(record: dict[str, Any], given: set[str], creating: bool) -> None:
+def _decimal(value: Any) -> Decimal:
+    """A number as Salesforce computes with it: exact decimal digits, never binary floating point."""
+    return Decimal(str(value)) if value not in (None, "") else Decimal(0)
+
+
+def _money(value: Decimal) -> float:
+    """Rounded half up to the cent, as Salesforce rounds currency (14.5 x 128.35 = 1861.08)."""
+    return float(value.quantize(_CENT, rounding=ROUND_HALF_UP))
+
+
+def _opportunity(org: Org, record: dict[str, Any], given: set[str], creating: bool) -> None:
+    if not creating and "Amount" in given and record.get("HasOpportunityLineItem"):
+        # With products, Amount is the roll-up of the line items: Salesforce refuses to set it.
+        rolled = rollup(org, str(record.get("Id")))
+        if rolled and _decimal(record.get("Amount")) != _decimal(rolled[0][2].get("Amount")):
+            raise ApiError(400, "FIELD_INTEGRITY_EXCEPTION",
+                           "field integrity exception: Amount (Opportunity Amount cannot be set "
+                           "when the opportunity has products)", ["Amount"])
     stage = record.get("StageName")
     if stage is not None and stage not in STAGES:
         raise ApiError(400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
@@ -51,15 +70,16 @@ def _line_item(org: Org, record: dict[str, Any], given: set[str], creating: bool
     record.update({"PricebookEntryId": entry["Id"], "Product2Id": entry["Product2Id"],
                    "ListPrice": entry["UnitPrice"], "ProductCode": product.get("ProductCode"),
                    "Name": f"{(opportunity or {}).get('Name', '')} {product.get('Name', '')}".strip()})
-    quantity = float(record.get("Quantity") or 0)
+    quantity = _decimal(record.get("Quantity"))
     if record.get("UnitPrice") is None and record.get("TotalPrice") is not None and quantity:
-        record["UnitPrice"] = round(float(record["TotalPrice"]) / quantity, 2)
+        record["UnitPrice"] = _money(_decimal(record["TotalPrice"]) / quantity)
     if record.get("UnitPrice") is None:
         record["UnitPrice"] = entry["UnitPrice"]
+    price = _decimal(record["UnitPrice"])
     if "TotalPrice" not in given or not creating:
-        discount = float(record.get("Discount") or 0)
-        record["TotalPrice"] = round(quantity * float(record["UnitPrice"]) * (1 - discount / 100), 2)
-    record["Subtotal"] = round(quantity * float(record["UnitPrice"]), 2)
+        discount = _decimal(record.get("Discount"))
+        record["TotalPrice"] = _money(quantity * price * (1 - discount / 100))
+    record["Subtotal"] = _money(quantity * price)
 
 
 def _pricebook_entry(org: Org, record: dict[str, Any], creating: bool) -> None:
@@ -86,7 +106,7 @@ def rollup(org: Org, opportunity_id: str | None) -> Touched:
              if li["OpportunityId"] == opportunity_id]
     values: dict[str, Any] = {"HasOpportunityLineItem": bool(lines)}
     if lines:
-        values["Amount"] = round(sum(float(li.get("TotalPrice") or 0) for li in lines), 2)
+        values["Amount"] = _money(sum((_decimal(li.get("TotalPrice")) for li in lines), Decimal(0)))
     return [("Opportunity", opportunity_id, values)]
 
 
@@ -98,7 +118,7 @@ def apply_derived(org: Org, obj: str, record: dict[str, Any], given: set[str], *
     if obj == "Contact":
         record["Name"] = " ".join(p for p in (record.get("FirstName"), record.get("LastName")) if p)
     elif obj == "Opportunity":
-        _opportunity(record, given, creating)
+        _opportunity(org, record, given, creating)
     elif obj == "PricebookEntry":
         _pricebook_entry(org, record, creating)
     elif obj == "OpportunityLineItem":

@@ -147,6 +147,12 @@ async def by_external_id(request: Request, emu: Emulator, v: str, obj: str, fiel
     body = await _json(request)
     if not isinstance(body, dict):
         raise ApiError(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from a non-object")
+    fdef = emu.org.schema(obj).field(field)
+    canonical = (fdef.name if fdef else field).lower()
+    if any(key.lower() == canonical for key in body):
+        # The value is in the URL; Salesforce refuses it in the body as well, even when equal.
+        raise ApiError(400, "INVALID_FIELD", f"The external ID field {fdef.name if fdef else field} "
+                                             "should not be specified in the sobject data.")
     result = _upsert_one(emu, request, obj, field, value, body, matches)
     return JSONResponse(result, status_code=201 if result["created"] else 200)
 

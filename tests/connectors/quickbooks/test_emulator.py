@@ -240,3 +240,72 @@ async def test_company_info_and_preferences(http: httpx.AsyncClient) -> None:
     assert prefs["CurrencyPrefs"]["MultiCurrencyEnabled"] is False
     refused = await http.post(f"{API}/companyinfo", json={"CompanyName": "x"})
     assert _code(refused) == "500"
+
+
+async def test_a_customer_name_a_vendor_or_employee_has_is_6240(http: httpx.AsyncClient) -> None:
+    """DisplayName is unique across customers, vendors and employees, inactive ones too."""
+    assert (await http.post(f"{API}/vendor", json={"DisplayName": "Pine Supplies"})).status_code == 200
+    employee = await http.post(f"{API}/employee", json={"GivenName": "Ada", "FamilyName": "Byron"})
+    assert employee.status_code == 200
+    await http.post(f"{API}/employee", json={"Id": employee.json()["Employee"]["Id"],
+                                             "SyncToken": "0", "sparse": True, "Active": False})
+    for name in ("pine supplies", "Ada Byron"):
+        response = await http.post(f"{API}/customer", json={"DisplayName": name})
+        assert response.status_code == 400 and _code(response) == "6240"
+        error = response.json()["Fault"]["Error"][0]
+        assert error["Message"] == "Duplicate Name Exists Error"
+        assert "Another customer, vendor or employee is already using this name" in error["Detail"]
+        assert response.json()["Fault"]["type"] == "ValidationFault"
+
+
+async def test_names_with_a_colon_tab_or_newline_are_refused(http: httpx.AsyncClient) -> None:
+    """``:`` separates the levels of a FullyQualifiedName: QuickBooks refuses it in a name."""
+    for entity, body in (("customer", {"DisplayName": "Acme: West"}),
+                         ("customer", {"DisplayName": "Acme West", "CompanyName": "Acme\tWest"}),
+                         ("vendor", {"DisplayName": "Pine\nSupplies"}),
+                         ("item", {"Name": "Audit: annual", "Type": "Service",
+                                   "IncomeAccountRef": {"value": "1"}})):
+        response = await http.post(f"{API}/{entity}", json=body)
+        assert response.status_code == 400 and _code(response) == "2050", body
+        assert response.json()["Fault"]["type"] == "ValidationFault"
+    assert (await http.post(f"{API}/customer", json={"DisplayName": "Acme West"})).status_code == 200
+
+
+async def test_malformed_email_addresses_are_refused(http: httpx.AsyncClient) -> None:
+    for address in ("ap.acme.example", "ap@acme", "ap @acme.example"):
+        response = await http.post(f"{API}/customer", json={"DisplayName": f"Mail {address}",
+                                                            "PrimaryEmailAddr": {"Address": address}})
+        assert response.status_code == 400 and _code(response) == "2050", address
+        assert response.json()["Fault"]["Error"][0]["element"] == "PrimaryEmailAddr.Address"
+    ok = await http.post(f"{API}/customer", json={"DisplayName": "Mail ok",
+                                                  "PrimaryEmailAddr": {"Address": "ap@acme.example"}})
+    assert ok.status_code == 200
+    line = {"DetailType": "SalesItemLineDetail", "Amount": 75,
+            "SalesItemLineDetail": {"ItemRef": {"value": "9"}, "Qty": 1, "UnitPrice": 75}}
+    bad = await http.post(f"{API}/invoice", json={"CustomerRef": {"value": "11"}, "Line": [line],
+                                                  "BillEmail": {"Address": "billing"}})
+    assert bad.status_code == 400 and _code(bad) == "2050"
+
+
+async def test_doc_number_longer_than_21_characters_is_refused(http: httpx.AsyncClient) -> None:
+    line = {"DetailType": "SalesItemLineDetail", "Amount": 75,
+            "SalesItemLineDetail": {"ItemRef": {"value": "9"}, "Qty": 1, "UnitPrice": 75}}
+    body = {"CustomerRef": {"value": "11"}, "Line": [line], "DocNumber": "SF-" + "0" * 19}
+    response = await http.post(f"{API}/invoice", json=body)
+    assert response.status_code == 400 and _code(response) == "2050"
+    error = response.json()["Fault"]["Error"][0]
+    assert error["element"] == "DocNumber" and "Max:21" in error["Detail"] and "length:22" in error["Detail"]
+    assert (await http.post(f"{API}/invoice", json={**body, "DocNumber": "SF-" + "0" * 18})).status_code == 200
+
+
+async def test_filtering_on_a_property_quickbooks_cannot_filter_on_is_4001(http: httpx.AsyncClient) -> None:
+    for query in ("select * from Invoice where PrivateNote = 'x'",
+                  "select * from Customer where BillAddr.City = 'Boston'",
+                  "select * from Item where Description like '%audit%'"):
+        response = await http.post(f"{API}/query", content=query,
+                                   headers={"Content-Type": "application/text"})
+        assert response.status_code == 400 and _code(response) == "4001", query
+        assert "is not queryable" in response.json()["Fault"]["Error"][0]["Detail"]
+    fine = await http.post(f"{API}/query", headers={"Content-Type": "application/text"},
+                           content="select * from Invoice where DocNumber = 'x' and TxnDate >= '2026-01-01'")
+    assert fine.status_code == 200

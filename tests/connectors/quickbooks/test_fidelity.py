@@ -104,3 +104,61 @@ def test_customer_invoice_payment_batch_and_cdc(qbo: Any, served_emulator: tuple
     changes = change_data_capture([Invoice, Customer], since, qb=qbo)
     assert invoice.Id in [i.Id for i in changes.Invoice]
     assert "O'Hare Fidelity" in [c.DisplayName for c in changes.Customer]
+
+
+def test_what_quickbooks_refuses_python_quickbooks_sees_refused(qbo: Any) -> None:
+    """Names with ':', malformed e-mails, a DocNumber over 21 characters, a filter on a property
+    QuickBooks cannot filter on, a customer name a vendor has: each is the fault the client knows."""
+    from quickbooks.exceptions import QuickbooksException, ValidationException
+    from quickbooks.objects.base import EmailAddress
+    from quickbooks.objects.customer import Customer
+    from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
+    from quickbooks.objects.invoice import Invoice
+    from quickbooks.objects.item import Item
+    from quickbooks.objects.vendor import Vendor
+
+    colon = Customer()
+    colon.DisplayName = "Acme: Denver"
+    with pytest.raises(ValidationException) as refused:
+        colon.save(qb=qbo)
+    assert refused.value.error_code == 2050
+
+    mail = Customer()
+    mail.DisplayName = "Mail Fidelity"
+    mail.PrimaryEmailAddr = EmailAddress()
+    mail.PrimaryEmailAddr.Address = "billing.acme.example"
+    with pytest.raises(ValidationException) as refused:
+        mail.save(qb=qbo)
+    assert refused.value.error_code == 2050 and "RFC 822" in refused.value.detail
+
+    with pytest.raises(ValidationException) as refused:
+        Customer.filter(Notes="vip", qb=qbo)
+    assert refused.value.error_code == 4001 and "not queryable" in refused.value.detail
+
+    vendor = Vendor()
+    vendor.DisplayName = "Harbor Fidelity"
+    vendor.save(qb=qbo)
+    clash = Customer()
+    clash.DisplayName = "Harbor Fidelity"
+    with pytest.raises(QuickbooksException) as refused:
+        clash.save(qb=qbo)
+    assert refused.value.error_code == 6240
+
+    customer = Customer()
+    customer.DisplayName = "DocNumber Fidelity"
+    customer = customer.save(qb=qbo)
+    invoice = Invoice()
+    line = SalesItemLine()
+    line.Amount = Decimal("75.00")
+    line.SalesItemLineDetail = SalesItemLineDetail()
+    line.SalesItemLineDetail.ItemRef = Item.filter(Name="Hours", qb=qbo)[0].to_ref()
+    line.SalesItemLineDetail.Qty = 1
+    line.SalesItemLineDetail.UnitPrice = Decimal("75")
+    invoice.Line.append(line)
+    invoice.CustomerRef = customer.to_ref()
+    invoice.DocNumber = "SF-006Dn000004AbcdEFGH"  # 22 characters
+    with pytest.raises(ValidationException) as refused:
+        invoice.save(qb=qbo)
+    assert refused.value.error_code == 2050
+    invoice.DocNumber = invoice.DocNumber[:21]
+    assert invoice.save(qb=qbo).Id

@@ -257,3 +257,29 @@ async def test_query_can_stream_pages(qb: QuickBooksClient, store: ObjectStore) 
     rows = await run_op("query", qb, store, query="select * from Account", page_size=2, stream=True)
     assert hasattr(rows, "__aiter__")
     assert [r["Name"] async for r in rows][:2] == ["Services", "Sales of Product Income"]
+
+
+async def test_what_quickbooks_refuses_fails_the_step_with_a_typed_error(
+        emulator: Any, qb: QuickBooksClient, store: ObjectStore) -> None:
+    """Through the connector, the emulator's refusals are errors a flow's on-error can match,
+    with QuickBooks' code and element kept for the dead letter."""
+    cases = [
+        ("create", {"entity": "Invoice", "record": {**_invoice(), "DocNumber": "X" * 22},
+                    "idempotency_key": "long-doc"}, "QUICKBOOKS:VALIDATION", "2050", "DocNumber"),
+        ("create", {"entity": "Customer", "record": {"DisplayName": "Acme: Denver"},
+                    "idempotency_key": "colon"}, "QUICKBOOKS:VALIDATION", "2050", "DisplayName"),
+        ("create", {"entity": "Customer", "record": {"DisplayName": "Mail Co",
+                                                     "PrimaryEmailAddr": {"Address": "mail.co"}},
+                    "idempotency_key": "mail"}, "QUICKBOOKS:VALIDATION", "2050", "PrimaryEmailAddr.Address"),
+        ("query", {"query": "select * from Invoice where PrivateNote = 'x'"},
+         "QUICKBOOKS:INVALID_QUERY", "4001", ""),
+    ]
+    emulator.state.emulator.companies[REALM].create("Employee", {"DisplayName": "Staff Member"}, {})
+    cases.append(("create", {"entity": "Customer", "record": {"DisplayName": "Staff Member"},
+                             "idempotency_key": "staff"}, "QUICKBOOKS:DUPLICATE_NAME", "6240", "DisplayName"))
+    for operation, params, error_type, code, element in cases:
+        with pytest.raises(SpliceError) as info:
+            await run_op(operation, qb, store, **params)
+        assert info.value.error_type == error_type, params
+        assert info.value.details["code"] == code and info.value.details["element"] == element, params
+    assert "Staff Member" not in [c["DisplayName"] for c in _rows(emulator, "Customer")]

@@ -163,3 +163,49 @@ def test_simple_salesforce_logins_and_expired_session(served: tuple[Any, str, Pa
                        session=session)
     app.state.emulator.expire_tokens()
     assert cc_sf.query("SELECT Name FROM Account")["totalSize"] == 1  # 401 -> login again -> retry
+
+
+def test_what_salesforce_refuses_simple_salesforce_sees_refused(served: tuple[Any, str, Path]) -> None:
+    """An unknown API version is 404; an upsert with its external id in the body is 400; Amount of
+    an opportunity with products is the line items' roll-up, refused as a write; line totals are
+    decimal, half up (14.5 x 128.35 = 1861.08, never the binary-float 1861.07)."""
+    from simple_salesforce.exceptions import SalesforceResourceNotFound
+
+    app, base, cert = served
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(cert)
+    token = session.post(f"{base}/services/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": "ss-client", "client_secret": "ss-secret"}).json()
+
+    def client(version: str) -> Salesforce:
+        return Salesforce(instance_url=token["instance_url"], session_id=token["access_token"],
+                          version=version, session=session)
+
+    with pytest.raises(SalesforceResourceNotFound):
+        client("99.0").query("SELECT Id FROM Account")
+    assert client("59.0").query("SELECT Id FROM Account")["done"] is True  # simple-salesforce's default
+    sf = client("66.0")
+
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.Account.upsert("QB_Customer_Id__c/61", {"Name": "Initrode", "QB_Customer_Id__c": "61"})
+    assert refused.value.content[0]["errorCode"] == "INVALID_FIELD"
+    assert sf.Account.upsert("QB_Customer_Id__c/61", {"Name": "Initrode"}) == 201
+
+    account = sf.Account.create({"Name": "Decimal Corp"})["id"]
+    product = sf.Product2.create({"Name": "Sensor"})["id"]
+    org = app.state.emulator.org
+    entry = sf.PricebookEntry.create({"Pricebook2Id": org.standard_pricebook, "Product2Id": product,
+                                      "UnitPrice": 14.5})["id"]
+    opportunity = sf.Opportunity.create({"Name": "Sensors", "AccountId": account, "StageName": "Prospecting",
+                                         "CloseDate": "2026-03-31", "Amount": 10})["id"]
+    assert sf.Opportunity.update(opportunity, {"Amount": 20}) == 204  # no products yet: writable
+    sf.OpportunityLineItem.create({"OpportunityId": opportunity, "PricebookEntryId": entry,
+                                   "Quantity": 128.35, "UnitPrice": 14.5})
+    [line] = sf.query(f"SELECT TotalPrice FROM OpportunityLineItem WHERE OpportunityId = '{opportunity}'")["records"]
+    assert line["TotalPrice"] == 1861.08
+    assert sf.Opportunity.get(opportunity)["Amount"] == 1861.08
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.Opportunity.update(opportunity, {"Amount": 1900})
+    assert refused.value.content[0]["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"
+    assert sf.Opportunity.update(opportunity, {"StageName": "Closed Won"}) == 204
