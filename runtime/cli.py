@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -135,8 +136,9 @@ def _read_input(spec: str | None) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from runtime.cli_sandbox import open_cli_runtime, plan_command
+    from runtime.flow_connections import connections_used
     from runtime.message import Event
-    from runtime.service import open_runtime
     from runtime.steps import materialize
     from runtime.store.base import LockTimeoutError
 
@@ -146,6 +148,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         known = ", ".join(sorted(project.flows)) or "none"
         raise CliError(f"no flow named '{args.flow}' (flows: {known})", code=1)
     payload = _read_input(args.input)
+    # Only what this flow (and the flows it references) uses: a connection without credentials
+    # elsewhere in the project is no reason to fail, and in sandbox mode it needs no emulator.
+    plan = plan_command(args, project, registry, needed=connections_used(project, [args.flow]))
 
     trigger = project.flows[args.flow].trigger
     source = registry.sources.get(trigger.name) if trigger is not None else None
@@ -155,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "it, or another splice run); try again when it is done")
 
     async def go() -> int:
-        async with open_runtime(project, registry) as runtime, AsyncExitStack() as guard:
+        async with open_cli_runtime(plan, registry) as runtime, AsyncExitStack() as guard:
             if run_lock is not None:  # never alongside a triggered run (or another splice run)
                 try:
                     await guard.enter_async_context(runtime.store.lock(run_lock, timeout=0.0))
@@ -188,7 +193,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = ServeOptions(
         host=args.host, port=args.port, drain_timeout=args.drain_timeout,
         sandbox=True if args.sandbox else False if args.no_sandbox else None,
-        sandbox_port_base=args.sandbox_port_base, sandbox_store=Path(args.sandbox_store))
+        sandbox_port_base=args.sandbox_port_base)
+    if args.sandbox_store:
+        options = replace(options, sandbox_store=Path(args.sandbox_store))
     try:
         run(project, registry, options)
     except PluginLoadError as exc:
@@ -200,19 +207,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from runtime.service import open_runtime
+    from runtime.cli_sandbox import open_cli_runtime, plan_command
     from runtime.store import DeadLetterQueue
 
     registry = _registry(args)
     project = _load(args, registry)
+    # In sandbox mode without a serve to reach, the emulated connections are reported, not opened.
+    plan = plan_command(args, project, registry, skip_unreachable=True)
 
     async def go() -> int:
-        async with open_runtime(project, registry) as runtime:
-            report = {
+        async with open_cli_runtime(plan, registry) as runtime:
+            connections = await runtime.status()
+            connections.update({name: {"open": False, "reason": reason}
+                                for name, reason in plan.unreachable.items()})
+            report: dict[str, Any] = {
                 "flows": sorted(project.flows),
-                "connections": await runtime.status(),
+                "connections": dict(sorted(connections.items())),
                 "deadLetters": await DeadLetterQueue(runtime.store).count(),
             }
+            if plan.sandbox:
+                report["sandbox"] = {"store": plan.store_url,
+                                     "serve": plan.served.get("server") if plan.served else None}
         print(dumps(report, indent=2))
         return 0
 
@@ -327,11 +342,18 @@ def _run_sandbox_action(args: argparse.Namespace, candidates: list[tuple[str, An
 # -- parser ----------------------------------------------------------------------------------------
 
 
-def _project_args(parser: argparse.ArgumentParser) -> None:
+def _project_args(parser: argparse.ArgumentParser, *, sandbox: bool = False) -> None:
     parser.add_argument("--project", "-p", help="project directory (default: $SPLICE_PROJECT, "
                         "./flows or .)")
     parser.add_argument("--env", "-e", help="environment: reads config/<env>.yaml "
                         "(default: $SPLICE_ENV or dev)")
+    if sandbox:  # commands that act on the sandbox of a project without credentials, as serve does
+        from runtime.cli_sandbox import add_sandbox_arguments
+
+        add_sandbox_arguments(parser, _DEFAULT_URL)
+
+
+_DEFAULT_URL = os.environ.get("SPLICE_URL", "http://127.0.0.1:8080")
 
 
 def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
@@ -349,7 +371,7 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
     p = sub.add_parser("run", help="run one flow once and print the result")
     p.add_argument("flow")
     p.add_argument("--input", "-i", help="JSON payload file ('-' for standard input)")
-    _project_args(p)
+    _project_args(p, sandbox=True)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("serve", help="run every flow of the project")
@@ -366,9 +388,8 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
                         help="never start emulators (connections without credentials then fail)")
     p.add_argument("--sandbox-port-base", type=int, default=None, metavar="PORT",
                    help="emulators listen on PORT, PORT+1, ... (default: free ports)")
-    p.add_argument("--sandbox-store", default=os.path.join(".splice", "sandbox.db"),
-                   metavar="PATH", help="SQLite file of a sandbox run, emptied at start "
-                                        "(default: .splice/sandbox.db)")
+    p.add_argument("--sandbox-store", metavar="PATH", help="SQLite file of a sandbox run, emptied "
+                                                           "at start (default: .splice/sandbox.db)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("flows", help="list the project's flows and their triggers")
@@ -388,7 +409,7 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
     p.set_defaults(func=cmd_encrypt)
 
     p = sub.add_parser("status", help="connections, API usage and dead letters")
-    _project_args(p)
+    _project_args(p, sandbox=True)
     p.set_defaults(func=cmd_status)
 
     dlq = sub.add_parser("dlq", help="dead letters: list, show, replay")
@@ -396,15 +417,15 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
     p = dsub.add_parser("list")
     p.add_argument("--flow")
     p.add_argument("--limit", type=int, default=100)
-    _project_args(p)
+    _project_args(p, sandbox=True)
     p = dsub.add_parser("show")
     p.add_argument("id")
-    _project_args(p)
+    _project_args(p, sandbox=True)
     p = dsub.add_parser("replay")
     p.add_argument("id", nargs="?")
     p.add_argument("--all", action="store_true")
     p.add_argument("--flow")
-    _project_args(p)
+    _project_args(p, sandbox=True)
     dlq.set_defaults(func=cmd_dlq)
 
     p = sub.add_parser("sandbox", help="run a connector's API emulator, or act on a running "
@@ -418,7 +439,7 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
     p.add_argument("--port", type=int, default=8081)
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="an emulator option (repeatable), e.g. --option demo=true")
-    p.add_argument("--url", default=os.environ.get("SPLICE_URL", "http://127.0.0.1:8080"),
+    p.add_argument("--url", default=_DEFAULT_URL,
                    help="the running splice serve, for actions (default: $SPLICE_URL or "
                         "http://127.0.0.1:8080)")
     p.add_argument("--connection", help="for actions: the connection whose emulator to use")

@@ -16,8 +16,7 @@ from dsl import FlowErrors
 from runtime.plugins import PluginLoadError
 from runtime.registry import Registry, load_registry
 
-__all__ = ["CliError", "default_project_dir", "load_cli_project", "load_plugins", "open_project_store",
-           "registry"]
+__all__ = ["CliError", "default_project_dir", "load_cli_project", "load_plugins", "registry"]
 
 
 class CliError(Exception):
@@ -72,11 +71,3 @@ def load_cli_project(args: argparse.Namespace, plugins: Registry | None = None) 
             print(error.format(), file=sys.stderr)
         raise CliError(f"{len(errors.errors)} problem(s) in {root}", code=1) from None
     return project
-
-
-def open_project_store(args: argparse.Namespace) -> Any:
-    """The object store the project's settings name (for commands that need no connections)."""
-    from runtime.store import open_store
-
-    project = load_cli_project(args)
-    return open_store(project.settings.store_url)

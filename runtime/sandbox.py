@@ -36,6 +36,7 @@ from runtime.registry import Registry
 from runtime.spec import Connector, SandboxSpec, SandboxTarget, param_defaults
 
 __all__ = [
+    "DEFAULT_STORE",
     "SandboxedConnection",
     "connection_triggers",
     "describe",
@@ -45,11 +46,20 @@ __all__ = [
     "render_banner",
     "sandbox_candidates",
     "serve_emulators",
+    "store_url",
     "supports_sandbox",
     "wipe_sqlite",
 ]
 
 logger = logging.getLogger("splice.sandbox")
+
+#: The SQLite file of a sandbox run (relative to the working directory), unless told otherwise.
+DEFAULT_STORE = Path(".splice") / "sandbox.db"
+
+
+def store_url(path: str | Path) -> str:
+    """The store URL of the sandbox's SQLite file at ``path``."""
+    return f"sqlite:///{path}"
 
 
 @dataclass(slots=True)
@@ -224,11 +234,16 @@ def prepare(project: Project, registry: Registry, names: list[str], *, host: str
     return prepared
 
 
-def describe(sandboxes: list[SandboxedConnection], server_url: str) -> dict[str, Any]:
-    """``GET /sandbox``: where each emulator is and the demo credentials to reach it with."""
+def describe(sandboxes: list[SandboxedConnection], server_url: str, *, store: str | None = None,
+             project: str | None = None) -> dict[str, Any]:
+    """``GET /sandbox``: where each emulator is and the demo credentials to reach it with; the
+    sandbox's store and the served project's directory, so that the other ``splice`` commands run
+    against the same sandbox (see :mod:`runtime.cli_sandbox`)."""
     return {
         "mode": "sandbox",
         "server": server_url,
+        **({"store": store} if store is not None else {}),
+        **({"project": project} if project is not None else {}),
         "emulators": {
             item.name: {
                 "connection": item.name,

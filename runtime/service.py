@@ -35,6 +35,7 @@ from runtime.spec import param_defaults
 from runtime.store import open_store
 from runtime.store.base import ObjectStore
 from runtime.telemetry import create_tracer_provider, get_tracer
+from runtime.trigger_states import TriggerStates
 
 __all__ = ["SpliceRuntime", "load_project", "open_runtime"]
 
@@ -66,6 +67,8 @@ class SpliceRuntime:
     stop_event: anyio.Event = field(default_factory=anyio.Event)
     sources_started: anyio.Event = field(default_factory=anyio.Event)
     triggers_done: anyio.Event = field(default_factory=anyio.Event)
+    #: What each flow's trigger is doing (for ``GET /ready``).
+    triggers: TriggerStates = field(default_factory=TriggerStates)
 
     def request_stop(self) -> None:
         """Ask every trigger to finish what it is doing and return."""
@@ -78,8 +81,9 @@ class SpliceRuntime:
             async with anyio.create_task_group() as tg:
                 for flow in self.project.flows.values():
                     if flow.trigger is not None:
+                        self.triggers.register(flow.name, flow.trigger.name)  # "starting" at once
                         tg.start_soon(run_trigger, self.engine, flow, self.routes, self.stop_event,
-                                      name=f"trigger:{flow.name}")
+                                      self.triggers, name=f"trigger:{flow.name}")
                 self.sources_started.set()
                 task_status.started()
         finally:

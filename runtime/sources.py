@@ -21,6 +21,7 @@ from runtime.message import Event, Outcome
 from runtime.params import compile_params
 from runtime.store.base import LockTimeoutError, ObjectStore
 from runtime.store.sourcestate import SourceStateStore
+from runtime.trigger_states import TriggerState, TriggerStates
 
 if TYPE_CHECKING:
     from runtime.engine import FlowEngine
@@ -92,25 +93,32 @@ class FlowSourceContext(SourceContext):
 
 
 async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
-                      stop_event: anyio.Event) -> None:
-    """Run a flow's trigger until shutdown; a crashing source is logged and restarted with backoff."""
+                      stop_event: anyio.Event, states: TriggerStates | None = None) -> None:
+    """Run a flow's trigger until shutdown; a crashing source is logged and restarted with backoff.
+
+    What the trigger is doing (running, restarting after which error...) is kept in ``states``.
+    """
     assert flow.trigger is not None
-    ctx = FlowSourceContext(engine, flow, routes, stop_event)
     trigger = flow.trigger
+    state = (states or TriggerStates()).register(flow.name, trigger.name)
+    ctx = FlowSourceContext(engine, flow, routes, stop_event)
     params = dict(render(trigger.params, payload=None, attributes={}, vars={}))
     spec = engine.registry.sources[trigger.name]
     params = compile_params(spec.params, owner=trigger.name)(params)
     runner: Any = spec.run
     if spec.exclusive and engine.store.serves_replicas:
-        runner = _one_replica_at_a_time(runner, engine.store)
+        runner = _one_replica_at_a_time(runner, engine.store, state)
     delay = 1.0
     while not stop_event.is_set():
         try:
+            state.running()
             await runner(ctx, params)
+            state.returned(stopping=stop_event.is_set())
             return
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:  # keep the other flows running; say what happened
+            state.failed(exc)
             ctx.logger.error("trigger %s of %s failed: %s: %s; restarting in %.0fs", trigger.name,
                              flow.name, type(exc).__name__, exc, delay)
             if not await ctx.sleep(delay):
@@ -118,7 +126,7 @@ async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
             delay = min(delay * 2, 60.0)
 
 
-def _one_replica_at_a_time(run: Any, store: ObjectStore) -> Any:
+def _one_replica_at_a_time(run: Any, store: ObjectStore, state: TriggerState) -> Any:
     """``run`` while this replica holds the trigger's store lock; until then, stand by.
 
     The lock of a replica that dies goes with its database session, so a standby takes over
@@ -132,6 +140,7 @@ def _one_replica_at_a_time(run: Any, store: ObjectStore) -> Any:
             try:
                 async with store.lock(f"trigger:{ctx.flow}", timeout=0.0):
                     holding = True
+                    state.running()
                     if standing_by:
                         ctx.logger.info("%s: this replica takes over the trigger", ctx.flow)
                     await run(ctx, params)
@@ -140,6 +149,7 @@ def _one_replica_at_a_time(run: Any, store: ObjectStore) -> Any:
                 if holding:
                     raise  # the source's own, not the trigger's lock
             if not standing_by:
+                state.standby()
                 ctx.logger.info("%s: another replica runs the trigger; standing by", ctx.flow)
                 standing_by = True
             if not await ctx.sleep(LEADER_RETRY):

@@ -45,6 +45,9 @@ from runtime import Event, Param, SourceContext, SourceSpec
 __all__ = ["CHANGE_EVENTS", "CometdSession", "StreamUnavailable", "run_change_events"]
 
 NEW_ONLY, ALL_RETAINED = -1, -2
+#: Pauses before connecting again after a connect that came back early with nothing: the first,
+#: and the longest (each empty early answer in a row doubles the pause).
+_EMPTY_PAUSE, _EMPTY_PAUSE_MAX = 0.1, 5.0
 #: Record ids per query when fetching the records behind change events (keeps the URL short).
 _FETCH_CHUNK = 200
 
@@ -70,6 +73,9 @@ class CometdSession:
         self.path = f"/cometd/{client.settings.api_version}"
         self.client_id: str | None = None
         self.poll_timeout = 110.0
+        #: Bayeux ``advice.interval`` of the last connect answer: seconds to wait before the next.
+        self.interval = 0.0
+        self._empty_in_a_row = 0
         self._ids = itertools.count(1)
 
     async def _send(self, message: dict[str, Any], read_timeout: float | None = None) -> list[dict[str, Any]]:
@@ -121,11 +127,30 @@ class CometdSession:
         replies = await self._send({"channel": "/meta/connect", "connectionType": "long-polling"},
                                    read_timeout=self.poll_timeout + 30.0)
         reply = self._meta(replies, "/meta/connect")
+        advice = reply.get("advice") or {}
         if not reply.get("successful"):
-            if (reply.get("advice") or {}).get("reconnect") == "handshake":
+            if advice.get("reconnect") == "handshake":
                 raise _Rehandshake(str(reply.get("error")))
             raise StreamUnavailable(f"connect refused: {reply.get('error')}")
+        interval = advice.get("interval")
+        self.interval = interval / 1000.0 if isinstance(interval, int | float) and interval > 0 else 0.0
         return [r for r in replies if not str(r.get("channel", "")).startswith("/meta/")]
+
+    def pause_before_next(self, delivered: int, waited: float) -> float:
+        """Seconds to wait before the next connect, after one that delivered ``delivered`` events
+        and took ``waited`` seconds.
+
+        The server's ``advice.interval`` always. Beyond it: a connect holds until there is something
+        to deliver or its long-poll timeout passes, so one that comes back with nothing well before
+        that timeout means a server not holding connects; connecting again at once would spin as
+        fast as the loop goes, so such answers in a row get growing pauses (up to 5 s) instead.
+        """
+        if delivered or waited >= self.poll_timeout / 2:
+            self._empty_in_a_row = 0
+            return self.interval
+        self._empty_in_a_row += 1
+        backoff = min(_EMPTY_PAUSE_MAX, _EMPTY_PAUSE * 2.0 ** min(self._empty_in_a_row - 1, 16))
+        return max(self.interval, backoff)
 
     async def disconnect(self) -> None:
         """Tell the server we are gone (best effort)."""
@@ -314,6 +339,7 @@ class _ChangeEventSource:
                 # A server that answers at once (an emulator mounted in process, a backlog of
                 # events) must not keep the event loop from the rest of the process.
                 await anyio.lowlevel.checkpoint()
+                started = time.monotonic()
                 try:
                     messages = await session.connect()
                 except _Rehandshake:
@@ -321,6 +347,9 @@ class _ChangeEventSource:
                 if messages and not await self.handle(messages):
                     await self.ctx.sleep(self.params["retry-delay"])
                     return  # a new session replays from the saved id
+                pause = session.pause_before_next(len(messages), time.monotonic() - started)
+                if pause and not await self.ctx.sleep(pause):
+                    return
         finally:
             await session.disconnect()
 

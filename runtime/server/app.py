@@ -1,5 +1,8 @@
 """The ASGI app of ``splice serve``: health, readiness, and every route the flows' triggers register.
 
+``/health`` is liveness (the process answers); ``/ready`` says whether this server can do its work:
+the store answers and every trigger runs, with a JSON body naming what is not ready.
+
 The app serves an already opened :class:`runtime.service.SpliceRuntime` (so start-up problems are
 reported before any server starts). Its lifespan starts every trigger and, on shutdown (SIGTERM
 through uvicorn), stops the triggers and lets in-flight executions finish within the drain timeout.
@@ -22,6 +25,7 @@ import anyio
 
 from runtime.context import HttpRequest, HttpResponse
 from runtime.jsonutil import dumps_bytes
+from runtime.redaction import redact
 from runtime.server.policies import Policy, build_policies, check_policies
 from runtime.service import SpliceRuntime
 
@@ -34,6 +38,10 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
+#: Where ``/ready`` reads (nothing is ever written there: a read that answers is what counts).
+_PROBE_NAMESPACE = "splice:ready"
+
+
 def _error(status: int, kind: str, message: str) -> HttpResponse:
     return HttpResponse(status, {"error": {"type": kind, "message": message}})
 
@@ -43,8 +51,10 @@ class SpliceApp:
 
     def __init__(self, runtime: SpliceRuntime, *, drain_timeout: float = 30.0,
                  on_ready: Callable[[SpliceRuntime], Any] | None = None,
-                 sandbox: Mapping[str, Any] | None = None) -> None:
+                 sandbox: Mapping[str, Any] | None = None, store_timeout: float = 2.0) -> None:
         self.runtime = runtime
+        #: Seconds the store gets to answer ``/ready``'s probe.
+        self.store_timeout = store_timeout
         #: What ``GET /sandbox`` answers in sandbox mode (emulator URLs, demo credentials).
         self.sandbox = sandbox
         self.drain_timeout = drain_timeout
@@ -114,8 +124,7 @@ class SpliceApp:
             return HttpResponse(200, {"status": "ok", "flows": len(self.runtime.project.flows),
                                       "connections": await self.runtime.status()})
         if path == "/ready" and method == "GET":
-            return HttpResponse(200 if self.ready else 503,
-                                {"status": "ready" if self.ready else "not ready"})
+            return await self._readiness()
         if path == "/sandbox" and method == "GET":
             if self.sandbox is None:
                 return _error(404, "SERVER:NOT_SANDBOX", "splice serve is not in sandbox mode")
@@ -151,6 +160,43 @@ class SpliceApp:
         except Exception as exc:  # never a traceback to the caller
             logger.exception("endpoint %s failed", path)
             return _error(500, "SERVER:INTERNAL", f"internal error ({type(exc).__name__})")
+
+    async def _readiness(self) -> HttpResponse:
+        """``GET /ready``: 200 when the server runs, the store answers and every trigger runs (or
+        stands by for another replica); else 503. Either way the JSON says what was checked, and
+        ``reasons`` names in one line each what is not ready."""
+        reasons: list[str] = []
+        if not self.ready:
+            reasons.append("the server is starting or stopping")
+        store = await self._probe_store()
+        if not store["ok"]:
+            reasons.append(f"the store does not answer: {store['error']}")
+        triggers = self.runtime.triggers.all()
+        for flow, state in triggers.items():
+            if not state.healthy:
+                reasons.append(f"the trigger of flow '{flow}' ({state.trigger}) is {state.state}"
+                               + (f" after {state.error}" if state.error and state.state == "restarting"
+                                  else ""))
+        body: dict[str, Any] = {
+            "status": "not ready" if reasons else "ready",
+            "store": store,
+            "triggers": {flow: state.to_dict() for flow, state in triggers.items()},
+        }
+        if reasons:
+            body["reasons"] = reasons
+        return HttpResponse(503 if reasons else 200, body)
+
+    async def _probe_store(self) -> dict[str, Any]:
+        """Whether the store answers a read within :attr:`store_timeout` seconds, and how fast."""
+        started = anyio.current_time()
+        try:
+            with anyio.fail_after(self.store_timeout):
+                await self.runtime.store.get(_PROBE_NAMESPACE, "ready")
+        except TimeoutError:
+            return {"ok": False, "error": f"no answer within {self.store_timeout:g} s"}
+        except Exception as exc:  # whatever the backend raises: report it, never fail /ready
+            return {"ok": False, "error": redact(f"{type(exc).__name__}: {exc}")}
+        return {"ok": True, "seconds": round(anyio.current_time() - started, 4)}
 
     @staticmethod
     async def _send(send: Send, response: HttpResponse, *, head: bool) -> None:

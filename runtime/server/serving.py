@@ -54,7 +54,7 @@ class ServeOptions:
     #: Emulators listen on this port and the next ones (default: free ports).
     sandbox_port_base: int | None = None
     #: The SQLite store of a sandbox run, emptied at start.
-    sandbox_store: Path = field(default_factory=lambda: Path(".splice") / "sandbox.db")
+    sandbox_store: Path = field(default_factory=lambda: sb.DEFAULT_STORE)
     #: SIGINT and SIGTERM stop the server (main thread only: the CLI sets it, tests do not).
     handle_signals: bool = False
     #: :func:`run` uses uvloop when installed (the ``fast`` extra).
@@ -164,10 +164,11 @@ def _prepare_sandbox(project: Project, registry: Registry, names: list[str], opt
         path = Path(options.sandbox_store)
         path.parent.mkdir(parents=True, exist_ok=True)
         sb.wipe_sqlite(path)
-        store_url = f"sqlite:///{path}"
+        store_url = sb.store_url(path)
         real = [n for n in sorted(project.connections) if n not in names]
         return _Sandbox(connections, store=open_store(store_url),
-                        info=sb.describe(connections, server_url),
+                        info=sb.describe(connections, server_url, store=sb.store_url(path.resolve()),
+                                         project=str(Path(project.root).resolve())),
                         banner=sb.render_banner(project, connections, server_url, store_url, real))
     except BaseException:
         for item in connections:

@@ -106,7 +106,10 @@ async def test_stop_drains_the_request_in_flight(project_dir: Path, registry: Re
         assert started.url.startswith("http://127.0.0.1:") and not started.url.endswith(":0")
         assert started.sandbox is None and started.banner is None
         async with httpx.AsyncClient(base_url=started.url, timeout=10) as http:
-            assert (await http.get("/ready")).json() == {"status": "ready"}
+            ready = (await http.get("/ready")).json()
+            assert ready["status"] == "ready" and "reasons" not in ready and ready["store"]["ok"]
+            assert ready["triggers"]["relay"]["trigger"] == "http.listener"
+            assert ready["triggers"]["relay"]["state"] == "running"
             responses: list[httpx.Response] = []
 
             async def call() -> None:

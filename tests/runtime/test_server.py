@@ -6,11 +6,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
+import connectors.http.plugin as http_plugin
+import dsl
+from runtime.context import SourceContext
+from runtime.hookspecs import hookimpl
+from runtime.registry import load_registry
 from runtime.server.app import create_app
-from runtime.service import SpliceRuntime
+from runtime.service import SpliceRuntime, open_runtime
+from runtime.spec import SourceSpec
+from runtime.store import open_store
+from runtime.testing import wait_until
+from tests.runtime.conftest import Recorder, TestPlugin
 
 pytestmark = pytest.mark.anyio
 
@@ -133,3 +143,102 @@ def test_empty_configured_keys_never_admit_a_request() -> None:
     assert ask("/api/customers/1", {"x-api-key": ""}) == 401
     assert ask("/partner/x", {"client_id": "partner", "client_secret": ""}) == 401
     assert ask("/elsewhere", {}) is None
+
+
+FLAKY = """
+flow: flaky
+trigger:
+  flaky: {}
+steps:
+  - log: "tick"
+"""
+
+
+class _FlakySource:
+    """A ``flaky`` trigger whose source fails while ``broken`` is set (as one does while
+    the system it reads is down), and otherwise runs until asked to stop."""
+
+    def __init__(self) -> None:
+        self.broken = True
+        self.attempts = 0
+
+    @hookimpl
+    def splice_sources(self) -> list[SourceSpec]:
+        async def run(ctx: SourceContext, params: dict[str, Any]) -> None:
+            self.attempts += 1
+            if self.broken:
+                raise ConnectionError("system down (token s3cr3t-token-value refused)")
+            while await ctx.sleep(0.01):
+                pass
+
+        return [SourceSpec("flaky", run, needs_connection=False)]
+
+
+async def test_ready_names_a_failing_trigger_until_it_runs_again(write_project: Any) -> None:
+    """A trigger whose source keeps failing makes /ready answer 503, naming the flow, its trigger
+    and the error (secrets masked); the listener's trigger is reported running; once the source
+    runs again after its restart, /ready is 200."""
+    flaky = _FlakySource()
+    registry = load_registry([http_plugin, TestPlugin(Recorder()), flaky], load_entry_points=False)
+    root = write_project({"orders.yaml": ORDERS, "flaky.yaml": FLAKY})
+    project = dsl.load_project(root, vocabulary=registry, environ={})
+    store = open_store("memory://")
+    try:
+        async with open_runtime(project, registry, store=store) as runtime:
+            async with serving(runtime) as client:
+                await wait_until(lambda: flaky.attempts >= 1, what="the flaky source to fail")
+                down = await client.get("/ready")
+                assert down.status_code == 503
+                body = down.json()
+                assert body["status"] == "not ready" and body["store"]["ok"] is True
+                flaky_state = body["triggers"]["flaky"]
+                assert flaky_state["trigger"] == "flaky" and flaky_state["state"] == "restarting"
+                assert flaky_state["failures"] == 1
+                assert flaky_state["lastError"] == "ConnectionError: system down (token *** refused)"
+                assert body["triggers"]["orders"]["state"] == "running"
+                assert body["reasons"] == [
+                    "the trigger of flow 'flaky' (flaky) is restarting after "
+                    "ConnectionError: system down (token *** refused)"]
+
+                flaky.broken = False  # restarted after its pause (1 s), it runs
+
+                async def ready() -> bool:
+                    return (await client.get("/ready")).status_code == 200
+
+                await wait_until(ready, within=20, what="/ready once the source runs again")
+                body = (await client.get("/ready")).json()
+                assert body["status"] == "ready" and "reasons" not in body
+                assert body["triggers"]["flaky"]["state"] == "running"
+                assert body["triggers"]["flaky"]["failures"] == 1  # the history stays visible
+    finally:
+        await store.aclose()
+
+
+async def test_ready_says_when_the_store_does_not_answer(start: Any, monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """A store that fails or hangs makes /ready a 503 that says so; /health stays a liveness 200."""
+    async with start({"orders.yaml": ORDERS}) as h:
+        app = create_app(h.runtime, drain_timeout=5)
+        app.store_timeout = 0.2
+        async with app.lifespan():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://splice") as client:
+                assert (await client.get("/ready")).status_code == 200
+
+                async def broken(namespace: str, key: str) -> Any:
+                    raise OSError("database is locked")
+
+                monkeypatch.setattr(h.runtime.store, "get", broken)
+                failing = await client.get("/ready")
+                assert failing.status_code == 503
+                assert failing.json()["store"] == {"ok": False, "error": "OSError: database is locked"}
+                assert failing.json()["reasons"] == ["the store does not answer: OSError: database is locked"]
+
+                async def hanging(namespace: str, key: str) -> Any:
+                    await anyio.sleep_forever()
+
+                monkeypatch.setattr(h.runtime.store, "get", hanging)
+                hung = await client.get("/ready")
+                assert hung.status_code == 503
+                assert hung.json()["reasons"] == ["the store does not answer: no answer within 0.2 s"]
+                assert (await client.get("/health")).status_code == 200

@@ -64,15 +64,28 @@ def test_serve_without_credentials_runs_the_sandbox(project: Path) -> None:
 
 def test_real_credentials_keep_the_emulators_off(project: Path) -> None:
     """With every credential in the environment no emulator starts: no banner, /sandbox is 404,
-    and the connections point where the environment says."""
+    and the connections point where the environment says; /ready says which trigger does not run
+    (the QuickBooks webhook: no verifier token in this environment)."""
     env = clean_env(SALESFORCE_CLIENT_ID="3MVG9real", SALESFORCE_CLIENT_SECRET="real-secret",
                     SALESFORCE_LOGIN_URL="http://127.0.0.1:9", QUICKBOOKS_CLIENT_ID="ABreal",
                     QUICKBOOKS_CLIENT_SECRET="real-qb-secret", QUICKBOOKS_REALM_ID="4620816365",
                     QUICKBOOKS_BASE_URL="http://127.0.0.1:9")
-    with serving(project, env=env) as (base, _proc, log):
+    with serving(project, env=env, until="/health") as (base, _proc, log):
         assert httpx.get(f"{base}/sandbox").status_code == 404
         status = httpx.get(f"{base}/health").json()["connections"]
         assert status["quickbooks"]["baseUrl"] == "http://127.0.0.1:9"
+
+        def not_ready() -> list[str]:
+            response = httpx.get(f"{base}/ready", timeout=5)
+            assert response.status_code in (200, 503), response.text
+            return list(response.json().get("reasons", [])) if response.status_code == 503 else []
+
+        wait_for(lambda: any("payment-to-salesforce" in r for r in not_ready()),
+                 what="/ready to name the trigger that does not run")
+        reason = next(r for r in not_ready() if "payment-to-salesforce" in r)
+        assert reason.startswith("the trigger of flow 'payment-to-salesforce' (quickbooks.webhook) "
+                                 "is restarting after ConnectionConfigError:"), reason
+        assert "webhook-verifier-token" in reason
     assert "SANDBOX MODE" not in log.read_text()
     assert "real-secret" not in log.read_text()
 

@@ -38,12 +38,14 @@ def splice(*args: str, env: dict[str, str] | None = None, cwd: Path | None = Non
                           text=True, env=env or clean_env(), cwd=cwd, timeout=timeout)
 
 
-def wait_ready(base: str, proc: subprocess.Popen[str], timeout: float = 30) -> None:
-    """Until ``splice serve`` at ``base`` answers ``/ready``; fails at once if it exits."""
+def wait_ready(base: str, proc: subprocess.Popen[str], timeout: float = 30, *,
+               path: str = "/ready") -> None:
+    """Until ``splice serve`` at ``base`` answers 200 on ``/ready`` (or ``path``: ``/health`` for
+    a server that is up but whose triggers may not run); fails at once if it exits."""
 
     def ready() -> bool:
         try:
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{base}{path}", timeout=1).status_code == 200:
                 return True
         except httpx.TransportError:
             pass
@@ -55,11 +57,11 @@ def wait_ready(base: str, proc: subprocess.Popen[str], timeout: float = 30) -> N
 
 
 @contextmanager
-def serving(project: Path, *args: str, env: dict[str, str] | None = None
+def serving(project: Path, *args: str, env: dict[str, str] | None = None, until: str = "/ready"
             ) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
     """``splice serve`` on a free port in the project's parent directory; SIGTERM at the end.
 
-    Yields the base URL, the process and the file its output goes to.
+    Yields the base URL, the process and the file its output goes to, once ``until`` answers 200.
     """
     port = free_port()
     log = project.parent / f"serve-{port}.log"
@@ -70,7 +72,7 @@ def serving(project: Path, *args: str, env: dict[str, str] | None = None
             env=env or clean_env())
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base, proc)
+        wait_ready(base, proc, path=until)
         yield base, proc, log
     finally:
         if proc.poll() is None:

@@ -88,6 +88,7 @@ async def _stats(request: Request) -> Response:
     emu: Emulator = request.app.state.emulator
     return JSONResponse({"requests": emu.request_count, "api_used": emu.faults.api_used,
                          "events": len(emu.org.events), "tokens": len(emu.tokens),
+                         "long_polls": emu.org.waiting,
                          "records": {k: len(v) for k, v in emu.org.records.items()}})
 
 

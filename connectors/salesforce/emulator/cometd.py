@@ -9,6 +9,7 @@ answer. A replay id older than the retained window is refused, as Salesforce doe
 
 from __future__ import annotations
 
+import bisect
 import json
 import secrets
 from typing import Any
@@ -65,35 +66,47 @@ def _subscribe(emu: Emulator, client: dict[str, Any], message: dict[str, Any]) -
     return {**answer, "successful": True}
 
 
-async def _connect(emu: Emulator, client_id: str, client: dict[str, Any],
-                   message: dict[str, Any]) -> list[dict[str, Any]]:
-    subs: dict[str, int] = client["subscriptions"]
-    low = min(subs.values()) if subs else 0
-
-    def pending() -> list[tuple[str, dict[str, Any]]]:
-        """``(subscribed channel, event)`` for the next events past the client's positions."""
-        out: list[tuple[str, dict[str, Any]]] = []
-        for event in emu.org.events:
-            if event["replayId"] <= low:
-                continue
-            channels = [c for c, pos in subs.items() if _matches(c, event["channel"]) and event["replayId"] > pos]
-            if channels:
-                out.append((channels[0], event))
+def _pending(emu: Emulator, subs: dict[str, int]) -> list[tuple[str, dict[str, Any]]]:
+    """``(subscribed channel, event)`` for the next events past the client's positions (at most a
+    batch); the positions move past every event looked at, delivered or of no interest to the
+    client, so the next look starts where this one ended."""
+    if not subs:
+        return []
+    events = emu.org.events
+    start = bisect.bisect_right(events, min(subs.values()), key=lambda e: int(e["replayId"]))
+    out: list[tuple[str, dict[str, Any]]] = []
+    seen = None
+    for event in events[start:]:
+        seen = int(event["replayId"])
+        channels = [c for c, pos in subs.items() if _matches(c, event["channel"]) and seen > pos]
+        if channels:
+            out.append((channels[0], event))
             if len(out) >= _MAX_BATCH:
                 break
-        return out
+    if seen is not None:
+        for channel, position in subs.items():
+            subs[channel] = max(position, seen)
+    return out
 
-    found = pending()
-    if not found and subs:
-        await emu.org.wait_for_events(max(subs.values()), emu.options.long_poll_timeout)
-        found = pending()
-    delivered = []
-    for channel, event in found:
-        delivered.append({"channel": channel, "data": {"schema": event["schema"], "payload": event["payload"],
-                                                      "event": {"replayId": event["replayId"]}}})
-        for c in subs:
-            if _matches(c, event["channel"]):
-                subs[c] = max(subs[c], event["replayId"])
+
+async def _connect(emu: Emulator, client_id: str, client: dict[str, Any],
+                   message: dict[str, Any]) -> list[dict[str, Any]]:
+    """Answer with the client's next events, waiting up to the long-poll timeout for some.
+
+    Events on channels the client did not subscribe to do not end the wait: answering them at
+    once with nothing would make the client connect again at once, and again, as fast as it can.
+    """
+    subs: dict[str, int] = client["subscriptions"]
+    found: list[tuple[str, dict[str, Any]]] = []
+
+    def ready() -> bool:
+        found.extend(_pending(emu, subs))
+        return bool(found)
+
+    await emu.org.wait_for_events(ready, emu.options.long_poll_timeout)
+    delivered = [{"channel": channel, "data": {"schema": event["schema"], "payload": event["payload"],
+                                              "event": {"replayId": event["replayId"]}}}
+                 for channel, event in found]
     return [*delivered, {"channel": "/meta/connect", "clientId": client_id, "successful": True,
                          "id": message.get("id"), "advice": _advice(emu)}]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -329,11 +329,26 @@ class Org:
         for waiter in waiters:
             waiter.set()
 
-    async def wait_for_events(self, after: int, wait: float) -> None:
-        """Return when an event with a replay id above ``after`` exists, or after ``wait`` seconds."""
-        if self.events and self.events[-1]["replayId"] > after:
-            return
-        waiter = anyio.Event()
-        self._waiters.append(waiter)
+    @property
+    def waiting(self) -> int:
+        """How many waits for events (held long polls) wait right now."""
+        return len(self._waiters)
+
+    async def wait_for_events(self, ready: Callable[[], bool], wait: float) -> bool:
+        """Wait until ``ready()`` is true, checking it now and after every new event; give up
+        after ``wait`` seconds. Returns the last ``ready()``.
+
+        The caller says what it waits for (a long poll: an event on one of its channels), so events
+        it has no interest in wake it only to check, never to answer early.
+        """
         with anyio.move_on_after(wait):
-            await waiter.wait()
+            while not ready():
+                waiter = anyio.Event()
+                self._waiters.append(waiter)
+                try:
+                    await waiter.wait()
+                finally:
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
+            return True
+        return ready()

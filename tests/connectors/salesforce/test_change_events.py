@@ -180,3 +180,55 @@ async def test_expired_replay_id_catches_up_by_polling(store: Any, client: Any, 
     await _run_while(ctx, dict(PARAMS), nothing)
     assert sorted(e.payload["Name"] for e in ctx.events) == [f"Old {i}" for i in range(5)]
     assert {e.attributes["source"] for e in ctx.events} == {"poll"}
+
+
+async def test_connects_answered_at_once_with_nothing_are_paced(app: Any, store: Any, source_context: Any,
+                                                                 make_connection_context: Any) -> None:
+    """A server that answers every long poll at once with no events (not holding connects as
+    CometD does) gets growing pauses between connects, not a client connecting as fast as it can."""
+    from connectors.salesforce.plugin import CONNECTOR
+
+    from .conftest import SETTINGS
+
+    connects = 0
+    pauses: list[float] = []
+
+    async def impatient(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal connects
+        if scope["type"] == "http" and scope["path"].startswith("/cometd/"):
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            if b"/meta/connect" in body:
+                connects += 1
+                reply = b'[{"channel": "/meta/connect", "successful": true, "advice": {"interval": 0}}]'
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": reply})
+                return
+
+            async def replay() -> dict[str, Any]:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            await app(scope, replay, send)
+            return
+        await app(scope, receive, send)
+
+    async with CONNECTOR.connection.connect(dict(SETTINGS), make_connection_context(impatient, store)) as client:
+        ctx = source_context(client, store, polls=5)
+        slept = ctx.sleep
+
+        async def sleep(seconds: float) -> bool:
+            pauses.append(seconds)
+            return bool(await slept(seconds))
+
+        ctx.sleep = sleep
+        with anyio.fail_after(10):
+            await run_change_events(ctx, {**PARAMS, "start": "new", "fallback-interval": "1h"})
+    # The catch-up poll after subscribing sleeps nothing (it polls once); every empty early answer
+    # is followed by a pause, each longer than the one before until the cap.
+    assert connects == len(pauses) == 5
+    assert pauses == sorted(pauses) and pauses[0] > 0 and pauses[-1] > pauses[0]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
 from connectors.salesforce.emulator import create_app
+from runtime.testing import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -169,3 +171,52 @@ async def test_cometd_protocol(api: Any) -> None:
                                                   "subscription": "/data/ContactChangeEvent",
                                                   "ext": {"replay": {"/data/ContactChangeEvent": 10**9}}}])).json()
     assert "replayId" in bad[0]["error"]
+
+
+async def test_cometd_connect_waits_while_only_other_channels_change() -> None:
+    """A long poll answers when its own channel has an event, not when another channel has one:
+    an empty answer to every change anywhere in the org would have the client connect again at
+    once, over and over (an idle sandbox burnt a core that way)."""
+    app = create_app(long_poll_timeout=60)
+    emu = app.state.emulator
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="https://acme.my.salesforce.com") as http:
+        token = (await http.post("/services/oauth2/token", data={
+            "grant_type": "client_credentials", "client_id": "c", "client_secret": "s"})).json()
+        http.headers["Authorization"] = f"Bearer {token['access_token']}"
+        hand = (await http.post("/cometd/66.0", json=[{"channel": "/meta/handshake"}])).json()[0]
+        client_id = hand["clientId"]
+        await http.post("/cometd/66.0", json=[{"channel": "/meta/subscribe", "clientId": client_id,
+                                               "subscription": "/data/ContactChangeEvent",
+                                               "ext": {"replay": {"/data/ContactChangeEvent": -1}}}])
+        await http.post(f"{V}/sobjects/Account", json={"Name": "Elsewhere"})  # newest: other channel
+        answers: list[list[dict[str, Any]]] = []
+
+        async def connect() -> None:
+            response = await http.post("/cometd/66.0", json=[{"channel": "/meta/connect", "clientId": client_id,
+                                                              "connectionType": "long-polling"}])
+            answers.append(response.json())
+
+        def answered_or_held() -> bool:
+            return bool(answers or emu.org.waiting)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(connect)
+                await wait_until(answered_or_held, what="the connect to answer or wait")
+                assert answers == [], "the connect answered at once, with no event on its channel"
+                # Changes on other channels wake the held connect, which looks and holds again.
+                for name in ("Elsewhere 2", "Elsewhere 3"):
+                    created = await http.post(f"{V}/sobjects/Account", json={"Name": name})
+                    assert created.status_code == 201
+                    await wait_until(answered_or_held, what="the connect to look at the new event")
+                    assert answers == [], "the connect answered an event of another channel"
+                stats = (await http.get("/_emulator/stats")).json()
+                assert stats["long_polls"] == 1 and answers == []
+                await http.post(f"{V}/sobjects/Contact", json={"LastName": "Mine"})
+                await wait_until(lambda: answers, what="the connect to deliver its channel's event")
+    (delivered, meta) = answers[0]
+    assert delivered["channel"] == "/data/ContactChangeEvent"
+    assert delivered["data"]["payload"]["LastName"] == "Mine"
+    assert delivered["data"]["event"]["replayId"] == emu.org.events[-1]["replayId"]
+    assert meta["channel"] == "/meta/connect" and meta["successful"] is True
