@@ -42,6 +42,8 @@ async def run_operation(execution: StepExecution, flow: Flow, step: OperationSte
     try:
         if step.cache is None:
             result = await spec.handler(ctx, params)
+            if step.target:  # a variable holds values; only the payload may stay a stream
+                result = await materialize(result)
         else:
             async def load() -> Any:
                 return await materialize(await spec.handler(ctx, params))

@@ -31,6 +31,23 @@ async def test_transform_then_operation_with_target(start: Any, recorder: Any) -
     assert outcome.message.vars["copy"] == "ACME owes 13"
 
 
+async def test_a_streamed_result_stored_with_target_holds_its_records(start: Any) -> None:
+    """A variable holds values: a streaming operation's records stored under ``target`` are a list
+    that later steps can count and read, as they are when the stream becomes the payload."""
+    flow = """
+    flow: keep
+    steps:
+      - test.stream: { count: 3 }
+        target: records
+      - transform: '{"count": $count($vars.records), "last": $vars.records[-1].n}'
+    """
+    async with start({"keep.yaml": flow}) as h:
+        outcome = await h.runtime.engine.run("keep", Event(payload={}))
+    assert outcome.status == "completed", outcome.error
+    assert outcome.message.vars["records"] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert outcome.message.payload == {"count": 3, "last": 2}
+
+
 async def test_choice_takes_first_matching_branch_then_otherwise(start: Any) -> None:
     flow = """
     flow: route
