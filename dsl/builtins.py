@@ -60,7 +60,9 @@ BUILTIN_STEPS: dict[str, dict[str, Any]] = {
         "description": "Replace the payload by a JSONata transform: inline, or a .jsonata file path",
         "type": ["string", "object"],
         "properties": {
-            "expression": {"type": "string", "description": "Inline JSONata", "x-dynamic": False},
+            # JSONata itself, read at load time; one #[ ] around it is allowed and unwrapped, so it
+            # is not marked x-dynamic: false (which would refuse that form in the editor schema).
+            "expression": {"type": "string", "description": "Inline JSONata"},
             "file": {"type": "string", "description": "A .jsonata file, relative to the flow file",
                      "x-dynamic": False},
             "target": STEP_COMMON_KEYS["target"],
