@@ -9,6 +9,7 @@ can express. The problems it cannot express are listed in :data:`NOT_EXPRESSIBLE
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from dsl import check_project, flow_json_schema
+from runtime.cli import main
 from runtime.registry import load_registry
 from tests.dsl.conftest import FakeVocabulary
 from tests.dsl.test_validate import (
@@ -31,6 +33,7 @@ from tests.dsl.test_validate import (
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOWS = ROOT / "flows"
+SCHEMA_FILE = FLOWS / "splice.schema.json"
 
 #: Problems validate reports that a JSON Schema cannot express, by a part of their message.
 NOT_EXPRESSIBLE = {
@@ -165,3 +168,18 @@ def test_shipped_projects_validate() -> None:
 def test_schema_accepts_every_shipped_file(path: Path, installed_schema: dict[str, Any]) -> None:
     """Every shipped and example flow and config file passes the installed plugins' schema."""
     assert _schema_errors(installed_schema, yaml.safe_load(path.read_text(encoding="utf-8"))) == []
+
+
+def test_committed_schema_is_current(capsys: pytest.CaptureFixture[str]) -> None:
+    """flows/splice.schema.json is what `splice schema` prints for the installed plugins, so it
+    cannot go stale (refresh it with `splice schema -o flows/splice.schema.json`)."""
+    assert main(["schema"]) == 0
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", _shipped(), ids=lambda p: str(p.relative_to(FLOWS)))
+def test_shipped_files_point_editors_at_the_schema(path: Path) -> None:
+    """The YAML language server finds the schema from each file's first line."""
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    target = Path(os.path.relpath(SCHEMA_FILE, path.parent)).as_posix()
+    assert first == f"# yaml-language-server: $schema={target}"
