@@ -68,6 +68,9 @@ BUILTIN_STEPS: dict[str, dict[str, Any]] = {
             "target": STEP_COMMON_KEYS["target"],
         },
         "additionalProperties": False,
+        # Exactly one of 'expression' and 'file' (the builder reports it; this says it to editors).
+        "anyOf": [{"required": ["expression"]}, {"required": ["file"]}],
+        "not": {"type": "object", "required": ["expression", "file"]},
     },
     "set-variable": {
         "description": "Store a value in vars.<name>; the payload is unchanged",

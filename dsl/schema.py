@@ -215,6 +215,9 @@ def flow_json_schema(vocabulary: Vocabulary) -> dict[str, Any]:
     flow_keys["steps"] = {**flow_keys["steps"], "minItems": 1, "items": {"$ref": "#/$defs/step"}}
     handler = _steps_with_refs(_value(ON_ERROR_SCHEMA, root=True))
     handler["properties"]["when"] = _error_types(handler["properties"]["when"])
+    # The builder's rule: a fallback payload only with 'then: continue'.
+    handler["if"] = {"required": ["payload"]}
+    handler["then"] = {"required": ["then"], "properties": {"then": {"anyOf": [{"const": "continue"}, _PLACEHOLDER]}}}
     flow_keys["on-error"] = {**flow_keys["on-error"], "items": handler}
     return {
         "$schema": _DRAFT,

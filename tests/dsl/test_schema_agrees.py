@@ -45,9 +45,7 @@ NOT_EXPRESSIBLE = {
     "needs a connection": "how many connections a connector has is known from the config files only",
     "duplicate flow name": "flow names are unique across files",
     "'otherwise' must be the last branch": "a schema cannot say which item of a list comes last",
-    "a transform needs exactly one of": "a rule of the step kind's build code, not of its schema",
-    "a schedule needs exactly one of": "a rule of the trigger's own check (code), not of its schema",
-    "'payload' is only used with": "a rule of the on-error builder, relating two keys' values",
+    "a schedule needs exactly one of": "a trigger's own check is code the vocabulary hands over, not schema",
 }
 
 #: Valid files that exercise placeholders and expressions where a literal of another type is wanted.
@@ -62,7 +60,8 @@ ACCEPTED = {
     "expressions": "flow: a\nsteps:\n  - demo.echo: { message: '#[ payload.m ]', count: '#[ payload.n ]' }\n"
                    "  - transform: { expression: '#[ payload ]' }\n"
                    "  - set-variable: { name: v, value: '#[ payload ]' }\n"
-                   "  - foreach: { collection: '#[ payload ]', steps: [ { log: '#[ item ]' } ] }\n",
+                   "  - foreach: { collection: '#[ payload ]', steps: [ { log: '#[ item ]' } ] }\n"
+                   "on-error:\n  - then: continue\n    payload: '#[ { \"failed\": true } ]'\n",
     "config": "connections:\n  c1: { connector: demo, url: '${demo.url:http://a}' }\n"
               "  c2: { connector: '${conn:demo}', url: http://b }\n"
               "settings:\n  jsonata-engine: ${engine:auto}\n  telemetry: { exporter: '${exporter:none}' }\n",
