@@ -43,6 +43,8 @@ _FIXED_ANY = {"$ref": "#/$defs/fixedValue"}
 _SCALARS = frozenset({"string", "integer", "number", "boolean", "null"})
 #: Keywords that make a literal string schema refuse some strings (a placeholder may still fit).
 _STRING_LIMITS = ("pattern", "enum", "const", "format", "minLength", "maxLength")
+#: Keywords editors show or complete from, kept beside ``anyOf`` rather than inside one alternative.
+_ANNOTATIONS = ("title", "description", "default", "examples", "deprecated")
 #: Keys of the language's own structure: never resolved, so never a placeholder or an expression.
 _STRUCTURAL = frozenset({"steps", "otherwise", "on-error", "trigger"})
 
@@ -101,10 +103,8 @@ def _value(schema: Mapping[str, Any], *, fixed: bool = False, containers: bool =
             alternatives.append(_EXPRESSION)
     result: dict[str, Any] = out
     if alternatives:
-        description = out.pop("description", None)
-        result = {"anyOf": [out, *alternatives]}
-        if description:
-            result["description"] = description
+        notes = {key: out.pop(key) for key in _ANNOTATIONS if key in out}
+        result = {"anyOf": [out, *alternatives], **notes}
     if not dynamic and strings:
         result["not"] = _EXPRESSION
     return result
