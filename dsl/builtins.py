@@ -98,7 +98,12 @@ BUILTIN_STEPS: dict[str, dict[str, Any]] = {
                   "properties": {"when": {"type": ["string", "boolean"],
                                           "description": "A condition: #[ JSONata ]"},
                                  "steps": _STEPS_REF, "otherwise": _STEPS_REF},
-                  "additionalProperties": False},
+                  "additionalProperties": False,
+                  # A branch is 'when' with 'steps', or 'otherwise' alone (the builder reports it).
+                  "oneOf": [{"required": ["when", "steps"]}, {"required": ["otherwise"]}]},
+        # At least one 'when' branch (the builder reports it; this says it to editors).
+        "minItems": 1,
+        "contains": {"type": "object", "required": ["when"]},
     },
     "foreach": {
         "description": "Run steps once per item of a collection",

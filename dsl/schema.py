@@ -89,10 +89,12 @@ def _value(schema: Mapping[str, Any], *, fixed: bool = False, containers: bool =
             out["additionalProperties"] = _FIXED_ANY
         if (not types or "array" in types) and "items" not in out:
             out["items"] = _FIXED_ANY
-    if root:
-        return out
     dynamic = not fixed and schema.get("x-dynamic") is not False
     strings = not types or "string" in types
+    if root:
+        if not dynamic and strings:
+            out["not"] = _EXPRESSION
+        return out
     alternatives: list[dict[str, Any]] = []
     if not strings or any(limit in schema for limit in _STRING_LIMITS):
         if strings:
