@@ -60,12 +60,17 @@ BUILTIN_STEPS: dict[str, dict[str, Any]] = {
         "description": "Replace the payload by a JSONata transform: inline, or a .jsonata file path",
         "type": ["string", "object"],
         "properties": {
-            "expression": {"type": "string", "description": "Inline JSONata", "x-dynamic": False},
+            # JSONata itself, read at load time; one #[ ] around it is allowed and unwrapped, so it
+            # is not marked x-dynamic: false (which would refuse that form in the editor schema).
+            "expression": {"type": "string", "description": "Inline JSONata"},
             "file": {"type": "string", "description": "A .jsonata file, relative to the flow file",
                      "x-dynamic": False},
             "target": STEP_COMMON_KEYS["target"],
         },
         "additionalProperties": False,
+        # Exactly one of 'expression' and 'file' (the builder reports it; this says it to editors).
+        "anyOf": [{"required": ["expression"]}, {"required": ["file"]}],
+        "not": {"type": "object", "required": ["expression", "file"]},
     },
     "set-variable": {
         "description": "Store a value in vars.<name>; the payload is unchanged",
@@ -93,7 +98,12 @@ BUILTIN_STEPS: dict[str, dict[str, Any]] = {
                   "properties": {"when": {"type": ["string", "boolean"],
                                           "description": "A condition: #[ JSONata ]"},
                                  "steps": _STEPS_REF, "otherwise": _STEPS_REF},
-                  "additionalProperties": False},
+                  "additionalProperties": False,
+                  # A branch is 'when' with 'steps', or 'otherwise' alone (the builder reports it).
+                  "oneOf": [{"required": ["when", "steps"]}, {"required": ["otherwise"]}]},
+        # At least one 'when' branch (the builder reports it; this says it to editors).
+        "minItems": 1,
+        "contains": {"type": "object", "required": ["when"]},
     },
     "foreach": {
         "description": "Run steps once per item of a collection",

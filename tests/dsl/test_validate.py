@@ -52,16 +52,23 @@ EXPECTED = [
 ]
 
 
+#: The project behind EXPECTED (the editor schema's tests check its files too).
+BAD_PROJECT = {
+    "flows/a.yaml": (FIXTURES / "bad-flow.yaml").read_text(),
+    "flows/b.yaml": "flow: alpha\ntrigger:\n  demo.tick: {}\nsteps:\n  - log: x\n",
+    "flows/c.yaml": "flow: gamma\ntrigger:\n  http.listener: { path: orders, method: GET, extra: 1 }\n"
+                    "steps:\n  - demo.echo: { message: x }\n",
+    "conn.yaml": "connections:\n  c1: { connector: demo, url: http://a }\n"
+                 "  c2: { connector: demo, url: http://b, pasword: x }\n  c3: { connector: demoo }\n"
+                 "settings:\n  jsonata-engine: fastest\n  telemetry: { exporter: console }\n  custom: 1\n",
+    "other.yaml": "hello: world\n",
+}
+
+
 def test_every_problem_is_reported_at_once(write, vocabulary) -> None:
     """One check_project call finds every kind of mistake in every file, each at its position."""
-    write("flows/a.yaml", (FIXTURES / "bad-flow.yaml").read_text())
-    write("flows/b.yaml", "flow: alpha\ntrigger:\n  demo.tick: {}\nsteps:\n  - log: x\n")
-    write("flows/c.yaml", "flow: gamma\ntrigger:\n  http.listener: { path: orders, method: GET, extra: 1 }\n"
-                          "steps:\n  - demo.echo: { message: x }\n")
-    write("conn.yaml", "connections:\n  c1: { connector: demo, url: http://a }\n"
-                       "  c2: { connector: demo, url: http://b, pasword: x }\n  c3: { connector: demoo }\n"
-                       "settings:\n  jsonata-engine: fastest\n  telemetry: { exporter: console }\n  custom: 1\n")
-    write("other.yaml", "hello: world\n")
+    for path, text in BAD_PROJECT.items():
+        write(path, text)
     write("tests/ignored.yaml", "not: [valid\n")
     write(".hidden/ignored.yaml", "not: [valid\n")
     assert [e.format() for e in check_project(".", vocabulary=vocabulary, environ={})] == EXPECTED
@@ -70,11 +77,15 @@ def test_every_problem_is_reported_at_once(write, vocabulary) -> None:
     assert len(info.value.errors) == len(EXPECTED)
 
 
+#: A flow with a wrong parameter type, an unknown flow-ref target and an unknown property.
+ONE_FILE = ("flow: a\nsteps:\n  - demo.echo: { message: '${greeting}', count: x }\n"
+            "  - flow-ref: elsewhere\n  - log: '${nope}'\n")
+
+
 def test_check_file_checks_one_file_with_its_properties(write, vocabulary) -> None:
     """A single file is checked on its own, with the property files above it."""
     write("config/dev.yaml", "greeting: hi\n")
-    write("flows/a.yaml", "flow: a\nsteps:\n  - demo.echo: { message: '${greeting}', count: x }\n"
-                          "  - flow-ref: elsewhere\n  - log: '${nope}'\n")
+    write("flows/a.yaml", ONE_FILE)
     problems = [e.format() for e in check_file("flows/a.yaml", vocabulary=vocabulary, environ={})]
     assert problems == ["flows/a.yaml:3:49: 'count' must be an integer, got string",
                         "flows/a.yaml:5:11: unknown property 'nope', expected it in a property file, "
@@ -145,11 +156,14 @@ def test_triggers_and_retry_policies_are_built(vocabulary) -> None:
             handler.retry.multiplier, handler.retry.jitter) == (2, "fixed", 0.25, 3600.0, 3.0, 0.0)
 
 
+#: A flow with an expression where a value is needed at load time.
+EXPRESSION_AT_LOAD = "flow: a\nsteps:\n  - log: x\non-error:\n  - when: '#[ payload.t ]'\n"
+
+
 def test_expressions_are_refused_where_values_are_needed_at_load(vocabulary) -> None:
     """Error types, actions and flow names cannot be #[ ] expressions."""
     with pytest.raises(FlowErrors) as info:
-        load_flow_text("flow: a\nsteps:\n  - log: x\non-error:\n  - when: '#[ payload.t ]'\n", file="f.yaml",
-                       vocabulary=vocabulary, environ={})
+        load_flow_text(EXPRESSION_AT_LOAD, file="f.yaml", vocabulary=vocabulary, environ={})
     assert str(info.value) == ("f.yaml:5:11: 'when' cannot hold a #[ ] expression, "
                                "expected a fixed value (it is needed before any message exists)")
 
@@ -161,11 +175,23 @@ def test_http_listener_defaults(vocabulary) -> None:
     assert flow.trigger is not None and dict(flow.trigger.params) == {"path": "/orders", "method": "POST"}
 
 
+#: A flow with a schedule trigger of the given parameters.
+SCHEDULE_FLOW = "flow: a\ntrigger:\n  schedule: {{ {params} }}\nsteps:\n  - log: x\n"
+#: Wrong schedule parameters and the problem each one is reported as.
+BAD_SCHEDULES = [
+    ('cron: "0 2 * * *", catch-up: "true"', "f.yaml:3:44: 'catch-up' must be a boolean, got string"),
+    ('cron: "0 2 * * *", catch-up: "#[ true ]"', "f.yaml:3:44: 'catch-up' cannot hold a #[ ] "
+     "expression, expected a fixed value (it is needed before any message exists)"),
+    ('cron: "0 2 * * *", catchup: true', "f.yaml:3:34: unknown parameter 'catchup' of schedule "
+     "(did you mean 'catch-up'?)"),
+]
+
+
 def test_schedule_catch_up_option(vocabulary) -> None:
     """catch-up is a fixed boolean of the schedule trigger (cron or every); absent, it stays out."""
     def trigger(params: str) -> dict:
-        flow = load_flow_text(f"flow: a\ntrigger:\n  schedule: {{ {params} }}\nsteps:\n  - log: x\n",
-                              file="f.yaml", vocabulary=vocabulary, environ={})
+        flow = load_flow_text(SCHEDULE_FLOW.format(params=params), file="f.yaml", vocabulary=vocabulary,
+                              environ={})
         assert flow.trigger is not None
         return dict(flow.trigger.params)
 
@@ -173,12 +199,7 @@ def test_schedule_catch_up_option(vocabulary) -> None:
         "cron": "0 2 * * *", "timezone": "UTC", "catch-up": True}
     assert trigger("every: 1h, catch-up: false") == {"every": 3600.0, "catch-up": False}
     assert trigger('cron: "0 2 * * *"') == {"cron": "0 2 * * *"}
-    for params, problem in [
-            ('cron: "0 2 * * *", catch-up: "true"', "f.yaml:3:44: 'catch-up' must be a boolean, got string"),
-            ('cron: "0 2 * * *", catch-up: "#[ true ]"', "f.yaml:3:44: 'catch-up' cannot hold a #[ ] "
-             "expression, expected a fixed value (it is needed before any message exists)"),
-            ('cron: "0 2 * * *", catchup: true', "f.yaml:3:34: unknown parameter 'catchup' of schedule "
-             "(did you mean 'catch-up'?)")]:
+    for params, problem in BAD_SCHEDULES:
         with pytest.raises(FlowErrors) as info:
             trigger(params)
         assert str(info.value) == problem
@@ -252,9 +273,13 @@ def test_project_discovery_skips_support_directories(write, vocabulary) -> None:
     assert project.properties == {"greeting": "not a flow"}
 
 
+#: A connection setting of the wrong type.
+BAD_CONNECTION_SETTING = "connections:\n  main: { connector: demo, url: 42 }\n"
+
+
 def test_a_bad_connection_setting_is_reported_once(write, vocabulary) -> None:
     """Steps using a connection with a wrong setting do not each report it as unknown."""
-    write("splice.yaml", "connections:\n  main: { connector: demo, url: 42 }\n")
+    write("splice.yaml", BAD_CONNECTION_SETTING)
     write("a.yaml", "flow: a\nsteps:\n  - demo.echo: { connection: main, message: hi }\n"
                     "  - demo.query: { connection: main, query: x }\n")
     problems = [p.format() for p in check_project(".", vocabulary=vocabulary, environ={})]
