@@ -14,7 +14,13 @@ from __future__ import annotations
 import re
 from typing import Any, cast
 
-from dsl.builtins import ERROR_TYPE_PATTERN, FLOW_KEYS, ON_ERROR_SCHEMA, STEP_COMMON_KEYS
+from dsl.builtins import (
+    ERROR_TYPE_PATTERN,
+    FLOW_KEYS,
+    ON_ERROR_SCHEMA,
+    STEP_COMMON_KEYS,
+    parameters_schema,
+)
 from dsl.errors import FlowError
 from dsl.expressions import compile_expression
 from dsl.kinds import SourceCheck
@@ -111,7 +117,8 @@ class _FlowBuilder:
                       "one of the known triggers" + did_you_mean(name, ctx.vocabulary.source_names()))
             return None
         params = ctx.resolve(value) if value.value is not None else Node("map", {}, value.span)
-        if not check_value(params, schema, name, ctx.errors, owner=name, key_span=key_span):
+        if not check_value(params, parameters_schema(schema), name, ctx.errors, owner=name,
+                           key_span=key_span):
             return None
         values: dict[str, Any] = to_value(params)  # keeps the DynamicDict marker
         check = ctx.vocabulary.source_check(name)
@@ -200,7 +207,8 @@ class _FlowBuilder:
                   base: dict[str, Any]) -> Step | None:
         ctx = self.ctx
         params = ctx.resolve(node) if node.value is not None else Node("map", {}, node.span)
-        if not check_value(params, schema, name, ctx.errors, owner=name, key_span=key_span):
+        if not check_value(params, parameters_schema(schema), name, ctx.errors, owner=name,
+                           key_span=key_span):
             return None
         values = to_value(params)  # keeps the DynamicDict marker for render()
         connection = values.pop("connection", None)

@@ -8,6 +8,7 @@ through the vocabulary, as :class:`~dsl.kinds.StepKind` values (see :mod:`dsl.st
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "SETTINGS_SCHEMA",
     "STEP_COMMON_KEYS",
     "VARIABLE_PATTERN",
+    "parameters_schema",
 ]
 
 FLOW_NAME_PATTERN = r"^[a-z0-9][a-z0-9\-_.]*$"
@@ -75,6 +77,7 @@ BUILTIN_STEPS: dict[str, dict[str, Any]] = {
     "set-variable": {
         "description": "Store a value in vars.<name>; the payload is unchanged",
         "type": "object",
+        "x-dynamic": False,
         "properties": {"name": {**_VARIABLE, "description": "Variable name"},
                        "value": {"description": "The value (may hold #[ ] expressions)"}},
         "required": ["name", "value"],
@@ -94,6 +97,7 @@ BUILTIN_STEPS: dict[str, dict[str, Any]] = {
     "choice": {
         "description": "Run the steps of the first 'when' whose condition holds, else 'otherwise'",
         "type": "array",
+        "x-dynamic": False,
         "items": {"type": "object",
                   "properties": {"when": {"type": ["string", "boolean"],
                                           "description": "A condition: #[ JSONata ]"},
@@ -108,6 +112,7 @@ BUILTIN_STEPS: dict[str, dict[str, Any]] = {
     "foreach": {
         "description": "Run steps once per item of a collection",
         "type": "object",
+        "x-dynamic": False,
         "properties": {
             "collection": {"description": "The items: #[ JSONata ]"},
             "concurrency": {"type": "integer", "minimum": 1, "default": 1, "x-dynamic": False,
@@ -194,3 +199,12 @@ SETTINGS_SCHEMA: dict[str, Any] = {
         "server": {"type": "object", "description": "Settings of 'splice serve'"},
     },
 }
+
+
+def parameters_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """An operation's or trigger's parameter schema as the language reads the mapping itself.
+
+    The mapping is needed when the flow loads (which parameters, which connection), so it cannot be
+    one ``#[ ]`` expression; each of its values can, unless the parameter says otherwise.
+    """
+    return {**schema, "x-dynamic": False}

@@ -22,7 +22,14 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from dsl.builtins import ERROR_TYPE_PATTERN, FLOW_KEYS, ON_ERROR_SCHEMA, SETTINGS_SCHEMA, STEP_COMMON_KEYS
+from dsl.builtins import (
+    ERROR_TYPE_PATTERN,
+    FLOW_KEYS,
+    ON_ERROR_SCHEMA,
+    SETTINGS_SCHEMA,
+    STEP_COMMON_KEYS,
+    parameters_schema,
+)
 from dsl.vocabulary import Vocabulary
 
 __all__ = ["flow_json_schema"]
@@ -150,7 +157,7 @@ def _step_entry(name: str, params: Any, schema: Mapping[str, Any]) -> dict[str, 
 
 def _parameters(schema: Mapping[str, Any]) -> Any:
     """An operation's or trigger's parameters: resolved whole; no value at all is no parameters."""
-    params = _value(schema, root=True)
+    params = _value(parameters_schema(schema), root=True)
     if not schema.get("required") and params.get("type") == "object":
         params["type"] = ["object", "null"]
     return params

@@ -168,6 +168,25 @@ def test_expressions_are_refused_where_values_are_needed_at_load(vocabulary) -> 
                                "expected a fixed value (it is needed before any message exists)")
 
 
+#: Steps whose whole value is one #[ ] expression, where the step's shape is needed at load.
+WHOLE_STEP_EXPRESSIONS = ("flow: a\nsteps:\n  - set-variable: '#[ x ]'\n"
+                          "  - demo.echo: '#[ payload ]'\n  - choice: '#[ x ]'\n")
+
+
+def test_a_step_whose_shape_is_an_expression_is_a_problem_not_a_crash(vocabulary) -> None:
+    """A step's own mapping (an operation's parameters, set-variable's name and value) is read when
+    the flow loads: one #[ ] expression in its place is reported at its position."""
+    with pytest.raises(FlowErrors) as info:
+        load_flow_text(WHOLE_STEP_EXPRESSIONS, file="f.yaml", vocabulary=vocabulary, environ={})
+    fixed = "cannot hold a #[ ] expression, expected a fixed value (it is needed before any message exists)"
+    assert str(info.value).splitlines() == [
+        f"f.yaml:3:19: 'set-variable' {fixed}",
+        f"f.yaml:4:16: 'demo.echo' {fixed}",
+        "f.yaml:5:13: 'choice' must be a non-empty list of branches, expected '- when: \"#[ ... ]\"' "
+        "items with 'steps:', and an optional '- otherwise:' last",
+    ]
+
+
 def test_http_listener_defaults(vocabulary) -> None:
     """The HTTP trigger's check fixes its method to POST when none is given."""
     flow = load_flow_text("flow: a\ntrigger:\n  http.listener: { path: /orders }\nsteps:\n  - log: x\n",
