@@ -105,3 +105,53 @@ async def test_open_opportunity_is_not_invoiced(integration: Integration) -> Non
     opp = it.opportunity(account, [{"product": product, "Quantity": 1}], stage="Prospecting")
     assert (await it.run("opportunity-to-invoice", it.record("Opportunity", opp))).status == "completed"
     assert it.table("Invoice") == []
+
+
+async def test_a_voided_invoice_is_never_written_again(integration: Integration) -> None:
+    """An edit of an opportunity whose invoice was voided leaves the voided invoice as it is (total
+    0, the void note kept) and is reported on the opportunity instead."""
+    it = integration
+    _, opp = seed_won(it)
+    await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    [invoice] = it.table("Invoice")
+    it.company.void("Invoice", {"Id": invoice["Id"], "SyncToken": invoice["SyncToken"]})
+    voided = dict(it.company.tables["Invoice"][invoice["Id"]])
+    cable_line = next(li for li in it.org.records["OpportunityLineItem"].values()
+                      if li["OpportunityId"] == opp and li["SortOrder"] == 3)
+    it.org.update("OpportunityLineItem", cable_line["Id"], {"Quantity": 10})
+    outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    assert outcome.status == "completed", outcome.error
+    [kept] = it.table("Invoice")
+    assert kept["TotalAmt"] == Decimal("0") and kept["SyncToken"] == voided["SyncToken"]
+    assert kept["PrivateNote"].startswith("Voided")
+    written = it.record("Opportunity", opp)
+    assert written["QuickBooks_Invoice_Id__c"] == invoice["Id"]
+    note = written["QB_Sync_Error__c"]
+    assert note and "voided" in note and invoice["DocNumber"] in note and "not invoiced" in note
+
+
+async def test_an_opportunity_whose_invoice_was_deleted_is_not_invoiced_again_by_an_edit(
+        integration: Integration) -> None:
+    """Once QuickBooks deleted the invoice, an edit neither recreates it nor claims it was invoiced:
+    the opportunity keeps the deleted invoice's number and says why (the nightly reconciliation
+    invoices it again when its policy allows)."""
+    it = integration
+    _, opp = seed_won(it)
+    await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    [invoice] = it.table("Invoice")
+    it.company.delete("Invoice", {"Id": invoice["Id"], "SyncToken": invoice["SyncToken"]})
+    outcome = await it.run("payment-to-salesforce", {}, {"entity": "Invoice", "entityId": invoice["Id"],
+                                                         "operation": "Delete"})
+    assert outcome.status == "completed", outcome.error
+    marked = it.record("Opportunity", opp)
+    assert marked["Payment_Status__c"] == "Deleted" and marked["QuickBooks_Invoice_Link__c"] is None
+    assert marked["QuickBooks_Invoice_Number__c"] == invoice["DocNumber"]
+    assert "deleted" in marked["QB_Sync_Error__c"]
+
+    it.org.update("Opportunity", opp, {"Description": "edited after the delete"})
+    outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    assert outcome.status == "completed", outcome.error
+    assert it.table("Invoice") == []
+    note = it.record("Opportunity", opp)["QB_Sync_Error__c"]
+    assert note and "deleted" in note and invoice["DocNumber"] in note
+
