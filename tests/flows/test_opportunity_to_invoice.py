@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 import pytest
 
-from tests.support.flows import Integration
+from tests.support.flows import Integration, open_integration
 
 pytestmark = pytest.mark.anyio
 
@@ -155,3 +156,40 @@ async def test_an_opportunity_whose_invoice_was_deleted_is_not_invoiced_again_by
     note = it.record("Opportunity", opp)["QB_Sync_Error__c"]
     assert note and "deleted" in note and invoice["DocNumber"] in note
 
+
+async def test_a_won_opportunity_without_products_is_invoiced_for_its_amount(integration: Integration) -> None:
+    """The default policy (invoice.without-products: amount-line): one line of the Amount on the
+    configured item."""
+    it = integration
+    account = it.account("No Lines Ltd")
+    opp = it.opportunity(account, [], name="Retainer")
+    it.org.update("Opportunity", opp, {"Amount": 3878.95})
+    outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    assert outcome.status == "completed", outcome.error
+    [invoice] = it.table("Invoice")
+    assert invoice["TotalAmt"] == Decimal("3878.95")
+    [line] = [ln for ln in invoice["Line"] if ln["DetailType"] == "SalesItemLineDetail"]
+    item = it.company.tables["Item"][line["SalesItemLineDetail"]["ItemRef"]["value"]]
+    assert item["Name"] == "Services" and line["Description"] == "Retainer"
+    written = it.record("Opportunity", opp)
+    assert written["QuickBooks_Invoice_Id__c"] == invoice["Id"] and written["QB_Sync_Error__c"] is None
+    # A second delivery changes nothing.
+    assert (await it.run("opportunity-to-invoice", it.record("Opportunity", opp))).status == "completed"
+    assert len(it.table("Invoice")) == 1 and it.table("Invoice")[0]["SyncToken"] == invoice["SyncToken"]
+
+
+async def test_a_won_opportunity_without_products_can_be_flagged_instead(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """invoice.without-products: flag writes why it was not invoiced on the opportunity, and logs
+    it as a warning (not at debug level)."""
+    async with open_integration({"INVOICE_WITHOUT_PRODUCTS": "flag"}) as it:
+        opp = it.opportunity(it.account("Flagged Ltd"), [], name="Retainer")
+        it.org.update("Opportunity", opp, {"Amount": 500})
+        with caplog.at_level(logging.INFO):
+            outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+        assert any(r.levelno == logging.WARNING and opp in r.getMessage() and "no products" in r.getMessage()
+                   for r in caplog.records)
+        assert outcome.status == "completed", outcome.error
+        assert it.table("Invoice") == []
+        note = it.record("Opportunity", opp)["QB_Sync_Error__c"]
+        assert note and "no products" in note
