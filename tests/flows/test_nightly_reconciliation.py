@@ -177,3 +177,51 @@ async def test_the_period_holds_opportunities_closed_in_it_with_an_earlier_close
     summary = json.loads((reports / f"{name}.json").read_text())
     assert summary["checked"] == 1 and summary["missing"] == 1
     assert [json.loads(line)["opportunityId"] for line in (reports / f"{name}.jsonl").read_text().splitlines()] == [late]
+
+
+async def test_voided_and_deleted_invoices_are_reported_as_such(tmp_path: Path) -> None:
+    """A voided invoice is reported as voided (never "amount mismatch, repair": it is not written
+    again); a deleted one as "deleted", invoiced again by a repair only when the policy
+    reconciliation.reinvoice-deleted allows it."""
+    reports = tmp_path / "reports"
+    name = f"reconciliation-{PERIOD['from']}-to-{PERIOD['to']}"
+    environ = {"RECONCILIATION_REPORT_DIR": str(reports), "RECONCILIATION_BULK_POLL_INTERVAL": "10ms"}
+    async with open_integration(environ) as it:
+        account = it.account("Void Corp")
+        product = it.product("Audit", 100)
+        voided = it.opportunity(account, [{"product": product, "Quantity": 2}], name="voided", close_date="2026-03-05")
+        deleted = it.opportunity(account, [{"product": product, "Quantity": 3}], name="deleted", close_date="2026-03-06")
+        void_inv, gone = await invoice(it, voided), await invoice(it, deleted)
+        it.company.void("Invoice", {"Id": void_inv["Id"], "SyncToken": void_inv["SyncToken"]})
+        it.company.delete("Invoice", {"Id": gone["Id"], "SyncToken": gone["SyncToken"]})
+        void_token = it.company.tables["Invoice"][void_inv["Id"]]["SyncToken"]
+
+        outcome = await it.run("nightly-reconciliation", {**PERIOD, "repair": True})
+        assert outcome.status == "completed", outcome.error
+        summary = json.loads((reports / f"{name}.json").read_text())
+        assert (summary["voided"], summary["deleted"], summary["amountMismatch"], summary["missing"]) == (1, 1, 0, 0)
+        found = categories(reports)
+        assert found["voided"] == {voided} and found["deleted"] == {deleted}
+        assert "amount-mismatch" not in found
+        table = (reports / f"{name}.txt").read_text()
+        assert "voided 1, deleted 1" in table
+        assert it.company.tables["Invoice"][void_inv["Id"]]["SyncToken"] == void_token
+        assert gone["Id"] not in it.company.tables["Invoice"] and len(it.table("Invoice")) == 1
+        # The repair that is safe without the policy: both opportunities say what happened.
+        assert it.record("Opportunity", voided)["Payment_Status__c"] == "Voided"
+        assert it.record("Opportunity", deleted)["Payment_Status__c"] == "Deleted"
+
+    async with open_integration({**environ, "RECONCILIATION_REINVOICE_DELETED": "true"}) as it:
+        account = it.account("Void Corp")
+        product = it.product("Audit", 100)
+        deleted = it.opportunity(account, [{"product": product, "Quantity": 3}], name="deleted", close_date="2026-03-06")
+        gone = await invoice(it, deleted)
+        it.company.delete("Invoice", {"Id": gone["Id"], "SyncToken": gone["SyncToken"]})
+        outcome = await it.run("nightly-reconciliation", {**PERIOD, "repair": True})
+        assert outcome.status == "completed", outcome.error
+        assert categories(reports) == {"deleted": {deleted}}
+        [again] = it.table("Invoice")
+        assert again["Id"] != gone["Id"] and again["DocNumber"] == gone["DocNumber"]
+        assert again["TotalAmt"] == Decimal("300.00")
+        record = it.record("Opportunity", deleted)
+        assert record["QuickBooks_Invoice_Id__c"] == again["Id"] and record["QB_Sync_Error__c"] is None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 import pytest
 
-from tests.support.flows import Integration
+from tests.support.flows import Integration, open_integration
 
 pytestmark = pytest.mark.anyio
 
@@ -105,3 +106,90 @@ async def test_open_opportunity_is_not_invoiced(integration: Integration) -> Non
     opp = it.opportunity(account, [{"product": product, "Quantity": 1}], stage="Prospecting")
     assert (await it.run("opportunity-to-invoice", it.record("Opportunity", opp))).status == "completed"
     assert it.table("Invoice") == []
+
+
+async def test_a_voided_invoice_is_never_written_again(integration: Integration) -> None:
+    """An edit of an opportunity whose invoice was voided leaves the voided invoice as it is (total
+    0, the void note kept) and is reported on the opportunity instead."""
+    it = integration
+    _, opp = seed_won(it)
+    await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    [invoice] = it.table("Invoice")
+    it.company.void("Invoice", {"Id": invoice["Id"], "SyncToken": invoice["SyncToken"]})
+    voided = dict(it.company.tables["Invoice"][invoice["Id"]])
+    cable_line = next(li for li in it.org.records["OpportunityLineItem"].values()
+                      if li["OpportunityId"] == opp and li["SortOrder"] == 3)
+    it.org.update("OpportunityLineItem", cable_line["Id"], {"Quantity": 10})
+    outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    assert outcome.status == "completed", outcome.error
+    [kept] = it.table("Invoice")
+    assert kept["TotalAmt"] == Decimal("0") and kept["SyncToken"] == voided["SyncToken"]
+    assert kept["PrivateNote"].startswith("Voided")
+    written = it.record("Opportunity", opp)
+    assert written["QuickBooks_Invoice_Id__c"] == invoice["Id"]
+    note = written["QB_Sync_Error__c"]
+    assert note and "voided" in note and invoice["DocNumber"] in note and "not invoiced" in note
+
+
+async def test_an_opportunity_whose_invoice_was_deleted_is_not_invoiced_again_by_an_edit(
+        integration: Integration) -> None:
+    """Once QuickBooks deleted the invoice, an edit neither recreates it nor claims it was invoiced:
+    the opportunity keeps the deleted invoice's number and says why (the nightly reconciliation
+    invoices it again when its policy allows)."""
+    it = integration
+    _, opp = seed_won(it)
+    await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    [invoice] = it.table("Invoice")
+    it.company.delete("Invoice", {"Id": invoice["Id"], "SyncToken": invoice["SyncToken"]})
+    outcome = await it.run("payment-to-salesforce", {}, {"entity": "Invoice", "entityId": invoice["Id"],
+                                                         "operation": "Delete"})
+    assert outcome.status == "completed", outcome.error
+    marked = it.record("Opportunity", opp)
+    assert marked["Payment_Status__c"] == "Deleted" and marked["QuickBooks_Invoice_Link__c"] is None
+    assert marked["QuickBooks_Invoice_Number__c"] == invoice["DocNumber"]
+    assert "deleted" in marked["QB_Sync_Error__c"]
+
+    it.org.update("Opportunity", opp, {"Description": "edited after the delete"})
+    outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    assert outcome.status == "completed", outcome.error
+    assert it.table("Invoice") == []
+    note = it.record("Opportunity", opp)["QB_Sync_Error__c"]
+    assert note and "deleted" in note and invoice["DocNumber"] in note
+
+
+async def test_a_won_opportunity_without_products_is_invoiced_for_its_amount(integration: Integration) -> None:
+    """The default policy (invoice.without-products: amount-line): one line of the Amount on the
+    configured item."""
+    it = integration
+    account = it.account("No Lines Ltd")
+    opp = it.opportunity(account, [], name="Retainer")
+    it.org.update("Opportunity", opp, {"Amount": 3878.95})
+    outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    assert outcome.status == "completed", outcome.error
+    [invoice] = it.table("Invoice")
+    assert invoice["TotalAmt"] == Decimal("3878.95")
+    [line] = [ln for ln in invoice["Line"] if ln["DetailType"] == "SalesItemLineDetail"]
+    item = it.company.tables["Item"][line["SalesItemLineDetail"]["ItemRef"]["value"]]
+    assert item["Name"] == "Services" and line["Description"] == "Retainer"
+    written = it.record("Opportunity", opp)
+    assert written["QuickBooks_Invoice_Id__c"] == invoice["Id"] and written["QB_Sync_Error__c"] is None
+    # A second delivery changes nothing.
+    assert (await it.run("opportunity-to-invoice", it.record("Opportunity", opp))).status == "completed"
+    assert len(it.table("Invoice")) == 1 and it.table("Invoice")[0]["SyncToken"] == invoice["SyncToken"]
+
+
+async def test_a_won_opportunity_without_products_can_be_flagged_instead(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """invoice.without-products: flag writes why it was not invoiced on the opportunity, and logs
+    it as a warning (not at debug level)."""
+    async with open_integration({"INVOICE_WITHOUT_PRODUCTS": "flag"}) as it:
+        opp = it.opportunity(it.account("Flagged Ltd"), [], name="Retainer")
+        it.org.update("Opportunity", opp, {"Amount": 500})
+        with caplog.at_level(logging.INFO):
+            outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+        assert any(r.levelno == logging.WARNING and opp in r.getMessage() and "no products" in r.getMessage()
+                   for r in caplog.records)
+        assert outcome.status == "completed", outcome.error
+        assert it.table("Invoice") == []
+        note = it.record("Opportunity", opp)["QB_Sync_Error__c"]
+        assert note and "no products" in note

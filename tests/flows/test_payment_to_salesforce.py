@@ -110,3 +110,29 @@ async def test_change_data_capture_runs_the_same_steps(integration: Integration)
         "source": "quickbooks.changes", "entity": "Invoice", "entityId": invoice["Id"], "operation": "Update"})
     assert outcome.status == "completed", outcome.error
     assert fields(it, opp) == ("Paid", 42.42, 0, "2026-07-07")
+
+
+async def test_a_deleted_invoice_is_marked_on_its_opportunity(integration: Integration) -> None:
+    """A deleted invoice (webhook or change data capture) is not "Voided": the opportunity says it
+    was deleted, keeps its number for a person to find and loses the link that leads nowhere."""
+    it = integration
+    account = it.account("Deleter & Co")
+    by_webhook, first = await invoiced(it, account, 30, "Deal F")
+    by_cdc, second = await invoiced(it, account, 40, "Deal G")
+    for invoice in (first, second):
+        it.company.delete("Invoice", current(it, "Invoice", invoice["Id"]))
+    await event(it, "Invoice", first["Id"], "Delete")
+    outcome = await it.run("payment-changes-to-salesforce", {"Id": second["Id"], "status": "Deleted", "domain": "QBO"},
+                           {"source": "quickbooks.changes", "entity": "Invoice", "entityId": second["Id"],
+                            "operation": "Delete"})
+    assert outcome.status == "completed", outcome.error
+    for opp, invoice in ((by_webhook, first), (by_cdc, second)):
+        record = it.record("Opportunity", opp)
+        assert fields(it, opp) == ("Deleted", 0, 0, None)
+        assert record["QuickBooks_Invoice_Link__c"] is None
+        assert record["QuickBooks_Invoice_Number__c"] == invoice["DocNumber"]
+        assert "deleted in QuickBooks" in record["QB_Sync_Error__c"]
+    # A redelivered delete writes nothing new.
+    stamp = it.record("Opportunity", by_webhook)["SystemModstamp"]
+    await event(it, "Invoice", first["Id"], "Delete")
+    assert it.record("Opportunity", by_webhook)["SystemModstamp"] == stamp

@@ -55,6 +55,8 @@ def test_waiting_closed_won_opportunities_are_invoiced_at_start(shipped: Path) -
         summary = json.loads(report.read_text())
         assert summary["repair"] is True and summary["checked"] == len(WON) > len(WAITING)
         assert summary["repairs"]["failed"] == 0
+        # The voided demo invoice is reported as voided, not repaired (never written again).
+        assert summary["voided"] == 1 and summary["amountMismatch"] == 0
         wait_for(lambda: all(o["QuickBooks_Invoice_Id__c"] for o in opportunities().values()),
                  timeout=60, what="every waiting opportunity to be linked to its invoice")
 
@@ -68,5 +70,7 @@ def test_waiting_closed_won_opportunities_are_invoiced_at_start(shipped: Path) -
             assert len(mine) == 1, f"{name}: {len(mine)} invoices"
             assert linked[name]["QuickBooks_Invoice_Id__c"] == mine[0]["Id"]
             assert f"opportunity {opportunity['Id']} invoiced as {number}" in text
+        [voided] = [i for i in invoices if str(i.get("PrivateNote", "")).startswith("Voided")]
+        assert voided["TotalAmt"] == 0 and voided["SyncToken"] == "1"
         assert "nightly-reconciliation: slot " in text and "(catch-up)" in text
     assert "Traceback" not in log.read_text()

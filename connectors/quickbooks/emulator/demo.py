@@ -4,7 +4,7 @@
 ``demo=True`` (``splice serve`` in sandbox mode, ``splice sandbox quickbooks --option demo=true``)
 :func:`seed_demo_company` adds the QuickBooks side of the Salesforce emulator's demo org: its
 products as items (``Sku`` = Salesforce ``ProductCode``), the accounts already synced as customers,
-and the invoices (and payments) of the opportunities already invoiced. The facts both emulators
+and the invoices (and payments) of the opportunities already invoiced, one of them voided. The facts both emulators
 share are written down in both demo modules, since neither package imports the other;
 ``tests/sandbox/test_demo.py`` checks that they agree.
 """
@@ -37,7 +37,8 @@ DEMO_CUSTOMERS: tuple[tuple[str, str, str, str, str, str], ...] = (
 
 #: (expected Id, DocNumber, customer Id, opportunity name, TxnDate, ((Sku, Qty), ...), paid):
 #: the Closed Won opportunities already invoiced (their ``QuickBooks_Invoice_Id__c``); DocNumber is
-#: "SF-" and the opportunity's 15-character Salesforce Id, as the flows number invoices.
+#: "SF-" and the opportunity's 15-character Salesforce Id, as the flows number invoices. ``paid``
+#: "void" is an invoice voided in QuickBooks (kept, total 0, PrivateNote "Voided - ...").
 DEMO_INVOICES: tuple[tuple[Any, ...], ...] = (
     ("22", "SF-006Rx000035eCml", "14", "Acme Corp - Widget rollout", "2026-02-12",
      (("WID-100", 40), ("SVC-INST", 4)), "2880.00"),
@@ -45,6 +46,8 @@ DEMO_INVOICES: tuple[tuple[Any, ...], ...] = (
      (("SEN-300", 12), ("SVC-INST", 6)), "2000.00"),
     ("24", "SF-006Rx000035qVdj", "16", "O'Brien Logistics - Fleet gadgets", "2026-09-18",
      (("GAD-200", 20), ("SVC-SUP", 1)), "0"),
+    ("25", "SF-006Rx000035wDp2", "15", "Globex - Cancelled gadgets", "2026-06-22",
+     (("GAD-200", 10), ("SVC-INST", 3)), "void"),
 )
 
 
@@ -138,7 +141,9 @@ def seed_demo_company(company: Company) -> None:
             "CustomField": [{"DefinitionId": "1", "Name": "Opportunity", "Type": "StringType",
                              "StringValue": opportunity[:31]}]}, {})
         assert invoice["Id"] == expected, "demo ids must match the Salesforce demo"
-        if Decimal(paid):
+        if paid == "void":
+            company.void("Invoice", {"Id": invoice["Id"], "SyncToken": invoice["SyncToken"]})
+        elif Decimal(paid):
             payments.append((customer_id, invoice["Id"], Decimal(paid)))
     for customer_id, invoice_id, amount in payments:
         company.create("Payment", {

@@ -2,10 +2,11 @@
 salesforce --option demo=true``): a small, believable book of business.
 
 Six accounts (one name with an apostrophe, two with non-ASCII letters), a contact each, five
-products with product codes and standard prices, and eighteen opportunities with line items that
-cover every stage of the sales process. Some Closed Won opportunities were already invoiced in
+products with product codes and standard prices, and twenty opportunities that cover every stage
+of the sales process, one of them won without products, the others with line items. Some Closed Won opportunities were already invoiced in
 QuickBooks (they carry the invoice id, number and payment state); others are Closed Won and not yet
-invoiced, so the sync has work to do the moment it starts. Those waiting ones close a few days
+invoiced, so the sync has work to do the moment it starts; one was invoiced and the invoice then
+voided in QuickBooks. Those waiting ones close a few days
 to a few weeks before the day the demo is seeded (their CloseDate is relative to today), so they
 always fall in the nightly reconciliation's period, which `splice serve` runs at start in sandbox
 mode; every other date is fixed.
@@ -26,7 +27,7 @@ from connectors.salesforce.emulator.schema import STAGES
 if TYPE_CHECKING:
     from connectors.salesforce.emulator.store import Org
 
-__all__ = ["DEMO_ACCOUNTS", "DEMO_OPPORTUNITIES", "DEMO_PRODUCTS", "seed_demo"]
+__all__ = ["DEMO_ACCOUNTS", "DEMO_AMOUNTS", "DEMO_OPPORTUNITIES", "DEMO_PRODUCTS", "seed_demo"]
 
 #: (Name, ProductCode, Family, list price)
 DEMO_PRODUCTS: tuple[tuple[str, str, str, float], ...] = (
@@ -84,7 +85,16 @@ DEMO_OPPORTUNITIES: tuple[tuple[Any, ...], ...] = (
     (5, "Zoë's Bäckerei - Ofen-Sensoren", "Closed Won", 5, (("SEN-300", 2),), None),
     (5, "Zoë's Bäckerei - Kassen", "Prospecting", "2027-03-01", (("GAD-200", 3),), None),
     (5, "Zoë's Bäckerei - Widgets", "Closed Lost", "2026-07-07", (("WID-100", 10),), None),
+    # Invoiced, then the invoice was voided in QuickBooks: the sync never writes it again and the
+    # reconciliation reports it as voided.
+    (1, "Globex - Cancelled gadgets", "Closed Won", "2026-06-22",
+     (("GAD-200", 10), ("SVC-INST", 3)), ("25", "SF-006Rx000035wDp2", "Voided", 0.0)),
+    # Won without products: invoiced for its Amount on one line (invoice.without-products).
+    (2, "Initech - Consulting retainer", "Closed Won", 10, (), None),
 )
+
+#: The Amount of each opportunity without products (the others' comes from their line items).
+DEMO_AMOUNTS: dict[str, float] = {"Initech - Consulting retainer": 3878.95}
 
 assert set(STAGES) <= {o[2] for o in DEMO_OPPORTUNITIES}, "the demo must show every stage"
 
@@ -140,13 +150,16 @@ def seed_demo(org: Org) -> None:
             org.create("OpportunityLineItem", {"OpportunityId": opportunity["Id"],
                                                "PricebookEntryId": entries[code]["Id"],
                                                "Quantity": quantity})
+        if not lines:
+            org.update("Opportunity", opportunity["Id"], {"Amount": DEMO_AMOUNTS[name]})
         if invoice is not None:
             invoice_id, number, payment_status, paid = invoice
             total = sum(prices[code] * quantity for code, quantity in lines)
-            assert number == "SF-" + opportunity["Id"][:15], "demo ids must follow creation order"
+            assert number == "SF-" + opportunity["Id"][:15], f"demo ids follow creation order: {opportunity['Id']}"
             org.update("Opportunity", opportunity["Id"], {
                 "QuickBooks_Invoice_Id__c": invoice_id, "QuickBooks_Invoice_Number__c": number,
                 "QuickBooks_Invoice_Link__c": f"{_INVOICE_LINK}{invoice_id}",
                 "Invoice_Status__c": "Sent", "Payment_Status__c": payment_status,
-                "Amount_Paid__c": paid, "Balance_Due__c": round(total - paid, 2)})
+                "Amount_Paid__c": paid,
+                "Balance_Due__c": 0.0 if payment_status == "Voided" else round(total - paid, 2)})
     org.events.clear()

@@ -183,7 +183,7 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
 
 _PICKLISTS = {("Opportunity", "StageName"): tuple(STAGES),
               ("Opportunity", "ForecastCategoryName"): ("Pipeline", "Best Case", "Commit", "Closed", "Omitted"),
-              ("Opportunity", "Payment_Status__c"): ("Unpaid", "Partially Paid", "Paid", "Voided")}
+              ("Opportunity", "Payment_Status__c"): ("Unpaid", "Partially Paid", "Paid", "Voided", "Deleted")}
 
 
 def _field(obj: str, name: str, kind: str, flags: str) -> FieldDef:

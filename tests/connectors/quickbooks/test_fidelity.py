@@ -162,3 +162,45 @@ def test_what_quickbooks_refuses_python_quickbooks_sees_refused(qbo: Any) -> Non
     assert refused.value.error_code == 2050
     invoice.DocNumber = invoice.DocNumber[:21]
     assert invoice.save(qb=qbo).Id
+
+
+def test_voided_and_deleted_invoices_look_as_in_quickbooks(qbo: Any) -> None:
+    """invoice.void() keeps the invoice under its Id with TotalAmt, Balance and line amounts 0 and a
+    PrivateNote starting "Voided"; invoice.delete() removes it, and CDC lists it as Deleted."""
+    from quickbooks.cdc import change_data_capture
+    from quickbooks.objects.customer import Customer
+    from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
+    from quickbooks.objects.invoice import Invoice
+    from quickbooks.objects.item import Item
+
+    since = datetime.now(timezone(timedelta(hours=-7))).replace(tzinfo=None) - timedelta(hours=2)
+    customer = Customer.filter(DisplayName="Cool Cars", qb=qbo)[0]
+    hours = Item.filter(Name="Hours", qb=qbo)[0]
+
+    def invoice(note: str) -> Any:
+        made = Invoice()
+        line = SalesItemLine()
+        line.Amount = Decimal("150.00")
+        line.SalesItemLineDetail = SalesItemLineDetail()
+        line.SalesItemLineDetail.ItemRef = hours.to_ref()
+        line.SalesItemLineDetail.Qty = 2
+        line.SalesItemLineDetail.UnitPrice = Decimal("75")
+        made.Line.append(line)
+        made.CustomerRef = customer.to_ref()
+        made.PrivateNote = note
+        return made.save(qb=qbo)
+
+    kept, gone = invoice("Salesforce Opportunity A"), invoice("Salesforce Opportunity B")
+    kept.void(qb=qbo)
+    voided = Invoice.get(kept.Id, qb=qbo)
+    assert voided.Id == kept.Id and voided.DocNumber == kept.DocNumber
+    assert Decimal(str(voided.TotalAmt)) == 0 and Decimal(str(voided.Balance)) == 0
+    assert [Decimal(str(line.Amount)) for line in voided.Line if line.DetailType == "SalesItemLineDetail"] == [0]
+    assert voided.PrivateNote.startswith("Voided")
+
+    gone.delete(qb=qbo)
+    assert [i.Id for i in Invoice.filter(Id=gone.Id, qb=qbo)] == []
+    changes = change_data_capture([Invoice], since, qb=qbo)
+    [deleted] = [i for i in changes.Invoice if i.Id == gone.Id]
+    assert deleted.status == "Deleted"
+    assert voided.Id in [i.Id for i in changes.Invoice]
