@@ -49,8 +49,9 @@ logger = logging.getLogger("splice")
 POLL_INTERVAL = 0.5
 #: What a project is made of: flow and config files, transforms, property files.
 WATCHED_SUFFIXES = frozenset({".yaml", ".yml", ".jsonata", ".json", ".properties"})
-#: Directories never looked into (besides hidden ones, such as ``.splice`` with its store).
-IGNORED_DIRS = frozenset({"__pycache__", "node_modules"})
+#: Directories never looked into (besides hidden ones, such as ``.splice`` with its store): what
+#: the project's tests write (cassettes, fixtures) is not part of what runs.
+IGNORED_DIRS = frozenset({"__pycache__", "node_modules", "tests", "cassettes", "fixtures"})
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

@@ -20,7 +20,7 @@ from runtime.hookspecs import hookimpl
 from runtime.message import Event
 from runtime.registry import Registry, load_registry
 from runtime.server import ServeOptions, Serving, serve
-from runtime.server.reload import ReloadReport
+from runtime.server.reload import ReloadReport, project_files
 from runtime.service import load_project
 from runtime.spec import Connector, OperationSpec, SourceSpec
 
@@ -241,3 +241,15 @@ def test_serve_help_lists_reload(capsys: pytest.CaptureFixture[str]) -> None:
         main(["serve", "--help"])
     assert exited.value.code == 0
     assert "--reload" in capsys.readouterr().out
+
+
+def test_what_is_watched(tmp_path: Path) -> None:
+    """Flows, transforms, config and property files are watched; the store's hidden directory and
+    what the project's tests write are not."""
+    for name in ("flow.yaml", "t/x.jsonata", "config/dev.yaml", "config/dev.properties",
+                 ".splice/store.db", ".splice/x.yaml", "tests/cassettes/a.yaml", "notes.txt"):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    assert sorted(Path(p).relative_to(tmp_path).as_posix() for p in project_files(tmp_path)) == [
+        "config/dev.properties", "config/dev.yaml", "flow.yaml", "t/x.jsonata"]
