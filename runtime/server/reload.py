@@ -9,9 +9,10 @@ editor's save settles within a poll or two). A change loads and validates the pr
 * **valid**: the new version's connections are opened next to the old ones, then the old version's
   triggers stop the way a shutdown stops them (in-flight executions drain), then the new version's
   triggers start. Trigger positions live in the store, which both versions share, so a polling
-  trigger resumes where the old one stopped. The HTTP server and its port stay up: requests that
-  arrive during the swap wait for it and reach the new version's routes; requests already in flight
-  finish on the old version, whose connections close once the last of them has answered.
+  trigger resumes where the old one stopped. The HTTP server and its port stay up: until the new
+  version's triggers run (a polling trigger may take seconds to drain), requests are answered by
+  the old version's routes, then by the new version's; requests in flight finish on the version
+  that took them, and an old version's connections close once the last of them has answered.
 
 Connections are reopened on every reload (whether their settings changed or not): a connection is
 cheap to open, and a reopened one never carries the previous version's settings. The store, the
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from dsl.errors import FlowErrors
 from dsl.model import Project
@@ -48,7 +50,7 @@ logger = logging.getLogger("splice")
 #: Seconds between two looks at the project's files.
 POLL_INTERVAL = 0.5
 #: What a project is made of: flow and config files, transforms, property files.
-WATCHED_SUFFIXES = frozenset({".yaml", ".yml", ".jsonata", ".json", ".properties"})
+WATCHED_SUFFIXES = frozenset({".yaml", ".yml", ".jsonata", ".properties"})
 #: Directories never looked into (besides hidden ones, such as ``.splice`` with its store): what
 #: the project's tests write (cassettes, fixtures) is not part of what runs.
 IGNORED_DIRS = frozenset({"__pycache__", "node_modules", "tests", "cassettes", "fixtures"})
@@ -193,31 +195,19 @@ class _Version:
 class ReloadingApp:
     """The ASGI app of a reloading server: every request goes to the current version's app.
 
-    Requests that arrive while a new version is swapped in wait for the swap. The lifespan starts
-    the first version's triggers, and on shutdown stops the then current version's.
+    Until a new version's triggers run, requests go to the previous version (whose triggers may
+    be draining: its routes still answer). The lifespan starts the first version's triggers, and
+    on shutdown stops the then current version's.
     """
 
     def __init__(self, first: _Version, on_shutdown: Callable[[], Awaitable[None]]) -> None:
         self.current = first
         self._on_shutdown = on_shutdown
-        self._swapped: anyio.Event | None = None
-
-    def hold(self) -> None:
-        """Let new requests wait (a swap begins)."""
-        self._swapped = anyio.Event()
-
-    def release(self) -> None:
-        """Let waiting requests go to the (new) current version."""
-        if self._swapped is not None:
-            self._swapped.set()
-            self._swapped = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        while self._swapped is not None:
-            await self._swapped.wait()
         await self.current.serve_request(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -270,11 +260,29 @@ class _Reloader:
             task_status.started(version)
             await version.start.wait()
             if not version.retired.is_set():
-                async with app.lifespan():  # triggers run inside; leaving drains them
-                    version.started.set()
-                    await version.retired.wait()
+                await self._run_triggers(version)
             version.triggers_stopped.set()
             await version.wait_idle(self.drain_timeout)
+            app.ready = False
+
+    async def _run_triggers(self, version: _Version) -> None:
+        """The version's triggers, from :attr:`_Version.start` until it is retired; then they stop
+        as on shutdown (in-flight executions drain within the drain timeout). Unlike the app's
+        own lifespan, the app stays ready meanwhile: its routes answer until the next version's
+        triggers run."""
+        runtime = version.runtime
+        async with anyio.create_task_group() as tg:
+            await tg.start(runtime.run_triggers)
+            version.app.ready = True
+            version.started.set()
+            await version.retired.wait()
+            runtime.request_stop()
+            with anyio.move_on_after(self.drain_timeout) as scope:
+                await runtime.triggers_done.wait()
+            if scope.cancelled_caught:
+                logger.warning("drain timeout (%.0fs) reached; cancelling what is left",
+                               self.drain_timeout)
+                tg.cancel_scope.cancel()
 
     async def reload(self, root: Path, env: str) -> ReloadReport | None:
         """Load the project again and swap it in when valid (``None``: the server is closing)."""
@@ -286,6 +294,8 @@ class _Reloader:
                 project, _ = load_project(root, env=env, registry=self.registry)
             except FlowErrors as errors:
                 return ReloadReport(errors=tuple(e.format() for e in errors.errors))
+            except Exception as exc:  # a property file that does not read, ...: the old version stays
+                return ReloadReport(errors=(f"{type(exc).__name__}: {exc}",))
             missing = self._emulators_missing(project)
             if missing:
                 return ReloadReport(errors=tuple(
@@ -302,15 +312,12 @@ class _Reloader:
     async def _swap(self, old: _Version, new: _Version) -> None:
         """Stop ``old``'s triggers (in-flight executions drain), start ``new``'s, route to it."""
         assert self.app is not None
-        self.app.hold()
-        try:
-            old.retire()
-            await old.triggers_stopped.wait()
-            new.start.set()
-            await new.started.wait()
-            self.app.current = new
-        finally:
-            self.app.release()
+        old.retire()
+        await old.triggers_stopped.wait()
+        new.start.set()
+        await new.started.wait()
+        await _triggers_took_first_step(new.runtime)
+        self.app.current = new
 
     def _emulators_missing(self, project: Project) -> list[str]:
         """Connections the new version would run against an emulator this serve did not start."""
@@ -322,6 +329,7 @@ class _Reloader:
         async with self.lock:
             self.closing = True
         if self.app is not None:
+            logger.info("shutting down: stopping triggers, draining in-flight executions")
             current = self.app.current
             current.retire()
             await current.triggers_stopped.wait()
@@ -363,6 +371,15 @@ async def serve_reloading(
                     async with reloader.lock:
                         reloader.closing = True
                 app.current.retire()  # a server that failed to start never ran the lifespan
+
+
+async def _triggers_took_first_step(runtime: SpliceRuntime) -> None:
+    """Let the triggers' tasks run up to their first wait: a listener registers its route there, so
+    requests sent to this version from now on find it."""
+    for _ in range(100):
+        if all(state.state != "starting" for state in runtime.triggers.all().values()):
+            return
+        await anyio.lowlevel.checkpoint()
 
 
 async def _run_in(scope: anyio.CancelScope, task: Callable[[], Awaitable[None]]) -> None:
