@@ -193,7 +193,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = ServeOptions(
         host=args.host, port=args.port, drain_timeout=args.drain_timeout,
         sandbox=True if args.sandbox else False if args.no_sandbox else None,
-        sandbox_port_base=args.sandbox_port_base)
+        sandbox_port_base=args.sandbox_port_base, reload=args.reload)
     if args.sandbox_store:
         options = replace(options, sandbox_store=Path(args.sandbox_store))
     try:
@@ -390,6 +390,9 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
                    help="emulators listen on PORT, PORT+1, ... (default: free ports)")
     p.add_argument("--sandbox-store", metavar="PATH", help="SQLite file of a sandbox run, emptied "
                                                            "at start (default: .splice/sandbox.db)")
+    p.add_argument("--reload", action="store_true",
+                   help="dev mode: watch the project's files and swap in each valid edit "
+                        "(an invalid one is reported and the previous version keeps serving)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("flows", help="list the project's flows and their triggers")

@@ -10,6 +10,9 @@ Shutdown order: the server stops accepting, in-flight requests finish, the app's
 triggers and drains in-flight executions (``drain_timeout``), then the connections, the emulators
 and the store close. SIGINT or SIGTERM asks for that once; a second SIGINT does not wait for open
 HTTP connections nor for the drain (uvicorn's force exit).
+
+With ``ServeOptions(reload=True)`` (``splice serve --reload``) the server serves each valid version
+of the project in turn as its files change (:mod:`runtime.server.reload`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dsl.model import Project
 from runtime import sandbox as sb
 from runtime.registry import Registry
 from runtime.server.app import create_app
+from runtime.server.reload import ReloadingApp, ReloadReport, serve_reloading
 from runtime.service import SpliceRuntime, open_runtime
 from runtime.store import open_store
 from runtime.store.base import ObjectStore
@@ -59,6 +63,12 @@ class ServeOptions:
     handle_signals: bool = False
     #: :func:`run` uses uvloop when installed (the ``fast`` extra).
     uvloop: bool = True
+    #: Dev mode: watch the project's files and swap in each valid edit (:mod:`runtime.server.reload`).
+    reload: bool = False
+    #: Seconds between two looks at the project's files in dev mode.
+    reload_interval: float = 0.5
+    #: Told what each reload did (default: one log line, or the errors as ``file:line:col``).
+    on_reload: Callable[[ReloadReport], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,7 @@ class Serving:
 
     #: Where the server answers, e.g. ``http://127.0.0.1:8080``.
     url: str
+    #: The runtime serving (in dev mode: the first version's, replaced by each reload).
     runtime: SpliceRuntime
     #: What ``GET /sandbox`` answers in sandbox mode (emulator URLs, demo credentials), else None.
     sandbox: Mapping[str, Any] | None = None
@@ -194,14 +205,17 @@ async def _serve(project: Project, registry: Registry, options: ServeOptions, sh
             async with anyio.create_task_group() as emulators:
                 if sandbox.connections:
                     await emulators.start(sb.serve_emulators, sandbox.connections, emulators_stop)
+                overrides = {s.name: s.overrides for s in sandbox.connections}
                 try:
-                    async with open_runtime(project, registry, store=sandbox.store,
-                                            connection_settings={s.name: s.overrides
-                                                                 for s in sandbox.connections}
-                                            ) as runtime:
-                        await _serve_runtime(runtime, listener, options, shutdown, Serving(
-                            url=server_url, runtime=runtime, sandbox=sandbox.info,
-                            banner=sandbox.banner), task_status)
+                    if options.reload:
+                        await _serve_reloading(project, registry, sandbox, overrides, listener,
+                                               options, shutdown, server_url, task_status)
+                    else:
+                        async with open_runtime(project, registry, store=sandbox.store,
+                                                connection_settings=overrides) as runtime:
+                            await _serve_runtime(runtime, listener, options, shutdown, Serving(
+                                url=server_url, runtime=runtime, sandbox=sandbox.info,
+                                banner=sandbox.banner), task_status)
                 finally:
                     emulators_stop.set()
             signals.cancel_scope.cancel()
@@ -216,13 +230,46 @@ async def _serve_runtime(runtime: SpliceRuntime, listener: socket.socket, option
                          task_status: anyio.abc.TaskStatus[Serving]) -> None:
     """The ASGI server on ``listener`` for an open runtime, until the stop request."""
     app = create_app(runtime, drain_timeout=options.drain_timeout, sandbox=serving.sandbox)
+    await _serve_app(app, runtime, listener, options, shutdown, serving, task_status)
+
+
+async def _serve_app(app: Any, runtime: SpliceRuntime, listener: socket.socket,
+                     options: ServeOptions, shutdown: _Shutdown, serving: Serving,
+                     task_status: anyio.abc.TaskStatus[Serving]) -> None:
+    """The ASGI server running ``app`` on ``listener``, until the stop request."""
     config = uvicorn.Config(app, lifespan="on", log_level="warning",
                             timeout_graceful_shutdown=_seconds(options.drain_timeout))
     server = _Server(config, on_started=lambda: task_status.started(serving))
     flows = ", ".join(sorted(runtime.project.flows)) or "no flows"
-    logger.info("serving %s on %s (%s)%s", runtime.project.root, serving.url, flows,
-                " in sandbox mode" if serving.sandbox is not None else "")
+    logger.info("serving %s on %s (%s)%s%s", runtime.project.root, serving.url, flows,
+                " in sandbox mode" if serving.sandbox is not None else "",
+                ", reloading on changes" if options.reload else "")
     await shutdown.serve(server, listener)
+
+
+async def _serve_reloading(project: Project, registry: Registry, sandbox: _Sandbox,
+                           overrides: Mapping[str, Mapping[str, Any]], listener: socket.socket,
+                           options: ServeOptions, shutdown: _Shutdown, server_url: str,
+                           task_status: anyio.abc.TaskStatus[Serving]) -> None:
+    """Dev mode: the server on ``listener`` serves each valid version of the project in turn.
+
+    The store is opened here, once, so every version shares it (and the triggers' positions in it).
+    """
+    store = sandbox.store if sandbox.store is not None else open_store(project.settings.store_url)
+    try:
+        async def serve_app(app: ReloadingApp, runtime: SpliceRuntime) -> None:
+            await _serve_app(app, runtime, listener, options, shutdown, Serving(
+                url=server_url, runtime=runtime, sandbox=sandbox.info, banner=sandbox.banner),
+                task_status)
+
+        await serve_reloading(project, registry, store=store, connection_settings=overrides,
+                              sandbox=sandbox.info, sandbox_mode=options.sandbox,
+                              drain_timeout=options.drain_timeout,
+                              interval=options.reload_interval, report=options.on_reload,
+                              serve_app=serve_app)
+    finally:
+        if store is not sandbox.store:
+            await store.aclose()
 
 
 @contextlib.contextmanager
