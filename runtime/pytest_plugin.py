@@ -387,6 +387,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     item.config.stash[_SECRETS] = set()
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-recording's hook: absent without it
 def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
     """Cassettes of tests that use Splice's fixtures keep no credentials: auth headers, token
     requests and answers, and every secret setting of the project are scrubbed. A ``vcr_config``
