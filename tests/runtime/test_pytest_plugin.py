@@ -176,8 +176,38 @@ def test_a_cassette_is_recorded_without_secrets_then_replayed(tmp_path: Path) ->
     assert "'Globex-Replayed'" in replayed.stdout
 
 
+def test_the_project_and_environment_come_from_the_ini_file_or_a_marker(tmp_path: Path) -> None:
+    project = tmp_path / "integration"
+    (project / "config").mkdir(parents=True)
+    (project / "hello.yaml").write_text(
+        "flow: hello\nsteps:\n  - transform: '{\"text\": \"${greeting.word}, \" & name}'\n")
+    (project / "config" / "ci.yaml").write_text("greeting: { word: Hej }\n")
+    (project / "config" / "dev.yaml").write_text("greeting: { word: Hello }\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\nsplice_project = integration\nsplice_env = ci\n")
+    (tmp_path / "test_hello.py").write_text(
+        "import pytest\n\n"
+        "def test_ini(splice_run):\n"
+        "    assert splice_run('hello', {'name': 'Zoë'}).payload == {'text': 'Hej, Zoë'}\n\n"
+        "@pytest.mark.splice(env='dev')\n"
+        "def test_env_marker(splice_run):\n"
+        "    assert splice_run('hello', {'name': 'Zoë'}).payload == {'text': 'Hello, Zoë'}\n\n"
+        "@pytest.mark.splice(environ={'GREETING_WORD': 'Hi'})\n"
+        "def test_environ_marker(splice_run):\n"
+        "    assert splice_run('hello', {'name': 'Zoë'}).payload == {'text': 'Hi, Zoë'}\n")
+    result = splice_test(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+
+
 def test_splice_test_hands_every_other_argument_to_pytest() -> None:
     command, directory = pytest_command(["--project", "my-flows", "-k", "greet", "-x"])
     assert command[1:] == ["-m", "pytest", "-k", "greet", "-x"] or "-p" in command
     assert command[-3:] == ["-k", "greet", "-x"] and directory == Path("my-flows")
     assert pytest_command(["--project=p", "--record-mode=none"])[1] == Path("p")
+
+
+def test_splice_test_help_says_what_it_runs(tmp_path: Path) -> None:
+    result = splice_test(tmp_path, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("splice test [--project DIR] [PYTEST ARGS]")
+    assert "--splice-project=DIR" in result.stdout  # the plugin's options are in pytest's help
