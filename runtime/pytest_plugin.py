@@ -17,8 +17,8 @@ from __future__ import annotations
 import copy
 import inspect
 import os
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,7 +160,7 @@ class _CallRecorder:
         self.stubs: dict[str, Any] = {}
 
     def wrap(self, qualified: str, spec: OperationSpec) -> OperationSpec:
-        recorder = self
+        recorder = self  # the handler outlives this call; the recorder's stubs change per run
 
         async def handler(ctx: Any, params: dict[str, Any]) -> Any:
             call = Call(operation=qualified, label=ctx.label, flow=ctx.flow,
@@ -237,7 +237,6 @@ class SpliceProject:
         self._stubs: dict[str, Any] = {}
         self._stack = ExitStack()
         self._runtime: SpliceRuntime | None = None
-        self._close_runtime: tuple[Any, Any] | None = None
         self._portal: Any = None
         secrets.update(self._secret_settings())
         self.emulators: dict[str, Any] = {}
@@ -309,21 +308,25 @@ class SpliceProject:
         from runtime.message import Event
         from runtime.spec import materialize
 
-        runtime = await self._open()
-        outcome = await runtime.engine.run(flow, Event(payload=payload, attributes=attributes))
+        assert self._runtime is not None
+        outcome = await self._runtime.engine.run(flow, Event(payload=payload, attributes=attributes))
         outcome.message.payload = await materialize(outcome.message.payload)
         return outcome
 
     def _call(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Call ``func`` in the test's event loop (a thread of its own), opening it and the
+        runtime at the first call; both stay open until :meth:`close`."""
         if self._portal is None:
             from anyio.from_thread import start_blocking_portal
 
             self._portal = self._stack.enter_context(start_blocking_portal())
+        if self._runtime is None:  # opened and closed by one task of the portal, as anyio wants
+            self._runtime = self._stack.enter_context(
+                self._portal.wrap_async_context_manager(self._opened()))
         return self._portal.call(func, *args)
 
-    async def _open(self) -> SpliceRuntime:
-        if self._runtime is not None:
-            return self._runtime
+    @asynccontextmanager
+    async def _opened(self) -> AsyncIterator[SpliceRuntime]:
         import httpx
 
         from runtime.service import open_runtime
@@ -332,30 +335,19 @@ class SpliceProject:
         # The engine finds operations in the registry: a copy whose handlers record (and stub).
         registry = replace(self.registry, operations={
             name: self._recorder.wrap(name, spec) for name, spec in self.registry.operations.items()})
-        store = open_store("memory://")
         transports = {name: httpx.ASGITransport(app=app) for name, app in self.emulators.items()}
-        context = open_runtime(self.project, registry, store=store, transports=transports,
-                               connection_settings=self._emulator_settings)
-        self._runtime = await context.__aenter__()
-        self._close_runtime = (context, store)
-        return self._runtime
+        store = open_store("memory://")
+        try:
+            async with open_runtime(self.project, registry, store=store, transports=transports,
+                                    connection_settings=self._emulator_settings) as runtime:
+                yield runtime
+        finally:
+            await store.aclose()
 
     def close(self) -> None:
         """Close the runtime (connections, store) and the event loop the flows ran in."""
-        try:
-            if self._close_runtime is not None:
-                context, store = self._close_runtime
-                self._runtime, self._close_runtime = None, None
-
-                async def close() -> None:
-                    try:
-                        await context.__aexit__(None, None, None)
-                    finally:
-                        await store.aclose()
-
-                self._portal.call(close)
-        finally:
-            self._stack.close()
+        self._runtime = None
+        self._stack.close()
 
 
 # -- pytest hooks and fixtures --------------------------------------------------------------------
