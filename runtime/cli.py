@@ -23,6 +23,7 @@ from runtime.cli_deadletters import cmd_dlq
 from runtime.cli_support import CliError, default_project_dir, load_plugins
 from runtime.cli_support import load_cli_project as _load
 from runtime.cli_support import registry as _registry
+from runtime.cli_test import add_test_command
 from runtime.errors import SpliceError
 from runtime.jsonutil import dumps
 from runtime.plugins import PluginLoadError
@@ -448,6 +449,7 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
     p.add_argument("--connection", help="for actions: the connection whose emulator to use")
     p.set_defaults(func=cmd_sandbox)
 
+    add_test_command(sub)  # splice test: runtime/cli_test.py
     if registry_hook is not None:
         registry_hook(sub)
     return parser
