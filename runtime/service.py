@@ -169,18 +169,25 @@ async def open_runtime(
     tracer = get_tracer(tracer_provider) if recording else trace.NoOpTracer()
     if resources is None:
         resources = RuntimeResources(secrets=inherit_secrets())
+    from runtime.metrics import MeteredDeadLetterQueue, MeteredStore  # not for `splice validate`
+
+    metrics = resources.metrics
     async with AsyncExitStack() as stack:
         stack.enter_context(use_secrets(resources.secrets))
         if store is None:
-            store = open_store(settings.store_url)
+            # A store the runtime opens is timed (a store passed in stays the caller's object).
+            store = MeteredStore.wrap(open_store(settings.store_url), metrics)
             stack.push_async_callback(store.aclose)
         connections = await _open_connections(stack, project, registry, store, tracer, resources,
                                               transports or {}, runtime_settings or {},
                                               connection_settings or {})
         engine = FlowEngine(project, registry, store=store, connections=connections,
-                            tracer=tracer, logger=logging.getLogger("splice.engine"))
-        try:
-            yield SpliceRuntime(project=project, registry=registry, store=store, engine=engine,
+                            tracer=tracer, logger=logging.getLogger("splice.engine"),
+                            dead_letters=MeteredDeadLetterQueue(store, metrics), observer=metrics)
+        runtime = SpliceRuntime(project=project, registry=registry, store=store, engine=engine,
                                 tracer_provider=tracer_provider, resources=resources)
+        metrics.triggers = runtime.triggers
+        try:
+            yield runtime
         finally:
             tracer_provider.force_flush()
