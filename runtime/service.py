@@ -153,6 +153,7 @@ async def open_runtime(
     runtime_settings: Mapping[str, Any] | None = None,
     connection_settings: Mapping[str, Mapping[str, Any]] | None = None,
     resources: RuntimeResources | None = None,
+    time_store: bool | None = None,
 ) -> AsyncIterator[SpliceRuntime]:
     """Open the store and every connection of ``project``; close them all on exit.
 
@@ -160,6 +161,9 @@ async def open_runtime(
     replaces the network for it: tests mount the emulators in process this way.
     ``connection_settings`` maps a connection name to settings that replace its configured ones
     (sandbox mode points connections at emulators this way; a ``None`` value removes a setting).
+    ``time_store`` puts the store behind :class:`runtime.metrics.MeteredStore` (its calls' latency in
+    the metrics); by default only a store the runtime opens itself is, so that a store passed in
+    stays the very object its caller holds (``runtime.store is store``).
 
     The runtime has resources of its own (``resources``, new by default): the state its
     connections share, and its secrets, which are current until it closes, for this task and every
@@ -183,10 +187,13 @@ async def open_runtime(
     metrics = resources.metrics
     async with AsyncExitStack() as stack:
         stack.enter_context(use_secrets(resources.secrets))
+        if time_store is None:
+            time_store = store is None
         if store is None:
-            # A store the runtime opens is timed (a store passed in stays the caller's object).
-            store = MeteredStore.wrap(open_store(settings.store_url), metrics)
+            store = open_store(settings.store_url)
             stack.push_async_callback(store.aclose)
+        if time_store:
+            store = MeteredStore.wrap(store, metrics)
         connections = await _open_connections(stack, project, registry, store, tracer, resources,
                                               transports or {}, runtime_settings or {},
                                               connection_settings or {})

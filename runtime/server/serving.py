@@ -195,7 +195,7 @@ async def _serve(project: Project, registry: Registry, options: ServeOptions, sh
                 if sandbox.connections:
                     await emulators.start(sb.serve_emulators, sandbox.connections, emulators_stop)
                 try:
-                    async with open_runtime(project, registry, store=sandbox.store,
+                    async with open_runtime(project, registry, store=sandbox.store, time_store=True,
                                             connection_settings={s.name: s.overrides
                                                                  for s in sandbox.connections}
                                             ) as runtime:
