@@ -59,8 +59,10 @@ _SHORT_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
                   5.0, 10.0, 30.0, 60.0)
 #: Event attributes that carry the time the change happened at its origin, by source.
 _CHANGE_TIME_ATTRIBUTES = ("systemModstamp", "commitTimestamp", "lastUpdated")
-#: How long outcomes are kept for failure-rate alerts.
-_OUTCOME_HORIZON = 24 * 3600.0
+#: How long outcomes are kept for failure-rate alerts, counted in buckets of ``_BUCKET`` seconds
+#: (so memory stays bounded whatever the rate of executions).
+_OUTCOME_HORIZON = 24 * 3600
+_BUCKET = 10
 
 
 def change_time(attributes: Mapping[str, Any]) -> float | None:
@@ -114,8 +116,8 @@ class RuntimeMetrics:
         self._duration_children: dict[str, Any] = {}
         self._step_children: dict[tuple[str, str], Any] = {}
         self._request_children: dict[tuple[str, str, str], Any] = {}
-        #: Recent outcomes per flow, (time, failed), for failure-rate alerts.
-        self.outcomes: dict[str, deque[tuple[float, bool]]] = {}
+        #: Recent outcomes per flow, [bucket start, failed, total], for failure-rate alerts.
+        self.outcomes: dict[str, deque[list[int]]] = {}
         #: Per connector, the last token refresh error (``None`` once a refresh succeeds again).
         self.auth_errors: dict[str, str | None] = {}
         #: Per connector, recent rate-limit waits (time, seconds), for API budget alerts.
@@ -139,13 +141,16 @@ class RuntimeMetrics:
             duration = self._duration_children[flow] = self.execution_duration.labels(flow)
         duration.observe(seconds)
         now = self._clock()
+        second = int(now) // _BUCKET * _BUCKET
         recent = self.outcomes.get(flow)
         if recent is None:
-            recent = self.outcomes[flow] = deque()
-        recent.append((now, status != "completed"))
-        if recent[0][0] < now - _OUTCOME_HORIZON:
-            while recent and recent[0][0] < now - _OUTCOME_HORIZON:
-                recent.popleft()
+            recent = self.outcomes[flow] = deque(maxlen=_OUTCOME_HORIZON // _BUCKET + 1)
+        if not recent or recent[-1][0] != second:
+            recent.append([second, 0, 0])
+        bucket = recent[-1]
+        bucket[2] += 1
+        if status != "completed":
+            bucket[1] += 1
         if message.attributes:
             changed = change_time(message.attributes)
             if changed is not None:
@@ -190,10 +195,14 @@ class RuntimeMetrics:
     # -- reading -----------------------------------------------------------------------------------
 
     def failure_rate(self, flow: str, window: float) -> tuple[int, int]:
-        """(failed, total) executions of ``flow`` in the last ``window`` seconds."""
+        """(failed, total) executions of ``flow`` in the last ``window`` seconds (to 10 s)."""
         since = self._clock() - window
-        recent = [failed for at, failed in self.outcomes.get(flow, ()) if at >= since]
-        return sum(recent), len(recent)
+        failed = total = 0
+        for start, bucket_failed, bucket_total in self.outcomes.get(flow, ()):
+            if start + _BUCKET > since:  # a bucket that reaches into the window counts whole
+                failed += bucket_failed
+                total += bucket_total
+        return failed, total
 
     def waited(self, connector: str, window: float) -> float:
         """Seconds requests of ``connector`` waited for rate-limit slots in the last ``window``."""
