@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "ALERTS_SCHEMA",
+    "ALERT_CONDITIONS",
     "BUILTIN_STEPS",
     "CONNECTION_KEYS",
     "DURATION",
@@ -184,6 +186,83 @@ FLOW_KEYS: dict[str, dict[str, Any]] = {
 
 CONNECTION_KEYS = ("connector",)
 
+#: The kinds of alert rule (see runtime.alerts.conditions).
+ALERT_CONDITIONS = ("dead-letter", "failure-rate", "trigger-lag", "trigger-down", "authentication",
+                    "api-budget")
+
+ALERTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Alert rules and where their notifications go (one when a condition starts, "
+                   "one when it resolves)",
+    "properties": {
+        "interval": {**DURATION, "description": "How often the rules are evaluated", "default": "5s"},
+        "channels": {
+            "type": "object",
+            "description": "Notification channels by name",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "enum": ["webhook", "email", "log"],
+                             "description": "webhook: POST {\"text\": ...} (a Slack incoming webhook "
+                                            "accepts it); email: over SMTP; log: the splice.alerts logger"},
+                    "url": {"type": "string", "description": "webhook: the URL (a secret: it carries a token)"},
+                    "host": {"type": "string", "description": "email: the SMTP server"},
+                    "port": {"type": "integer", "minimum": 1, "default": 25},
+                    "starttls": {"type": "boolean", "default": False},
+                    "ssl": {"type": "boolean", "default": False, "description": "email: SMTP over TLS"},
+                    "username": {"type": "string"},
+                    "password": {"type": "string", "description": "email: a secret (use ${secure::...})"},
+                    "from": {"type": "string", "description": "email: the sender address"},
+                    "to": {"type": ["string", "array"], "items": {"type": "string"},
+                           "description": "email: the recipients"},
+                    "timeout": {**DURATION, "description": DURATION_DESCRIPTION, "default": "10s"},
+                },
+                "required": ["type"],
+                "additionalProperties": False,
+            },
+        },
+        "rules": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "pattern": FLOW_NAME_PATTERN,
+                             "description": "The rule's name, unique among the rules"},
+                    "when": {"type": "string", "enum": list(ALERT_CONDITIONS),
+                             "description": "dead-letter: a flow has dead letters; failure-rate: over "
+                                            "threshold % of a flow's executions failed in window; "
+                                            "trigger-lag: the newest handled change was older than "
+                                            "over; trigger-down: a trigger has not run for 'for'; "
+                                            "authentication: a connection cannot authenticate; "
+                                            "api-budget: requests waited for the rate limit at least "
+                                            "'for' in window"},
+                    "flow": {"type": "string", "description": "Only this flow (default: every flow)"},
+                    "connection": {"type": "string",
+                                   "description": "Only this connection (default: every connection)"},
+                    "threshold": {"type": "number", "minimum": 0,
+                                  "description": "failure-rate: the percentage of failed executions"},
+                    "min-executions": {"type": "integer", "minimum": 1, "default": 1,
+                                       "description": "failure-rate: fewer executions in the window "
+                                                      "never fire"},
+                    "window": {**DURATION, "description": DURATION_DESCRIPTION, "default": "15m"},
+                    "over": {**DURATION, "description": DURATION_DESCRIPTION, "default": "15m"},
+                    "for": {**DURATION, "description": DURATION_DESCRIPTION, "default": "1m"},
+                    "severity": {"type": "string", "enum": ["critical", "warning", "info"],
+                                 "default": "warning"},
+                    "cooldown": {**DURATION, "default": "10m",
+                                 "description": "A condition that starts again this soon after its "
+                                                "last notification is not notified again"},
+                    "channels": {"type": "array", "items": {"type": "string"},
+                                 "description": "Channel names (default: every channel)"},
+                },
+                "required": ["name", "when"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "additionalProperties": False,
+}
+
 SETTINGS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -197,6 +276,7 @@ SETTINGS_SCHEMA: dict[str, Any] = {
         "store": {"type": "string", "description": "sqlite:///path or postgresql://...",
                   "default": "sqlite:///.splice/store.db"},
         "server": {"type": "object", "description": "Settings of 'splice serve'"},
+        "alerts": ALERTS_SCHEMA,
     },
 }
 

@@ -87,6 +87,7 @@ class ConnectionContext:
             self.connector, base_url=base_url, auth=auth, headers=headers, timeout=timeout,
             verify=verify, retry=retry, rate_limit=rate_limit, max_connections=max_connections,
             transport=self.transport, tracer=self.tracer, on_throttle=on_throttle,
+            metrics=self.resources.metrics,
         )
 
 

@@ -10,9 +10,10 @@ the event ended.
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from opentelemetry import trace
@@ -37,10 +38,24 @@ from runtime.telemetry import (
     ATTR_TRIGGER,
 )
 
-__all__ = ["DEAD_LETTER_ID", "FlowEngine"]
+__all__ = ["DEAD_LETTER_ID", "ExecutionObserver", "FlowEngine"]
 
 #: The detail of an error that a called flow kept as a dead letter already: the letter's id.
 DEAD_LETTER_ID = "deadLetterId"
+
+
+class ExecutionObserver(Protocol):
+    """Told by the engine when an execution and each step attempt end (metrics: runtime.metrics).
+
+    Called on the hot path: implementations only count, never wait.
+    """
+
+    def execution_finished(self, flow: str, message: Message, outcome: Outcome,
+                           seconds: float) -> None:
+        """An execution of ``flow`` ended with ``outcome`` after ``seconds``."""
+
+    def step_finished(self, flow: str, step_kind: str, seconds: float) -> None:
+        """One attempt of a step of ``flow`` ended (completed or failed) after ``seconds``."""
 
 
 class FlowEngine:
@@ -56,6 +71,7 @@ class FlowEngine:
         tracer: trace.Tracer | None = None,
         logger: logging.Logger | None = None,
         dead_letters: Any = None,
+        observer: ExecutionObserver | None = None,
     ) -> None:
         self.project = project
         self.registry = registry
@@ -70,6 +86,8 @@ class FlowEngine:
 
             dead_letters = DeadLetterQueue(store)
         self.dead_letters = dead_letters
+        #: Told when executions and steps end (``None``: nothing is measured).
+        self.observer = observer
         #: The worker thread that transforms proven slow run in (see runtime.steps).
         self.transform_threads = anyio.CapacityLimiter(1)
         #: Results of steps with ``cache:`` (see runtime.cache).
@@ -109,7 +127,13 @@ class FlowEngine:
         flow = self.flow(flow_name)
         message = event if isinstance(event, Message) else self._message_for(event)
         async with self.limiters[flow.name]:
-            return await self._run(flow, message, dead_letter_failures=dead_letter_failures)
+            if self.observer is None:
+                return await self._run(flow, message, dead_letter_failures=dead_letter_failures)
+            started = time.perf_counter()
+            outcome = await self._run(flow, message, dead_letter_failures=dead_letter_failures)
+            self.observer.execution_finished(flow.name, message, outcome,
+                                             time.perf_counter() - started)
+            return outcome
 
     def _message_for(self, event: Event) -> Message:
         message = Message(payload=event.payload, attributes=dict(event.attributes))
@@ -153,7 +177,7 @@ class FlowEngine:
         while True:
             payload, variables = message.payload, dict(message.vars)
             try:
-                await self._traced_step(flow, step, message, path)
+                await self._observed_step(flow, step, message, path)
                 return
             except SpliceError as error:
                 if error in self._retried:
@@ -178,6 +202,18 @@ class FlowEngine:
             raise FlowExecutionError(f"no runner for step '{step.kind}' is installed",
                                      error_type="FLOW:UNKNOWN_STEP")
         return runner
+
+    async def _observed_step(self, flow: Flow, step: Step, message: Message, path: str) -> None:
+        """One attempt of a step, its duration told to the observer (the retry pause is not in it)."""
+        observer = self.observer
+        if observer is None:
+            await self._traced_step(flow, step, message, path)
+            return
+        started = time.perf_counter()
+        try:
+            await self._traced_step(flow, step, message, path)
+        finally:
+            observer.step_finished(flow.name, step.kind, time.perf_counter() - started)
 
     async def _traced_step(self, flow: Flow, step: Step, message: Message, path: str) -> None:
         if not self.tracing:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import httpx
@@ -25,7 +25,8 @@ import httpx
 from runtime.redaction import register_secret
 from runtime.store.base import ObjectStore
 
-__all__ = ["AccessToken", "OAuth2Auth", "StoredTokenSource", "TOKENS_NAMESPACE", "TokenFetcher"]
+__all__ = ["AccessToken", "OAuth2Auth", "StoredTokenSource", "TOKENS_NAMESPACE", "TokenFetcher",
+           "TokenObserver"]
 
 TOKENS_NAMESPACE = "oauth-tokens"
 
@@ -165,6 +166,16 @@ class StoredTokenSource:
         return not (force and stale is not None and token.value == stale.value)
 
 
+class TokenObserver(Protocol):
+    """Told whether a connection can get tokens (the runtime's metrics, for alerts)."""
+
+    def token_refresh_failed(self, connector: str, error: BaseException) -> None:
+        """Getting a token failed."""
+
+    def token_obtained(self, connector: str) -> None:
+        """A token was had."""
+
+
 class OAuth2Auth(httpx.Auth):
     """Bearer token on every request; on 401, one refresh and one replay, never a loop.
 
@@ -178,6 +189,24 @@ class OAuth2Auth(httpx.Auth):
                  is_unauthorized: Callable[[httpx.Response], bool] | None = None) -> None:
         self.source = source
         self._is_unauthorized = is_unauthorized or (lambda response: response.status_code == 401)
+        self._connector = ""
+        self._metrics: TokenObserver | None = None
+
+    def observe(self, connector: str, metrics: TokenObserver) -> None:
+        """Tell ``metrics`` when a token cannot be had (a refresh failed) and when one is had again."""
+        self._connector, self._metrics = connector, metrics
+
+    async def _token(self, stale: AccessToken | None = None, *, refresh: bool = False
+                     ) -> AccessToken:
+        try:
+            token = await (self.source.refresh(stale) if refresh else self.source.token())
+        except Exception as exc:
+            if self._metrics is not None:
+                self._metrics.token_refresh_failed(self._connector, exc)
+            raise
+        if self._metrics is not None:
+            self._metrics.token_obtained(self._connector)
+        return token
 
     def sync_auth_flow(self, request: httpx.Request) -> Any:  # pragma: no cover - async only
         raise RuntimeError("OAuth2Auth works with httpx.AsyncClient only")
@@ -185,12 +214,12 @@ class OAuth2Auth(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = await self.source.token()
+        token = await self._token()
         request.headers["Authorization"] = f"Bearer {token.value}"
         response = yield request
         if not self._is_unauthorized(response):
             return
         await response.aread()
-        fresh = await self.source.refresh(token)
+        fresh = await self._token(token, refresh=True)
         request.headers["Authorization"] = f"Bearer {fresh.value}"
         yield request

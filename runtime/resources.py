@@ -11,11 +11,14 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import metrics
 
 from runtime.redaction import Secrets
+
+if TYPE_CHECKING:
+    from runtime.metrics import RuntimeMetrics
 
 __all__ = ["RuntimeResources"]
 
@@ -28,6 +31,7 @@ class RuntimeResources:
     ``secrets`` is the runtime's own :class:`~runtime.redaction.Secrets`, current while the runtime
     runs. ``meter`` is an OpenTelemetry meter of this runtime alone (its instrumentation scope
     carries a ``splice.runtime`` id), so instruments two runtimes both create never clash.
+    ``metrics`` are the runtime's Prometheus metrics (``GET /metrics``), in a registry of its own.
     """
 
     def __init__(self, *, secrets: Secrets | None = None,
@@ -36,6 +40,7 @@ class RuntimeResources:
         self.secrets = secrets if secrets is not None else Secrets()
         self._meter_provider = meter_provider
         self._meter: metrics.Meter | None = None
+        self._metrics: RuntimeMetrics | None = None
         self._shared: dict[Hashable, Any] = {}
         self._lock = threading.RLock()
 
@@ -47,6 +52,17 @@ class RuntimeResources:
                 self._meter = metrics.get_meter("splice", meter_provider=self._meter_provider,
                                                 attributes={"splice.runtime": self.id})
             return self._meter
+
+    @property
+    def metrics(self) -> RuntimeMetrics:
+        """The runtime's Prometheus metrics (made at first use: commands that never serve or call
+        an API do not import prometheus-client)."""
+        with self._lock:
+            if self._metrics is None:
+                from runtime.metrics import RuntimeMetrics
+
+                self._metrics = RuntimeMetrics()
+            return self._metrics
 
     def get_or_create(self, key: Hashable, factory: Callable[[], T]) -> T:
         """The object kept under ``key``, made by ``factory()`` the first time it is asked for.

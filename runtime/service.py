@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -36,6 +36,9 @@ from runtime.store import open_store
 from runtime.store.base import ObjectStore
 from runtime.telemetry import create_tracer_provider, get_tracer
 from runtime.trigger_states import TriggerStates
+
+if TYPE_CHECKING:
+    from runtime.alerts import AlertEvaluator
 
 __all__ = ["SpliceRuntime", "load_project", "open_runtime"]
 
@@ -69,6 +72,8 @@ class SpliceRuntime:
     triggers_done: anyio.Event = field(default_factory=anyio.Event)
     #: What each flow's trigger is doing (for ``GET /ready``).
     triggers: TriggerStates = field(default_factory=TriggerStates)
+    #: The alert evaluator (``settings.alerts``), run beside the triggers; ``None``: no rules.
+    alerts: AlertEvaluator | None = None
 
     def request_stop(self) -> None:
         """Ask every trigger to finish what it is doing and return."""
@@ -76,7 +81,8 @@ class SpliceRuntime:
 
     async def run_triggers(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                            ) -> None:
-        """Run every flow's trigger until :meth:`request_stop`; in-flight executions drain first."""
+        """Run every flow's trigger (and the alert evaluator) until :meth:`request_stop`; in-flight
+        executions drain first."""
         try:
             async with anyio.create_task_group() as tg:
                 for flow in self.project.flows.values():
@@ -84,6 +90,8 @@ class SpliceRuntime:
                         self.triggers.register(flow.name, flow.trigger.name)  # "starting" at once
                         tg.start_soon(run_trigger, self.engine, flow, self.routes, self.stop_event,
                                       self.triggers, name=f"trigger:{flow.name}")
+                if self.alerts is not None:
+                    tg.start_soon(self.alerts.run, self.stop_event, name="alerts")
                 self.sources_started.set()
                 task_status.started()
         finally:
@@ -145,6 +153,7 @@ async def open_runtime(
     runtime_settings: Mapping[str, Any] | None = None,
     connection_settings: Mapping[str, Mapping[str, Any]] | None = None,
     resources: RuntimeResources | None = None,
+    time_store: bool | None = None,
 ) -> AsyncIterator[SpliceRuntime]:
     """Open the store and every connection of ``project``; close them all on exit.
 
@@ -152,6 +161,9 @@ async def open_runtime(
     replaces the network for it: tests mount the emulators in process this way.
     ``connection_settings`` maps a connection name to settings that replace its configured ones
     (sandbox mode points connections at emulators this way; a ``None`` value removes a setting).
+    ``time_store`` puts the store behind :class:`runtime.metrics.MeteredStore` (its calls' latency in
+    the metrics); by default only a store the runtime opens itself is, so that a store passed in
+    stays the very object its caller holds (``runtime.store is store``).
 
     The runtime has resources of its own (``resources``, new by default): the state its
     connections share, and its secrets, which are current until it closes, for this task and every
@@ -169,18 +181,30 @@ async def open_runtime(
     tracer = get_tracer(tracer_provider) if recording else trace.NoOpTracer()
     if resources is None:
         resources = RuntimeResources(secrets=inherit_secrets())
+    from runtime.alerts import open_alerts  # neither is imported by `splice validate`
+    from runtime.metrics import MeteredDeadLetterQueue, MeteredStore
+
+    metrics = resources.metrics
     async with AsyncExitStack() as stack:
         stack.enter_context(use_secrets(resources.secrets))
+        if time_store is None:
+            time_store = store is None
         if store is None:
             store = open_store(settings.store_url)
             stack.push_async_callback(store.aclose)
+        if time_store:
+            store = MeteredStore.wrap(store, metrics)
         connections = await _open_connections(stack, project, registry, store, tracer, resources,
                                               transports or {}, runtime_settings or {},
                                               connection_settings or {})
         engine = FlowEngine(project, registry, store=store, connections=connections,
-                            tracer=tracer, logger=logging.getLogger("splice.engine"))
-        try:
-            yield SpliceRuntime(project=project, registry=registry, store=store, engine=engine,
+                            tracer=tracer, logger=logging.getLogger("splice.engine"),
+                            dead_letters=MeteredDeadLetterQueue(store, metrics), observer=metrics)
+        runtime = SpliceRuntime(project=project, registry=registry, store=store, engine=engine,
                                 tracer_provider=tracer_provider, resources=resources)
+        metrics.triggers = runtime.triggers
+        runtime.alerts = open_alerts(runtime)
+        try:
+            yield runtime
         finally:
             tracer_provider.force_flush()

@@ -6,7 +6,9 @@ requests and reads responses::
     httpx.AsyncClient(auth=OAuth2Auth)        refresh before expiry / once on 401
       └─ RetryTransport                       429/503 and transport faults; Retry-After; jitter
            └─ TracingTransport                one client span per attempt
-                └─ RateLimitTransport         per-account requests/period and concurrency
+                └─ MeteredTransport           requests counted per attempt, by status (metrics)
+                     └─ RateLimitTransport    per-account requests/period and concurrency;
+                                              the wait for a slot is measured (metrics)
                      └─ network transport     pooled connections, TLS verify on (aiohttp's engine
                                               when installed, else httpx's own; or an
                                               ASGITransport in tests: an emulator in process)
@@ -17,9 +19,10 @@ requests and reads responses::
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -27,12 +30,17 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from runtime.limits import RateLimit
+from runtime.oauth import OAuth2Auth
 from runtime.redaction import redact
 from runtime.retry import backoff_delay, parse_retry_after
+
+if TYPE_CHECKING:
+    from runtime.metrics import RuntimeMetrics
 
 __all__ = [
     "DEFAULT_RETRY",
     "IDEMPOTENT_EXTENSION",
+    "MeteredTransport",
     "RateLimitTransport",
     "RetryOptions",
     "RetryTransport",
@@ -141,15 +149,21 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, inner: httpx.AsyncBaseTransport,
-                 pick: RateLimit | Callable[[httpx.Request], RateLimit | None]) -> None:
+                 pick: RateLimit | Callable[[httpx.Request], RateLimit | None], *,
+                 on_wait: Callable[[float], None] | None = None) -> None:
         self.inner = inner
         self._pick = pick if callable(pick) else (lambda _request: pick)
+        #: Told how long each request waited for its slot (metrics; API budget alerts).
+        self._on_wait = on_wait
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         limit = None if request.extensions.get(UNLIMITED_EXTENSION) else self._pick(request)
         if limit is None:
             return await self.inner.handle_async_request(request)
+        asked = time.perf_counter()
         async with limit.slot():
+            if self._on_wait is not None:
+                self._on_wait(time.perf_counter() - asked)
             response = await self.inner.handle_async_request(request)
             # Read while holding the slot: the concurrency bound counts requests until answered.
             await response.aread()
@@ -200,6 +214,29 @@ class TracingTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+class MeteredTransport(httpx.AsyncBaseTransport):
+    """Counts each HTTP attempt of a connector by method and status (or transport error) in the
+    runtime's metrics: ``splice_connector_requests_total``."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, connector: str,
+                 metrics: RuntimeMetrics) -> None:
+        self.inner = inner
+        self.connector = connector
+        self._metrics = metrics
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self.inner.handle_async_request(request)
+        except httpx.HTTPError as exc:
+            self._metrics.request_finished(self.connector, request.method, type(exc).__name__)
+            raise
+        self._metrics.request_finished(self.connector, request.method, str(response.status_code))
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 def create_network_transport(*, verify: bool = True, max_connections: int = 20
                              ) -> httpx.AsyncBaseTransport:
     """The innermost layer: real sockets, pooled keep-alive connections.
@@ -235,16 +272,29 @@ def create_http_client(
     transport: httpx.AsyncBaseTransport | None = None,
     tracer: trace.Tracer | None = None,
     on_throttle: Callable[[float], None] | None = None,
+    metrics: RuntimeMetrics | None = None,
 ) -> httpx.AsyncClient:
     """One pooled ``httpx.AsyncClient`` for one connection, with the layers above.
 
     ``transport`` replaces the network (an emulator's ``httpx.ASGITransport`` in tests). TLS
-    verification is on unless ``verify=False`` is asked for explicitly.
+    verification is on unless ``verify=False`` is asked for explicitly. With ``metrics`` (the
+    runtime's), requests, rate-limit waits and token failures of an :class:`OAuth2Auth` are counted.
     """
     layer: httpx.AsyncBaseTransport = transport or create_network_transport(
         verify=verify, max_connections=max_connections)
     if rate_limit is not None:
-        layer = RateLimitTransport(layer, rate_limit)
+        on_wait = None
+        if metrics is not None:
+            meter = metrics
+
+            def on_wait(seconds: float) -> None:
+                meter.rate_limit_waited(connector, seconds)
+
+        layer = RateLimitTransport(layer, rate_limit, on_wait=on_wait)
+    if metrics is not None:
+        layer = MeteredTransport(layer, connector=connector, metrics=metrics)
+        if isinstance(auth, OAuth2Auth):
+            auth.observe(connector, metrics)
     if not isinstance(tracer, trace.NoOpTracer):  # tracing off: no span, no per-call attributes
         layer = TracingTransport(layer, connector=connector, tracer=tracer)
     if retry is not None:

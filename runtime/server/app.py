@@ -1,7 +1,8 @@
 """The ASGI app of ``splice serve``: health, readiness, and every route the flows' triggers register.
 
 ``/health`` is liveness (the process answers); ``/ready`` says whether this server can do its work:
-the store answers and every trigger runs, with a JSON body naming what is not ready.
+the store answers and every trigger runs, with a JSON body naming what is not ready; ``/metrics``
+is the runtime's Prometheus metrics.
 
 The app serves an already opened :class:`runtime.service.SpliceRuntime` (so start-up problems are
 reported before any server starts). Its lifespan starts every trigger and, on shutdown (SIGTERM
@@ -125,6 +126,8 @@ class SpliceApp:
                                       "connections": await self.runtime.status()})
         if path == "/ready" and method == "GET":
             return await self._readiness()
+        if path == "/metrics" and method == "GET":
+            return self._metrics()
         if path == "/sandbox" and method == "GET":
             if self.sandbox is None:
                 return _error(404, "SERVER:NOT_SANDBOX", "splice serve is not in sandbox mode")
@@ -185,6 +188,14 @@ class SpliceApp:
         if reasons:
             body["reasons"] = reasons
         return HttpResponse(503 if reasons else 200, body)
+
+    def _metrics(self) -> HttpResponse:
+        """``GET /metrics``: the runtime's metrics in Prometheus' text format, unauthenticated like
+        ``/health`` (scrapers reach it on an internal network; it names flows, never data)."""
+        from runtime.metrics import CONTENT_TYPE
+
+        metrics = self.runtime.resources.metrics
+        return HttpResponse(200, metrics.exposition(), headers={"content-type": CONTENT_TYPE})
 
     async def _probe_store(self) -> dict[str, Any]:
         """Whether the store answers a read within :attr:`store_timeout` seconds, and how fast."""

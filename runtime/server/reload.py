@@ -250,7 +250,7 @@ class _Reloader:
         async with AsyncExitStack() as stack:
             try:
                 runtime = await stack.enter_async_context(open_runtime(
-                    project, self.registry, store=self.store,
+                    project, self.registry, store=self.store, time_store=True,
                     connection_settings=self.connection_settings, resources=self.resources))
                 app = create_app(runtime, drain_timeout=self.drain_timeout, sandbox=self.sandbox)
             except Exception as exc:  # reported by whoever asked for this version

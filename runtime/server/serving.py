@@ -211,7 +211,7 @@ async def _serve(project: Project, registry: Registry, options: ServeOptions, sh
                         await _serve_reloading(project, registry, sandbox, overrides, listener,
                                                options, shutdown, server_url, task_status)
                     else:
-                        async with open_runtime(project, registry, store=sandbox.store,
+                        async with open_runtime(project, registry, store=sandbox.store, time_store=True,
                                                 connection_settings=overrides) as runtime:
                             await _serve_runtime(runtime, listener, options, shutdown, Serving(
                                 url=server_url, runtime=runtime, sandbox=sandbox.info,

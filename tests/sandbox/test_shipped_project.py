@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.salesforce.emulator.demo import DEMO_OPPORTUNITIES
 from tests.support.sandbox import clean_env, serving
@@ -73,4 +74,28 @@ def test_waiting_closed_won_opportunities_are_invoiced_at_start(shipped: Path) -
         [voided] = [i for i in invoices if str(i.get("PrivateNote", "")).startswith("Voided")]
         assert voided["TotalAmt"] == 0 and voided["SyncToken"] == "1"
         assert "nightly-reconciliation: slot " in text and "(catch-up)" in text
+        metrics = httpx.get(f"{base}/metrics").text
     assert "Traceback" not in log.read_text()
+    assert_metrics_of_the_run(metrics)
+
+
+def assert_metrics_of_the_run(text: str) -> None:
+    """``curl /metrics`` after the sandbox run names what ran, with labels and values."""
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+
+    def total(name: str, **labels: str) -> float:
+        return sum(value for found, value in samples.get(name, [])
+                   if all(found.get(k) == v for k, v in labels.items()))
+
+    assert total("splice_executions_total", flow="nightly-reconciliation", outcome="completed") >= 1
+    assert total("splice_executions_total", outcome="completed") >= len(WAITING)
+    assert total("splice_execution_duration_seconds_count", flow="nightly-reconciliation") >= 1
+    assert total("splice_step_duration_seconds_count", step_kind="quickbooks.create") >= len(WAITING)
+    assert total("splice_connector_requests_total", connector="quickbooks", status="200") >= 1
+    assert total("splice_connector_requests_total", connector="salesforce", status="200") >= 1
+    assert total("splice_rate_limit_wait_seconds_count", connector="quickbooks") >= 1
+    assert total("splice_store_operation_duration_seconds_count", operation="put") >= 1
+    assert total("splice_trigger_running", flow="opportunity-to-invoice", state="running") == 1
