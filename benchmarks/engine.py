@@ -278,6 +278,54 @@ async def engine_overhead(work: Path, messages: int) -> dict[str, float]:
             "overhead_ms": (engine_time - bare) * 1000}
 
 
+async def history_cost(work: Path, messages: int, rounds: int = 5) -> dict[str, float]:
+    """CPU per message of the listener-less flow (jsonatapy transform, in-memory sink) with the
+    execution history on and off, its writer flushing every 100 messages as the runtime's writer
+    does: the best of ``rounds`` alternating runs of each, so that other load on the machine
+    (which inflates wall-clock figures) shows as little as possible. CPU time counts the store's
+    writer thread too."""
+    import httpx
+
+    import dsl
+    from runtime.message import Event
+    from runtime.registry import load_registry
+    from runtime.service import open_runtime
+    from runtime.store import open_store
+
+    registry = load_registry()
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(201, json={"Invoice": {"Id": "130"}}))
+
+    async def once(history: bool, n: int) -> float:
+        root = splice_project(work / f"history-{n}-{history}-{time.monotonic_ns()}", 1, "jsonatapy",
+                              history)
+        project = dsl.load_project(root, vocabulary=registry)
+        store = open_store(f"sqlite:///{root / 'store.db'}")
+        async with open_runtime(project, registry, store=store, transports={"sink": transport}) as rt:
+            recorder = rt.engine.history
+            for _ in range(100):
+                await rt.engine.run("bench", Event(payload=OPPORTUNITY))
+            if recorder is not None:
+                await recorder.flush()
+            started = time.process_time()
+            for i in range(n):
+                await rt.engine.run("bench", Event(payload=OPPORTUNITY))
+                if recorder is not None and i % 100 == 99:
+                    await recorder.flush()
+            if recorder is not None:
+                await recorder.flush()
+            spent = (time.process_time() - started) / n
+        await store.aclose()
+        return spent
+
+    best = {True: float("inf"), False: float("inf")}
+    for _ in range(rounds):
+        for history in (False, True):
+            best[history] = min(best[history], await once(history, messages))
+    return {"on_ms": best[True] * 1000, "off_ms": best[False] * 1000,
+            "cost_pct": 100 * (best[True] / best[False] - 1)}
+
+
 async def loop_stall(work: Path, messages: int, engine: str) -> dict[str, float]:
     """Longest and p99 delay of a 1 ms ticker on the event loop while ``messages`` transforms run
     8 at a time: how long a CPU-bound transform keeps everything else waiting."""
@@ -374,6 +422,7 @@ def main() -> int:
                 rows += run_node_red(work, sink_port, args.messages, concurrencies)
         overhead = asyncio.run(engine_overhead(work, 3000))
         stall = asyncio.run(loop_stall(work, 500, "jsonata-python"))
+        cost = asyncio.run(history_cost(work, 1000)) if args.history == "both" else None
     costs = transform_cost(500)
     machine = f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, " \
               f"Python {platform.python_version()}"
@@ -385,7 +434,11 @@ def main() -> int:
     print("transform cost per message: " + ", ".join(f"{k} {v:.3f} ms" for k, v in costs.items()))
     print(f"event-loop stall while 500 jsonata-python transforms run 8 at a time: "
           f"max {stall['max_ms']:.2f} ms, p99 {stall['p99_ms']:.2f} ms")
-    if args.history == "both":
+    if cost is not None:
+        print(f"\nexecution history, in process (CPU per message, best of 5, writer included): "
+              f"on {cost['on_ms']:.3f} ms ({1000 / cost['on_ms']:.0f} msgs/s per core), "
+              f"off {cost['off_ms']:.3f} ms ({1000 / cost['off_ms']:.0f} msgs/s per core): "
+              f"{cost['cost_pct']:+.1f}%")
         print("\nexecution history cost (msgs/s with history on vs off; load average "
               + ", ".join(f"{x:.2f}" for x in os.getloadavg()) + "):")
         for on in (r for r in rows if r.get("history") == "on"):

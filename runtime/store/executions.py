@@ -36,13 +36,13 @@ EXECUTION_INDEX_NAMESPACE = "execution-index"
 #: How an execution ended; ``retried`` marks a dead-lettered one whose replay ran since.
 OUTCOMES = ("completed", "failed", "dead-lettered", "retried")
 
-_COMPLEMENT = str.maketrans("0123456789", "9876543210")
+_COMPLEMENT = bytes.maketrans(b"0123456789", b"9876543210")
 
 
 def execution_key(execution_id: str) -> str:
     """The store key of an execution id, and back (the mapping is its own inverse)."""
     moment, sep, rest = execution_id.partition("-")
-    return moment.translate(_COMPLEMENT) + sep + rest
+    return moment.encode("ascii", "replace").translate(_COMPLEMENT).decode("ascii") + sep + rest
 
 
 @dataclass(frozen=True, slots=True)
