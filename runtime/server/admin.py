@@ -26,7 +26,7 @@ import ipaddress
 import logging
 import os
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from runtime.context import HttpRequest, HttpResponse
@@ -34,10 +34,10 @@ from runtime.deadletter_actions import discard_letters, replay_letters
 from runtime.redaction import register_secret
 from runtime.service import SpliceRuntime
 from runtime.store.deadletters import DeadLetter, DeadLetterQueue
-from runtime.store.executions import OUTCOMES, ExecutionFilter, ExecutionHistory
-from runtime.store.ids import utc_iso
+from runtime.store.executions import OUTCOMES, ExecutionFilter, ExecutionHistory, normalize_time
 
-__all__ = ["ADMIN_KEY_ENV", "ADMIN_PREFIX", "AdminApi", "admin_key", "describe_access", "with_admin_line"]
+__all__ = ["ADMIN_KEY_ENV", "ADMIN_PREFIX", "AdminApi", "admin_key", "describe_access",
+           "project_fingerprint", "with_admin_line"]
 
 logger = logging.getLogger("splice.server.admin")
 
@@ -56,6 +56,33 @@ def admin_key(settings: Mapping[str, Any], environ: Mapping[str, str] | None = N
     if key is not None:
         register_secret(str(key))
     return None if key is None else str(key)
+
+
+_PROJECT_SUFFIXES = (".yaml", ".yml", ".jsonata", ".json", ".properties")
+
+
+def project_fingerprint(root: str | Path) -> str:
+    """A digest of the project's files (flows, transforms, config) as they are on disk now.
+
+    The serve reports the one it started with; ``splice dlq replay`` compares it with the files it
+    sees, so that a replay after a fix to the flows runs the fixed flows (in the CLI) rather than
+    what the serve loaded before the fix.
+    """
+    import hashlib
+
+    base = Path(root).resolve()
+    digest = hashlib.sha256()
+    files = sorted(path for path in base.rglob("*")
+                   if path.suffix in _PROJECT_SUFFIXES and ".splice" not in path.parts
+                   and path.is_file())
+    for path in files[:5000]:
+        digest.update(str(path.relative_to(base)).encode() + b"\0")
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            continue
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def describe_access(key: str | None, *, sandbox: bool, host: str) -> str:
@@ -89,13 +116,20 @@ class AdminError(Exception):
 class AdminApi:
     """Answers ``/admin/...`` requests for one open runtime."""
 
-    def __init__(self, runtime: SpliceRuntime, *, key: str | None, sandbox: bool) -> None:
+    def __init__(self, runtime: SpliceRuntime, *, key: str | None,
+                 sandbox: Mapping[str, Any] | None) -> None:
         self.runtime = runtime
         self.key = key
+        #: The sandbox's description (``GET /sandbox``) in sandbox mode.
+        self.sandbox = sandbox
         #: No key and a sandbox serve: local clients need none.
-        self.open_locally = key is None and sandbox
+        self.open_locally = key is None and sandbox is not None
         self.history = ExecutionHistory(runtime.store)
         self.dead_letters = DeadLetterQueue(runtime.store)
+        #: The served project's directory (the CLI checks it is talking to its own project's serve).
+        self.project_dir = str(Path(runtime.project.root).resolve())
+        #: The project's files as this serve loaded them (see :func:`project_fingerprint`).
+        self.fingerprint = project_fingerprint(runtime.project.root)
 
     async def handle(self, request: HttpRequest, *, server_host: str | None) -> HttpResponse:
         """Authenticate, route and answer; every refusal is JSON."""
@@ -168,7 +202,9 @@ class AdminApi:
             per_flow[letter.flow] = per_flow.get(letter.flow, 0) + 1
         recorder = runtime.engine.history
         return {
-            "project": str(runtime.project.root),
+            "project": self.project_dir,
+            "projectFingerprint": self.fingerprint,
+            "sandbox": None if self.sandbox is None else {"store": self.sandbox.get("store")},
             "flows": sorted(runtime.project.flows),
             "connections": await runtime.status(),
             "triggers": {flow: state.to_dict() for flow, state in runtime.triggers.all().items()},
@@ -276,14 +312,11 @@ def _time(query: Mapping[str, str], name: str) -> str | None:
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "+"))
+        return normalize_time(text.replace(" ", "+"))  # a query's '+' arrives as a space
     except ValueError:
         raise AdminError(400, "ADMIN:BAD_REQUEST",
                          f"{name} must be an ISO 8601 time such as 2026-12-01T09:30:00Z, "
                          f"not '{text}'") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return utc_iso(moment.timestamp())
 
 
 def _looks_like_id(text: str) -> bool:

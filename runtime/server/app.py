@@ -65,7 +65,7 @@ class SpliceApp:
             runtime.project.settings.server.get("policies"))
         #: ``/admin/...`` (executions, dead letters, status), with its own authentication.
         self.admin = AdminApi(runtime, key=admin_key(runtime.project.settings.server),
-                              sandbox=sandbox is not None)
+                              sandbox=sandbox)
 
     # -- lifespan ----------------------------------------------------------------------------------
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from runtime.store.base import ObjectStore
-from runtime.store.ids import scan
+from runtime.store.ids import scan, utc_iso
 
 __all__ = [
     "EXECUTIONS_NAMESPACE",
+    "normalize_time",
     "EXECUTION_INDEX_NAMESPACE",
     "OUTCOMES",
     "ExecutionFilter",
@@ -43,6 +45,15 @@ def execution_key(execution_id: str) -> str:
     """The store key of an execution id, and back (the mapping is its own inverse)."""
     moment, sep, rest = execution_id.partition("-")
     return moment.encode("ascii", "replace").translate(_COMPLEMENT).decode("ascii") + sep + rest
+
+
+def normalize_time(text: str) -> str:
+    """An ISO 8601 date or time (UTC unless it names an offset) in the form records store
+    (``startedAt``), for ``since`` / ``until``; :class:`ValueError` for anything else."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return utc_iso(moment.timestamp())
 
 
 @dataclass(frozen=True, slots=True)
