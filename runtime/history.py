@@ -35,6 +35,7 @@ from runtime.store.ids import new_id, utc_iso
 
 if TYPE_CHECKING:
     from dsl.model import Flow, Step
+    from runtime.errors import SpliceError
     from runtime.message import Message, Outcome
 
 __all__ = ["STEP_TIMELINE", "ExecutionRecorder", "HistorySettings", "StepTiming"]
@@ -90,11 +91,19 @@ class HistorySettings:
 
 @dataclass(slots=True)
 class _Pending:
-    """What the engine hands over at the end of an execution; turned into a record later."""
+    """What the engine hands over at the end of an execution; turned into a record later.
+
+    The message is kept only when the record needs it (business ids to render, data to keep), so
+    that a queue of successes holds on to little while it waits for the writer.
+    """
 
     flow: Flow
-    message: Message
-    outcome: Outcome
+    message: Message | None
+    correlation_id: str
+    event_id: Any
+    status: str
+    error: SpliceError | None
+    dead_letter_id: str | None
     started: float
     duration: float
     steps: list[StepTiming]
@@ -125,7 +134,13 @@ class ExecutionRecorder:
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 logger.warning("execution history queue full: %d records dropped so far", self.dropped)
             return
-        self._queue.append(_Pending(flow, message, outcome, started, duration, steps, replay_of))
+        failed = outcome.status != "completed" or outcome.error is not None
+        keep = self.settings.keep_data
+        needs_message = bool(flow.record_ids) or keep == "all" or (keep == "failures" and failed)
+        self._queue.append(_Pending(
+            flow, message if needs_message else None, message.correlation_id,
+            message.attributes.get("eventId"), outcome.status, outcome.error,
+            outcome.dead_letter_id, started, duration, steps, replay_of))
 
     @property
     def pending(self) -> int:
@@ -180,35 +195,33 @@ class ExecutionRecorder:
 
     def build(self, pending: _Pending) -> dict[str, Any]:
         """The stored record of an ended execution."""
-        flow, message, outcome = pending.flow, pending.message, pending.outcome
+        flow, message, error = pending.flow, pending.message, pending.error
         ended = pending.started + pending.duration
         execution_id = new_id(pending.started)
         record: dict[str, Any] = {
             "id": execution_id,
             "flow": flow.name,
             "trigger": flow.trigger.name if flow.trigger else "manual",
-            "correlationId": message.correlation_id,
-            "recordIds": self._record_ids(flow, message),
+            "correlationId": pending.correlation_id,
+            "recordIds": self._record_ids(flow, message) if message is not None else [],
             "startedAt": utc_iso(pending.started),
             "endedAt": utc_iso(ended),
             "durationMs": round(pending.duration * 1000, 3),
-            "outcome": outcome.status,
+            "outcome": pending.status,
         }
-        event_id = message.attributes.get("eventId")
-        if event_id:
-            record["eventId"] = str(event_id)
-        if outcome.error is not None:
-            record["error"] = {"type": outcome.error.error_type,
-                               "message": redact(str(outcome.error.message)),
-                               "step": str(outcome.error.details.get("step", ""))}
-        if outcome.dead_letter_id:
-            record["deadLetterId"] = outcome.dead_letter_id
+        if pending.event_id:
+            record["eventId"] = str(pending.event_id)
+        if error is not None:
+            record["error"] = {"type": error.error_type, "message": redact(str(error.message)),
+                               "step": str(error.details.get("step", ""))}
+        if pending.dead_letter_id:
+            record["deadLetterId"] = pending.dead_letter_id
         if pending.replay_of:
             record["replayOf"] = pending.replay_of
         record.update(self._timeline(pending.steps))
         keep = self.settings.keep_data
-        failed = outcome.status != "completed" or outcome.error is not None
-        if keep == "all" or (keep == "failures" and failed):
+        failed = pending.status != "completed" or error is not None
+        if message is not None and (keep == "all" or (keep == "failures" and failed)):
             cap = self.settings.max_data_bytes
             record["input"] = capture(message.vars.get("trigger", message.payload), cap)
             record["output"] = capture(message.payload, cap)
