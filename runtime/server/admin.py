@@ -66,15 +66,19 @@ def project_fingerprint(root: str | Path) -> str:
 
     The serve reports the one it started with; ``splice dlq replay`` compares it with the files it
     sees, so that a replay after a fix to the flows runs the fixed flows (in the CLI) rather than
-    what the serve loaded before the fix.
+    what the serve loaded before the fix. Hidden directories (``.splice``, ``.venv``, ``.git``) and
+    ``node_modules`` are skipped, and at most 5000 files are read.
     """
     import hashlib
 
     base = Path(root).resolve()
+    files: list[Path] = []
+    for folder, dirs, names in os.walk(base):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "node_modules")
+        files += [Path(folder) / name for name in sorted(names) if name.endswith(_PROJECT_SUFFIXES)]
+        if len(files) >= 5000:
+            break
     digest = hashlib.sha256()
-    files = sorted(path for path in base.rglob("*")
-                   if path.suffix in _PROJECT_SUFFIXES and ".splice" not in path.parts
-                   and path.is_file())
     for path in files[:5000]:
         digest.update(str(path.relative_to(base)).encode() + b"\0")
         try:

@@ -162,3 +162,16 @@ async def test_dead_letters_are_listed_shown_replayed_and_discarded(start: Any) 
                                     {"id": kept[0], "outcome": "not-found"}]
     assert status["deadLetters"] == {"total": 0, "byFlow": {}}
     assert sorted(e["recordIds"][0] for e in retried["executions"]) == ["O0", "O1"]
+
+
+def test_the_project_fingerprint_follows_the_project_files_only(tmp_path: Any) -> None:
+    from runtime.server.admin import project_fingerprint
+
+    (tmp_path / "a.yaml").write_text("flow: a\n")
+    (tmp_path / ".splice").mkdir()
+    first = project_fingerprint(tmp_path)
+    (tmp_path / ".splice" / "store.json").write_text("{}")
+    (tmp_path / "notes.txt").write_text("not part of the project")
+    assert project_fingerprint(tmp_path) == first
+    (tmp_path / "a.yaml").write_text("flow: a\ndescription: fixed\n")
+    assert project_fingerprint(tmp_path) != first
