@@ -78,7 +78,7 @@ def find_server(args: argparse.Namespace, project: Project) -> AdminClient | Non
     """The admin API of this project's running serve at ``args.url``, or ``None`` to use the store."""
     import httpx
 
-    from runtime.server.admin import ADMIN_KEY_ENV, admin_key
+    from runtime.admin_access import ADMIN_KEY_ENV, admin_key
 
     if getattr(args, "direct", False):
         return None

@@ -88,7 +88,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def _changed_since(server: Any, project: Any) -> bool:
-    from runtime.server.admin import project_fingerprint
+    from runtime.admin_access import project_fingerprint
 
     served = server.status.get("projectFingerprint")
     return bool(served) and served != project_fingerprint(project.root)

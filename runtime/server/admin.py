@@ -24,14 +24,13 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from runtime.admin_access import ADMIN_KEY_ENV, admin_key, project_fingerprint
 from runtime.context import HttpRequest, HttpResponse
 from runtime.deadletter_actions import discard_letters, replay_letters
-from runtime.redaction import register_secret
 from runtime.service import SpliceRuntime
 from runtime.store.deadletters import DeadLetter, DeadLetterQueue
 from runtime.store.executions import OUTCOMES, ExecutionFilter, ExecutionHistory, normalize_time
@@ -42,51 +41,10 @@ __all__ = ["ADMIN_KEY_ENV", "ADMIN_PREFIX", "AdminApi", "admin_key", "describe_a
 logger = logging.getLogger("splice.server.admin")
 
 ADMIN_PREFIX = "/admin/"
-ADMIN_KEY_ENV = "SPLICE_ADMIN_KEY"
 #: At most this many letters per replay or discard request.
 MAX_BATCH = 1000
 #: Fields left out of execution lists (``GET /admin/executions/{id}`` has them).
 _DETAIL_FIELDS = ("steps", "input", "output")
-
-
-def admin_key(settings: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> str | None:
-    """The configured admin key: ``settings.server.admin-key``, else ``$SPLICE_ADMIN_KEY``."""
-    environ = os.environ if environ is None else environ
-    key = settings.get("admin-key") or environ.get(ADMIN_KEY_ENV) or None
-    if key is not None:
-        register_secret(str(key))
-    return None if key is None else str(key)
-
-
-_PROJECT_SUFFIXES = (".yaml", ".yml", ".jsonata", ".json", ".properties")
-
-
-def project_fingerprint(root: str | Path) -> str:
-    """A digest of the project's files (flows, transforms, config) as they are on disk now.
-
-    The serve reports the one it started with; ``splice dlq replay`` compares it with the files it
-    sees, so that a replay after a fix to the flows runs the fixed flows (in the CLI) rather than
-    what the serve loaded before the fix. Hidden directories (``.splice``, ``.venv``, ``.git``) and
-    ``node_modules`` are skipped, and at most 5000 files are read.
-    """
-    import hashlib
-
-    base = Path(root).resolve()
-    files: list[Path] = []
-    for folder, dirs, names in os.walk(base):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "node_modules")
-        files += [Path(folder) / name for name in sorted(names) if name.endswith(_PROJECT_SUFFIXES)]
-        if len(files) >= 5000:
-            break
-    digest = hashlib.sha256()
-    for path in files[:5000]:
-        digest.update(str(path.relative_to(base)).encode() + b"\0")
-        try:
-            digest.update(path.read_bytes())
-        except OSError:
-            continue
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 def describe_access(key: str | None, *, sandbox: bool, host: str) -> str:

@@ -165,7 +165,7 @@ async def test_dead_letters_are_listed_shown_replayed_and_discarded(start: Any) 
 
 
 def test_the_project_fingerprint_follows_the_project_files_only(tmp_path: Any) -> None:
-    from runtime.server.admin import project_fingerprint
+    from runtime.admin_access import project_fingerprint
 
     (tmp_path / "a.yaml").write_text("flow: a\n")
     (tmp_path / ".splice").mkdir()
