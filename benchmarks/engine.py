@@ -8,7 +8,11 @@ change node with the same JSONata -> http request -> http response) against the 
 the same load generator, in the same run.
 
     python benchmarks/engine.py                       # Splice only
+    python benchmarks/engine.py --history both        # with execution history on, then off
     python benchmarks/engine.py --node-red --json benchmarks/results/engine.json
+
+``--history both`` runs each Splice case with the execution history on (the default) and off and
+prints what the history costs in msgs/s.
 """
 
 from __future__ import annotations
@@ -160,9 +164,11 @@ def measure(port: int, path: str, proc: subprocess.Popen[bytes], *, total: int,
 # -- systems under test --------------------------------------------------------------------------
 
 
-def splice_project(root: Path, sink_port: int, engine: str | None) -> Path:
+def splice_project(root: Path, sink_port: int, engine: str | None, history: bool = True) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     settings = f"  jsonata-engine: {engine}\n" if engine else ""
+    if not history:
+        settings += "  history: { enabled: false }\n"
     (root / "splice.yaml").write_text(
         f"connections:\n  sink: {{ connector: http, base-url: 'http://127.0.0.1:{sink_port}' }}\n"
         f"settings:\n  store: 'sqlite:///{root / 'store.db'}'\n{settings}")
@@ -177,8 +183,9 @@ def splice_project(root: Path, sink_port: int, engine: str | None) -> Path:
 
 
 def run_splice(work: Path, sink_port: int, engine: str | None, total: int,
-               concurrencies: list[int]) -> list[dict[str, Any]]:
-    project = splice_project(work / f"splice-{engine or 'none'}", sink_port, engine)
+               concurrencies: list[int], history: bool = True) -> list[dict[str, Any]]:
+    project = splice_project(work / f"splice-{engine or 'none'}-{'h' if history else 'n'}",
+                             sink_port, engine, history)
     port = free_port()
     rows = []
     with process([sys.executable, "-m", "runtime.cli", "--log-level", "WARNING", "serve",
@@ -187,7 +194,7 @@ def run_splice(work: Path, sink_port: int, engine: str | None, total: int,
         for c in concurrencies:
             result = measure(port, "/opportunity", proc, total=total, concurrency=c)
             rows.append({"system": "splice", "transform": engine or "none", "concurrency": c,
-                         **result})
+                         "history": "on" if history else "off", **result})
     return rows
 
 
@@ -271,6 +278,54 @@ async def engine_overhead(work: Path, messages: int) -> dict[str, float]:
             "overhead_ms": (engine_time - bare) * 1000}
 
 
+async def history_cost(work: Path, messages: int, rounds: int = 5) -> dict[str, float]:
+    """CPU per message of the listener-less flow (jsonatapy transform, in-memory sink) with the
+    execution history on and off, its writer flushing every 100 messages as the runtime's writer
+    does: the best of ``rounds`` alternating runs of each, so that other load on the machine
+    (which inflates wall-clock figures) shows as little as possible. CPU time counts the store's
+    writer thread too."""
+    import httpx
+
+    import dsl
+    from runtime.message import Event
+    from runtime.registry import load_registry
+    from runtime.service import open_runtime
+    from runtime.store import open_store
+
+    registry = load_registry()
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(201, json={"Invoice": {"Id": "130"}}))
+
+    async def once(history: bool, n: int) -> float:
+        root = splice_project(work / f"history-{n}-{history}-{time.monotonic_ns()}", 1, "jsonatapy",
+                              history)
+        project = dsl.load_project(root, vocabulary=registry)
+        store = open_store(f"sqlite:///{root / 'store.db'}")
+        async with open_runtime(project, registry, store=store, transports={"sink": transport}) as rt:
+            recorder = rt.engine.history
+            for _ in range(100):
+                await rt.engine.run("bench", Event(payload=OPPORTUNITY))
+            if recorder is not None:
+                await recorder.flush()
+            started = time.process_time()
+            for i in range(n):
+                await rt.engine.run("bench", Event(payload=OPPORTUNITY))
+                if recorder is not None and i % 100 == 99:
+                    await recorder.flush()
+            if recorder is not None:
+                await recorder.flush()
+            spent = (time.process_time() - started) / n
+        await store.aclose()
+        return spent
+
+    best = {True: float("inf"), False: float("inf")}
+    for _ in range(rounds):
+        for history in (False, True):
+            best[history] = min(best[history], await once(history, messages))
+    return {"on_ms": best[True] * 1000, "off_ms": best[False] * 1000,
+            "cost_pct": 100 * (best[True] / best[False] - 1)}
+
+
 async def loop_stall(work: Path, messages: int, engine: str) -> dict[str, float]:
     """Longest and p99 delay of a 1 ms ticker on the event loop while ``messages`` transforms run
     8 at a time: how long a CPU-bound transform keeps everything else waiting."""
@@ -327,11 +382,12 @@ def transform_cost(messages: int) -> dict[str, float]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    header = (f"{'system':<11} {'transform':<15} {'conc':>4} {'msg/s':>8} {'p50 ms':>8} "
+    header = (f"{'system':<11} {'transform':<15} {'hist':>4} {'conc':>4} {'msg/s':>8} {'p50 ms':>8} "
               f"{'p99 ms':>8} {'CPU %':>6} {'RSS MB':>7}")
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r['system']:<11} {r['transform']:<15} {r['concurrency']:>4} "
+        lines.append(f"{r['system']:<11} {r['transform']:<15} {r.get('history', '-'):>4} "
+                     f"{r['concurrency']:>4} "
                      f"{r['msg_per_s']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
                      f"{r['cpu_pct']:>6.0f} {r['peak_rss_mb']:>7.0f}")
     return "\n".join(lines)
@@ -342,6 +398,8 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--engines", default="none,jsonata-python,jsonatapy")
+    parser.add_argument("--history", choices=["on", "off", "both"], default="on",
+                        help="execution history in the Splice runs (both: each case twice)")
     parser.add_argument("--node-red", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
@@ -355,13 +413,16 @@ def main() -> int:
         sink_port = free_port()
         with process([sys.executable, str(HERE / "sink.py"), str(sink_port)]) as sink:
             wait_until_up(f"http://127.0.0.1:{sink_port}/", sink)
+            modes = {"on": [True], "off": [False], "both": [True, False]}[args.history]
             for engine in args.engines.split(","):
-                rows += run_splice(work, sink_port, None if engine == "none" else engine,
-                                   args.messages, concurrencies)
+                for history in modes:
+                    rows += run_splice(work, sink_port, None if engine == "none" else engine,
+                                       args.messages, concurrencies, history)
             if args.node_red:
                 rows += run_node_red(work, sink_port, args.messages, concurrencies)
         overhead = asyncio.run(engine_overhead(work, 3000))
         stall = asyncio.run(loop_stall(work, 500, "jsonata-python"))
+        cost = asyncio.run(history_cost(work, 1000)) if args.history == "both" else None
     costs = transform_cost(500)
     machine = f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, " \
               f"Python {platform.python_version()}"
@@ -373,10 +434,23 @@ def main() -> int:
     print("transform cost per message: " + ", ".join(f"{k} {v:.3f} ms" for k, v in costs.items()))
     print(f"event-loop stall while 500 jsonata-python transforms run 8 at a time: "
           f"max {stall['max_ms']:.2f} ms, p99 {stall['p99_ms']:.2f} ms")
+    if cost is not None:
+        print(f"\nexecution history, in process (CPU per message, best of 5, writer included): "
+              f"on {cost['on_ms']:.3f} ms ({1000 / cost['on_ms']:.0f} msgs/s per core), "
+              f"off {cost['off_ms']:.3f} ms ({1000 / cost['off_ms']:.0f} msgs/s per core): "
+              f"{cost['cost_pct']:+.1f}%")
+        print("\nexecution history cost (msgs/s with history on vs off; load average "
+              + ", ".join(f"{x:.2f}" for x in os.getloadavg()) + "):")
+        for on in (r for r in rows if r.get("history") == "on"):
+            off = next(r for r in rows if r.get("history") == "off"
+                       and r["transform"] == on["transform"] and r["concurrency"] == on["concurrency"])
+            print(f"  {on['transform']:<15} concurrency {on['concurrency']:>3}: on {on['msg_per_s']:.0f}, "
+                  f"off {off['msg_per_s']:.0f} msgs/s: {100 * (1 - on['msg_per_s'] / off['msg_per_s']):+.1f}% "
+                  "cost")
     if args.node_red:
         for c in concurrencies:
             ours = next((r for r in rows if r["system"] == "splice" and r["transform"] == "jsonatapy"
-                         and r["concurrency"] == c), None)
+                         and r["concurrency"] == c and r.get("history") != "off"), None)
             theirs = next(r for r in rows if r["system"] != "splice" and r["concurrency"] == c)
             if ours:
                 print(f"concurrency {c}: splice+jsonatapy / node-red = "

@@ -89,6 +89,7 @@ class _FlowBuilder:
             handlers = tuple(h for h in (self.handler(item) for item in on_error.value) if h is not None)
         description = header.value.get("description")
         concurrency = header.value.get("max-concurrency")
+        record_ids = self.record_ids(root.value.get("record-ids"))
         if name is None:
             return None
         return Flow(
@@ -101,7 +102,15 @@ class _FlowBuilder:
             else "",
             max_concurrency=concurrency.value if concurrency is not None and type(concurrency.value) is int
             and concurrency.value >= 1 else 8,
+            record_ids=record_ids,
         )
+
+    def record_ids(self, node: Node | None) -> tuple[Any, ...]:
+        """``record-ids:``: each item a template (``#[vars.trigger.Id]``) rendered at the end."""
+        if node is None or node.kind != "seq":
+            return ()
+        values = to_value(self.ctx.resolve(node))
+        return tuple(values) if isinstance(values, list) else ()
 
     def trigger(self, node: Node) -> Trigger | None:
         ctx = self.ctx

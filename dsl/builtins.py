@@ -182,6 +182,9 @@ FLOW_KEYS: dict[str, dict[str, Any]] = {
     "trigger": {"type": "object", "description": "What starts the flow"},
     "steps": {"type": "array", "description": "Steps, in order"},
     "on-error": {"type": "array", "items": ON_ERROR_SCHEMA, "description": "Error handlers, first match wins"},
+    "record-ids": {"type": "array", "items": {"type": "string"}, "maxItems": 16,
+                   "description": "Business ids an execution touched, kept in its history record and "
+                                  "searchable, e.g. ['#[vars.trigger.Id]', '#[vars.invoice.Id]']"},
 }
 
 CONNECTION_KEYS = ("connector",)
@@ -277,6 +280,20 @@ SETTINGS_SCHEMA: dict[str, Any] = {
                   "default": "sqlite:///.splice/store.db"},
         "server": {"type": "object", "description": "Settings of 'splice serve'"},
         "alerts": ALERTS_SCHEMA,
+        "history": {
+            "type": "object",
+            "description": "Execution history kept in the store",
+            "properties": {
+                "enabled": {"type": "boolean", "default": True},
+                "keep-data": {"type": "string", "enum": ["failures", "all", "none"], "default": "failures",
+                              "description": "Whose inputs and outputs are kept (size-capped, redacted)"},
+                "max-data-bytes": {"type": "integer", "minimum": 0, "default": 16384},
+                "retention": {**DURATION, "default": "7d",
+                              "description": "How long records are kept (a duration: 7d, 12h...)"},
+                "max-per-flow": {"type": "integer", "minimum": 1, "default": 10000},
+            },
+            "additionalProperties": False,
+        },
     },
 }
 

@@ -295,6 +295,8 @@ class Flow:
     on_error: tuple[ErrorHandler, ...] = ()
     description: str = ""
     max_concurrency: int = 8
+    #: ``record-ids:``: templates of the business ids an execution touched (for its history record).
+    record_ids: tuple[Any, ...] = ()
 
     @property
     def file(self) -> str:

@@ -19,7 +19,9 @@ from typing import Any
 
 import anyio
 
+from runtime.cli_admin import add_server_arguments
 from runtime.cli_deadletters import cmd_dlq
+from runtime.cli_executions import add_executions_parser
 from runtime.cli_support import CliError, default_project_dir, load_plugins
 from runtime.cli_support import load_cli_project as _load
 from runtime.cli_support import registry as _registry
@@ -208,11 +210,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from runtime.cli_admin import find_server
     from runtime.cli_sandbox import open_cli_runtime, plan_command
     from runtime.store import DeadLetterQueue
 
     registry = _registry(args)
     project = _load(args, registry)
+    server = find_server(args, project)
+    if server is not None:  # the running serve's own view: its connections, triggers, history
+        status = dict(server.status)
+        letters = status.get("deadLetters") or {}
+        served: dict[str, Any] = {
+            "flows": status.get("flows"), "server": server.url,
+            "connections": dict(sorted((status.get("connections") or {}).items())),
+            "deadLetters": letters.get("total", 0), "deadLettersByFlow": letters.get("byFlow", {}),
+            "triggers": status.get("triggers"), "history": status.get("history")}
+        if status.get("sandbox"):
+            served["sandbox"] = {"store": status["sandbox"].get("store"), "serve": server.url}
+        print(dumps(served, indent=2))
+        return 0
     # In sandbox mode without a serve to reach, the emulated connections are reported, not opened.
     plan = plan_command(args, project, registry, skip_unreachable=True)
 
@@ -414,23 +430,33 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
 
     p = sub.add_parser("status", help="connections, API usage and dead letters")
     _project_args(p, sandbox=True)
+    add_server_arguments(p)
     p.set_defaults(func=cmd_status)
 
-    dlq = sub.add_parser("dlq", help="dead letters: list, show, replay")
+    dlq = sub.add_parser("dlq", help="dead letters: list, show, replay, discard")
     dsub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
     p = dsub.add_parser("list")
     p.add_argument("--flow")
     p.add_argument("--limit", type=int, default=100)
     _project_args(p, sandbox=True)
+    add_server_arguments(p)
     p = dsub.add_parser("show")
     p.add_argument("id")
     _project_args(p, sandbox=True)
+    add_server_arguments(p)
     p = dsub.add_parser("replay")
     p.add_argument("id", nargs="?")
     p.add_argument("--all", action="store_true")
     p.add_argument("--flow")
     _project_args(p, sandbox=True)
+    add_server_arguments(p)
+    p = dsub.add_parser("discard", help="drop dead letters without replaying them")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    _project_args(p, sandbox=True)
+    add_server_arguments(p)
     dlq.set_defaults(func=cmd_dlq)
+
+    add_executions_parser(sub, lambda parser: _project_args(parser, sandbox=True))
 
     p = sub.add_parser("sandbox", help="run a connector's API emulator, or act on a running "
                        "sandbox (list, close-opportunity, pay, ...)",

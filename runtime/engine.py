@@ -23,6 +23,7 @@ from dsl.model import ErrorHandler, Flow, Project, Step
 from runtime.cache import ResultCache
 from runtime.error_handling import find_handler, retry_delay, should_retry
 from runtime.errors import FlowExecutionError, SpliceError
+from runtime.history import STEP_TIMELINE, ExecutionRecorder, StepTiming
 from runtime.message import Event, Message, Outcome
 from runtime.registry import Registry
 from runtime.steps import ExpressionCosts, StepExecution, StepRunner, render_value
@@ -72,6 +73,7 @@ class FlowEngine:
         logger: logging.Logger | None = None,
         dead_letters: Any = None,
         observer: ExecutionObserver | None = None,
+        history: ExecutionRecorder | None = None,
     ) -> None:
         self.project = project
         self.registry = registry
@@ -88,6 +90,8 @@ class FlowEngine:
         self.dead_letters = dead_letters
         #: Told when executions and steps end (``None``: nothing is measured).
         self.observer = observer
+        #: Where ended executions are recorded (``None``: history off; see runtime.history).
+        self.history = history
         #: The worker thread that transforms proven slow run in (see runtime.steps).
         self.transform_threads = anyio.CapacityLimiter(1)
         #: Results of steps with ``cache:`` (see runtime.cache).
@@ -117,23 +121,40 @@ class FlowEngine:
             raise FlowExecutionError(f"no flow named '{name}'", error_type="FLOW:NOT_FOUND") from None
 
     async def run(self, flow_name: str, event: Event | Message, *,
-                  dead_letter_failures: bool = False) -> Outcome:
+                  dead_letter_failures: bool = False, replay_of: str | None = None) -> Outcome:
         """Run one execution of a flow and say how it ended.
 
         With ``dead_letter_failures`` an error that would propagate is kept as a dead letter instead
         (what a polling source wants: nothing may be lost). The flow's max-concurrency bound is held
         for the whole execution: callers wait here, which is the back-pressure sources feel.
+        ``replay_of`` names the dead letter this execution replays (kept in its history record).
         """
         flow = self.flow(flow_name)
         message = event if isinstance(event, Message) else self._message_for(event)
         async with self.limiters[flow.name]:
-            if self.observer is None:
+            if self.observer is None and self.history is None:
                 return await self._run(flow, message, dead_letter_failures=dead_letter_failures)
-            started = time.perf_counter()
-            outcome = await self._run(flow, message, dead_letter_failures=dead_letter_failures)
-            self.observer.execution_finished(flow.name, message, outcome,
-                                             time.perf_counter() - started)
+            started, clock = time.time(), time.perf_counter()
+            steps: list[StepTiming] | None = [] if self.history is not None else None
+            token = STEP_TIMELINE.set(steps) if steps is not None else None
+            try:
+                outcome = await self._run(flow, message, dead_letter_failures=dead_letter_failures)
+            finally:
+                if token is not None:
+                    STEP_TIMELINE.reset(token)
+            duration = time.perf_counter() - clock
+            if self.observer is not None:
+                self.observer.execution_finished(flow.name, message, outcome, duration)
+            if steps is not None:
+                self._record_execution(flow, message, outcome, started, duration, steps, replay_of)
             return outcome
+
+    def _record_execution(self, flow: Flow, message: Message, outcome: Outcome, started: float,
+                          duration: float, steps: list[StepTiming], replay_of: str | None) -> None:
+        """The engine's one history hook: hand the ended execution to the recorder (no I/O here)."""
+        assert self.history is not None
+        self.history.record(flow, message, outcome, started=started, duration=duration,
+                            steps=steps, replay_of=replay_of)
 
     def _message_for(self, event: Event) -> Message:
         message = Message(payload=event.payload, attributes=dict(event.attributes))
@@ -174,20 +195,30 @@ class FlowEngine:
     async def run_step(self, flow: Flow, step: Step, message: Message, path: str) -> None:
         """One step in its own span, retried as the flow's ``on-error`` says."""
         retries = 0
+        timeline = STEP_TIMELINE.get()
         while True:
             payload, variables = message.payload, dict(message.vars)
+            started = time.perf_counter() if timeline is not None else 0.0
             try:
                 await self._observed_step(flow, step, message, path)
+                if timeline is not None:
+                    timeline.append((path, step, started, time.perf_counter(), "completed"))
                 return
             except SpliceError as error:
                 if error in self._retried:
+                    if timeline is not None:
+                        timeline.append((path, step, started, time.perf_counter(), "failed"))
                     raise
                 handler = find_handler(flow.on_error, error)
                 if not should_retry(handler, error, retries):
+                    if timeline is not None:
+                        timeline.append((path, step, started, time.perf_counter(), "failed"))
                     if retries:
                         self._retried.add(error)
                         error.details.setdefault("attempts", retries + 1)
                     raise
+                if timeline is not None:
+                    timeline.append((path, step, started, time.perf_counter(), "retried"))
                 assert handler is not None and handler.retry is not None
                 retries += 1
                 delay = retry_delay(handler.retry, retries, error)

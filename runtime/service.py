@@ -26,6 +26,7 @@ from dsl.model import Project
 from runtime.context import ConnectionContext
 from runtime.engine import FlowEngine
 from runtime.errors import ConnectionConfigError
+from runtime.history import ExecutionRecorder, HistorySettings
 from runtime.redaction import inherit_secrets, register_secret, use_secrets
 from runtime.registry import Registry, load_registry
 from runtime.resources import RuntimeResources
@@ -92,6 +93,9 @@ class SpliceRuntime:
                                       self.triggers, name=f"trigger:{flow.name}")
                 if self.alerts is not None:
                     tg.start_soon(self.alerts.run, self.stop_event, name="alerts")
+                if self.engine.history is not None:  # the history writer lives as long as triggers
+                    tg.start_soon(self.engine.history.run, self.stop_event, list(self.project.flows),
+                                  name="history-writer")
                 self.sources_started.set()
                 task_status.started()
         finally:
@@ -197,9 +201,14 @@ async def open_runtime(
         connections = await _open_connections(stack, project, registry, store, tracer, resources,
                                               transports or {}, runtime_settings or {},
                                               connection_settings or {})
+        history_settings = HistorySettings.from_settings(settings.extra.get("history"))
+        history = ExecutionRecorder(store, history_settings) if history_settings.enabled else None
+        if history is not None:  # what the writer has not written yet is written on the way out
+            stack.push_async_callback(history.close)
         engine = FlowEngine(project, registry, store=store, connections=connections,
                             tracer=tracer, logger=logging.getLogger("splice.engine"),
-                            dead_letters=MeteredDeadLetterQueue(store, metrics), observer=metrics)
+                            dead_letters=MeteredDeadLetterQueue(store, metrics), observer=metrics,
+                            history=history)
         runtime = SpliceRuntime(project=project, registry=registry, store=store, engine=engine,
                                 tracer_provider=tracer_provider, resources=resources)
         metrics.triggers = runtime.triggers

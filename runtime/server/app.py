@@ -27,6 +27,7 @@ import anyio
 from runtime.context import HttpRequest, HttpResponse
 from runtime.jsonutil import dumps_bytes
 from runtime.redaction import redact
+from runtime.server.admin import ADMIN_PREFIX, AdminApi, admin_key
 from runtime.server.policies import Policy, build_policies, check_policies
 from runtime.service import SpliceRuntime
 
@@ -63,6 +64,9 @@ class SpliceApp:
         self.ready = False
         self.policies: list[Policy] = build_policies(
             runtime.project.settings.server.get("policies"))
+        #: ``/admin/...`` (executions, dead letters, status), with its own authentication.
+        self.admin = AdminApi(runtime, key=admin_key(runtime.project.settings.server),
+                              sandbox=sandbox)
 
     # -- lifespan ----------------------------------------------------------------------------------
 
@@ -132,6 +136,12 @@ class SpliceApp:
             if self.sandbox is None:
                 return _error(404, "SERVER:NOT_SANDBOX", "splice serve is not in sandbox mode")
             return HttpResponse(200, dict(self.sandbox))
+        if path.startswith(ADMIN_PREFIX):
+            request = await self._request(scope, receive, {})
+            if request is None:
+                return _error(499, "SERVER:CLIENT_GONE", "the client went away")
+            server = scope.get("server")
+            return await self.admin.handle(request, server_host=server[0] if server else None)
         if not self.ready:
             return _error(503, "SERVER:NOT_READY", "the runtime is not ready")
         route, path_params, exists = self.runtime.routes.match(method, path)
@@ -139,22 +149,9 @@ class SpliceApp:
             if exists:
                 return _error(405, "SERVER:METHOD_NOT_ALLOWED", f"{method} is not allowed on {path}")
             return _error(404, "SERVER:NOT_FOUND", f"no flow listens on {path}")
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return _error(499, "SERVER:CLIENT_GONE", "the client went away")
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        client = scope.get("client")
-        query = scope.get("query_string", b"")
-        inbound = HttpRequest(
-            method=method, path=path,
-            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-            query=dict(parse_qsl(query.decode("latin-1"))) if query else {},
-            body=body, path_params=path_params, client=client[0] if client else None,
-        )
+        inbound = await self._request(scope, receive, path_params)
+        if inbound is None:
+            return _error(499, "SERVER:CLIENT_GONE", "the client went away")
         refusal = check_policies(self.policies, inbound) if self.policies else None
         if refusal is not None:
             return refusal
@@ -163,6 +160,27 @@ class SpliceApp:
         except Exception as exc:  # never a traceback to the caller
             logger.exception("endpoint %s failed", path)
             return _error(500, "SERVER:INTERNAL", f"internal error ({type(exc).__name__})")
+
+    @staticmethod
+    async def _request(scope: Scope, receive: Receive,
+                       path_params: Mapping[str, str]) -> HttpRequest | None:
+        """The request with its whole body (``None`` when the client went away meanwhile)."""
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        client = scope.get("client")
+        query = scope.get("query_string", b"")
+        return HttpRequest(
+            method=scope["method"], path=scope["path"],
+            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+            query=dict(parse_qsl(query.decode("latin-1"))) if query else {},
+            body=body, path_params=path_params, client=client[0] if client else None,
+        )
 
     async def _readiness(self) -> HttpResponse:
         """``GET /ready``: 200 when the server runs, the store answers and every trigger runs (or

@@ -32,6 +32,7 @@ import uvicorn
 from dsl.model import Project
 from runtime import sandbox as sb
 from runtime.registry import Registry
+from runtime.server.admin import admin_key, describe_access, with_admin_line
 from runtime.server.app import create_app
 from runtime.server.reload import ReloadingApp, ReloadReport, serve_reloading
 from runtime.service import SpliceRuntime, open_runtime
@@ -177,10 +178,12 @@ def _prepare_sandbox(project: Project, registry: Registry, names: list[str], opt
         sb.wipe_sqlite(path)
         store_url = sb.store_url(path)
         real = [n for n in sorted(project.connections) if n not in names]
-        return _Sandbox(connections, store=open_store(store_url),
-                        info=sb.describe(connections, server_url, store=sb.store_url(path.resolve()),
-                                         project=str(Path(project.root).resolve())),
-                        banner=sb.render_banner(project, connections, server_url, store_url, real))
+        admin = describe_access(admin_key(project.settings.server), sandbox=True, host=options.host)
+        info = sb.describe(connections, server_url, store=sb.store_url(path.resolve()),
+                           project=str(Path(project.root).resolve()))
+        return _Sandbox(connections, store=open_store(store_url), info={**info, "admin": admin},
+                        banner=with_admin_line(sb.render_banner(project, connections, server_url,
+                                                                store_url, real), server_url, admin))
     except BaseException:
         for item in connections:
             item.sock.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime
 from decimal import Decimal
@@ -47,6 +47,13 @@ class ObjectStore(ABC):
     @abstractmethod
     async def put(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
         """Create or replace."""
+
+    async def put_many(self, entries: Sequence[tuple[str, str, Any]], *,
+                       ttl: float | None = None) -> None:
+        """Create or replace several ``(namespace, key, value)`` entries, in one write if the backend
+        can (background writers batch with it: one commit for many records)."""
+        for namespace, key, value in entries:
+            await self.put(namespace, key, value, ttl=ttl)
 
     @abstractmethod
     async def put_if_absent(self, namespace: str, key: str, value: Any, *,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -156,6 +156,21 @@ class PostgresStore(ObjectStore):
                 "ON CONFLICT (namespace, key) DO UPDATE "
                 "SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at",
                 namespace, key, encode(value), self._expiry(now, ttl))
+
+    async def put_many(self, entries: Sequence[tuple[str, str, Any]], *,
+                       ttl: float | None = None) -> None:
+        if not entries:
+            return
+        pool, _ = await self._pools()
+        now = self.clock()
+        expires = self._expiry(now, ttl)
+        rows = [(namespace, key, encode(value), expires) for namespace, key, value in entries]
+        async with pool.acquire() as conn, conn.transaction():
+            await self._maybe_purge(conn, now)
+            await conn.executemany(
+                f"INSERT INTO {self._kv} (namespace, key, value, expires_at) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (namespace, key) DO UPDATE "
+                "SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at", rows)
 
     async def put_if_absent(self, namespace: str, key: str, value: Any, *,
                             ttl: float | None = None) -> bool:

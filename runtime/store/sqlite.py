@@ -23,7 +23,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -185,6 +185,30 @@ class SQLiteStore(ObjectStore):
                 "ON CONFLICT (namespace, key) DO UPDATE "
                 "SET value = excluded.value, expires_at = excluded.expires_at",
                 (namespace, key, text, expires))
+
+        await self._call(op)
+
+    async def put_many(self, entries: Sequence[tuple[str, str, Any]], *,
+                       ttl: float | None = None) -> None:
+        now = self.clock()
+        expires = self._expiry(now, ttl)
+        rows = [(namespace, key, encode(value), expires) for namespace, key, value in entries]
+        if not rows:
+            return
+
+        def op(conn: sqlite3.Connection) -> None:
+            self._maybe_purge(conn, now)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO kv (namespace, key, value, expires_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (namespace, key) DO UPDATE "
+                    "SET value = excluded.value, expires_at = excluded.expires_at", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
         await self._call(op)
 

@@ -1,0 +1,301 @@
+"""Recording executions without slowing them down: a bounded queue and a background writer.
+
+The engine calls :meth:`ExecutionRecorder.record` once at the end of every execution (completed,
+failed, dead-lettered); that appends a small tuple to a bounded in-memory queue and returns. A
+writer task the runtime owns (:meth:`ExecutionRecorder.run`) drains the queue every
+``flush-interval`` into records (business ids rendered, inputs and outputs size-capped and redacted
+like logs) and writes each batch with one ``put_many``; :meth:`ExecutionRecorder.close` writes what
+is left when the runtime closes, so a clean stop loses nothing. When the queue is full (the store
+cannot keep up) new records are dropped and counted rather than making flows wait.
+
+The step timeline is collected by the engine into the list :data:`STEP_TIMELINE` holds for the
+running execution (a context variable: flow-refs and foreach branches append to their caller's).
+
+Settings (``settings.history`` of the project): ``enabled`` (true), ``keep-data`` (``failures``:
+inputs and outputs of failed executions only; ``all``; ``none``), ``max-data-bytes`` (16384),
+``retention`` (``7d``), ``max-per-flow`` (10000).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from runtime.redaction import MASK, SECRET_KEYS, redact
+from runtime.store.base import ObjectStore, encode
+from runtime.store.executions import ExecutionHistory
+from runtime.store.ids import new_id, utc_iso
+
+if TYPE_CHECKING:
+    from dsl.model import Flow, Step
+    from runtime.errors import SpliceError
+    from runtime.message import Message, Outcome
+
+__all__ = ["STEP_TIMELINE", "ExecutionRecorder", "HistorySettings", "StepTiming"]
+
+logger = logging.getLogger("splice.history")
+
+#: Steps one execution has run so far (``None`` outside an execution, or with history off).
+STEP_TIMELINE: ContextVar[list[StepTiming] | None] = ContextVar("splice_step_timeline", default=None)
+
+#: A step attempt: path, step, start and end (``time.perf_counter``), outcome.
+StepTiming = tuple[str, "Step", float, float, str]
+
+#: At most this many steps are kept per record (a foreach over thousands of items).
+MAX_TIMELINE = 200
+
+
+def _duration(value: Any, default: float) -> float:
+    from dsl.values import parse_duration
+
+    try:
+        return parse_duration(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySettings:
+    """How executions are recorded and kept (``settings.history``)."""
+
+    enabled: bool = True
+    keep_data: str = "failures"
+    max_data_bytes: int = 16_384
+    retention: float = 7 * 86400.0
+    max_per_flow: int = 10_000
+    queue_size: int = 10_000
+    batch_size: int = 500
+    flush_interval: float = 0.25
+    prune_interval: float = 300.0
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any] | None) -> HistorySettings:
+        """From the project's ``settings.history`` mapping (already checked against its schema)."""
+        values = values or {}
+        defaults = cls()
+        return cls(
+            enabled=bool(values.get("enabled", True)),
+            keep_data=str(values.get("keep-data", defaults.keep_data)),
+            max_data_bytes=int(values.get("max-data-bytes", defaults.max_data_bytes)),
+            retention=_duration(values.get("retention"), defaults.retention),
+            max_per_flow=int(values.get("max-per-flow", defaults.max_per_flow)),
+        )
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What the engine hands over at the end of an execution; turned into a record later.
+
+    The message is kept only when the record needs it (business ids to render, data to keep), so
+    that a queue of successes holds on to little while it waits for the writer.
+    """
+
+    flow: Flow
+    message: Message | None
+    correlation_id: str
+    event_id: Any
+    status: str
+    error: SpliceError | None
+    dead_letter_id: str | None
+    started: float
+    duration: float
+    steps: list[StepTiming]
+    replay_of: str | None
+
+
+class ExecutionRecorder:
+    """The runtime's execution recorder: queue, background writer and retention."""
+
+    def __init__(self, store: ObjectStore, settings: HistorySettings | None = None) -> None:
+        self.settings = settings or HistorySettings()
+        self.history = ExecutionHistory(store, retention=self.settings.retention,
+                                        max_per_flow=self.settings.max_per_flow)
+        self._queue: deque[_Pending] = deque()
+        #: Records dropped because the queue was full (the store did not keep up).
+        self.dropped = 0
+        #: Records written so far.
+        self.written = 0
+        self._lock: anyio.Lock | None = None
+
+    # -- the engine's side (hot path: no I/O, no await) -------------------------------------------
+
+    def record(self, flow: Flow, message: Message, outcome: Outcome, *, started: float,
+               duration: float, steps: list[StepTiming], replay_of: str | None = None) -> None:
+        """Queue an ended execution for the writer; drops it (counted) when the queue is full."""
+        if len(self._queue) >= self.settings.queue_size:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning("execution history queue full: %d records dropped so far", self.dropped)
+            return
+        failed = outcome.status != "completed" or outcome.error is not None
+        keep = self.settings.keep_data
+        needs_message = bool(flow.record_ids) or keep == "all" or (keep == "failures" and failed)
+        self._queue.append(_Pending(
+            flow, message if needs_message else None, message.correlation_id,
+            message.attributes.get("eventId"), outcome.status, outcome.error,
+            outcome.dead_letter_id, started, duration, steps, replay_of))
+
+    @property
+    def pending(self) -> int:
+        """Records queued and not written yet."""
+        return len(self._queue)
+
+    # -- the writer -------------------------------------------------------------------------------
+
+    async def run(self, stop: anyio.Event, flows: Sequence[str]) -> None:
+        """Write queued records every ``flush_interval`` and prune now and then, until ``stop``."""
+        next_prune = time.monotonic() + min(60.0, self.settings.prune_interval)
+        while not stop.is_set():
+            with anyio.move_on_after(self.settings.flush_interval):
+                await stop.wait()
+            await self.flush()
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + self.settings.prune_interval
+                try:
+                    removed = await self.history.prune(flows)
+                except Exception:
+                    logger.exception("pruning the execution history failed")
+                else:
+                    if removed:
+                        logger.info("execution history: pruned %d records", removed)
+
+    async def flush(self) -> None:
+        """Write every queued record now, in batches."""
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            while self._queue:
+                batch = [self._queue.popleft()
+                         for _ in range(min(self.settings.batch_size, len(self._queue)))]
+                records = [self.build(pending) for pending in batch]
+                try:
+                    await self.history.add_many(records)
+                    for record in records:
+                        if record.get("replayOf"):
+                            await self.history.mark_retried(str(record["replayOf"]), str(record["id"]))
+                except Exception:
+                    logger.exception("writing %d execution records failed; they are lost",
+                                     len(records))
+                    continue
+                self.written += len(records)
+
+    async def close(self) -> None:
+        """Write what is left (the runtime is closing)."""
+        with anyio.CancelScope(shield=True):
+            await self.flush()
+
+    # -- records ----------------------------------------------------------------------------------
+
+    def build(self, pending: _Pending) -> dict[str, Any]:
+        """The stored record of an ended execution."""
+        flow, message, error = pending.flow, pending.message, pending.error
+        ended = pending.started + pending.duration
+        execution_id = new_id(pending.started)
+        record: dict[str, Any] = {
+            "id": execution_id,
+            "flow": flow.name,
+            "trigger": flow.trigger.name if flow.trigger else "manual",
+            "correlationId": pending.correlation_id,
+            "recordIds": self._record_ids(flow, message) if message is not None else [],
+            "startedAt": utc_iso(pending.started),
+            "endedAt": utc_iso(ended),
+            "durationMs": round(pending.duration * 1000, 3),
+            "outcome": pending.status,
+        }
+        if pending.event_id:
+            record["eventId"] = str(pending.event_id)
+        if error is not None:
+            record["error"] = {"type": error.error_type, "message": redact(str(error.message)),
+                               "step": str(error.details.get("step", ""))}
+        if pending.dead_letter_id:
+            record["deadLetterId"] = pending.dead_letter_id
+        if pending.replay_of:
+            record["replayOf"] = pending.replay_of
+        record.update(self._timeline(pending.steps))
+        keep = self.settings.keep_data
+        failed = pending.status != "completed" or error is not None
+        if message is not None and (keep == "all" or (keep == "failures" and failed)):
+            cap = self.settings.max_data_bytes
+            record["input"] = capture(message.vars.get("trigger", message.payload), cap)
+            record["output"] = capture(message.payload, cap)
+        return record
+
+    @staticmethod
+    def _record_ids(flow: Flow, message: Message) -> list[str]:
+        if not flow.record_ids:
+            return []
+        from runtime.steps import render_value
+
+        found: list[str] = []
+        for template in flow.record_ids:
+            try:
+                value = render_value(template, message)
+            except Exception:  # an id a failed execution never got (vars.invoice unset...)
+                continue
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str | int) and not isinstance(item, bool) and str(item):
+                    text = str(item)
+                    if text not in found:
+                        found.append(text)
+        return found
+
+    @staticmethod
+    def _timeline(steps: list[StepTiming]) -> dict[str, Any]:
+        if not steps:
+            return {"steps": [], "connectorCalls": 0, "retries": 0}
+        ordered = sorted(steps, key=lambda entry: entry[2])
+        origin = ordered[0][2]
+        out: list[dict[str, Any]] = []
+        calls = retries = 0
+        for path, step, started, ended, status in ordered:
+            connector = getattr(step, "connector", None)
+            if connector:
+                calls += 1
+            if status == "retried":
+                retries += 1
+            if len(out) < MAX_TIMELINE:
+                entry: dict[str, Any] = {"path": path, "kind": step.kind,
+                                         "startMs": round((started - origin) * 1000, 3),
+                                         "durationMs": round((ended - started) * 1000, 3),
+                                         "outcome": status}
+                if step.label:
+                    entry["label"] = step.label
+                if connector:
+                    entry["connector"] = connector
+                out.append(entry)
+        result: dict[str, Any] = {"steps": out, "connectorCalls": calls, "retries": retries}
+        if len(ordered) > MAX_TIMELINE:
+            result["stepsOmitted"] = len(ordered) - MAX_TIMELINE
+        return result
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {key: (MASK if str(key).lower() in SECRET_KEYS and item is not None else _redacted(item))
+                for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
+
+
+def capture(value: Any, cap: int) -> Any:
+    """``value`` as kept in a record: secrets masked as in logs, at most ``cap`` bytes of JSON."""
+    cleaned = _redacted(value)
+    try:
+        text = encode(cleaned)
+    except (TypeError, ValueError):
+        text = redact(repr(value))
+        cleaned = text
+    size = len(text.encode("utf-8"))
+    if size <= cap:
+        return cleaned
+    return {"$truncated": True, "bytes": size, "preview": text[:cap]}
