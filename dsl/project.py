@@ -17,6 +17,7 @@ from dsl.build import build_flow
 from dsl.config import ConfigFile, build_config, make_settings
 from dsl.errors import FlowError, FlowErrors, FlowValidationError
 from dsl.expressions import JsonataEngine, get_engine
+from dsl.libraries import JsonataLibrary, load_libraries
 from dsl.loader import Node, load_yaml, read_text
 from dsl.model import ConnectionConfig, Flow, Project
 from dsl.properties import Properties, PropertyValue, env_var_name, flatten_properties
@@ -230,11 +231,12 @@ def _load(root: Path, env: str, vocabulary: Vocabulary, environ: Mapping[str, st
     flows_src: list[tuple[Path, str, Node]] = []
     configs: list[ConfigFile] = []
     reference = get_engine("jsonata-python")
+    libraries: dict[str, JsonataLibrary] = {}
 
     def context(path: Path, display: str, engine: JsonataEngine) -> FileContext:
         properties = Properties(props.for_dir(path.parent), environ, on_secret)
         return FileContext(file=display, properties=properties, engine=engine, vocabulary=vocabulary,
-                           functions=functions, base_dir=path.parent, root=root)
+                           functions=functions, base_dir=path.parent, root=root, libraries=libraries)
 
     for path in discover(root):
         display = display_name(path)
@@ -280,6 +282,7 @@ def _load(root: Path, env: str, vocabulary: Vocabulary, environ: Mapping[str, st
         errors.append(FlowValidationError(setting_spans.get("jsonata-engine", SourceSpan(str(root), 1, 1)),
                                           str(exc)))
         engine = reference
+    libraries.update(load_libraries(root, display_name, engine, functions, errors))
 
     flows: dict[str, Flow] = {}
     contexts: list[FileContext] = []
