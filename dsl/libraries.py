@@ -50,6 +50,8 @@ class JsonataLibrary:
     name: str
     source: str
     span: SourceSpan
+    #: False when the library has errors (reported once); transforms naming it are not checked again.
+    valid: bool = True
 
     def uses(self, source: str) -> bool:
         """Whether ``source`` refers to this library (as ``$name``, not ``$names``)."""
@@ -76,11 +78,13 @@ def load_libraries(
                                               "a file name usable as a $variable, not one of payload, "
                                               "vars, attributes or a JSONata function of the project"))
             continue
+        text = ""
         try:
             text = read_text(path.read_bytes(), shown)
             compile_expression(text, start, engine=engine, functions=functions)
         except FlowError as exc:
             errors.append(exc)
+            libraries[path.stem] = JsonataLibrary(path.stem, text, start, valid=False)
             continue
         libraries[path.stem] = JsonataLibrary(path.stem, text, start)
     return libraries
@@ -88,7 +92,7 @@ def load_libraries(
 
 def compose(source: str, libraries: Iterable[JsonataLibrary]) -> tuple[str, int]:
     """``source`` with ``libraries`` bound around it, and the offset at which ``source`` starts."""
-    prefix = "".join(f"${lib.name} := (\n{lib.source}\n);\n" for lib in libraries)
+    prefix = "".join(f"${lib.name} := (\n{lib.source}\n);\n" for lib in libraries if lib.valid)
     if not prefix:
         return source, 0
     prefix = "(\n" + prefix

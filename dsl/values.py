@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from dsl.errors import FlowError, FlowValidationError
 from dsl.expressions import JsonataEngine
+from dsl.libraries import JsonataLibrary
 from dsl.loader import Node
 from dsl.properties import Properties
 from dsl.source import SourceSpan
-from dsl.libraries import JsonataLibrary
 from dsl.templates import DynamicDict, DynamicList, is_static, resolve_string
 
 if TYPE_CHECKING:
