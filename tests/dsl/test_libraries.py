@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,3 +97,13 @@ def test_a_library_name_must_be_a_variable_name(write, vocabulary) -> None:
     problems = [e.format() for e in check_project(".", vocabulary=vocabulary, environ={})]
     assert len(problems) == 1 and problems[0].startswith("lib/my-rules.jsonata:1:1: 'my-rules' cannot name"), \
         problems
+
+
+def test_shipped_invoice_rules_are_written_once() -> None:
+    """The shipped project's payment status and voided-invoice rules live only in its library."""
+    project = Path(__file__).resolve().parents[2] / "flows" / "salesforce-quickbooks"
+    library = (project / "lib" / "billing.jsonata").read_text(encoding="utf-8")
+    assert "'Partially Paid'" in library and "/^Voided/" in library
+    for transform in (project / "transforms").glob("*.jsonata"):
+        text = transform.read_text(encoding="utf-8")
+        assert "'Partially Paid'" not in text and "/^Voided/" not in text, transform.name
