@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dsl import check_project, load_project
+from dsl import check_file, check_project, load_project
 from dsl.model import TransformStep
 
 STATUS = """/* The payment status rule. */
@@ -107,3 +107,15 @@ def test_shipped_invoice_rules_are_written_once() -> None:
     for transform in (project / "transforms").glob("*.jsonata"):
         text = transform.read_text(encoding="utf-8")
         assert "'Partially Paid'" not in text and "/^Voided/" not in text, transform.name
+
+
+def test_one_file_checked_alone_sees_its_project_libraries(write, vocabulary) -> None:
+    """``splice validate flows/a.yaml`` finds ``lib/`` above the file, and its unknown names."""
+    for path, text in FLOWS.items():
+        write(path, text)
+    write("flows/c.yaml", "flow: c\nsteps:\n  - transform: \"$paymnts.status(1, 2)\"\n")
+    assert [e.format() for e in check_file("flows/a.yaml", vocabulary=vocabulary, environ={})] == []
+    assert [e.format() for e in check_file("flows/b.yaml", vocabulary=vocabulary, environ={})] == []
+    problems = [e.format() for e in check_file("flows/c.yaml", vocabulary=vocabulary, environ={})]
+    assert len(problems) == 1 and problems[0].startswith("flows/c.yaml:3:17: unknown JSONata library '$paymnts'"), \
+        problems
