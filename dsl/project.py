@@ -17,6 +17,7 @@ from dsl.build import build_flow
 from dsl.config import ConfigFile, build_config, make_settings
 from dsl.errors import FlowError, FlowErrors, FlowValidationError
 from dsl.expressions import JsonataEngine, get_engine
+from dsl.libraries import LIBRARY_DIR, JsonataLibrary, load_libraries
 from dsl.loader import Node, load_yaml, read_text
 from dsl.model import ConnectionConfig, Flow, Project
 from dsl.properties import Properties, PropertyValue, env_var_name, flatten_properties
@@ -91,9 +92,11 @@ def check_file(
     directory = Path(os.path.relpath(file.parent))
     root = Path(".") if not directory.as_posix().startswith("..") else directory
     props = _PropertyFiles(root, env, errors)
+    functions = vocabulary.jsonata_functions()
+    chosen = get_engine(engine)
     ctx = FileContext(file=file.as_posix(), properties=Properties(props.for_dir(directory), environ, on_secret),
-                      engine=get_engine(engine), vocabulary=vocabulary, functions=vocabulary.jsonata_functions(),
-                      base_dir=file.parent)
+                      engine=chosen, vocabulary=vocabulary, functions=functions, base_dir=file.parent,
+                      libraries=_nearest_libraries(root, directory, chosen, functions, errors))
     try:
         node, file_errors = load_yaml(read_text(file.read_bytes(), ctx.file), ctx.file)
     except FlowError as exc:
@@ -109,6 +112,19 @@ def check_file(
         else:
             errors.append(FlowValidationError(node.span, "not a flow or config file", _NOT_A_FLOW[9:]))
     return FlowErrors([*errors, *ctx.errors]).errors
+
+
+def _nearest_libraries(root: Path, directory: Path, engine: JsonataEngine,
+                       functions: Mapping[str, Callable[..., Any]],
+                       errors: list[FlowError]) -> dict[str, JsonataLibrary]:
+    """The libraries of the deepest directory from ``root`` down to ``directory`` that has a ``lib/``
+    (one file checked alone still sees its project's libraries)."""
+    chain = [root, *(root / Path(*directory.relative_to(root).parts[:n])
+                     for n in range(1, len(directory.relative_to(root).parts) + 1))]
+    for candidate in reversed(chain):
+        if (candidate / LIBRARY_DIR).is_dir():
+            return load_libraries(candidate, display_name, engine, functions, errors)
+    return {}
 
 
 def load_flow_text(
@@ -230,11 +246,12 @@ def _load(root: Path, env: str, vocabulary: Vocabulary, environ: Mapping[str, st
     flows_src: list[tuple[Path, str, Node]] = []
     configs: list[ConfigFile] = []
     reference = get_engine("jsonata-python")
+    libraries: dict[str, JsonataLibrary] = {}
 
     def context(path: Path, display: str, engine: JsonataEngine) -> FileContext:
         properties = Properties(props.for_dir(path.parent), environ, on_secret)
         return FileContext(file=display, properties=properties, engine=engine, vocabulary=vocabulary,
-                           functions=functions, base_dir=path.parent, root=root)
+                           functions=functions, base_dir=path.parent, root=root, libraries=libraries)
 
     for path in discover(root):
         display = display_name(path)
@@ -280,6 +297,7 @@ def _load(root: Path, env: str, vocabulary: Vocabulary, environ: Mapping[str, st
         errors.append(FlowValidationError(setting_spans.get("jsonata-engine", SourceSpan(str(root), 1, 1)),
                                           str(exc)))
         engine = reference
+    libraries.update(load_libraries(root, display_name, engine, functions, errors))
 
     flows: dict[str, Flow] = {}
     contexts: list[FileContext] = []

@@ -8,13 +8,15 @@ runtime registers each one together with the code that runs it, like any plugin'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dsl.builtins import BUILTIN_STEPS
 from dsl.errors import FlowError
-from dsl.expressions import compile_expression
+from dsl.expressions import CompiledExpression, compile_expression
 from dsl.kinds import StepBuilder, StepKind
+from dsl.libraries import compose, unknown_library_calls
 from dsl.loader import Node, read_text
 from dsl.model import (
     ChoiceBranch,
@@ -83,8 +85,28 @@ def build_transform(builder: StepBuilder, node: Node, key_span: SourceSpan,
         source_node = node
     if source_node.value.strip().endswith(".jsonata") and "\n" not in source_node.value.strip():
         return _transform_file(ctx, source_node, base)
-    expression = builder.expression(source_node, "transform")
-    return TransformStep(expression=expression, **base) if expression is not None else None
+    if source_node.value.strip().startswith("#["):
+        expression = builder.expression(source_node, "transform")
+        return TransformStep(expression=expression, **base) if expression is not None else None
+    source = substitute_placeholders(source_node.value, ctx.properties, source_node.position, ctx.errors)
+    compiled = _compile_transform(ctx, source, source_node.position(0), source_node.position)
+    return TransformStep(expression=compiled, **base) if compiled is not None else None
+
+
+def _compile_transform(ctx: FileContext, source: str, span: SourceSpan,
+                       position: Callable[[int], SourceSpan]) -> CompiledExpression | None:
+    """Compile a transform's JSONata with the project libraries it names bound around it."""
+    for offset, message in unknown_library_calls(source, ctx.libraries):
+        ctx.error(position(offset), message, "a library of the project's lib/ folder, or a variable "
+                                             "the transform binds")
+    used = [library for library in ctx.libraries.values() if library.uses(source)]
+    composed, start = compose(source, used)
+    try:
+        return compile_expression(composed, span, engine=ctx.engine, functions=ctx.functions,
+                                  position=lambda offset: position(max(0, offset - start)))
+    except FlowError as exc:
+        ctx.errors.append(exc)
+        return None
 
 
 def _transform_file(ctx: FileContext, node: Node, base: dict[str, Any]) -> Step | None:
@@ -106,10 +128,8 @@ def _transform_file(ctx: FileContext, node: Node, base: dict[str, Any]) -> Step 
         ctx.errors.append(exc)
         return None
     source = substitute_placeholders(text, ctx.properties, lambda o: start.shifted(text, o), ctx.errors)
-    try:
-        expression = compile_expression(source, start, engine=ctx.engine, functions=ctx.functions)
-    except FlowError as exc:
-        ctx.errors.append(exc)
+    expression = _compile_transform(ctx, source, start, lambda o: start.shifted(source, o))
+    if expression is None:
         return None
     return TransformStep(expression=expression, file=path, **base)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dsl.errors import FlowError, FlowValidationError
 from dsl.expressions import JsonataEngine
+from dsl.libraries import JsonataLibrary
 from dsl.loader import Node
 from dsl.properties import Properties
 from dsl.source import SourceSpan
@@ -70,6 +71,8 @@ class FileContext:
     functions: Mapping[str, Callable[..., Any]]
     base_dir: Path | None = None
     root: Path | None = None
+    #: The project's JSONata libraries (``lib/<name>.jsonata``), by name; transforms may use them.
+    libraries: Mapping[str, JsonataLibrary] = field(default_factory=dict)
     errors: list[FlowError] = field(default_factory=list)
     #: ``flow-ref`` targets, checked once every flow is known.
     flow_refs: list[tuple[str, SourceSpan]] = field(default_factory=list)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from dsl.expressions import compile_expression, get_engine
+from dsl.libraries import LIBRARY_DIR, JsonataLibrary, compose
 from dsl.source import SourceSpan
 
 pytest.importorskip("jsonatapy")
@@ -175,13 +176,30 @@ def _run(engine: str, source: str, data: Any) -> tuple[str, Any]:
         return "error", getattr(exc, "code", None)
 
 
+def _project_libraries(path: Path, flows: Path) -> list[JsonataLibrary]:
+    """The JSONata libraries of the project holding ``path`` (its nearest ``lib/`` folder)."""
+    for directory in path.parents:
+        if (directory / LIBRARY_DIR).is_dir():
+            return [JsonataLibrary(lib.stem, lib.read_text(encoding="utf-8"), SourceSpan(lib.name, 1, 1))
+                    for lib in sorted((directory / LIBRARY_DIR).glob("*.jsonata"))]
+        if directory == flows:
+            break
+    return []
+
+
 def _flows_transforms() -> list[tuple[str, Any]]:
+    """Every shipped transform, with the libraries it uses bound as the loader binds them (the
+    libraries themselves run through the transforms that call them)."""
     root = Path(__file__).resolve().parents[2] / "flows"
     cases = []
     for path in sorted(root.rglob("*.jsonata")) if root.is_dir() else []:
+        if path.parent.name == LIBRARY_DIR:
+            continue
         sample = path.with_suffix(".input.json")
         data = json.loads(sample.read_text()) if sample.is_file() else DATA
-        cases.append((path.read_text(encoding="utf-8"), data))
+        source = path.read_text(encoding="utf-8")
+        used = [lib for lib in _project_libraries(path, root) if lib.uses(source)]
+        cases.append((compose(source, used)[0], data))
     return cases
 
 

@@ -1,0 +1,121 @@
+"""JSONata libraries: ``lib/<name>.jsonata`` files whose functions transforms call as ``$name.f()``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dsl import check_file, check_project, load_project
+from dsl.model import TransformStep
+
+STATUS = """/* The payment status rule. */
+{
+  'status': function($balance, $total) {
+    $balance <= 0 and $total > 0 ? 'Paid' : $balance < $total ? 'Partially Paid' : 'Unpaid'
+  },
+  'cents': function($x) { $round($number($x) * 100) }
+}
+"""
+
+FLOWS = {
+    "flows/a.yaml": "flow: a\nsteps:\n  - transform: ../transforms/status.jsonata\n",
+    "flows/b.yaml": ("flow: b\nsteps:\n"
+                     "  - transform: \"{ 'status': $payments.status($payload.Balance, $payload.Total) }\"\n"),
+    "transforms/status.jsonata": ("(\n  $inv := $;\n  { 'status': $payments.status($inv.Balance, $inv.Total),\n"
+                                  "    'cents': $payments.cents($inv.Total) }\n)\n"),
+    "lib/payments.jsonata": STATUS,
+}
+
+
+def _transform(project: Any, flow: str) -> TransformStep:
+    step = project.flows[flow].steps[0]
+    assert isinstance(step, TransformStep)
+    return step
+
+
+@pytest.mark.parametrize("engine", ["jsonata-python", "jsonatapy"])
+def test_one_library_serves_two_transforms(write, vocabulary, engine: str) -> None:
+    """A file transform and an inline one call the same library function, alike in both engines."""
+    for path, text in FLOWS.items():
+        write(path, text)
+    project = load_project(".", vocabulary=vocabulary, environ={}, engine=engine)
+    answers = {}
+    for flow in ("a", "b"):
+        expression = _transform(project, flow).expression
+        answers[flow] = [expression.evaluate(payload, {"payload": payload})["status"]
+                         for payload in ({"Balance": 0, "Total": 10}, {"Balance": 4, "Total": 10},
+                                         {"Balance": 10, "Total": 10})]
+    assert answers == {"a": ["Paid", "Partially Paid", "Unpaid"], "b": ["Paid", "Partially Paid", "Unpaid"]}
+    assert _transform(project, "a").expression.evaluate({"Balance": 1, "Total": 12.345})["cents"] == 1234
+
+
+def test_syntax_error_in_a_library_is_reported_once_at_its_position(write, vocabulary) -> None:
+    """The library's own file:line:col, once, however many transforms use it."""
+    write("lib/payments.jsonata", "{\n  'status': function($b) { $b > 0 ? 'Paid' : }\n}\n")
+    for path, text in FLOWS.items():
+        if not path.startswith("lib/"):
+            write(path, text)
+    problems = [e.format() for e in check_project(".", vocabulary=vocabulary, environ={})]
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("lib/payments.jsonata:2:"), problems
+    assert "invalid JSONata" in problems[0]
+
+
+def test_unknown_library_is_reported_in_the_transform(write, vocabulary) -> None:
+    """``$paymnts.status()`` names no library: the transform's file:line:col, with the known names."""
+    write("lib/payments.jsonata", STATUS)
+    write("t.jsonata", "(\n  $x := 1;\n  $paymnts.status($x, 2)\n)\n")
+    write("f.yaml", "flow: a\nsteps:\n  - transform: t.jsonata\n")
+    problems = [e.format() for e in check_project(".", vocabulary=vocabulary, environ={})]
+    assert problems == ["t.jsonata:3:3: unknown JSONata library '$paymnts' (did you mean 'payments'?) "
+                        "(libraries of this project: payments), expected a library of the project's lib/ "
+                        "folder, or a variable the transform binds"]
+
+
+def test_own_variables_are_not_libraries(write, vocabulary) -> None:
+    """A transform calling a function held by its own variable or parameter is not an unknown library."""
+    write("f.yaml", "flow: a\nsteps:\n  - transform: t.jsonata\n")
+    write("t.jsonata", "(\n  $o := { 'f': function($x) { $x } };\n  $g := function($p) { $p.f(1) };\n"
+                       "  $o.f(2)\n)\n")
+    assert [e.format() for e in check_project(".", vocabulary=vocabulary, environ={})] == []
+
+
+def test_syntax_error_in_a_transform_using_a_library_points_into_the_transform(write, vocabulary) -> None:
+    """Binding the library around the transform does not move the transform's error positions."""
+    write("lib/payments.jsonata", STATUS)
+    write("t.jsonata", "(\n  $s := $payments.status(1, 2);\n  $s &\n)\n")
+    write("f.yaml", "flow: a\nsteps:\n  - transform: t.jsonata\n")
+    problems = [e.format() for e in check_project(".", vocabulary=vocabulary, environ={})]
+    assert len(problems) == 1 and problems[0].startswith("t.jsonata:4:1: invalid JSONata"), problems
+
+
+def test_a_library_name_must_be_a_variable_name(write, vocabulary) -> None:
+    """``lib/my-rules.jsonata`` could never be called as ``$my-rules``: an error at the file."""
+    write("lib/my-rules.jsonata", STATUS)
+    problems = [e.format() for e in check_project(".", vocabulary=vocabulary, environ={})]
+    assert len(problems) == 1 and problems[0].startswith("lib/my-rules.jsonata:1:1: 'my-rules' cannot name"), \
+        problems
+
+
+def test_shipped_invoice_rules_are_written_once() -> None:
+    """The shipped project's payment status and voided-invoice rules live only in its library."""
+    project = Path(__file__).resolve().parents[2] / "flows" / "salesforce-quickbooks"
+    library = (project / "lib" / "billing.jsonata").read_text(encoding="utf-8")
+    assert "'Partially Paid'" in library and "/^Voided/" in library
+    for transform in (project / "transforms").glob("*.jsonata"):
+        text = transform.read_text(encoding="utf-8")
+        assert "'Partially Paid'" not in text and "/^Voided/" not in text, transform.name
+
+
+def test_one_file_checked_alone_sees_its_project_libraries(write, vocabulary) -> None:
+    """``splice validate flows/a.yaml`` finds ``lib/`` above the file, and its unknown names."""
+    for path, text in FLOWS.items():
+        write(path, text)
+    write("flows/c.yaml", "flow: c\nsteps:\n  - transform: \"$paymnts.status(1, 2)\"\n")
+    assert [e.format() for e in check_file("flows/a.yaml", vocabulary=vocabulary, environ={})] == []
+    assert [e.format() for e in check_file("flows/b.yaml", vocabulary=vocabulary, environ={})] == []
+    problems = [e.format() for e in check_file("flows/c.yaml", vocabulary=vocabulary, environ={})]
+    assert len(problems) == 1 and problems[0].startswith("flows/c.yaml:3:17: unknown JSONata library '$paymnts'"), \
+        problems
