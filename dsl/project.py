@@ -114,17 +114,24 @@ def check_file(
     return FlowErrors([*errors, *ctx.errors]).errors
 
 
+def _library_owner(root: Path, directory: Path) -> Path | None:
+    """The deepest directory from ``directory`` up to ``root`` that has a ``lib/`` folder: its
+    libraries are the ones the files in ``directory`` see (a folder of several projects, such as
+    ``flows/``, gives each project its own)."""
+    parts = directory.relative_to(root).parts
+    for depth in range(len(parts), -1, -1):
+        candidate = root.joinpath(*parts[:depth])
+        if (candidate / LIBRARY_DIR).is_dir():
+            return candidate
+    return None
+
+
 def _nearest_libraries(root: Path, directory: Path, engine: JsonataEngine,
                        functions: Mapping[str, Callable[..., Any]],
                        errors: list[FlowError]) -> dict[str, JsonataLibrary]:
-    """The libraries of the deepest directory from ``root`` down to ``directory`` that has a ``lib/``
-    (one file checked alone still sees its project's libraries)."""
-    chain = [root, *(root / Path(*directory.relative_to(root).parts[:n])
-                     for n in range(1, len(directory.relative_to(root).parts) + 1))]
-    for candidate in reversed(chain):
-        if (candidate / LIBRARY_DIR).is_dir():
-            return load_libraries(candidate, display_name, engine, functions, errors)
-    return {}
+    """The libraries a file in ``directory`` sees (one file checked alone sees its project's)."""
+    owner = _library_owner(root, directory)
+    return load_libraries(owner, display_name, engine, functions, errors) if owner is not None else {}
 
 
 def load_flow_text(
@@ -246,12 +253,23 @@ def _load(root: Path, env: str, vocabulary: Vocabulary, environ: Mapping[str, st
     flows_src: list[tuple[Path, str, Node]] = []
     configs: list[ConfigFile] = []
     reference = get_engine("jsonata-python")
-    libraries: dict[str, JsonataLibrary] = {}
+    #: Each ``lib/`` folder's libraries, loaded once, when the first flow that sees them is built.
+    library_sets: dict[Path, dict[str, JsonataLibrary]] = {}
 
-    def context(path: Path, display: str, engine: JsonataEngine) -> FileContext:
+    def libraries_for(directory: Path, engine: JsonataEngine) -> dict[str, JsonataLibrary]:
+        owner = _library_owner(root, directory)
+        if owner is None:
+            return {}
+        if owner not in library_sets:
+            library_sets[owner] = load_libraries(owner, display_name, engine, functions, errors)
+        return library_sets[owner]
+
+    def context(path: Path, display: str, engine: JsonataEngine,
+                libraries: Mapping[str, JsonataLibrary] | None = None) -> FileContext:
         properties = Properties(props.for_dir(path.parent), environ, on_secret)
         return FileContext(file=display, properties=properties, engine=engine, vocabulary=vocabulary,
-                           functions=functions, base_dir=path.parent, root=root, libraries=libraries)
+                           functions=functions, base_dir=path.parent, root=root,
+                           libraries=libraries or {})
 
     for path in discover(root):
         display = display_name(path)
@@ -297,12 +315,13 @@ def _load(root: Path, env: str, vocabulary: Vocabulary, environ: Mapping[str, st
         errors.append(FlowValidationError(setting_spans.get("jsonata-engine", SourceSpan(str(root), 1, 1)),
                                           str(exc)))
         engine = reference
-    libraries.update(load_libraries(root, display_name, engine, functions, errors))
+
+    libraries_for(root, engine)  # the project's own lib/ is checked even when no flow uses it yet
 
     flows: dict[str, Flow] = {}
     contexts: list[FileContext] = []
     for path, display, node in flows_src:
-        ctx = context(path, display, engine)
+        ctx = context(path, display, engine, libraries_for(path.parent, engine))
         flow = build_flow(node, ctx)
         contexts.append(ctx)
         errors.extend(ctx.errors)

@@ -119,3 +119,17 @@ def test_one_file_checked_alone_sees_its_project_libraries(write, vocabulary) ->
     problems = [e.format() for e in check_file("flows/c.yaml", vocabulary=vocabulary, environ={})]
     assert len(problems) == 1 and problems[0].startswith("flows/c.yaml:3:17: unknown JSONata library '$paymnts'"), \
         problems
+
+
+def test_a_folder_of_projects_gives_each_its_own_libraries(write, vocabulary) -> None:
+    """Loaded from the folder above them (``splice validate flows/``, ``splice serve`` on ``flows/``),
+    each project's transforms see the libraries of their own ``lib/``, and another project's none."""
+    for path, text in FLOWS.items():
+        write(f"billing/{path}", text)
+    write("other/flows/c.yaml", "flow: c\nsteps:\n  - transform: \"$payments.cents(5)\"\n")
+    problems = [e.format() for e in check_project(".", vocabulary=vocabulary, environ={})]
+    assert len(problems) == 1 and problems[0].startswith("other/flows/c.yaml:3:")
+    assert "unknown JSONata library '$payments'" in problems[0]
+    write("other/flows/c.yaml", "flow: c\nsteps:\n  - log: x\n")
+    project = load_project(".", vocabulary=vocabulary, environ={})
+    assert _transform(project, "a").expression.evaluate({"Balance": 0, "Total": 3})["status"] == "Paid"
