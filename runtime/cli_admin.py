@@ -4,7 +4,8 @@
 ``$SPLICE_URL`` or http://127.0.0.1:8080) first, with the admin key of ``$SPLICE_ADMIN_KEY`` or the
 project's ``settings.server.admin-key``: while a server runs, the CLI never reads or writes the
 store behind its back (a replay runs in the server, with its connections). When nothing answers
-there, or what answers serves another project, the command uses the store directly. A server of
+there, or what answers serves another project than the one the command runs in, the command uses
+the store directly; run where there is no project at all (no flows), it uses that server. A server of
 this project that refuses the key is an error that says what to set (``--direct`` skips the server).
 """
 
@@ -102,7 +103,8 @@ def find_server(args: argparse.Namespace, project: Project) -> AdminClient | Non
         logger.debug("what answers at %s is no splice serve: using the store", url)
         return None
     served = status.get("project")
-    if served and Path(str(served)).resolve() != Path(project.root).resolve():
+    # Run where there is no project (no flows at all), the server's project is the only one meant.
+    if served and project.flows and Path(str(served)).resolve() != Path(project.root).resolve():
         logger.warning("the splice serve at %s serves another project (%s); using the store",
                        url, served)
         return None

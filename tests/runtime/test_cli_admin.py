@@ -142,3 +142,29 @@ async def test_the_cli_goes_through_the_running_server(project_dir: Path,
     assert code == 1 and "no execution" in err
     code, out, err = await cli(capsys, "executions", "list", "--since", "soon", *common, *url)
     assert code == 2 and "--since" in err
+
+
+async def test_run_where_there_is_no_project_the_cli_uses_the_server_it_is_pointed_at(
+        project_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``splice executions list --url ...`` from a folder without flows asks that server; from a
+    folder with a project of its own, a server of another project is not asked."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("SPLICE_PROJECT", raising=False)
+    monkeypatch.setenv("SPLICE_ADMIN_KEY", KEY)
+    async with serving(project_dir) as started:
+        async with httpx.AsyncClient(base_url=started.url) as http:
+            assert (await http.post("/orders", json={"n": 1})).status_code == 200
+            for _ in range(200):
+                page = (await http.get("/admin/executions",
+                                       headers={"Authorization": f"Bearer {KEY}"})).json()
+                if page["executions"]:
+                    break
+                await anyio.sleep(0.05)
+        code, out, _ = await cli(capsys, "executions", "list", "--url", started.url)
+        assert code == 0 and "order-1" in out
+        (elsewhere / "other.yaml").write_text("flow: other\nsteps:\n  - log: x\n")
+        code, out, err = await cli(capsys, "executions", "list", "--url", started.url)
+        assert code == 0 and "serves another project" in err and "order-1" not in out
