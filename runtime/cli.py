@@ -96,9 +96,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from runtime.docs import render_reference
+    from runtime.docs import render_reference, write_reference
 
-    print(render_reference(_registry(args)))
+    pages = render_reference(_registry(args))
+    if args.output == "-":
+        print("\n".join(pages.values()), end="")
+        return 0
+    for path in write_reference(pages, Path(args.output)):
+        print(f"wrote {path}")
     return 0
 
 
@@ -404,7 +409,11 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
     p.add_argument("--output", "-o")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("docs", help="reference of every installed operation and trigger")
+    p = sub.add_parser("docs", help="write the reference of every installed step, operation, "
+                                    "trigger and JSONata function as Markdown")
+    p.add_argument("--output", "-o", default="docs/reference",
+                   help="directory of the Markdown files (default: docs/reference; '-': standard "
+                        "output)")
     p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("encrypt", help="encrypt a value for a secure property (key: "
