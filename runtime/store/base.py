@@ -21,7 +21,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-__all__ = ["LockTimeoutError", "ObjectStore", "decode", "encode"]
+from runtime.errors import ConfigurationError
+
+__all__ = ["LockTimeoutError", "ObjectStore", "StoreURLError", "decode", "encode"]
+
+
+class StoreURLError(ConfigurationError):
+    """The store URL of the settings (or ``--store``) is not one ``open_store`` understands."""
 
 
 class LockTimeoutError(Exception):

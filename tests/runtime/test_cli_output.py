@@ -1,0 +1,68 @@
+"""How the CLI writes: help that lists what is installed, closed pipes, configuration errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime.cli import main
+
+HELLO = """\
+flow: hello
+trigger:
+  http.listener: { path: /hello }
+steps:
+  - transform: '{"greeting": "Hello"}'
+"""
+
+
+def test_sandbox_help_lists_the_installed_emulators_and_actions(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["sandbox", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "quickbooks, salesforce" in out
+    assert "  close-opportunity <Id|Name>\n      set an opportunity's stage to Closed Won" in out
+    assert "  pay <Invoice Id|DocNumber> <amount>\n" in out
+    assert "  list\n" in out
+
+
+@pytest.mark.parametrize(("args", "status"), [(["docs", "-o", "-"], 141),
+                                              (["sandbox", "--help"], 0)], ids=["command", "help"])
+def test_a_closed_pipe_ends_the_command_quietly(args: list[str], status: int,
+                                                tmp_path: Path) -> None:
+    """`splice ... | head` closes the pipe early: no traceback, no "Exception ignored"; a command
+    ends with status 141 as one ended by SIGPIPE does (argparse's help ignores the closed pipe)."""
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()  # before the command writes anything: its first write meets a closed pipe
+    _, stderr = proc.communicate(timeout=120)
+    assert stderr.decode() == ""
+    assert proc.returncode == status
+
+
+def test_a_bad_store_url_is_a_configuration_error_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "hello.yaml").write_text(HELLO)
+    (tmp_path / "splice.yaml").write_text('settings:\n  store: "bogus://nowhere"\n')
+    assert main(["dlq", "list", "--project", str(tmp_path), "--no-sandbox"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("splice: configuration error: unknown store URL scheme 'bogus'")
+    assert "internal error" not in err
+    assert err.count("\n") == 1
+
+
+def test_a_bad_server_policy_is_a_configuration_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "hello.yaml").write_text(HELLO)
+    (tmp_path / "splice.yaml").write_text(
+        "settings:\n  store: memory://\n  server: { policies: [ { bogus: {} } ] }\n")
+    assert main(["serve", "--project", str(tmp_path), "--no-sandbox", "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "splice: configuration error: policy #1: unknown policy 'bogus'" in err
+    assert "internal error" not in err
