@@ -34,6 +34,7 @@ from runtime.errors import ConnectionConfigError
 from runtime.plugins import PluginLoadError
 from runtime.registry import Registry
 from runtime.spec import Connector, SandboxAction, SandboxSpec, SandboxTarget, param_defaults
+from runtime.store.base import StoreOpenError
 
 __all__ = [
     "DEFAULT_STORE",
@@ -60,6 +61,16 @@ DEFAULT_STORE = Path(".splice") / "sandbox.db"
 def store_url(path: str | Path) -> str:
     """The store URL of the sandbox's SQLite file at ``path``."""
     return f"sqlite:///{path}"
+
+
+def make_store_directory(path: Path) -> None:
+    """Create the directory of the sandbox's SQLite file; one that cannot be made (``--sandbox-store``
+    in a read-only place) is the user's to fix: a :class:`StoreOpenError`, not a crash."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreOpenError(f"cannot create the directory of the sandbox store {str(path)!r}: "
+                             f"{exc.strerror or exc}") from exc
 
 
 @dataclass(slots=True)

@@ -173,7 +173,7 @@ def _prepare_sandbox(project: Project, registry: Registry, names: list[str], opt
                              port_base=options.sandbox_port_base)
     try:
         path = Path(options.sandbox_store)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        sb.make_store_directory(path)
         sb.wipe_sqlite(path)
         store_url = sb.store_url(path)
         real = [n for n in sorted(project.connections) if n not in names]

@@ -18,7 +18,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from runtime.store.base import LockTimeoutError, ObjectStore, StoreURLError, decode, encode
+from runtime.store.base import (
+    LockTimeoutError,
+    ObjectStore,
+    StoreOpenError,
+    StoreURLError,
+    decode,
+    encode,
+)
 from runtime.store.deadletters import DEAD_LETTERS_NAMESPACE, DeadLetter, DeadLetterQueue
 from runtime.store.ids import compare_and_delete, new_id
 from runtime.store.inbox import Inbox, InboxItem
@@ -46,6 +53,7 @@ __all__ = [
     "PostgresStore",
     "SQLiteStore",
     "SourceStateStore",
+    "StoreOpenError",
     "StoreURLError",
     "compare_and_delete",
     "decode",

@@ -66,3 +66,30 @@ def test_a_bad_server_policy_is_a_configuration_error(
     err = capsys.readouterr().err
     assert "splice: configuration error: policy #1: unknown policy 'bogus'" in err
     assert "internal error" not in err
+
+
+def test_a_store_path_that_cannot_be_made_is_a_configuration_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "hello.yaml").write_text(HELLO)
+    (tmp_path / "a-file").write_text("not a directory")
+    (tmp_path / "splice.yaml").write_text(
+        f'settings:\n  store: "sqlite:///{tmp_path}/a-file/store.db"\n')
+    assert main(["dlq", "list", "--project", str(tmp_path), "--no-sandbox"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("splice: configuration error: cannot open the SQLite store ")
+    assert "internal error" not in err
+
+
+def test_a_sandbox_store_that_cannot_be_made_is_a_configuration_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "splice.yaml").write_text(
+        "connections:\n  salesforce: { connector: salesforce, auth: client-credentials, "
+        "client-id: x }\n")
+    (tmp_path / "a-file").write_text("not a directory")
+    store = tmp_path / "a-file" / "sandbox.db"
+    assert main(["dlq", "list", "--project", str(tmp_path), "--sandbox-store", str(store),
+                 "--url", "http://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("splice: configuration error: cannot create the directory of the "
+                          "sandbox store ")
+    assert "internal error" not in err
