@@ -93,3 +93,15 @@ def test_a_sandbox_store_that_cannot_be_made_is_a_configuration_error(
     assert err.startswith("splice: configuration error: cannot create the directory of the "
                           "sandbox store ")
     assert "internal error" not in err
+
+
+def test_an_unreachable_postgresql_store_is_one_line_without_its_password(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "hello.yaml").write_text(HELLO)
+    (tmp_path / "splice.yaml").write_text(
+        'settings:\n  store: "postgresql://splice:hunter2@127.0.0.1:1/splice"\n')
+    assert main(["dlq", "list", "--project", str(tmp_path), "--no-sandbox"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("splice: configuration error: cannot open the PostgreSQL store "
+                          "'splice@127.0.0.1:1/splice': ")
+    assert "hunter2" not in err and err.count("\n") == 1
