@@ -22,7 +22,7 @@ import contextlib
 import importlib
 import logging
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ from runtime.spec import Connector, SandboxAction, SandboxSpec, SandboxTarget, p
 from runtime.store.base import StoreOpenError
 
 __all__ = [
+    "BANNER_WIDTH",
+    "ApiKeyGuard",
     "DEFAULT_STORE",
     "SandboxedConnection",
     "connection_triggers",
@@ -44,6 +46,7 @@ __all__ = [
     "lacks_credentials",
     "load_sandbox",
     "prepare",
+    "make_store_directory",
     "render_banner",
     "sandbox_candidates",
     "serve_emulators",
@@ -317,16 +320,19 @@ def _indented(text: str, indent: int) -> list[str]:
                          subsequent_indent=" " * indent, break_on_hyphens=False)
 
 
-def _guarded_api_lines(project: Project, sandboxes: list[SandboxedConnection],
-                       server_url: str) -> list[str]:
+#: ``guard(path)`` -> the header and a key a request to ``path`` must carry, or ``None`` when no
+#: ``api-key`` policy guards it (built by the server from ``settings.server.policies``).
+ApiKeyGuard = Callable[[str], tuple[str, str] | None]
+
+
+def _guarded_api_lines(project: Project, sandboxes: list[SandboxedConnection], server_url: str,
+                       guard: ApiKeyGuard | None) -> list[str]:
     """How to call each listener flow an ``api-key`` policy guards: its key (in sandbox mode, the
     environment's own, e.g. a dev key) and its path with the emulators' example values filled in."""
     import re
 
-    from runtime.server.policies import ApiKeyPolicy, build_policies
-
-    policies = [p for p in build_policies(project.settings.server.get("policies"))
-                if isinstance(p, ApiKeyPolicy) and p.keys]
+    if guard is None:
+        return []
     examples: dict[str, str] = {}
     for item in sandboxes:
         examples.update({k: v for k, v in item.examples.items() if k not in examples})
@@ -338,19 +344,20 @@ def _guarded_api_lines(project: Project, sandboxes: list[SandboxedConnection],
             continue
         concrete = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}",
                           lambda m: examples.get(m.group(1), m.group(0)), path)
-        policy = next((p for p in policies if p.applies(concrete)), None)
-        if policy is None:
+        needed = guard(concrete)
+        if needed is None:
             continue
+        header, key = needed
         method = str(trigger.params.get("method") or "GET").upper()
         verb = "" if method == "GET" else f" -X {method}"
         lines += [f"    {name} ({method} {path}):",
-                  f"      curl -s{verb} -H '{policy.header}: {policy.keys[0]}' \\",
+                  f"      curl -s{verb} -H '{header}: {key}' \\",
                   f"        {server_url}{concrete}"]
     return ["  The API (listener flows behind an api-key policy):", *lines, ""] if lines else []
 
 
 def render_banner(project: Project, sandboxes: list[SandboxedConnection], server_url: str,
-                  store: str, real: list[str]) -> str:
+                  store: str, real: list[str], guard: ApiKeyGuard | None = None) -> str:
     """What ``splice serve`` prints when it starts in sandbox mode: what runs where, how to try it
     (the ``splice sandbox`` actions, the API with its key and an example id), in 100 columns."""
     width = max([len(s.name) for s in sandboxes] + [10])
@@ -368,7 +375,7 @@ def render_banner(project: Project, sandboxes: list[SandboxedConnection], server
     lines.append("")
     actions = _action_lines(sandboxes)
     lines += [*actions, ""] if actions else []
-    lines += _guarded_api_lines(project, sandboxes, server_url)
+    lines += _guarded_api_lines(project, sandboxes, server_url, guard)
     lines += ["  Real systems: set the connections' credentials (README, 'Running against real",
               "  Salesforce and QuickBooks') and start again; no emulator starts. Ctrl-C stops.",
               rule, ""]

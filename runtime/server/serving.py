@@ -33,12 +33,13 @@ from dsl.model import Project
 from runtime import sandbox as sb
 from runtime.registry import Registry
 from runtime.server.app import create_app
+from runtime.server.policies import ApiKeyPolicy, build_policies
 from runtime.server.reload import ReloadingApp, ReloadReport, serve_reloading
 from runtime.service import SpliceRuntime, open_runtime
 from runtime.store import open_store
 from runtime.store.base import ObjectStore
 
-__all__ = ["ServeOptions", "Serving", "run", "serve"]
+__all__ = ["ServeOptions", "Serving", "api_key_guard", "run", "serve"]
 
 logger = logging.getLogger("splice")
 
@@ -180,11 +181,24 @@ def _prepare_sandbox(project: Project, registry: Registry, names: list[str], opt
         return _Sandbox(connections, store=open_store(store_url),
                         info=sb.describe(connections, server_url, store=sb.store_url(path.resolve()),
                                          project=str(Path(project.root).resolve())),
-                        banner=sb.render_banner(project, connections, server_url, store_url, real))
+                        banner=sb.render_banner(project, connections, server_url, store_url, real,
+                                                guard=api_key_guard(project)))
     except BaseException:
         for item in connections:
             item.sock.close()
         raise
+
+
+def api_key_guard(project: Project) -> sb.ApiKeyGuard:
+    """For the sandbox banner: the header and first key of the ``api-key`` policy guarding a path."""
+    policies = [p for p in build_policies(project.settings.server.get("policies"))
+                if isinstance(p, ApiKeyPolicy) and p.keys]
+
+    def guard(path: str) -> tuple[str, str] | None:
+        policy = next((p for p in policies if p.applies(path)), None)
+        return None if policy is None else (policy.header, str(policy.keys[0]))
+
+    return guard
 
 
 async def _serve(project: Project, registry: Registry, options: ServeOptions, shutdown: _Shutdown,

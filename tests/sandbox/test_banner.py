@@ -6,6 +6,7 @@ from pathlib import Path
 
 from runtime import sandbox as sb
 from runtime.registry import load_registry
+from runtime.server.serving import api_key_guard
 from runtime.service import load_project
 
 SHIPPED = Path(__file__).resolve().parents[2] / "flows" / "salesforce-quickbooks"
@@ -18,7 +19,8 @@ def test_banner_fits_100_columns_and_shows_how_to_call_customer_360() -> None:
     prepared = sb.prepare(project, registry, ["quickbooks", "salesforce"], host="127.0.0.1",
                           server_url=SERVER)
     try:
-        banner = sb.render_banner(project, prepared, SERVER, "sqlite:///.splice/sandbox.db", [])
+        banner = sb.render_banner(project, prepared, SERVER, "sqlite:///.splice/sandbox.db", [],
+                                  guard=api_key_guard(project))
         salesforce = next(p for p in prepared if p.name == "salesforce")
         accounts = salesforce.app.state.emulator.org.records["Account"]
     finally:
