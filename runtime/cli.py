@@ -8,6 +8,7 @@ or an execution failed, 2 usage or set-up problem (plugins, store, configuration
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ from runtime.cli_support import CliError, default_project_dir, load_plugins
 from runtime.cli_support import load_cli_project as _load
 from runtime.cli_support import registry as _registry
 from runtime.cli_test import add_test_command
-from runtime.errors import SpliceError
+from runtime.errors import ConfigurationError, SpliceError
 from runtime.jsonutil import dumps
 from runtime.plugins import PluginLoadError
 from runtime.registry import Registry
@@ -98,9 +99,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from runtime.docs import render_reference
+    from runtime.docs import render_reference, write_reference
 
-    print(render_reference(_registry(args)))
+    pages = render_reference(_registry(args))
+    if args.output == "-":
+        print("\n".join(pages.values()), end="")
+        return 0
+    for path in write_reference(pages, Path(args.output)):
+        print(f"wrote {path}")
     return 0
 
 
@@ -318,6 +324,45 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def sandbox_help_epilog(registry: Registry) -> str:
+    """The emulators and actions of the installed connectors, for ``splice sandbox --help``."""
+    sandboxes = _sandboxes(registry)
+    lines = ["emulators (splice sandbox CONNECTOR --port N [--option KEY=VALUE]):",
+             f"  {', '.join(sorted(sandboxes)) or 'none installed'}", "",
+             "actions (splice sandbox ACTION [ARGS], on a running splice serve in sandbox mode):"]
+    actions = _sandbox_actions(sandboxes)
+    if not actions:
+        lines.append("  none installed")
+    for name, candidates in sorted(actions.items()):
+        usage = next((a.usage for _, a in candidates if a.usage), "")
+        summary = "; ".join(f"{a.summary} ({connector})" if len(candidates) > 1 else a.summary
+                            for connector, a in candidates)
+        lines.append(f"  {name} {usage}".rstrip())
+        lines.append(f"      {summary}")
+    return "\n".join(lines)
+
+
+class _SandboxHelp(argparse.Action):
+    """``-h`` of ``splice sandbox``: lists the installed emulators and actions, which only the
+    connectors' sandbox specs know, so they are imported when help is asked for, not before."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show this help, with the installed emulators and actions, and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        plugins = load_plugins()
+        try:
+            if isinstance(plugins, CliError):
+                raise plugins
+            parser.epilog = sandbox_help_epilog(plugins)
+        except CliError as exc:
+            parser.epilog = f"(the installed emulators and actions cannot be listed: {exc})"
+        parser.print_help()
+        parser.exit()
+
+
 def _run_sandbox_action(args: argparse.Namespace, candidates: list[tuple[str, Any]]) -> int:
     import httpx
 
@@ -420,7 +465,11 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
     p.add_argument("--output", "-o")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser("docs", help="reference of every installed operation and trigger")
+    p = sub.add_parser("docs", help="write the reference of every installed step, operation, "
+                                    "trigger and JSONata function as Markdown")
+    p.add_argument("--output", "-o", default="docs/reference",
+                   help="directory of the Markdown files (default: docs/reference; '-': standard "
+                        "output)")
     p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser("encrypt", help="encrypt a value for a secure property (key: "
@@ -459,10 +508,12 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
     add_executions_parser(sub, lambda parser: _project_args(parser, sandbox=True))
 
     p = sub.add_parser("sandbox", help="run a connector's API emulator, or act on a running "
-                       "sandbox (list, close-opportunity, pay, ...)",
+                       "sandbox (list, close-opportunity, pay, ...)", add_help=False,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="splice sandbox CONNECTOR --port N [--option k=v]: serve an "
-                       "emulator. splice sandbox ACTION [ARGS]: act on the emulators of a "
-                       "`splice serve` in sandbox mode (actions come from the connectors).")
+                       "emulator.\nsplice sandbox ACTION [ARGS]: act on the emulators of a "
+                       "`splice serve` in sandbox mode\n(the actions come from the connectors).")
+    p.add_argument("-h", "--help", action=_SandboxHelp)
     p.add_argument("name", help="an emulator (salesforce, quickbooks, ...) or an action")
     p.add_argument("words", nargs="*", metavar="ARG", help="the action's arguments")
     p.add_argument("--host", default="127.0.0.1")
@@ -481,8 +532,32 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
     return parser
 
 
+def _reader_went_away() -> int:
+    """The reader of standard output closed it (``splice sandbox list | head``): stop quietly, as
+    a command killed by SIGPIPE does, with its exit status 128 + 13. Standard output is pointed at
+    the null device so that Python's final flush does not report the pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):  # not a real file (tests capture it)
+        pass
+    return 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``splice`` command."""
+    try:
+        try:
+            code = _main(argv)
+        finally:  # also on SystemExit (--help): a closed pipe shows here, not at interpreter exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_went_away()
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from runtime.redaction import Secrets, use_secrets
     from runtime.telemetry import configure_logging
 
@@ -503,11 +578,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # in everything it writes, and a runtime it opens masks them too.
         with use_secrets(Secrets()):
             return int(args.func(args) or 0)
+    except BrokenPipeError:
+        raise  # the reader went away: see main
     except CliError as exc:
         print(f"splice: {exc}", file=sys.stderr)
         return exc.code
     except SpliceError as exc:
         print(f"splice: {exc}", file=sys.stderr)
+        return 1
+    except ConfigurationError as exc:
+        print(f"splice: configuration error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -126,7 +126,7 @@ def plan_command(args: argparse.Namespace, project: Project, registry: Registry,
         store = str(served["store"])
     else:
         path = Path(getattr(args, "sandbox_store", None) or sb.DEFAULT_STORE)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        sb.make_store_directory(path)
         store = sb.store_url(path)
     emulators = (served or {}).get("emulators") or {}
     settings: dict[str, Mapping[str, Any]] = {}

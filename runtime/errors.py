@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 __all__ = [
+    "ConfigurationError",
     "ConnectionConfigError",
     "FlowExecutionError",
     "HttpError",
@@ -37,6 +38,12 @@ __all__ = [
     "http_status_error",
     "map_http_errors",
 ]
+
+
+class ConfigurationError(ValueError):
+    """A runtime setting that cannot be used (a store URL, an exporter, a policy, two flows on one
+    route): found when the runtime is put together, before any execution, so it is not a flow's
+    :class:`SpliceError`. The CLI reports it in one line as the user's to fix, not as a bug."""
 
 
 class SpliceError(Exception):

@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from runtime.context import HttpEndpoint
+from runtime.errors import ConfigurationError
 
 __all__ = ["Route", "RouteConflictError", "RouteTable"]
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class RouteConflictError(ValueError):
+class RouteConflictError(ConfigurationError):
     """Two flows claim the same method and path."""
 
 

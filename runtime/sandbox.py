@@ -22,7 +22,7 @@ import contextlib
 import importlib
 import logging
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,12 @@ from dsl.model import ConnectionConfig, Project
 from runtime.errors import ConnectionConfigError
 from runtime.plugins import PluginLoadError
 from runtime.registry import Registry
-from runtime.spec import Connector, SandboxSpec, SandboxTarget, param_defaults
+from runtime.spec import Connector, SandboxAction, SandboxSpec, SandboxTarget, param_defaults
+from runtime.store.base import StoreOpenError
 
 __all__ = [
+    "BANNER_WIDTH",
+    "ApiKeyGuard",
     "DEFAULT_STORE",
     "SandboxedConnection",
     "connection_triggers",
@@ -43,6 +46,7 @@ __all__ = [
     "lacks_credentials",
     "load_sandbox",
     "prepare",
+    "make_store_directory",
     "render_banner",
     "sandbox_candidates",
     "serve_emulators",
@@ -62,6 +66,16 @@ def store_url(path: str | Path) -> str:
     return f"sqlite:///{path}"
 
 
+def make_store_directory(path: Path) -> None:
+    """Create the directory of the sandbox's SQLite file; one that cannot be made (``--sandbox-store``
+    in a read-only place) is the user's to fix: a :class:`StoreOpenError`, not a crash."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreOpenError(f"cannot create the directory of the sandbox store {str(path)!r}: "
+                             f"{exc.strerror or exc}") from exc
+
+
 @dataclass(slots=True)
 class SandboxedConnection:
     """One connection served by its connector's emulator on a local port."""
@@ -74,6 +88,10 @@ class SandboxedConnection:
     app: Any
     sock: socket.socket
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: The connector's ``splice sandbox`` actions, for the banner.
+    actions: tuple[SandboxAction, ...] = ()
+    #: Example values of the seeded emulator (``SandboxSpec.examples``), for the banner.
+    examples: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def overrides(self) -> dict[str, Any]:
@@ -224,9 +242,11 @@ def prepare(project: Project, registry: Registry, names: list[str], *, host: str
             except Exception:
                 sock.close()
                 raise
+            examples = dict(sandbox.examples(app)) if sandbox.examples else {}
             prepared.append(SandboxedConnection(name=name, connector=config.connector,
                                                 base_url=base_url, sandbox_settings=demo, app=app,
-                                                sock=sock, options=options))
+                                                sock=sock, options=options,
+                                                actions=sandbox.actions, examples=examples))
     except BaseException:
         for item in prepared:
             item.sock.close()
@@ -256,30 +276,109 @@ def describe(sandboxes: list[SandboxedConnection], server_url: str, *, store: st
     }
 
 
+#: The banner's width: it fits a 100-column terminal.
+BANNER_WIDTH = 100
+
+
+def _wrapped(label: str, text: str, width: int) -> list[str]:
+    """``  label  text`` wrapped to the banner's width, continued under the text."""
+    import textwrap
+
+    head = f"  {label.ljust(width)}  "
+    return textwrap.wrap(text, BANNER_WIDTH, initial_indent=head,
+                         subsequent_indent=" " * len(head), break_on_hyphens=False) or [head]
+
+
+def _action_lines(sandboxes: list[SandboxedConnection]) -> list[str]:
+    """The ``splice sandbox`` actions of the sandboxed connectors, each name once, in 100 columns."""
+    usages: dict[str, str] = {}
+    summaries: dict[str, list[str]] = {}
+    for item in sandboxes:
+        for action in item.actions:
+            usages.setdefault(action.name, action.usage)
+            if action.summary and action.summary not in summaries.setdefault(action.name, []):
+                summaries[action.name].append(action.summary)
+    if not usages:
+        return []
+    commands = {name: f"splice sandbox {name} {usage}".rstrip() for name, usage in usages.items()}
+    column = max(len(command) for command in commands.values())
+    lines = ["  Try it (in another terminal; in a checkout, splice is .venv/bin/splice):"]
+    for name, command in sorted(commands.items()):
+        summary = "; ".join(summaries.get(name, []))
+        line = f"    {command.ljust(column)}  {summary}".rstrip()
+        if len(line) > BANNER_WIDTH:
+            lines += [f"    {command}", *_indented(summary, 8)]
+        else:
+            lines.append(line)
+    return lines
+
+
+def _indented(text: str, indent: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, BANNER_WIDTH, initial_indent=" " * indent,
+                         subsequent_indent=" " * indent, break_on_hyphens=False)
+
+
+#: ``guard(path)`` -> the header and a key a request to ``path`` must carry, or ``None`` when no
+#: ``api-key`` policy guards it (built by the server from ``settings.server.policies``).
+ApiKeyGuard = Callable[[str], tuple[str, str] | None]
+
+
+def _guarded_api_lines(project: Project, sandboxes: list[SandboxedConnection], server_url: str,
+                       guard: ApiKeyGuard | None) -> list[str]:
+    """How to call each listener flow an ``api-key`` policy guards: its key (in sandbox mode, the
+    environment's own, e.g. a dev key) and its path with the emulators' example values filled in."""
+    import re
+
+    if guard is None:
+        return []
+    examples: dict[str, str] = {}
+    for item in sandboxes:
+        examples.update({k: v for k, v in item.examples.items() if k not in examples})
+    lines: list[str] = []
+    for name, flow in sorted(project.flows.items()):
+        trigger = flow.trigger
+        path = trigger.params.get("path") if trigger is not None else None
+        if trigger is None or trigger.name != "http.listener" or not isinstance(path, str):
+            continue
+        concrete = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}",
+                          lambda m: examples.get(m.group(1), m.group(0)), path)
+        needed = guard(concrete)
+        if needed is None:
+            continue
+        header, key = needed
+        method = str(trigger.params.get("method") or "GET").upper()
+        verb = "" if method == "GET" else f" -X {method}"
+        lines += [f"    {name} ({method} {path}):",
+                  f"      curl -s{verb} -H '{header}: {key}' \\",
+                  f"        {server_url}{concrete}"]
+    return ["  The API (listener flows behind an api-key policy):", *lines, ""] if lines else []
+
+
 def render_banner(project: Project, sandboxes: list[SandboxedConnection], server_url: str,
-                  store: str, real: list[str]) -> str:
-    """What ``splice serve`` prints when it starts in sandbox mode: what runs where, how to try it."""
+                  store: str, real: list[str], guard: ApiKeyGuard | None = None) -> str:
+    """What ``splice serve`` prints when it starts in sandbox mode: what runs where, how to try it
+    (the ``splice sandbox`` actions, the API with its key and an example id), in 100 columns."""
     width = max([len(s.name) for s in sandboxes] + [10])
-    lines = ["", "=" * 78,
-             "  SANDBOX MODE: the flows run against local emulators with a demo company",
-             "=" * 78]
+    rule = "=" * BANNER_WIDTH
+    lines = ["", rule, "  SANDBOX MODE: the flows run against local emulators with a demo company",
+             rule]
     for item in sandboxes:
         lines.append(f"  {item.name.ljust(width)}  {item.connector} emulator  {item.base_url}")
     for name in real:
         lines.append(f"  {name.ljust(width)}  real ({project.connections[name].connector})")
-    lines += [f"  {'flows'.ljust(width)}  {', '.join(sorted(project.flows)) or 'none'}",
-              f"  {'store'.ljust(width)}  {store} (fresh for every sandbox start)",
-              f"  {'server'.ljust(width)}  {server_url}  (GET {server_url}/sandbox: emulator URLs "
-              "and demo credentials)",
-              "",
-              "  Try it (in another terminal):",
-              "    splice sandbox list                          opportunities and invoices",
-              "    splice sandbox close-opportunity <Id|Name>   close one won -> it gets invoiced",
-              "    splice sandbox pay <Invoice Id|DocNumber> <amount>   record a payment",
-              "",
-              "  Real systems: set the connections' credentials (README, 'Running against real",
+    lines += _wrapped("flows", ", ".join(sorted(project.flows)) or "none", width)
+    lines += _wrapped("store", f"{store} (fresh for every sandbox start)", width)
+    lines += _wrapped("server", f"{server_url} (GET /sandbox: emulator URLs and demo credentials)",
+                      width)
+    lines.append("")
+    actions = _action_lines(sandboxes)
+    lines += [*actions, ""] if actions else []
+    lines += _guarded_api_lines(project, sandboxes, server_url, guard)
+    lines += ["  Real systems: set the connections' credentials (README, 'Running against real",
               "  Salesforce and QuickBooks') and start again; no emulator starts. Ctrl-C stops.",
-              "=" * 78, ""]
+              rule, ""]
     return "\n".join(lines)
 
 

@@ -287,12 +287,16 @@ class SandboxSpec:
     credentials. ``emulator_options(target)`` gives the ``emulator(**options)`` of sandbox mode: demo
     data, and where the emulator calls ``splice serve`` back (webhooks); default: no options.
     ``actions`` are what ``splice sandbox <action> ARGS`` does against a running sandbox.
+    ``examples(app)`` gives example values of the emulator built for sandbox mode, by name (e.g.
+    ``accountId``: a demo record's id): the sandbox banner fills the ``{name}`` parameters of the
+    project's listener paths with them, so a person can call the project's API right away.
     """
 
     emulator: Callable[..., Any]
     settings: Callable[[str], Mapping[str, Any]]
     emulator_options: Callable[[SandboxTarget], Mapping[str, Any]] | None = None
     actions: tuple[SandboxAction, ...] = ()
+    examples: Callable[[Any], Mapping[str, str]] | None = None
 
 
 async def aiter_records(value: Any) -> AsyncIterator[Any]:

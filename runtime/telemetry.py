@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
+from runtime.errors import ConfigurationError
 from runtime.redaction import RedactingFilter, redact
 
 __all__ = [
@@ -51,7 +52,7 @@ ATTR_TRIGGER = "splice.trigger"
 EXPORTERS = ("none", "console", "otlp")
 
 
-class TelemetryConfigError(ValueError):
+class TelemetryConfigError(ConfigurationError):
     """The telemetry settings name an unknown exporter or a missing extra."""
 
 

@@ -93,3 +93,26 @@ def test_the_guide_describes_exactly_the_public_surface() -> None:
     described = re.findall(r"^- `([A-Za-z0-9_]+)`: \S", surface, re.M)
     assert sorted(described) == sorted(runtime.__all__)
     assert len(described) == len(set(described))
+
+
+def test_the_guide_shows_the_example_package_pyproject() -> None:
+    """The guide's pyproject.toml is the example package's own, so copying it works."""
+    guide = (ROOT / "docs" / "writing-a-connector.md").read_text(encoding="utf-8")
+    example = (ROOT / "tests" / "fixtures" / "splice-greeter" / "pyproject.toml").read_text(
+        encoding="utf-8")
+    package = guide.split("## 1. The package", 1)[1]
+    shown = package.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert shown == example
+
+
+def test_the_guide_lists_every_parameter_type() -> None:
+    """The typed-values table of the guide names each type a Param may have."""
+    from typing import get_args
+
+    from runtime.spec import ParamType
+
+    guide = (ROOT / "docs" / "writing-a-connector.md").read_text(encoding="utf-8")
+    table = guide.split("### Typed values", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
+    listed = set(re.findall(r"`([a-z]+)`", "\n".join(
+        line.split("|")[1] for line in table.splitlines() if line.startswith("| `"))))
+    assert set(get_args(ParamType)) <= listed

@@ -130,6 +130,14 @@ def _format(rows: Sequence[tuple[str, ...]]) -> str:
                      for r in rows)
 
 
+def sandbox_examples(app: Any) -> Mapping[str, str]:
+    """``accountId``: the first demo account already linked to a QuickBooks customer (one with
+    invoices and payments to show), for the banner's call of the project's API."""
+    accounts = app.state.emulator.org.records.get("Account", {}).values()
+    linked = [a for a in accounts if a.get("QB_Customer_Id__c")] or list(accounts)
+    return {"accountId": str(linked[0]["Id"])} if linked else {}
+
+
 SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
     SandboxAction("close-opportunity", close_opportunity, usage="<Id|Name>",
                   summary="set an opportunity's stage to Closed Won"),
@@ -138,4 +146,5 @@ SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
 
 #: The connector's sandbox; ``plugin.py`` refers to it as ``"connectors.salesforce.sandbox:SANDBOX"``.
 SANDBOX = SandboxSpec(emulator=create_app, settings=sandbox_settings,
-                      emulator_options=emulator_options, actions=SANDBOX_ACTIONS)
+                      emulator_options=emulator_options, actions=SANDBOX_ACTIONS,
+                      examples=sandbox_examples)

@@ -28,6 +28,7 @@ from typing import Any
 
 from dsl import parse_duration
 from runtime.context import HttpRequest, HttpResponse
+from runtime.errors import ConfigurationError
 from runtime.redaction import register_secret
 
 __all__ = ["Policy", "PolicyConfigError", "build_policies", "check_policies"]
@@ -35,7 +36,7 @@ __all__ = ["Policy", "PolicyConfigError", "build_policies", "check_policies"]
 EXEMPT = frozenset({"/health", "/ready"})
 
 
-class PolicyConfigError(ValueError):
+class PolicyConfigError(ConfigurationError):
     """``settings.server.policies`` is not understood."""
 
 

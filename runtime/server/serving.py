@@ -34,12 +34,13 @@ from runtime import sandbox as sb
 from runtime.registry import Registry
 from runtime.server.admin import admin_key, describe_access, with_admin_line
 from runtime.server.app import create_app
+from runtime.server.policies import ApiKeyPolicy, build_policies
 from runtime.server.reload import ReloadingApp, ReloadReport, serve_reloading
 from runtime.service import SpliceRuntime, open_runtime
 from runtime.store import open_store
 from runtime.store.base import ObjectStore
 
-__all__ = ["ServeOptions", "Serving", "run", "serve"]
+__all__ = ["ServeOptions", "Serving", "api_key_guard", "run", "serve"]
 
 logger = logging.getLogger("splice")
 
@@ -174,20 +175,33 @@ def _prepare_sandbox(project: Project, registry: Registry, names: list[str], opt
                              port_base=options.sandbox_port_base)
     try:
         path = Path(options.sandbox_store)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        sb.make_store_directory(path)
         sb.wipe_sqlite(path)
         store_url = sb.store_url(path)
         real = [n for n in sorted(project.connections) if n not in names]
         admin = describe_access(admin_key(project.settings.server), sandbox=True, host=options.host)
         info = sb.describe(connections, server_url, store=sb.store_url(path.resolve()),
                            project=str(Path(project.root).resolve()))
+        banner = sb.render_banner(project, connections, server_url, store_url, real,
+                                  guard=api_key_guard(project))
         return _Sandbox(connections, store=open_store(store_url), info={**info, "admin": admin},
-                        banner=with_admin_line(sb.render_banner(project, connections, server_url,
-                                                                store_url, real), server_url, admin))
+                        banner=with_admin_line(banner, server_url, admin))
     except BaseException:
         for item in connections:
             item.sock.close()
         raise
+
+
+def api_key_guard(project: Project) -> sb.ApiKeyGuard:
+    """For the sandbox banner: the header and first key of the ``api-key`` policy guarding a path."""
+    policies = [p for p in build_policies(project.settings.server.get("policies"))
+                if isinstance(p, ApiKeyPolicy) and p.keys]
+
+    def guard(path: str) -> tuple[str, str] | None:
+        policy = next((p for p in policies if p.applies(path)), None)
+        return None if policy is None else (policy.header, str(policy.keys[0]))
+
+    return guard
 
 
 async def _serve(project: Project, registry: Registry, options: ServeOptions, shutdown: _Shutdown,

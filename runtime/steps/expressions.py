@@ -16,6 +16,7 @@ import anyio
 
 from dsl.expressions import ExpressionEvaluationError
 from dsl.model import Expression
+from dsl.source import SourceSpan
 from dsl.templates import render
 from runtime.errors import TransformError
 from runtime.message import Message
@@ -65,30 +66,67 @@ class ExpressionCosts:
                 pass
 
 
+#: The suffix of transform files: their errors name the file's line and column in the message.
+JSONATA_FILE_SUFFIX = ".jsonata"
 #: JSONata's code for ``$error(message)``: a flow failing on purpose.
 _RAISED_BY_FLOW = "D3137"
 #: ``$error('NAMESPACE:KIND: text')`` raises an error of that type, which on-error handlers can match.
 _TYPED_MESSAGE = re.compile(r"^(?P<type>[A-Z][A-Z0-9_]*:[A-Z][A-Z0-9_]*): (?P<text>.+)$", re.DOTALL)
 
 
-def translate(error: ExpressionEvaluationError) -> TransformError:
+def _offset_in_expression(error: BaseException) -> int | None:
+    """Where in the expression's source the evaluation failed (a character offset), when the
+    engine said so: the error's own ``position``, else the engine's exception behind it
+    (jsonata-python's ``JException.location``, which the error was raised from). The Rust engine
+    reports no run-time position; the expression's own start is all that is known then."""
+    seen: BaseException | None = error
+    for _ in range(4):  # the error, the engine adapter's, the engine's: a short chain
+        if seen is None:
+            break
+        for name in ("position", "location"):
+            value = getattr(seen, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+        seen = seen.__context__
+    return None
+
+
+def _where(error: ExpressionEvaluationError, source: str | None) -> SourceSpan | None:
+    """The file position of the failure: the expression's span, moved to the failing part of the
+    expression when the engine told where that is."""
+    span = error.span
+    if span is None:
+        return None
+    offset = _offset_in_expression(error)
+    if source is None or offset is None or offset > len(source):
+        return span
+    # JSONata positions point just past the token that failed; step back onto it.
+    return span.shifted(source, max(0, offset - 1))
+
+
+def translate(error: ExpressionEvaluationError, source: str | None = None) -> TransformError:
     """The typed, redacted error of a failed evaluation.
 
     A flow raises an error of its own type with ``$error('RECONCILIATION:REPAIRS_FAILED: ...')``
-    (what Mule's raise-error does); any other failure is a ``TRANSFORM:EVALUATION``.
+    (what Mule's raise-error does); any other failure is a ``TRANSFORM:EVALUATION``. ``details.at``
+    is where it failed (``source``, the expression's text, turns the engine's offset into a line and
+    column); an expression of a ``.jsonata`` file also names that ``file:line:col`` in the message,
+    since the flow's step alone does not say which line of the transform failed.
     """
     code = getattr(error, "code", None)
-    span = getattr(error, "span", None)
+    where = _where(error, source)
     details: dict[str, Any] = {}
     if code:
         details["code"] = code
-    if span is not None:
-        details["at"] = str(span)
+    if where is not None:
+        details["at"] = str(where)
     text = str(getattr(error, "message", error))
     typed = _TYPED_MESSAGE.match(text) if code == _RAISED_BY_FLOW else None
     if typed:
         return TransformError(redact(typed.group("text")), error_type=typed.group("type"),
                               details=details)
+    if where is not None and where.file.endswith(JSONATA_FILE_SUFFIX):
+        text = f"{where}: {text}"
     return TransformError(redact(text), error_type="TRANSFORM:EVALUATION", details=details)
 
 
@@ -116,4 +154,4 @@ async def evaluate_expression(expression: Expression, data: Any, message: Messag
                                                   limiter=threads)
         return costs.evaluate(expression, data, bindings)
     except ExpressionEvaluationError as error:
-        raise translate(error) from None
+        raise translate(error, getattr(expression, "source", None)) from None

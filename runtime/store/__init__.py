@@ -18,7 +18,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from runtime.store.base import LockTimeoutError, ObjectStore, decode, encode
+from runtime.store.base import (
+    LockTimeoutError,
+    ObjectStore,
+    StoreOpenError,
+    StoreURLError,
+    decode,
+    encode,
+)
 from runtime.store.deadletters import DEAD_LETTERS_NAMESPACE, DeadLetter, DeadLetterQueue
 from runtime.store.ids import compare_and_delete, new_id
 from runtime.store.inbox import Inbox, InboxItem
@@ -46,6 +53,8 @@ __all__ = [
     "PostgresStore",
     "SQLiteStore",
     "SourceStateStore",
+    "StoreOpenError",
+    "StoreURLError",
     "compare_and_delete",
     "decode",
     "encode",
@@ -62,21 +71,21 @@ def open_store(url: str, **options: Any) -> ObjectStore:
     """The backend a store URL names; no I/O happens until the store is first used.
 
     ``options`` go to the backend's constructor (``clock``, ``durable``, pool sizes...).
-    Raises :class:`ValueError` for a URL it does not understand, listing the accepted forms.
+    Raises :class:`StoreURLError` (a :class:`ValueError`) for a URL it does not understand, listing the accepted forms.
     """
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep:
-        raise ValueError(f"not a store URL: {url!r}; expected one of {_ACCEPTED}")
+        raise StoreURLError(f"not a store URL: {url!r}; expected one of {_ACCEPTED}")
     if scheme == "sqlite":
         if rest and not rest.startswith("/"):
-            raise ValueError(f"sqlite URLs need three slashes before a path: {url!r}; "
+            raise StoreURLError(f"sqlite URLs need three slashes before a path: {url!r}; "
                              f"expected one of {_ACCEPTED}")
         path = rest[1:]  # "/rel.db" -> "rel.db"; "//abs.db" -> "/abs.db"
         return SQLiteStore(path or DEFAULT_PATH, **options)
     if scheme == "memory":
         if rest.strip("/"):
-            raise ValueError(f"memory:// takes no path: {url!r}; expected one of {_ACCEPTED}")
+            raise StoreURLError(f"memory:// takes no path: {url!r}; expected one of {_ACCEPTED}")
         return SQLiteStore(MEMORY, **options)
     if scheme in {"postgresql", "postgres"}:
         parts = urlsplit(url)
@@ -86,4 +95,4 @@ def open_store(url: str, **options: Any) -> ObjectStore:
             options.setdefault("schema", schema[-1])
         dsn = urlunsplit(parts._replace(query=urlencode([(n, v) for n, v in query if n != "schema"])))
         return PostgresStore(dsn, **options)
-    raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}; expected one of {_ACCEPTED}")
+    raise StoreURLError(f"unknown store URL scheme {scheme!r} in {url!r}; expected one of {_ACCEPTED}")

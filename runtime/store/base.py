@@ -21,7 +21,18 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-__all__ = ["LockTimeoutError", "ObjectStore", "decode", "encode"]
+from runtime.errors import ConfigurationError
+
+__all__ = ["LockTimeoutError", "ObjectStore", "StoreOpenError", "StoreURLError", "decode", "encode"]
+
+
+class StoreURLError(ConfigurationError):
+    """The store URL of the settings (or ``--store``) is not one ``open_store`` understands."""
+
+
+class StoreOpenError(ConfigurationError):
+    """The store cannot be opened where the settings put it: a directory that cannot be made, a
+    file that cannot be written. Raised when the store is first used, never for a later failure."""
 
 
 class LockTimeoutError(Exception):

@@ -24,11 +24,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 
 from runtime.store._locking import LocalLocks, log, poll
-from runtime.store.base import ObjectStore, decode, encode
+from runtime.store.base import ObjectStore, StoreOpenError, decode, encode
 from runtime.store.sqlite import key_range
 
 __all__ = ["PostgresStore"]
@@ -101,7 +102,12 @@ class PostgresStore(ObjectStore):
             raise RuntimeError("a postgresql:// store needs asyncpg: "
                                "pip install 'splice[postgres]'") from exc
 
-        pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size, max_size=self.max_size)
+        try:
+            pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size,
+                                             max_size=self.max_size)
+        except (OSError, asyncpg.PostgresError) as exc:  # unreachable, unknown role or database
+            raise StoreOpenError(f"cannot open the PostgreSQL store {self._where()}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
         try:
             async with pool.acquire() as conn:
                 await self._create_schema(conn)
@@ -110,6 +116,13 @@ class PostgresStore(ObjectStore):
             await pool.close()
             raise
         return pool, lock_pool
+
+    def _where(self) -> str:
+        """The DSN's host, port and database, never its password (for error messages)."""
+        parts = urlsplit(self.dsn)
+        user = f"{parts.username}@" if parts.username else ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"'{user}{parts.hostname or ''}{port}{parts.path}'"
 
     async def _create_schema(self, conn: Any) -> None:
         # Replicas starting together would race on CREATE ... IF NOT EXISTS; serialise them.

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import anyio
 
 from runtime.store._locking import LocalLocks, log, poll, unwrap_single
-from runtime.store.base import ObjectStore, decode, encode
+from runtime.store.base import ObjectStore, StoreOpenError, decode, encode
 
 __all__ = ["DEFAULT_PATH", "SQLiteStore"]
 
@@ -114,10 +114,13 @@ class SQLiteStore(ObjectStore):
     # -- plumbing -------------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        if isinstance(self.path, Path):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None,
-                               check_same_thread=False)
+        try:
+            if isinstance(self.path, Path):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise StoreOpenError(f"cannot open the SQLite store {str(self.path)!r}: {exc}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             # Switching a fresh file to WAL can report "locked" at once, without waiting in the busy

@@ -54,7 +54,7 @@ def test_installed_plugin_operation_runs_in_a_flow(greeter_site: Path, tmp_path:
     validated = splice(["validate", str(tmp_path)], greeter_site, tmp_path)
     ran = splice(["run", "greet", "--project", str(tmp_path), "--input", "-"], greeter_site,
                  tmp_path, stdin=json.dumps({"name": "Ada"}))
-    docs = splice(["docs"], greeter_site, tmp_path)
+    docs = splice(["docs", "-o", "-"], greeter_site, tmp_path)
     assert validated.returncode == 0, validated.stdout + validated.stderr
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout) == {"text": "GOOD DAY, ADA!!", "flow": "greet"}

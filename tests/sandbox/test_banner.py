@@ -1,0 +1,40 @@
+"""The sandbox banner of the shipped project: 100 columns, the actions, and the API to call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runtime import sandbox as sb
+from runtime.registry import load_registry
+from runtime.server.serving import api_key_guard
+from runtime.service import load_project
+
+SHIPPED = Path(__file__).resolve().parents[2] / "flows" / "salesforce-quickbooks"
+SERVER = "http://127.0.0.1:8080"
+
+
+def test_banner_fits_100_columns_and_shows_how_to_call_customer_360() -> None:
+    registry = load_registry()
+    project, _ = load_project(SHIPPED, environ={}, registry=registry)
+    prepared = sb.prepare(project, registry, ["quickbooks", "salesforce"], host="127.0.0.1",
+                          server_url=SERVER)
+    try:
+        banner = sb.render_banner(project, prepared, SERVER, "sqlite:///.splice/sandbox.db", [],
+                                  guard=api_key_guard(project))
+        salesforce = next(p for p in prepared if p.name == "salesforce")
+        accounts = salesforce.app.state.emulator.org.records["Account"]
+    finally:
+        for item in prepared:
+            item.sock.close()
+    lines = banner.splitlines()
+    assert max(len(line) for line in lines) <= sb.BANNER_WIDTH == 100
+    assert "    splice sandbox close-opportunity <Id|Name>" in banner
+    assert "    splice sandbox pay <Invoice Id|DocNumber> <amount>" in banner
+    assert "in a checkout, splice is .venv/bin/splice" in banner
+    # customer-360: the dev key of config/dev.yaml, and a demo account linked to QuickBooks
+    at = lines.index("    customer-360 (GET /api/customers/{accountId}):")
+    assert lines[at + 1] == "      curl -s -H 'x-api-key: dev-customer-360-key' \\"
+    url = lines[at + 2].strip()
+    assert url.startswith(f"{SERVER}/api/customers/")
+    account = accounts[url.rsplit("/", 1)[1]]
+    assert account["Name"] == "Acme Corp" and account["QB_Customer_Id__c"]
