@@ -287,12 +287,16 @@ def _walk(data: dict[str, Any], path: tuple[str, ...]) -> Any:
 class CompiledExpression:
     """A compiled ``#[ ]`` or transform expression (the model's :class:`~dsl.model.Expression`)."""
 
-    __slots__ = ("__weakref__", "_bound", "_compiled", "_path", "context_fields", "engine", "source",
-                 "span")
+    __slots__ = ("__weakref__", "_bound", "_compiled", "_path", "context_fields", "engine", "own_start",
+                 "source", "span")
 
-    def __init__(self, source: str, span: SourceSpan, compiled: CompiledJsonata, engine: str) -> None:
+    def __init__(self, source: str, span: SourceSpan, compiled: CompiledJsonata, engine: str,
+                 own_start: int = 0) -> None:
         self.source = source
         self.span = span
+        #: Where the author's own text starts in ``source`` (after library code bound around it):
+        #: run-time error positions are counted from there.
+        self.own_start = own_start
         self.engine = engine
         self._compiled = compiled
         # What the expression can see decides what must be handed to the engine: converting a large
@@ -347,8 +351,11 @@ def compile_expression(
     engine: JsonataEngine | str = "auto",
     functions: Mapping[str, Callable[..., Any]] | None = None,
     position: Callable[[int], SourceSpan] | None = None,
+    own_start: int = 0,
 ) -> CompiledExpression:
     """Compile JSONata written at ``span`` (``position`` maps an offset in ``source`` to the file).
+
+    ``own_start`` is where the author's text starts in ``source`` when code was bound around it.
 
     Raises:
         FlowSyntaxError: ``invalid JSONata: <message>`` at the position of the problem.
@@ -367,7 +374,7 @@ def compile_expression(
         at = where(_error_offset(source, exc.offset)) if exc.offset is not None else span
         code = f" ({exc.code})" if exc.code else ""
         raise FlowSyntaxError(at, f"invalid JSONata: {exc.message}{code}") from None
-    return CompiledExpression(source, span, compiled, engine.name)
+    return CompiledExpression(source, span, compiled, engine.name, own_start)
 
 
 def _error_offset(source: str, offset: int) -> int:

@@ -103,7 +103,8 @@ def _compile_transform(ctx: FileContext, source: str, span: SourceSpan,
     composed, start = compose(source, used)
     try:
         return compile_expression(composed, span, engine=ctx.engine, functions=ctx.functions,
-                                  position=lambda offset: position(max(0, offset - start)))
+                                  position=lambda offset: position(max(0, offset - start)),
+                                  own_start=start)
     except FlowError as exc:
         ctx.errors.append(exc)
         return None

@@ -91,30 +91,32 @@ def _offset_in_expression(error: BaseException) -> int | None:
     return None
 
 
-def _where(error: ExpressionEvaluationError, source: str | None) -> SourceSpan | None:
+def _where(error: ExpressionEvaluationError, source: str | None, own_start: int = 0) -> SourceSpan | None:
     """The file position of the failure: the expression's span, moved to the failing part of the
-    expression when the engine told where that is."""
+    expression when the engine told where that is (counted from ``own_start``, where the author's
+    text starts after any library code bound around it; a failure inside a library keeps the span)."""
     span = error.span
     if span is None:
         return None
     offset = _offset_in_expression(error)
-    if source is None or offset is None or offset > len(source):
+    if source is None or offset is None or offset > len(source) or offset <= own_start:
         return span
     # JSONata positions point just past the token that failed; step back onto it.
-    return span.shifted(source, max(0, offset - 1))
+    return span.shifted(source[own_start:], offset - own_start - 1)
 
 
-def translate(error: ExpressionEvaluationError, source: str | None = None) -> TransformError:
+def translate(error: ExpressionEvaluationError, source: str | None = None,
+              own_start: int = 0) -> TransformError:
     """The typed, redacted error of a failed evaluation.
 
     A flow raises an error of its own type with ``$error('RECONCILIATION:REPAIRS_FAILED: ...')``
     (what Mule's raise-error does); any other failure is a ``TRANSFORM:EVALUATION``. ``details.at``
     is where it failed (``source``, the expression's text, turns the engine's offset into a line and
-    column); an expression of a ``.jsonata`` file also names that ``file:line:col`` in the message,
+    column, counted from ``own_start``); an expression of a ``.jsonata`` file also names that ``file:line:col`` in the message,
     since the flow's step alone does not say which line of the transform failed.
     """
     code = getattr(error, "code", None)
-    where = _where(error, source)
+    where = _where(error, source, own_start)
     details: dict[str, Any] = {}
     if code:
         details["code"] = code
@@ -154,4 +156,5 @@ async def evaluate_expression(expression: Expression, data: Any, message: Messag
                                                   limiter=threads)
         return costs.evaluate(expression, data, bindings)
     except ExpressionEvaluationError as error:
-        raise translate(error, getattr(expression, "source", None)) from None
+        raise translate(error, getattr(expression, "source", None),
+                        getattr(expression, "own_start", 0)) from None

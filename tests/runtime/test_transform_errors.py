@@ -80,3 +80,15 @@ def test_a_flow_raised_error_keeps_its_own_words() -> None:
     translated = translate(error, '$error("RECONCILIATION:REPAIRS_FAILED: 2 failed")')
     assert translated.error_type == "RECONCILIATION:REPAIRS_FAILED"
     assert translated.message == "2 failed"
+
+
+def test_a_transform_using_a_library_still_points_into_its_own_file(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Library code is bound around such a transform; the position is still the transform's own."""
+    (project / "config.yaml").write_text("settings:\n  jsonata-engine: jsonata-python\n")
+    (project / "lib").mkdir()
+    (project / "lib" / "names.jsonata").write_text("{\n  'upper': function($s) { $uppercase($s) }\n}\n")
+    (project / "transforms" / "t.jsonata").write_text(
+        '{\n  "a": $names.upper($string(name)),\n  "c": $substring(name, "x")\n}\n')
+    error = _run(project, {"name": "x"}, capsys)
+    assert str(error["message"]).startswith("transforms/t.jsonata:3:18: ")
