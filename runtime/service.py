@@ -80,6 +80,19 @@ class SpliceRuntime:
         """Ask every trigger to finish what it is doing and return."""
         self.stop_event.set()
 
+    async def drain(self, seconds: float) -> bool:
+        """Stop the triggers and wait up to ``seconds`` for in-flight executions to end.
+
+        ``False`` when the time ran out: the caller then cancels what is left (and says so here).
+        """
+        self.request_stop()
+        with anyio.move_on_after(seconds) as scope:
+            await self.triggers_done.wait()
+        if scope.cancelled_caught:
+            logger.warning("drain timeout (%.0fs) reached; cancelling what is left", seconds)
+            return False
+        return True
+
     async def run_triggers(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                            ) -> None:
         """Run every flow's trigger (and the alert evaluator) until :meth:`request_stop`; in-flight

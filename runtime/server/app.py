@@ -84,12 +84,7 @@ class SpliceApp:
             finally:
                 self.ready = False
                 logger.info("shutting down: stopping triggers, draining in-flight executions")
-                runtime.request_stop()
-                with anyio.move_on_after(self.drain_timeout) as scope:
-                    await runtime.triggers_done.wait()
-                if scope.cancelled_caught:
-                    logger.warning("drain timeout (%.0fs) reached; cancelling what is left",
-                                   self.drain_timeout)
+                if not await runtime.drain(self.drain_timeout):
                     tg.cancel_scope.cancel()
 
     async def _lifespan_protocol(self, receive: Receive, send: Send) -> None:

@@ -276,12 +276,7 @@ class _Reloader:
             version.app.ready = True
             version.started.set()
             await version.retired.wait()
-            runtime.request_stop()
-            with anyio.move_on_after(self.drain_timeout) as scope:
-                await runtime.triggers_done.wait()
-            if scope.cancelled_caught:
-                logger.warning("drain timeout (%.0fs) reached; cancelling what is left",
-                               self.drain_timeout)
+            if not await runtime.drain(self.drain_timeout):
                 tg.cancel_scope.cancel()
 
     async def reload(self, root: Path, env: str) -> ReloadReport | None:
