@@ -24,6 +24,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 from runtime.admin_access import ADMIN_KEY_ENV, admin_key, project_fingerprint
 from runtime.context import HttpRequest, HttpResponse
 from runtime.deadletter_actions import discard_letters, replay_letters
+from runtime.sandbox import BANNER_WIDTH
 from runtime.service import SpliceRuntime
 from runtime.store.deadletters import DeadLetter, DeadLetterQueue
 from runtime.store.executions import OUTCOMES, ExecutionFilter, ExecutionHistory, normalize_time
@@ -57,9 +59,11 @@ def describe_access(key: str | None, *, sandbox: bool, host: str) -> str:
 
 
 def with_admin_line(banner: str, server_url: str, access: str) -> str:
-    """The sandbox banner with a line on the admin API, above its closing rule."""
+    """The sandbox banner with lines on the admin API above its closing rule, as wide as the rest."""
     lines = banner.rstrip("\n").split("\n")
-    lines.insert(len(lines) - 1, f"  admin API  {server_url}/admin/status  ({access})")
+    added = textwrap.wrap(f"{server_url}/admin/status: {access}", BANNER_WIDTH,
+                          initial_indent="  admin API  ", subsequent_indent=" " * 13)
+    lines[len(lines) - 1:len(lines) - 1] = added
     return "\n".join(lines) + "\n"
 
 

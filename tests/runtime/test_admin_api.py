@@ -78,7 +78,7 @@ async def test_without_a_key_only_a_local_sandbox_is_open(start: Any) -> None:
     assert describe_access(None, sandbox=True, host="0.0.0.0").startswith("closed")
     assert describe_access("k", sandbox=True, host="127.0.0.1").startswith("admin key required")
     banner = with_admin_line("\n====\n  a\n====\n", "http://h:1", "open")
-    assert banner.splitlines()[-2] == "  admin API  http://h:1/admin/status  (open)"
+    assert banner.splitlines()[-2] == "  admin API  http://h:1/admin/status: open"
 
 
 async def test_executions_are_listed_filtered_paged_and_shown(start: Any) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from runtime import sandbox as sb
 from runtime.registry import load_registry
+from runtime.server.admin import describe_access, with_admin_line
 from runtime.server.serving import api_key_guard
 from runtime.service import load_project
 
@@ -38,3 +39,13 @@ def test_banner_fits_100_columns_and_shows_how_to_call_customer_360() -> None:
     assert url.startswith(f"{SERVER}/api/customers/")
     account = accounts[url.rsplit("/", 1)[1]]
     assert account["Name"] == "Acme Corp" and account["QB_Customer_Id__c"]
+
+
+def test_the_admin_api_lines_serve_adds_fit_the_banner_too() -> None:
+    """serve adds how its admin API is protected; those lines keep to the banner's width."""
+    banner = "=" * 100 + "\n  server      " + SERVER + "\n" + "=" * 100 + "\n"
+    access = describe_access(None, sandbox=True, host="127.0.0.1")
+    lines = with_admin_line(banner, SERVER, access).splitlines()
+    assert max(len(line) for line in lines) <= sb.BANNER_WIDTH
+    assert lines[-1] == "=" * 100 and lines[2].startswith(f"  admin API  {SERVER}/admin/status: ")
+    assert "SPLICE_ADMIN_KEY" in " ".join(lines[2:-1])
