@@ -32,7 +32,6 @@ from runtime.registry import Registry, load_registry
 from runtime.resources import RuntimeResources
 from runtime.routes import RouteTable
 from runtime.sources import run_trigger
-from runtime.spec import param_defaults
 from runtime.store import open_store
 from runtime.store.base import ObjectStore
 from runtime.telemetry import create_tracer_provider, get_tracer
@@ -142,8 +141,7 @@ async def _open_connections(stack: AsyncExitStack, project: Project, registry: R
             raise ConnectionConfigError(f"connection '{name}': no installed connector "
                                         f"'{config.connector}' takes connections")
         spec = connector.connection
-        settings = param_defaults(spec.params)
-        settings.update(config.params)
+        settings = dict(config.params)  # the spec's coercion fills the defaults in
         if name in overrides:  # sandbox mode: the emulator's settings; None drops a setting
             settings.update(overrides[name])
             settings = {k: v for k, v in settings.items() if v is not None}

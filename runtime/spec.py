@@ -168,13 +168,10 @@ class OperationSpec:
     read_only: bool = False
     stability: Stability = "stable"
     since: str = "0.1"
-    #: The parameters' defaults, derived once here rather than for every message.
-    defaults: Mapping[str, Any] = field(init=False, repr=False, compare=False)
     #: Rendered parameters as ``handler`` gets them: defaults filled in, values typed.
     coerce: ParamCoercer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "defaults", param_defaults(self.params))
         object.__setattr__(self, "coerce", compile_params(self.params, owner=self.name))
 
     def schema(self) -> dict[str, Any]:
