@@ -18,6 +18,25 @@ from tests.support.quickbooks import CLIENT_ID, CLIENT_SECRET, REALM, SEED_REFRE
 pytestmark = pytest.mark.slow
 
 
+def _hours_invoice(qbo: Any, customer: Any, hours: Any, note: str | None = None) -> Any:
+    """Save an invoice of 2 x 75.00 of the item ``hours`` for ``customer``, the vendor's client's way."""
+    from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
+    from quickbooks.objects.invoice import Invoice
+
+    made = Invoice()
+    line = SalesItemLine()
+    line.Amount = Decimal("150.00")
+    line.SalesItemLineDetail = SalesItemLineDetail()
+    line.SalesItemLineDetail.ItemRef = hours.to_ref()
+    line.SalesItemLineDetail.Qty = 2
+    line.SalesItemLineDetail.UnitPrice = Decimal("75")
+    made.Line.append(line)
+    made.CustomerRef = customer.to_ref()
+    if note is not None:
+        made.PrivateNote = note
+    return made.save(qb=qbo)
+
+
 @pytest.fixture
 def qbo(served_emulator: tuple[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
     """A python-quickbooks client logged in through the emulator's token endpoint."""
@@ -41,7 +60,6 @@ def test_customer_invoice_payment_batch_and_cdc(qbo: Any, served_emulator: tuple
     from quickbooks.exceptions import QuickbooksException
     from quickbooks.objects.base import LinkedTxn
     from quickbooks.objects.customer import Customer
-    from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
     from quickbooks.objects.invoice import Invoice
     from quickbooks.objects.item import Item
     from quickbooks.objects.payment import Payment, PaymentLine
@@ -64,16 +82,7 @@ def test_customer_invoice_payment_batch_and_cdc(qbo: Any, served_emulator: tuple
     assert dup.value.error_code == 6240
 
     hours = Item.filter(Name="Hours", qb=qbo)[0]
-    invoice = Invoice()
-    line = SalesItemLine()
-    line.Amount = Decimal("150.00")
-    line.SalesItemLineDetail = SalesItemLineDetail()
-    line.SalesItemLineDetail.ItemRef = hours.to_ref()
-    line.SalesItemLineDetail.Qty = 2
-    line.SalesItemLineDetail.UnitPrice = Decimal("75")
-    invoice.Line.append(line)
-    invoice.CustomerRef = customer.to_ref()
-    invoice = invoice.save(qb=qbo)
+    invoice = _hours_invoice(qbo, customer, hours)
     assert Decimal(str(invoice.TotalAmt)) == Decimal("150.00")
     assert [i.Id for i in Invoice.filter(CustomerRef=customer.Id, qb=qbo)] == [invoice.Id]
 
@@ -169,7 +178,6 @@ def test_voided_and_deleted_invoices_look_as_in_quickbooks(qbo: Any) -> None:
     PrivateNote starting "Voided"; invoice.delete() removes it, and CDC lists it as Deleted."""
     from quickbooks.cdc import change_data_capture
     from quickbooks.objects.customer import Customer
-    from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
     from quickbooks.objects.invoice import Invoice
     from quickbooks.objects.item import Item
 
@@ -177,20 +185,8 @@ def test_voided_and_deleted_invoices_look_as_in_quickbooks(qbo: Any) -> None:
     customer = Customer.filter(DisplayName="Cool Cars", qb=qbo)[0]
     hours = Item.filter(Name="Hours", qb=qbo)[0]
 
-    def invoice(note: str) -> Any:
-        made = Invoice()
-        line = SalesItemLine()
-        line.Amount = Decimal("150.00")
-        line.SalesItemLineDetail = SalesItemLineDetail()
-        line.SalesItemLineDetail.ItemRef = hours.to_ref()
-        line.SalesItemLineDetail.Qty = 2
-        line.SalesItemLineDetail.UnitPrice = Decimal("75")
-        made.Line.append(line)
-        made.CustomerRef = customer.to_ref()
-        made.PrivateNote = note
-        return made.save(qb=qbo)
-
-    kept, gone = invoice("Salesforce Opportunity A"), invoice("Salesforce Opportunity B")
+    kept = _hours_invoice(qbo, customer, hours, "Salesforce Opportunity A")
+    gone = _hours_invoice(qbo, customer, hours, "Salesforce Opportunity B")
     kept.void(qb=qbo)
     voided = Invoice.get(kept.Id, qb=qbo)
     assert voided.Id == kept.Id and voided.DocNumber == kept.DocNumber
