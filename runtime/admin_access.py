@@ -29,7 +29,6 @@ def admin_key(settings: Mapping[str, Any], environ: Mapping[str, str] | None = N
     return None if key is None else str(key)
 
 
-
 def project_fingerprint(root: str | Path) -> str:
     """A digest of the project's files (flows, transforms, config) as they are on disk now.
 
