@@ -33,7 +33,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from runtime.store.base import ObjectStore
+from runtime.store.base import Lease, ObjectStore
 from runtime.store.deadletters import DeadLetterQueue
 
 if TYPE_CHECKING:
@@ -323,7 +323,7 @@ class MeteredStore(ObjectStore):
             return await self.inner.count(namespace, prefix)
 
     def lock(self, name: str, *, timeout: float = 30.0,
-             lease: float = 60.0) -> AbstractAsyncContextManager[None]:
+             lease: float = 60.0) -> AbstractAsyncContextManager[Lease]:
         return self.inner.lock(name, timeout=timeout, lease=lease)
 
     async def aclose(self) -> None:
