@@ -21,9 +21,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from runtime.errors import ConfigurationError
+from runtime.errors import ConfigurationError, SpliceError
 
-__all__ = ["Lease", "LockLostError", "LockTimeoutError", "ObjectStore", "StoreOpenError", "StoreURLError", "decode", "encode"]
+__all__ = ["STORE_UNAVAILABLE", "Lease", "LockLostError", "LockTimeoutError", "ObjectStore",
+           "StoreOpenError", "StoreURLError", "StoreUnavailableError", "decode", "encode"]
 
 
 class StoreURLError(ConfigurationError):
@@ -33,6 +34,22 @@ class StoreURLError(ConfigurationError):
 class StoreOpenError(ConfigurationError):
     """The store cannot be opened where the settings put it: a directory that cannot be made, a
     file that cannot be written. Raised when the store is first used, never for a later failure."""
+
+
+#: The error type of a store that does not answer, or answers with a failure of its own.
+STORE_UNAVAILABLE = "STORE:UNAVAILABLE"
+
+
+class StoreUnavailableError(SpliceError):
+    """The store failed to do what it was asked: unreachable, its connection cut, locked, read-only
+    or damaged. Typed and retryable, so a step that meets it inside a connector is retried with
+    backoff (the engine's built-in policy) instead of failing as a connector's unexpected error;
+    what was asked of the store may or may not have happened, exactly as after a lost answer."""
+
+    default_type = STORE_UNAVAILABLE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_type=STORE_UNAVAILABLE, retryable=True, status=503)
 
 
 class LockTimeoutError(Exception):

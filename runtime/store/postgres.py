@@ -22,17 +22,26 @@ Tables live in their own schema (``splice`` unless told otherwise), created on f
 
 from __future__ import annotations
 
+import functools
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
 
 from runtime.store._locking import LocalLocks, log, poll, watched
-from runtime.store.base import Lease, LockLostError, ObjectStore, StoreOpenError, decode, encode
+from runtime.store.base import (
+    Lease,
+    LockLostError,
+    ObjectStore,
+    StoreOpenError,
+    StoreUnavailableError,
+    decode,
+    encode,
+)
 from runtime.store.sqlite import key_range
 
 __all__ = ["PostgresStore"]
@@ -52,6 +61,53 @@ LEASE_CHECK_TIMEOUT = 5.0
 _HOLDS_LOCK = ("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
                "AND pid = pg_backend_pid() AND classid = hashtext($1)::oid "
                "AND objid = hashtext($2)::oid AND objsubid = 2)")
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not do the work (connection cut or refused, server
+    shutting down or out of resources, read-only, a transaction rolled back by a conflict), as
+    opposed to a mistake in the statement, which stays itself."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - a PostgreSQL store always has it
+        return False
+    errors = asyncpg.exceptions
+    return isinstance(exc, errors.InterfaceError | errors.PostgresConnectionError
+                      | errors.OperatorInterventionError | errors.InsufficientResourcesError
+                      | errors.TransactionRollbackError | errors.ReadOnlySQLTransactionError
+                      | errors.CannotConnectNowError)
+
+
+@contextmanager
+def _typed(where: str) -> Iterator[None]:
+    """Raise a database failure inside as :class:`StoreUnavailableError`."""
+    try:
+        yield
+    except StoreUnavailableError:
+        raise
+    except Exception as exc:
+        if _is_unavailable(exc):
+            raise StoreUnavailableError(f"the PostgreSQL store {where} failed: "
+                                        f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def _typed_failures(method: Callable[P, Coroutine[Any, Any, T]]
+                    ) -> Callable[P, Coroutine[Any, Any, T]]:
+    """A store operation whose database failures come out as :class:`StoreUnavailableError`."""
+
+    @functools.wraps(method)
+    async def typed(*args: P.args, **kwargs: P.kwargs) -> T:
+        with _typed(f"{method.__name__}"):
+            return await method(*args, **kwargs)
+
+    return typed
 
 
 class _SessionLease(Lease):
@@ -193,6 +249,7 @@ class PostgresStore(ObjectStore):
 
     # -- ObjectStore ----------------------------------------------------------------------------
 
+    @_typed_failures
     async def get(self, namespace: str, key: str) -> Any | None:
         pool, _ = await self._pools()
         text = await pool.fetchval(
@@ -200,6 +257,7 @@ class PostgresStore(ObjectStore):
             namespace, key, self.clock())
         return None if text is None else decode(text)
 
+    @_typed_failures
     async def put(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
         pool, _ = await self._pools()
         now = self.clock()
@@ -211,6 +269,7 @@ class PostgresStore(ObjectStore):
                 "SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at",
                 namespace, key, encode(value), self._expiry(now, ttl))
 
+    @_typed_failures
     async def put_many(self, entries: Sequence[tuple[str, str, Any]], *,
                        ttl: float | None = None) -> None:
         if not entries:
@@ -226,6 +285,7 @@ class PostgresStore(ObjectStore):
                 "ON CONFLICT (namespace, key) DO UPDATE "
                 "SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at", rows)
 
+    @_typed_failures
     async def put_if_absent(self, namespace: str, key: str, value: Any, *,
                             ttl: float | None = None) -> bool:
         pool, _ = await self._pools()
@@ -240,6 +300,7 @@ class PostgresStore(ObjectStore):
                 namespace, key, encode(value), self._expiry(now, ttl), now)
         return bool(created)
 
+    @_typed_failures
     async def compare_and_set(self, namespace: str, key: str, expected: Any, value: Any, *,
                               ttl: float | None = None) -> bool:
         if expected is None:
@@ -258,6 +319,7 @@ class PostgresStore(ObjectStore):
                 namespace, key, encode(value), self._expiry(now, ttl))
             return True
 
+    @_typed_failures
     async def delete(self, namespace: str, key: str) -> bool:
         pool, _ = await self._pools()
         now = self.clock()
@@ -277,10 +339,11 @@ class PostgresStore(ObjectStore):
             params: list[Any] = [namespace, low, self.clock(), size]
             if high is not None:
                 params.append(high)
-            page = await pool.fetch(
-                f"SELECT key, value FROM {self._kv} WHERE namespace = $1 "
-                f"AND key {'>' if exclusive else '>='} $2{upper} AND {_LIVE} ORDER BY key LIMIT $4",
-                *params)
+            with _typed("items"):
+                page = await pool.fetch(
+                    f"SELECT key, value FROM {self._kv} WHERE namespace = $1 "
+                    f"AND key {'>' if exclusive else '>='} $2{upper} AND {_LIVE} ORDER BY key "
+                    "LIMIT $4", *params)
             for row in page:
                 yield row[0], decode(row[1])
             if len(page) < size:
@@ -289,6 +352,7 @@ class PostgresStore(ObjectStore):
             if remaining is not None:
                 remaining -= len(page)
 
+    @_typed_failures
     async def count(self, namespace: str, prefix: str = "") -> int:
         pool, _ = await self._pools()
         low, _, high = key_range(prefix, None)
@@ -322,8 +386,10 @@ class PostgresStore(ObjectStore):
                 # Shielded: a lock taken on the server must never go unrecorded here.
                 with anyio.CancelScope(shield=True):
                     try:
-                        took = await conn.fetchval(
-                            "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", scope, name)
+                        with _typed("lock"):
+                            took = await conn.fetchval(
+                                "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
+                                scope, name)
                     except BaseException:
                         await self._give_back(lock_pool, conn)
                         raise

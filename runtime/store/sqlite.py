@@ -31,7 +31,15 @@ from typing import Any, TypeVar
 import anyio
 
 from runtime.store._locking import LocalLocks, log, poll, unwrap_single
-from runtime.store.base import Lease, LockLostError, ObjectStore, StoreOpenError, decode, encode
+from runtime.store.base import (
+    Lease,
+    LockLostError,
+    ObjectStore,
+    StoreOpenError,
+    StoreUnavailableError,
+    decode,
+    encode,
+)
 
 __all__ = ["DEFAULT_PATH", "SQLiteStore"]
 
@@ -147,11 +155,21 @@ class SQLiteStore(ObjectStore):
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the writing connection."""
-        return await self._writer.run(fn)
+        try:
+            return await self._writer.run(fn)
+        except _MISTAKES:
+            raise
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the reading connection (plain SELECTs only)."""
-        return await self._reader.run(fn)
+        try:
+            return await self._reader.run(fn)
+        except _MISTAKES:
+            raise
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
 
     def _maybe_purge(self, conn: sqlite3.Connection, now: float) -> None:
         """Delete expired rows now and then (readers already ignore them)."""
@@ -398,6 +416,17 @@ class SQLiteStore(ObjectStore):
     async def aclose(self) -> None:
         await self._reader.aclose()
         await self._writer.aclose()
+
+
+#: What the database answers when it cannot do the work (locked past the busy timeout, read-only,
+#: disk or I/O errors, a damaged file), as opposed to a mistake in what was asked (constraint
+#: violations, programming errors), which stays itself.
+_UNAVAILABLE = (sqlite3.OperationalError, sqlite3.DatabaseError)
+_MISTAKES = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+def _unavailable(exc: sqlite3.Error) -> StoreUnavailableError:
+    return StoreUnavailableError(f"the SQLite store failed: {type(exc).__name__}: {exc}")
 
 
 class _RowLease(Lease):
