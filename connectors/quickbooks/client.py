@@ -170,11 +170,17 @@ class QuickBooksClient:
         return record
 
     async def write(self, entity: str, body: Mapping[str, Any], *, request_id: str | None = None,
-                    operation: str | None = None, include: str | None = None) -> dict[str, Any]:
-        """``POST /{entity}`` (create, update, delete, void); safe to retry when it has a requestid."""
+                    operation: str | None = None, include: str | None = None,
+                    retry_unanswered: bool = True) -> dict[str, Any]:
+        """``POST /{entity}`` (create, update, delete, void); safe to retry when it has a requestid.
+
+        With a requestid the HTTP layer sends the write again after a timeout or a 5xx, trusting
+        QuickBooks to answer the repeat once. ``retry_unanswered=False`` leaves that to the
+        caller: a create that can be looked up first (:mod:`connectors.quickbooks.creates`).
+        """
         params = {"requestid": request_id, "operation": operation, "include": include}
         payload = await self.request("POST", entity.lower(), params=params, body=body,
-                                     idempotent=request_id is not None)
+                                     idempotent=request_id is not None and retry_unanswered)
         record: dict[str, Any] = payload[entity]
         return record
 
