@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import httpx
@@ -38,7 +38,8 @@ from runtime import (
     map_http_errors,
 )
 
-__all__ = ["QuickBooksClient", "RealmLimits", "open_connection", "realm_limits"]
+__all__ = ["LostAnswerObserver", "QuickBooksClient", "RealmLimits", "open_connection",
+           "realm_limits"]
 
 #: Hard ceiling of ``MAXRESULTS`` in one query page.
 MAX_PAGE = 1000
@@ -105,16 +106,25 @@ class _ChainedRateLimit(RateLimit):
             yield
 
 
+class LostAnswerObserver(Protocol):
+    """Told what became of a create whose answer was lost (the runtime's metrics)."""
+
+    def lost_answer(self, connector: str, entity: str, outcome: str) -> None:
+        """``outcome``: ``found`` by the lookup, or ``resent``."""
+
+
 class QuickBooksClient:
     """What operations and sources of a quickbooks connection receive as ``ctx.connection``."""
 
     def __init__(self, settings: QuickBooksSettings, http: httpx.AsyncClient,
-                 tokens: StoredTokenSource, limits: RealmLimits, store: ObjectStore) -> None:
+                 tokens: StoredTokenSource, limits: RealmLimits, store: ObjectStore,
+                 observer: LostAnswerObserver | None = None) -> None:
         self.settings = settings
         self.http = http
         self.tokens = tokens
         self.limits = limits
         self.store = store
+        self.observer = observer
 
     @property
     def realm_id(self) -> str:
@@ -268,7 +278,7 @@ async def open_connection(settings: Mapping[str, Any],
         max_connections=max(qb.max_concurrent, 1),
         on_throttle=on_throttle,
     )
-    client = QuickBooksClient(qb, http, tokens, limits, ctx.store)
+    client = QuickBooksClient(qb, http, tokens, limits, ctx.store, ctx.resources.metrics)
     try:
         yield client
     finally:

@@ -15,7 +15,7 @@ making a second payment. So a create is never sent again blindly:
    id), or the unique name of a name-list entity (``DisplayName`` of a Customer, Vendor or
    Employee, ``Name`` of an Item, Account, ...). Found: that is the record the lost answer
    carried; it is returned and a warning names the entity and key. Not found: the create is sent
-   again with the same ``requestid``;
+   again with the same ``requestid``. Either way ``splice_lost_answers_total`` counts it;
 3. the HTTP layer does not resend such a create by itself (it is not marked idempotent), so no
    repeat escapes step 2.
 
@@ -83,6 +83,11 @@ async def _look_up(client: QuickBooksClient, entity: str, body: Mapping[str, Any
     return None
 
 
+def _count(client: QuickBooksClient, entity: str, outcome: str) -> None:
+    if client.observer is not None:
+        client.observer.lost_answer("quickbooks", entity, outcome)
+
+
 async def create_record(ctx: OperationContext, client: QuickBooksClient, entity: str,
                         body: Mapping[str, Any], key: str) -> dict[str, Any]:
     """``POST /{entity}`` once for idempotency ``key``, even when answers are lost.
@@ -99,6 +104,7 @@ async def create_record(ctx: OperationContext, client: QuickBooksClient, entity:
     if await ctx.store.get(SENT_NAMESPACE, mark) is not None:
         found = await _look_up(client, entity, body, lookup)
         if found is not None:
+            _count(client, entity, "found")
             ctx.logger.warning("quickbooks.create: %s %s %s exists (Id %s): created by an earlier "
                                "attempt whose answer was lost; not created again",
                                entity, field, value, found.get("Id"))
@@ -120,6 +126,7 @@ async def create_record(ctx: OperationContext, client: QuickBooksClient, entity:
             await anyio.sleep(backoff_delay(send, initial=client.settings.retry_delay,
                                             maximum=30.0, retry_after=exc.retry_after))
             found = await _look_up(client, entity, body, lookup)
+            _count(client, entity, "found" if found is not None else "resent")
             if found is not None:
                 ctx.logger.warning("quickbooks.create: %s %s %s was created (Id %s) but the answer "
                                    "was lost (%s); found by lookup, not created again",

@@ -11,6 +11,7 @@ import pytest
 
 from connectors.quickbooks.creates import SENT_NAMESPACE
 from runtime.errors import SpliceError
+from runtime.resources import RuntimeResources
 from runtime.store import ObjectStore
 from tests.support.quickbooks import CLIENT_ID, CLIENT_SECRET, REALM, SEED_REFRESH_TOKEN, connect, run_op
 from tests.support.servers import serve_in_thread
@@ -27,6 +28,11 @@ def _invoice(doc_number: str | None = None) -> dict[str, Any]:
     if doc_number:
         body["DocNumber"] = doc_number
     return body
+
+
+def _lost_answers(resources: RuntimeResources, entity: str, outcome: str) -> float | None:
+    return resources.metrics.registry.get_sample_value(
+        "splice_lost_answers_total", {"connector": "quickbooks", "entity": entity, "outcome": outcome})
 
 
 def _rows(emulator: Any, entity: str) -> list[dict[str, Any]]:
@@ -138,7 +144,8 @@ async def test_a_create_whose_answer_is_lost_is_found_not_made_twice(
     """Requestids forgotten, the answer lost: the invoice is looked up by DocNumber and returned."""
     emulator.state.emulator.faults.update({"forget_request_ids": True, "lose_answers": 1,
                                            "lost_answer": lost_answer})
-    async with connect(emulator, store, **{"retry-delay": 0.01}) as qb:
+    resources = RuntimeResources()
+    async with connect(emulator, store, resources=resources, **{"retry-delay": 0.01}) as qb:
         with caplog.at_level(logging.INFO):
             invoice = await run_op("create", qb, store, entity="Invoice", record=_invoice("SF-LOST-1"),
                                    idempotency_key="opp-lost-1")
@@ -146,6 +153,8 @@ async def test_a_create_whose_answer_is_lost_is_found_not_made_twice(
     assert invoice["Id"] == made["Id"] and invoice["DocNumber"] == "SF-LOST-1"
     assert any(r.levelno == logging.WARNING and "Invoice DocNumber SF-LOST-1" in r.getMessage()
                and "answer was lost" in r.getMessage() for r in caplog.records)
+    assert _lost_answers(resources, "Invoice", "found") == 1.0
+    assert _lost_answers(resources, "Invoice", "resent") is None
 
 
 async def test_a_lost_customer_answer_is_found_by_its_display_name(
@@ -168,11 +177,13 @@ async def test_not_found_after_a_lost_answer_the_create_is_sent_again(
     """A 502 before anything was made (the gateway's own): the lookup finds nothing, one record results."""
     emulator.state.emulator.faults.update({"fail_next": 1, "fail_status": 502,
                                            "forget_request_ids": True})
-    async with connect(emulator, store, **{"retry-delay": 0.01}) as qb:
+    resources = RuntimeResources()
+    async with connect(emulator, store, resources=resources, **{"retry-delay": 0.01}) as qb:
         with caplog.at_level(logging.INFO):
             invoice = await run_op("create", qb, store, entity="Invoice", record=_invoice("SF-RESEND"),
                                    idempotency_key="opp-resend")
     assert [i["Id"] for i in _rows(emulator, "Invoice")] == [invoice["Id"]]
+    assert _lost_answers(resources, "Invoice", "resent") == 1.0
     assert any("SF-RESEND not found after a lost answer" in r.getMessage() for r in caplog.records)
 
 
