@@ -131,7 +131,9 @@ class StoredTokenSource:
                     "is not set: set the key they were sealed with, or authorise the connection again")
             return AccessToken.from_dict(self.sealer.open(row, self._context))
         token = AccessToken.from_dict(row)
-        if self.sealer is not None:
+        if self.sealer is None:
+            warn_unsealed_once("OAuth access and refresh tokens")
+        else:
             await self.store.compare_and_set(TOKENS_NAMESPACE, self.key, row, self._row(token))
         return token
 
