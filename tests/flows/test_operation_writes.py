@@ -30,7 +30,7 @@ def test_every_built_in_operation_declares_whether_it_writes(name: str, op: Oper
     elif short.startswith(WRITERS):
         assert op.writes is True or callable(op.writes), name
         assert not op.read_only and op.preview is not None, name
-    else:
+    else:  # neither by its name: it writes for some parameters (a new one is classified here)
         assert callable(op.writes), f"{name}: neither a reader nor a writer by its name"
         assert op.preview is not None, name
 
