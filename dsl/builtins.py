@@ -111,6 +111,23 @@ BUILTIN_STEPS: dict[str, dict[str, Any]] = {
         "minItems": 1,
         "contains": {"type": "object", "required": ["when"]},
     },
+    "dry-run": {
+        "description": "Run steps with their reads made and their writes previewed instead of made "
+                       "(the list of writes goes to a variable)",
+        "type": "object",
+        "x-dynamic": False,
+        "properties": {
+            "when": {"type": ["string", "boolean"],
+                     "description": "Preview only when this holds: #[ JSONata ] (default: always); "
+                                    "otherwise the steps write as usual"},
+            "writes-var": {**_VARIABLE, "default": "writes",
+                           "description": "Variable receiving the writes not made, in order: "
+                                          "{operation, action, connection, target, payload, flow, step}"},
+            "steps": _STEPS_REF,
+        },
+        "required": ["steps"],
+        "additionalProperties": False,
+    },
     "foreach": {
         "description": "Run steps once per item of a collection",
         "type": "object",

@@ -21,6 +21,7 @@ __all__ = [
     "ChoiceBranch",
     "ChoiceStep",
     "ConnectionConfig",
+    "DryRunStep",
     "ErrorAction",
     "ErrorHandler",
     "Expression",
@@ -190,6 +191,23 @@ class ForeachStep(Step):
     @property
     def kind(self) -> str:
         return "foreach"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DryRunStep(Step):
+    """``dry-run:`` runs ``steps`` with their reads made and their writes previewed, not made.
+
+    Only while ``when`` holds (always without one); otherwise the steps write as usual. The writes
+    not made, in order, go to ``vars.<writes_var>``; a dry run keeps no dead letters either.
+    """
+
+    steps: tuple[Step, ...]
+    when: Expression | None = None
+    writes_var: str = "writes"
+
+    @property
+    def kind(self) -> str:
+        return "dry-run"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""The language's own step kinds: transform, set-variable, log, flow-ref, choice and foreach.
+"""The language's own step kinds: transform, set-variable, log, flow-ref, choice, foreach, dry-run.
 
 Each is a :class:`~dsl.kinds.StepKind`: the schema of its value (from :mod:`dsl.builtins`) and the
 function that builds its model node. They reach a flow's builder only through the vocabulary: the
@@ -21,6 +21,7 @@ from dsl.loader import Node, read_text
 from dsl.model import (
     ChoiceBranch,
     ChoiceStep,
+    DryRunStep,
     FlowRefStep,
     ForeachStep,
     LogStep,
@@ -37,6 +38,7 @@ from dsl.values import FileContext, to_value
 
 __all__ = [
     "CHOICE",
+    "DRY_RUN",
     "FLOW_REF",
     "FOREACH",
     "LANGUAGE_STEPS",
@@ -225,12 +227,35 @@ def build_foreach(builder: StepBuilder, node: Node, key_span: SourceSpan,
     return ForeachStep(collection=collection, steps=steps, **opts, **base)
 
 
+def build_dry_run(builder: StepBuilder, node: Node, key_span: SourceSpan,
+                  base: dict[str, Any]) -> Step | None:
+    ctx = builder.ctx
+    if node.kind != "map":
+        check_value(node, BUILTIN_STEPS["dry-run"], "dry-run", ctx.errors)
+        return None
+    options = ctx.resolve(Node("map", {k: v for k, v in node.value.items()
+                                       if k not in ("steps", "when")}, node.span, keys=node.keys))
+    for key in ("steps", "when"):
+        if key in node.value:
+            options.value[key] = node.value[key]
+    ok = check_value(options, BUILTIN_STEPS["dry-run"], "dry-run", ctx.errors, key_span=key_span)
+    steps = builder.steps(node.value["steps"]) if "steps" in node.value else ()
+    when = builder.expression(node.value["when"], "when") if "when" in node.value else None
+    if not ok or ("when" in node.value and when is None):
+        return None
+    writes_var = options.value.get("writes-var")
+    return DryRunStep(steps=steps, when=when,
+                      writes_var=writes_var.value if writes_var is not None else "writes", **base)
+
+
 TRANSFORM = StepKind("transform", BUILTIN_STEPS["transform"], build_transform)
 SET_VARIABLE = StepKind("set-variable", BUILTIN_STEPS["set-variable"], build_set_variable)
 LOG = StepKind("log", BUILTIN_STEPS["log"], build_log)
 FLOW_REF = StepKind("flow-ref", BUILTIN_STEPS["flow-ref"], build_flow_ref)
 CHOICE = StepKind("choice", BUILTIN_STEPS["choice"], build_choice)
 FOREACH = StepKind("foreach", BUILTIN_STEPS["foreach"], build_foreach)
+DRY_RUN = StepKind("dry-run", BUILTIN_STEPS["dry-run"], build_dry_run)
 
 #: Every step kind of the language itself, in the order editors list them.
-LANGUAGE_STEPS: tuple[StepKind, ...] = (TRANSFORM, SET_VARIABLE, LOG, FLOW_REF, CHOICE, FOREACH)
+LANGUAGE_STEPS: tuple[StepKind, ...] = (TRANSFORM, SET_VARIABLE, LOG, FLOW_REF, CHOICE, FOREACH,
+                                        DRY_RUN)

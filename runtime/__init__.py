@@ -35,6 +35,7 @@ from runtime.jsonutil import loads as json_loads
 from runtime.limits import RateLimit, TokenBucket
 from runtime.message import Event, Message, Outcome
 from runtime.oauth import AccessToken, OAuth2Auth, StoredTokenSource, TokenFetcher
+from runtime.preview import DRY_RUN_ID
 from runtime.redaction import redact, redact_mapping, register_secret
 from runtime.resources import RuntimeResources
 from runtime.retry import backoff_delay, parse_retry_after
@@ -65,6 +66,7 @@ from runtime.transports import (
 )
 
 __all__ = [
+    "DRY_RUN_ID",
     "IDEMPOTENT_EXTENSION",
     "UNLIMITED_EXTENSION",
     "AccessToken",

@@ -17,6 +17,7 @@ from typing import Any
 from dsl import steps as language
 from dsl.model import (
     ChoiceStep,
+    DryRunStep,
     FlowRefStep,
     ForeachStep,
     LogStep,
@@ -43,6 +44,7 @@ def splice_steps() -> Sequence[StepSpec]:
         StepSpec(FlowRefStep, runners.run_flow_ref, language.FLOW_REF),
         StepSpec(ChoiceStep, runners.run_choice, language.CHOICE),
         StepSpec(ForeachStep, runners.run_foreach, language.FOREACH),
+        StepSpec(DryRunStep, runners.run_dry_run, language.DRY_RUN),
         StepSpec(OperationStep, run_operation),
     )
 

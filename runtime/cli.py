@@ -145,9 +145,11 @@ def _read_input(spec: str | None) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from runtime.cli_preview import render_dry_run
     from runtime.cli_sandbox import open_cli_runtime, plan_command
     from runtime.flow_connections import connections_used
     from runtime.message import Event
+    from runtime.preview import previewing
     from runtime.steps import materialize
     from runtime.store.base import LockTimeoutError
 
@@ -175,8 +177,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                     await guard.enter_async_context(runtime.store.lock(run_lock, timeout=0.0))
                 except LockTimeoutError:
                     raise CliError(busy, code=1) from None
-            outcome = await runtime.engine.run(args.flow, Event(payload=payload))
-            result = await materialize(outcome.message.payload)
+            if not args.dry_run:
+                outcome = await runtime.engine.run(args.flow, Event(payload=payload))
+                result = await materialize(outcome.message.payload)
+            else:  # the reads happen; each write is recorded, not made (runtime.preview)
+                with previewing() as writes:
+                    outcome = await runtime.engine.run(args.flow, Event(payload=payload))
+                    result = await materialize(outcome.message.payload)
+                print(render_dry_run(args.flow, outcome, result, writes.writes, args.output))
+                return 0 if outcome.status == "completed" else 1
         if outcome.status == "completed":
             print(dumps(result, indent=2))
             return 0
@@ -433,6 +442,12 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
     p = sub.add_parser("run", help="run one flow once and print the result")
     p.add_argument("flow")
     p.add_argument("--input", "-i", help="JSON payload file ('-' for standard input)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="make the reads, but only show each write (operation, target, payload) "
+                        "instead of making it; nothing changes anywhere")
+    p.add_argument("--output", choices=("text", "json"), default="text",
+                   help="how a dry run prints its writes and result (default: text; a real run "
+                        "always prints its result as JSON)")
     _project_args(p, sandbox=True)
     p.set_defaults(func=cmd_run)
 

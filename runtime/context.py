@@ -18,6 +18,7 @@ from opentelemetry import trace
 from runtime.errors import SpliceError
 from runtime.limits import RateLimit
 from runtime.message import Event, Message, Outcome
+from runtime.preview import PlannedWrite, current_plan, redact_payload
 from runtime.resources import RuntimeResources
 from runtime.store.base import ObjectStore
 from runtime.store.inbox import Inbox
@@ -109,11 +110,33 @@ class OperationContext:
     connection: Any = None
     connection_name: str | None = None
     label: str | None = None
+    #: The step's operation, qualified (``quickbooks.create``).
+    operation: str = ""
 
     @property
     def correlation_id(self) -> str:
         """The execution's correlation id (also on every span and dead letter)."""
         return self.message.correlation_id
+
+    @property
+    def dry_run(self) -> bool:
+        """Whether this call runs in a dry run: then it must not write, only :meth:`would_write`."""
+        return current_plan() is not None
+
+    def would_write(self, action: str, target: Mapping[str, Any], payload: Any) -> None:
+        """Tell a write this call would make in a dry run, instead of making it.
+
+        ``action`` in the operation's words (``create``, ``update``, ``POST``); ``target`` what it
+        writes to (``{"entity": "Invoice", "id": "130"}``); ``payload`` exactly the body it would
+        send (redacted here like logs). Outside a dry run it raises: a write that is told is not made.
+        """
+        plan = current_plan()
+        if plan is None:
+            raise RuntimeError("would_write is only for dry runs (check ctx.dry_run)")
+        plan.add(PlannedWrite(operation=self.operation, action=action,
+                              connection=self.connection_name,
+                              target={k: v for k, v in target.items() if v not in (None, "")},
+                              payload=redact_payload(payload), flow=self.flow, step=self.path))
 
     def annotate(self, **attributes: str | int | float | bool) -> None:
         """Add attributes (record ids, counts; never secrets) to the current step's span."""
@@ -132,8 +155,13 @@ class OperationContext:
         step is cancelled, nothing is recorded and the key is free again for a retry. While another
         execution holds the key (for at most ``lease`` seconds, in case it died), the error
         ``busy()`` is raised: by default a retryable ``FLOW:IN_PROGRESS``. An empty ``key`` means
-        no bookkeeping: ``call`` just runs. ``namespace`` keeps one connector's keys apart.
+        no bookkeeping: ``call`` just runs. ``namespace`` keeps one connector's keys apart. In a dry
+        run it refuses (``FLOW:DRY_RUN_WRITE``): an effect is told there, never made.
         """
+        if current_plan() is not None:  # a dry run keeps no ledger entry (its preview tells writes)
+            raise SpliceError(f"an effect ({key!r}) was attempted in a dry run; the operation's "
+                              "preview must tell its writes with would_write",
+                              error_type="FLOW:DRY_RUN_WRITE")
         if not key:
             return await call()
 

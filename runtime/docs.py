@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.registry import Registry
-from runtime.spec import Param
+from runtime.spec import OperationSpec, Param
 
 __all__ = ["GENERATED_MARKER", "LANGUAGE_FILE", "render_reference", "write_reference"]
 
@@ -94,6 +94,7 @@ def _connector_page(registry: Registry, name: str) -> str:
         out += [f"## `{name}.{op.name}` (operation, {op.stability})", "", op.summary, ""]
         if op.output:
             out += [f"Result: {op.output}", ""]
+        out += [f"Writes: {_writes(op)}.", ""]
         out += [*_param_rows(op.params), ""]
     for src in c.sources:
         out += [f"## `{name}.{src.name}` (trigger, {src.stability})", "", src.summary, "",
@@ -101,6 +102,16 @@ def _connector_page(registry: Registry, name: str) -> str:
     if c.functions:
         out += ["## JSONata functions", "", *_function_lines(c.functions), ""]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _writes(op: OperationSpec) -> str:
+    """Whether the operation writes, as the reference says it (a dry run previews such calls)."""
+    if callable(op.writes):
+        summary = op.writes_summary
+        return f"{summary[:1].lower()}{summary[1:]} (a dry run previews those calls)"
+    if op.writes:
+        return "yes (a dry run previews it instead of calling it)"
+    return "no (a dry run calls it)"
 
 
 def _language_functions(registry: Registry) -> dict[str, Callable[..., Any]]:

@@ -31,6 +31,7 @@ from runtime.error_handling import (
 from runtime.errors import FlowExecutionError, SpliceError
 from runtime.history import STEP_TIMELINE, ExecutionRecorder, StepTiming
 from runtime.message import Event, Message, Outcome
+from runtime.preview import current_plan
 from runtime.registry import Registry
 from runtime.steps import ExpressionCosts, StepExecution, StepRunner, render_value
 from runtime.store.base import ObjectStore, StoreUnavailableError
@@ -137,11 +138,12 @@ class FlowEngine:
         """
         flow = self.flow(flow_name)
         message = event if isinstance(event, Message) else self._message_for(event)
+        history = self.history if current_plan() is None else None  # a dry run is not history
         async with self.limiters[flow.name]:
-            if self.observer is None and self.history is None:
+            if self.observer is None and history is None:
                 return await self._run(flow, message, dead_letter_failures=dead_letter_failures)
             started, clock = time.time(), time.perf_counter()
-            steps: list[StepTiming] | None = [] if self.history is not None else None
+            steps: list[StepTiming] | None = [] if history is not None else None
             token = STEP_TIMELINE.set(steps) if steps is not None else None
             try:
                 outcome = await self._run(flow, message, dead_letter_failures=dead_letter_failures)
@@ -332,6 +334,10 @@ class FlowEngine:
                 message.payload = render_value(handler.payload, message)
             return Outcome("completed", message, error=error)
         kept = error.details.get(DEAD_LETTER_ID)
+        if current_plan() is not None and (action == "dead-letter" or dead_letter_failures):
+            # A dry run keeps nothing: its failure is its answer.
+            self.logger.warning("%s failed in a dry run (not dead-lettered): %s", flow.name, error)
+            return Outcome("failed", message, error=error)
         if kept and (action == "dead-letter" or dead_letter_failures):
             # A flow this one called kept its own input already: that letter replays the failure.
             self.logger.error("%s failed: %s, kept as %s", flow.name, error.error_type, kept)
@@ -367,7 +373,8 @@ class FlowEngine:
             if handler.has_payload:
                 message.payload = render_value(handler.payload, message)
             return
-        if handler.action == "dead-letter" and DEAD_LETTER_ID not in error.details:
+        if (handler.action == "dead-letter" and DEAD_LETTER_ID not in error.details
+                and current_plan() is None):  # a dry run keeps no dead letters
             letter_id = await self.dead_letters.add(
                 flow=flow.name, step=str(error.details.get("step", "")), message=entry.to_dict(),
                 error=error.to_dict(), attempts=int(error.details.get("attempts", 1)))

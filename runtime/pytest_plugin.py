@@ -188,7 +188,7 @@ async def _answer(stub: Any, params: dict[str, Any]) -> Any:
 
 
 def _steps(steps: tuple[Step, ...]) -> Iterator[Step]:
-    from dsl.model import ChoiceStep, ForeachStep
+    from dsl.model import ChoiceStep, DryRunStep, ForeachStep
 
     for step in steps:
         yield step
@@ -196,7 +196,7 @@ def _steps(steps: tuple[Step, ...]) -> Iterator[Step]:
             for branch in step.branches:
                 yield from _steps(branch.steps)
             yield from _steps(step.otherwise)
-        elif isinstance(step, ForeachStep):
+        elif isinstance(step, ForeachStep | DryRunStep):
             yield from _steps(step.steps)
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "SourceRunner",
     "SourceSpec",
     "StepSpec",
+    "WritesTest",
     "aiter_records",
     "materialize",
     "param_defaults",
@@ -46,6 +47,11 @@ ParamType = Literal["string", "integer", "number", "boolean", "object", "array",
 
 #: ``async def handler(ctx, params) -> new payload``; may return an async iterator to stream records.
 OperationHandler = Callable[["OperationContext", dict[str, Any]], Awaitable[Any]]
+
+#: ``writes(params) -> bool``: whether a call with these rendered parameters writes (an operation that
+#: writes only for some, such as ``http.request`` with POST but not GET). Its docstring's first line
+#: says when, in the reference ("With methods other than GET and HEAD").
+WritesTest = Callable[[Mapping[str, Any]], bool]
 
 #: ``async def run(ctx, params)``: produce events with ``ctx.handle`` until cancelled.
 SourceRunner = Callable[["SourceContext", dict[str, Any]], Awaitable[None]]
@@ -156,7 +162,17 @@ class OperationSpec:
     :class:`Param`) and returns the new payload.
     ``needs_connection=False`` for operations that work without a configured connection.
     ``read_only=True`` for operations that change nothing anywhere: only their results may be
-    reused by a step's ``cache:``.
+    reused by a step's ``cache:``; a read-only operation never writes.
+
+    ``writes`` says whether a call changes anything outside the flow (a record in a system, a file):
+    ``True`` (the default, so that an operation that says nothing is never run by a dry run),
+    ``False``, or a :data:`WritesTest` for an operation that writes only for some parameters. In a
+    dry run (``splice run --dry-run``, the ``dry-run`` step) a call that writes is not made:
+    ``preview`` is called instead, with the same context and parameters. It may read (a lookup
+    before a create), must not write, tells each write it would make with
+    :meth:`~runtime.context.OperationContext.would_write`, and returns a stand-in for the result,
+    so that later steps, and their writes, run too. Without a ``preview`` the runtime records the
+    call's parameters as the write, and later steps get ``{"id": "(dry-run)", "dryRun": true}``.
     """
 
     name: str
@@ -166,6 +182,8 @@ class OperationSpec:
     output: str = ""
     needs_connection: bool = True
     read_only: bool = False
+    writes: bool | WritesTest = True
+    preview: OperationHandler | None = None
     stability: Stability = "stable"
     since: str = "0.1"
     #: Rendered parameters as ``handler`` gets them: defaults filled in, values typed.
@@ -173,6 +191,20 @@ class OperationSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coerce", compile_params(self.params, owner=self.name))
+        if self.read_only:
+            object.__setattr__(self, "writes", False)
+
+    def writes_with(self, params: Mapping[str, Any]) -> bool:
+        """Whether a call with these rendered parameters writes."""
+        return self.writes(params) if callable(self.writes) else bool(self.writes)
+
+    @property
+    def writes_summary(self) -> str:
+        """When the operation writes, in words: ``yes``, ``no``, or its test's first docstring line."""
+        if callable(self.writes):
+            doc = (self.writes.__doc__ or "").strip().splitlines()
+            return doc[0].rstrip(".") if doc else "for some parameters"
+        return "yes" if self.writes else "no"
 
     def schema(self) -> dict[str, Any]:
         """Parameter schema including the generic ``connection`` parameter when one is needed."""
@@ -183,6 +215,7 @@ class OperationSpec:
         schema = params_schema(params, description=self.summary)
         if self.read_only:
             schema["x-read-only"] = True
+        schema["x-writes"] = self.writes_summary if callable(self.writes) else bool(self.writes)
         return schema
 
 

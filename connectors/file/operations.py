@@ -69,9 +69,22 @@ async def write(ctx: OperationContext, params: dict[str, Any]) -> Any:
     return {"path": path, "bytes": written}
 
 
+async def preview_write(ctx: OperationContext, params: dict[str, Any]) -> Any:
+    """The text it would write (or append) to the file; the file is not touched."""
+    fmt: str = params["format"]
+    content = params["content"] if "content" in params else ctx.message.payload
+    name = str(params["path"])
+    path = await anyio.to_thread.run_sync(lambda: str(Path(name).expanduser().resolve()))
+    text = _render(content, fmt)
+    ctx.would_write("append" if params["append"] else "write", {"path": path}, text)
+    return {"path": path, "bytes": len(text.encode("utf-8")), "dryRun": True}
+
+
 WRITE = OperationSpec(
     name="write",
     handler=write,
+    writes=True,
+    preview=preview_write,
     needs_connection=False,
     summary="Write or append a value to a local file (reports, exports)",
     output="{path, bytes}",

@@ -11,6 +11,7 @@ import httpx
 from connectors.http.config import CONNECTION_PARAMS
 from connectors.http.errors import raise_for_status
 from runtime import (
+    DRY_RUN_ID,
     ConnectionContext,
     ConnectionSpec,
     HttpError,
@@ -23,7 +24,7 @@ from runtime import (
     map_http_errors,
 )
 
-__all__ = ["CONNECTION", "REQUEST", "open_connection"]
+__all__ = ["CONNECTION", "REQUEST", "open_connection", "request_writes"]
 
 
 @asynccontextmanager
@@ -95,9 +96,26 @@ async def request(ctx: OperationContext, params: dict[str, Any]) -> Any:
     return payload
 
 
+def request_writes(params: Any) -> bool:
+    """With methods other than GET and HEAD."""
+    return str(params.get("method") or "GET").upper() not in ("GET", "HEAD")
+
+
+async def preview_request(ctx: OperationContext, params: dict[str, Any]) -> Any:
+    """The request it would send (method, path, query and body), answered by a stand-in body."""
+    target = {"path": str(params["path"]), "query": params.get("query") or None}
+    ctx.would_write(str(params["method"]).upper(), target, params.get("body"))
+    body = {"id": DRY_RUN_ID, "dryRun": True}
+    if params.get("output") == "full":
+        return {"status": None, "headers": {}, "body": body}
+    return body
+
+
 REQUEST = OperationSpec(
     name="request",
     handler=request,
+    writes=request_writes,
+    preview=preview_request,
     summary="Send an HTTP request through a pooled connection",
     output="The response body (JSON decoded when the response says JSON), or with output: full "
            "an object with status, headers and body",

@@ -20,7 +20,7 @@ from connectors.quickbooks.creates import create_record
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.query import quote
 from connectors.quickbooks.writes import apply_update, once, writable
-from runtime import OperationContext, SpliceError
+from runtime import DRY_RUN_ID, OperationContext, SpliceError
 
 __all__ = ["XREF_NAMESPACE", "find_or_create"]
 
@@ -37,7 +37,8 @@ def _field(record: dict[str, Any], path: str) -> Any:
     return value
 
 
-async def _find(client: QuickBooksClient, entity: str, field: str, value: Any) -> dict[str, Any] | None:
+async def _find(ctx: OperationContext, client: QuickBooksClient, entity: str, field: str,
+                value: Any) -> dict[str, Any] | None:
     sql = (f"select * from {entity} where {field} = {quote(value)} and Active in (true, false)"
            " MAXRESULTS 2")
     rows = (await client.query_page(sql)).get(entity) or []
@@ -45,8 +46,12 @@ async def _find(client: QuickBooksClient, entity: str, field: str, value: Any) -
         return None
     row: dict[str, Any] = rows[0]
     if row.get("Active") is False:
-        row = await apply_update(client, entity, {"Id": row["Id"], "SyncToken": row["SyncToken"],
-                                                  "Active": True})
+        activate = {"Id": row["Id"], "SyncToken": row["SyncToken"], "Active": True}
+        if ctx.dry_run:  # told, not sent
+            ctx.would_write("update", {"entity": entity, "id": row["Id"]},
+                            {**activate, "sparse": True})
+            return {**row, "Active": True}
+        row = await apply_update(client, entity, activate)
     return row
 
 
@@ -57,6 +62,9 @@ async def _create(ctx: OperationContext, client: QuickBooksClient, entity: str,
     key = params.get("idempotency-key") or f"foc:{entity}:{match_by}:{value}"
     body = writable(record, entity)
     body.pop("Id", None)
+    if ctx.dry_run:  # told, not sent: a stand-in with a placeholder Id
+        ctx.would_write("create", {"entity": entity}, body)
+        return {**body, "Id": DRY_RUN_ID, "SyncToken": "0"}
     created: dict[str, Any] = await once(
         ctx, client.realm_id, f"create:{entity}:{key}",
         lambda: create_record(ctx, client, entity, body, str(key)))
@@ -64,7 +72,11 @@ async def _create(ctx: OperationContext, client: QuickBooksClient, entity: str,
 
 
 async def find_or_create(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
-    """The existing record matching ``record``, or a new one."""
+    """The existing record matching ``record``, or a new one.
+
+    Also its own dry run: the lookups happen, a create or reactivation is told (``ctx.would_write``)
+    instead of sent, and nothing is remembered in the store.
+    """
     client = ctx.connection
     if not isinstance(client, QuickBooksClient):
         raise quickbooks_error("CONNECTION", "this step needs a quickbooks connection")
@@ -89,7 +101,7 @@ async def find_or_create(ctx: OperationContext, params: dict[str, Any]) -> dict[
                     raise
     found = None
     for attempt in range(_ATTEMPTS):
-        found = await _find(client, entity, match_by, value)
+        found = await _find(ctx, client, entity, match_by, value)
         if found is not None:
             break
         try:
@@ -102,12 +114,12 @@ async def find_or_create(ctx: OperationContext, params: dict[str, Any]) -> dict[
             if exc.error_type != "QUICKBOOKS:DUPLICATE_NAME":
                 raise
             # Somebody created it between our lookup and our create: theirs is the one.
-            found = await _find(client, entity, name_field, record.get(name_field))
+            found = await _find(ctx, client, entity, name_field, record.get(name_field))
             if found is None:
                 raise
             break
     assert found is not None
-    if xref_key:
+    if xref_key and not ctx.dry_run:
         await ctx.store.put(XREF_NAMESPACE, xref_key, {"id": found["Id"]})
     ctx.annotate(entity=entity, record_id=str(found["Id"]))
     return found

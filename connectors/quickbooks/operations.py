@@ -18,6 +18,14 @@ from connectors.quickbooks.creates import create_record
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.lookup import find_or_create
 from connectors.quickbooks.money import dumps
+from connectors.quickbooks.preview import (
+    batch_writes,
+    preview_batch,
+    preview_create,
+    preview_delete,
+    preview_update,
+    preview_void,
+)
 from connectors.quickbooks.query import is_count, query_entity, render
 from connectors.quickbooks.writes import apply_update, once, writable
 from runtime import OperationContext, OperationSpec, Param
@@ -155,22 +163,25 @@ OPERATIONS: tuple[OperationSpec, ...] = (
                                                            summary=KEY.summary,
                                                            examples=KEY.examples)),
                   summary="Create an entity once per idempotency key",
-                  output="The created entity"),
+                  output="The created entity", writes=True, preview=preview_create),
     OperationSpec("update", update, (ENTITY, RECORD, KEY,
                                      Param("sparse", "boolean", default=True,
                                            summary="Change only the given fields"),
                                      Param("stale-retries", "integer", default=3,
                                            summary="Re-reads after a stale SyncToken (5010)")),
-                  summary="Update an entity by Id; SyncToken handled", output="The updated entity"),
+                  summary="Update an entity by Id; SyncToken handled", output="The updated entity",
+                  writes=True, preview=preview_update),
     OperationSpec("get", get, (ENTITY, Param("id", required=True, summary="Entity Id")),
-                  summary="Read an entity by Id", output="The entity", read_only=True),
+                  summary="Read an entity by Id", output="The entity", read_only=True, writes=False),
     OperationSpec("delete", delete, (ENTITY, Param("id", required=True),
                                      Param("sync-token", summary="Read when not given"), KEY),
                   summary="Delete a transaction, or deactivate a name-list entity",
-                  output="The delete answer or the deactivated entity"),
+                  output="The delete answer or the deactivated entity", writes=True,
+                  preview=preview_delete),
     OperationSpec("void", void, (Param("entity", default="Invoice"), Param("id", required=True),
                                  Param("sync-token", summary="Read when not given"), KEY),
-                  summary="Void a transaction", output="The voided entity"),
+                  summary="Void a transaction", output="The voided entity", writes=True,
+                  preview=preview_void),
     OperationSpec("query", query, (
         Param("query", required=True, summary="A select; :name marks a bind",
               examples=("select * from Customer where DisplayName = :name",)),
@@ -180,7 +191,7 @@ OPERATIONS: tuple[OperationSpec, ...] = (
         Param("stream", "boolean", default=False,
               summary="Return the rows as a stream (for foreach) instead of a list")),
         summary="Run a query, following pages", output="A list of entities, or a count",
-        read_only=True),
+        read_only=True, writes=False),
     OperationSpec("batch", batch_operation, (
         Param("items", "array", summary="Items {operation, entity, record} or {query} "
               "(default: the payload)"),
@@ -188,11 +199,12 @@ OPERATIONS: tuple[OperationSpec, ...] = (
         Param("raise-on-fault", "boolean", default=False,
               summary="Fail the step when any item failed")),
         summary="Run many writes in batches of at most 30",
-        output="One result per input item, in input order"),
+        output="One result per input item, in input order", writes=batch_writes,
+        preview=preview_batch),
     OperationSpec("cdc", cdc, (
         Param("entities", "any", required=True, summary="Entity names (list or comma-separated)"),
         Param("changed-since", required=True, summary="ISO timestamp with offset, <= 30 days ago")),
-        summary="Change data capture", output="{Entity: [records or deletions]}", read_only=True),
+        summary="Change data capture", output="{Entity: [records or deletions]}", read_only=True, writes=False),
     OperationSpec("find-or-create", find_or_create, (
         Param("entity", default="Customer", enum=("Customer", "Item")), RECORD,
         Param("match-by", summary="Field to match on: DisplayName (Customer), Name or Sku (Item)"),
@@ -200,5 +212,5 @@ OPERATIONS: tuple[OperationSpec, ...] = (
               "remembered in the object store"),
         KEY),
         summary="Find a Customer or Item by name, SKU or external key, or create it (race-safe)",
-        output="The existing or created entity"),
+        output="The existing or created entity", writes=True, preview=find_or_create),
 )

@@ -9,6 +9,13 @@ from connectors.salesforce.bulk import start_bulk_query
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.composite import MAX_BATCH, collection_write
 from connectors.salesforce.errors import SalesforceError
+from connectors.salesforce.preview import (
+    preview_collections,
+    preview_create,
+    preview_delete,
+    preview_update,
+    preview_upsert,
+)
 from connectors.salesforce.soql import bind
 from runtime import OperationContext, OperationSpec, Param
 
@@ -132,14 +139,14 @@ async def bulk_query(ctx: OperationContext, params: dict[str, Any]) -> AsyncIter
 
 
 OPERATIONS: tuple[OperationSpec, ...] = (
-    OperationSpec("query", query, read_only=True, summary="SOQL query, streamed record by record",
+    OperationSpec("query", query, read_only=True, writes=False, summary="SOQL query, streamed record by record",
                   output="async stream of records (nested parents and child subqueries as JSON)",
                   params=(_QUERY, _BINDS,
                           Param("include-deleted", type="boolean", default=False,
                                 summary="Use queryAll (deleted and archived rows too)"),
                           Param("batch-size", type="integer",
                                 summary="Page size hint (200-2000) via Sforce-Query-Options"))),
-    OperationSpec("get", get, read_only=True, summary="Read one record by Id or external id",
+    OperationSpec("get", get, read_only=True, writes=False, summary="Read one record by Id or external id",
                   output="the record",
                   params=(_OBJECT, Param("id", summary="Record Id"),
                           Param("external-id-field", summary="Read by this external id field"),
@@ -147,23 +154,27 @@ OPERATIONS: tuple[OperationSpec, ...] = (
                           Param("fields", type="array", schema={"type": "array", "items": {"type": "string"}},
                                 summary="Fields to return (default: all)"))),
     OperationSpec("create", create, summary="Insert one record", output="{id, success, errors}",
+                  writes=True, preview=preview_create,
                   params=(_OBJECT, _RECORD)),
     OperationSpec("update", update, summary="Update one record", output="{id, success, errors}",
+                  writes=True, preview=preview_update,
                   params=(_OBJECT, _RECORD, Param("id", summary="Record Id (default: record.Id)"))),
     OperationSpec("upsert", upsert, summary="Insert or update one record by external id",
-                  output="{id, created, success, errors}",
+                  output="{id, created, success, errors}", writes=True, preview=preview_upsert,
                   params=(_OBJECT, _RECORD,
                           Param("external-id-field", required=True, examples=("QB_Customer_Id__c",),
                                 summary="External id field to match on"),
                           Param("external-id",
                                 summary="Value to match (default: the record's external id field)"))),
     OperationSpec("delete", delete, summary="Delete one record", output="{id, success, errors}",
+                  writes=True, preview=preview_delete,
                   params=(_OBJECT, Param("id", required=True, summary="Record Id"),
                           Param("ignore-missing", type="boolean", default=False,
                                 summary="Succeed when the record is already gone"))),
     OperationSpec("collections", collections,
                   summary="Create, update, upsert or delete many records, 200 per API call",
                   output="[{index, id, success, created?, errors}] in input order",
+                  writes=True, preview=preview_collections,
                   params=(Param("operation", required=True, enum=("create", "update", "upsert", "delete"),
                                 summary="What to do with the records"),
                           Param("records", type="array", required=True,
@@ -178,7 +189,7 @@ OPERATIONS: tuple[OperationSpec, ...] = (
                                 summary="Records per call, at most 200"),
                           Param("fail-on-error", type="boolean", default=False,
                                 summary="Raise SALESFORCE:PARTIAL_FAILURE when any record failed"))),
-    OperationSpec("bulk-query", bulk_query, read_only=True,
+    OperationSpec("bulk-query", bulk_query, read_only=True, writes=False,
                   summary="Bulk API 2.0 query job, rows streamed from CSV",
                   output="async stream of flat records (values as strings, empty -> null)",
                   params=(_QUERY, _BINDS,

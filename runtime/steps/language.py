@@ -1,4 +1,5 @@
-"""How the language's own step kinds run: transform, choice, foreach, set-variable, log, flow-ref.
+"""How the language's own step kinds run: transform, choice, foreach, set-variable, log, flow-ref,
+dry-run.
 
 Each runner is registered by the runtime's built-in plugin (:mod:`runtime.builtins`) next to the
 step kind's builder from :mod:`dsl.steps`, exactly as a plugin's own step kind would be.
@@ -15,6 +16,7 @@ import anyio
 
 from dsl.model import (
     ChoiceStep,
+    DryRunStep,
     Flow,
     FlowRefStep,
     ForeachStep,
@@ -24,6 +26,7 @@ from dsl.model import (
 )
 from runtime.errors import FlowExecutionError, SpliceError
 from runtime.message import Message
+from runtime.preview import previewing
 from runtime.spec import aiter_records, materialize
 from runtime.steps.execution import StepExecution, store_result
 from runtime.steps.expressions import evaluate_expression, render_value
@@ -32,6 +35,7 @@ __all__ = [
     "MAX_FLOW_REF_DEPTH",
     "in_chunks",
     "run_choice",
+    "run_dry_run",
     "run_flow_ref",
     "run_foreach",
     "run_log",
@@ -67,6 +71,26 @@ async def run_choice(execution: StepExecution, flow: Flow, step: ChoiceStep,
             await execution.run_steps(flow, branch.steps, message, f"{path}/when/{index}/steps")
             return
     await execution.run_steps(flow, step.otherwise, message, f"{path}/otherwise")
+
+
+async def run_dry_run(execution: StepExecution, flow: Flow, step: DryRunStep,
+                      message: Message, path: str) -> None:
+    """The steps with their writes previewed (when ``when`` holds); the writes go to a variable.
+
+    The steps work on the message itself, as a choice branch's do. Without a dry run (``when``
+    false) they write as usual and the variable is left as it was.
+    """
+    if step.when is not None:
+        message.payload = await materialize(message.payload)
+        if not await evaluate_expression(step.when, _scope(message), message, execution.costs,
+                                         execution.transform_threads):
+            await execution.run_steps(flow, step.steps, message, f"{path}/steps")
+            return
+    with previewing() as plan:
+        try:
+            await execution.run_steps(flow, step.steps, message, f"{path}/steps")
+        finally:
+            message.vars[step.writes_var] = [write.to_dict() for write in plan.writes]
 
 
 async def run_foreach(execution: StepExecution, flow: Flow, step: ForeachStep,

@@ -9,12 +9,19 @@ from runtime.cache import cache_key
 from runtime.context import OperationContext
 from runtime.errors import FlowExecutionError, SpliceError
 from runtime.message import Message
+from runtime.preview import DRY_RUN_ID, current_plan
 from runtime.redaction import redact
 from runtime.spec import OperationSpec, materialize
 from runtime.steps.execution import StepExecution, store_result
 from runtime.steps.expressions import render_value
 
 __all__ = ["operation_params", "run_operation"]
+
+
+async def _told_write(ctx: OperationContext, params: dict[str, Any]) -> Any:
+    """The dry run of a writing operation that has no ``preview``: its parameters are the write."""
+    ctx.would_write(ctx.operation.rpartition(".")[2], {}, params)
+    return {"id": DRY_RUN_ID, "dryRun": True}
 
 
 def operation_params(spec: OperationSpec, step: OperationStep, message: Message) -> dict[str, Any]:
@@ -38,9 +45,12 @@ async def run_operation(execution: StepExecution, flow: Flow, step: OperationSte
         flow=flow.name, path=path, message=message, store=execution.store,
         logger=execution.logger.getChild(step.connector), tracer=execution.tracer,
         connection=connection, connection_name=connection_name, label=step.label,
+        operation=step.name,
     )
     try:
-        if step.cache is None:
+        if current_plan() is not None and spec.writes_with(params):
+            result = await materialize(await (spec.preview or _told_write)(ctx, params))
+        elif step.cache is None:
             result = await spec.handler(ctx, params)
             if step.target:  # a variable holds values; only the payload may stay a stream
                 result = await materialize(result)

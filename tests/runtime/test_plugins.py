@@ -116,7 +116,7 @@ def test_the_language_and_its_triggers_come_from_plugins() -> None:
 
     registry = load_registry()
     assert list(registry.step_kind_names()) == ["transform", "set-variable", "log", "flow-ref",
-                                                "choice", "foreach"]
+                                                "choice", "foreach", "dry-run"]
     assert registry.origins["http"].startswith("distribution 'splice'")
     assert registry.sources["schedule"] is SCHEDULE
     assert SCHEDULE.run_lock is schedule_lock and registry.sources["http.listener"].run_lock is None
