@@ -110,6 +110,15 @@ def _typed_failures(method: Callable[P, Coroutine[Any, Any, T]]
     return typed
 
 
+def _drop(conn: Any) -> None:
+    """Close a pooled connection at once. One whose session already ended has been taken back by
+    its pool (asyncpg detaches the proxy), and there is nothing left to close."""
+    try:
+        conn.terminate()
+    except Exception as exc:  # asyncpg's InterfaceError: released back to the pool
+        log.debug("connection already gone: %s", exc)
+
+
 class _SessionLease(Lease):
     """A lease on a session-level advisory lock: held for as long as its session lives.
 
@@ -399,7 +408,8 @@ class PostgresStore(ObjectStore):
                     await self._give_back(lock_pool, conn)
                 return False
 
-            await poll(name, attempt, deadline)
+            with _typed("lock"):
+                await poll(name, attempt, deadline)
             conn = held[0]
             lease = _SessionLease(name, conn, scope)
             try:
@@ -407,8 +417,6 @@ class PostgresStore(ObjectStore):
                     yield lease
             finally:
                 with anyio.CancelScope(shield=True):
-                    if lease.lost:  # never handed to anyone again: its session is suspect
-                        conn.terminate()
                     await self._unlock(lock_pool, conn, scope, name, lost=lease.lost)
 
     async def _borrow(self, lock_pool: Any, wait: float) -> Any | None:
@@ -443,18 +451,26 @@ class PostgresStore(ObjectStore):
 
     async def _unlock(self, lock_pool: Any, conn: Any, scope: str, name: str, *,
                       lost: bool = False) -> None:
-        if not lost:
-            try:
-                await conn.execute("SELECT pg_advisory_unlock(hashtext($1), hashtext($2))",
-                                   scope, name)
-            except Exception as exc:  # the session ending frees the lock too
-                log.warning("could not release lock %r cleanly (%s); dropping its connection",
-                            name, exc)
-                conn.terminate()
+        """Release the lock and give its connection back, whatever state the session is in: a lost
+        one is dropped, never handed to anyone again (its session is suspect), and the lock pool's
+        slot is always returned, or the next lock would wait for a slot that never comes."""
         try:
-            await self._give_back(lock_pool, conn)
-        except Exception as exc:  # the pool drops a connection it cannot reset; the lock goes with it
-            log.warning("could not return the connection of lock %r (%s); dropped it", name, exc)
+            if lost:
+                _drop(conn)
+            else:
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock(hashtext($1), hashtext($2))",
+                                       scope, name)
+                except Exception as exc:  # the session ending frees the lock too
+                    log.warning("could not release lock %r cleanly (%s); dropping its connection",
+                                name, exc)
+                    _drop(conn)
+        finally:
+            try:
+                await self._give_back(lock_pool, conn)
+            except Exception as exc:  # the pool drops a connection it cannot reset; the lock goes
+                log.warning("could not return the connection of lock %r (%s); dropped it",
+                            name, exc)
 
     async def aclose(self) -> None:
         async with self._init_lock:

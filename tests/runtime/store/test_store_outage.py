@@ -171,3 +171,44 @@ async def test_an_event_whose_dead_letter_cannot_be_kept_is_not_done(
             assert await DeadLetterQueue(store).count() == 1
     finally:
         other.close()
+
+
+@pytest.mark.postgres
+async def test_locks_whose_sessions_are_cut_leave_the_lock_pool_whole(postgres_url: str) -> None:
+    """Each lock lost to a cut session gives its pool slot back: more losses than the pool has
+    connections, and the lock is still taken at once. (Dropping the dead connection used to raise
+    asyncpg's 'released back to the pool', which skipped giving the slot back; once the slots were
+    gone, every replica stood by for ever.)"""
+    import asyncpg
+
+    from runtime.store import LockLostError, PostgresStore
+    from runtime.store import postgres as backend
+
+    schema = f"splice_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    store = PostgresStore(postgres_url, schema=schema, lock_pool_size=2)
+    original_check = backend.LEASE_CHECK
+    backend.LEASE_CHECK = 0.05
+    try:
+        for _ in range(4):
+            with pytest.raises(LockLostError):
+                async with store.lock("cut-me", timeout=5) as lease:
+                    conn = await asyncpg.connect(postgres_url)
+                    try:
+                        await conn.execute(
+                            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = "
+                            "'advisory' AND granted AND classid = hashtext($1)::oid",
+                            f"splice:{schema}")
+                    finally:
+                        await conn.close()
+                    await lease.confirm()
+        with anyio.fail_after(10):
+            async with store.lock("cut-me", timeout=1):
+                pass
+    finally:
+        backend.LEASE_CHECK = original_check
+        await store.aclose()
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
