@@ -32,8 +32,8 @@ from connectors.quickbooks.query import quote
 from connectors.quickbooks.writes import apply_update
 from runtime import OperationContext
 
-__all__ = ["OWNER_NAMESPACE", "Decision", "NameSlots", "candidates_for", "label", "parse_rules",
-           "remembered_owner", "remember_owner"]
+__all__ = ["NAME_LIMIT", "OWNER_NAMESPACE", "Decision", "NameSlots", "candidates_for", "field_value",
+           "label", "parse_rules", "reactivated", "remember_owner", "remembered_owner"]
 
 #: ``{realm}:{entity}:{QuickBooks id}`` -> ``{"key": external key}``: who a record is linked to.
 OWNER_NAMESPACE = "quickbooks-xref-owner"
@@ -80,11 +80,6 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, str) and isinstance(b, str):
         return a.strip().casefold() == b.strip().casefold()
     return bool(a == b)
-
-
-def clean_name(name: str) -> str:
-    """A name QuickBooks accepts: no ``:`` (it becomes `` - ``), tab or newline, 100 characters."""
-    return " ".join(_FORBIDDEN.sub(" - ", name).split())[:NAME_LIMIT].strip()
 
 
 @dataclass
@@ -158,7 +153,8 @@ class NameSlots:
     """The names a new record may take, in order: its own, the template's, then numbered.
 
     ``{Field}`` placeholders are filled from ``values`` (the source record); a template with an
-    empty placeholder, or one that gives the record's own name, is skipped.
+    empty placeholder, one longer than QuickBooks allows, or one that gives the record's own name,
+    is skipped.
     """
 
     def __init__(self, base: str, template: str | None, values: Mapping[str, Any]) -> None:
@@ -180,8 +176,10 @@ class NameSlots:
                 return ""
             return str(value)
 
-        name = clean_name(_PLACEHOLDER.sub(fill, self.template))
-        return None if missing or not name or name.casefold() == self.base.casefold() else name
+        name = " ".join(_FORBIDDEN.sub(" - ", _PLACEHOLDER.sub(fill, self.template)).split())
+        if missing or not name or len(name) > NAME_LIMIT or name.casefold() == self.base.casefold():
+            return None  # a cut-off template name would say less than a numbered one
+        return name
 
     def alternatives(self, limit: int = 8) -> list[str]:
         """Names other than the base one, best first."""
