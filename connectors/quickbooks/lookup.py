@@ -20,6 +20,7 @@ from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.matching import (
     Decision,
     NameSlots,
+    RowCache,
     candidates_for,
     field_value,
     label,
@@ -68,6 +69,7 @@ class _Matcher:
         self.slots = NameSlots(str(base or ""), params.get("name-template"),
                                params.get("template-values") or {})
         self.candidates: list[dict[str, Any]] = []
+        self.cache = RowCache(client)
 
     # ------------------------------------------------------------------ lookups
 
@@ -135,7 +137,7 @@ class _Matcher:
         ambiguous: list[str] = []
         for rule in self.rules:
             try:
-                rows = await candidates_for(self.client, self.entity, self.record, rule)
+                rows = await candidates_for(self.cache, self.entity, self.record, rule)
             except ValueError as exc:
                 raise quickbooks_error("VALIDATION", str(exc)) from None
             if not rows:

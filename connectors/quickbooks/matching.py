@@ -32,7 +32,7 @@ from connectors.quickbooks.query import quote
 from connectors.quickbooks.writes import apply_update
 from runtime import OperationContext
 
-__all__ = ["NAME_LIMIT", "OWNER_NAMESPACE", "Decision", "NameSlots", "candidates_for", "field_value",
+__all__ = ["NAME_LIMIT", "OWNER_NAMESPACE", "Decision", "NameSlots", "RowCache", "candidates_for", "field_value",
            "label", "parse_rules", "reactivated", "remember_owner", "remembered_owner"]
 
 #: ``{realm}:{entity}:{QuickBooks id}`` -> ``{"key": external key}``: who a record is linked to.
@@ -123,7 +123,21 @@ async def remember_owner(ctx: OperationContext, realm: str, entity: str, record_
     await ctx.store.put(OWNER_NAMESPACE, f"{realm}:{entity}:{record_id}", {"key": key})
 
 
-async def candidates_for(client: QuickBooksClient, entity: str, record: Mapping[str, Any],
+class RowCache:
+    """Query answers of one decision: rules sharing their first field (``DisplayName`` alone, and
+    with the postal code) cost one call."""
+
+    def __init__(self, client: QuickBooksClient) -> None:
+        self.client = client
+        self.answers: dict[str, list[dict[str, Any]]] = {}
+
+    async def rows(self, entity: str, sql: str) -> list[dict[str, Any]]:
+        if sql not in self.answers:
+            self.answers[sql] = list((await self.client.query_page(sql)).get(entity) or [])
+        return self.answers[sql]
+
+
+async def candidates_for(cache: RowCache, entity: str, record: Mapping[str, Any],
                          rule: Sequence[str]) -> list[dict[str, Any]] | None:
     """The rows (inactive ones too) equal to ``record`` on every field of ``rule``; None when the
     record lacks one of the fields (the rule does not apply)."""
@@ -137,7 +151,7 @@ async def candidates_for(client: QuickBooksClient, entity: str, record: Mapping[
                          f"({', '.join(queryable)}): {' + '.join(rule)}")
     sql = (f"select * from {entity} where {first.split('.')[0]} = {quote(values[first])}"
            " and Active in (true, false) MAXRESULTS 50")
-    rows = (await client.query_page(sql)).get(entity) or []
+    rows = await cache.rows(entity, sql)
     return [row for row in rows if all(_same(field_value(row, p), v) for p, v in values.items())]
 
 
