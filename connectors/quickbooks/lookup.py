@@ -114,17 +114,18 @@ class _Matcher:
         return ", ".join(f"{self.noun} {c['Id']} '{c['name']}' ({c['status']})"
                          for c in self.candidates)
 
-    async def holder(self, name: str) -> tuple[dict[str, Any] | None, str]:
-        """Who holds ``name``: a row of this entity (returned), or a Vendor/Employee (described)."""
+    async def holder(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        """Who holds ``name``: a row of this entity, or a Vendor/Employee (described); neither
+        when the name is free."""
         for entity in (self.entity, *_NAME_HOLDERS.get(self.entity, ())):
             field = "DisplayName" if entity in ("Customer", "Vendor", "Employee") else "Name"
             sql = f"select * from {entity} where {field} = {quote(name)} and Active in (true, false)"
             rows = (await self.client.query_page(sql)).get(entity) or []
             if rows:
                 if entity == self.entity:
-                    return rows[0], ""
+                    return rows[0], None
                 return None, f"a QuickBooks {entity} ({rows[0]['Id']})"
-        return None, "another record"
+        return None, None
 
     # ------------------------------------------------------------------ the decision
 
@@ -132,8 +133,11 @@ class _Matcher:
         found = await self.linked()
         if found is not None:
             name = found.get(self.name_field)
-            keep = name if isinstance(name, str) and self.slots.is_variant(name) else self.slots.base
-            return Decision("linked", "stored link", found, keep or name, [], "")
+            if not self.slots.base or (isinstance(name, str) and self.slots.is_variant(name)):
+                return Decision("linked", "stored link", found, name, [], "")
+            if self.params.get("rename"):
+                return await self.renamed(found)
+            return Decision("linked", "stored link", found, self.slots.base, [], "")
         ambiguous: list[str] = []
         for rule in self.rules:
             try:
@@ -171,6 +175,21 @@ class _Matcher:
         tried = ", ".join(label(r) for r in self.rules)
         return await self.create(f"no match by {tried}", skip_base=False)
 
+    async def renamed(self, found: dict[str, Any]) -> Decision:
+        """The linked record is to take the source record's new name: that name, or, when another
+        record holds it (a Vendor, an Employee, another customer), the first free alternative."""
+        taken = ""
+        for name in [self.slots.base, *self.slots.alternatives()]:
+            row, other = await self.holder(name)
+            if row is not None and str(row["Id"]) != str(found["Id"]):
+                other = f"{self.noun} {row['Id']}"
+            if other is None:  # free, or the linked record's own name in another case
+                reason = f"renamed to '{name}': {taken}" if taken else ""
+                return Decision("linked", "stored link", found, name, [], reason)
+            taken = taken or f"'{name}' is taken by {other}"
+        raise quickbooks_error("DUPLICATE_NAME", f"no free name for '{self.slots.base}'",
+                               details={"code": "6240", "element": self.name_field})
+
     async def create(self, reason: str, *, skip_base: bool) -> Decision:
         """Create under the base name, else the template's; 6240 moves on to the next name."""
         names = ([] if skip_base else [self.slots.base]) + self.slots.alternatives()
@@ -186,7 +205,8 @@ class _Matcher:
             except SpliceError as exc:
                 if exc.error_type != "QUICKBOOKS:DUPLICATE_NAME":
                     raise
-                row, other = await self.holder(name)
+                row, holder = await self.holder(name)
+                other = holder or "another record"
                 if row is not None:
                     taken = await self.taken(row)
                     if taken is None and index == 0 and not skip_base:

@@ -215,6 +215,9 @@ OPERATIONS: tuple[OperationSpec, ...] = (
                       "template-values, then a numbered suffix"),
         Param("template-values", "object", summary="Values of the template's {Field}s (the source "
               "record)"),
+        Param("rename", "boolean", default=False,
+              summary="The caller gives a linked record the record's name when it differs: the "
+                      "output's name is then that name if free, else the template's"),
         KEY),
         summary="Match a Customer or Item by link and rules, never one linked elsewhere, or create "
                 "it; returns the decision",

@@ -159,3 +159,20 @@ async def test_two_products_of_one_name_are_two_items(integration: Integration) 
             if ln["DetailType"] == "SalesItemLineDetail"]
     assert refs == [items["WP-1"]["Id"], items["WP-2"]["Id"]]
     assert "Widget Pro (WP-2)" in it.record("Opportunity", opp)["QB_Sync_Error__c"]
+
+
+async def test_an_account_renamed_to_a_vendors_name_keeps_syncing(integration: Integration) -> None:
+    """The customer follows a renamed account to a free name: the template's, when a vendor holds
+    the new one; nothing is dead-lettered."""
+    it = integration
+    vendor = it.company.create("Vendor", {"DisplayName": "Harbor Supply"}, {})
+    account = it.account("Harbor Trading", BillingCity="Tacoma")
+    assert (await it.run("account-to-customer", it.record("Account", account))).status == "completed"
+    customer_id = it.record("Account", account)["QB_Customer_Id__c"]
+    it.org.update("Account", account, {"Name": "Harbor Supply"})
+    outcome = await it.run("account-to-customer", it.record("Account", account))
+    assert outcome.status == "completed", outcome.error
+    assert customer(it, customer_id)["DisplayName"] == "Harbor Supply (Tacoma)"
+    note = it.record("Account", account)["QB_Sync_Status__c"]
+    assert "renamed to 'Harbor Supply (Tacoma)'" in note and f"Vendor ({vendor['Id']})" in note
+    assert await DeadLetterQueue(it.store).list() == []
