@@ -18,6 +18,7 @@ import anyio
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.matching import (
+    OWNER_NAMESPACE,
     Decision,
     NameSlots,
     RowCache,
@@ -105,6 +106,17 @@ class _Matcher:
                     return f"different {label((path,))}"
         return None
 
+    async def claim(self, row: dict[str, Any]) -> bool:
+        """Make ``row`` this external key's, atomically: two executions of two accounts that both
+        found (or one created and one found) the same record cannot both link it."""
+        if not (self.exclusive and self.owner_key):
+            return True
+        key = f"{self.client.realm_id}:{self.entity}:{row['Id']}"
+        if await self.ctx.store.put_if_absent(OWNER_NAMESPACE, key, {"key": self.owner_key}):
+            return True
+        owner = await remembered_owner(self.ctx, self.client.realm_id, self.entity, str(row["Id"]))
+        return owner == self.owner_key
+
     def seen(self, row: dict[str, Any], rule: str, status: str) -> None:
         self.candidates.append({"Id": str(row["Id"]), "name": row.get(self.name_field),
                                 "rule": rule, "status": status})
@@ -153,6 +165,10 @@ class _Matcher:
                 self.seen(row, words, why or "free")
                 if why is None:
                     free.append(row)
+            if len(free) == 1 and not await self.claim(free[0]):
+                # Another record's execution took it between our look and our claim.
+                self.candidates[-len(rows) + rows.index(free[0])]["status"] = "linked to another record"
+                free = []
             if len(free) == 1:
                 row = await reactivated(self.client, self.entity, free[0])
                 only = "the only candidate" if len(rows) == 1 else "the only free candidate"
@@ -210,11 +226,14 @@ class _Matcher:
                 if row is not None:
                     taken = await self.taken(row)
                     if taken is None and index == 0 and not skip_base:
-                        # A racing execution created it between our lookup and our create.
-                        row = await reactivated(self.client, self.entity, row)
-                        self.seen(row, label((self.name_field,)), "created concurrently")
-                        return Decision("linked", label((self.name_field,)), row, name,
-                                        self.candidates, "created concurrently")
+                        if await self.claim(row):
+                            # A racing execution for this record created it between our lookup
+                            # and our create.
+                            row = await reactivated(self.client, self.entity, row)
+                            self.seen(row, label((self.name_field,)), "created concurrently")
+                            return Decision("linked", label((self.name_field,)), row, name,
+                                            self.candidates, "created concurrently")
+                        taken = "linked to another record"
                     self.seen(row, label((self.name_field,)), taken or "holds the name")
                     if self.params.get("on-ambiguous") == "hold" and taken:
                         return Decision("held", label((self.name_field,)), None, None,
@@ -223,6 +242,12 @@ class _Matcher:
                     other = f"{self.noun} {row['Id']} ({taken or 'holds the name'})"
                 if name == self.slots.base:
                     why = f"'{name}' is taken by {other}"
+                continue
+            if not await self.claim(created):
+                # Matched by another account's execution before we could claim what we made:
+                # it is theirs now, and this record takes the next name.
+                self.seen(created, label((self.name_field,)), "linked to another record")
+                why = f"'{name}' is {self.noun} {created['Id']}, linked to another record"
                 continue
             rule = "none" if name == self.slots.base else "disambiguation"
             return Decision("created", rule, created, name, self.candidates, why)

@@ -143,3 +143,29 @@ async def test_the_emulator_filters_an_e_mail_by_its_address(qb: QuickBooksClien
     rows = (await qb.query_page("select * from Customer where PrimaryEmailAddr = "
                                 "'cars@intuit.example'")).get("Customer")
     assert [r["DisplayName"] for r in rows or []] == ["Cool Cars"]
+
+
+async def test_racing_accounts_of_one_name_or_e_mail_never_share_a_customer(
+        emulator: Any, store: ObjectStore) -> None:
+    """Six accounts sync at once, all named "Rush" with one e-mail: six customers, one each."""
+    import anyio
+
+    from tests.support.quickbooks import connect
+
+    found: dict[str, str] = {}
+
+    async def account(n: int) -> None:
+        async with connect(emulator, store) as qb:
+            decision = await run_op("match-or-create", qb, store, match_rules=RULES,
+                                    record={"DisplayName": "Rush", "PrimaryEmailAddr": {"Address": "ap@rush.example"}},
+                                    external_key=f"001RUSH{n}", idempotency_key=f"acct-001RUSH{n}",
+                                    template_values={"Name": "Rush", "BillingCity": f"City {n}"})
+            found[f"001RUSH{n}"] = decision["record"]["Id"]
+
+    async with anyio.create_task_group() as tg:
+        for n in range(6):
+            tg.start_soon(account, n)
+    assert len(set(found.values())) == 6, found
+    rush = [c for c in company(emulator).tables["Customer"].values()
+            if c["DisplayName"].startswith("Rush")]
+    assert {c["Id"] for c in rush} >= set(found.values())
