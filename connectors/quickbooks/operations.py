@@ -1,5 +1,5 @@
 """The operations flows call: ``quickbooks.create``, ``update``, ``get``, ``delete``, ``void``,
-``query``, ``batch``, ``cdc`` and ``find-or-create``.
+``query``, ``batch``, ``cdc``, ``find-or-create`` and ``match-or-create``.
 
 Handlers receive rendered parameters and the connection's :class:`QuickBooksClient`; they return
 the new payload (the entity as QuickBooks answered it, Decimals for money). Writes go through
@@ -16,7 +16,7 @@ from connectors.quickbooks.batch import batch_operation
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.creates import create_record
 from connectors.quickbooks.errors import quickbooks_error
-from connectors.quickbooks.lookup import find_or_create
+from connectors.quickbooks.lookup import find_or_create, match_or_create
 from connectors.quickbooks.money import dumps
 from connectors.quickbooks.preview import (
     batch_writes,
@@ -205,6 +205,38 @@ OPERATIONS: tuple[OperationSpec, ...] = (
         Param("entities", "any", required=True, summary="Entity names (list or comma-separated)"),
         Param("changed-since", required=True, summary="ISO timestamp with offset, <= 30 days ago")),
         summary="Change data capture", output="{Entity: [records or deletions]}", read_only=True, writes=False),
+    OperationSpec("match-or-create", match_or_create, (
+        Param("entity", default="Customer", enum=("Customer", "Item")), RECORD,
+        Param("link", summary="The QuickBooks id the source record stores (its link), tried first",
+              examples=("#[ vars.account.QB_Customer_Id__c ]",)),
+        Param("external-key", summary="Your own key for this record (e.g. a Salesforce Id); its link "
+              "and the record's owner are remembered in the object store"),
+        Param("match-rules", "any", summary="Rules tried in order after the link: each a field path "
+              "or paths joined by '+' that must all be equal (list or comma-separated)",
+              examples=("PrimaryEmailAddr.Address, DisplayName+BillAddr.PostalCode, DisplayName",)),
+        Param("linked-elsewhere", "array", summary="QuickBooks ids linked to other records: never "
+              "matched, never written"),
+        Param("exclusive", "boolean", default=True,
+              summary="One source record per QuickBooks record: one linked to another external key "
+                      "is never matched (customers); false lets records share one (items)"),
+        Param("distinct-by", "any", summary="Fields that tell two records apart: a candidate whose "
+              "value differs from the record's is another record (e.g. Sku)"),
+        Param("on-ambiguous", default="create", enum=("create", "hold"),
+              summary="No single free candidate: create a distinct record under the template's "
+                      "name, or hold the record for review (nothing created)"),
+        Param("name-template", default="{Name} ({BillingCity})",
+              summary="Name of a distinct record when the record's own is taken: {Field} from "
+                      "template-values, then a numbered suffix"),
+        Param("template-values", "object", summary="Values of the template's {Field}s (the source "
+              "record)"),
+        Param("rename", "boolean", default=False,
+              summary="The caller gives a linked record the record's name when it differs: the "
+                      "output's name is then that name if free, else the template's"),
+        KEY),
+        summary="Match a Customer or Item by link and rules, never one linked elsewhere, or create "
+                "it; returns the decision",
+        output="{action: linked|created|held, rule, name, candidates, reason, note, record}",
+        writes=True, preview=match_or_create),
     OperationSpec("find-or-create", find_or_create, (
         Param("entity", default="Customer", enum=("Customer", "Item")), RECORD,
         Param("match-by", summary="Field to match on: DisplayName (Customer), Name or Sku (Item)"),

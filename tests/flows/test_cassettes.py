@@ -68,8 +68,8 @@ async def test_account_to_customer(record_mode: str) -> None:
         ids = seeded(record_mode, "account_to_customer",
                      lambda: {"account": it.account("Cassette Ålesund AS", BillingCity="Ålesund")})
         message = await run(it, "account-to-customer", {"Id": ids["account"]})
-    assert message.payload["DisplayName"] == "Cassette Ålesund AS"
-    assert message.payload["BillAddr"]["City"] == "Ålesund"
+    assert message.payload["customer"]["DisplayName"] == "Cassette Ålesund AS"
+    assert message.payload["customer"]["BillAddr"]["City"] == "Ålesund"
 
 
 async def test_payment_to_salesforce(record_mode: str) -> None:

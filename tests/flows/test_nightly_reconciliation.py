@@ -118,8 +118,10 @@ async def test_failed_repairs_are_counted_logged_and_kept_for_replay(
         product = it.product("Audit", 100)
         fine = it.opportunity(it.account("Fine Corp"), [{"product": product, "Quantity": 1}],
                               name="fine", close_date="2026-03-10")
-        # QuickBooks refuses a customer whose name a vendor has (6240): this repair fails.
-        vendor = it.company.create("Vendor", {"DisplayName": "Clash Supplies"}, {})
+        # QuickBooks refuses a customer whose name a vendor has (6240), and vendors hold every
+        # name the disambiguation would try next: this repair fails.
+        vendor, *_ = [it.company.create("Vendor", {"DisplayName": taken}, {}) for taken in
+                      ["Clash Supplies", *(f"Clash Supplies ({n})" for n in range(2, 10))]]
         blocked = it.opportunity(it.account("Clash Supplies"), [{"product": product, "Quantity": 1}],
                                  name="blocked", close_date="2026-03-11")
 

@@ -10,7 +10,7 @@ from runtime.spec import OperationSpec
 BUILT_IN = ("salesforce", "quickbooks", "http", "file")
 #: Name prefixes of operations that change a system or a file, and of those that only read.
 WRITERS = ("create", "update", "delete", "upsert", "send", "void", "write", "find-or-create",
-           "collections", "batch")
+           "match-or-create", "collections", "batch")
 READERS = ("query", "get", "cdc", "bulk-query")
 
 

@@ -4,7 +4,8 @@
 ``demo=True`` (``splice serve`` in sandbox mode, ``splice sandbox quickbooks --option demo=true``)
 :func:`seed_demo_company` adds the QuickBooks side of the Salesforce emulator's demo org: its
 products as items (``Sku`` = Salesforce ``ProductCode``), the accounts already synced as customers,
-and the invoices (and payments) of the opportunities already invoiced, one of them voided. The facts both emulators
+the invoices (and payments) of the opportunities already invoiced, one of them voided, and a vendor
+whose name a Salesforce account has too. The facts both emulators
 share are written down in both demo modules, since neither package imports the other;
 ``tests/sandbox/test_demo.py`` checks that they agree.
 """
@@ -16,7 +17,8 @@ from typing import Any
 
 from connectors.quickbooks.emulator.entities import Company
 
-__all__ = ["DEMO_CUSTOMERS", "DEMO_INVOICES", "DEMO_ITEMS", "seed_company", "seed_demo_company"]
+__all__ = ["DEMO_CUSTOMERS", "DEMO_INVOICES", "DEMO_ITEMS", "DEMO_VENDORS", "seed_company",
+           "seed_demo_company"]
 
 #: (Name, Sku, Type, UnitPrice, taxable): the Salesforce demo products.
 DEMO_ITEMS: tuple[tuple[str, str, str, str, bool], ...] = (
@@ -33,6 +35,12 @@ DEMO_CUSTOMERS: tuple[tuple[str, str, str, str, str, str], ...] = (
     ("14", "Acme Corp", "ap@acme.example", "San Francisco", "CA", "94105"),
     ("15", "Globex", "billing@globex.example", "Springfield", "OR", "97477"),
     ("16", "O'Brien Logistics", "accounts@obrien.example", "Boston", "MA", "02210"),
+)
+
+#: (DisplayName, e-mail): vendors. "Pinewood Supplies" is also a Salesforce demo account's name: as
+#: DisplayName is unique across customers, vendors and employees, its customer takes another.
+DEMO_VENDORS: tuple[tuple[str, str], ...] = (
+    ("Pinewood Supplies", "orders@pinewood-supplies.example"),
 )
 
 #: (expected Id, DocNumber, customer Id, opportunity name, TxnDate, ((Sku, Qty), ...), paid):
@@ -150,6 +158,9 @@ def seed_demo_company(company: Company) -> None:
             "CustomerRef": {"value": customer_id}, "TotalAmt": amount,
             "Line": [{"Amount": amount, "LinkedTxn": [{"TxnId": invoice_id, "TxnType": "Invoice"}]}]},
             {})
+    for name, email in DEMO_VENDORS:  # after the rest: the ids above stay as the Salesforce demo has them
+        company.create("Vendor", {"DisplayName": name, "CompanyName": name,
+                                  "PrimaryEmailAddr": {"Address": email}}, {})
 
 
 def _term(company: Company, name: str) -> str:

@@ -29,7 +29,8 @@ SELECTIONS_KEPT = 4
 
 
 def field_value(record: Row, path: str) -> Any:
-    """A (dotted) field's value; a reference object (``{"value": ...}``) gives its value."""
+    """A (dotted) field's value; a reference object (``{"value": ...}``) gives its value, an
+    e-mail address object (``PrimaryEmailAddr``) its ``Address``, as QuickBooks filters them."""
     value: Any = record
     for part in path.split("."):
         if not isinstance(value, dict):
@@ -37,6 +38,8 @@ def field_value(record: Row, path: str) -> Any:
         value = value.get(part)
     if isinstance(value, dict) and "value" in value:
         value = value["value"]
+    elif isinstance(value, dict) and set(value) == {"Address"}:
+        value = value["Address"]
     return value
 
 

@@ -1,9 +1,10 @@
 """Demo data for ``create_app(demo=True)`` (``splice serve`` in sandbox mode, ``splice sandbox
 salesforce --option demo=true``): a small, believable book of business.
 
-Six accounts (one name with an apostrophe, two with non-ASCII letters), a contact each, five
-products with product codes and standard prices, and twenty opportunities that cover every stage
-of the sales process, one of them won without products, the others with line items. Some Closed Won opportunities were already invoiced in
+Eight accounts (one name with an apostrophe, two with non-ASCII letters, two of the same name in
+two cities, one named like a QuickBooks vendor), a contact each, five products with product codes
+and standard prices, and twenty-two opportunities that cover every stage of the sales process, one
+of them won without products, the others with line items. Some Closed Won opportunities were already invoiced in
 QuickBooks (they carry the invoice id, number and payment state); others are Closed Won and not yet
 invoiced, so the sync has work to do the moment it starts; one was invoiced and the invoice then
 voided in QuickBooks. Those waiting ones close a few days
@@ -53,7 +54,16 @@ DEMO_ACCOUNTS: tuple[tuple[Any, ...], ...] = (
      "Siobhán", "O'Brien"),
     ("Zoë's Bäckerei", "Marienplatz 8", "München", None, "80331", "Germany", "Food & Beverage",
      None, "Zoë", "Müller"),
+    # The edges of matching (created after the opportunities above, which keep their ids): a
+    # second "O'Brien Logistics", in Denver (its own QuickBooks customer, "O'Brien Logistics
+    # (Denver)", never the Boston one's), and an account named like a QuickBooks vendor.
+    ("O'Brien Logistics", "1700 Wynkoop St", "Denver", "CO", "80202", "USA", "Transportation", None,
+     "Dana", "Kowalski"),
+    ("Pinewood Supplies", "220 NW 8th Ave", "Portland", "OR", "97209", "USA", "Wholesale", None,
+     "Priya", "Natarajan"),
 )
+#: Accounts from this index on are created when their first opportunity is (ids follow creation).
+_LATER_ACCOUNTS = 6
 
 #: (account index, Name, StageName, CloseDate, ((ProductCode, Quantity), ...), invoice or None)
 #: where invoice = (QuickBooks Invoice Id, DocNumber, Payment_Status__c, amount paid) and CloseDate
@@ -91,6 +101,10 @@ DEMO_OPPORTUNITIES: tuple[tuple[Any, ...], ...] = (
      (("GAD-200", 10), ("SVC-INST", 3)), ("25", "SF-006Rx000035wDp2", "Voided", 0.0)),
     # Won without products: invoiced for its Amount on one line (invoice.without-products).
     (2, "Initech - Consulting retainer", "Closed Won", 10, (), None),
+    # Matching: the Denver O'Brien is invoiced on a customer of its own, and Pinewood Supplies on
+    # "Pinewood Supplies (Portland)", since a QuickBooks vendor holds its name.
+    (6, "O'Brien Logistics Denver - Depot widgets", "Closed Won", 8, (("WID-100", 30),), None),
+    (7, "Pinewood Supplies - Yard sensors", "Closed Won", 12, (("SEN-300", 3),), None),
 )
 
 #: The Amount of each opportunity without products (the others' comes from their line items).
@@ -105,7 +119,13 @@ _EMAILS = {"Acme Corp": "ap@acme.example", "Globex": "billing@globex.example",
            "O'Brien Logistics": "accounts@obrien.example"}
 
 
-def _email(account: str) -> str:
+#: A second site of the same name bills to its own address.
+_SITE_EMAILS = {("O'Brien Logistics", "Denver"): "denver-ap@obrien.example"}
+
+
+def _email(account: str, city: str) -> str:
+    if (account, city) in _SITE_EMAILS:
+        return _SITE_EMAILS[(account, city)]
     if account in _EMAILS:
         return _EMAILS[account]
     slug = "".join(c for c in account.lower().replace("ø", "o").replace("ë", "e").replace("ä", "a")
@@ -123,28 +143,21 @@ def seed_demo(org: Org) -> None:
         entries[code] = org.create("PricebookEntry", {"Pricebook2Id": org.standard_pricebook,
                                                       "Product2Id": product["Id"], "UnitPrice": price})
         prices[code] = price
-    accounts = []
-    for i, (name, street, city, state, postal, country, industry, customer_id, first,
-            last) in enumerate(DEMO_ACCOUNTS):
-        body: dict[str, Any] = {"Name": name, "BillingStreet": street, "BillingCity": city,
-                                "BillingState": state, "BillingPostalCode": postal,
-                                "BillingCountry": country, "Phone": f"(555) 010-{1000 + i}",
-                                "Industry": industry, "Type": "Customer - Direct",
-                                "Billing_Email__c": _email(name), "Currency__c": "USD"}
-        if customer_id:
-            body.update({"QB_Customer_Id__c": customer_id, "QB_Sync_Status__c": "Synced"})
-        account = org.create("Account", body)
-        accounts.append(account)
-        email = f"{first}.{last}".lower().replace("'", "").replace("ø", "o").replace("á", "a")
-        email = email.replace("ë", "e").replace("ü", "u")
-        org.create("Contact", {"AccountId": account["Id"], "FirstName": first, "LastName": last,
-                               "Email": f"{email}@example.com"})
+    accounts: dict[int, dict[str, Any]] = {}
+
+    def account(index: int) -> dict[str, Any]:
+        if index not in accounts:
+            accounts[index] = _create_account(org, index)
+        return accounts[index]
+
+    for index in range(_LATER_ACCOUNTS):
+        account(index)
     today = datetime.now(UTC).date()
     for account_index, name, stage, close, lines, invoice in DEMO_OPPORTUNITIES:
         if isinstance(close, int):
             close = (today - timedelta(days=close)).isoformat()
         opportunity = org.create("Opportunity", {
-            "Name": name, "AccountId": accounts[account_index]["Id"], "StageName": stage,
+            "Name": name, "AccountId": account(account_index)["Id"], "StageName": stage,
             "CloseDate": close, "Pricebook2Id": org.standard_pricebook, "Type": "New Customer"})
         for code, quantity in lines:
             org.create("OpportunityLineItem", {"OpportunityId": opportunity["Id"],
@@ -163,3 +176,21 @@ def seed_demo(org: Org) -> None:
                 "Amount_Paid__c": paid,
                 "Balance_Due__c": 0.0 if payment_status == "Voided" else round(total - paid, 2)})
     org.events.clear()
+
+
+def _create_account(org: Org, index: int) -> dict[str, Any]:
+    """The demo account ``DEMO_ACCOUNTS[index]`` and its contact."""
+    name, street, city, state, postal, country, industry, customer_id, first, last = DEMO_ACCOUNTS[index]
+    body: dict[str, Any] = {"Name": name, "BillingStreet": street, "BillingCity": city,
+                            "BillingState": state, "BillingPostalCode": postal,
+                            "BillingCountry": country, "Phone": f"(555) 010-{1000 + index}",
+                            "Industry": industry, "Type": "Customer - Direct",
+                            "Billing_Email__c": _email(name, city), "Currency__c": "USD"}
+    if customer_id:
+        body.update({"QB_Customer_Id__c": customer_id, "QB_Sync_Status__c": "Synced"})
+    account = org.create("Account", body)
+    email = f"{first}.{last}".lower().replace("'", "").replace("ø", "o").replace("á", "a")
+    email = email.replace("ë", "e").replace("ü", "u")
+    org.create("Contact", {"AccountId": account["Id"], "FirstName": first, "LastName": last,
+                           "Email": f"{email}@example.com"})
+    return account

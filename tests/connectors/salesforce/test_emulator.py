@@ -88,7 +88,7 @@ async def test_soql_subset(api: Any) -> None:
     nulls = await _soql(http, "SELECT Name, ParentId FROM Account ORDER BY ParentId NULLS LAST, Name")
     assert nulls["done"] is False and nulls["nextRecordsUrl"].startswith(f"{V}/query/01g")
     more = (await http.get(nulls["nextRecordsUrl"])).json()
-    assert more["done"] is True and len(nulls["records"]) + len(more["records"]) == 6
+    assert more["done"] is True and len(nulls["records"]) + len(more["records"]) == 8
     assert (await http.get(nulls["nextRecordsUrl"])).json()[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
 
 
@@ -142,7 +142,7 @@ async def test_bulk_query_paging_ends_with_literal_null(api: Any) -> None:
     assert first.text.splitlines()[0] == "Id,Name"
     last = await http.get(f"{V}/jobs/query/{job['id']}/results",
                           params={"maxRecords": 4, "locator": first.headers["Sforce-Locator"]})
-    assert last.headers["Sforce-Locator"] == "null" and last.headers["Sforce-NumberOfRecords"] == "2"
+    assert last.headers["Sforce-Locator"] == "null" and last.headers["Sforce-NumberOfRecords"] == "4"
     refused = await http.post(f"{V}/jobs/query", json={
         "operation": "query", "query": "SELECT Id, (SELECT Id FROM Contacts) FROM Account"})
     assert refused.status_code == 400
