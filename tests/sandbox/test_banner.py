@@ -61,6 +61,6 @@ def test_the_console_lines_serve_adds_fit_the_banner_and_say_how_to_log_in() -> 
     for access in (open_access, keyed):
         lines = with_console_line(banner, SERVER, access, sb.BANNER_WIDTH).splitlines()
         assert max(len(line) for line in lines) <= sb.BANNER_WIDTH
-        assert lines[-1] == "=" * 100 and lines[2].startswith(f"  console    {SERVER}/console (")
+        assert lines[-1] == "=" * 100 and lines[2].startswith(f"  console    {SERVER}/console: ")
     assert "open on this machine" in open_access and "SPLICE_ADMIN_KEY" in open_access
     assert "log in as 'admin' with the admin key" in keyed

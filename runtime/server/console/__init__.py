@@ -19,7 +19,7 @@ def with_console_line(banner: str, server_url: str, access: str, width: int) -> 
     import textwrap
 
     lines = banner.rstrip("\n").split("\n")
-    added = textwrap.wrap(f"{server_url}{CONSOLE_PREFIX} ({access})", width,
+    added = textwrap.wrap(f"{server_url}{CONSOLE_PREFIX}: {access}", width,
                           initial_indent="  console    ", subsequent_indent=" " * 13,
                           break_on_hyphens=False)
     lines[len(lines) - 1:len(lines) - 1] = added

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -221,21 +222,25 @@ class Console:
     async def _reconciliation(self, session: Session) -> HttpResponse:
         flows = [f for f in sorted(self.admin.runtime.project.flows) if is_reconciliation_flow(f)]
         runs = await self._runs(flows)
-        reports = list_reports(report_dir(self.admin.runtime.project.properties))
+        reports = list_reports(self._report_dir())
         for report in reports:
             report["run"] = run_of(report, runs)
         return self._page("reconciliation.html", session, flows=flows, runs=runs[:20],
                           reports=[_shown(r) for r in reports],
-                          directory=report_dir(self.admin.runtime.project.properties))
+                          directory=self._report_dir())
 
     async def _report(self, name: str, session: Session) -> HttpResponse:
         try:
-            report = read_report(report_dir(self.admin.runtime.project.properties), name)
+            report = read_report(self._report_dir(), name)
         except ReportNotFound:
             raise ConsoleError(404, "Not found", f"No reconciliation report '{name}'.") from None
         flows = [f for f in self.admin.runtime.project.flows if is_reconciliation_flow(f)]
         report["run"] = run_of(report, await self._runs(flows))
         return self._page("report.html", session, report=_shown(report))
+
+    def _report_dir(self) -> Path:
+        project = self.admin.runtime.project
+        return report_dir(project.properties, project.settings.server)
 
     async def _runs(self, flows: list[str]) -> list[dict[str, Any]]:
         runs: list[dict[str, Any]] = []

@@ -2,9 +2,9 @@
 
 The shipped ``nightly-reconciliation`` flow writes, per run, ``reconciliation-FROM-to-TO.json`` (the
 totals), ``.jsonl`` (one finding per line) and ``.txt`` into the directory of the property
-``reconciliation.report-dir``, relative to the serve's working directory as ``file.write`` resolves
-it. Its runs are also in the execution history; a report is linked to the run that wrote it by
-time (the report's ``startedAt`` falls within the execution). Repairs run inside that execution
+``reconciliation.report-dir`` (see :func:`report_dir`), relative to the serve's working directory
+as ``file.write`` resolves it. Its runs are also in the execution history; a report is linked to
+the run that wrote it by time (the report's ``startedAt`` falls within the execution). Repairs run inside that execution
 (``flow-ref``), so a finding links to it, to the history of its business ids (opportunity, invoice)
 and, for a failed repair, to the dead letters of the flow that kept it.
 """
@@ -26,6 +26,7 @@ MAX_REPORTS = 20
 MAX_FINDINGS = 2000
 _NAME = re.compile(r"^reconciliation-[0-9A-Za-z_.-]{1,100}$")
 _DIR_PROPERTY = "reconciliation.report-dir"
+DEFAULT_DIR = "reports"
 #: The flows whose repairs leave dead letters (see ``nightly-reconciliation.yaml``).
 REPAIR_FLOWS = {"invoice": "opportunity-to-invoice", "status": "repair-payment-status"}
 
@@ -39,26 +40,28 @@ def is_reconciliation_flow(name: str) -> bool:
     return "reconciliation" in name
 
 
-def report_dir(properties: Mapping[str, Any]) -> Path | None:
-    """Where the project's reconciliation writes its reports (``None``: the project has none)."""
-    value = properties.get(_DIR_PROPERTY)
-    if value is None:
-        return None
+def report_dir(properties: Mapping[str, Any], server_settings: Mapping[str, Any]) -> Path:
+    """Where the project's reconciliation writes its reports: ``settings.server.reconciliation-
+    reports``, else the property ``reconciliation.report-dir`` (when the project's root defines
+    it), else ``reports`` (the shipped flows' value; a folder of projects keeps the property in
+    each project's own config), relative to the working directory as ``file.write`` resolves it."""
+    value = (server_settings.get("reconciliation-reports") or properties.get(_DIR_PROPERTY)
+             or DEFAULT_DIR)
     return Path(str(value)).expanduser().resolve()
 
 
-def list_reports(directory: Path | None) -> list[dict[str, Any]]:
+def list_reports(directory: Path) -> list[dict[str, Any]]:
     """The newest reports' totals (the ``.json`` files), newest first."""
-    if directory is None or not directory.is_dir():
+    if not directory.is_dir():
         return []
     files = sorted((p for p in directory.glob("reconciliation-*.json") if _NAME.match(p.stem)),
                    key=lambda p: p.stat().st_mtime, reverse=True)
     return [_summary(path) for path in files[:MAX_REPORTS]]
 
 
-def read_report(directory: Path | None, name: str) -> dict[str, Any]:
+def read_report(directory: Path, name: str) -> dict[str, Any]:
     """One report's totals and findings; :class:`ReportNotFound` for a name not in the directory."""
-    if directory is None or not _NAME.match(name):
+    if not _NAME.match(name):
         raise ReportNotFound(name)
     path = directory / f"{name}.json"
     if not path.is_file():
