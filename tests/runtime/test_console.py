@@ -304,3 +304,18 @@ async def test_the_reconciliation_page_lists_reports_and_their_findings(start: A
     assert 'href="/console/executions?id=145"' in report.text
     assert f'href="/console/executions/{run.group(1)}">the run<' in report.text
     assert 'href="/console/dead-letters?flow=repair-payment-status"' in report.text
+
+
+def test_the_templates_and_styles_are_package_data() -> None:
+    """A non-editable install has every file the console reads: pyproject declares them."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    patterns = declared["runtime.server.console"]
+    package = root / "runtime" / "server" / "console"
+    files = [p.relative_to(package).as_posix() for p in package.rglob("*")
+             if p.is_file() and p.suffix not in (".py", ".pyc")]
+    assert {"templates/overview.html", "static/console.css"} <= set(files)
+    assert all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files), files

@@ -146,7 +146,9 @@ class Console:
                                   request=request)
         if not parts:
             _allow(method, "GET")
-            return self._page("overview.html", session, **await gather_overview(self.admin))
+            overview = await gather_overview(self.admin)
+            overview["connections"] = _shown(overview["connections"])
+            return self._page("overview.html", session, **overview)
         if parts == ["executions"]:
             _allow(method, "GET")
             return await self._executions(request, session)
