@@ -319,3 +319,16 @@ def test_the_templates_and_styles_are_package_data() -> None:
              if p.is_file() and p.suffix not in (".py", ".pyc")]
     assert {"templates/overview.html", "static/console.css"} <= set(files)
     assert all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files), files
+
+
+def test_connection_states_read_as_times_and_budgets() -> None:
+    """Token expiries (epoch seconds) show as UTC times with how far off; budgets as pairs."""
+    import time
+
+    from runtime.server.console.handler import _status_value
+
+    soon = _status_value(time.time() + 5 * 3600, "refreshTokenExpiresAt")
+    assert soon.endswith("(in 5.0 h)") and soon[:4].isdigit()
+    assert _status_value(time.time() - 600, "accessTokenExpiresAt").endswith("(10 min ago)")
+    assert _status_value({"used": 59, "max": 15000}, "api_usage") == "used 59, max 15000"
+    assert _status_value(90, "requestsLastMinute") == "90"

@@ -19,6 +19,7 @@ whatever data they show is masked like logs first, so no token, key or secure pr
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -44,6 +45,7 @@ from runtime.server.console.reconciliation import (
     run_of,
 )
 from runtime.store.executions import OUTCOMES
+from runtime.store.ids import utc_iso
 
 __all__ = ["CONSOLE_PREFIX", "Console"]
 
@@ -87,6 +89,7 @@ class Console:
         self.templates.filters["json"] = _pretty
         self.templates.filters["ms"] = _ms
         self.templates.filters["seconds"] = _seconds
+        self.templates.filters["status_value"] = _status_value
         self.css = resources.files("runtime.server.console").joinpath("static/console.css").read_bytes()
 
     async def handle(self, request: HttpRequest, *, server_host: str | None) -> HttpResponse:
@@ -344,6 +347,21 @@ def _seconds(value: Any) -> str:
     if value < 120:
         return f"{value:.1f} s"
     return f"{value / 60:.0f} min" if value < 7200 else f"{value / 3600:.1f} h"
+
+
+def _status_value(value: Any, key: str) -> str:
+    """A connection status value as a person reads it: epoch times (``...At``) as UTC times with
+    how far off they are, small mappings (an API budget) as ``name value`` pairs."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and key.endswith("At") \
+            and value > 1e9:
+        delta = value - time.time()
+        when = f"in {_seconds(delta)}" if delta >= 0 else f"{_seconds(-delta)} ago"
+        return f"{utc_iso(value)[:19]}Z ({when})"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
 
 
 def _url(page: str, query: Mapping[str, str] | None) -> str:
