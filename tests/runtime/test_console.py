@@ -332,3 +332,27 @@ def test_connection_states_read_as_times_and_budgets() -> None:
     assert _status_value(time.time() - 600, "accessTokenExpiresAt").endswith("(10 min ago)")
     assert _status_value({"used": 59, "max": 15000}, "api_usage") == "used 59, max 15000"
     assert _status_value(90, "requestsLastMinute") == "90"
+
+
+async def test_an_open_sandbox_session_is_no_login_anywhere_else(start: Any) -> None:
+    """The 'local' session of an open sandbox console passes neither from another machine nor on a
+    console that needs a login (even one signing with the same console-secret)."""
+    secret = "console-secret: same-secret-for-both"
+    async with console(start, server=secret, sandbox=True) as (_, http):
+        assert (await http.get("/console")).status_code == 200
+        local = http.cookies["splice_console"]
+    async with console(start, server=secret, sandbox=True, client="10.1.2.3") as (_, http):
+        http.cookies.set("splice_console", local, path="/console")
+        remote = await http.get("/console")
+    async with console(start, server=f"{secret}, admin-key: {KEY}") as (_, http):
+        http.cookies.set("splice_console", local, path="/console")
+        keyed = await http.get("/console")
+    assert remote.status_code == keyed.status_code == 401
+
+
+async def test_a_console_user_may_not_be_called_local(start: Any) -> None:
+    from runtime.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="'local' is reserved"):
+        async with console(start, server=f"console-users: {{ local: '{hash_password('x')}' }}"):
+            pass

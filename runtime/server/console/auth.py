@@ -30,13 +30,16 @@ from runtime.admin_access import ADMIN_KEY_ENV, admin_key
 from runtime.errors import ConfigurationError
 from runtime.redaction import register_secret
 
-__all__ = ["ADMIN_USER", "COOKIE", "SECRET_ENV", "ConsoleAuth", "Session", "hash_password",
+__all__ = ["ADMIN_USER", "COOKIE", "LOCAL_USER", "SECRET_ENV", "ConsoleAuth", "Session", "hash_password",
            "verify_password"]
 
 COOKIE = "splice_console"
 SECRET_ENV = "SPLICE_CONSOLE_SECRET"
 #: The user name that logs in with the admin key.
 ADMIN_USER = "admin"
+#: Who a visitor of an open sandbox console is: no configured user may have this name, so that such
+#: a session (from an earlier, open run with the same console-secret) never passes for a login.
+LOCAL_USER = "local"
 #: How long a session lasts after logging in.
 SESSION_SECONDS = 12 * 3600
 _HASH_SCHEME = "pbkdf2-sha256"
@@ -83,6 +86,9 @@ class ConsoleAuth:
             raise ConfigurationError("settings.server.console-users must map user names to password hashes "
                              "(python -m runtime.server.console makes one)")
         self.users: dict[str, str] = {str(name): str(value) for name, value in users.items()}
+        if LOCAL_USER in self.users:
+            raise ConfigurationError(f"settings.server.console-users: '{LOCAL_USER}' is reserved for "
+                                     "the visitors of an open sandbox console; choose another name")
         configured = server_settings.get("console-secret") or environ.get(SECRET_ENV)
         if configured:
             register_secret(str(configured))

@@ -34,7 +34,7 @@ from runtime.history import capture
 from runtime.jsonutil import dumps
 from runtime.redaction import redact
 from runtime.server.admin import AdminApi, AdminError
-from runtime.server.console.auth import ADMIN_USER, ConsoleAuth, Session
+from runtime.server.console.auth import ADMIN_USER, LOCAL_USER, ConsoleAuth, Session
 from runtime.server.console.overview import gather_overview
 from runtime.server.console.reconciliation import (
     ReportNotFound,
@@ -98,9 +98,11 @@ class Console:
         fresh = session is None
         if session is None:
             session = self.auth.new_session(None)
-        if self.auth.open_locally and session.user is None:
-            if is_loopback(request.client) and is_loopback(server_host):
-                session, fresh = self.auth.new_session("local"), True
+        local = is_loopback(request.client) and is_loopback(server_host)
+        if session.user == LOCAL_USER and not (self.auth.open_locally and local):
+            session, fresh = self.auth.new_session(None), True  # "local" is no login elsewhere
+        if self.auth.open_locally and session.user is None and local:
+            session, fresh = self.auth.new_session(LOCAL_USER), True
         try:
             response = await self._route(request, session)
         except ConsoleError as error:
@@ -289,7 +291,7 @@ class Console:
               **values: Any) -> HttpResponse:
         html = self.templates.get_template(template).render(
             user=session.user, csrf=self.auth.csrf_token(session), prefix=CONSOLE_PREFIX,
-            open_locally=self.auth.open_locally and session.user == "local", **values)
+            open_locally=self.auth.open_locally and session.user == LOCAL_USER, **values)
         return HttpResponse(status, html.encode("utf-8"),
                             headers={"content-type": "text/html; charset=utf-8"})
 
