@@ -356,3 +356,19 @@ async def test_a_console_user_may_not_be_called_local(start: Any) -> None:
     with pytest.raises(ConfigurationError, match="'local' is reserved"):
         async with console(start, server=f"console-users: {{ local: '{hash_password('x')}' }}"):
             pass
+
+
+async def test_the_overview_shows_the_alerts_firing_in_the_store(start: Any) -> None:
+    from runtime.alerts import ALERTS_NAMESPACE
+
+    async with console(start) as (h, http):
+        store = h.runtime.store
+        await store.put(ALERTS_NAMESPACE, "invoice-dead-letters:orders",
+                        {"state": "firing", "since": 1_790_000_000.0, "summary": "2 dead letters of orders"})
+        await store.put(ALERTS_NAMESPACE, "slow-trigger:hello",
+                        {"state": "ok", "since": 1_790_000_000.0, "summary": "resolved long ago"})
+        await log_in(http)
+        page = await http.get("/console")
+    alerts = page.text[page.text.index('id="alerts"'):]
+    assert "invoice-dead-letters" in alerts and "2 dead letters of orders" in alerts
+    assert "slow-trigger" not in page.text and "2026-09-21T" in alerts
