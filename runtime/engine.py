@@ -21,13 +21,19 @@ from opentelemetry.trace import Status, StatusCode
 
 from dsl.model import ErrorHandler, Flow, Project, Step
 from runtime.cache import ResultCache
-from runtime.error_handling import find_handler, retry_delay, should_retry
+from runtime.error_handling import (
+    find_handler,
+    is_infrastructure,
+    retry_delay,
+    retry_policy,
+    should_retry,
+)
 from runtime.errors import FlowExecutionError, SpliceError
 from runtime.history import STEP_TIMELINE, ExecutionRecorder, StepTiming
 from runtime.message import Event, Message, Outcome
 from runtime.registry import Registry
 from runtime.steps import ExpressionCosts, StepExecution, StepRunner, render_value
-from runtime.store.base import ObjectStore
+from runtime.store.base import ObjectStore, StoreUnavailableError
 from runtime.telemetry import (
     ATTR_CONNECTOR,
     ATTR_CORRELATION_ID,
@@ -209,8 +215,8 @@ class FlowEngine:
                     if timeline is not None:
                         timeline.append((path, step, started, time.perf_counter(), "failed"))
                     raise
-                handler = find_handler(flow.on_error, error)
-                if not should_retry(handler, error, retries):
+                policy = retry_policy(find_handler(flow.on_error, error), error)
+                if not should_retry(policy, error, retries):
                     if timeline is not None:
                         timeline.append((path, step, started, time.perf_counter(), "failed"))
                     if retries:
@@ -219,11 +225,11 @@ class FlowEngine:
                     raise
                 if timeline is not None:
                     timeline.append((path, step, started, time.perf_counter(), "retried"))
-                assert handler is not None and handler.retry is not None
+                assert policy is not None
                 retries += 1
-                delay = retry_delay(handler.retry, retries, error)
+                delay = retry_delay(policy, retries, error)
                 self.logger.warning("%s failed with %s, retry %d/%d in %.2fs", path, error.error_type,
-                                    retries, handler.retry.attempts, delay)
+                                    retries, policy.attempts, delay)
                 message.payload, message.vars = payload, variables
                 await anyio.sleep(delay)
 
@@ -311,6 +317,13 @@ class FlowEngine:
 
     async def _handle_failure(self, flow: Flow, message: Message, error: SpliceError,
                               dead_letter_failures: bool) -> Outcome:
+        if is_infrastructure(error):
+            # Neither the flow's on-error nor a dead letter: the store they would write to is what
+            # failed, and "continue" would drop the event. Not done, so the trigger delivers it
+            # again (a poll re-reads it, an inbox keeps it, a listener answers 503).
+            self.logger.error("%s: the store is unavailable (%s); the event is left for its "
+                              "trigger to deliver again", flow.name, error.message)
+            return Outcome("failed", message, error=error)
         handler = find_handler(flow.on_error, error)
         await self._run_handler_steps(flow, handler, message, error)
         action = handler.action if handler is not None else "propagate"
@@ -324,7 +337,13 @@ class FlowEngine:
             self.logger.error("%s failed: %s, kept as %s", flow.name, error.error_type, kept)
             return Outcome("dead-lettered", message, error=error, dead_letter_id=str(kept))
         if action == "dead-letter" or dead_letter_failures:
-            return await self.dead_letter(flow, message, error)
+            try:
+                return await self.dead_letter(flow, message, error)
+            except StoreUnavailableError as unkept:
+                self.logger.error("%s failed with %s and its dead letter could not be kept (%s); "
+                                  "the event is left for its trigger to deliver again",
+                                  flow.name, error.error_type, unkept.message)
+                return Outcome("failed", message, error=error)
         self.logger.warning("%s failed: %s", flow.name, error)
         return Outcome("failed", message, error=error)
 
@@ -338,7 +357,7 @@ class FlowEngine:
         that replaying it runs the flow again, then fails the calling step with the error, marked
         with the letter's id: the caller neither retries it nor keeps it a second time.
         """
-        if not isinstance(error, SpliceError):
+        if not isinstance(error, SpliceError) or is_infrastructure(error):
             raise error
         handler = find_handler(flow.on_error, error)
         if handler is None:

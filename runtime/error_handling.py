@@ -14,8 +14,14 @@ from collections.abc import Sequence
 from dsl.model import ErrorHandler, RetryPolicy
 from runtime.errors import SpliceError, error_matches
 from runtime.retry import backoff_delay
+from runtime.store.base import STORE_UNAVAILABLE
 
-__all__ = ["find_handler", "retry_delay", "should_retry"]
+__all__ = ["STORE_RETRY", "find_handler", "is_infrastructure", "retry_delay", "retry_policy",
+           "should_retry"]
+
+#: How a step that met an unavailable store is retried when the flow names no retry of its own:
+#: about 45 s in all, enough for a database failover or a dropped connection to come back.
+STORE_RETRY = RetryPolicy(attempts=6, initial_delay=0.5, max_delay=15.0)
 
 
 def find_handler(handlers: Sequence[ErrorHandler], error: SpliceError) -> ErrorHandler | None:
@@ -26,15 +32,32 @@ def find_handler(handlers: Sequence[ErrorHandler], error: SpliceError) -> ErrorH
     return None
 
 
-def should_retry(handler: ErrorHandler | None, error: SpliceError, retries_done: int) -> bool:
-    """Whether the failed step gets another try.
+def is_infrastructure(error: SpliceError) -> bool:
+    """Whether ``error`` is the runtime's own store failing rather than the flow's work.
+
+    Such an error is never the flow's to handle: the store is where a dead letter would go and
+    where the trigger's position is kept, so the event is left for the trigger to deliver again.
+    """
+    return error.error_type == STORE_UNAVAILABLE
+
+
+def retry_policy(handler: ErrorHandler | None, error: SpliceError) -> RetryPolicy | None:
+    """The retry that applies to ``error``: its handler's, else the built-in one for an
+    unavailable store (:data:`STORE_RETRY`), else none."""
+    if handler is not None and handler.retry is not None:
+        return handler.retry
+    return STORE_RETRY if is_infrastructure(error) else None
+
+
+def should_retry(policy: RetryPolicy | None, error: SpliceError, retries_done: int) -> bool:
+    """Whether the failed step gets another try under ``policy`` (see :func:`retry_policy`).
 
     Only errors marked retryable are retried: trying a validation error again cannot succeed and only
     delays the dead letter the user will have to look at anyway.
     """
-    if handler is None or handler.retry is None or not error.retryable:
+    if policy is None or not error.retryable:
         return False
-    return retries_done < handler.retry.attempts
+    return retries_done < policy.attempts
 
 
 def retry_delay(policy: RetryPolicy, retry_number: int, error: SpliceError) -> float:

@@ -12,7 +12,8 @@ What is counted, and where:
 - executions and their duration, step durations: the engine's observer (:meth:`execution_finished`,
   :meth:`step_finished`);
 - connector HTTP requests (per attempt) and rate-limit waits: the HTTP layers of
-  :mod:`runtime.transports`; token refresh failures: :class:`runtime.oauth.OAuth2Auth`;
+  :mod:`runtime.transports`; token refresh failures: :class:`runtime.oauth.OAuth2Auth`; creates
+  whose answer was lost: the connectors that look them up (QuickBooks);
 - dead letters: :class:`MeteredDeadLetterQueue`; store latency: :class:`MeteredStore`;
 - trigger state and lag: read from :class:`runtime.trigger_states.TriggerStates` at scrape time, and
   the change time that sources put on events (``systemModstamp``, ``commitTimestamp``,
@@ -33,7 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from runtime.store.base import ObjectStore
+from runtime.store.base import Lease, ObjectStore
 from runtime.store.deadletters import DeadLetterQueue
 
 if TYPE_CHECKING:
@@ -103,6 +104,10 @@ class RuntimeMetrics:
             ["connector"], buckets=_SHORT_BUCKETS, registry=r)
         self.dead_letters = Counter("splice_dead_letters", "Dead letters added, by flow", ["flow"],
                                     registry=r)
+        self.lost_answers = Counter(
+            "splice_lost_answers", "Creates whose answer was lost, by what the lookup found: "
+            "found (the record the lost answer carried) or resent (nothing: sent again)",
+            ["connector", "entity", "outcome"], registry=r)
         self.token_refresh_failures = Counter(
             "splice_token_refresh_failures", "Failed OAuth token refreshes by connector",
             ["connector"], registry=r)
@@ -181,6 +186,10 @@ class RuntimeMetrics:
         if seconds > 0.001:
             waits = self.waits.setdefault(connector, deque(maxlen=10_000))
             waits.append((self._clock(), seconds))
+
+    def lost_answer(self, connector: str, entity: str, outcome: str) -> None:
+        """A create of ``connector`` lost its answer; the lookup ``found`` the record or it was ``resent``."""
+        self.lost_answers.labels(connector, entity, outcome).inc()
 
     def token_refresh_failed(self, connector: str, error: BaseException) -> None:
         """Getting a token for ``connector`` failed (the connection cannot authenticate)."""
@@ -323,7 +332,7 @@ class MeteredStore(ObjectStore):
             return await self.inner.count(namespace, prefix)
 
     def lock(self, name: str, *, timeout: float = 30.0,
-             lease: float = 60.0) -> AbstractAsyncContextManager[None]:
+             lease: float = 60.0) -> AbstractAsyncContextManager[Lease]:
         return self.inner.lock(name, timeout=timeout, lease=lease)
 
     async def aclose(self) -> None:

@@ -6,7 +6,9 @@ once at a time: one task per process (an anyio lock) and one process per account
 each re-reading the store after it gets the lock because somebody else may have refreshed already.
 The connector supplies only ``fetch``: how to get a new token from the current one. A rotated refresh
 token returned by ``fetch`` is written to the store *before* the new access token is used, so a crash
-right after a refresh never loses the only valid refresh token.
+right after a refresh never loses the only valid refresh token. With ``SPLICE_SECURE_KEY`` set,
+tokens are sealed at rest (:mod:`runtime.sealing`); without it they are stored in plaintext, and a
+warning says so once.
 
 :class:`OAuth2Auth` is the ``httpx.Auth`` that puts the token on requests and, on a 401, refreshes and
 replays the request exactly once.
@@ -17,12 +19,19 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 import httpx
 
 from runtime.redaction import register_secret
+from runtime.sealing import (
+    SealedSecretError,
+    SecretSealer,
+    is_sealed,
+    sealer_from_environ,
+    warn_unsealed_once,
+)
 from runtime.store.base import ObjectStore
 
 __all__ = ["AccessToken", "OAuth2Auth", "StoredTokenSource", "TOKENS_NAMESPACE", "TokenFetcher",
@@ -85,13 +94,20 @@ class StoredTokenSource:
     ``fetch`` may be left out where tokens are only read or seeded (a ``connect`` command storing
     the first authorization, a fetcher looking at what a peer stored); :meth:`token` then raises
     once a new token would be needed.
+
+    ``sealer`` seals the stored tokens; by default the one of ``SPLICE_SECURE_KEY`` in the process
+    environment (the key secure properties are decrypted with), and none when it is unset. A stored
+    row that does not open raises :class:`runtime.sealing.SealedSecretError`
+    (``OAUTH:TOKENS_UNREADABLE``: authorise again, or set the key it was sealed with).
     """
 
     def __init__(self, store: ObjectStore, key: str, fetch: TokenFetcher | None = None, *,
-                 leeway: float = 120.0, lock_timeout: float = 60.0) -> None:
+                 leeway: float = 120.0, lock_timeout: float = 60.0,
+                 sealer: SecretSealer | None | Literal["environment"] = "environment") -> None:
         self.store = store
         self.key = key
         self._fetch = fetch
+        self.sealer = sealer_from_environ() if sealer == "environment" else sealer
         self.leeway = leeway
         self.lock_timeout = lock_timeout
         self._current: AccessToken | None = None
@@ -100,9 +116,37 @@ class StoredTokenSource:
         self.refresh_count = 0
 
     async def stored(self) -> AccessToken | None:
-        """The token in the store (another process may have refreshed it)."""
-        data = await self.store.get(TOKENS_NAMESPACE, self.key)
-        return AccessToken.from_dict(data) if data else None
+        """The token in the store (another process may have refreshed it).
+
+        A plaintext row from before a key was configured is read, and rewritten sealed unless a
+        peer replaced it meanwhile.
+        """
+        row = await self.store.get(TOKENS_NAMESPACE, self.key)
+        if not row:
+            return None
+        if is_sealed(row):
+            if self.sealer is None:
+                raise SealedSecretError(
+                    f"the stored OAuth tokens of {self._context} are encrypted and SPLICE_SECURE_KEY "
+                    "is not set: set the key they were sealed with, or authorise the connection again")
+            return AccessToken.from_dict(self.sealer.open(row, self._context))
+        token = AccessToken.from_dict(row)
+        if self.sealer is None:
+            warn_unsealed_once("OAuth access and refresh tokens")
+        else:
+            await self.store.compare_and_set(TOKENS_NAMESPACE, self.key, row, self._row(token))
+        return token
+
+    @property
+    def _context(self) -> str:
+        return f"{TOKENS_NAMESPACE}/{self.key}"
+
+    def _row(self, token: AccessToken) -> dict[str, Any]:
+        """The stored form of ``token``: sealed when there is a key."""
+        if self.sealer is None:
+            warn_unsealed_once("OAuth access and refresh tokens")
+            return token.to_dict()
+        return self.sealer.seal(token.to_dict(), self._context)
 
     async def seed(self, token: AccessToken) -> None:
         """Store a token obtained elsewhere (the first authorization of an account).
@@ -112,7 +156,7 @@ class StoredTokenSource:
         store directly.
         """
         async with self._lock:
-            await self.store.put(TOKENS_NAMESPACE, self.key, token.to_dict())
+            await self.store.put(TOKENS_NAMESPACE, self.key, self._row(token))
             self._current = token
 
     async def token(self) -> AccessToken:
@@ -156,7 +200,7 @@ class StoredTokenSource:
                                        "source cannot fetch one")
                 fresh = await self._fetch(stored)
                 self.refresh_count += 1
-                await self.store.put(TOKENS_NAMESPACE, self.key, fresh.to_dict())
+                await self.store.put(TOKENS_NAMESPACE, self.key, self._row(fresh))
                 self._current = fresh
                 return fresh
 

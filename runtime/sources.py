@@ -19,7 +19,7 @@ from dsl.templates import render
 from runtime.context import HttpEndpoint, SourceContext
 from runtime.message import Event, Outcome
 from runtime.params import compile_params
-from runtime.store.base import LockTimeoutError, ObjectStore
+from runtime.store.base import Lease, LockLostError, LockTimeoutError, ObjectStore
 from runtime.store.sourcestate import SourceStateStore
 from runtime.trigger_states import TriggerState, TriggerStates
 
@@ -52,8 +52,14 @@ class FlowSourceContext(SourceContext):
                                                                       flow.trigger.connection)
         self._state = SourceStateStore(engine.store)
         self._source_name = flow.trigger.name
+        #: The lease of the trigger's lock while this replica runs an exclusive trigger: each
+        #: event and each saved position confirms it first, so a replica that lost the lock (its
+        #: database session ended) handles nothing more beside the one that took over.
+        self.lease: Lease | None = None
 
     async def handle(self, event: Event, *, dead_letter_failures: bool = True) -> Outcome:
+        if self.lease is not None:
+            await self.lease.confirm()
         return await self.engine.run(self.flow, event, dead_letter_failures=dead_letter_failures)
 
     async def handle_many(self, events: Iterable[Event]) -> list[Outcome]:
@@ -73,6 +79,8 @@ class FlowSourceContext(SourceContext):
         return await self._state.load(self.flow, self._source_name)
 
     async def save_state(self, state: Any) -> None:
+        if self.lease is not None:
+            await self.lease.confirm()
         await self._state.save(self.flow, self._source_name, state)
 
     def add_route(self, path: str, methods: Iterable[str], endpoint: HttpEndpoint) -> None:
@@ -130,16 +138,19 @@ def _one_replica_at_a_time(run: Any, store: ObjectStore, state: TriggerState) ->
     """``run`` while this replica holds the trigger's store lock; until then, stand by.
 
     The lock of a replica that dies goes with its database session, so a standby takes over
-    within :data:`LEADER_RETRY` seconds.
+    within :data:`LEADER_RETRY` seconds. A replica that lives on but loses its session (failover,
+    a network blip) has lost the lock too: the lock's lease is confirmed before every event and
+    saved position, and watched in between, so its trigger stops at once and it stands by again.
     """
 
-    async def led(ctx: SourceContext, params: dict[str, Any]) -> None:
+    async def led(ctx: FlowSourceContext, params: dict[str, Any]) -> None:
         standing_by = False
         while not ctx.stopping:
             holding = False
             try:
-                async with store.lock(f"trigger:{ctx.flow}", timeout=0.0):
+                async with store.lock(f"trigger:{ctx.flow}", timeout=0.0) as lease:
                     holding = True
+                    ctx.lease = lease
                     state.running()
                     if standing_by:
                         ctx.logger.info("%s: this replica takes over the trigger", ctx.flow)
@@ -148,6 +159,12 @@ def _one_replica_at_a_time(run: Any, store: ObjectStore, state: TriggerState) ->
             except LockTimeoutError:
                 if holding:
                     raise  # the source's own, not the trigger's lock
+            except LockLostError as exc:
+                ctx.logger.error("%s: this replica lost the trigger's lock (%s); its trigger "
+                                 "stopped, another replica may run it now", ctx.flow, exc)
+                standing_by = False
+            finally:
+                ctx.lease = None
             if not standing_by:
                 state.standby()
                 ctx.logger.info("%s: another replica runs the trigger; standing by", ctx.flow)

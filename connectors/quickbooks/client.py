@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import httpx
@@ -38,7 +38,8 @@ from runtime import (
     map_http_errors,
 )
 
-__all__ = ["QuickBooksClient", "RealmLimits", "open_connection", "realm_limits"]
+__all__ = ["LostAnswerObserver", "QuickBooksClient", "RealmLimits", "open_connection",
+           "realm_limits"]
 
 #: Hard ceiling of ``MAXRESULTS`` in one query page.
 MAX_PAGE = 1000
@@ -105,16 +106,25 @@ class _ChainedRateLimit(RateLimit):
             yield
 
 
+class LostAnswerObserver(Protocol):
+    """Told what became of a create whose answer was lost (the runtime's metrics)."""
+
+    def lost_answer(self, connector: str, entity: str, outcome: str) -> None:
+        """``outcome``: ``found`` by the lookup, or ``resent``."""
+
+
 class QuickBooksClient:
     """What operations and sources of a quickbooks connection receive as ``ctx.connection``."""
 
     def __init__(self, settings: QuickBooksSettings, http: httpx.AsyncClient,
-                 tokens: StoredTokenSource, limits: RealmLimits, store: ObjectStore) -> None:
+                 tokens: StoredTokenSource, limits: RealmLimits, store: ObjectStore,
+                 observer: LostAnswerObserver | None = None) -> None:
         self.settings = settings
         self.http = http
         self.tokens = tokens
         self.limits = limits
         self.store = store
+        self.observer = observer
 
     @property
     def realm_id(self) -> str:
@@ -170,11 +180,17 @@ class QuickBooksClient:
         return record
 
     async def write(self, entity: str, body: Mapping[str, Any], *, request_id: str | None = None,
-                    operation: str | None = None, include: str | None = None) -> dict[str, Any]:
-        """``POST /{entity}`` (create, update, delete, void); safe to retry when it has a requestid."""
+                    operation: str | None = None, include: str | None = None,
+                    retry_unanswered: bool = True) -> dict[str, Any]:
+        """``POST /{entity}`` (create, update, delete, void); safe to retry when it has a requestid.
+
+        With a requestid the HTTP layer sends the write again after a timeout or a 5xx, trusting
+        QuickBooks to answer the repeat once. ``retry_unanswered=False`` leaves that to the
+        caller: a create that can be looked up first (:mod:`connectors.quickbooks.creates`).
+        """
         params = {"requestid": request_id, "operation": operation, "include": include}
         payload = await self.request("POST", entity.lower(), params=params, body=body,
-                                     idempotent=request_id is not None)
+                                     idempotent=request_id is not None and retry_unanswered)
         record: dict[str, Any] = payload[entity]
         return record
 
@@ -262,7 +278,7 @@ async def open_connection(settings: Mapping[str, Any],
         max_connections=max(qb.max_concurrent, 1),
         on_throttle=on_throttle,
     )
-    client = QuickBooksClient(qb, http, tokens, limits, ctx.store)
+    client = QuickBooksClient(qb, http, tokens, limits, ctx.store, ctx.resources.metrics)
     try:
         yield client
     finally:

@@ -3,8 +3,10 @@
 Lookup first: by an external key remembered in the object store (a Salesforce Account Id, say),
 then by the match field (DisplayName, Name or Sku), including inactive rows, which still hold
 their name (an inactive match is made active again). Only then create, with a ``requestid``
-derived from the match value so two racing creates of one name are the same request. If QuickBooks
-still answers 6240 (duplicate name), the record that won is looked up and returned.
+derived from the match value so two racing creates of one name are the same request, sent by
+:func:`connectors.quickbooks.creates.create_record` (a lost answer is looked up by name, not sent
+again blindly). If QuickBooks still answers 6240 (duplicate name), the record that won is looked
+up and returned.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Any
 import anyio
 
 from connectors.quickbooks.client import QuickBooksClient
+from connectors.quickbooks.creates import create_record
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.query import quote
-from connectors.quickbooks.writes import apply_update, once, request_id, writable
+from connectors.quickbooks.writes import apply_update, once, writable
 from runtime import OperationContext, SpliceError
 
 __all__ = ["XREF_NAMESPACE", "find_or_create"]
@@ -56,7 +59,7 @@ async def _create(ctx: OperationContext, client: QuickBooksClient, entity: str,
     body.pop("Id", None)
     created: dict[str, Any] = await once(
         ctx, client.realm_id, f"create:{entity}:{key}",
-        lambda: client.write(entity, body, request_id=request_id(str(key))))
+        lambda: create_record(ctx, client, entity, body, str(key)))
     return created
 
 

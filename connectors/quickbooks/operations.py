@@ -3,7 +3,8 @@
 
 Handlers receive rendered parameters and the connection's :class:`QuickBooksClient`; they return
 the new payload (the entity as QuickBooks answered it, Decimals for money). Writes go through
-:mod:`connectors.quickbooks.writes`, so a replayed event changes nothing.
+:mod:`connectors.quickbooks.writes`, so a replayed event changes nothing, and creates through
+:mod:`connectors.quickbooks.creates`, so a lost answer makes no second record.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any
 
 from connectors.quickbooks.batch import batch_operation
 from connectors.quickbooks.client import QuickBooksClient
+from connectors.quickbooks.creates import create_record
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.lookup import find_or_create
 from connectors.quickbooks.money import dumps
 from connectors.quickbooks.query import is_count, query_entity, render
-from connectors.quickbooks.writes import apply_update, once, request_id, writable
+from connectors.quickbooks.writes import apply_update, once, writable
 from runtime import OperationContext, OperationSpec, Param
 
 __all__ = ["OPERATIONS"]
@@ -78,7 +80,7 @@ async def create(ctx: OperationContext, params: dict[str, Any]) -> Any:
     if not key:
         raise quickbooks_error("VALIDATION", "quickbooks.create needs an idempotency-key")
     result = await once(ctx, client.realm_id, f"create:{entity}:{key}",
-                        lambda: client.write(entity, body, request_id=request_id(str(key))))
+                        lambda: create_record(ctx, client, entity, body, str(key)))
     ctx.annotate(entity=entity, record_id=str(result.get("Id", "")))
     return result
 

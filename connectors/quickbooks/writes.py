@@ -6,7 +6,9 @@ Exactly-once effects take three guards, because Intuit does not document how lon
 1. the idempotency ledger in the object store (``ctx.once``): a replayed event finds its key ``done`` and gets the
    recorded result back without any call to QuickBooks;
 2. the ``requestid`` query parameter, derived deterministically from the key (at most 50 characters,
-   36 for batch), so a retry after a timeout or a 5xx is answered with the first response;
+   36 for batch), so a retry after a timeout or a 5xx is answered with the first response; a
+   create is not left to it alone: after a lost answer it is looked up by its own key before it is
+   sent again (:mod:`connectors.quickbooks.creates`);
 3. stale-object recovery (5010): re-read the record, re-apply only the fields this write owns on top
    of the fresh version, and send again, a bounded number of times.
 """
@@ -35,7 +37,7 @@ LEDGER_NAMESPACE = "quickbooks-ledger"
 #: Seconds a ledger claim holds its key. A claim outlives its owner only when that process died (a
 #: live one completes or releases it), and until then the key's executions fail IN_PROGRESS: kept
 #: short so the flows' retries get past a crashed run's claims. Taking a claim over early is safe:
-#: the write carries the same requestid, which QuickBooks answers once.
+#: the write carries the same requestid, and a create the crashed run sent is looked up first.
 CLAIM_LEASE = 20.0
 #: Fields QuickBooks computes; never sent back in an update body.
 READ_ONLY = frozenset({"MetaData", "domain", "time", "FullyQualifiedName", "Balance",

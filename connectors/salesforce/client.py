@@ -244,7 +244,13 @@ class SalesforceClient:
     # -- writes -------------------------------------------------------------------------------
 
     async def create(self, sobject: str, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Insert one record; returns ``{"id", "success", "errors"}``."""
+        """Insert one record; returns ``{"id", "success", "errors"}``.
+
+        Not sent again after a timeout or a 5xx (Salesforce has no request id to make a repeat
+        harmless, and a plain insert has no key to look up): it fails, and a flow that must create
+        once uses :meth:`upsert` by an external id instead. The shipped flows create nothing in
+        Salesforce; they update records by Id.
+        """
         body = _writable(record, drop=("Id",))
         response = await self.request("POST", self.data(f"sobjects/{sobject}"), json=body,
                                       retry_locks=True, context=f"create {sobject}")
@@ -260,7 +266,10 @@ class SalesforceClient:
                      record: Mapping[str, Any]) -> dict[str, Any]:
         """Insert or update by external id; 201, 200 and 204 all end as ``{"id", "created"}``.
 
-        Several matches (300) raise ``SALESFORCE:MULTIPLE_MATCHES`` with the matching ids.
+        Idempotent by nature: a repeat after a lost answer finds the record the first call made by
+        its external id and updates it to the same values, so no lookup is needed before it is sent
+        again (the HTTP layer retries it after a timeout or a 5xx). Several matches (300) raise
+        ``SALESFORCE:MULTIPLE_MATCHES`` with the matching ids.
         """
         path = self.data(f"sobjects/{sobject}/{field}/{url_quote(str(value), safe='')}")
         response = await self.request("PATCH", path, json=_writable(record, drop=("Id", field)),

@@ -64,7 +64,7 @@ class SpliceApp:
         self.on_ready = on_ready
         self.ready = False
         self.policies: list[Policy] = build_policies(
-            runtime.project.settings.server.get("policies"))
+            runtime.project.settings.server.get("policies"), store=runtime.store)
         #: ``/admin/...`` (executions, dead letters, status), with its own authentication.
         self.admin = AdminApi(runtime, key=admin_key(runtime.project.settings.server),
                               sandbox=sandbox)
@@ -156,7 +156,7 @@ class SpliceApp:
         inbound = await self._request(scope, receive, path_params)
         if inbound is None:
             return _error(499, "SERVER:CLIENT_GONE", "the client went away")
-        refusal = check_policies(self.policies, inbound) if self.policies else None
+        refusal = await check_policies(self.policies, inbound) if self.policies else None
         if refusal is not None:
             return refusal
         try:

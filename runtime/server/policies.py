@@ -14,6 +14,12 @@ Configured in ``settings.server.policies`` of a project::
 Each policy applies to the paths matching one of ``paths`` (glob, default every path) and none of
 ``exclude``; ``/health`` and ``/ready`` are never policed. A refused request gets 401 or 429 with a
 JSON body; a 429 carries ``Retry-After``.
+
+A rate limit with ``key: client`` counts per client id only once a ``client-id`` policy listed before
+it has checked that client's secret; otherwise it counts per remote address, so an unchecked
+``client_id`` header never buys a fresh quota. Its windows are whole periods (epoch-aligned); on a
+store shared by replicas (PostgreSQL) they are counted in the store, so N replicas together admit
+``requests`` per period, not N times as many.
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ from __future__ import annotations
 import fnmatch
 import hmac
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +35,8 @@ from dsl import parse_duration
 from runtime.context import HttpRequest, HttpResponse
 from runtime.errors import ConfigurationError
 from runtime.redaction import register_secret
+from runtime.server.ratewindows import LocalWindows, StoreWindows, Windows
+from runtime.store.base import ObjectStore
 
 __all__ = ["Policy", "PolicyConfigError", "build_policies", "check_policies"]
 
@@ -55,8 +62,9 @@ class Policy:
             return False
         return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.paths)
 
-    def check(self, request: HttpRequest) -> HttpResponse | None:
-        """``None`` to let the request through, else the refusal."""
+    async def check(self, request: HttpRequest, verified: str | None) -> HttpResponse | None:
+        """``None`` to let the request through, else the refusal. ``verified`` is the client id a
+        ``client-id`` policy before this one checked, if any."""
         raise NotImplementedError
 
 
@@ -76,7 +84,7 @@ class ClientIdPolicy(Policy):
 
     clients: Mapping[str, str] = field(default_factory=dict)
 
-    def check(self, request: HttpRequest) -> HttpResponse | None:
+    async def check(self, request: HttpRequest, verified: str | None) -> HttpResponse | None:
         client = _client_of(request)
         secret = request.headers.get("client_secret") or request.headers.get("client-secret") or ""
         expected = self.clients.get(client or "")
@@ -93,7 +101,7 @@ class ApiKeyPolicy(Policy):
     keys: Sequence[str] = ()
     header: str = "x-api-key"
 
-    def check(self, request: HttpRequest) -> HttpResponse | None:
+    async def check(self, request: HttpRequest, verified: str | None) -> HttpResponse | None:
         given = request.headers.get(self.header.lower(), "")
         # An empty configured key (an unset property) must never admit a request without a key.
         if not given or not any(hmac.compare_digest(given.encode(), str(k).encode())
@@ -104,25 +112,23 @@ class ApiKeyPolicy(Policy):
 
 @dataclass
 class RateLimitPolicy(Policy):
-    """At most ``requests`` per ``period`` seconds per client id (or per remote address)."""
+    """At most ``requests`` per ``period`` seconds per verified client id (or remote address)."""
 
     requests: int = 100
     period: float = 60.0
     key: str = "client"
-    _windows: dict[str, tuple[float, int]] = field(default_factory=dict)
+    windows: Windows = field(default_factory=LocalWindows)
+    #: Tells this policy's counts apart from another's in a shared store.
+    name: str = "rate-limit"
 
-    def check(self, request: HttpRequest) -> HttpResponse | None:
-        who = (_client_of(request) if self.key == "client" else None) or request.client or "?"
-        now = time.monotonic()
-        start, used = self._windows.get(who, (now, 0))
-        if now - start >= self.period:
-            start, used = now, 0
-        if used >= self.requests:
-            wait = max(1, math.ceil(self.period - (now - start)))
+    async def check(self, request: HttpRequest, verified: str | None) -> HttpResponse | None:
+        who = (f"client:{verified}" if self.key == "client" and verified
+               else f"address:{request.client or '?'}")
+        wait = await self.windows.take(f"{self.name}:{who}", self.requests, self.period)
+        if wait is not None:
             return _refuse(429, "TOO_MANY_REQUESTS",
                            f"rate limit of {self.requests} requests per {self.period:g}s exceeded",
-                           {"Retry-After": str(wait)})
-        self._windows[who] = (start, used + 1)
+                           {"Retry-After": str(max(1, math.ceil(wait)))})
         return None
 
 
@@ -131,8 +137,9 @@ _KINDS: dict[str, type[Policy]] = {
 }
 
 
-def build_policies(config: Any) -> list[Policy]:
-    """Policies from ``settings.server.policies`` (a list of one-key mappings)."""
+def build_policies(config: Any, store: ObjectStore | None = None) -> list[Policy]:
+    """Policies from ``settings.server.policies`` (a list of one-key mappings); rate limits count
+    in ``store`` when it is shared by replicas, else in this process."""
     policies: list[Policy] = []
     for index, entry in enumerate(config or []):
         if not isinstance(entry, Mapping) or len(entry) != 1:
@@ -156,20 +163,26 @@ def build_policies(config: Any) -> list[Policy]:
                 register_secret(key)
             policy = ApiKeyPolicy(keys=keys, header=str(options.pop("header", "x-api-key")), **common)
         else:
+            windows: Windows = (StoreWindows(store) if store is not None and store.serves_replicas
+                                else LocalWindows())
             policy = RateLimitPolicy(requests=int(options.pop("requests", 100)),
                                      period=parse_duration(options.pop("period", 60)),
-                                     key=str(options.pop("key", "client")), **common)
+                                     key=str(options.pop("key", "client")), windows=windows,
+                                     name=f"policy-{index + 1}", **common)
         if options:
             raise PolicyConfigError(f"policy '{kind}': unknown option(s) {', '.join(options)}")
         policies.append(policy)
     return policies
 
 
-def check_policies(policies: Sequence[Policy], request: HttpRequest) -> HttpResponse | None:
+async def check_policies(policies: Sequence[Policy], request: HttpRequest) -> HttpResponse | None:
     """The first refusal among the policies guarding the request's path, else ``None``."""
+    verified: str | None = None
     for policy in policies:
         if policy.applies(request.path):
-            refusal = policy.check(request)
+            refusal = await policy.check(request, verified)
             if refusal is not None:
                 return refusal
+            if isinstance(policy, ClientIdPolicy):
+                verified = _client_of(request)
     return None

@@ -19,6 +19,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from runtime.store.base import (
+    Lease,
+    LockLostError,
     LockTimeoutError,
     ObjectStore,
     StoreOpenError,
@@ -48,6 +50,8 @@ __all__ = [
     "JobState",
     "LedgerEntry",
     "MEMORY",
+    "Lease",
+    "LockLostError",
     "LockTimeoutError",
     "ObjectStore",
     "PostgresStore",

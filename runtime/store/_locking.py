@@ -15,9 +15,9 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from runtime.store.base import LockTimeoutError
+from runtime.store.base import Lease, LockLostError, LockTimeoutError
 
-__all__ = ["LocalLocks", "poll", "unwrap_single"]
+__all__ = ["LocalLocks", "poll", "unwrap_single", "watched"]
 
 log = logging.getLogger("splice.store")
 
@@ -81,6 +81,44 @@ async def poll(name: str, attempt: Callable[[], Awaitable[bool]], deadline: floa
             raise LockTimeoutError(f"lock {name!r} is held elsewhere (timed out)")
         await anyio.sleep(min(remaining, delay * random.uniform(0.5, 1.0)))
         delay = min(delay * 2, MAX_BACKOFF)
+
+
+@asynccontextmanager
+async def watched(lease: Lease, every: float) -> AsyncIterator[Lease]:
+    """Run the body while :meth:`Lease.confirm` is asked every ``every`` seconds beside it.
+
+    When the lease is found lost, the body is cancelled at once and :class:`LockLostError` raised
+    in its place: a holder that lost its lock must not keep working, even between units of work
+    (which confirm the lease themselves). Other exceptions of the body come out unwrapped.
+    """
+
+    stopped: list[LockLostError] = []
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        while True:
+            await anyio.sleep(every)
+            try:
+                await lease.confirm()
+            except LockLostError as exc:
+                log.error("%s; stopping the work done under it", exc)
+                stopped.append(exc)
+                scope.cancel()
+                return
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch, tg.cancel_scope)
+            try:
+                yield lease
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        inner = unwrap_single(group)
+        if inner is group:
+            raise
+        raise inner from inner.__cause__
+    if stopped:
+        raise stopped[0]
 
 
 def unwrap_single(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -21,9 +21,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from runtime.errors import ConfigurationError
+from runtime.errors import ConfigurationError, SpliceError
 
-__all__ = ["LockTimeoutError", "ObjectStore", "StoreOpenError", "StoreURLError", "decode", "encode"]
+__all__ = ["STORE_UNAVAILABLE", "Lease", "LockLostError", "LockTimeoutError", "ObjectStore",
+           "StoreOpenError", "StoreURLError", "StoreUnavailableError", "decode", "encode"]
 
 
 class StoreURLError(ConfigurationError):
@@ -35,8 +36,69 @@ class StoreOpenError(ConfigurationError):
     file that cannot be written. Raised when the store is first used, never for a later failure."""
 
 
+#: The error type of a store that does not answer, or answers with a failure of its own.
+STORE_UNAVAILABLE = "STORE:UNAVAILABLE"
+
+
+class StoreUnavailableError(SpliceError):
+    """The store failed to do what it was asked: unreachable, its connection cut, locked, read-only
+    or damaged. Typed and retryable, so a step that meets it inside a connector is retried with
+    backoff (the engine's built-in policy) instead of failing as a connector's unexpected error;
+    what was asked of the store may or may not have happened, exactly as after a lost answer."""
+
+    default_type = STORE_UNAVAILABLE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_type=STORE_UNAVAILABLE, retryable=True, status=503)
+
+
 class LockTimeoutError(Exception):
     """A named lock could not be taken within the given time."""
+
+
+class LockLostError(Exception):
+    """The holder of a named lock no longer holds it: its database session ended (failover, a
+    network blip, an administrator's ``pg_terminate_backend``) or its lease was taken over. Work
+    that only the holder may do must stop: another process may hold the lock now."""
+
+
+class Lease:
+    """What the holder of a named lock has while its body runs: ask :meth:`confirm` before each
+    unit of work that only the holder may do (the fencing check), so that a holder that lost the
+    lock stops at once instead of working on beside the new holder.
+
+    The backend watches the lock too and cancels the body when it finds it lost, so a holder that
+    does no work is stopped as well. This base lease is for locks that cannot be lost while the
+    process lives; backends whose locks can (a database session, a lease row) override
+    :meth:`_check`.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lost: str | None = None
+
+    @property
+    def lost(self) -> bool:
+        """Whether the lock is known to be lost (no round trip)."""
+        return self._lost is not None
+
+    def lose(self, reason: str) -> None:
+        """Record that the lock is gone, and why; every later :meth:`confirm` raises."""
+        if self._lost is None:
+            self._lost = reason
+
+    async def confirm(self) -> None:
+        """Return when the lock is still held; raise :class:`LockLostError` when it is not."""
+        if self._lost is None:
+            try:
+                await self._check()
+            except LockLostError as exc:
+                self.lose(str(exc))
+        if self._lost is not None:
+            raise LockLostError(f"lock {self.name!r} was lost: {self._lost}")
+
+    async def _check(self) -> None:
+        """Raise :class:`LockLostError` when the backend no longer holds the lock."""
 
 
 class ObjectStore(ABC):
@@ -91,12 +153,15 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def lock(self, name: str, *, timeout: float = 30.0,
-             lease: float = 60.0) -> AbstractAsyncContextManager[None]:
+             lease: float = 60.0) -> AbstractAsyncContextManager[Lease]:
         """A named mutual-exclusion lock, shared by every process using the same backend.
 
         Waits at most ``timeout`` seconds while another holder has it (then
         :class:`LockTimeoutError`); ``timeout=0`` takes it only if it is free. Reaching the backend
         is not part of that wait. ``lease`` bounds how long a crashed holder can keep others out.
+
+        The body gets a :class:`Lease` to confirm before each unit of work. When the backend finds
+        the lock lost while the body runs, it cancels the body and raises :class:`LockLostError`.
         """
 
     @abstractmethod

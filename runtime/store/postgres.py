@@ -11,7 +11,10 @@ Same table shape and semantics as the SQLite store, on an asyncpg pool:
 * ``lock()`` is a session-level advisory lock, ``pg_try_advisory_lock`` polled until the timeout,
   held on a dedicated connection from a separate small pool for as long as the body runs. When the
   holder dies its connection closes and the server frees the lock at once, so ``lease`` is not
-  needed here. Lock names are hashed to 32 bits (``hashtext``): two names that collide merely
+  needed here. The other way round, a holder whose session ends while it lives (failover, a
+  network blip, ``pg_terminate_backend``) has lost the lock to whoever polls next: the session is
+  checked every :data:`LEASE_CHECK` seconds and before each unit of work (:class:`Lease`), and the
+  body is cancelled when it is gone. Lock names are hashed to 32 bits (``hashtext``): two names that collide merely
   exclude each other.
 
 Tables live in their own schema (``splice`` unless told otherwise), created on first use.
@@ -19,17 +22,26 @@ Tables live in their own schema (``splice`` unless told otherwise), created on f
 
 from __future__ import annotations
 
+import functools
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
 
-from runtime.store._locking import LocalLocks, log, poll
-from runtime.store.base import ObjectStore, StoreOpenError, decode, encode
+from runtime.store._locking import LocalLocks, log, poll, watched
+from runtime.store.base import (
+    Lease,
+    LockLostError,
+    ObjectStore,
+    StoreOpenError,
+    StoreUnavailableError,
+    decode,
+    encode,
+)
 from runtime.store.sqlite import key_range
 
 __all__ = ["PostgresStore"]
@@ -40,6 +52,91 @@ _LIVE = "(expires_at IS NULL OR expires_at > $3)"
 
 #: How long one attempt at a lock may wait for a connection of the lock pool (seconds).
 CONNECTION_WAIT = 5.0
+#: How often a held lock's session is checked while its body runs (seconds), besides the check
+#: before each unit of work (:meth:`Lease.confirm`).
+LEASE_CHECK = 1.0
+#: How long one such check may take before the lock counts as lost (a partitioned network).
+LEASE_CHECK_TIMEOUT = 5.0
+
+_HOLDS_LOCK = ("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+               "AND pid = pg_backend_pid() AND classid = hashtext($1)::oid "
+               "AND objid = hashtext($2)::oid AND objsubid = 2)")
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not do the work (connection cut or refused, server
+    shutting down or out of resources, read-only, a transaction rolled back by a conflict), as
+    opposed to a mistake in the statement, which stays itself."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - a PostgreSQL store always has it
+        return False
+    errors = asyncpg.exceptions
+    return isinstance(exc, errors.InterfaceError | errors.PostgresConnectionError
+                      | errors.OperatorInterventionError | errors.InsufficientResourcesError
+                      | errors.TransactionRollbackError | errors.ReadOnlySQLTransactionError
+                      | errors.CannotConnectNowError)
+
+
+@contextmanager
+def _typed(where: str) -> Iterator[None]:
+    """Raise a database failure inside as :class:`StoreUnavailableError`."""
+    try:
+        yield
+    except StoreUnavailableError:
+        raise
+    except Exception as exc:
+        if _is_unavailable(exc):
+            raise StoreUnavailableError(f"the PostgreSQL store {where} failed: "
+                                        f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def _typed_failures(method: Callable[P, Coroutine[Any, Any, T]]
+                    ) -> Callable[P, Coroutine[Any, Any, T]]:
+    """A store operation whose database failures come out as :class:`StoreUnavailableError`."""
+
+    @functools.wraps(method)
+    async def typed(*args: P.args, **kwargs: P.kwargs) -> T:
+        with _typed(f"{method.__name__}"):
+            return await method(*args, **kwargs)
+
+    return typed
+
+
+class _SessionLease(Lease):
+    """A lease on a session-level advisory lock: held for as long as its session lives.
+
+    The check asks the holding session itself whether the server still lists the lock as granted
+    to it; a session that was terminated, timed out or cannot be reached has lost it (the server
+    frees a session's locks when the session ends, and a standby may already hold it). Checks are
+    one at a time: an asyncpg connection runs one statement at once.
+    """
+
+    def __init__(self, name: str, conn: Any, scope: str) -> None:
+        super().__init__(name)
+        self._conn = conn
+        self._scope = scope
+        self._one_at_a_time = anyio.Lock()
+
+    async def _check(self) -> None:
+        async with self._one_at_a_time:
+            if self.lost:
+                return
+            try:
+                with anyio.fail_after(LEASE_CHECK_TIMEOUT):
+                    held = await self._conn.fetchval(_HOLDS_LOCK, self._scope, self.name)
+            except Exception as exc:  # terminated, reset, unreachable: the session is gone
+                raise LockLostError(f"its database session failed ({type(exc).__name__}: {exc})"
+                                    ) from exc
+            if not held:
+                raise LockLostError("the database no longer lists it as held by this session")
 
 
 class PostgresStore(ObjectStore):
@@ -152,6 +249,7 @@ class PostgresStore(ObjectStore):
 
     # -- ObjectStore ----------------------------------------------------------------------------
 
+    @_typed_failures
     async def get(self, namespace: str, key: str) -> Any | None:
         pool, _ = await self._pools()
         text = await pool.fetchval(
@@ -159,6 +257,7 @@ class PostgresStore(ObjectStore):
             namespace, key, self.clock())
         return None if text is None else decode(text)
 
+    @_typed_failures
     async def put(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
         pool, _ = await self._pools()
         now = self.clock()
@@ -170,6 +269,7 @@ class PostgresStore(ObjectStore):
                 "SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at",
                 namespace, key, encode(value), self._expiry(now, ttl))
 
+    @_typed_failures
     async def put_many(self, entries: Sequence[tuple[str, str, Any]], *,
                        ttl: float | None = None) -> None:
         if not entries:
@@ -185,6 +285,7 @@ class PostgresStore(ObjectStore):
                 "ON CONFLICT (namespace, key) DO UPDATE "
                 "SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at", rows)
 
+    @_typed_failures
     async def put_if_absent(self, namespace: str, key: str, value: Any, *,
                             ttl: float | None = None) -> bool:
         pool, _ = await self._pools()
@@ -199,6 +300,7 @@ class PostgresStore(ObjectStore):
                 namespace, key, encode(value), self._expiry(now, ttl), now)
         return bool(created)
 
+    @_typed_failures
     async def compare_and_set(self, namespace: str, key: str, expected: Any, value: Any, *,
                               ttl: float | None = None) -> bool:
         if expected is None:
@@ -217,6 +319,7 @@ class PostgresStore(ObjectStore):
                 namespace, key, encode(value), self._expiry(now, ttl))
             return True
 
+    @_typed_failures
     async def delete(self, namespace: str, key: str) -> bool:
         pool, _ = await self._pools()
         now = self.clock()
@@ -236,10 +339,11 @@ class PostgresStore(ObjectStore):
             params: list[Any] = [namespace, low, self.clock(), size]
             if high is not None:
                 params.append(high)
-            page = await pool.fetch(
-                f"SELECT key, value FROM {self._kv} WHERE namespace = $1 "
-                f"AND key {'>' if exclusive else '>='} $2{upper} AND {_LIVE} ORDER BY key LIMIT $4",
-                *params)
+            with _typed("items"):
+                page = await pool.fetch(
+                    f"SELECT key, value FROM {self._kv} WHERE namespace = $1 "
+                    f"AND key {'>' if exclusive else '>='} $2{upper} AND {_LIVE} ORDER BY key "
+                    "LIMIT $4", *params)
             for row in page:
                 yield row[0], decode(row[1])
             if len(page) < size:
@@ -248,6 +352,7 @@ class PostgresStore(ObjectStore):
             if remaining is not None:
                 remaining -= len(page)
 
+    @_typed_failures
     async def count(self, namespace: str, prefix: str = "") -> int:
         pool, _ = await self._pools()
         low, _, high = key_range(prefix, None)
@@ -260,11 +365,11 @@ class PostgresStore(ObjectStore):
             *params))
 
     def lock(self, name: str, *, timeout: float = 30.0,
-             lease: float = 60.0) -> AbstractAsyncContextManager[None]:
+             lease: float = 60.0) -> AbstractAsyncContextManager[Lease]:
         return self._lock(name, timeout)
 
     @asynccontextmanager
-    async def _lock(self, name: str, wait: float) -> AsyncIterator[None]:
+    async def _lock(self, name: str, wait: float) -> AsyncIterator[Lease]:
         deadline = anyio.current_time() + wait
         scope = f"splice:{self.schema}"
         async with self._local_locks.hold(name, deadline):
@@ -281,8 +386,10 @@ class PostgresStore(ObjectStore):
                 # Shielded: a lock taken on the server must never go unrecorded here.
                 with anyio.CancelScope(shield=True):
                     try:
-                        took = await conn.fetchval(
-                            "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", scope, name)
+                        with _typed("lock"):
+                            took = await conn.fetchval(
+                                "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
+                                scope, name)
                     except BaseException:
                         await self._give_back(lock_pool, conn)
                         raise
@@ -294,11 +401,15 @@ class PostgresStore(ObjectStore):
 
             await poll(name, attempt, deadline)
             conn = held[0]
+            lease = _SessionLease(name, conn, scope)
             try:
-                yield
+                async with watched(lease, LEASE_CHECK):
+                    yield lease
             finally:
                 with anyio.CancelScope(shield=True):
-                    await self._unlock(lock_pool, conn, scope, name)
+                    if lease.lost:  # never handed to anyone again: its session is suspect
+                        conn.terminate()
+                    await self._unlock(lock_pool, conn, scope, name, lost=lease.lost)
 
     async def _borrow(self, lock_pool: Any, wait: float) -> Any | None:
         """A connection of the lock pool, or ``None`` when none came within ``wait`` seconds.
@@ -330,12 +441,16 @@ class PostgresStore(ObjectStore):
         finally:
             self._lock_connections.release()
 
-    async def _unlock(self, lock_pool: Any, conn: Any, scope: str, name: str) -> None:
-        try:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext($1), hashtext($2))", scope, name)
-        except Exception as exc:  # the session ending frees the lock too
-            log.warning("could not release lock %r cleanly (%s); dropping its connection", name, exc)
-            conn.terminate()
+    async def _unlock(self, lock_pool: Any, conn: Any, scope: str, name: str, *,
+                      lost: bool = False) -> None:
+        if not lost:
+            try:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext($1), hashtext($2))",
+                                   scope, name)
+            except Exception as exc:  # the session ending frees the lock too
+                log.warning("could not release lock %r cleanly (%s); dropping its connection",
+                            name, exc)
+                conn.terminate()
         try:
             await self._give_back(lock_pool, conn)
         except Exception as exc:  # the pool drops a connection it cannot reset; the lock goes with it

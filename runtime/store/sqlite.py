@@ -31,7 +31,15 @@ from typing import Any, TypeVar
 import anyio
 
 from runtime.store._locking import LocalLocks, log, poll, unwrap_single
-from runtime.store.base import ObjectStore, StoreOpenError, decode, encode
+from runtime.store.base import (
+    Lease,
+    LockLostError,
+    ObjectStore,
+    StoreOpenError,
+    StoreUnavailableError,
+    decode,
+    encode,
+)
 
 __all__ = ["DEFAULT_PATH", "SQLiteStore"]
 
@@ -147,11 +155,21 @@ class SQLiteStore(ObjectStore):
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the writing connection."""
-        return await self._writer.run(fn)
+        try:
+            return await self._writer.run(fn)
+        except _MISTAKES:
+            raise
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the reading connection (plain SELECTs only)."""
-        return await self._reader.run(fn)
+        try:
+            return await self._reader.run(fn)
+        except _MISTAKES:
+            raise
+        except _UNAVAILABLE as exc:
+            raise _unavailable(exc) from exc
 
     def _maybe_purge(self, conn: sqlite3.Connection, now: float) -> None:
         """Delete expired rows now and then (readers already ignore them)."""
@@ -313,21 +331,22 @@ class SQLiteStore(ObjectStore):
         return await self._read(lambda conn: int(conn.execute(sql, params).fetchone()[0]))
 
     def lock(self, name: str, *, timeout: float = 30.0,
-             lease: float = 60.0) -> AbstractAsyncContextManager[None]:
+             lease: float = 60.0) -> AbstractAsyncContextManager[Lease]:
         return self._lock(name, timeout, lease)
 
     @asynccontextmanager
-    async def _lock(self, name: str, wait: float, lease: float) -> AsyncIterator[None]:
+    async def _lock(self, name: str, wait: float, lease: float) -> AsyncIterator[Lease]:
         deadline = anyio.current_time() + wait
         owner = uuid.uuid4().hex
         async with self._local_locks.hold(name, deadline):
             await poll(name, lambda: self._try_lock(name, owner, lease), deadline)
+            held = _RowLease(self, name, owner)
             try:
                 try:
                     async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._keep_lease, name, owner, lease)
+                        tg.start_soon(self._keep_lease, held, lease, tg.cancel_scope)
                         try:
-                            yield
+                            yield held
                         finally:
                             tg.cancel_scope.cancel()
                 except BaseExceptionGroup as group:
@@ -335,6 +354,8 @@ class SQLiteStore(ObjectStore):
                     if inner is group:
                         raise
                     raise inner from inner.__cause__  # keeps the body's own cause, drops the group
+                if held.lost:
+                    await held.confirm()  # raises LockLostError: the body was cancelled for it
             finally:
                 with anyio.CancelScope(shield=True):
                     try:
@@ -368,28 +389,65 @@ class SQLiteStore(ObjectStore):
             took = await self._call(op)
         return took
 
-    async def _keep_lease(self, name: str, owner: str, lease: float) -> None:
-        """Push the lease forward while the body runs, so only a dead holder loses the lock."""
+    async def _keep_lease(self, held: _RowLease, lease: float, body: anyio.CancelScope) -> None:
+        """Push the lease forward while the body runs, so only a dead holder loses the lock; when
+        the row was taken over meanwhile (this process stalled past its lease), the lock is lost
+        and the body is cancelled."""
         while True:
             await anyio.sleep(max(lease / 3, 0.01))
             until = self.clock() + lease
 
             def renew(conn: sqlite3.Connection, until: float = until) -> int:
                 return conn.execute("UPDATE locks SET expires_at = ? WHERE name = ? AND owner = ?",
-                                    (until, name, owner)).rowcount
+                                    (until, held.name, held.owner)).rowcount
 
             try:
                 renewed = await self._call(renew)
             except (sqlite3.Error, anyio.ClosedResourceError) as exc:
-                log.warning("could not renew the lease of lock %r: %s", name, exc)
+                log.warning("could not renew the lease of lock %r: %s", held.name, exc)
                 continue
             if renewed == 0:
-                log.warning("lock %r was taken over after its lease ran out", name)
+                log.error("lock %r was taken over after its lease ran out; stopping the work done "
+                          "under it", held.name)
+                held.lose("taken over after its lease ran out")
+                body.cancel()
                 return
 
     async def aclose(self) -> None:
         await self._reader.aclose()
         await self._writer.aclose()
+
+
+#: What the database answers when it cannot do the work (locked past the busy timeout, read-only,
+#: disk or I/O errors, a damaged file), as opposed to a mistake in what was asked (constraint
+#: violations, programming errors), which stays itself.
+_UNAVAILABLE = (sqlite3.OperationalError, sqlite3.DatabaseError)
+_MISTAKES = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+def _unavailable(exc: sqlite3.Error) -> StoreUnavailableError:
+    return StoreUnavailableError(f"the SQLite store failed: {type(exc).__name__}: {exc}")
+
+
+class _RowLease(Lease):
+    """A lease on a row of the ``locks`` table: held while the row names this owner and has not
+    expired (a process that stalled past its lease may find its row taken over)."""
+
+    def __init__(self, store: SQLiteStore, name: str, owner: str) -> None:
+        super().__init__(name)
+        self.owner = owner
+        self._store = store
+
+    async def _check(self) -> None:
+        now = self._store.clock()
+
+        def read(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT 1 FROM locks WHERE name = ? AND owner = ? AND expires_at > ?",
+                               (self.name, self.owner, now)).fetchone()
+            return row is not None
+
+        if not await self._store._read(read):
+            raise LockLostError("its lease row was taken over or ran out")
 
 
 class _Connection:

@@ -127,7 +127,7 @@ async def test_client_id_and_rate_limit_policies(start: Any) -> None:
     assert health.status_code == 200
 
 
-def test_empty_configured_keys_never_admit_a_request() -> None:
+async def test_empty_configured_keys_never_admit_a_request() -> None:
     """An API key or client secret left empty (an unset property) refuses everyone."""
     from runtime.context import HttpRequest
     from runtime.server.policies import build_policies, check_policies
@@ -135,14 +135,60 @@ def test_empty_configured_keys_never_admit_a_request() -> None:
     policies = build_policies([{"api-key": {"keys": [""], "paths": ["/api/*"]}},
                                {"client-id": {"clients": {"partner": ""}, "paths": ["/partner/*"]}}])
 
-    def ask(path: str, headers: dict[str, str]) -> int | None:
-        refusal = check_policies(policies, HttpRequest("GET", path, headers, {}, b""))
+    async def ask(path: str, headers: dict[str, str]) -> int | None:
+        refusal = await check_policies(policies, HttpRequest("GET", path, headers, {}, b""))
         return refusal.status if refusal else None
 
-    assert ask("/api/customers/1", {}) == 401
-    assert ask("/api/customers/1", {"x-api-key": ""}) == 401
-    assert ask("/partner/x", {"client_id": "partner", "client_secret": ""}) == 401
-    assert ask("/elsewhere", {}) is None
+    assert await ask("/api/customers/1", {}) == 401
+    assert await ask("/api/customers/1", {"x-api-key": ""}) == 401
+    assert await ask("/partner/x", {"client_id": "partner", "client_secret": ""}) == 401
+    assert await ask("/elsewhere", {}) is None
+
+
+RATED_BY_CLIENT = """
+connections:
+  t: { connector: test, token: s3cr3t-token-value }
+settings:
+  server:
+    policies:
+      - rate-limit: { requests: 2, period: 60s, key: client, paths: ["/orders"] }
+"""
+
+
+async def test_an_unchecked_client_id_header_buys_no_fresh_quota(start: Any) -> None:
+    """Without a client-id policy to check secrets, a rate limit keyed by client counts per address:
+    a caller inventing a new client_id for every request is still held to the limit."""
+    async with start({"orders.yaml": ORDERS}, connections=RATED_BY_CLIENT) as h:
+        async with serving(h.runtime) as client:
+            answers = [await client.post("/orders", json={"id": i, "lines": []},
+                                         headers={"client_id": f"made-up-{i}"}) for i in range(10)]
+    assert [a.status_code for a in answers] == [200, 200] + [429] * 8
+
+
+CHECKED_CLIENTS = """
+connections:
+  t: { connector: test, token: s3cr3t-token-value }
+settings:
+  server:
+    policies:
+      - client-id: { clients: { a: a-s3cret, b: b-s3cret }, paths: ["/orders"] }
+      - rate-limit: { requests: 2, period: 60s, key: client, paths: ["/orders"] }
+"""
+
+
+async def test_checked_clients_each_get_their_own_quota(start: Any) -> None:
+    async with start({"orders.yaml": ORDERS}, connections=CHECKED_CLIENTS) as h:
+        async with serving(h.runtime) as client:
+            def as_(who: str) -> dict[str, str]:
+                return {"client_id": who, "client_secret": f"{who}-s3cret"}
+
+            a = [await client.post("/orders", json={"id": 1, "lines": []}, headers=as_("a"))
+                 for _ in range(3)]
+            b = [await client.post("/orders", json={"id": 1, "lines": []}, headers=as_("b"))
+                 for _ in range(3)]
+    assert [r.status_code for r in a] == [200, 200, 429]
+    assert [r.status_code for r in b] == [200, 200, 429]
+
 
 
 FLAKY = """

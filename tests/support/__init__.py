@@ -9,5 +9,6 @@ own tests want too live in :mod:`runtime.testing` instead (e.g. the async ``wait
 * :mod:`tests.support.servers`: a free port, an ASGI app under uvicorn in a thread;
 * :mod:`tests.support.sandbox`: the sandbox fixture project, ``splice`` subprocesses, ``serving``;
 * :mod:`tests.support.flows`: the shipped project opened against both emulators in process;
-* :mod:`tests.support.quickbooks`: a QuickBooks connection to its emulator, operation calls.
+* :mod:`tests.support.quickbooks`: a QuickBooks connection to its emulator, operation calls;
+* :mod:`tests.support.blips`: a TCP proxy that cuts connections on demand (network blips).
 """

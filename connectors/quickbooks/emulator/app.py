@@ -22,14 +22,14 @@ import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from connectors.quickbooks.emulator.batch import run_batch
 from connectors.quickbooks.emulator.cdc import changes
 from connectors.quickbooks.emulator.demo import seed_company, seed_demo_company
 from connectors.quickbooks.emulator.entities import ENTITIES, Company
-from connectors.quickbooks.emulator.faults import Fault, FaultSwitches
+from connectors.quickbooks.emulator.faults import DroppedConnection, Fault, FaultSwitches
 from connectors.quickbooks.emulator.limits import THROTTLE_BODY, RealmThrottle
 from connectors.quickbooks.emulator.oauth import OAuthAuthority, TokenError
 from connectors.quickbooks.emulator.query import run_query
@@ -167,6 +167,17 @@ def _failure(em: Emulator) -> Response:
     return _fault(em, fault)
 
 
+def _operation(query: dict[str, str], body: dict[str, Any]) -> str:
+    """What a ``POST /{entity}`` does: the ``operation`` asked for, else update when it has an Id."""
+    operation = query.get("operation")
+    if operation is None:
+        has_id = str(body.get("Id") or "").isdigit() and int(body["Id"]) > 0
+        operation = "update" if has_id else "create"
+    if operation == "update" and query.get("include") == "void":
+        operation = "void"
+    return operation
+
+
 async def _dispatch(em: Emulator, company: Company, request: Request, resource: str) -> Response:
     query = dict(request.query_params)
     raw = await request.body()
@@ -189,20 +200,42 @@ async def _dispatch(em: Emulator, company: Company, request: Request, resource: 
     entity = ENTITIES.get(resource)
     if entity is None or not isinstance(body, dict):
         raise Fault("500", "Unsupported Operation", f"Unsupported resource {resource}")
-    operation = query.get("operation")
     include = query.get("include")
-    if operation is None:
-        has_id = str(body.get("Id") or "").isdigit() and int(body["Id"]) > 0
-        operation = "update" if has_id else "create"
-    if operation == "update" and include == "void":
-        operation = "void"
+    operation = _operation(query, body)
     result = em.write(company, entity, operation, body, {"include": include or ""})
     return _json({entity: result, "time": _time(em)})
 
 
+def _lost_answer(em: Emulator) -> Response:
+    """What the client gets when the answer of a committed create is lost on the way."""
+    how = em.faults.lost_answer
+    if how == "reset":
+        async def drop() -> AsyncIterator[bytes]:
+            raise DroppedConnection("Server disconnected without sending a complete response.")
+            yield b""  # pragma: no cover - makes this a generator
+
+        return StreamingResponse(drop(), 200, media_type="application/json")
+    status = int(how)
+    title = "502 Bad Gateway" if status == 502 else "504 Gateway Time-out"
+    return Response(f"<html><body><h1>{title}</h1></body></html>", status, media_type="text/html")
+
+
+async def _loses_answer(em: Emulator, request: Request, resource: str, response: Response) -> bool:
+    """Whether this answer is one ``lose_answers`` takes: a create that worked, of the entity."""
+    if response.status_code != 200 or ENTITIES.get(resource) is None:
+        return False
+    wanted = em.faults.lose_answers_entity
+    if wanted and wanted.lower() != resource:
+        return False
+    body = loads(await request.body())
+    if _operation(dict(request.query_params), body) != "create":
+        return False
+    return em.faults.take("lose_answers")
+
+
 async def _answer(em: Emulator, company: Company, request: Request, resource: str,
                   request_id: str | None) -> Response:
-    """Do the call; remember a write's answer under its requestid."""
+    """Do the call; remember a write's answer under its requestid (unless told to forget)."""
     try:
         if "/" in resource:
             entity_name, _, entity_id = resource.partition("/")
@@ -215,10 +248,12 @@ async def _answer(em: Emulator, company: Company, request: Request, resource: st
     except Fault as fault:
         return _fault(em, fault)
     if request.method == "POST" and resource != "query":
-        if request_id:
+        if request_id and not em.faults.forget_request_ids:
             company.requests[request_id] = (response.status_code, bytes(response.body))
         if em.faults.take("fail_after_commit"):
             return _failure(em)
+        if await _loses_answer(em, request, resource, response):
+            return _lost_answer(em)
     return response
 
 
@@ -254,7 +289,7 @@ async def api(request: Request) -> Response:
             await em.requests_in_flight[key].wait()
         done = em.requests_in_flight[key] = anyio.Event()
         try:
-            if request_id in company.requests:
+            if request_id in company.requests and not em.faults.forget_request_ids:
                 status, stored = company.requests[request_id]
                 return Response(stored, status, media_type="application/json")
             return await _answer(em, company, request, resource, request_id)

@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["Fault", "FaultSwitches"]
+import httpx
+
+__all__ = ["LOST_ANSWERS", "DroppedConnection", "Fault", "FaultSwitches"]
+
+#: How a lost answer reaches the client: the gateway's 502 or 504 page, or a connection that drops
+#: after the answer's headers went out.
+LOST_ANSWERS = ("502", "504", "reset")
 
 
 class Fault(Exception):
@@ -33,6 +39,15 @@ class Fault(Exception):
                 "time": time}
 
 
+class DroppedConnection(httpx.RemoteProtocolError):
+    """Raised by the emulator after an answer's headers went out, to drop the connection.
+
+    Served by uvicorn, the connection is closed mid-answer and the client's httpx raises a
+    ``RemoteProtocolError``; mounted in process (``httpx.ASGITransport`` re-raises what the app
+    raised) the client sees this very error: the same thing either way.
+    """
+
+
 @dataclass
 class FaultSwitches:
     """What to break, and how often (counters count down as they fire)."""
@@ -44,6 +59,15 @@ class FaultSwitches:
     fail_status: int = 503
     #: Do the next N writes, then answer ``fail_status`` anyway (the client cannot know it worked).
     fail_after_commit: int = 0
+    #: Create the next N records of ``lose_answers_entity`` (any entity when empty), then lose the
+    #: answer as ``lost_answer`` says: ``502`` or ``504`` from the gateway, or ``reset`` (the
+    #: connection drops). The record exists; the client cannot know.
+    lose_answers: int = 0
+    lose_answers_entity: str = ""
+    lost_answer: str = "502"
+    #: Remember no ``requestid``: a repeated write is done again. Intuit documents no retention for
+    #: them, and one report shows a repeated create making a second record.
+    forget_request_ids: bool = False
     #: Answer the next N API calls with the real 429 throttle body.
     throttle_next: int = 0
     #: Expire every access token issued so far (fires once, then resets).
@@ -73,6 +97,10 @@ class FaultSwitches:
             if key not in known:
                 raise KeyError(name)
             current = getattr(self, key)
+            if key == "lost_answer" and str(value) not in LOST_ANSWERS:
+                raise ValueError(f"lost_answer must be one of {', '.join(LOST_ANSWERS)}")
+            if isinstance(current, bool) and not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false")
             setattr(self, key, type(current)(value))
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,8 +14,10 @@ from starlette.routing import Route
 
 from connectors.salesforce.emulator.bulk import BULK_ROUTES
 from connectors.salesforce.emulator.cometd import cometd_endpoint
+from connectors.salesforce.emulator.composite import COMPOSITE_ROUTE
 from connectors.salesforce.emulator.errors import ApiError
 from connectors.salesforce.emulator.ids import parse_any_datetime
+from connectors.salesforce.emulator.ingest import INGEST_ROUTES
 from connectors.salesforce.emulator.oauth import token_endpoint
 from connectors.salesforce.emulator.rest import ROUTES, _row, versions
 from connectors.salesforce.emulator.state import Emulator, EmulatorOptions
@@ -23,8 +25,9 @@ from connectors.salesforce.emulator.state import Emulator, EmulatorOptions
 __all__ = ["create_app"]
 
 _ALL = ["GET", "POST", "PATCH", "PUT", "DELETE"]
-_ROUTES = ROUTES + [(methods, re.compile(rf"^v(?P<v>\d+\.\d)/{pattern}$"), handler)
-                    for methods, pattern, handler in BULK_ROUTES]
+_ROUTES = ROUTES + [COMPOSITE_ROUTE] + [
+    (methods, re.compile(rf"^v(?P<v>\d+\.\d)/{pattern}$"), handler)
+    for methods, pattern, handler in BULK_ROUTES + INGEST_ROUTES]
 
 
 async def _dispatch(request: Request) -> Response:

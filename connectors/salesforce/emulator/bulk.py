@@ -39,6 +39,11 @@ async def create_job(request: Request, emu: Emulator, v: str) -> Response:
     if parsed.count or any(isinstance(f, Query) for f in parsed.fields) or parsed.offset:
         raise ApiError(400, "API_ERROR", "FeatureNotEnabled : Parent-to-child relationship, COUNT() and "
                                          "OFFSET are not supported in Bulk API 2.0 queries")
+    source = emu.org.schema(parsed.source)
+    if any(isinstance(f, tuple) and len(f) == 1 and (d := source.field(f[0])) is not None
+           and d.type == "address" for f in parsed.fields):
+        raise ApiError(400, "API_ERROR", "FeatureNotEnabled : Selecting compound data not "
+                                         "supported in Bulk Query")
     result = execute(emu.org, text, include_deleted=operation == "queryAll")
     job_id = "750Rx" + secrets.token_hex(5).upper() + "AAA"
     job = {"id": job_id, "operation": operation, "object": emu.org.schema(parsed.source).name,

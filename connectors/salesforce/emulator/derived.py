@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from connectors.salesforce.emulator.errors import ApiError
-from connectors.salesforce.emulator.schema import STAGES
+from connectors.salesforce.emulator.schema import ADDRESS_PARTS, STAGES
 
 if TYPE_CHECKING:
     from connectors.salesforce.emulator.store import Org
@@ -110,11 +110,28 @@ def rollup(org: Org, opportunity_id: str | None) -> Touched:
     return [("Opportunity", opportunity_id, values)]
 
 
+def _addresses(org: Org, obj: str, record: dict[str, Any]) -> None:
+    """Each compound address (``BillingAddress``) from its components, as Salesforce reads it:
+    null when every component is empty, else every key (state and country codes, latitude,
+    longitude and geocode accuracy are null here: no picklists, no geocoding)."""
+    for definition in org.schema(obj).fields.values():
+        if definition.type != "address":
+            continue
+        prefix = definition.name.removesuffix("Address")
+        parts = {key: record.get(prefix + part) for part, key in ADDRESS_PARTS.items()}
+        record[definition.name] = None if all(v in (None, "") for v in parts.values()) else {
+            "city": parts["city"], "country": parts["country"], "countryCode": None,
+            "geocodeAccuracy": None, "latitude": None, "longitude": None,
+            "postalCode": parts["postalCode"], "state": parts["state"], "stateCode": None,
+            "street": parts["street"]}
+
+
 def apply_derived(org: Org, obj: str, record: dict[str, Any], given: set[str], *, creating: bool,
                   deleting: bool = False) -> Touched:
     """Fill computed fields of ``record`` in place; return parents whose roll-ups must change."""
     if deleting:
         return rollup(org, record.get("OpportunityId")) if obj == "OpportunityLineItem" else []
+    _addresses(org, obj, record)
     if obj == "Contact":
         record["Name"] = " ".join(p for p in (record.get("FirstName"), record.get("LastName")) if p)
     elif obj == "Opportunity":

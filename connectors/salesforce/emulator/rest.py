@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from connectors.salesforce.emulator.errors import ApiError
 from connectors.salesforce.emulator.query import Result, execute
+from connectors.salesforce.emulator.replication import changed_ids
 from connectors.salesforce.emulator.state import Emulator
 
 __all__ = ["ROUTES", "Handler", "call_origin"]
@@ -117,9 +118,12 @@ async def row(request: Request, emu: Emulator, v: str, obj: str, rid: str) -> Re
 
 
 async def sobject_key(request: Request, emu: Emulator, v: str, obj: str, key: str) -> Response:
-    """``sobjects/X/{id}`` or ``sobjects/X/describe`` (one path shape, told apart like Salesforce)."""
+    """``sobjects/X/{id}``, ``sobjects/X/describe`` or ``sobjects/X/updated|deleted`` (one path
+    shape, told apart like Salesforce)."""
     if key == "describe":
         return await describe(request, emu, v, obj)
+    if key in ("updated", "deleted") and request.method == "GET":
+        return await changed_ids(request, emu, v, obj, key)
     if not _ID.match(key):
         raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
     return await row(request, emu, v, obj, key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FieldDef", "ObjectDef", "STAGES", "build_schemas"]
+__all__ = ["ADDRESS_PARTS", "FieldDef", "ObjectDef", "STAGES", "build_schemas"]
 
 #: StageName -> (IsClosed, IsWon, Probability, ForecastCategoryName): the default sales process.
 STAGES: dict[str, tuple[bool, bool, int, str]] = {
@@ -43,6 +43,8 @@ class FieldDef:
     reference_to: str | None = None
     relationship_name: str | None = None
     picklist: tuple[str, ...] = ()
+    #: The compound field this one is a component of (``BillingAddress`` for ``BillingCity``).
+    compound: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """The describe ``fields[]`` entry."""
@@ -53,8 +55,10 @@ class FieldDef:
             "createable": self.createable, "updateable": self.updateable,
             "nillable": self.nillable, "externalId": self.external_id, "unique": self.unique,
             "idLookup": self.external_id or self.name == "Id", "custom": self.name.endswith("__c"),
-            "calculated": not self.createable and not self.updateable and self.name != "Id",
-            "defaultedOnCreate": self.defaulted, "filterable": True, "sortable": True,
+            "calculated": (not self.createable and not self.updateable
+                           and self.name != "Id" and self.type != "address"),
+            "defaultedOnCreate": self.defaulted, "filterable": self.type != "address",
+            "sortable": self.type != "address", "compoundFieldName": self.compound,
             "referenceTo": [self.reference_to] if self.reference_to else [],
             "relationshipName": self.relationship_name,
             "picklistValues": [{"value": v, "label": v, "active": True, "defaultValue": False}
@@ -64,7 +68,7 @@ class FieldDef:
 
 _SOAP = {"id": "tns:ID", "reference": "tns:ID", "boolean": "xsd:boolean", "date": "xsd:date",
          "datetime": "xsd:dateTime", "currency": "xsd:double", "double": "xsd:double",
-         "percent": "xsd:double", "int": "xsd:int"}
+         "percent": "xsd:double", "int": "xsd:int", "address": "urn:address"}
 
 
 @dataclass(slots=True)
@@ -122,11 +126,17 @@ _SYSTEM = [("Id", "id", "-"), ("IsDeleted", "boolean", "d"), ("CreatedDate", "da
 _OWNER = [("OwnerId", "reference:User:Owner", "cund")]
 
 
+#: The components of a compound address: field suffix -> key in the compound value.
+ADDRESS_PARTS = {"Street": "street", "City": "city", "State": "state", "PostalCode": "postalCode",
+                 "Country": "country"}
+
+
 def _address(prefix: str) -> list[tuple[str, str, str]]:
-    """The five fields of a compound address (``BillingStreet`` ... ``BillingCountry``)."""
-    return [(f"{prefix}Street", "textarea", "cun"), (f"{prefix}City", "string", "cun"),
-            (f"{prefix}State", "string", "cun"), (f"{prefix}PostalCode", "string", "cun"),
-            (f"{prefix}Country", "string", "cun")]
+    """A compound address: its five writable components (``BillingStreet`` ... ``BillingCountry``)
+    and the read-only compound (``BillingAddress``), which Salesforce fills from them."""
+    kinds = {"Street": "textarea"}
+    return [*((f"{prefix}{part}", kinds.get(part, "string"), "cun") for part in ADDRESS_PARTS),
+            (f"{prefix}Address", "address", "-")]
 
 
 _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
@@ -202,6 +212,11 @@ def build_schemas() -> dict[str, ObjectDef]:
     out: dict[str, ObjectDef] = {}
     for obj, (prefix, specs) in _OBJECTS.items():
         fields = [_field(obj, n, k, f) for n, k, f in _SYSTEM + specs]
+        compounds = {f.name.removesuffix("Address") for f in fields if f.type == "address"}
+        for f in fields:
+            owner = next((c for c in compounds if f.name.startswith(c)
+                          and f.name.removeprefix(c) in ADDRESS_PARTS), None)
+            f.compound = f"{owner}Address" if owner is not None else None
         out[obj] = ObjectDef(obj, prefix, {f.name: f for f in fields})
     plural = {"Account": "Accounts", "Contact": "Contacts", "Opportunity": "Opportunities",
               "OpportunityLineItem": "OpportunityLineItems", "PricebookEntry": "PricebookEntries"}

@@ -59,6 +59,7 @@ class Emulator:
         self.refresh_tokens: set[str] = set()
         self.cursors: OrderedDict[str, Any] = OrderedDict()
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.ingest_jobs: dict[str, dict[str, Any]] = {}
         self.streaming_clients: dict[str, dict[str, Any]] = {}
         self.request_count = 0
         if self.options.demo:

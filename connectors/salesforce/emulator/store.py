@@ -306,7 +306,10 @@ class Org:
              origin: str | None) -> None:
         """Append a change event for ``/data/<obj>ChangeEvent`` and wake long polls."""
         stamp = parse_any_datetime(str(record.get("SystemModstamp") or record.get("LastModifiedDate")))
-        changed = [f for f in dict.fromkeys(fields) if f not in ("Id", "SystemModstamp", "IsDeleted")]
+        definition = self.schemas[obj]
+        # Components stand for their compound address here (its own change shows through them).
+        changed = [f for f in dict.fromkeys(fields) if f not in ("Id", "SystemModstamp", "IsDeleted")
+                   and not (f in definition.fields and definition.fields[f].type == "address")]
         payload: dict[str, Any] = {"ChangeEventHeader": {
             "entityName": obj, "recordIds": [record["Id"]], "changeType": change_type,
             "changeOrigin": f"com/salesforce/api/rest/{self.api_version}" + (f";client={origin}" if origin else ""),

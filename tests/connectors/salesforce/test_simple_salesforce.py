@@ -209,3 +209,141 @@ def test_what_salesforce_refuses_simple_salesforce_sees_refused(served: tuple[An
         sf.Opportunity.update(opportunity, {"Amount": 1900})
     assert refused.value.content[0]["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"
     assert sf.Opportunity.update(opportunity, {"StageName": "Closed Won"}) == 204
+
+
+def _client(base: str, cert: Path) -> Salesforce:
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(cert)
+    token = session.post(f"{base}/services/oauth2/token", data={
+        "grant_type": "client_credentials", "client_id": "ss-client", "client_secret": "ss-secret"}).json()
+    return Salesforce(instance_url=token["instance_url"], session_id=token["access_token"], version="66.0",
+                      session=session)
+
+
+class _SteppedClock:
+    """The emulator org's clock, moved on by the test (replication windows are whole minutes)."""
+
+    def __init__(self, start: dt.datetime) -> None:
+        self.now_value = start
+
+    def now(self) -> dt.datetime:
+        return self.now_value
+
+
+def test_updated_and_deleted_ids_as_the_replication_api_reports_them(
+        served: tuple[Any, str, Path]) -> None:
+    app, base, cert = served
+    sf = _client(base, cert)
+    org = app.state.emulator.org
+    start = dt.datetime(2026, 11, 30, 9, 0, 20, tzinfo=dt.UTC)
+    clock = org.clock = _SteppedClock(start)
+    kept = sf.Account.create({"Name": "Kept"})["id"]
+    gone = sf.Account.create({"Name": "Gone"})["id"]
+    clock.now_value = start + dt.timedelta(minutes=3)
+    sf.Account.delete(gone)
+    clock.now_value = start + dt.timedelta(minutes=6)
+
+    updated = sf.Account.updated(start - dt.timedelta(minutes=1), start + dt.timedelta(minutes=5))
+    assert updated["ids"] == [kept]  # a deleted record is not an updated one
+    assert updated["latestDateCovered"].startswith("2026-11-30T09:05:00")
+    deleted = sf.Account.deleted(start, start + dt.timedelta(minutes=5))
+    assert [d["id"] for d in deleted["deletedRecords"]] == [gone]
+    assert deleted["earliestDateAvailable"] and deleted["latestDateCovered"]
+    assert sf.Account.deleted(start, start + dt.timedelta(minutes=2))["deletedRecords"] == []
+
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.Account.updated(start, start + dt.timedelta(seconds=30))  # under a minute
+    assert refused.value.content[0]["errorCode"] == "INVALID_REPLICATION_DATE"
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.Account.deleted(start - dt.timedelta(days=16), start)  # beyond the recycle bin's 15 days
+    assert refused.value.content[0]["errorCode"] == "INVALID_REPLICATION_DATE"
+
+
+def test_composite_runs_subrequests_in_order_with_references_and_all_or_none(
+        served: tuple[Any, str, Path]) -> None:
+    app, base, cert = served
+    sf = _client(base, cert)
+    done = sf.restful("composite", method="POST", json={"allOrNone": True, "compositeRequest": [
+        {"method": "POST", "url": "/services/data/v66.0/sobjects/Account", "referenceId": "refAccount",
+         "body": {"Name": "Composite Co"}},
+        {"method": "POST", "url": "/services/data/v66.0/sobjects/Contact", "referenceId": "refContact",
+         "body": {"LastName": "Doe", "AccountId": "@{refAccount.id}"}},
+        {"method": "GET", "url": "/services/data/v66.0/query?q=SELECT+Id,+AccountId+FROM+Contact",
+         "referenceId": "refQuery"},
+        {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Account/@{refQuery.records[0].AccountId}",
+         "referenceId": "refUpdate", "body": {"Phone": "555-0199"}}]})["compositeResponse"]
+    assert [r["httpStatusCode"] for r in done] == [201, 201, 200, 204]
+    account = done[0]["body"]["id"]
+    assert done[0]["httpHeaders"]["Location"] == f"/services/data/v66.0/sobjects/Account/{account}"
+    assert done[2]["body"]["records"][0]["AccountId"] == account
+    assert sf.Account.get(account)["Phone"] == "555-0199"
+
+    halted = sf.restful("composite", method="POST", json={"allOrNone": True, "compositeRequest": [
+        {"method": "POST", "url": "/services/data/v66.0/sobjects/Account", "referenceId": "refOk",
+         "body": {"Name": "Rolled Back"}},
+        {"method": "POST", "url": "/services/data/v66.0/sobjects/Contact", "referenceId": "refBad",
+         "body": {"FirstName": "No last name"}},
+        {"method": "POST", "url": "/services/data/v66.0/sobjects/Account", "referenceId": "refAfter",
+         "body": {"Name": "Never"}}]})["compositeResponse"]
+    assert [r["httpStatusCode"] for r in halted] == [400, 400, 400]
+    assert halted[1]["body"][0]["errorCode"] == "REQUIRED_FIELD_MISSING"
+    assert halted[0]["body"][0]["errorCode"] == halted[2]["body"][0]["errorCode"] == "PROCESSING_HALTED"
+    assert sf.query("SELECT Id FROM Account WHERE Name = 'Rolled Back'")["totalSize"] == 0
+
+    partial = sf.restful("composite", method="POST", json={"allOrNone": False, "compositeRequest": [
+        {"method": "POST", "url": "/services/data/v66.0/sobjects/Contact", "referenceId": "refBad",
+         "body": {"FirstName": "No last name"}},
+        {"method": "PATCH", "url": "/services/data/v66.0/sobjects/Contact/@{refBad.id}",
+         "referenceId": "refDependent", "body": {"LastName": "Late"}},
+        {"method": "POST", "url": "/services/data/v66.0/sobjects/Account", "referenceId": "refFine",
+         "body": {"Name": "Independent"}}]})["compositeResponse"]
+    assert [r["httpStatusCode"] for r in partial] == [400, 400, 201]
+    assert partial[1]["body"][0]["errorCode"] == "PROCESSING_HALTED"
+    with pytest.raises(SalesforceMalformedRequest):  # the envelope itself: nothing runs
+        sf.restful("composite", method="POST", json={"compositeRequest": [
+            {"method": "GET", "url": "/services/data/v66.0/limits", "referenceId": "same"},
+            {"method": "GET", "url": "/services/data/v66.0/limits", "referenceId": "same"}]})
+
+
+def test_bulk_ingest_jobs_through_simple_salesforce(served: tuple[Any, str, Path]) -> None:
+    app, base, cert = served
+    sf = _client(base, cert)
+    [inserted] = sf.bulk2.Account.insert(records=[{"Name": "Bulk A", "QB_Customer_Id__c": "77"},
+                                                  {"Name": "", "Phone": "555-0100"}], wait=0)
+    assert (inserted["numberRecordsProcessed"], inserted["numberRecordsFailed"]) == (2, 1)
+    failed = sf.bulk2.Account.get_failed_records(inserted["job_id"])
+    assert "REQUIRED_FIELD_MISSING" in failed and "555-0100" in failed
+    succeeded = sf.bulk2.Account.get_successful_records(inserted["job_id"])
+    assert succeeded.splitlines()[0].startswith('"sf__Id","sf__Created"') or \
+        succeeded.splitlines()[0].startswith("sf__Id,sf__Created")
+
+    [upserted] = sf.bulk2.Account.upsert(records=[{"QB_Customer_Id__c": "77", "Phone": "555-0177"},
+                                                  {"QB_Customer_Id__c": "78", "Name": "Bulk B"}],
+                                         external_id_field="QB_Customer_Id__c", wait=0)
+    assert (upserted["numberRecordsProcessed"], upserted["numberRecordsFailed"]) == (2, 0)
+    rows = {r["QB_Customer_Id__c"]: r for r in sf.query(
+        "SELECT Name, Phone, QB_Customer_Id__c FROM Account WHERE QB_Customer_Id__c != null")["records"]}
+    assert rows["77"]["Name"] == "Bulk A" and rows["77"]["Phone"] == "555-0177"
+    assert rows["78"]["Name"] == "Bulk B"
+
+
+def test_compound_address_is_read_only_and_not_in_bulk_queries(served: tuple[Any, str, Path]) -> None:
+    from simple_salesforce.exceptions import SalesforceBulkV2ExtractError
+
+    app, base, cert = served
+    sf = _client(base, cert)
+    fields = {f["name"]: f for f in sf.Account.describe()["fields"]}
+    assert fields["BillingAddress"]["type"] == "address"
+    assert not fields["BillingAddress"]["createable"] and not fields["BillingAddress"]["filterable"]
+    assert fields["BillingCity"]["compoundFieldName"] == "BillingAddress"
+    account = sf.Account.create({"Name": "Addressed", "BillingCity": "Denver",
+                                 "BillingPostalCode": "80202"})["id"]
+    [row] = sf.query(f"SELECT BillingAddress, ShippingAddress FROM Account WHERE Id = '{account}'")["records"]
+    assert row["BillingAddress"]["city"] == "Denver" and row["BillingAddress"]["postalCode"] == "80202"
+    assert row["ShippingAddress"] is None
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.Account.update(account, {"BillingAddress": {"city": "Boston"}})
+    assert refused.value.content[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+    with pytest.raises((SalesforceMalformedRequest, SalesforceBulkV2ExtractError)):
+        list(sf.bulk2.Account.query("SELECT Id, BillingAddress FROM Account", wait=0.01))

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import pytest
 
 import dsl
-from runtime import sources
+from runtime import Connector, Event, SourceContext, SourceSpec, hookimpl, sources
+from runtime.registry import load_registry
 from runtime.service import open_runtime
 from runtime.store import ObjectStore, open_store
 from runtime.testing import wait_until
@@ -83,3 +85,117 @@ async def test_without_replicas_the_trigger_just_runs(start: Any, recorder: Any)
         await tg.start(h.runtime.run_triggers)
         await wait_until(lambda: recorder.running == 1)
         h.runtime.request_stop()
+
+
+COUNT = """
+flow: count
+trigger:
+  numbers.count: {}
+steps:
+  - log: "#[payload.n]"
+"""
+
+
+@dataclass
+class Handled:
+    """Which replica (by its store) handled which number, in order."""
+
+    numbers: list[tuple[int, Any]] = field(default_factory=list)
+    running: dict[int, int] = field(default_factory=dict)
+
+    def by(self, store: Any) -> list[int]:
+        return [n for n, seen in self.numbers if seen is store]
+
+
+def numbers_connector(handled: Handled) -> Connector:
+    """``numbers.count``: an exclusive trigger that counts on from the position it saved.
+
+    The position is saved before each number is handled, so a replica that handles a number has
+    always moved the shared position past it first: a number handled twice can only come from two
+    replicas working at once, which is what the trigger's lock must prevent.
+    """
+
+    async def count(ctx: SourceContext, params: dict[str, Any]) -> None:
+        key = id(ctx.store)
+        handled.running[key] = handled.running.get(key, 0) + 1
+        try:
+            while not ctx.stopping:
+                n = int(await ctx.load_state() or 0)
+                await ctx.save_state(n + 1)
+                await ctx.handle(Event(payload={"n": n}, id=f"n{n}"))
+                handled.numbers.append((n, ctx.store))
+                if not await ctx.sleep(0.005):
+                    return
+        finally:
+            handled.running[key] -= 1
+
+    return Connector(name="numbers", summary="Counts for the split-brain test",
+                     sources=(SourceSpec("count", count, needs_connection=False, exclusive=True),))
+
+
+class NumbersPlugin:
+    __test__ = False
+
+    def __init__(self, handled: Handled) -> None:
+        self.handled = handled
+
+    @hookimpl
+    def splice_connectors(self) -> list[Connector]:
+        return [numbers_connector(self.handled)]
+
+
+async def terminate_lock_sessions(postgres_url: str, schema: str) -> int:
+    """Cut the database sessions holding the advisory locks of the store in ``schema``, as a
+    failover or a network blip would; how many were cut."""
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        return len(await conn.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND granted AND classid = hashtext($1)::oid", f"splice:{schema}"))
+    finally:
+        await conn.close()
+
+
+async def test_a_holder_that_loses_its_lock_session_stops_and_no_event_is_handled_twice(
+        postgres_url: str, write_project: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncpg
+
+    monkeypatch.setattr(sources, "LEADER_RETRY", 0.05)
+    handled = Handled()
+    registry = load_registry([NumbersPlugin(handled)], load_entry_points=False)
+    project = dsl.load_project(write_project({"count.yaml": COUNT}, connections="connections: {}"),
+                               vocabulary=registry, environ={})
+    schema = f"splice_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    url = f"{postgres_url}?schema={schema}"
+    try:
+        async with open_store(url) as one, open_store(url) as other, \
+                open_runtime(project, registry, store=one) as first, \
+                open_runtime(project, registry, store=other) as second, \
+                anyio.create_task_group() as tg:
+            await tg.start(first.run_triggers)
+            await tg.start(second.run_triggers)
+            await wait_until(lambda: len(handled.numbers) >= 20, what="the leader to count")
+            leader = handled.numbers[0][1]
+            standby = other if leader is one else one
+            assert handled.by(standby) == []
+
+            assert await terminate_lock_sessions(postgres_url, schema) == 1
+            # The old holder stops its trigger, and the standby takes over and counts on.
+            await wait_until(lambda: handled.running.get(id(leader)) == 0,
+                             what="the holder that lost its lock to stop its trigger")
+            await wait_until(lambda: len(handled.by(standby)) >= 20, what="the standby to take over")
+
+            numbers = [n for n, _ in handled.numbers]
+            assert len(numbers) == len(set(numbers)), "a number was handled by both replicas"
+            last_of_leader = max(handled.by(leader))
+            assert min(handled.by(standby)) > last_of_leader
+            first.request_stop()
+            second.request_stop()
+    finally:
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
