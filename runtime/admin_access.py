@@ -6,6 +6,7 @@ server (the runtime depends on its server in one place only: ``splice serve``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from runtime.redaction import register_secret
 
-__all__ = ["ADMIN_KEY_ENV", "admin_key", "project_fingerprint"]
+__all__ = ["ADMIN_KEY_ENV", "admin_key", "is_loopback", "project_fingerprint"]
 
 ADMIN_KEY_ENV = "SPLICE_ADMIN_KEY"
 
@@ -27,6 +28,17 @@ def admin_key(settings: Mapping[str, Any], environ: Mapping[str, str] | None = N
     if key is not None:
         register_secret(str(key))
     return None if key is None else str(key)
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is this machine: what a sandbox serve without
+    an admin key lets in (both the client's and the server's address must be)."""
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def project_fingerprint(root: str | Path) -> str:

@@ -22,14 +22,13 @@ runs, so that it never reads the store behind the server's back.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runtime.admin_access import ADMIN_KEY_ENV, admin_key, project_fingerprint
+from runtime.admin_access import ADMIN_KEY_ENV, admin_key, is_loopback, project_fingerprint
 from runtime.context import HttpRequest, HttpResponse
 from runtime.deadletter_actions import discard_letters, replay_letters
 from runtime.sandbox import BANNER_WIDTH
@@ -37,7 +36,7 @@ from runtime.service import SpliceRuntime
 from runtime.store.deadletters import DeadLetter, DeadLetterQueue
 from runtime.store.executions import OUTCOMES, ExecutionFilter, ExecutionHistory, normalize_time
 
-__all__ = ["ADMIN_KEY_ENV", "ADMIN_PREFIX", "AdminApi", "admin_key", "describe_access",
+__all__ = ["ADMIN_KEY_ENV", "ADMIN_PREFIX", "AdminApi", "AdminError", "admin_key", "describe_access",
            "project_fingerprint", "with_admin_line"]
 
 logger = logging.getLogger("splice.server.admin")
@@ -53,7 +52,7 @@ def describe_access(key: str | None, *, sandbox: bool, host: str) -> str:
     """How the admin API is protected, in words (for ``/sandbox`` and the sandbox banner)."""
     if key is not None:
         return "admin key required (settings.server.admin-key / SPLICE_ADMIN_KEY)"
-    if sandbox and _is_loopback(host):
+    if sandbox and is_loopback(host):
         return f"open to local clients (sandbox without an admin key; set {ADMIN_KEY_ENV} to close it)"
     return f"closed: set settings.server.admin-key or {ADMIN_KEY_ENV}"
 
@@ -110,7 +109,7 @@ class AdminApi:
 
     def _authenticate(self, request: HttpRequest, server_host: str | None) -> None:
         if self.key is None:
-            if self.open_locally and _is_loopback(request.client) and _is_loopback(server_host):
+            if self.open_locally and is_loopback(request.client) and is_loopback(server_host):
                 return
             raise AdminError(401, "ADMIN:UNAUTHORIZED",
                              f"the admin API needs a key: set settings.server.admin-key or "
@@ -135,10 +134,7 @@ class AdminApi:
             return HttpResponse(200, await self.executions(request.query))
         if len(parts) == 2 and parts[0] == "executions":
             self._method(method, "GET")
-            record = await self.history.get(parts[1]) if _looks_like_id(parts[1]) else None
-            if record is None:
-                raise AdminError(404, "ADMIN:NOT_FOUND", f"no execution '{parts[1]}'")
-            return HttpResponse(200, record)
+            return HttpResponse(200, await self.execution(parts[1]))
         if parts == ["dead-letters"]:
             self._method(method, "GET")
             return HttpResponse(200, await self.letters(request.query))
@@ -147,10 +143,7 @@ class AdminApi:
             return HttpResponse(200, await self.act(parts[1], _json_body(request)))
         if len(parts) == 2 and parts[0] == "dead-letters":
             self._method(method, "GET")
-            letter = await self.dead_letters.get(parts[1])
-            if letter is None:
-                raise AdminError(404, "ADMIN:NOT_FOUND", f"no dead letter '{parts[1]}'")
-            return HttpResponse(200, letter.to_dict())
+            return HttpResponse(200, (await self.letter(parts[1])).to_dict())
         raise AdminError(404, "ADMIN:NOT_FOUND", f"no admin resource {request.path}")
 
     @staticmethod
@@ -203,6 +196,20 @@ class AdminApi:
             "next": records[-1]["id"] if len(records) == limit else None,
         }
 
+    async def execution(self, execution_id: str) -> dict[str, Any]:
+        """One execution record (timeline, error, kept data); 404 when there is none."""
+        record = await self.history.get(execution_id) if _looks_like_id(execution_id) else None
+        if record is None:
+            raise AdminError(404, "ADMIN:NOT_FOUND", f"no execution '{execution_id}'")
+        return record
+
+    async def letter(self, letter_id: str) -> DeadLetter:
+        """One dead letter; 404 when there is none."""
+        letter = await self.dead_letters.get(letter_id)
+        if letter is None:
+            raise AdminError(404, "ADMIN:NOT_FOUND", f"no dead letter '{letter_id}'")
+        return letter
+
     async def letters(self, query: Mapping[str, str]) -> dict[str, Any]:
         """A page of dead letters, oldest first, and the cursor of the next page."""
         _known(query, {"flow", "limit", "after"})
@@ -243,15 +250,6 @@ class AdminApi:
                     letters.append(letter)
         results = await replay_letters(self.runtime.engine, self.dead_letters, letters)
         return {"results": results + missing}
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _known(query: Mapping[str, str], names: set[str]) -> None:

@@ -28,6 +28,7 @@ from runtime.context import HttpRequest, HttpResponse
 from runtime.jsonutil import dumps_bytes
 from runtime.redaction import redact
 from runtime.server.admin import ADMIN_PREFIX, AdminApi, admin_key
+from runtime.server.console import CONSOLE_PREFIX, Console
 from runtime.server.policies import Policy, build_policies, check_policies
 from runtime.service import SpliceRuntime
 
@@ -67,6 +68,8 @@ class SpliceApp:
         #: ``/admin/...`` (executions, dead letters, status), with its own authentication.
         self.admin = AdminApi(runtime, key=admin_key(runtime.project.settings.server),
                               sandbox=sandbox)
+        #: ``/console...``: the monitoring console's pages over the admin API, with its own login.
+        self.console = Console(self.admin, runtime.project.settings.server, sandbox=sandbox is not None)
 
     # -- lifespan ----------------------------------------------------------------------------------
 
@@ -131,6 +134,12 @@ class SpliceApp:
             if self.sandbox is None:
                 return _error(404, "SERVER:NOT_SANDBOX", "splice serve is not in sandbox mode")
             return HttpResponse(200, dict(self.sandbox))
+        if path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
+            request = await self._request(scope, receive, {})
+            if request is None:
+                return _error(499, "SERVER:CLIENT_GONE", "the client went away")
+            server = scope.get("server")
+            return await self.console.handle(request, server_host=server[0] if server else None)
         if path.startswith(ADMIN_PREFIX):
             request = await self._request(scope, receive, {})
             if request is None:

@@ -34,6 +34,7 @@ from runtime import sandbox as sb
 from runtime.registry import Registry
 from runtime.server.admin import admin_key, describe_access, with_admin_line
 from runtime.server.app import create_app
+from runtime.server.console import ConsoleAuth, with_console_line
 from runtime.server.policies import ApiKeyPolicy, build_policies
 from runtime.server.reload import ReloadingApp, ReloadReport, serve_reloading
 from runtime.service import SpliceRuntime, open_runtime
@@ -184,8 +185,11 @@ def _prepare_sandbox(project: Project, registry: Registry, names: list[str], opt
                            project=str(Path(project.root).resolve()))
         banner = sb.render_banner(project, connections, server_url, store_url, real,
                                   guard=api_key_guard(project))
-        return _Sandbox(connections, store=open_store(store_url), info={**info, "admin": admin},
-                        banner=with_admin_line(banner, server_url, admin))
+        console = ConsoleAuth(project.settings.server, sandbox=True).describe()
+        banner = with_console_line(with_admin_line(banner, server_url, admin), server_url, console,
+                                   sb.BANNER_WIDTH)
+        return _Sandbox(connections, store=open_store(store_url),
+                        info={**info, "admin": admin, "console": console}, banner=banner)
     except BaseException:
         for item in connections:
             item.sock.close()

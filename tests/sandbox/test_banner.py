@@ -49,3 +49,18 @@ def test_the_admin_api_lines_serve_adds_fit_the_banner_too() -> None:
     assert max(len(line) for line in lines) <= sb.BANNER_WIDTH
     assert lines[-1] == "=" * 100 and lines[2].startswith(f"  admin API  {SERVER}/admin/status: ")
     assert "SPLICE_ADMIN_KEY" in " ".join(lines[2:-1])
+
+
+def test_the_console_lines_serve_adds_fit_the_banner_and_say_how_to_log_in() -> None:
+    """serve adds the console's URL and how to get in; those lines keep to the banner's width."""
+    from runtime.server.console import ConsoleAuth, with_console_line
+
+    banner = "=" * 100 + "\n  server      " + SERVER + "\n" + "=" * 100 + "\n"
+    open_access = ConsoleAuth({}, sandbox=True, environ={}).describe()
+    keyed = ConsoleAuth({"admin-key": "k" * 40}, sandbox=True, environ={}).describe()
+    for access in (open_access, keyed):
+        lines = with_console_line(banner, SERVER, access, sb.BANNER_WIDTH).splitlines()
+        assert max(len(line) for line in lines) <= sb.BANNER_WIDTH
+        assert lines[-1] == "=" * 100 and lines[2].startswith(f"  console    {SERVER}/console: ")
+    assert "open on this machine" in open_access and "SPLICE_ADMIN_KEY" in open_access
+    assert "log in as 'admin' with the admin key" in keyed
