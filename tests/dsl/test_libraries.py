@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +101,18 @@ def test_a_library_name_must_be_a_variable_name(write, vocabulary) -> None:
 
 
 def test_shipped_invoice_rules_are_written_once() -> None:
-    """The shipped project's payment status and voided-invoice rules live only in its library."""
+    """The shipped project's payment status, voided-invoice and money rounding rules live only in
+    its library: no transform rounds a QuickBooks amount (or what was paid) itself, and customer-360
+    shows no money the library did not round."""
     project = Path(__file__).resolve().parents[2] / "flows" / "salesforce-quickbooks"
     library = (project / "lib" / "billing.jsonata").read_text(encoding="utf-8")
     assert "'Partially Paid'" in library and "/^Voided/" in library
+    assert "$money($number($x))" in library
     for transform in (project / "transforms").glob("*.jsonata"):
         text = transform.read_text(encoding="utf-8")
         assert "'Partially Paid'" not in text and "/^Voided/" not in text, transform.name
+        assert not re.search(r"\$money\(\$number\([^()]*\)\)", text), transform.name  # to cents
+    assert "$money(" not in (project / "transforms" / "customer-360.jsonata").read_text(encoding="utf-8")
 
 
 def test_one_file_checked_alone_sees_its_project_libraries(write, vocabulary) -> None:
