@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from dsl.routes import routes_conflict
 from runtime.context import HttpEndpoint
 from runtime.errors import ConfigurationError
 
@@ -54,15 +55,17 @@ class RouteTable:
 
     def add(self, path: str, methods: frozenset[str] | set[str] | list[str], endpoint: HttpEndpoint,
             *, owner: str) -> None:
-        """Register ``endpoint``; the same method and path twice is a conflict naming both owners."""
+        """Register ``endpoint``; a method and path that an earlier route already answers (the same
+        template, whatever its parameters are named: :func:`dsl.routes.routes_conflict`, the rule
+        ``splice validate`` applies too) is a conflict naming both owners."""
         if not path.startswith("/"):
             raise ValueError(f"route path must start with '/': {path!r}")
         wanted = frozenset(m.upper() for m in methods)
         for route in self._routes:
-            if route.path == path and route.methods & wanted:
-                raise RouteConflictError(
-                    f"{sorted(route.methods & wanted)} {path} is claimed by both '{route.owner}' "
-                    f"and '{owner}'")
+            both = routes_conflict(route.path, route.methods, path, wanted)
+            if both:
+                same = path if route.path == path else f"{path} (as {route.path})"
+                raise RouteConflictError(f"{both} {same} is claimed by both '{route.owner}' and '{owner}'")
         self._routes.append(Route(path, wanted, endpoint, owner, _compile(path)))
 
     def remove_owner(self, owner: str) -> None:
