@@ -42,11 +42,6 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MEMBER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)(\s*\()?")
 #: Comments and string literals: what is written in them is not a call.
 _NOT_CODE = re.compile(r"/\*.*?\*/|\"(?:[^\"\\\\]|\\\\.)*\"|'(?:[^'\\\\]|\\\\.)*'", re.S)
-#: A library is compiled (for its one evaluation) after this many blanks, so that a run-time error
-#: inside one of its functions has a position past the end of any expression calling it: the
-#: expression's own span is reported then, never a wrong place in it. Longer expressions get the
-#: library's text bound around them instead (see :func:`compile_with_libraries`).
-_LIBRARY_OFFSET = 65_536
 #: Names a transform binds itself: ``$name :=`` and function parameters.
 _ASSIGNED = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)\s*:=")
 _PARAMS = re.compile(r"function\s*\(([^)]*)\)")
@@ -95,8 +90,9 @@ def load_libraries(
         text = ""
         try:
             text = read_text(path.read_bytes(), shown)
-            compile_expression(text, start, engine=engine, functions=functions)
             value = _library_value(text, start, functions)
+            if engine.name != "jsonata-python":  # the chosen engine must accept it too
+                compile_expression(text, start, engine=engine, functions=functions)
         except FlowError as exc:
             errors.append(exc)
             libraries[path.stem] = JsonataLibrary(path.stem, text, start, valid=False)
@@ -106,10 +102,10 @@ def load_libraries(
 
 
 def _library_value(text: str, start: SourceSpan, functions: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
-    """The library's object, built by jsonata-python (compiled and evaluated this once)."""
-    padded = " " * _LIBRARY_OFFSET + text
-    compiled = compile_expression(padded, start, engine="jsonata-python", functions=functions,
-                                  position=lambda offset: start.shifted(text, max(0, offset - _LIBRARY_OFFSET)))
+    """The library's object, built by jsonata-python (compiled and evaluated this once). A run-time
+    error inside one of its functions is reported by jsonata-python at the call in the expression
+    that called it, so positions stay in the caller's file."""
+    compiled = compile_expression(text, start, engine="jsonata-python", functions=functions)
     try:
         value = compiled.evaluate(None)
     except ExpressionEvaluationError as exc:
@@ -144,7 +140,7 @@ def compile_with_libraries(
                                           f"a library of the project's lib/ folder, or a variable the {what} "
                                           "binds"))
     used = [library for library in libraries.values() if library.valid and library.uses(source)]
-    if engine.name == "jsonata-python" and len(source) < _LIBRARY_OFFSET:
+    if engine.name == "jsonata-python":
         return compile_expression(source, span, engine=engine, functions=functions, position=position,
                                   constants={library.name: library.value for library in used})
     composed, start = compose(source, used)
