@@ -48,6 +48,7 @@ _SECRET_QUERY = ("access_token", "client_secret", "refresh_token", "code", "api_
 
 _CURRENT_ITEM = pytest.StashKey["pytest.Item"]()
 _SECRETS = pytest.StashKey[set[str]]()
+_REPLACEMENTS = pytest.StashKey[dict[str, str]]()
 
 
 # -- what a run gives back ------------------------------------------------------------------------
@@ -96,6 +97,11 @@ class FlowRun:
     @property
     def attributes(self) -> dict[str, Any]:
         return self.outcome.message.attributes
+
+    @property
+    def dead_letter_id(self) -> str | None:
+        """The dead letter's id when the run was dead-lettered (see ``splice dlq show``)."""
+        return self.outcome.dead_letter_id
 
     @property
     def message(self) -> Any:
@@ -435,6 +441,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     item.config.stash[_CURRENT_ITEM] = item
     item.config.stash[_SECRETS] = set()
+    item.config.stash[_REPLACEMENTS] = {}
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-recording's hook: absent without it
@@ -448,8 +455,9 @@ def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
     from runtime.testing import cassette_scrubbers
 
     secrets = config.stash.setdefault(_SECRETS, set())
+    replacements = config.stash.setdefault(_REPLACEMENTS, {})
 
-    hooks = cassette_scrubbers(replace=_SecretValues(secrets), form_fields=_SECRET_FORM,
+    hooks = cassette_scrubbers(replace=_SecretValues(secrets, replacements), form_fields=_SECRET_FORM,
                                json_fields=_SECRET_JSON, drop_headers=("set-cookie",))
     vcr.filter_headers = list(_SECRET_HEADERS)
     vcr.filter_query_parameters = list(_SECRET_QUERY)
@@ -458,22 +466,24 @@ def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
 
 
 class _SecretValues(Mapping[str, str]):
-    """Each secret value of the project -> ``<SECRET>``, read when a request is recorded (the
-    project is loaded after the cassette is set up); longest first, so no secret is half-replaced."""
+    """Each secret value of the project -> ``<SECRET>``, and each value of ``splice_cassette_replace``
+    -> its replacement, read when a request is recorded (the project is loaded after the cassette is
+    set up); longest first, so no value is half-replaced."""
 
-    def __init__(self, secrets: set[str]) -> None:
+    def __init__(self, secrets: set[str], replacements: dict[str, str]) -> None:
         self._secrets = secrets
+        self._replacements = replacements
 
     def __getitem__(self, key: str) -> str:
-        if key not in self._secrets:
-            raise KeyError(key)
-        return "<SECRET>"
+        if key in self._secrets:
+            return "<SECRET>"
+        return self._replacements[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._secrets, key=len, reverse=True))
+        return iter(sorted(self._secrets | set(self._replacements), key=len, reverse=True))
 
     def __len__(self) -> int:
-        return len(self._secrets)
+        return len(self._secrets | set(self._replacements))
 
 
 def _marker(request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -524,6 +534,13 @@ def splice_emulator_options() -> dict[str, dict[str, Any]]:
     return {}
 
 
+@pytest.fixture
+def splice_cassette_replace() -> dict[str, str]:
+    """Values cassettes must not show, on top of the project's secrets, -> what they show instead
+    (``{"9341452797": "1234567890"}``: a company id). Override this fixture to name them."""
+    return {}
+
+
 @pytest.fixture(scope="session")
 def splice_registry() -> Registry:
     """The installed plugins (connectors, steps, functions), loaded once per session."""
@@ -535,8 +552,8 @@ def splice_registry() -> Registry:
 @pytest.fixture
 def splice_project(request: pytest.FixtureRequest, splice_project_dir: Path,
                    splice_environ: dict[str, str], splice_registry: Registry,
-                   splice_emulators: bool | list[str], splice_emulator_options: dict[str, dict[str, Any]]
-                   ) -> Iterator[SpliceProject]:
+                   splice_emulators: bool | list[str], splice_emulator_options: dict[str, dict[str, Any]],
+                   splice_cassette_replace: dict[str, str]) -> Iterator[SpliceProject]:
     """The project under test, loaded and checked; connections whose connector has an emulator are
     served by it in process (``@pytest.mark.splice(emulators=False)`` or a list of connection names
     to choose, or the ``splice_emulators`` fixture)."""
@@ -546,6 +563,7 @@ def splice_project(request: pytest.FixtureRequest, splice_project_dir: Path,
     env = (marker.get("env") or config.getoption("--splice-env") or config.getini("splice_env")
            or environ.get("SPLICE_ENV") or "dev")
     secrets = config.stash.setdefault(_SECRETS, set())
+    config.stash.setdefault(_REPLACEMENTS, {}).update(splice_cassette_replace)
     from dsl import FlowErrors
 
     problems = ""

@@ -130,13 +130,21 @@ async def test_nightly_reconciliation(integration: Integration, record_mode: str
 
 
 def test_cassettes_hold_no_secrets() -> None:
-    """No token, secret or company id was written into a cassette."""
+    """No token, secret or company id was written into a cassette: neither the project's settings
+    nor the emulators' credentials the recording logged in with (the plugin's scrubbing)."""
+    from connectors.quickbooks.sandbox import sandbox_settings as quickbooks_settings
+    from connectors.salesforce.sandbox import sandbox_settings as salesforce_settings
     from tests.support.flows import ENVIRON, REALM
 
+    secrets = [str(settings[key]) for settings in (quickbooks_settings("http://q"), salesforce_settings("http://s"))
+               for key in ("client-secret", "refresh-token") if settings.get(key)]
+    assert len(secrets) == 3, secrets
     texts = [p.read_text() for p in CASSETTES.glob("*.yaml")]
     assert texts, "no cassettes recorded"
     for text in texts:
         assert REALM not in text
         for name in ("SALESFORCE_CLIENT_SECRET", "QUICKBOOKS_CLIENT_SECRET", "QUICKBOOKS_REFRESH_TOKEN"):
             assert ENVIRON[name] not in text
+        for secret in secrets:
+            assert secret not in text
         assert "Bearer " not in text

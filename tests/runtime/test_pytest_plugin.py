@@ -193,6 +193,9 @@ def test_a_cassette_is_recorded_without_secrets_then_replayed(tmp_path: Path) ->
     (tmp_path / "flows" / "connections.yaml").write_text(SALESFORCE)
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_accounts.py").write_text(CASSETTE_TEST)
+    (tmp_path / "tests" / "conftest.py").write_text(
+        "import pytest\n\n\n@pytest.fixture\ndef splice_cassette_replace():\n"
+        "    return {'00DRx0000000001EAA': '00D000000000000AAA'}  # the org id\n")
 
     recorded = splice_test(tmp_path, "--record-mode=once")
     assert recorded.returncode == 0, recorded.stdout + recorded.stderr
@@ -202,6 +205,7 @@ def test_a_cassette_is_recorded_without_secrets_then_replayed(tmp_path: Path) ->
     assert "authorization" not in text.lower()  # the bearer token of every API call
     assert '"access_token":"<ACCESS_TOKEN>"' in text and '"signature":"<SIGNATURE>"' in text
     assert "client_secret=%3CCLIENT_SECRET%3E" in text
+    assert "00DRx0000000001EAA" not in text and "/id/00D000000000000AAA/" in text
 
     # The replay answers from the cassette, not from the emulator.
     cassette.write_text(text.replace("Globex", "Globex-Replayed"))
