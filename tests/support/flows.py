@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import dsl
 from connectors.quickbooks.emulator import DEFAULT_REALM
 from runtime.pytest_plugin import FlowRun, SpliceProject
 from runtime.registry import load_registry
@@ -126,6 +127,14 @@ class Integration:
         found = self.org.find(obj, record_id)
         assert found is not None, f"{obj} {record_id} not found"
         return dict(found)
+
+
+def load(environ: Mapping[str, str] | None = None) -> tuple[Any, Any]:
+    """The registry and the project as ``splice serve --env dev`` would load them."""
+    registry = load_registry()
+    project = dsl.load_project(PROJECT, vocabulary=registry, env="dev",
+                               environ={**ENVIRON, **(environ or {})})
+    return registry, project
 
 
 def environ_for(*, reports: str, replaying: bool = False,
