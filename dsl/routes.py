@@ -4,7 +4,9 @@ A route is a method (or ``*``, every method) and a path template (``/api/custome
 The router matches a request against each template with an optional trailing ``/``, so two routes
 conflict when their methods overlap and their templates match the same requests: the same text up
 to a trailing ``/``, whatever their parameters are named (``/orders/{id}`` and ``/orders/{orderId}/``
-are one route, and the second would never be reached).
+are one route, and the second would never be reached). A literal path and a template that
+would match it (``/orders/summary``, ``/orders/{id}``) are two routes: the router tries the more
+specific first.
 """
 
 from __future__ import annotations

@@ -47,11 +47,18 @@ def _compile(path: str) -> re.Pattern[str]:
     return re.compile("^" + "".join(parts) + "/?$")
 
 
+def _specificity(route: Route) -> tuple[int, ...]:
+    """Literal segments before parameters, segment by segment: ``/orders/summary`` is tried before
+    ``/orders/{id}``, whichever flow started first."""
+    return tuple(1 if "{" in segment else 0 for segment in route.path.strip("/").split("/"))
+
+
 class RouteTable:
-    """Routes by path pattern, tried in registration order."""
+    """Routes by path pattern, the most specific first (literal segments before parameters)."""
 
     def __init__(self) -> None:
         self._routes: list[Route] = []
+        self._by_specificity: list[Route] = []
 
     def add(self, path: str, methods: frozenset[str] | set[str] | list[str], endpoint: HttpEndpoint,
             *, owner: str) -> None:
@@ -67,15 +74,17 @@ class RouteTable:
                 same = path if route.path == path else f"{path} (as {route.path})"
                 raise RouteConflictError(f"{both} {same} is claimed by both '{route.owner}' and '{owner}'")
         self._routes.append(Route(path, wanted, endpoint, owner, _compile(path)))
+        self._by_specificity = sorted(self._routes, key=_specificity)
 
     def remove_owner(self, owner: str) -> None:
         """Drop the routes of a flow that stopped."""
         self._routes = [r for r in self._routes if r.owner != owner]
+        self._by_specificity = sorted(self._routes, key=_specificity)
 
     def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
         """``(route, path params, path exists)``; ``path exists`` tells 405 from 404."""
         exists = False
-        for route in self._routes:
+        for route in self._by_specificity:
             found = route.pattern.match(path)
             if found is None:
                 continue
