@@ -8,6 +8,6 @@ own tests want too live in :mod:`runtime.testing` instead (e.g. the async ``wait
   (synchronous) tests that drive subprocesses, and ``wait_for_progress`` for long work;
 * :mod:`tests.support.servers`: a free port, an ASGI app under uvicorn in a thread;
 * :mod:`tests.support.sandbox`: the sandbox fixture project, ``splice`` subprocesses, ``serving``;
-* :mod:`tests.support.flows`: the shipped project under the pytest plugin (seeding its emulators);
+* :mod:`tests.support.flows`: the shipped project opened against both emulators in process;
 * :mod:`tests.support.quickbooks`: a QuickBooks connection to its emulator, operation calls.
 """
