@@ -22,8 +22,8 @@ from dsl.builtins import (
     parameters_schema,
 )
 from dsl.errors import FlowError
-from dsl.expressions import compile_expression
 from dsl.kinds import SourceCheck
+from dsl.libraries import compile_with_libraries
 from dsl.loader import Node
 from dsl.model import (
     ErrorAction,
@@ -244,8 +244,8 @@ class _FlowBuilder:
             return None
         source = substitute_placeholders(value, ctx.properties, node.position, ctx.errors)
         try:
-            return compile_expression(source, node.position(0), engine=ctx.engine, functions=ctx.functions,
-                                      position=node.position)
+            return compile_with_libraries(source, node.position(0), node.position, engine=ctx.engine,
+                                          functions=ctx.functions, libraries=ctx.libraries, errors=ctx.errors)
         except FlowError as exc:
             ctx.errors.append(exc)
             return None

@@ -11,11 +11,18 @@ The tree::
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 from dsl.source import SourceSpan
 
-__all__ = ["FlowError", "FlowErrors", "FlowSyntaxError", "FlowValidationError"]
+__all__ = ["FlowError", "FlowErrors", "FlowSyntaxError", "FlowValidationError", "did_you_mean"]
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when a known name is close to ``name``, else ``""``."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 class FlowError(Exception):

@@ -287,11 +287,11 @@ def _walk(data: dict[str, Any], path: tuple[str, ...]) -> Any:
 class CompiledExpression:
     """A compiled ``#[ ]`` or transform expression (the model's :class:`~dsl.model.Expression`)."""
 
-    __slots__ = ("__weakref__", "_bound", "_compiled", "_path", "context_fields", "engine", "own_start",
-                 "source", "span")
+    __slots__ = ("__weakref__", "_bound", "_compiled", "_constants", "_path", "context_fields", "engine",
+                 "own_start", "source", "span")
 
     def __init__(self, source: str, span: SourceSpan, compiled: CompiledJsonata, engine: str,
-                 own_start: int = 0) -> None:
+                 own_start: int = 0, constants: Mapping[str, Any] | None = None) -> None:
         self.source = source
         self.span = span
         #: Where the author's own text starts in ``source`` (after library code bound around it):
@@ -299,6 +299,8 @@ class CompiledExpression:
         self.own_start = own_start
         self.engine = engine
         self._compiled = compiled
+        #: Values bound in every evaluation, over the caller's (the libraries' objects, built once).
+        self._constants = dict(constants or {})
         # What the expression can see decides what must be handed to the engine: converting a large
         # payload into the engine's values costs more than evaluating a typical transform, and the
         # payload is reachable three ways (input, $payload, $vars.trigger).
@@ -326,6 +328,8 @@ class CompiledExpression:
                 return found
         fresh = ({k: v for k, v in bindings.items() if k in self._bound or k not in _CONTEXT_NAMES}
                  if bindings else {})
+        if self._constants:
+            fresh.update(self._constants)
         previous = getattr(_clock, "millis", None)
         _clock.millis = int(time.time() * 1000)
         try:
@@ -352,10 +356,12 @@ def compile_expression(
     functions: Mapping[str, Callable[..., Any]] | None = None,
     position: Callable[[int], SourceSpan] | None = None,
     own_start: int = 0,
+    constants: Mapping[str, Any] | None = None,
 ) -> CompiledExpression:
     """Compile JSONata written at ``span`` (``position`` maps an offset in ``source`` to the file).
 
-    ``own_start`` is where the author's text starts in ``source`` when code was bound around it.
+    ``own_start`` is where the author's text starts in ``source`` when code was bound around it;
+    ``constants`` are values bound (as ``$name``) in every evaluation.
 
     Raises:
         FlowSyntaxError: ``invalid JSONata: <message>`` at the position of the problem.
@@ -374,7 +380,7 @@ def compile_expression(
         at = where(_error_offset(source, exc.offset)) if exc.offset is not None else span
         code = f" ({exc.code})" if exc.code else ""
         raise FlowSyntaxError(at, f"invalid JSONata: {exc.message}{code}") from None
-    return CompiledExpression(source, span, compiled, engine.name, own_start)
+    return CompiledExpression(source, span, compiled, engine.name, own_start, constants)
 
 
 def _error_offset(source: str, offset: int) -> int:

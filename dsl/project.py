@@ -21,6 +21,7 @@ from dsl.libraries import LIBRARY_DIR, JsonataLibrary, load_libraries
 from dsl.loader import Node, load_yaml, read_text
 from dsl.model import ConnectionConfig, Flow, Project
 from dsl.properties import Properties, PropertyValue, env_var_name, flatten_properties
+from dsl.routes import routes_conflict
 from dsl.source import SourceSpan
 from dsl.validate import did_you_mean
 from dsl.values import FileContext
@@ -333,6 +334,7 @@ def _load(root: Path, env: str, vocabulary: Vocabulary, environ: Mapping[str, st
             continue
         flows[flow.name] = flow
 
+    errors.extend(_route_conflicts(flows, vocabulary))
     for ctx in contexts:
         for name, span in ctx.flow_refs:
             if name not in flows:
@@ -349,6 +351,28 @@ def _load(root: Path, env: str, vocabulary: Vocabulary, environ: Mapping[str, st
     project = Project(root=root, env=env, flows=flows, connections=connections, settings=project_settings,
                       properties=properties, functions=functions)
     return project, errors
+
+
+def _route_conflicts(flows: Mapping[str, Flow], vocabulary: Vocabulary) -> list[FlowError]:
+    """Two flows whose triggers register one HTTP route (see :mod:`dsl.routes`): ``serve`` could
+    start only one of them, so the later flow's trigger is an error naming the earlier one."""
+    claimed: list[tuple[str, frozenset[str], Flow]] = []
+    problems: list[FlowError] = []
+    for flow in flows.values():
+        if flow.trigger is None:
+            continue
+        for path, methods in vocabulary.source_routes(flow.trigger.name, flow.trigger.params):
+            for other_path, other_methods, other in claimed:
+                both = routes_conflict(other_path, other_methods, path, methods)
+                if both:
+                    same = path if other_path == path else f"{path} (the same route as {other_path})"
+                    problems.append(FlowValidationError(
+                        flow.trigger.span, f"{' '.join(both)} {same} is claimed by both flow '{other.name}' "
+                        f"(trigger at {other.trigger.span if other.trigger else other.span}) and flow "
+                        f"'{flow.name}'", "one flow per method and path"))
+                    break
+            claimed.append((path, frozenset(methods), flow))
+    return problems
 
 
 def _check_connection(connector: str, name: str | None, span: SourceSpan, what: str,

@@ -14,9 +14,9 @@ from typing import Any
 
 from dsl.builtins import BUILTIN_STEPS
 from dsl.errors import FlowError
-from dsl.expressions import CompiledExpression, compile_expression
+from dsl.expressions import CompiledExpression
 from dsl.kinds import StepBuilder, StepKind
-from dsl.libraries import compose, unknown_library_calls
+from dsl.libraries import compile_with_libraries
 from dsl.loader import Node, read_text
 from dsl.model import (
     ChoiceBranch,
@@ -97,16 +97,10 @@ def build_transform(builder: StepBuilder, node: Node, key_span: SourceSpan,
 
 def _compile_transform(ctx: FileContext, source: str, span: SourceSpan,
                        position: Callable[[int], SourceSpan]) -> CompiledExpression | None:
-    """Compile a transform's JSONata with the project libraries it names bound around it."""
-    for offset, message in unknown_library_calls(source, ctx.libraries):
-        ctx.error(position(offset), message, "a library of the project's lib/ folder, or a variable "
-                                             "the transform binds")
-    used = [library for library in ctx.libraries.values() if library.uses(source)]
-    composed, start = compose(source, used)
+    """Compile a transform's JSONata with the project libraries it names bound."""
     try:
-        return compile_expression(composed, span, engine=ctx.engine, functions=ctx.functions,
-                                  position=lambda offset: position(max(0, offset - start)),
-                                  own_start=start)
+        return compile_with_libraries(source, span, position, engine=ctx.engine, functions=ctx.functions,
+                                      libraries=ctx.libraries, errors=ctx.errors, what="transform")
     except FlowError as exc:
         ctx.errors.append(exc)
         return None

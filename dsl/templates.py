@@ -24,7 +24,8 @@ from typing import Any
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from dsl.errors import FlowError, FlowSyntaxError
-from dsl.expressions import JsonataEngine, compile_expression
+from dsl.expressions import JsonataEngine, get_engine
+from dsl.libraries import JsonataLibrary, compile_with_libraries
 from dsl.model import Template
 from dsl.properties import Properties, substitute_placeholders, to_text
 from dsl.source import SourceSpan
@@ -168,6 +169,7 @@ def resolve_string(
     functions: Mapping[str, Callable[..., Any]] | None,
     errors: list[FlowError],
     typed: bool = True,
+    libraries: Mapping[str, JsonataLibrary] | None = None,
 ) -> Any:
     """Resolve the placeholders of a YAML string and compile its expressions.
 
@@ -196,8 +198,10 @@ def resolve_string(
             inner = _shifted(position, part.offset)
             source = substitute_placeholders(part.source, properties, inner, errors)
             try:
-                value = compile_expression(source, position(part.offset), engine=engine, functions=functions,
-                                           position=inner)
+                value = compile_with_libraries(source, position(part.offset), inner,
+                                               engine=get_engine(engine) if isinstance(engine, str) else engine,
+                                               functions=functions or {}, libraries=libraries or {},
+                                               errors=errors)
             except FlowError as exc:
                 errors.append(exc)
                 failed = True

@@ -10,12 +10,11 @@ runs, except where ``x-dynamic`` is false.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from dsl.errors import FlowError, FlowValidationError
+from dsl.errors import FlowError, FlowValidationError, did_you_mean
 from dsl.loader import Node
 from dsl.model import Template
 from dsl.source import SourceSpan
@@ -24,12 +23,6 @@ from dsl.templates import UNRESOLVED
 __all__ = ["check_value", "did_you_mean", "node_type", "type_phrase"]
 
 _ARTICLE = {"integer": "an integer", "object": "an object", "array": "an array"}
-
-
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` when a known name is close to ``name``, else ``""``."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def node_type(node: Node) -> str:

@@ -71,7 +71,7 @@ class FileContext:
     functions: Mapping[str, Callable[..., Any]]
     base_dir: Path | None = None
     root: Path | None = None
-    #: The project's JSONata libraries (``lib/<name>.jsonata``), by name; transforms may use them.
+    #: The JSONata libraries (``lib/<name>.jsonata``) the file sees, by name; its expressions may use them.
     libraries: Mapping[str, JsonataLibrary] = field(default_factory=dict)
     errors: list[FlowError] = field(default_factory=list)
     #: ``flow-ref`` targets, checked once every flow is known.
@@ -93,7 +93,8 @@ class FileContext:
         if not isinstance(node.value, str):
             return node
         value = resolve_string(node.value, node.position, properties=self.properties, engine=self.engine,
-                               functions=self.functions, errors=self.errors, typed=node.style is None)
+                               functions=self.functions, errors=self.errors, typed=node.style is None,
+                               libraries=self.libraries)
         return Node("scalar", value, node.span, style=node.style, content=node.content)
 
     def value(self, node: Node) -> Any:

@@ -52,6 +52,11 @@ class Vocabulary(Protocol):
         """The trigger's own rules beyond its schema (see :data:`dsl.kinds.SourceCheck`), if any."""
         ...
 
+    def source_routes(self, name: str, params: Mapping[str, Any]) -> Iterable[tuple[str, frozenset[str]]]:
+        """The HTTP routes (path template, methods; ``*`` for every method) a trigger with these
+        parameters registers; none for a trigger that is not called over HTTP."""
+        ...
+
     def connector_names(self) -> Iterable[str]:
         """Connector names a ``connections:`` entry may use."""
         ...
@@ -88,6 +93,9 @@ class EmptyVocabulary:
 
     def source_check(self, name: str) -> SourceCheck | None:
         return None
+
+    def source_routes(self, name: str, params: Mapping[str, Any]) -> Iterable[tuple[str, frozenset[str]]]:
+        return ()
 
     def connector_names(self) -> Iterable[str]:
         return ()

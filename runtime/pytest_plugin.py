@@ -9,7 +9,9 @@ payload)`` runs one flow and returns a :class:`FlowRun` (``status``, ``payload``
 ``calls``). Connector calls are served by the connectors' emulators (their sandbox specs, as in
 ``splice serve`` sandbox mode), replayed from a cassette (``@pytest.mark.vcr`` with pytest-recording;
 secrets are scrubbed from what is recorded) or stubbed per step label (``stubs=`` or ``mock_step``).
-See docs/testing-flows.md.
+An async test (``@pytest.mark.anyio``) asks for ``splice_runtime`` instead: the runtime opens in the
+test's own event loop, so the test can serve the project, run its triggers or read its store while
+``await splice_project.arun(flow, payload)`` runs flows. See docs/testing-flows.md.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from runtime.registry import Registry
     from runtime.service import SpliceRuntime
     from runtime.spec import OperationSpec
+    from runtime.store import ObjectStore
 
 __all__ = ["Call", "FlowRun", "SpliceProject"]
 
@@ -45,6 +48,7 @@ _SECRET_QUERY = ("access_token", "client_secret", "refresh_token", "code", "api_
 
 _CURRENT_ITEM = pytest.StashKey["pytest.Item"]()
 _SECRETS = pytest.StashKey[set[str]]()
+_REPLACEMENTS = pytest.StashKey[dict[str, str]]()
 
 
 # -- what a run gives back ------------------------------------------------------------------------
@@ -93,6 +97,16 @@ class FlowRun:
     @property
     def attributes(self) -> dict[str, Any]:
         return self.outcome.message.attributes
+
+    @property
+    def dead_letter_id(self) -> str | None:
+        """The dead letter's id when the run was dead-lettered (see ``splice dlq show``)."""
+        return self.outcome.dead_letter_id
+
+    @property
+    def message(self) -> Any:
+        """The :class:`runtime.message.Message` the flow ended with (payload, vars, attributes)."""
+        return self.outcome.message
 
     @property
     def error(self) -> Any:
@@ -215,12 +229,16 @@ class SpliceProject:
     """A loaded project and, once a flow runs, its runtime (opened once per test, closed after it).
 
     ``emulators`` maps each connection served by its connector's emulator to the emulator's ASGI
-    app (seed it, or look at what the flows did: ``app.state.emulator``).
+    app (seed it, or look at what the flows did: ``app.state.emulator``). ``store`` is the object
+    store the runtime uses (a fresh in-memory one unless given).
+
+    The runtime opens either in a thread of its own at the first :meth:`run` (sync tests), or in
+    the caller's event loop with :meth:`opened` (async tests, which then :meth:`arun`).
     """
 
     def __init__(self, root: Path, *, env: str, environ: Mapping[str, str],
                  emulators: bool | list[str], emulator_options: Mapping[str, Mapping[str, Any]],
-                 registry: Registry, secrets: set[str]) -> None:
+                 registry: Registry, secrets: set[str], store: ObjectStore | None = None) -> None:
         import dsl
         from runtime.redaction import register_secret
 
@@ -238,6 +256,8 @@ class SpliceProject:
         self._stack = ExitStack()
         self._runtime: SpliceRuntime | None = None
         self._portal: Any = None
+        self._in_caller_loop = False
+        self._given_store = store
         secrets.update(self._secret_settings())
         self.emulators: dict[str, Any] = {}
         self._emulator_settings: dict[str, Mapping[str, Any]] = {}
@@ -291,9 +311,54 @@ class SpliceProject:
             known = ", ".join(sorted(self._labels)) or "none"
             raise LookupError(f"no step is labelled {label!r} in {self.root} (labels: {known})")
 
+    @property
+    def runtime(self) -> SpliceRuntime:
+        """The open runtime (its engine, triggers, store): after the first :meth:`run`, or inside
+        :meth:`opened`."""
+        if self._runtime is None:
+            raise RuntimeError("the project's runtime is not open: run a flow first, or use the "
+                               "splice_runtime fixture in an async test")
+        return self._runtime
+
+    @property
+    def store(self) -> ObjectStore:
+        """The object store the runtime uses (execution history, dead letters, trigger state)."""
+        return self.runtime.store
+
     def run(self, flow: str, payload: Any = None, *, attributes: Mapping[str, Any] | None = None,
             stubs: Mapping[str, Any] | None = None) -> FlowRun:
         """Run ``flow`` once for ``payload``; ``stubs`` (label -> answer) apply to this run only."""
+        if self._in_caller_loop:
+            raise RuntimeError("the runtime is open in the test's event loop (splice_runtime): "
+                               "use 'await splice_project.arun(...)'")
+        self._prepare(flow, stubs)
+        outcome = self._call(self._run, flow, payload, dict(attributes or {}))
+        return FlowRun(flow=flow, outcome=outcome, calls=list(self._recorder.calls))
+
+    async def arun(self, flow: str, payload: Any = None, *, attributes: Mapping[str, Any] | None = None,
+                   stubs: Mapping[str, Any] | None = None) -> FlowRun:
+        """:meth:`run` for an async test, in its own event loop (inside :meth:`opened`)."""
+        if not self._in_caller_loop:
+            raise RuntimeError("arun needs the runtime open in this event loop: use the splice_runtime "
+                               "fixture (or 'async with splice_project.opened()')")
+        self._prepare(flow, stubs)
+        outcome = await self._run(flow, payload, dict(attributes or {}))
+        return FlowRun(flow=flow, outcome=outcome, calls=list(self._recorder.calls))
+
+    @asynccontextmanager
+    async def opened(self) -> AsyncIterator[SpliceRuntime]:
+        """Open the runtime in the calling event loop for the block (connections, store, no
+        triggers: start them with ``runtime.run_triggers``, or serve the runtime's app)."""
+        if self._runtime is not None:
+            raise RuntimeError("the project's runtime is already open")
+        async with self._opened() as runtime:
+            self._runtime, self._in_caller_loop = runtime, True
+            try:
+                yield runtime
+            finally:
+                self._runtime, self._in_caller_loop = None, False
+
+    def _prepare(self, flow: str, stubs: Mapping[str, Any] | None) -> None:
         if flow not in self.project.flows:
             known = ", ".join(sorted(self.project.flows)) or "none"
             raise LookupError(f"no flow named {flow!r} in {self.root} (flows: {known})")
@@ -301,8 +366,6 @@ class SpliceProject:
             self._check_label(label)
         self._recorder.stubs = {**self._stubs, **(stubs or {})}
         self._recorder.calls = []
-        outcome = self._call(self._run, flow, payload, dict(attributes or {}))
-        return FlowRun(flow=flow, outcome=outcome, calls=list(self._recorder.calls))
 
     async def _run(self, flow: str, payload: Any, attributes: dict[str, Any]) -> Outcome:
         from runtime.message import Event
@@ -336,13 +399,14 @@ class SpliceProject:
         registry = replace(self.registry, operations={
             name: self._recorder.wrap(name, spec) for name, spec in self.registry.operations.items()})
         transports = {name: httpx.ASGITransport(app=app) for name, app in self.emulators.items()}
-        store = open_store("memory://")
+        store = self._given_store or open_store("memory://")
         try:
             async with open_runtime(self.project, registry, store=store, transports=transports,
                                     connection_settings=self._emulator_settings) as runtime:
                 yield runtime
         finally:
-            await store.aclose()
+            if self._given_store is None:
+                await store.aclose()
 
     def close(self) -> None:
         """Close the runtime (connections, store) and the event loop the flows ran in."""
@@ -377,6 +441,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     item.config.stash[_CURRENT_ITEM] = item
     item.config.stash[_SECRETS] = set()
+    item.config.stash[_REPLACEMENTS] = {}
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-recording's hook: absent without it
@@ -390,8 +455,9 @@ def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
     from runtime.testing import cassette_scrubbers
 
     secrets = config.stash.setdefault(_SECRETS, set())
+    replacements = config.stash.setdefault(_REPLACEMENTS, {})
 
-    hooks = cassette_scrubbers(replace=_SecretValues(secrets), form_fields=_SECRET_FORM,
+    hooks = cassette_scrubbers(replace=_SecretValues(secrets, replacements), form_fields=_SECRET_FORM,
                                json_fields=_SECRET_JSON, drop_headers=("set-cookie",))
     vcr.filter_headers = list(_SECRET_HEADERS)
     vcr.filter_query_parameters = list(_SECRET_QUERY)
@@ -400,22 +466,24 @@ def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
 
 
 class _SecretValues(Mapping[str, str]):
-    """Each secret value of the project -> ``<SECRET>``, read when a request is recorded (the
-    project is loaded after the cassette is set up); longest first, so no secret is half-replaced."""
+    """Each secret value of the project -> ``<SECRET>``, and each value of ``splice_cassette_replace``
+    -> its replacement, read when a request is recorded (the project is loaded after the cassette is
+    set up); longest first, so no value is half-replaced."""
 
-    def __init__(self, secrets: set[str]) -> None:
+    def __init__(self, secrets: set[str], replacements: dict[str, str]) -> None:
         self._secrets = secrets
+        self._replacements = replacements
 
     def __getitem__(self, key: str) -> str:
-        if key not in self._secrets:
-            raise KeyError(key)
-        return "<SECRET>"
+        if key in self._secrets:
+            return "<SECRET>"
+        return self._replacements[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._secrets, key=len, reverse=True))
+        return iter(sorted(self._secrets | set(self._replacements), key=len, reverse=True))
 
     def __len__(self) -> int:
-        return len(self._secrets)
+        return len(self._secrets | set(self._replacements))
 
 
 def _marker(request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -448,6 +516,31 @@ def splice_environ() -> dict[str, str]:
     return {}
 
 
+@pytest.fixture
+def splice_emulators(request: pytest.FixtureRequest) -> bool | list[str]:
+    """Which connections the emulators serve: all that have one (``True``), none (``False``, e.g.
+    when a cassette answers) or the connections named. Override this fixture to choose in code
+    (``return record_mode != "none"``: emulators while recording, the cassette when replaying);
+    the ``splice`` marker's ``emulators`` wins over it."""
+    chosen: bool | list[str] = _marker(request).get("emulators", True)
+    return chosen
+
+
+@pytest.fixture
+def splice_emulator_options() -> dict[str, dict[str, Any]]:
+    """Connection name -> the options its emulator is built with, instead of sandbox mode's (demo
+    data...): override this fixture, or use the ``splice`` marker's ``emulator_options`` (which
+    wins for the connections it names)."""
+    return {}
+
+
+@pytest.fixture
+def splice_cassette_replace() -> dict[str, str]:
+    """Values cassettes must not show, on top of the project's secrets, -> what they show instead
+    (``{"9341452797": "1234567890"}``: a company id). Override this fixture to name them."""
+    return {}
+
+
 @pytest.fixture(scope="session")
 def splice_registry() -> Registry:
     """The installed plugins (connectors, steps, functions), loaded once per session."""
@@ -458,24 +551,27 @@ def splice_registry() -> Registry:
 
 @pytest.fixture
 def splice_project(request: pytest.FixtureRequest, splice_project_dir: Path,
-                   splice_environ: dict[str, str], splice_registry: Registry
-                   ) -> Iterator[SpliceProject]:
+                   splice_environ: dict[str, str], splice_registry: Registry,
+                   splice_emulators: bool | list[str], splice_emulator_options: dict[str, dict[str, Any]],
+                   splice_cassette_replace: dict[str, str]) -> Iterator[SpliceProject]:
     """The project under test, loaded and checked; connections whose connector has an emulator are
     served by it in process (``@pytest.mark.splice(emulators=False)`` or a list of connection names
-    to choose)."""
+    to choose, or the ``splice_emulators`` fixture)."""
     marker = _marker(request)
     config = request.config
     environ = {**os.environ, **splice_environ, **marker.get("environ", {})}
     env = (marker.get("env") or config.getoption("--splice-env") or config.getini("splice_env")
            or environ.get("SPLICE_ENV") or "dev")
     secrets = config.stash.setdefault(_SECRETS, set())
+    config.stash.setdefault(_REPLACEMENTS, {}).update(splice_cassette_replace)
     from dsl import FlowErrors
 
     problems = ""
     try:
         project = SpliceProject(splice_project_dir, env=str(env), environ=environ,
-                                emulators=marker.get("emulators", True),
-                                emulator_options=marker.get("emulator_options", {}),
+                                emulators=splice_emulators,
+                                emulator_options={**splice_emulator_options,
+                                                  **marker.get("emulator_options", {})},
                                 registry=splice_registry, secrets=secrets)
     except FlowErrors as exc:  # the project's own problems, as `splice validate` prints them
         problems = str(exc)
@@ -485,6 +581,14 @@ def splice_project(request: pytest.FixtureRequest, splice_project_dir: Path,
         yield project
     finally:
         project.close()
+
+
+@pytest.fixture
+async def splice_runtime(splice_project: SpliceProject, anyio_backend: Any) -> AsyncIterator[SpliceRuntime]:
+    """For async tests (``@pytest.mark.anyio``, on asyncio): the project's runtime opened in the
+    test's event loop, for the test; flows run with ``await splice_project.arun(flow, payload)``."""
+    async with splice_project.opened() as runtime:
+        yield runtime
 
 
 @pytest.fixture

@@ -105,6 +105,10 @@ class Registry:
         src = self.sources.get(name)
         return src.check if src else None
 
+    def source_routes(self, name: str, params: Mapping[str, Any]) -> list[tuple[str, frozenset[str]]]:
+        src = self.sources.get(name)
+        return src.claimed_routes(params) if src else []
+
     def connector_names(self) -> Iterable[str]:
         return sorted(name for name, c in self.connectors.items() if c.connection is not None)
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from dsl.routes import routes_conflict
 from runtime.context import HttpEndpoint
 from runtime.errors import ConfigurationError
 
@@ -46,33 +47,44 @@ def _compile(path: str) -> re.Pattern[str]:
     return re.compile("^" + "".join(parts) + "/?$")
 
 
+def _specificity(route: Route) -> tuple[int, ...]:
+    """Literal segments before parameters, segment by segment: ``/orders/summary`` is tried before
+    ``/orders/{id}``, whichever flow started first."""
+    return tuple(1 if "{" in segment else 0 for segment in route.path.strip("/").split("/"))
+
+
 class RouteTable:
-    """Routes by path pattern, tried in registration order."""
+    """Routes by path pattern, the most specific first (literal segments before parameters)."""
 
     def __init__(self) -> None:
         self._routes: list[Route] = []
+        self._by_specificity: list[Route] = []
 
     def add(self, path: str, methods: frozenset[str] | set[str] | list[str], endpoint: HttpEndpoint,
             *, owner: str) -> None:
-        """Register ``endpoint``; the same method and path twice is a conflict naming both owners."""
+        """Register ``endpoint``; a method and path that an earlier route already answers (the same
+        template, whatever its parameters are named: :func:`dsl.routes.routes_conflict`, the rule
+        ``splice validate`` applies too) is a conflict naming both owners."""
         if not path.startswith("/"):
             raise ValueError(f"route path must start with '/': {path!r}")
         wanted = frozenset(m.upper() for m in methods)
         for route in self._routes:
-            if route.path == path and route.methods & wanted:
-                raise RouteConflictError(
-                    f"{sorted(route.methods & wanted)} {path} is claimed by both '{route.owner}' "
-                    f"and '{owner}'")
+            both = routes_conflict(route.path, route.methods, path, wanted)
+            if both:
+                same = path if route.path == path else f"{path} (as {route.path})"
+                raise RouteConflictError(f"{both} {same} is claimed by both '{route.owner}' and '{owner}'")
         self._routes.append(Route(path, wanted, endpoint, owner, _compile(path)))
+        self._by_specificity = sorted(self._routes, key=_specificity)
 
     def remove_owner(self, owner: str) -> None:
         """Drop the routes of a flow that stopped."""
         self._routes = [r for r in self._routes if r.owner != owner]
+        self._by_specificity = sorted(self._routes, key=_specificity)
 
     def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
         """``(route, path params, path exists)``; ``path exists`` tells 405 from 404."""
         exists = False
-        for route in self._routes:
+        for route in self._by_specificity:
             found = route.pattern.match(path)
             if found is None:
                 continue

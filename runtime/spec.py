@@ -8,7 +8,7 @@ and which values to redact (``secret=True``). A plugin answers the ``splice_conn
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -247,6 +247,11 @@ class SourceSpec:
     #: ``run_lock(flow)`` -> the store lock each of the trigger's runs holds, when runs of the flow
     #: must never overlap: ``splice run`` of the flow holds it too (e.g. ``schedule``).
     run_lock: Callable[[str], str] | None = None
+    #: ``routes(params)`` -> the ``(path, methods)`` the trigger registers with ``ctx.add_route``,
+    #: from its load-time parameters, so ``splice validate`` finds two flows on one route before
+    #: ``serve`` does. Without it, a trigger with a ``path`` parameter claims that path, for its
+    #: ``method`` parameter's method, or every method (``*``) when it has none.
+    routes: Callable[[Mapping[str, Any]], Iterable[tuple[str, Iterable[str]]]] | None = None
 
     def schema(self) -> dict[str, Any]:
         """Parameter schema including ``connection`` when one is needed."""
@@ -255,6 +260,19 @@ class SourceSpec:
             params = (Param("connection", summary="Name of the connection to use", dynamic=False),
                       *params)
         return params_schema(params, description=self.summary)
+
+    def claimed_routes(self, params: Mapping[str, Any]) -> list[tuple[str, frozenset[str]]]:
+        """The routes a trigger with these (load-time) parameters registers (see ``routes``)."""
+        if self.routes is not None:
+            return [(path, frozenset(m.upper() for m in methods)) for path, methods in self.routes(params)]
+        path = params.get("path")
+        if not isinstance(path, str) or not path.startswith("/"):
+            return []
+        names = {param.name for param in self.params}
+        method = params.get("method")
+        if "method" in names:
+            return [(path, frozenset({method.upper()}))] if isinstance(method, str) else []
+        return [(path, frozenset({"*"}))]
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,10 @@ class FakeVocabulary:
     def source_check(self, name: str) -> SourceCheck | None:
         return self.checks.get(name)
 
+    def source_routes(self, name: str, params: Mapping[str, Any]) -> Iterable[tuple[str, frozenset[str]]]:
+        path = params.get("path")
+        return [(path, frozenset({str(params.get("method", "POST")).upper()}))] if isinstance(path, str) else []
+
     def connector_names(self) -> Iterable[str]:
         return list(self.connections)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dsl import check_file, check_project, load_project
-from dsl.model import TransformStep
+from dsl.model import SetVariableStep, Template, TransformStep
 
 STATUS = """/* The payment status rule. */
 {
@@ -100,13 +101,18 @@ def test_a_library_name_must_be_a_variable_name(write, vocabulary) -> None:
 
 
 def test_shipped_invoice_rules_are_written_once() -> None:
-    """The shipped project's payment status and voided-invoice rules live only in its library."""
+    """The shipped project's payment status, voided-invoice and money rounding rules live only in
+    its library: no transform rounds a QuickBooks amount (or what was paid) itself, and customer-360
+    shows no money the library did not round."""
     project = Path(__file__).resolve().parents[2] / "flows" / "salesforce-quickbooks"
     library = (project / "lib" / "billing.jsonata").read_text(encoding="utf-8")
     assert "'Partially Paid'" in library and "/^Voided/" in library
+    assert "$money($number($x))" in library
     for transform in (project / "transforms").glob("*.jsonata"):
         text = transform.read_text(encoding="utf-8")
         assert "'Partially Paid'" not in text and "/^Voided/" not in text, transform.name
+        assert not re.search(r"\$money\(\$number\([^()]*\)\)", text), transform.name  # to cents
+    assert "$money(" not in (project / "transforms" / "customer-360.jsonata").read_text(encoding="utf-8")
 
 
 def test_one_file_checked_alone_sees_its_project_libraries(write, vocabulary) -> None:
@@ -133,3 +139,61 @@ def test_a_folder_of_projects_gives_each_its_own_libraries(write, vocabulary) ->
     write("other/flows/c.yaml", "flow: c\nsteps:\n  - log: x\n")
     project = load_project(".", vocabulary=vocabulary, environ={})
     assert _transform(project, "a").expression.evaluate({"Balance": 0, "Total": 3})["status"] == "Paid"
+
+
+@pytest.mark.parametrize("engine", ["jsonata-python", "jsonatapy"])
+def test_a_flow_expression_calls_a_library_too(write, vocabulary, engine: str) -> None:
+    """``#[ ]`` in a flow file sees the nearest ``lib/`` as transforms do, alike in both engines."""
+    write("lib/payments.jsonata", STATUS)
+    write("flows/a.yaml", "flow: a\nsteps:\n"
+                          "  - set-variable:\n      name: status\n"
+                          "      value: \"#[$payments.status($payload.Balance, $payload.Total)]\"\n")
+    project = load_project(".", vocabulary=vocabulary, environ={}, engine=engine)
+    step = project.flows["a"].steps[0]
+    assert isinstance(step, SetVariableStep) and isinstance(step.value, Template)
+    expression = step.value.single_expression
+    assert expression is not None
+    data = {"payload": {"Balance": 4, "Total": 10}}
+    assert expression.evaluate(data, data) == "Partially Paid"
+
+
+def test_libraries_are_compiled_once_per_project(write, vocabulary, monkeypatch) -> None:
+    """However many transforms and expressions use a library, its text is compiled once."""
+    from dsl import expressions
+
+    for path, text in FLOWS.items():
+        write(path, text)
+    write("flows/c.yaml", "flow: c\nsteps:\n  - log: \"#[$payments.cents(3)]\"\n"
+                          "  - transform: ../transforms/status.jsonata\n")
+    compiled: list[str] = []
+    original = expressions.JsonataPythonEngine.compile
+
+    def counting(self: Any, source: str, functions: Any = None) -> Any:
+        compiled.append(source)
+        return original(self, source, functions)
+
+    monkeypatch.setattr(expressions.JsonataPythonEngine, "compile", counting)
+    project = load_project(".", vocabulary=vocabulary, environ={}, engine="jsonata-python")
+    assert sum("'Partially Paid'" in source for source in compiled) == 1
+    before = len(compiled)
+    for _ in range(3):
+        assert _transform(project, "a").expression.evaluate({"Balance": 0, "Total": 1})["status"] == "Paid"
+    assert len(compiled) == before
+
+
+def test_unknown_functions_and_libraries_are_reported_where_they_are_called(write, vocabulary) -> None:
+    """``$payments.nosuch()`` and ``$nolib.f()``, in a transform and in ``#[ ]``: file:line:col each."""
+    write("lib/payments.jsonata", STATUS)
+    write("t.jsonata", "(\n  /* $nolib.f() in a comment is no call */\n  $payments.stats(1, 2)\n)\n")
+    write("f.yaml", "flow: a\nsteps:\n  - transform: t.jsonata\n"
+                    "  - log: \"#[$payments.nosuch(1)] and #[$nolib.f()]\"\n")
+    problems = [e.format() for e in check_project(".", vocabulary=vocabulary, environ={})]
+    assert problems == [
+        "f.yaml:4:23: JSONata library '$payments' has no function 'nosuch' (its functions: cents, status), "
+        "expected a library of the project's lib/ folder, or a variable the expression binds",
+        "f.yaml:4:40: unknown JSONata library '$nolib' (libraries of this project: payments), expected a "
+        "library of the project's lib/ folder, or a variable the expression binds",
+        "t.jsonata:3:13: JSONata library '$payments' has no function 'stats' (did you mean 'status'?) "
+        "(its functions: cents, status), expected a library of the project's lib/ folder, or a variable "
+        "the transform binds",
+    ], problems

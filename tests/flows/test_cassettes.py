@@ -1,7 +1,8 @@
 """Each shipped flow's happy path replayed from a cassette: no emulator, no network.
 
 Recorded from the emulators (``--record-mode=rewrite``); CI replays (``--record-mode=none``, the
-default; an unknown request fails the test). vcrpy replaces only httpx's innermost transport, so
+default; an unknown request fails the test). The plugin's ``splice_emulators`` fixture, overridden
+here, serves the connections by the emulators only while recording. vcrpy replaces only httpx's innermost transport, so
 OAuth, retries, rate limits and the connectors' Decimal handling all run during the replay. The ids
 the recording run seeded are kept next to the cassettes (``*.ids.json``): the replay starts the
 flows with the same records.
@@ -16,11 +17,17 @@ from typing import Any
 
 import pytest
 
-from tests.support.flows import Integration, open_integration
+from tests.support.flows import Integration
 
 pytestmark = [pytest.mark.anyio, pytest.mark.vcr, pytest.mark.block_network]
 
 CASSETTES = Path(__file__).parent / "cassettes" / "test_cassettes"
+
+
+@pytest.fixture
+def splice_emulators(record_mode: str) -> bool:
+    """The emulators answer while recording; the cassette answers when replaying."""
+    return not replaying(record_mode)
 
 
 def seeded(record_mode: str, name: str, seed: Any) -> dict[str, str]:
@@ -53,83 +60,91 @@ async def run(it: Integration, flow: str, payload: Any, attributes: dict[str, An
     return outcome.message
 
 
-async def test_opportunity_to_invoice(record_mode: str) -> None:
-    async with open_integration(emulators=not replaying(record_mode)) as it:
-        ids = seeded(record_mode, "opportunity_to_invoice", lambda: won_opportunity(it, "Cassette d'Été"))
-        message = await run(it, "opportunity-to-invoice", {"Id": ids["opportunity"]})
+async def test_opportunity_to_invoice(integration: Integration, record_mode: str) -> None:
+    it = integration
+    ids = seeded(record_mode, "opportunity_to_invoice", lambda: won_opportunity(it, "Cassette d'Été"))
+    message = await run(it, "opportunity-to-invoice", {"Id": ids["opportunity"]})
     invoice = message.payload
     assert invoice["DocNumber"] == "SF-" + ids["opportunity"][:15]
     assert Decimal(str(invoice["TotalAmt"])) == Decimal("743.35")  # 692.38 + 59.97 - 9.00 discount
     assert invoice["PrivateNote"] == f"Salesforce Opportunity {ids['opportunity']}"
 
 
-async def test_account_to_customer(record_mode: str) -> None:
-    async with open_integration(emulators=not replaying(record_mode)) as it:
-        ids = seeded(record_mode, "account_to_customer",
-                     lambda: {"account": it.account("Cassette Ålesund AS", BillingCity="Ålesund")})
-        message = await run(it, "account-to-customer", {"Id": ids["account"]})
+async def test_account_to_customer(integration: Integration, record_mode: str) -> None:
+    it = integration
+    ids = seeded(record_mode, "account_to_customer",
+                 lambda: {"account": it.account("Cassette Ålesund AS", BillingCity="Ålesund")})
+    message = await run(it, "account-to-customer", {"Id": ids["account"]})
     assert message.payload["customer"]["DisplayName"] == "Cassette Ålesund AS"
     assert message.payload["customer"]["BillAddr"]["City"] == "Ålesund"
 
 
-async def test_payment_to_salesforce(record_mode: str) -> None:
-    async with open_integration(emulators=not replaying(record_mode)) as it:
-        ids = seeded(record_mode, "payment_to_salesforce_seed", lambda: won_opportunity(it, "Cassette Payer"))
-        invoice = (await run(it, "opportunity-to-invoice", {"Id": ids["opportunity"]})).payload
+async def test_payment_to_salesforce(integration: Integration, record_mode: str) -> None:
+    it = integration
+    ids = seeded(record_mode, "payment_to_salesforce_seed", lambda: won_opportunity(it, "Cassette Payer"))
+    invoice = (await run(it, "opportunity-to-invoice", {"Id": ids["opportunity"]})).payload
 
-        def pay() -> dict[str, str]:
-            payment = it.company.create("Payment", {
-                "CustomerRef": invoice["CustomerRef"], "TotalAmt": Decimal("300.00"), "TxnDate": "2026-04-01",
-                "Line": [{"Amount": Decimal("300.00"), "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]}, {})
-            return {"payment": payment["Id"]}
+    def pay() -> dict[str, str]:
+        payment = it.company.create("Payment", {
+            "CustomerRef": invoice["CustomerRef"], "TotalAmt": Decimal("300.00"), "TxnDate": "2026-04-01",
+            "Line": [{"Amount": Decimal("300.00"), "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]}, {})
+        return {"payment": payment["Id"]}
 
-        paid = seeded(record_mode, "payment_to_salesforce", pay)
-        message = await run(it, "payment-to-salesforce", {}, {"entity": "Payment", "entityId": paid["payment"],
-                                                              "operation": "Create"})
+    paid = seeded(record_mode, "payment_to_salesforce", pay)
+    message = await run(it, "payment-to-salesforce", {}, {"entity": "Payment", "entityId": paid["payment"],
+                                                          "operation": "Create"})
     [status] = message.vars["updated"]
     assert status == {"Amount_Paid__c": 300, "Balance_Due__c": 443.35, "Payment_Status__c": "Partially Paid",
                       "Last_Payment_Date__c": "2026-04-01"}
 
 
-async def test_customer_360(record_mode: str) -> None:
-    async with open_integration(emulators=not replaying(record_mode)) as it:
-        ids = seeded(record_mode, "customer_360", lambda: won_opportunity(it, "Cassette 360"))
-        await run(it, "opportunity-to-invoice", {"Id": ids["opportunity"]})
-        message = await run(it, "customer-360", None, {"method": "GET", "pathParams": {"accountId": ids["account"]}})
-        missing = await run(it, "customer-360", None, {"method": "GET",
-                                                       "pathParams": {"accountId": "001000000000000AAA"}})
+async def test_customer_360(integration: Integration, record_mode: str) -> None:
+    it = integration
+    ids = seeded(record_mode, "customer_360", lambda: won_opportunity(it, "Cassette 360"))
+    await run(it, "opportunity-to-invoice", {"Id": ids["opportunity"]})
+    message = await run(it, "customer-360", None, {"method": "GET", "pathParams": {"accountId": ids["account"]}})
+    missing = await run(it, "customer-360", None, {"method": "GET",
+                                                   "pathParams": {"accountId": "001000000000000AAA"}})
     view = message.payload
     assert view["account"]["name"] == "Cassette 360" and view["customer"]["displayName"] == "Cassette 360"
     assert view["totals"]["outstanding"] == 743.35 and view["totals"]["openInvoices"] == 1
     assert missing.vars["httpStatus"] == 404
 
 
-async def test_nightly_reconciliation(record_mode: str, tmp_path: Path) -> None:
-    environ = {"RECONCILIATION_REPORT_DIR": str(tmp_path), "RECONCILIATION_BULK_POLL_INTERVAL": "10ms"}
-    async with open_integration(environ, emulators=not replaying(record_mode)) as it:
-        def seed() -> dict[str, str]:
-            invoiced = won_opportunity(it, "Cassette Reconciled")
-            missing = won_opportunity(it, "Cassette Missing")
-            return {"invoiced": invoiced["opportunity"], "missing": missing["opportunity"]}
+@pytest.mark.splice(environ={"RECONCILIATION_BULK_POLL_INTERVAL": "10ms"})
+async def test_nightly_reconciliation(integration: Integration, record_mode: str, reports_dir: Path) -> None:
+    it = integration
+    def seed() -> dict[str, str]:
+        invoiced = won_opportunity(it, "Cassette Reconciled")
+        missing = won_opportunity(it, "Cassette Missing")
+        return {"invoiced": invoiced["opportunity"], "missing": missing["opportunity"]}
 
-        ids = seeded(record_mode, "nightly_reconciliation", seed)
-        await run(it, "opportunity-to-invoice", {"Id": ids["invoiced"]})
-        message = await run(it, "nightly-reconciliation", {"from": "2026-03-01", "to": "2026-03-31"})
+    ids = seeded(record_mode, "nightly_reconciliation", seed)
+    await run(it, "opportunity-to-invoice", {"Id": ids["invoiced"]})
+    message = await run(it, "nightly-reconciliation", {"from": "2026-03-01", "to": "2026-03-31"})
     report = message.payload
     assert (report["checked"], report["missing"], report["amountMismatch"], report["statusMismatch"]) == (2, 1, 0, 0)
-    [finding] = [json.loads(line) for line in (tmp_path / "reconciliation-2026-03-01-to-2026-03-31.jsonl")
+    [finding] = [json.loads(line) for line in (reports_dir / "reconciliation-2026-03-01-to-2026-03-31.jsonl")
                  .read_text().splitlines()]
     assert (finding["category"], finding["opportunityId"]) == ("missing", ids["missing"])
 
 
 def test_cassettes_hold_no_secrets() -> None:
-    """No token, secret or company id was written into a cassette."""
+    """No token, secret or company id was written into a cassette: neither the project's settings
+    nor the emulators' credentials the recording logged in with (the plugin's scrubbing)."""
+    from connectors.quickbooks.sandbox import sandbox_settings as quickbooks_settings
+    from connectors.salesforce.sandbox import sandbox_settings as salesforce_settings
     from tests.support.flows import ENVIRON, REALM
 
+    secrets = [str(settings[key]) for settings in (quickbooks_settings("http://q"), salesforce_settings("http://s"))
+               for key in ("client-secret", "refresh-token") if settings.get(key)]
+    assert len(secrets) == 3, secrets
     texts = [p.read_text() for p in CASSETTES.glob("*.yaml")]
     assert texts, "no cassettes recorded"
     for text in texts:
         assert REALM not in text
         for name in ("SALESFORCE_CLIENT_SECRET", "QUICKBOOKS_CLIENT_SECRET", "QUICKBOOKS_REFRESH_TOKEN"):
             assert ENVIRON[name] not in text
+        for secret in secrets:
+            assert secret not in text
         assert "Bearer " not in text

@@ -63,3 +63,32 @@ async def test_customer_view_404_and_api_key(integration: Integration) -> None:
     assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "NOT_FOUND"
     assert malformed.status_code == 404
     assert no_key.status_code == 401 and wrong_key.status_code == 401
+
+
+ACCOUNT = {"Id": "001000000000001AAA", "Name": "Stubbed Ltd", "QB_Customer_Id__c": "58"}
+
+
+def test_money_is_rounded_half_up_to_cents_by_the_library(splice_run, mock_step) -> None:
+    """The plugin's stubs per step label stand in for both systems: amounts as QuickBooks sends
+    them (text, more than two decimals) come out rounded half up to cents by lib/billing.jsonata."""
+    mock_step("read-account", [ACCOUNT])
+    mock_step("read-customer", [{"Id": "58", "DisplayName": "Stubbed Ltd", "Balance": "10.005"}])
+    mock_step("read-invoices", [
+        {"Id": "7", "TotalAmt": "20.125", "Balance": "10.005", "DueDate": "2000-01-01"},
+        {"Id": "8", "TotalAmt": "5.50", "Balance": "0"}])
+    mock_step("read-payments", [{"Id": "9", "TotalAmt": "15.6249", "UnappliedAmt": "0.115",
+                                 "Line": [{"LinkedTxn": [{"TxnId": "7", "TxnType": "Invoice"}]}]}])
+    run = splice_run("customer-360", None, attributes={"method": "GET",
+                                                       "pathParams": {"accountId": ACCOUNT["Id"]}})
+    run.assert_completed()
+    view = run.payload
+    [still_open] = view["invoices"]["open"]
+    assert (still_open["total"], still_open["balance"], still_open["paid"]) == (20.13, 10.01, 10.12)
+    assert view["customer"]["balance"] == 10.01
+    assert [(p["amount"], p["unapplied"], p["invoiceIds"]) for p in view["payments"]] == [(15.62, 0.12, ["7"])]
+    assert view["totals"] == {"invoiced": 25.63, "paid": 15.62, "outstanding": 10.01, "overdue": 10.01,
+                              "openInvoices": 1}
+    assert run.call("read-invoices").params["binds"] == {"id": "58"}
+    assert [call.label for call in run.calls] == ["read-account", "read-customer", "read-invoices",
+                                                  "read-payments"]
+    assert all(call.stubbed for call in run.calls)

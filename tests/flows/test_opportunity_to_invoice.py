@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.support.flows import Integration, open_integration
+from tests.support.flows import Integration
 
 pytestmark = pytest.mark.anyio
 
@@ -178,18 +178,19 @@ async def test_a_won_opportunity_without_products_is_invoiced_for_its_amount(int
     assert len(it.table("Invoice")) == 1 and it.table("Invoice")[0]["SyncToken"] == invoice["SyncToken"]
 
 
+@pytest.mark.splice(environ={"INVOICE_WITHOUT_PRODUCTS": "flag"})
 async def test_a_won_opportunity_without_products_can_be_flagged_instead(
-        caplog: pytest.LogCaptureFixture) -> None:
+        integration: Integration, caplog: pytest.LogCaptureFixture) -> None:
     """invoice.without-products: flag writes why it was not invoiced on the opportunity, and logs
     it as a warning (not at debug level)."""
-    async with open_integration({"INVOICE_WITHOUT_PRODUCTS": "flag"}) as it:
-        opp = it.opportunity(it.account("Flagged Ltd"), [], name="Retainer")
-        it.org.update("Opportunity", opp, {"Amount": 500})
-        with caplog.at_level(logging.INFO):
-            outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
-        assert any(r.levelno == logging.WARNING and opp in r.getMessage() and "no products" in r.getMessage()
-                   for r in caplog.records)
-        assert outcome.status == "completed", outcome.error
-        assert it.table("Invoice") == []
-        note = it.record("Opportunity", opp)["QB_Sync_Error__c"]
-        assert note and "no products" in note
+    it = integration
+    opp = it.opportunity(it.account("Flagged Ltd"), [], name="Retainer")
+    it.org.update("Opportunity", opp, {"Amount": 500})
+    with caplog.at_level(logging.INFO):
+        outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    assert any(r.levelno == logging.WARNING and opp in r.getMessage() and "no products" in r.getMessage()
+               for r in caplog.records)
+    assert outcome.status == "completed", outcome.error
+    assert it.table("Invoice") == []
+    note = it.record("Opportunity", opp)["QB_Sync_Error__c"]
+    assert note and "no products" in note

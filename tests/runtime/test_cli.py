@@ -191,3 +191,36 @@ def test_run_of_a_scheduled_flow_refuses_to_overlap_its_running_schedule(project
     done = splice("run", "nightly", "-p", "flows", cwd=project.parent)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"ran": True}
+
+
+def test_validate_finds_two_flows_on_one_route(project: Path) -> None:
+    """Same method and path, or templates the router cannot tell apart: file:line:col of the later
+    flow's trigger, naming both flows; another method on the same path is no conflict."""
+    listener = "flow: {name}\ntrigger:\n  http.listener: {{ path: \"{path}\", method: {method} }}\nsteps:\n  - log: x\n"
+    (project / "orders.yaml").write_text(listener.format(name="orders", path="/orders/{id}", method="GET"))
+    (project / "orders2.yaml").write_text(listener.format(name="orders2", path="/orders/{orderId}/", method="GET"))
+    (project / "create.yaml").write_text(listener.format(name="create", path="/orders/{id}", method="POST"))
+    (project / "hello2.yaml").write_text(listener.format(name="hello2", path="/hello", method="POST"))
+    result = splice("validate", "flows", cwd=project.parent)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[:2] == [
+        "flows/hello2.yaml:3:3: POST /hello is claimed by both flow 'hello' (trigger at flows/hello.yaml:3:3) "
+        "and flow 'hello2', expected one flow per method and path",
+        "flows/orders2.yaml:3:3: GET /orders/{orderId}/ (the same route as /orders/{id}) is claimed by both flow "
+        "'orders' (trigger at flows/orders.yaml:3:3) and flow 'orders2', expected one flow per method and path",
+    ], result.stdout
+
+
+def test_validate_finds_unknown_library_functions(project: Path) -> None:
+    """``$billing.nosuch()`` and ``$nolib.f()``, in a transform file and in ``#[ ]``."""
+    (project / "lib").mkdir()
+    (project / "lib" / "billing.jsonata").write_text("{ 'amount': function($x) { $round($x, 2) } }\n")
+    (project / "t.jsonata").write_text("{\n  'a': $billing.nosuch($payload.x)\n}\n")
+    (project / "uses.yaml").write_text("flow: uses\nsteps:\n  - transform: t.jsonata\n"
+                                       "  - log: \"#[$nolib.f()] #[$billing.amount(1)]\"\n")
+    result = splice("validate", "flows", cwd=project.parent)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("flows/t.jsonata:2:17: JSONata library '$billing' has no function 'nosuch'")
+               for line in lines), lines
+    assert any(line.startswith("flows/uses.yaml:4:13: unknown JSONata library '$nolib'") for line in lines), lines

@@ -106,6 +106,40 @@ def test_account_names(splice_run):
     assert run.call("accounts").params["query"].startswith("SELECT")
 """
 
+ASYNC_TESTS = """\
+import pytest
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture
+def splice_emulator_options():
+    return {"sf": {}}  # an empty org, not the demo one
+
+
+@pytest.mark.anyio
+async def test_the_runtime_opens_in_the_tests_own_loop(splice_project, splice_runtime):
+    splice_project.emulators["sf"].state.emulator.org.create("Account", {"Name": "Only One"})
+    run = await splice_project.arun("account-names")
+    run.assert_completed()
+    assert run.payload == ["Only One"] and run.message.payload == ["Only One"]
+    assert splice_project.runtime is splice_runtime and splice_project.store is splice_runtime.store
+
+
+@pytest.mark.anyio
+async def test_the_thread_runner_is_refused_there(splice_project, splice_runtime):
+    with pytest.raises(RuntimeError, match="await splice_project.arun"):
+        splice_project.run("account-names")
+
+
+@pytest.mark.splice(emulators=False)
+def test_the_marker_wins_over_the_fixture(splice_project):
+    assert splice_project.emulators == {}
+"""
+
 
 def splice_test(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``splice test ARGS`` in ``cwd``, as a user types it (the venv's ``splice`` command)."""
@@ -159,6 +193,9 @@ def test_a_cassette_is_recorded_without_secrets_then_replayed(tmp_path: Path) ->
     (tmp_path / "flows" / "connections.yaml").write_text(SALESFORCE)
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_accounts.py").write_text(CASSETTE_TEST)
+    (tmp_path / "tests" / "conftest.py").write_text(
+        "import pytest\n\n\n@pytest.fixture\ndef splice_cassette_replace():\n"
+        "    return {'00DRx0000000001EAA': '00D000000000000AAA'}  # the org id\n")
 
     recorded = splice_test(tmp_path, "--record-mode=once")
     assert recorded.returncode == 0, recorded.stdout + recorded.stderr
@@ -168,12 +205,25 @@ def test_a_cassette_is_recorded_without_secrets_then_replayed(tmp_path: Path) ->
     assert "authorization" not in text.lower()  # the bearer token of every API call
     assert '"access_token":"<ACCESS_TOKEN>"' in text and '"signature":"<SIGNATURE>"' in text
     assert "client_secret=%3CCLIENT_SECRET%3E" in text
+    assert "00DRx0000000001EAA" not in text and "/id/00D000000000000AAA/" in text
 
     # The replay answers from the cassette, not from the emulator.
     cassette.write_text(text.replace("Globex", "Globex-Replayed"))
     replayed = splice_test(tmp_path, "--record-mode=none", "--block-network", "-s")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "'Globex-Replayed'" in replayed.stdout
+
+
+def test_async_tests_open_the_runtime_in_their_own_event_loop(tmp_path: Path) -> None:
+    """``splice_runtime`` and ``arun``, with the emulators' options chosen by a fixture override."""
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "accounts.yaml").write_text(ACCOUNTS)
+    (tmp_path / "flows" / "connections.yaml").write_text(SALESFORCE)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_async.py").write_text(ASYNC_TESTS)
+    result = splice_test(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
 
 
 def test_the_project_and_environment_come_from_the_ini_file_or_a_marker(tmp_path: Path) -> None:

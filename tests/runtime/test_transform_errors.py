@@ -92,3 +92,15 @@ def test_a_transform_using_a_library_still_points_into_its_own_file(
         '{\n  "a": $names.upper($string(name)),\n  "c": $substring(name, "x")\n}\n')
     error = _run(project, {"name": "x"}, capsys)
     assert str(error["message"]).startswith("transforms/t.jsonata:3:18: ")
+
+
+def test_a_failure_inside_a_library_function_points_at_its_call(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The library's object is bound once (jsonata-python): a failure inside one of its functions is
+    reported at the call in the transform's own file, not at a place of the library's text."""
+    (project / "config.yaml").write_text("settings:\n  jsonata-engine: jsonata-python\n")
+    (project / "lib").mkdir()
+    (project / "lib" / "nums.jsonata").write_text("{\n  'plus': function($x) { $x + 1 }\n}\n")
+    (project / "transforms" / "t.jsonata").write_text('(\n  $n := name;\n  { "a": $nums.plus($n) }\n)\n')
+    error = _run(project, {"name": "x"}, capsys)
+    assert str(error["message"]).startswith("transforms/t.jsonata:3:20: ")  # the call's argument

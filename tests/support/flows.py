@@ -1,24 +1,24 @@
-"""Helpers of the flow tests: open the shipped project against both emulators, seed Salesforce."""
+"""The shipped project under Splice's pytest plugin, and how its flow tests seed the emulators.
+
+The flow tests load ``flows/salesforce-quickbooks`` with the plugin's fixtures (``splice_project``,
+``splice_runtime``; see ``tests/flows/conftest.py``) as any user's project is tested; this module
+adds only what is particular to this project: seeding the Salesforce org and reading the QuickBooks
+company (:class:`Integration`), and the environment the project is loaded with.
+"""
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 import dsl
 from connectors.quickbooks.emulator import DEFAULT_REALM
-from connectors.quickbooks.emulator import create_app as quickbooks_app
-from connectors.salesforce.emulator import create_app as salesforce_app
-from runtime.message import Event, Outcome
+from runtime.pytest_plugin import FlowRun, SpliceProject
 from runtime.registry import load_registry
-from runtime.service import open_runtime
-from runtime.store import ObjectStore, open_store
+from runtime.store import ObjectStore
 
 PROJECT = Path(__file__).resolve().parents[2] / "flows" / "salesforce-quickbooks"
 REALM = DEFAULT_REALM
@@ -44,15 +44,35 @@ ENVIRON: dict[str, str] = {
 }
 
 
-@dataclass
-class Integration:
-    """The opened project, its emulators and what tests need to seed and inspect them."""
+#: The emulators the flow tests start from: empty org, the QuickBooks company's base records, no
+#: sandbox demo data (``splice_emulator_options``).
+EMULATOR_OPTIONS: dict[str, dict[str, Any]] = {"salesforce": {}, "quickbooks": {}}
 
-    runtime: Any
-    sf_app: Any
-    qb_app: Any
-    store: ObjectStore
-    pricebook_entries: dict[str, str] = field(default_factory=dict)
+
+class Integration:
+    """The project under test (a plugin :class:`SpliceProject` with its runtime open in the test's
+    event loop), and what the tests need to seed and inspect its emulators."""
+
+    def __init__(self, project: SpliceProject) -> None:
+        self.project = project
+        self.pricebook_entries: dict[str, str] = {}
+
+    @property
+    def runtime(self) -> Any:
+        """The open :class:`runtime.service.SpliceRuntime`."""
+        return self.project.runtime
+
+    @property
+    def store(self) -> ObjectStore:
+        return self.project.store
+
+    @property
+    def sf_app(self) -> Any:
+        return self.project.emulators["salesforce"]
+
+    @property
+    def qb_app(self) -> Any:
+        return self.project.emulators["quickbooks"]
 
     @property
     def org(self) -> Any:
@@ -69,9 +89,9 @@ class Integration:
         return sorted(self.company.tables[entity].values(), key=lambda r: int(r["Id"])
                       if str(r["Id"]).isdigit() else 0)
 
-    async def run(self, flow: str, payload: Any, attributes: Mapping[str, Any] | None = None) -> Outcome:
+    async def run(self, flow: str, payload: Any, attributes: Mapping[str, Any] | None = None) -> FlowRun:
         """One execution of ``flow`` for ``payload``."""
-        return await self.runtime.engine.run(flow, Event(payload=payload, attributes=dict(attributes or {})))
+        return await self.project.arun(flow, payload, attributes=attributes)
 
     # ------------------------------------------------------------- Salesforce seeding
 
@@ -117,31 +137,35 @@ def load(environ: Mapping[str, str] | None = None) -> tuple[Any, Any]:
     return registry, project
 
 
+def environ_for(*, reports: str, replaying: bool = False,
+                environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables the project is loaded with: :data:`ENVIRON`, reports written to ``reports``
+    (running the triggers runs nightly-reconciliation at once: its schedule catches up), and the
+    realm id cassettes carry when they answer instead of the emulators."""
+    realm = {"QUICKBOOKS_REALM_ID": RECORDED_REALM} if replaying else {}
+    return {**ENVIRON, "RECONCILIATION_REPORT_DIR": reports, **realm, **(environ or {})}
+
+
 @asynccontextmanager
 async def open_integration(environ: Mapping[str, str] | None = None, *,
                            store: ObjectStore | None = None, emulators: bool = True,
                            salesforce_options: Mapping[str, Any] | None = None
                            ) -> AsyncIterator[Integration]:
-    """The project opened against two fresh emulators mounted in process.
+    """The project opened against two fresh emulators, outside the fixtures: for a test that needs
+    two differently configured projects in turn, or a store of its own. The ``integration`` fixture
+    (``tests/flows/conftest.py``) is the same with the plugin's fixtures.
 
     ``emulators=False`` (cassette replay) leaves the connections without a transport: the
     recording answers, and the realm id is the one cassettes carry.
     """
-    if not emulators:
-        environ = {"QUICKBOOKS_REALM_ID": RECORDED_REALM, **(environ or {})}
-    # Running the triggers runs nightly-reconciliation at once (its schedule catches up): its
-    # reports go to a temporary directory unless the test names one.
     with tempfile.TemporaryDirectory(prefix="splice-reports-") as reports:
-        registry, project = load({"RECONCILIATION_REPORT_DIR": reports, **(environ or {})})
-        sf_app = salesforce_app(**dict(salesforce_options or {}))
-        qb_app = quickbooks_app(refresh_token=SEED_REFRESH_TOKEN)
-        own_store = store is None
-        store = store or open_store("memory://")
-        transports = {"salesforce": httpx.ASGITransport(app=sf_app),
-                      "quickbooks": httpx.ASGITransport(app=qb_app)} if emulators else {}
+        options = {**EMULATOR_OPTIONS, "salesforce": dict(salesforce_options or {})}
+        project = SpliceProject(PROJECT, env="dev", environ=environ_for(reports=reports, replaying=not emulators,
+                                                                         environ=environ),
+                                emulators=emulators, emulator_options=options, registry=load_registry(),
+                                secrets=set(), store=store)
         try:
-            async with open_runtime(project, registry, store=store, transports=transports) as runtime:
-                yield Integration(runtime=runtime, sf_app=sf_app, qb_app=qb_app, store=store)
+            async with project.opened():
+                yield Integration(project)
         finally:
-            if own_store:
-                await store.aclose()
+            project.close()
