@@ -9,17 +9,24 @@ an event (at-least-once delivery; idempotent writes make the effects exactly-onc
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from dsl.model import Flow
+from dsl.model import Flow, RetryPolicy
 from dsl.templates import render
 from runtime.context import HttpEndpoint, SourceContext
+from runtime.error_handling import retry_delay
 from runtime.message import Event, Outcome
 from runtime.params import compile_params
-from runtime.store.base import Lease, LockLostError, LockTimeoutError, ObjectStore
+from runtime.store.base import (
+    Lease,
+    LockLostError,
+    LockTimeoutError,
+    ObjectStore,
+    StoreUnavailableError,
+)
 from runtime.store.sourcestate import SourceStateStore
 from runtime.trigger_states import TriggerState, TriggerStates
 
@@ -70,18 +77,24 @@ class FlowSourceContext(SourceContext):
             outcomes[index] = await self.handle(event)
 
         # engine.run holds the flow's concurrency limiter, so at most max-concurrency run at once.
-        async with anyio.create_task_group() as tg:
-            for index, event in enumerate(batch):
-                tg.start_soon(one, index, event)
+        try:
+            async with anyio.create_task_group() as tg:
+                for index, event in enumerate(batch):
+                    tg.start_soon(one, index, event)
+        except BaseExceptionGroup as group:
+            raise _first_of(group) from group
         return [o for o in outcomes if o is not None]
 
     async def load_state(self) -> Any:
-        return await self._state.load(self.flow, self._source_name)
+        return await _through_blips(lambda: self._state.load(self.flow, self._source_name))
 
     async def save_state(self, state: Any) -> None:
-        if self.lease is not None:
-            await self.lease.confirm()
-        await self._state.save(self.flow, self._source_name, state)
+        async def save() -> None:
+            if self.lease is not None:
+                await self.lease.confirm()
+            await self._state.save(self.flow, self._source_name, state)
+
+        await _through_blips(save)
 
     def add_route(self, path: str, methods: Iterable[str], endpoint: HttpEndpoint) -> None:
         if self._routes is None:
@@ -98,6 +111,37 @@ class FlowSourceContext(SourceContext):
         with anyio.move_on_after(seconds):
             await self._stop.wait()
         return not self._stop.is_set()
+
+
+T = TypeVar("T")
+
+#: How a trigger's own store calls (its position) ride out a store blip before the trigger fails.
+STATE_RETRY = RetryPolicy(attempts=5, initial_delay=0.2, max_delay=3.0)
+
+
+async def _through_blips(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, tried again with backoff while the store is unavailable (a failover, a cut
+    connection), so that a blip does not restart the whole trigger."""
+    retries = 0
+    while True:
+        try:
+            return await call()
+        except StoreUnavailableError as error:
+            if retries >= STATE_RETRY.attempts:
+                raise
+            retries += 1
+            await anyio.sleep(retry_delay(STATE_RETRY, retries, error))
+
+
+def _first_of(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The failure of a batch that says most about what to do next: a lost trigger lock (stop and
+    stand by), else the store being unavailable, else the first."""
+    for kind in (LockLostError, StoreUnavailableError):
+        matched, _ = group.split(kind)
+        if matched is not None:
+            return matched.exceptions[0]
+    first = group.exceptions[0]
+    return _first_of(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
@@ -118,6 +162,7 @@ async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
         runner = _one_replica_at_a_time(runner, engine.store, state)
     delay = 1.0
     while not stop_event.is_set():
+        started = anyio.current_time()
         try:
             state.running()
             await runner(ctx, params)
@@ -126,6 +171,10 @@ async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:  # keep the other flows running; say what happened
+            if anyio.current_time() - started > delay:
+                delay = 1.0  # it ran well for longer than the last pause: not a crash loop
+            if isinstance(exc, StoreUnavailableError):
+                delay = min(delay, 5.0)  # the store comes back by itself: look again soon
             state.failed(exc)
             ctx.logger.error("trigger %s of %s failed: %s: %s; restarting in %.0fs", trigger.name,
                              flow.name, type(exc).__name__, exc, delay)
@@ -162,7 +211,13 @@ def _one_replica_at_a_time(run: Any, store: ObjectStore, state: TriggerState) ->
             except LockLostError as exc:
                 ctx.logger.error("%s: this replica lost the trigger's lock (%s); its trigger "
                                  "stopped, another replica may run it now", ctx.flow, exc)
-                standing_by = False
+                state.standby()
+                standing_by = True
+                # Its session is gone, so the lock is free unless another replica took it: ask
+                # again soon rather than after a standby's full pause.
+                if not await ctx.sleep(min(1.0, LEADER_RETRY)):
+                    return
+                continue
             finally:
                 ctx.lease = None
             if not standing_by:
