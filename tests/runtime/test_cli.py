@@ -191,3 +191,22 @@ def test_run_of_a_scheduled_flow_refuses_to_overlap_its_running_schedule(project
     done = splice("run", "nightly", "-p", "flows", cwd=project.parent)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"ran": True}
+
+
+def test_serve_refuses_to_start_with_a_bad_cron_from_the_environment(project: Path) -> None:
+    """A cron expression that comes from the environment is checked when ``splice serve`` loads the
+    project: it does not start (no trigger restarting for ever), and says where and which property."""
+    (project / "nightly.yaml").write_text(
+        "flow: nightly\ntrigger:\n  schedule: { cron: \"${nightly.schedule}\" }\nsteps:\n  - log: x\n")
+    (project / "config").mkdir()
+    (project / "config" / "dev.yaml").write_text("nightly:\n  schedule: '0 2 * * *'\n")
+    assert splice("validate", "flows", cwd=project.parent).returncode == 0
+    env = {"NIGHTLY_SCHEDULE": "0 2 * *"}
+    checked = splice("validate", "flows", cwd=project.parent, env=env)
+    served = splice("serve", "--project", "flows", "--port", "0", cwd=project.parent, env=env)
+    for result in (checked, served):
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output
+        assert "nightly.yaml:3:21: invalid cron expression '0 2 * *'" in output
+        assert "(from ${nightly.schedule})" in output
+        assert "Traceback" not in output
