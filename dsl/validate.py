@@ -82,7 +82,9 @@ def check_value(
     before = len(errors)
     actual = node_type(node)
     if actual == "unresolved":
-        return True
+        # Its placeholder's problem is already reported; the value did not fit, so the caller
+        # builds nothing from it (a step made of one failed placeholder has no shape to read).
+        return False
     if actual == "expression":
         if schema.get("x-dynamic") is False:
             errors.append(FlowValidationError(node.span, f"'{name}' cannot hold a #[ ] expression",

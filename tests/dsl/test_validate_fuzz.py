@@ -8,6 +8,7 @@ dropped or renamed, values wrapped in lists, and lines of the text deleted, dupl
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from collections.abc import Iterator
@@ -123,7 +124,8 @@ def test_mutated_shipped_flows_get_positioned_problems(project: Path, registry: 
         for _ in range(data.draw(st.integers(1, 3), label="mutations")):
             path = data.draw(st.sampled_from(_paths(tree)), label="path")
             how = data.draw(st.sampled_from(["replace", "replace", "wrap", "drop", "rename"]))
-            tree = _mutate(tree, path, how, data.draw(VALUES, label="value") if how == "replace" else None)
+            value = copy.deepcopy(data.draw(VALUES, label="value")) if how == "replace" else None
+            tree = _mutate(tree, path, how, value)
         text = yaml.safe_dump(tree, sort_keys=False, allow_unicode=True)
     else:
         text = ORIGINALS[name]
@@ -177,3 +179,15 @@ def test_an_operation_written_as_an_expression_is_a_problem(tmp_path: Path,
     assert out.splitlines() == ["f.yaml:3:23: 'quickbooks.query' cannot hold a #[ ] expression, "
                                 "expected a fixed value (it is needed before any message exists)"]
     assert "internal error" not in err
+
+
+def test_a_step_made_of_one_unknown_placeholder_is_a_problem(project: Path, registry: Registry) -> None:
+    """Found by mutating the shipped flows: a step whose whole value is a placeholder that does
+    not resolve crashed validate while building the step from it."""
+    text = ('flow: f\nsteps:\n  - set-variable: "${x}"\n  - http.request: "${y}"\n'
+            '  - quickbooks.query: "${z}"\n')
+    problems = _problems(project, "placeholders.yaml", text, registry)
+    assert [p.format().split(": ", 1)[1] for p in problems] == [
+        f"unknown property '{name}', expected it in a property file, or environment variable "
+        f"{name.upper()}" for name in "xyz"]
+    assert [(p.span.line, p.span.col) for p in problems] == [(3, 20), (4, 20), (5, 24)]
