@@ -185,9 +185,9 @@ def test_a_step_made_of_one_unknown_placeholder_is_a_problem(project: Path, regi
     """Found by mutating the shipped flows: a step whose whole value is a placeholder that does
     not resolve crashed validate while building the step from it."""
     text = ('flow: f\nsteps:\n  - set-variable: "${x}"\n  - http.request: "${y}"\n'
-            '  - quickbooks.query: "${z}"\n')
+            '  - quickbooks.query: "${z}"\non-error:\n  - when: ANY\n    retry: "${w}"\n')
     problems = _problems(project, "placeholders.yaml", text, registry)
     assert [p.format().split(": ", 1)[1] for p in problems] == [
         f"unknown property '{name}', expected it in a property file, or environment variable "
-        f"{name.upper()}" for name in "xyz"]
-    assert [(p.span.line, p.span.col) for p in problems] == [(3, 20), (4, 20), (5, 24)]
+        f"{name.upper()}" for name in "xyzw"]
+    assert [(p.span.line, p.span.col) for p in problems] == [(3, 20), (4, 20), (5, 24), (8, 13)]
