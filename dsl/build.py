@@ -131,22 +131,31 @@ class _FlowBuilder:
             return None
         values: dict[str, Any] = to_value(params)  # keeps the DynamicDict marker
         check = ctx.vocabulary.source_check(name)
-        if check is not None and not self.trigger_rules(check, values, params, key_span):
+        if check is not None and not self.trigger_rules(check, values, params, value, key_span):
             return None
         connection = values.pop("connection", None)
         if "connection" in (schema.get("properties") or {}):
             ctx.connection_refs.append((name.split(".", 1)[0], connection, key_span, name))
         return Trigger(name=name, params=values, span=key_span, connection=connection)
 
-    def trigger_rules(self, check: SourceCheck, values: dict[str, Any], params: Node,
+    def trigger_rules(self, check: SourceCheck, values: dict[str, Any], params: Node, written: Node,
                       key_span: SourceSpan) -> bool:
-        """Run a trigger's own check (rules its schema cannot say); report each problem where it is."""
+        """Run a trigger's own check (rules its schema cannot say); report each problem where it is.
+
+        A value that came from a ``${...}`` placeholder is named by it (``written`` is the trigger
+        as written), since the wrong value itself is in a property file or the environment.
+        """
         ok = True
         for problem in check(values):
             ok = False
             at = params.value.get(problem.param) if problem.param is not None and params.kind == "map" \
                 else None
-            self.ctx.error(at.span if at is not None else key_span, problem.message, problem.expected)
+            source = written.value.get(problem.param) if at is not None and written.kind == "map" \
+                else None
+            message = problem.message
+            if source is not None and isinstance(source.value, str) and "${" in source.value:
+                message += f" (from {source.value.strip()})"
+            self.ctx.error(at.span if at is not None else key_span, message, problem.expected)
         return ok
 
     # ------------------------------------------------------------------------------ steps

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import jsonata as _jsonata_python
 
 from dsl.errors import FlowSyntaxError
+from dsl.nesting import MAX_NESTING, too_deep_expression
 from dsl.source import SourceSpan
 
 __all__ = [
@@ -371,6 +372,10 @@ def compile_expression(
     where = position or (lambda offset: span.shifted(source, offset))
     if not source.strip():
         raise FlowSyntaxError(span, "empty expression", "a JSONata expression")
+    deep = too_deep_expression(source)
+    if deep is not None:  # the JSONata parsers recurse per level
+        raise FlowSyntaxError(where(deep), f"expression nested deeper than {MAX_NESTING} levels",
+                              "a flatter expression (split it with $functions or variables)")
     reference = get_engine("jsonata-python")
     try:
         compiled = reference.compile(source, functions)

@@ -20,6 +20,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 
 from dsl.errors import FlowError, FlowSyntaxError
+from dsl.nesting import MAX_NESTING, too_deep_yaml, yaml_nesting_bound
 from dsl.source import SourceSpan
 
 __all__ = ["Node", "load_yaml", "read_text"]
@@ -105,8 +106,14 @@ def load_yaml(text: str, file: str) -> tuple[Node | None, list[FlowError]]:
     file can be checked too.
     """
     lines = text.splitlines()
+    if yaml_nesting_bound(text) > _SCAN_FIRST_ABOVE:
+        deep = too_deep_yaml(text)
+        if deep is not None:
+            return None, [_nesting_error(SourceSpan(file, *deep))]
     try:
         documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except RecursionError:  # PyYAML's composer recurses per level
+        return None, [_too_deep(text, file)]
     except yaml.MarkedYAMLError as exc:
         return None, [_syntax_error(exc, lines, file)]
     except yaml.reader.ReaderError as exc:
@@ -130,7 +137,44 @@ def load_yaml(text: str, file: str) -> tuple[Node | None, list[FlowError]]:
     except _TooLarge:
         return None, [FlowSyntaxError(SourceSpan(file, 1, 1), f"the file expands to more than {MAX_VALUES} values "
                                       "through aliases", "a flow without nested alias expansion")]
+    except RecursionError:
+        return None, [_too_deep(text, file)]
+    deepest = _deeper_than_allowed(node)
+    if deepest is not None:
+        return None, [_nesting_error(deepest)]
     return node, converter.errors
+
+
+#: Texts that could nest deeper than this are checked for depth before PyYAML reads them (which
+#: would take minutes over thousands of levels, then fail with a RecursionError); flow files stay
+#: far below it, so they are read once.
+_SCAN_FIRST_ABOVE = 800
+
+
+def _nesting_error(span: SourceSpan) -> FlowError:
+    return FlowSyntaxError(span, f"nested deeper than {MAX_NESTING} levels",
+                           "a flatter structure (split it up, or move data into a file)")
+
+
+def _too_deep(text: str, file: str) -> FlowError:
+    """The error for a text too deep to compose, at the collection that crosses the limit."""
+    at = too_deep_yaml(text) or (1, 1)
+    return _nesting_error(SourceSpan(file, *at))
+
+
+def _deeper_than_allowed(root: Node) -> SourceSpan | None:
+    """Where the first collection deeper than :data:`MAX_NESTING` starts (walked without recursion:
+    the checks after loading do recurse)."""
+    pending = [(root, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if node.kind not in ("map", "seq"):
+            continue
+        if depth > MAX_NESTING:
+            return node.span
+        children = node.value.values() if node.kind == "map" else node.value
+        pending.extend((child, depth + 1) for child in children)
+    return None
 
 
 def _syntax_error(exc: yaml.MarkedYAMLError, lines: list[str], file: str) -> FlowError:

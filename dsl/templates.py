@@ -27,6 +27,7 @@ from dsl.errors import FlowError, FlowSyntaxError
 from dsl.expressions import JsonataEngine, get_engine
 from dsl.libraries import JsonataLibrary, compile_with_libraries
 from dsl.model import Template
+from dsl.nesting import MAX_NESTING, too_deep_expression
 from dsl.properties import Properties, substitute_placeholders, to_text
 from dsl.source import SourceSpan
 
@@ -133,6 +134,11 @@ def parse_template(text: str) -> list[str | PlaceholderPart | ExpressionPart]:
     Raises:
         TemplateSyntaxError: an unterminated ``#[``/``${``, string or comment, with its position.
     """
+    opened = text.find("#[")
+    deep = too_deep_expression(text, opened) if opened >= 0 else None
+    if deep is not None:  # the tree below would be too deep to transform
+        raise TemplateSyntaxError(deep, f"expression nested deeper than {MAX_NESTING} levels",
+                                  "a flatter expression (or a transform file with $functions)")
     try:
         tree = _parser().parse(text)
     except UnexpectedToken as exc:

@@ -75,7 +75,9 @@ def check_value(
     before = len(errors)
     actual = node_type(node)
     if actual == "unresolved":
-        return True
+        # Its placeholder's problem is already reported; the value did not fit, so the caller
+        # builds nothing from it (a step made of one failed placeholder has no shape to read).
+        return False
     if actual == "expression":
         if schema.get("x-dynamic") is False:
             errors.append(FlowValidationError(node.span, f"'{name}' cannot hold a #[ ] expression",
@@ -101,12 +103,13 @@ def check_value(
         if "maximum" in schema and node.value > schema["maximum"]:
             errors.append(FlowValidationError(node.span, f"'{name}' must be at most {schema['maximum']}, "
                                                          f"got {node.value}"))
+    fits = True
     if actual == "object":
-        _check_object(node, schema, name, errors, owner=owner, key_span=key_span or node.span)
+        fits = _check_object(node, schema, name, errors, owner=owner, key_span=key_span or node.span)
     if actual == "array" and isinstance(schema.get("items"), Mapping):
         for index, item in enumerate(node.value):
-            check_value(item, schema["items"], f"{name}[{index}]", errors)
-    return len(errors) == before
+            fits = check_value(item, schema["items"], f"{name}[{index}]", errors) and fits
+    return fits and len(errors) == before
 
 
 def _lower_first(text: str) -> str:
@@ -116,7 +119,9 @@ def _lower_first(text: str) -> str:
 
 
 def _check_object(node: Node, schema: Mapping[str, Any], name: str, errors: list[FlowError], *,
-                  owner: str | None, key_span: SourceSpan) -> None:
+                  owner: str | None, key_span: SourceSpan) -> bool:
+    """Whether every key of ``node`` fits (an unresolved value inside does not, see above)."""
+    fits = True
     properties: Mapping[str, Any] = schema.get("properties") or {}
     what = f"parameter '{{}}' of {owner}" if owner else f"key '{{}}' in '{name}'"
     for required in schema.get("required") or ():
@@ -124,11 +129,12 @@ def _check_object(node: Node, schema: Mapping[str, Any], name: str, errors: list
             errors.append(FlowValidationError(key_span, "missing " + what.format(required)))
     for key, child in node.value.items():
         if key in properties:
-            check_value(child, properties[key], key, errors)
+            fits = check_value(child, properties[key], key, errors) and fits
         elif schema.get("additionalProperties") is False:
             hint = did_you_mean(key, properties)
             known = ", ".join(properties) or "none"
             errors.append(FlowValidationError(node.keys[key], "unknown " + what.format(key) + hint,
                                               None if hint else f"one of: {known}"))
         elif isinstance(schema.get("additionalProperties"), Mapping):
-            check_value(child, schema["additionalProperties"], key, errors)
+            fits = check_value(child, schema["additionalProperties"], key, errors) and fits
+    return fits

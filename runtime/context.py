@@ -189,10 +189,10 @@ class HttpRequest:
     client: str | None = None
 
     def json(self) -> Any:
-        """The body parsed as JSON (raises ``ValueError`` when it is not)."""
-        import json
+        """The body parsed as JSON (raises ``ValueError`` when it is not, or is nested too deeply)."""
+        from runtime.jsonutil import loads
 
-        return json.loads(self.body or b"null")
+        return loads(self.body or b"null")
 
 
 @dataclass(slots=True)

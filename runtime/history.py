@@ -50,6 +50,8 @@ StepTiming = tuple[str, "Step", float, float, str]
 
 #: At most this many steps are kept per record (a foreach over thousands of items).
 MAX_TIMELINE = 200
+#: Seconds the history writer gets to write its last records when the runtime closes.
+CLOSE_TIMEOUT = 5.0
 
 
 def _duration(value: Any, default: float) -> float:
@@ -180,16 +182,25 @@ class ExecutionRecorder:
                     for record in records:
                         if record.get("replayOf"):
                             await self.history.mark_retried(str(record["replayOf"]), str(record["id"]))
-                except Exception:
-                    logger.exception("writing %d execution records failed; they are lost",
-                                     len(records))
+                except Exception as exc:  # the store's error says enough: no traceback
+                    logger.error("writing %d execution records failed; they are lost: %s: %s",
+                                 len(records), type(exc).__name__, exc)
                     continue
                 self.written += len(records)
 
     async def close(self) -> None:
-        """Write what is left (the runtime is closing)."""
-        with anyio.CancelScope(shield=True):
+        """Write what is left (the runtime is closing), within :data:`CLOSE_TIMEOUT` seconds: a
+        store that does not take the records then (locked, unreachable) must not hold the
+        shutdown; what was not written is counted in ``dropped`` and logged."""
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
             await self.flush()
+        if scope.cancelled_caught:
+            left = len(self._queue)
+            self._queue.clear()
+            self.dropped += left
+            logger.error("execution history: the store did not take the last records within %g s "
+                         "of closing; %d queued records are lost", CLOSE_TIMEOUT, left)
 
     # -- records ----------------------------------------------------------------------------------
 

@@ -43,8 +43,38 @@ def dumps_bytes(value: Any) -> bytes:
                       separators=(",", ":")).encode("utf-8")
 
 
+#: JSON nested deeper than this is refused by :func:`loads`: what Splice reads may be written again
+#: (orjson writes at most 254 levels) and walked by expressions without exhausting the stack.
+MAX_DEPTH = 128
+
+
 def loads(data: bytes | str) -> Any:
-    """Parse JSON (orjson when installed)."""
-    if _orjson is not None:
-        return _orjson.loads(data)
-    return json.loads(data)
+    """Parse JSON (orjson when installed).
+
+    Raises:
+        ValueError: not JSON, or nested deeper than :data:`MAX_DEPTH` levels.
+    """
+    try:
+        value = _orjson.loads(data) if _orjson is not None else json.loads(data)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    # Counting brackets is cheap; only a text with enough of them can be too deep to walk.
+    if isinstance(value, list | dict) and _openings(data) > MAX_DEPTH:
+        _check_depth(value)
+    return value
+
+
+def _openings(data: bytes | str) -> int:
+    if isinstance(data, str):
+        return data.count("[") + data.count("{")
+    return bytes(data).count(b"[") + bytes(data).count(b"{")
+
+
+def _check_depth(value: Any) -> None:
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
+        children = node.values() if isinstance(node, dict) else node
+        pending.extend((child, depth + 1) for child in children if isinstance(child, list | dict))

@@ -4,21 +4,30 @@ Sources call ``ctx.add_route`` while they start; the server's app looks requests
 may be added after the server is already listening. It lives in the runtime, not in
 :mod:`runtime.server`, so that the dependency goes one way: the server uses the runtime's table,
 the runtime knows no server.
+
+A route belongs to its flow's trigger, and answers only while that trigger runs: when the trigger
+fails (and waits to be restarted) or stops, its routes stay in the table but answer 503 with a
+``Retry-After`` (:meth:`RouteTable.suspend_owner`), so a sender that retries (QuickBooks and
+Salesforce redeliver on any non-2xx) delivers again later rather than being told "accepted" by a
+trigger that is not there. The restarted trigger registers its routes again and they replace the
+suspended ones.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dsl.routes import routes_conflict
-from runtime.context import HttpEndpoint
+from runtime.context import HttpEndpoint, HttpRequest, HttpResponse
 from runtime.errors import ConfigurationError
 
 __all__ = ["Route", "RouteConflictError", "RouteTable"]
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: Seconds a sender is asked to wait before retrying a route whose trigger is not running.
+RETRY_AFTER = 5
 
 
 class RouteConflictError(ConfigurationError):
@@ -70,10 +79,21 @@ class RouteTable:
         wanted = frozenset(m.upper() for m in methods)
         for route in self._routes:
             both = routes_conflict(route.path, route.methods, path, wanted)
-            if both:
+            if both and route.owner != owner:
                 same = path if route.path == path else f"{path} (as {route.path})"
                 raise RouteConflictError(f"{both} {same} is claimed by both '{route.owner}' and '{owner}'")
-        self._routes.append(Route(path, wanted, endpoint, owner, _compile(path)))
+        # The owner's own earlier registration (a previous start of its trigger) is replaced.
+        kept = [r for r in self._routes
+                if not (r.owner == owner and r.path == path and r.methods & wanted)]
+        self._routes = [*kept, Route(path, wanted, endpoint, owner, _compile(path))]
+        self._by_specificity = sorted(self._routes, key=_specificity)
+
+    def suspend_owner(self, owner: str, reason: str) -> None:
+        """The trigger of flow ``owner`` is not running: its routes answer 503 until it registers
+        them again. ``reason`` says why in the answer (no error details: they are the server's)."""
+        unavailable = _unavailable(owner, reason)
+        self._routes = [replace(r, endpoint=unavailable) if r.owner == owner else r
+                        for r in self._routes]
         self._by_specificity = sorted(self._routes, key=_specificity)
 
     def remove_owner(self, owner: str) -> None:
@@ -95,3 +115,13 @@ class RouteTable:
 
     def __iter__(self) -> Iterator[Route]:
         return iter(list(self._routes))
+
+
+def _unavailable(owner: str, reason: str) -> HttpEndpoint:
+    async def endpoint(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(503, {"error": {
+            "type": "SERVER:TRIGGER_NOT_RUNNING",
+            "message": f"the trigger of flow '{owner}' {reason}; try again later",
+            "retryable": True}}, headers={"retry-after": str(RETRY_AFTER)})
+
+    return endpoint

@@ -40,15 +40,18 @@ FIRES_NAMESPACE = "schedule-fires"
 FIRE_TTL = 7 * 86400
 
 
+def _zone(params: dict[str, Any]) -> ZoneInfo:
+    zone_name = str(params.get("timezone") or "UTC")
+    try:
+        return ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):  # ValueError: '', '../x' (not a key at all)
+        raise ValueError(f"unknown timezone '{zone_name}'") from None
+
+
 def _cron(params: dict[str, Any], at: float) -> croniter:
     from croniter import croniter  # imported when a cron schedule runs, not by every command
 
-    zone_name = str(params.get("timezone") or "UTC")
-    try:
-        zone = ZoneInfo(zone_name)
-    except ZoneInfoNotFoundError:
-        raise ValueError(f"unknown timezone '{zone_name}'") from None
-    return croniter(str(params["cron"]), datetime.fromtimestamp(at, tz=zone))
+    return croniter(str(params["cron"]), datetime.fromtimestamp(at, tz=_zone(params)))
 
 
 def _every(params: dict[str, Any]) -> float:
@@ -128,16 +131,42 @@ async def _fire(ctx: SourceContext, params: dict[str, Any], slot: float, *,
 
 
 def check_schedule(params: dict[str, Any]) -> list[ParamProblem]:
-    """Exactly one of ``every`` and ``cron``; ``every`` becomes seconds, checked when the flow loads."""
+    """Exactly one of ``every`` and ``cron``; ``every`` becomes seconds; the cron expression and the
+    time zone must work. Checked when the flow loads (``splice validate``, and every start, after
+    the placeholders were resolved), so a bad schedule stops the start instead of failing each
+    time the trigger is restarted."""
     if ("every" in params) == ("cron" in params):
         return [ParamProblem("a schedule needs exactly one of 'every' and 'cron'",
                              "'every: 5m' or 'cron: \"0 2 * * *\"'")]
+    problems = []
+    if "timezone" in params:
+        try:
+            _zone(params)
+        except ValueError as exc:
+            problems.append(ParamProblem(str(exc), "an IANA time zone such as UTC or Europe/Berlin",
+                                         param="timezone"))
     if "every" in params:
         try:
             params["every"] = parse_duration(params["every"])
         except ValueError as exc:
-            return [ParamProblem(str(exc), "a duration such as 30s, 5m, 1h", param="every")]
-    return []
+            problems.append(ParamProblem(str(exc), "a duration such as 30s, 5m, 1h", param="every"))
+    elif not problems:
+        problem = _cron_problem(params)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def _cron_problem(params: dict[str, Any]) -> ParamProblem | None:
+    """Why the cron expression cannot run (its next slot is computed once, as the trigger will)."""
+    expression = str(params["cron"])
+    try:
+        _cron(params, time.time()).get_next(float)
+    except ValueError as exc:  # CroniterError: wrong field count, out of range, a date that never comes
+        return ParamProblem(f"invalid cron expression '{expression}': {str(exc).rstrip('.')}",
+                            "five fields (minute hour day-of-month month day-of-week), e.g. "
+                            "'0 2 * * *'", param="cron")
+    return None
 
 
 SCHEDULE = SourceSpec(

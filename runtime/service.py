@@ -87,8 +87,8 @@ class SpliceRuntime:
         self.request_stop()
         with anyio.move_on_after(seconds) as scope:
             await self.triggers_done.wait()
-        if scope.cancelled_caught:
-            logger.warning("drain timeout (%.0fs) reached; cancelling what is left", seconds)
+        if scope.cancelled_caught and not self.triggers_done.is_set():
+            logger.warning("drain deadline reached; cancelling what is left")
             return False
         return True
 

@@ -103,6 +103,11 @@ class FlowSourceContext(SourceContext):
             return
         self._routes.add(path, set(methods), endpoint, owner=self.flow)
 
+    def suspend_routes(self, reason: str) -> None:
+        """The trigger does not run (it failed, or stopped): its routes answer 503 meanwhile."""
+        if self._routes is not None:
+            self._routes.suspend_owner(self.flow, reason)
+
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
@@ -167,8 +172,10 @@ async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
             state.running()
             await runner(ctx, params)
             state.returned(stopping=stop_event.is_set())
+            ctx.suspend_routes("stopped")
             return
         except anyio.get_cancelled_exc_class():
+            ctx.suspend_routes("stopped")
             raise
         except Exception as exc:  # keep the other flows running; say what happened
             if anyio.current_time() - started > delay:
@@ -176,6 +183,7 @@ async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
             if isinstance(exc, StoreUnavailableError):
                 delay = min(delay, 5.0)  # the store comes back by itself: look again soon
             state.failed(exc)
+            ctx.suspend_routes("is restarting after an error")
             ctx.logger.error("trigger %s of %s failed: %s: %s; restarting in %.0fs", trigger.name,
                              flow.name, type(exc).__name__, exc, delay)
             if not await ctx.sleep(delay):

@@ -70,6 +70,11 @@ def _webhook_event(event: WebhookEvent, payload: Any) -> Event:
     return Event(payload=payload, attributes=attributes, id=event.event_id)
 
 
+def _refusal(status: int, kind: str, message: str) -> HttpResponse:
+    """A delivery the endpoint refuses, as the JSON error every Splice endpoint answers."""
+    return HttpResponse(status, {"error": {"type": f"QUICKBOOKS_WEBHOOK:{kind}", "message": message}})
+
+
 def _delivery_id(body: bytes) -> str:
     """Intuit redelivers the same bytes; their hash identifies the delivery."""
     return "d:" + hashlib.sha256(body).hexdigest()
@@ -90,11 +95,11 @@ async def run_webhook(ctx: SourceContext, params: dict[str, Any]) -> None:
     async def endpoint(request: HttpRequest) -> HttpResponse:
         signature = {k.lower(): v for k, v in request.headers.items()}.get("intuit-signature")
         if not verify_signature(request.body, signature, token):
-            return HttpResponse(401, {"error": "invalid or missing intuit-signature"})
+            return _refusal(401, "UNAUTHORIZED", "invalid or missing intuit-signature")
         try:
             events = parse_notifications(request.body)
         except ValueError as exc:
-            return HttpResponse(400, {"error": f"unreadable QuickBooks notification: {exc}"})
+            return _refusal(400, "BAD_REQUEST", f"unreadable QuickBooks notification: {exc}")
         kept = [e for e in events if not ((realms and e.realm_id not in realms)
                                           or (entities and e.entity not in entities))]
         stored = False

@@ -68,37 +68,65 @@ def _entity(name: str) -> str:
     return _ENTITIES.get(name.lower(), name[:1].upper() + name[1:])
 
 
-def _cloudevent(ce: dict[str, Any]) -> WebhookEvent:
-    parts = str(ce.get("type", "")).split(".")
-    if len(parts) < 3 or parts[0] != "qbo":
-        raise ValueError(f"not a QuickBooks event type: {ce.get('type')!r}")
+def _text(value: Any) -> str:
+    """A field that must be a string or a number (an id): anything else reads as absent."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _cloudevent(ce: Any) -> WebhookEvent:
+    if not isinstance(ce, dict):
+        raise ValueError("a CloudEvents array holds objects")
+    parts = _text(ce.get("type")).split(".")
+    if len(parts) < 3 or parts[0] != "qbo" or not parts[1] or not parts[2]:
+        raise ValueError(f"not a QuickBooks event type: {ce.get('type')!r}"[:200])
     verb = parts[2]
-    realm = str(ce.get("intuitaccountid") or "")
-    entity_id = str(ce.get("intuitentityid") or "")
-    if not ce.get("id") or not realm or not entity_id:
+    event_id, realm, entity_id = (_text(ce.get(k)) for k in ("id", "intuitaccountid", "intuitentityid"))
+    if not event_id or not realm or not entity_id:
         raise ValueError("a CloudEvent needs id, intuitaccountid and intuitentityid")
-    return WebhookEvent(event_id=f"ce:{ce['id']}", realm_id=realm, entity=_entity(parts[1]),
+    time = ce.get("time")
+    return WebhookEvent(event_id=f"ce:{event_id}", realm_id=realm, entity=_entity(parts[1]),
                         entity_id=entity_id, operation=_VERBS.get(verb, verb.capitalize()),
-                        last_updated=ce.get("time"), format="cloudevents")
+                        last_updated=time if isinstance(time, str) else None, format="cloudevents")
+
+
+def _classic(note: Any) -> list[WebhookEvent]:
+    if not isinstance(note, dict):
+        raise ValueError("eventNotifications holds objects")
+    realm = _text(note.get("realmId"))
+    change = note.get("dataChangeEvent")
+    entities = change.get("entities") if isinstance(change, dict) else None
+    if change is not None and not isinstance(change, dict) \
+            or entities is not None and not isinstance(entities, list):
+        raise ValueError("dataChangeEvent must be an object with an 'entities' list")
+    events = []
+    for ent in entities or []:
+        if not isinstance(ent, dict):
+            raise ValueError("dataChangeEvent.entities holds objects")
+        entity, entity_id = _entity(_text(ent.get("name"))), _text(ent.get("id"))
+        operation, updated = _text(ent.get("operation")), ent.get("lastUpdated")
+        if not (realm and entity and entity_id and operation):
+            raise ValueError("an entity change needs realmId, name, id and operation")
+        updated = updated if isinstance(updated, str) else None
+        events.append(WebhookEvent(
+            event_id=f"{realm}:{entity}:{entity_id}:{operation}:{updated}", realm_id=realm,
+            entity=entity, entity_id=entity_id, operation=operation, last_updated=updated,
+            format="classic"))
+    return events
 
 
 def parse_notifications(body: bytes) -> list[WebhookEvent]:
-    """The events of one delivery, whichever format; ``ValueError`` for anything else."""
-    data = json.loads(body)
+    """The events of one delivery, whichever format; ``ValueError`` for anything else (not JSON,
+    too deeply nested, or any field of the wrong type at any level)."""
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
     if isinstance(data, list):
-        return [_cloudevent(ce) for ce in data if isinstance(ce, dict)]
+        return [_cloudevent(ce) for ce in data]
     if not isinstance(data, dict) or not isinstance(data.get("eventNotifications"), list):
         raise ValueError("neither an eventNotifications object nor a CloudEvents array")
-    events = []
-    for note in data["eventNotifications"]:
-        realm = str(note.get("realmId") or "")
-        for ent in (note.get("dataChangeEvent") or {}).get("entities") or []:
-            entity, entity_id = _entity(str(ent.get("name", ""))), str(ent.get("id", ""))
-            operation, updated = str(ent.get("operation", "")), ent.get("lastUpdated")
-            if not (realm and entity and entity_id and operation):
-                raise ValueError("an entity change needs realmId, name, id and operation")
-            events.append(WebhookEvent(
-                event_id=f"{realm}:{entity}:{entity_id}:{operation}:{updated}", realm_id=realm,
-                entity=entity, entity_id=entity_id, operation=operation, last_updated=updated,
-                format="classic"))
-    return events
+    return [event for note in data["eventNotifications"] for event in _classic(note)]

@@ -210,6 +210,11 @@ class ReloadingApp:
             return
         await self.current.serve_request(scope, receive, send)
 
+    def begin_shutdown(self) -> None:
+        """The server stops accepting: the current version's requests in flight get until the drain
+        deadline (:meth:`SpliceApp.begin_shutdown`)."""
+        self.current.app.begin_shutdown()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] != "lifespan.startup":

@@ -45,6 +45,10 @@ __all__ = ["ServeOptions", "Serving", "api_key_guard", "run", "serve"]
 
 logger = logging.getLogger("splice")
 
+#: Seconds after the drain deadline before uvicorn cancels requests still open: the app's own 503
+#: answers to the requests it stopped at the deadline go out first.
+ANSWER_GRACE = 2.0
+
 
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
@@ -127,12 +131,16 @@ class _Shutdown:
             async for signum in signals:
                 self.request(signum)
 
-    async def serve(self, server: _Server, listener: socket.socket) -> None:
-        """Run ``server`` on ``listener`` until the stop request (then it shuts down in order)."""
+    async def serve(self, server: _Server, listener: socket.socket,
+                    on_stop: Callable[[], None] | None = None) -> None:
+        """Run ``server`` on ``listener`` until the stop request (then it shuts down in order);
+        ``on_stop`` is told first (the app starts its drain deadline)."""
         self.server = server
 
         async def exit_when_stopped() -> None:
             await self.stop.wait()
+            if on_stop is not None:
+                on_stop()
             server.should_exit = True
 
         async with anyio.create_task_group() as tg:
@@ -258,14 +266,16 @@ async def _serve_app(app: Any, runtime: SpliceRuntime, listener: socket.socket,
                      options: ServeOptions, shutdown: _Shutdown, serving: Serving,
                      task_status: anyio.abc.TaskStatus[Serving]) -> None:
     """The ASGI server running ``app`` on ``listener``, until the stop request."""
+    # The app answers its requests in flight at the drain deadline itself (a 503 in JSON); uvicorn
+    # cancels what is left a little later (its answer would be a plain 500).
     config = uvicorn.Config(app, lifespan="on", log_level="warning",
-                            timeout_graceful_shutdown=_seconds(options.drain_timeout))
+                            timeout_graceful_shutdown=_seconds(options.drain_timeout + ANSWER_GRACE))
     server = _Server(config, on_started=lambda: task_status.started(serving))
     flows = ", ".join(sorted(runtime.project.flows)) or "no flows"
     logger.info("serving %s on %s (%s)%s%s", runtime.project.root, serving.url, flows,
                 " in sandbox mode" if serving.sandbox is not None else "",
                 ", reloading on changes" if options.reload else "")
-    await shutdown.serve(server, listener)
+    await shutdown.serve(server, listener, getattr(app, "begin_shutdown", None))
 
 
 async def _serve_reloading(project: Project, registry: Registry, sandbox: _Sandbox,

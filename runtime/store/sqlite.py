@@ -13,6 +13,11 @@ Why it is built this way:
   up front, so two processes can never both read the old value and both write.
 * **Expiry is decided by the reader.** A row whose ``expires_at`` has passed reads as absent at once
   and is deleted lazily, during writes, at most once per ``purge_interval``.
+* **Waiting for another process is done in slices.** SQLite's own busy handler cannot be stopped
+  once it waits, so each connection waits at most :data:`BUSY_SLICE` per try and the call tries
+  again until ``busy_timeout`` has passed, unless meanwhile its caller was cancelled or the store
+  gave up waiting (:meth:`SQLiteStore.give_up_waiting`, and :meth:`~SQLiteStore.aclose`): a store
+  locked by another process cannot hold a shutdown past its deadline.
 * **Locks are rows.** ``lock()`` inserts ``locks(name, owner, expires_at)`` unless a live row exists,
   keeps the lease alive while the body runs, and deletes the row only if it still owns it. A holder
   that crashed stops renewing, and its row can be taken once ``lease`` seconds have passed.
@@ -21,6 +26,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -29,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import anyio.from_thread
 
 from runtime.store._locking import LocalLocks, log, poll, unwrap_single
 from runtime.store.base import (
@@ -45,6 +52,8 @@ __all__ = ["DEFAULT_PATH", "SQLiteStore"]
 
 DEFAULT_PATH = Path(".splice") / "store.db"
 MEMORY = ":memory:"
+#: Seconds SQLite's busy handler waits per try before the call looks whether it should go on.
+BUSY_SLICE = 0.1
 
 T = TypeVar("T")
 
@@ -108,11 +117,14 @@ class SQLiteStore(ObjectStore):
         self.durable = durable
         self.page_size = page_size
         self.purge_interval = purge_interval
-        self._writer = _Connection(self._connect)
+        #: Set when waiting for another process's lock is pointless (shutdown past its deadline).
+        self._giving_up = threading.Event()
+        self._writer = _Connection(self._connect, busy_timeout, self._giving_up)
         # Reads get a connection of their own: in WAL mode they never wait for a writer, not even
         # one of ours that is queued behind another process's write lock. A memory database exists
         # only on its one connection, so there both share it.
-        self._reader = self._writer if self.path == MEMORY else _Connection(self._connect)
+        self._reader = self._writer if self.path == MEMORY else _Connection(
+            self._connect, busy_timeout, self._giving_up)
         self._local_locks = LocalLocks()
         self._last_purge = float("-inf")
 
@@ -125,12 +137,12 @@ class SQLiteStore(ObjectStore):
         try:
             if isinstance(self.path, Path):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(str(self.path), timeout=min(self.busy_timeout, BUSY_SLICE),
+                                   isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.OperationalError) as exc:
             raise StoreOpenError(f"cannot open the SQLite store {str(self.path)!r}: {exc}") from exc
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            conn.execute(f"PRAGMA busy_timeout = {int(min(self.busy_timeout, BUSY_SLICE) * 1000)}")
             # Switching a fresh file to WAL can report "locked" at once, without waiting in the busy
             # handler, while another process does the same: retry here (this is a worker thread).
             deadline = time.monotonic() + self.busy_timeout
@@ -142,10 +154,11 @@ class SQLiteStore(ObjectStore):
                     conn.executescript(_SCHEMA)
                     break
                 except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc):
+                    if not _is_busy(exc):
                         raise
-                    if time.monotonic() >= deadline:
+                    if time.monotonic() >= deadline or self._giving_up.is_set():
                         raise
+                    anyio.from_thread.check_cancelled()
                     time.sleep(pause)
                     pause = min(pause * 2, 0.1)
         except BaseException:
@@ -413,7 +426,17 @@ class SQLiteStore(ObjectStore):
                 body.cancel()
                 return
 
+    def give_up_waiting(self) -> None:
+        """From now on, a call that finds the file locked by another process fails at once
+        (``database is locked``) instead of waiting up to ``busy_timeout``.
+
+        For a shutdown past its deadline, when even shielded clean-ups (a lock row's release, the
+        last execution records) must not wait for a lock another process holds.
+        """
+        self._giving_up.set()
+
     async def aclose(self) -> None:
+        self._giving_up.set()  # a call waiting for another process's lock stops, so close won't wait
         await self._reader.aclose()
         await self._writer.aclose()
 
@@ -450,11 +473,24 @@ class _RowLease(Lease):
             raise LockLostError("its lease row was taken over or ran out")
 
 
-class _Connection:
-    """One sqlite3 connection, opened on first use, used from worker threads one call at a time."""
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
 
-    def __init__(self, opener: Callable[[], sqlite3.Connection]) -> None:
+
+class _Connection:
+    """One sqlite3 connection, opened on first use, used from worker threads one call at a time.
+
+    A call that finds the database locked by another process is tried again (each try waits
+    :data:`BUSY_SLICE` in SQLite's busy handler) until ``busy_timeout`` has passed, its caller is
+    cancelled, or ``giving_up`` is set. A failed try left nothing behind: a statement that got
+    ``SQLITE_BUSY`` did nothing, and a transaction it was in is rolled back before the next try.
+    """
+
+    def __init__(self, opener: Callable[[], sqlite3.Connection], busy_timeout: float,
+                 giving_up: threading.Event) -> None:
         self._opener = opener
+        self._busy_timeout = busy_timeout
+        self._giving_up = giving_up
         self._conn: sqlite3.Connection | None = None
         self._lock = anyio.Lock()
         self._closed = False
@@ -469,13 +505,27 @@ class _Connection:
             def call() -> T:
                 if self._conn is None:
                     self._conn = self._opener()
-                return fn(self._conn)
+                return self._patiently(fn, self._conn)
 
             # Not abandoned on cancellation: the call finishes (or rolls back) before the lock is
             # released, so the connection is never left inside a transaction.
             if self._limiter is None:
                 self._limiter = anyio.CapacityLimiter(1)
             return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+
+    def _patiently(self, fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+        """``fn(conn)``, tried again while the database is locked (in a worker thread)."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                return fn(conn)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline or self._giving_up.is_set():
+                    raise
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            # Raises the caller's cancellation here, between two tries, when it was cancelled.
+            anyio.from_thread.check_cancelled()
 
     async def aclose(self) -> None:
         async with self._lock:

@@ -46,6 +46,8 @@ NOT_EXPRESSIBLE = {
     "duplicate flow name": "flow names are unique across files",
     "'otherwise' must be the last branch": "a schema cannot say which item of a list comes last",
     "a schedule needs exactly one of": "a trigger's own check is code the vocabulary hands over, not schema",
+    "invalid cron expression": "a pattern cannot tell which cron expressions ever fire",
+    "unknown timezone": "the time zone database is the system's, not the schema's",
 }
 
 #: Valid files that exercise placeholders and expressions where a literal of another type is wanted.

@@ -196,6 +196,8 @@ def test_http_listener_defaults(vocabulary) -> None:
 
 #: A flow with a schedule trigger of the given parameters.
 SCHEDULE_FLOW = "flow: a\ntrigger:\n  schedule: {{ {params} }}\nsteps:\n  - log: x\n"
+CRON_EXPECTED = ("expected five fields (minute hour day-of-month month day-of-week), e.g. "
+                 "'0 2 * * *'")
 #: Wrong schedule parameters and the problem each one is reported as.
 BAD_SCHEDULES = [
     ('cron: "0 2 * * *", catch-up: "true"', "f.yaml:3:44: 'catch-up' must be a boolean, got string"),
@@ -203,6 +205,16 @@ BAD_SCHEDULES = [
      "expression, expected a fixed value (it is needed before any message exists)"),
     ('cron: "0 2 * * *", catchup: true', "f.yaml:3:34: unknown parameter 'catchup' of schedule "
      "(did you mean 'catch-up'?)"),
+    ('cron: "0 2 * *"', "f.yaml:3:21: invalid cron expression '0 2 * *': Exactly 5, 6 or 7 columns "
+     "has to be specified for iterator expression, " + CRON_EXPECTED),
+    ('cron: "61 2 * * *"', "f.yaml:3:21: invalid cron expression '61 2 * * *': [61 2 * * *] is not "
+     "acceptable, out of range, " + CRON_EXPECTED),
+    ('cron: "0 2 30 2 *"', "f.yaml:3:21: invalid cron expression '0 2 30 2 *': failed to find next "
+     "date, " + CRON_EXPECTED),
+    ('cron: "0 2 * * *", timezone: Mars/Base', "f.yaml:3:44: unknown timezone 'Mars/Base', expected "
+     "an IANA time zone such as UTC or Europe/Berlin"),
+    ("every: 5m, timezone: Europe/Nowhere", "f.yaml:3:36: unknown timezone 'Europe/Nowhere', expected "
+     "an IANA time zone such as UTC or Europe/Berlin"),
 ]
 
 
@@ -222,6 +234,21 @@ def test_schedule_catch_up_option(vocabulary) -> None:
         with pytest.raises(FlowErrors) as info:
             trigger(params)
         assert str(info.value) == problem
+
+
+def test_a_cron_placeholder_is_checked_once_resolved(vocabulary) -> None:
+    """A cron expression from a property is checked with its value (from the environment here),
+    reported at the placeholder in the flow and named by it: the wrong value is elsewhere."""
+    text = SCHEDULE_FLOW.format(params='cron: "${reconciliation.schedule}", timezone: UTC')
+    flow = load_flow_text(text, file="f.yaml", vocabulary=vocabulary,
+                          environ={"RECONCILIATION_SCHEDULE": "0 2 * * *"})
+    assert flow.trigger is not None and flow.trigger.params["cron"] == "0 2 * * *"
+    with pytest.raises(FlowErrors) as info:
+        load_flow_text(text, file="f.yaml", vocabulary=vocabulary,
+                       environ={"RECONCILIATION_SCHEDULE": "0 2 * *"})
+    assert str(info.value) == (
+        "f.yaml:3:21: invalid cron expression '0 2 * *': Exactly 5, 6 or 7 columns has to be "
+        "specified for iterator expression (from ${reconciliation.schedule}), " + CRON_EXPECTED)
 
 
 def test_a_trigger_check_reports_at_the_parameter(vocabulary) -> None:

@@ -224,3 +224,22 @@ def test_validate_finds_unknown_library_functions(project: Path) -> None:
     assert any(line.startswith("flows/t.jsonata:2:17: JSONata library '$billing' has no function 'nosuch'")
                for line in lines), lines
     assert any(line.startswith("flows/uses.yaml:4:13: unknown JSONata library '$nolib'") for line in lines), lines
+
+
+def test_serve_refuses_to_start_with_a_bad_cron_from_the_environment(project: Path) -> None:
+    """A cron expression that comes from the environment is checked when ``splice serve`` loads the
+    project: it does not start (no trigger restarting for ever), and says where and which property."""
+    (project / "nightly.yaml").write_text(
+        "flow: nightly\ntrigger:\n  schedule: { cron: \"${nightly.schedule}\" }\nsteps:\n  - log: x\n")
+    (project / "config").mkdir()
+    (project / "config" / "dev.yaml").write_text("nightly:\n  schedule: '0 2 * * *'\n")
+    assert splice("validate", "flows", cwd=project.parent).returncode == 0
+    env = {"NIGHTLY_SCHEDULE": "0 2 * *"}
+    checked = splice("validate", "flows", cwd=project.parent, env=env)
+    served = splice("serve", "--project", "flows", "--port", "0", cwd=project.parent, env=env)
+    for result in (checked, served):
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output
+        assert "nightly.yaml:3:21: invalid cron expression '0 2 * *'" in output
+        assert "(from ${nightly.schedule})" in output
+        assert "Traceback" not in output

@@ -86,7 +86,8 @@ async def test_bad_signature_is_401_and_nothing_is_stored(qb: QuickBooksClient, 
 
     await _running(ctx, PARAMS, body)
     assert [a.status for a in answers] == [401, 401]
-    assert "intuit-signature" in answers[0].body["error"]
+    assert answers[0].body["error"]["type"] == "QUICKBOOKS_WEBHOOK:UNAUTHORIZED"
+    assert "intuit-signature" in answers[0].body["error"]["message"]
     assert await Inbox(store, "quickbooks-webhook:qb-flow").count() == 0
     assert ctx.events == []
 
