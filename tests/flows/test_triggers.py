@@ -72,7 +72,7 @@ async def test_polling_skips_the_flows_own_write_backs_as_the_stream_does() -> N
     """With the change-event stream unavailable the trigger polls. The flow's write-back of the
     invoice link moves the opportunity's SystemModstamp, yet it does not run the flow again (on the
     stream its change event is skipped by origin); a change somebody else makes afterwards does."""
-    environ = {**FAST, "RECONCILIATION_REPAIR": "false"}
+    environ = {**FAST, "RECONCILIATION_REPAIR": "false", "RECONCILIATION_BULK_POLL_INTERVAL": "10ms"}
     async with open_integration(environ, salesforce_options={"faults": {"streaming_unavailable": True}}) as it:
         account = it.account("Polled Ltd")
         product = it.product("Polled service", 120)
