@@ -201,7 +201,7 @@ async def burst(opportunities: int, scale: float, store_path: Path, project_dir:
                     while not server.started:  # noqa: ASYNC110 - uvicorn offers no started event
                         await anyio.sleep(0.05)
                     await _settle(runtime.engine)
-                    measured = await _measure(http, sf_base, qb_base, ids, scale)
+                    measured = await _measure(http, sf_base, qb_base, ids, scale, runtime.engine)
                     measured["trigger"] = trigger
                     server.should_exit = True
     finally:
@@ -225,19 +225,19 @@ def _wait_until_up(url: str, child: Any, what: str, seconds: float) -> None:
         time.sleep(0.2)
 
 
-async def _settle(engine: Any) -> None:
-    """Wait until no flow has run for a second (subscriptions made, the start-up catch-up of the
-    nightly reconciliation done), so the burst is measured alone."""
+async def _settle(engine: Any, quiet: float = 1.0) -> None:
+    """Wait until no flow has run for ``quiet`` seconds (subscriptions made, the start-up catch-up
+    of the nightly reconciliation done), so the burst is measured alone."""
     quiet_since = time.monotonic()
     deadline = quiet_since + 300
-    while time.monotonic() - quiet_since < 1.0 and time.monotonic() < deadline:
+    while time.monotonic() - quiet_since < quiet and time.monotonic() < deadline:
         await anyio.sleep(0.1)
         if any(limiter.borrowed_tokens for limiter in engine.limiters.values()):
             quiet_since = time.monotonic()
 
 
 async def _measure(http: httpx.AsyncClient, sf_base: str, qb_base: str, ids: list[str],
-                   scale: float) -> dict[str, Any]:
+                   scale: float, engine: Any) -> dict[str, Any]:
     """Close every opportunity in bursts of 200 and wait until each has its invoice."""
 
     async def stats() -> dict[str, Any]:
@@ -269,17 +269,10 @@ async def _measure(http: httpx.AsyncClient, sf_base: str, qb_base: str, ids: lis
         done = len(wanted.intersection((await stats())["doc_numbers"]))
     elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_started
     # Then until the flows are quiet: what the invoices still cost afterwards (write-backs, the
-    # status sync, echoes of write-backs a poll picks up) counts too. Quiet = no QuickBooks or
-    # Salesforce call for two poll intervals (at least 2 s; a duplicate would show up meanwhile).
-    window = max(2.0, 2 * 60.0 / scale)
-    previous: tuple[int, int] | None = None
-    quiet_deadline = time.monotonic() + 300.0
-    while time.monotonic() < quiet_deadline:
-        await anyio.sleep(window)
-        counts = ((await stats())["api_calls"], await salesforce_calls())
-        if counts == previous:
-            break
-        previous = counts
+    # status sync, echoes of write-backs a poll picks up) counts too. Quiet = no flow ran for two
+    # poll intervals (at least 2 s; a duplicate would show up meanwhile); the polls themselves
+    # go on, and those made meanwhile count.
+    await _settle(engine, quiet=max(2.0, 2 * 60.0 / scale))
     last = await stats()
     calls = last["api_calls"] - first["api_calls"]
     # The closing calls above are the benchmark's, not the flows'.

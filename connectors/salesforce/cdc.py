@@ -281,7 +281,7 @@ class _ChangeEventSource:
         for replay_id, header, events in todo:
             done = all(o.done for o in outcomes[position:position + len(events)])
             position += len(events)
-            if done and self.echoes is not None:
+            if done and self.echoes is not None and self.fetch:  # the records as handled
                 for event in events:
                     if header.get("entityName") == self.object and not event.payload.get("IsDeleted"):
                         self.echoes.remember(event.payload)
