@@ -9,15 +9,18 @@ Salesforce connection's own cap (``requests-per-second``, 25) and the QuickBooks
 ``retry-delay`` (0.5 s, the pause after a 429) are scaled likewise. With the
 default ``--scale 10`` one QuickBooks minute lasts 6 s, with the same ratios between the rate, the
 concurrency and the latency. Reported: invoices per QuickBooks minute, the QuickBooks requests the
-flows spend per invoice, the limit-bound maximum (500 / requests per invoice) and the fraction of
-it reached, 429 answers, and duplicates (invoices per opportunity beyond one).
+flows spend per invoice (counted until the flows are quiet again), the Salesforce REST calls per
+invoice, the limit-bound maximum (500 / requests per invoice) and the fraction of it reached, 429
+answers, and duplicates (invoices per opportunity beyond one). ``--trigger stream polling`` runs the
+burst once with Salesforce's change-event stream and once without it (the triggers poll every
+QuickBooks minute, their shipped ``fallback-interval`` of 1m in scaled time).
 
 **Reconciliation** (``--reconcile 10000 100000``): ``nightly-reconciliation`` over N won
 opportunities of one month, each with its invoice, run by ``splice run`` in its own process against
 both emulators (another process, seeded with the data; QuickBooks' real limits on, in real time):
 wall time and the peak RSS of the runtime process.
 
-    python benchmarks/sync.py --opportunities 1000 --scale 10 --json benchmarks/results/sync.json
+    python benchmarks/sync.py --opportunities 1000 --scale 10 --trigger stream polling --json sync.json
     python benchmarks/sync.py --opportunities 0 --reconcile 10000 100000
 
 The runtime and ``splice serve``'s app run in this process, the emulators in a child process (as
@@ -52,13 +55,14 @@ REALM = "9130357766900000"
 
 
 class CountingApp:
-    """Counts the QuickBooks API calls (``/v3/company/...``) an ASGI app answers, and answers
+    """Counts the API calls (paths containing ``api_path``) an ASGI app answers, and answers
     ``GET /_bench/stats`` with the counts the burst is measured by (on the emulator's own loop)."""
 
-    def __init__(self, app: Any, stats: Any) -> None:
+    def __init__(self, app: Any, stats: Any, api_path: str) -> None:
         self.app = app
         self.api_calls = 0
         self.stats = stats
+        self.api_path = api_path
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/_bench/stats":
@@ -67,7 +71,7 @@ class CountingApp:
                         "headers": [(b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": body})
             return
-        if scope["type"] == "http" and "/v3/company/" in scope["path"]:
+        if scope["type"] == "http" and self.api_path in scope["path"]:
             self.api_calls += 1
         await self.app(scope, receive, send)
 
@@ -102,14 +106,16 @@ def _sandboxes(registry: Any = None) -> tuple[Any, Any]:
 
 
 def _serve_burst(opportunities: int, scale: float, sockets: list[Any], serve_url: str,
-                 seeded: Any) -> None:
+                 seeded: Any, trigger: str) -> None:
     """In a child process: both emulators with QuickBooks' limits in scaled time, seeded with
-    ``opportunities`` open opportunities (their ids go back through ``seeded``)."""
+    ``opportunities`` open opportunities (their ids go back through ``seeded``); with ``trigger``
+    "polling" the Salesforce change-event stream is unavailable, as in orgs without it."""
     from runtime import sandbox as sb
 
     salesforce, quickbooks = _sandboxes()
     sf_base, qb_base = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
-    sf_app = salesforce.emulator(demo=True, long_poll_timeout=5.0)
+    sf_app = salesforce.emulator(demo=True, long_poll_timeout=5.0,
+                                 faults={"streaming_unavailable": trigger == "polling"})
     qb_app = quickbooks.emulator(demo=True, rate_limits=True, requests_per_minute=500,
                                  batch_per_minute=40, max_concurrent=10, rate_window=60.0 / scale,
                                  webhook_url=f"{serve_url}/webhooks/quickbooks", webhook_interval=0.5,
@@ -126,20 +132,24 @@ def _serve_burst(opportunities: int, scale: float, sockets: list[Any], serve_url
 
     seeded.send(_seed_opportunities(sf_app.state.emulator.org, opportunities))
     emulators = [
+        # Salesforce REST calls (the Streaming API's long polls are not counted: they wait, and
+        # Salesforce does not count them against the daily API limit either).
         sb.SandboxedConnection("salesforce", "salesforce", sf_base, salesforce.settings(sf_base),
-                               sf_app, sockets[0]),
+                               CountingApp(sf_app, dict, "/services/data/"), sockets[0]),
         sb.SandboxedConnection("quickbooks", "quickbooks", qb_base, quickbooks.settings(qb_base),
-                               CountingApp(qb_app, stats), sockets[1]),
+                               CountingApp(qb_app, stats, "/v3/company/"), sockets[1]),
     ]
     anyio.run(sb.serve_emulators, emulators, anyio.Event())
 
 
-async def burst(opportunities: int, scale: float, store_path: Path, project_dir: Path = PROJECT
-                ) -> dict[str, Any]:
+async def burst(opportunities: int, scale: float, store_path: Path, project_dir: Path = PROJECT,
+                trigger: str = "stream") -> dict[str, Any]:
     """Close ``opportunities`` at once; measure how fast and how exactly they are invoiced.
 
     The emulators run in a child process, as Salesforce and QuickBooks run elsewhere: the
-    runtime has this process (one core) to itself.
+    runtime has this process (one core) to itself. With ``trigger`` "polling" the change-event
+    stream is unavailable and the triggers poll every QuickBooks minute (their shipped
+    ``fallback-interval`` of 1m, in scaled time).
     """
     import multiprocessing
 
@@ -154,14 +164,16 @@ async def burst(opportunities: int, scale: float, store_path: Path, project_dir:
     registry = load_registry()
     salesforce, quickbooks = _sandboxes(registry)
     # The start-up catch-up of the nightly reconciliation writes its report next to the store.
-    project, _ = load_project(project_dir, registry=registry,
-                              environ={"RECONCILIATION_REPORT_DIR": str(store_path.parent / "reports")})
+    environ = {"RECONCILIATION_REPORT_DIR": str(store_path.parent / "reports"),
+               "TRIGGERS_FALLBACK_INTERVAL": f"{60.0 / scale:g}s",
+               "TRIGGERS_RETRY_STREAM_AFTER": f"{300.0 / scale:g}s"}
+    project, _ = load_project(project_dir, registry=registry, environ=environ)
     sockets = [sb.bind_socket("127.0.0.1", 0) for _ in range(3)]
     serve_url, sf_base, qb_base = (f"http://127.0.0.1:{s.getsockname()[1]}" for s in sockets)
     context = multiprocessing.get_context("fork")
     receive_ids, send_ids = context.Pipe(duplex=False)
     child = context.Process(target=_serve_burst, daemon=True,
-                            args=(opportunities, scale, sockets[1:], serve_url, send_ids))
+                            args=(opportunities, scale, sockets[1:], serve_url, send_ids, trigger))
     child.start()
     for sock in sockets[1:]:
         sock.close()
@@ -189,7 +201,8 @@ async def burst(opportunities: int, scale: float, store_path: Path, project_dir:
                     while not server.started:  # noqa: ASYNC110 - uvicorn offers no started event
                         await anyio.sleep(0.05)
                     await _settle(runtime.engine)
-                    measured = await _measure(http, sf_base, qb_base, ids, scale)
+                    measured = await _measure(http, sf_base, qb_base, ids, scale, runtime.engine)
+                    measured["trigger"] = trigger
                     server.should_exit = True
     finally:
         await store.aclose()
@@ -212,26 +225,29 @@ def _wait_until_up(url: str, child: Any, what: str, seconds: float) -> None:
         time.sleep(0.2)
 
 
-async def _settle(engine: Any) -> None:
-    """Wait until no flow has run for a second (subscriptions made, the start-up catch-up of the
-    nightly reconciliation done), so the burst is measured alone."""
+async def _settle(engine: Any, quiet: float = 1.0) -> None:
+    """Wait until no flow has run for ``quiet`` seconds (subscriptions made, the start-up catch-up
+    of the nightly reconciliation done), so the burst is measured alone."""
     quiet_since = time.monotonic()
     deadline = quiet_since + 300
-    while time.monotonic() - quiet_since < 1.0 and time.monotonic() < deadline:
+    while time.monotonic() - quiet_since < quiet and time.monotonic() < deadline:
         await anyio.sleep(0.1)
         if any(limiter.borrowed_tokens for limiter in engine.limiters.values()):
             quiet_since = time.monotonic()
 
 
 async def _measure(http: httpx.AsyncClient, sf_base: str, qb_base: str, ids: list[str],
-                   scale: float) -> dict[str, Any]:
+                   scale: float, engine: Any) -> dict[str, Any]:
     """Close every opportunity in bursts of 200 and wait until each has its invoice."""
 
     async def stats() -> dict[str, Any]:
         return (await http.get(f"{qb_base}/_bench/stats")).json()
 
+    async def salesforce_calls() -> int:
+        return int((await http.get(f"{sf_base}/_bench/stats")).json()["api_calls"])
+
     opportunities = len(ids)
-    first = await stats()
+    first, sf_first = await stats(), await salesforce_calls()
     token = (await http.post(f"{sf_base}/services/oauth2/token", data={
         "grant_type": "client_credentials", "client_id": "bench",
         "client_secret": "bench"})).json()["access_token"]
@@ -252,9 +268,15 @@ async def _measure(http: httpx.AsyncClient, sf_base: str, qb_base: str, ids: lis
         await anyio.sleep(0.1)
         done = len(wanted.intersection((await stats())["doc_numbers"]))
     elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_started
-    await anyio.sleep(2.0)  # anything still in flight would show up as a duplicate
+    # Then until the flows are quiet: what the invoices still cost afterwards (write-backs, the
+    # status sync, echoes of write-backs a poll picks up) counts too. Quiet = no flow ran for two
+    # poll intervals (at least 2 s; a duplicate would show up meanwhile); the polls themselves
+    # go on, and those made meanwhile count.
+    await _settle(engine, quiet=max(2.0, 2 * 60.0 / scale))
     last = await stats()
     calls = last["api_calls"] - first["api_calls"]
+    # The closing calls above are the benchmark's, not the flows'.
+    sf_calls = await salesforce_calls() - sf_first - len(range(0, len(ids), 200))
     qb_minutes = elapsed * scale / 60.0
     per_invoice = calls / max(done, 1)
     rate = done / qb_minutes
@@ -267,6 +289,8 @@ async def _measure(http: httpx.AsyncClient, sf_base: str, qb_base: str, ids: lis
         "quickbooks_minutes": round(qb_minutes, 2),
         "invoices_per_quickbooks_minute": round(rate, 1),
         "quickbooks_requests": calls, "requests_per_invoice": round(per_invoice, 2),
+        "salesforce_requests": sf_calls,
+        "salesforce_requests_per_invoice": round(sf_calls / max(done, 1), 2),
         "limit_bound_invoices_per_minute": round(bound, 1),
         "fraction_of_bound": round(rate / bound, 3),
         "http_429": last["throttled"] - first["throttled"],
@@ -380,6 +404,9 @@ def main() -> int:
                         help="the project to run (default: flows/salesforce-quickbooks)")
     parser.add_argument("--reconcile", type=int, nargs="*", default=[], metavar="N",
                         help="also time the nightly reconciliation over N opportunities")
+    parser.add_argument("--trigger", nargs="+", choices=("stream", "polling"), default=["stream"],
+                        help="how Salesforce changes arrive: the change-event stream, or polling "
+                             "(the stream unavailable); several: one burst each")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -394,18 +421,21 @@ def main() -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        results["burst"] = anyio.run(burst, args.opportunities, args.scale, Path(tmp) / "store.db",
-                                     args.project)
-    b = results["burst"]
-    print(f"burst: {b['invoiced']}/{b['opportunities']} invoiced in {b['wall_seconds']} s "
-          f"= {b['quickbooks_minutes']} QuickBooks minutes (time scaled x{b['scale']:g}: 500 "
-          f"requests per {60 / b['scale']:g} s, 10 in flight, {300 / b['scale']:g} ms per call)")
-    print(f"  {b['invoices_per_quickbooks_minute']} invoices per QuickBooks minute; "
-          f"{b['requests_per_invoice']} QuickBooks requests per invoice -> limit-bound maximum "
-          f"{b['limit_bound_invoices_per_minute']} per minute; reached "
-          f"{b['fraction_of_bound'] * 100:.1f}%; 429 answers: {b['http_429']}; duplicates: "
-          f"{b['duplicates']}; runtime CPU {b['runtime_cpu_ms_per_invoice']} ms per invoice")
+    for trigger in args.trigger:
+        with tempfile.TemporaryDirectory() as tmp:
+            b = anyio.run(burst, args.opportunities, args.scale, Path(tmp) / "store.db",
+                          args.project, trigger)
+        results.setdefault("bursts", []).append(b)
+        print(f"burst ({trigger}): {b['invoiced']}/{b['opportunities']} invoiced in "
+              f"{b['wall_seconds']} s = {b['quickbooks_minutes']} QuickBooks minutes (time scaled "
+              f"x{b['scale']:g}: 500 requests per {60 / b['scale']:g} s, 10 in flight, "
+              f"{300 / b['scale']:g} ms per call)")
+        print(f"  {b['invoices_per_quickbooks_minute']} invoices per QuickBooks minute; "
+              f"{b['requests_per_invoice']} QuickBooks requests per invoice -> limit-bound maximum "
+              f"{b['limit_bound_invoices_per_minute']} per minute; reached "
+              f"{b['fraction_of_bound'] * 100:.1f}%; {b['salesforce_requests_per_invoice']} "
+              f"Salesforce requests per invoice; 429 answers: {b['http_429']}; duplicates: "
+              f"{b['duplicates']}; runtime CPU {b['runtime_cpu_ms_per_invoice']} ms per invoice")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -11,7 +11,10 @@ tokens are sealed at rest (:mod:`runtime.sealing`); without it they are stored i
 warning says so once.
 
 :class:`OAuth2Auth` is the ``httpx.Auth`` that puts the token on requests and, on a 401, refreshes and
-replays the request exactly once.
+replays the request (a few times at most, never a loop). In a client of
+:func:`runtime.transports.create_http_client` the token is put on each attempt by the innermost
+layer, after the wait for a rate-limit slot and after any retry pause: a token taken before a long
+wait could expire while the request waits, and the server would answer 401.
 """
 
 from __future__ import annotations
@@ -34,10 +37,14 @@ from runtime.sealing import (
 )
 from runtime.store.base import ObjectStore
 
-__all__ = ["AccessToken", "OAuth2Auth", "StoredTokenSource", "TOKENS_NAMESPACE", "TokenFetcher",
-           "TokenObserver"]
+__all__ = ["AUTH_EXTENSION", "AccessToken", "OAuth2Auth", "StoredTokenSource", "TOKENS_NAMESPACE",
+           "TokenFetcher", "TokenObserver"]
 
 TOKENS_NAMESPACE = "oauth-tokens"
+#: Request extension holding the :class:`OAuth2Auth` that authorizes a request, so that the layer
+#: right before the network can put its freshest token on each attempt (:meth:`OAuth2Auth.attach`).
+AUTH_EXTENSION = "splice.oauth2"
+_USED_TOKEN = "splice.oauth2.token"
 
 
 @dataclass(slots=True)
@@ -221,7 +228,12 @@ class TokenObserver(Protocol):
 
 
 class OAuth2Auth(httpx.Auth):
-    """Bearer token on every request; on 401, one refresh and one replay, never a loop.
+    """Bearer token on every request; on 401, a refresh and a replay, at most ``max_refreshes`` times.
+
+    A replay can be refused too (the new token expired while the replay waited for a slot, or a
+    peer process rotated it meanwhile): it is refreshed and replayed again rather than failing an
+    event that the next attempt would get through; a token the server refuses right after each of
+    ``max_refreshes`` refreshes gives the 401 back.
 
     ``is_unauthorized`` lets a connector recognise its API's "session expired" answer (Salesforce
     sends 401 ``INVALID_SESSION_ID``; QuickBooks 401 with fault code 3200).
@@ -230,9 +242,11 @@ class OAuth2Auth(httpx.Auth):
     requires_response_body = False
 
     def __init__(self, source: StoredTokenSource,
-                 is_unauthorized: Callable[[httpx.Response], bool] | None = None) -> None:
+                 is_unauthorized: Callable[[httpx.Response], bool] | None = None, *,
+                 max_refreshes: int = 3) -> None:
         self.source = source
         self._is_unauthorized = is_unauthorized or (lambda response: response.status_code == 401)
+        self.max_refreshes = max_refreshes
         self._connector = ""
         self._metrics: TokenObserver | None = None
 
@@ -252,18 +266,28 @@ class OAuth2Auth(httpx.Auth):
             self._metrics.token_obtained(self._connector)
         return token
 
+    async def attach(self, request: httpx.Request) -> None:
+        """Put the current token on ``request`` (refreshed first when it is about to expire)."""
+        token = await self._token()
+        request.headers["Authorization"] = f"Bearer {token.value}"
+        request.extensions[_USED_TOKEN] = token
+
     def sync_auth_flow(self, request: httpx.Request) -> Any:  # pragma: no cover - async only
         raise RuntimeError("OAuth2Auth works with httpx.AsyncClient only")
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = await self._token()
-        request.headers["Authorization"] = f"Bearer {token.value}"
-        response = yield request
-        if not self._is_unauthorized(response):
-            return
-        await response.aread()
-        fresh = await self._token(token, refresh=True)
-        request.headers["Authorization"] = f"Bearer {fresh.value}"
-        yield request
+        request.extensions[AUTH_EXTENSION] = self
+        await self.attach(request)  # replaced on each attempt by a client of create_http_client
+        refreshes = 0
+        while True:
+            response = yield request
+            if not self._is_unauthorized(response) or refreshes >= self.max_refreshes:
+                return
+            refreshes += 1
+            await response.aread()
+            refused: AccessToken = request.extensions[_USED_TOKEN]
+            fresh = await self._token(refused, refresh=True)
+            request.headers["Authorization"] = f"Bearer {fresh.value}"
+            request.extensions[_USED_TOKEN] = fresh

@@ -3,12 +3,14 @@
 Policy lives in transport wrappers, I/O in the innermost transport, so connector code only builds
 requests and reads responses::
 
-    httpx.AsyncClient(auth=OAuth2Auth)        refresh before expiry / once on 401
+    httpx.AsyncClient(auth=OAuth2Auth)        refresh before expiry / on 401, then replay
       └─ RetryTransport                       429/503 and transport faults; Retry-After; jitter
            └─ TracingTransport                one client span per attempt
                 └─ MeteredTransport           requests counted per attempt, by status (metrics)
                      └─ RateLimitTransport    per-account requests/period and concurrency;
                                               the wait for a slot is measured (metrics)
+                          └─ BearerTransport  the OAuth token put on each attempt once it has
+                                              its slot (a token taken before the wait may expire)
                      └─ network transport     pooled connections, TLS verify on (aiohttp's engine
                                               when installed, else httpx's own; or an
                                               ASGITransport in tests: an emulator in process)
@@ -30,7 +32,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from runtime.limits import RateLimit
-from runtime.oauth import OAuth2Auth
+from runtime.oauth import AUTH_EXTENSION, OAuth2Auth
 from runtime.redaction import redact
 from runtime.retry import backoff_delay, parse_retry_after
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from runtime.metrics import RuntimeMetrics
 
 __all__ = [
+    "BearerTransport",
     "DEFAULT_RETRY",
     "IDEMPOTENT_EXTENSION",
     "MeteredTransport",
@@ -173,6 +176,23 @@ class RateLimitTransport(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+class BearerTransport(httpx.AsyncBaseTransport):
+    """Puts the OAuth token on each attempt right before it goes out (below the rate limiter and
+    the retry pauses), from the :class:`~runtime.oauth.OAuth2Auth` that authorizes the request."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        auth = request.extensions.get(AUTH_EXTENSION)
+        if isinstance(auth, OAuth2Auth):
+            await auth.attach(request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 def _safe_url(url: httpx.URL) -> str:
     """Scheme, host and path only: query strings may carry tokens or customer data."""
     return redact(str(url.copy_with(query=None, fragment=None)))
@@ -282,6 +302,8 @@ def create_http_client(
     """
     layer: httpx.AsyncBaseTransport = transport or create_network_transport(
         verify=verify, max_connections=max_connections)
+    if isinstance(auth, OAuth2Auth):
+        layer = BearerTransport(layer)
     if rate_limit is not None:
         on_wait = None
         if metrics is not None:

@@ -1,8 +1,8 @@
 """The QuickBooks connection: one layered HTTP client per connection, speaking Accounting API v3.
 
 Requests go ``/v3/company/{realmId}/{entity}`` with ``minorversion`` pinned and JSON both ways; the
-layered client of the runtime adds the OAuth token (refreshed before expiry and once on 401), the
-per-realm rate limits, retries and a span per attempt. Every answer is checked for a fault, whatever
+layered client of the runtime adds the OAuth token (refreshed before expiry and on 401, put on each
+attempt after its rate-limit wait), the per-realm rate limits, retries and a span per attempt. Every answer is checked for a fault, whatever
 its status and shape, and turned into a typed ``QUICKBOOKS:*`` error.
 
 Rate limits belong to the realm, not to the connection: two connections (or two flows) to one company

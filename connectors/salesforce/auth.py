@@ -2,8 +2,8 @@
 
 Salesforce token responses carry no ``expires_in`` (the session lives as long as the org's timeout
 policy and activity allow), so tokens are stored without an expiry and renewed reactively: on a 401
-``INVALID_SESSION_ID`` the :class:`runtime.OAuth2Auth` layer asks for a new one once and
-replays the request once. The token response's ``instance_url`` is kept with the token; data calls
+``INVALID_SESSION_ID`` the :class:`runtime.OAuth2Auth` layer asks for a new one and replays the
+request (again if the replay is refused too, a few times at most). The token response's ``instance_url`` is kept with the token; data calls
 go there, never to the login host.
 """
 

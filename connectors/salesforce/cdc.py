@@ -13,7 +13,9 @@ the outage may arrive twice (once polled, once replayed), so keep the flow's wri
 
 Events whose ``changeOrigin`` carries one of ``ignore-origins`` (``client=<name>`` from
 ``Sforce-Call-Options``; ``ignore-own-writes`` adds this connection's ``client-name``) are skipped
-but still move the replay id: this stops a write-back flow from triggering itself.
+but still move the replay id: this stops a write-back flow from triggering itself. While the
+source polls instead, ``ignore-own-writes`` skips a record whose only change is this connection's
+own write (see :mod:`.echoes`); records handled from the stream count as handled for that check.
 
 With ``fetch-records`` each event becomes one message per record, carrying the record as it is now:
 the records behind a batch of events are read with one SOQL query per object and 200 ids (the
@@ -31,6 +33,7 @@ from typing import Any
 import anyio
 
 from connectors.salesforce.client import SalesforceClient
+from connectors.salesforce.echoes import EchoFilter
 from connectors.salesforce.errors import SalesforceError
 from connectors.salesforce.polling import (
     FATAL_KINDS,
@@ -171,8 +174,11 @@ class _ChangeEventSource:
                                                  "/data/ChangeEvents")
         self.params = params
         self.ignore = {str(o) for o in params.get("ignore-origins") or ()}
+        self.echoes: EchoFilter | None = None
         if params.get("ignore-own-writes"):
             self.ignore.add(self.client.settings.client_name)
+            if self.object:
+                self.echoes = EchoFilter(self.client.own_writes, self.object)
         self.fetch: bool = params["fetch-records"]
         self.state: dict[str, Any] = {}
         self.handled: set[int] = set()
@@ -275,6 +281,10 @@ class _ChangeEventSource:
         for replay_id, header, events in todo:
             done = all(o.done for o in outcomes[position:position + len(events)])
             position += len(events)
+            if done and self.echoes is not None and self.fetch:  # the records as handled
+                for event in events:
+                    if header.get("entityName") == self.object and not event.payload.get("IsDeleted"):
+                        self.echoes.remember(event.payload)
             if not done:
                 if ok and self.state.get("replayId") is None:
                     # First event ever failed: resume just before it, not at "new events only".
@@ -308,7 +318,7 @@ class _ChangeEventSource:
         poller = ChangePoller(self.client, self.object, fields, where=self.params.get("where"),
                               overlap=self.params["overlap"], batch_size=self.params["batch-size"],
                               state={"watermark": self.state.get("watermark"), "seen": self.state.get("seen")},
-                              save=save)
+                              save=save, echoes=self.echoes)
         interval: float = self.params["fallback-interval"]
         while not self.ctx.stopping:
             await poller.poll(self.ctx)
@@ -402,7 +412,8 @@ CHANGE_EVENTS = SourceSpec(
                   schema={"type": "array", "items": {"type": "string"}},
                   summary="Skip events whose changeOrigin has client=<one of these>"),
             Param("ignore-own-writes", type="boolean", default=False, dynamic=False,
-                  summary="Skip events caused by this connection's own writes (its client-name)"),
+                  summary="Skip events caused by this connection's own writes (its client-name; while "
+                          "polling, records whose only change is its own write)"),
             Param("fetch-records", type="boolean", default=False, dynamic=False,
                   summary="Payload = the current record (one event per record id, fetched by one "
                           "query per 200 ids, filtered by where) instead of the change event"),

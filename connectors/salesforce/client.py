@@ -21,6 +21,7 @@ from opentelemetry import metrics
 
 from connectors.salesforce.auth import create_token_fetcher
 from connectors.salesforce.config import SalesforceSettings
+from connectors.salesforce.echoes import OwnWrites
 from connectors.salesforce.errors import SalesforceError, error_from_response, is_session_expired
 from runtime import (
     IDEMPOTENT_EXTENSION,
@@ -121,6 +122,8 @@ class SalesforceClient:
             retry=RetryOptions(attempts=settings.retries, initial_delay=settings.retry_delay),
             headers={"Accept": "application/json",
                      "Sforce-Call-Options": f"client={settings.client_name}"})
+        #: What this connection wrote to which record: polled triggers tell their echoes by it.
+        self.own_writes = OwnWrites()
         #: (used, max) from the last ``Sforce-Limit-Info`` header seen.
         self.api_usage: tuple[int, int] | None = None
         self._describes: dict[str, dict[str, Any]] = {}
@@ -259,8 +262,10 @@ class SalesforceClient:
     async def update(self, sobject: str, record_id: str, record: Mapping[str, Any]) -> None:
         """Update one record (204)."""
         path = self.data(f"sobjects/{sobject}/{url_quote(record_id, safe='')}")
-        await self.request("PATCH", path, json=_writable(record, drop=("Id",)), idempotent=True,
-                           retry_locks=True, context=f"update {sobject}")
+        body = _writable(record, drop=("Id",))
+        await self.request("PATCH", path, json=body, idempotent=True, retry_locks=True,
+                           context=f"update {sobject}")
+        self.own_writes.record(sobject, record_id, body)
 
     async def upsert(self, sobject: str, field: str, value: Any,
                      record: Mapping[str, Any]) -> dict[str, Any]:
@@ -272,13 +277,18 @@ class SalesforceClient:
         ``SALESFORCE:MULTIPLE_MATCHES`` with the matching ids.
         """
         path = self.data(f"sobjects/{sobject}/{field}/{url_quote(str(value), safe='')}")
-        response = await self.request("PATCH", path, json=_writable(record, drop=("Id", field)),
-                                      idempotent=True, retry_locks=True, context=f"upsert {sobject}")
+        sent = _writable(record, drop=("Id", field))
+        response = await self.request("PATCH", path, json=sent, idempotent=True, retry_locks=True,
+                                      context=f"upsert {sobject}")
         if response.status_code == 204 or not response.content:
             found = await self.get_by_external_id(sobject, field, value, ["Id"])
-            return {"id": found.get("Id"), "success": True, "errors": [], "created": False}
-        body = _json_object(response)
-        body.setdefault("created", response.status_code == 201)
+            body: dict[str, Any] = {"id": found.get("Id"), "success": True, "errors": [],
+                                    "created": False}
+        else:
+            body = _json_object(response)
+            body.setdefault("created", response.status_code == 201)
+        if body.get("id") and not body.get("created"):
+            self.own_writes.record(sobject, str(body["id"]), {**sent, field: value})
         return body
 
     async def delete(self, sobject: str, record_id: str) -> None:

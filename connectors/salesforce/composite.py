@@ -119,6 +119,9 @@ async def collection_write(client: SalesforceClient, operation: str, records: Se
                     continue
                 result = {"index": index, "id": answer.get("id"),
                           "success": bool(answer.get("success")), "errors": answer.get("errors") or []}
+                if operation == "update" and result["success"] and result["id"]:
+                    sent = prepared[index]
+                    client.own_writes.record(str(sent["attributes"]["type"]), str(result["id"]), sent)
                 if "created" in answer:
                     result["created"] = answer["created"]
                 results[index] = result

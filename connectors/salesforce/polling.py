@@ -7,6 +7,10 @@ stamped before the previous poll's high-water mark; rows already handled are ski
 are saved only after ``ctx.handle_many`` says the batch was processed or dead-lettered, so a crash
 replays at most the unsaved batch and a restart loses nothing. An event whose handling failed stops
 the watermark: it and everything after it come again on the next poll (done ones are skipped).
+
+With ``ignore-own-writes`` a polled record whose only change is this connection's own write (a
+flow's write-back) is skipped like a handled one, as the stream skips its change event (see
+:mod:`.echoes`); a change by anybody else to any field is handed over.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.salesforce.client import SalesforceClient
+from connectors.salesforce.echoes import EchoFilter
 from connectors.salesforce.soql import format_datetime, parse_datetime
 from runtime import Event, Param, SourceContext
 
-__all__ = ["FATAL_KINDS", "POLL_PARAMS", "ChangePoller", "salesforce_datetime", "select_fields"]
+__all__ = ["FATAL_KINDS", "IGNORE_OWN_WRITES", "POLL_PARAMS", "ChangePoller", "salesforce_datetime",
+           "select_fields"]
 
 #: Errors that mean the source's configuration is wrong: retrying cannot help.
 FATAL_KINDS = frozenset({"INVALID_FIELD", "MALFORMED_QUERY", "INVALID_TYPE", "NOT_FOUND", "FORBIDDEN"})
@@ -46,7 +52,8 @@ class ChangePoller:
     def __init__(self, client: SalesforceClient, sobject: str, fields: list[str], *, where: str | None = None,
                  overlap: float = 120.0, batch_size: int = 200, include_deleted: bool = False,
                  state: dict[str, Any] | None = None, since: str | None = None,
-                 save: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> None:
+                 save: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+                 echoes: EchoFilter | None = None) -> None:
         self.client = client
         self.sobject = sobject
         self.fields = fields
@@ -61,6 +68,8 @@ class ChangePoller:
         self._blocked = False
         #: Where state goes after each batch (default ``ctx.save_state``; the CDC fallback merges it).
         self._save = save
+        #: Set with ``ignore-own-writes``: tells a record changed only by this connection's writes.
+        self.echoes = echoes
 
     def state(self) -> dict[str, Any]:
         """What to persist: the watermark and the handled keys still inside the overlap window."""
@@ -106,11 +115,16 @@ class ChangePoller:
         return not self._blocked
 
     async def _handle(self, ctx: SourceContext, batch: list[dict[str, Any]]) -> None:
-        outcomes = await ctx.handle_many([self._event(r) for r in batch])
-        for record, outcome in zip(batch, outcomes, strict=True):
-            if not outcome.done:
+        echoes = [self.echoes is not None and self.echoes.is_echo(r) for r in batch]
+        outcomes = await ctx.handle_many([self._event(r) for r, echo in zip(batch, echoes, strict=True)
+                                          if not echo])
+        handled = iter(outcomes)
+        for record, echo in zip(batch, echoes, strict=True):
+            if not (echo or next(handled).done):
                 self._blocked = True
                 continue
+            if self.echoes is not None:
+                self.echoes.remember(record)
             stamp = str(record["SystemModstamp"])
             self.seen[str(record["Id"])] = stamp
             if not self._blocked and (self.watermark is None or parse_datetime(stamp) > parse_datetime(self.watermark)):
@@ -136,4 +150,8 @@ POLL_PARAMS: tuple[Param, ...] = (
     Param("batch-size", type="integer", default=200, dynamic=False,
           summary="Events handed to the flow at once; the watermark is saved after each batch"),
 )
+#: ``ignore-own-writes`` of the polling trigger (the change-event trigger has its own, same name).
+IGNORE_OWN_WRITES = Param(
+    "ignore-own-writes", type="boolean", default=False, dynamic=False,
+    summary="Skip records whose only change is this connection's own write (a flow's write-back)")
 

@@ -8,9 +8,11 @@ from typing import Any
 
 from connectors.salesforce.cdc import CHANGE_EVENTS
 from connectors.salesforce.client import SalesforceClient
+from connectors.salesforce.echoes import EchoFilter
 from connectors.salesforce.errors import SalesforceError
 from connectors.salesforce.polling import (
     FATAL_KINDS,
+    IGNORE_OWN_WRITES,
     POLL_PARAMS,
     ChangePoller,
     salesforce_datetime,
@@ -38,7 +40,9 @@ async def run_changes(ctx: SourceContext, params: dict[str, Any]) -> None:
     poller = ChangePoller(client, params["object"], fields, where=params.get("where"),
                           overlap=params["overlap"], batch_size=params["batch-size"],
                           include_deleted=params["include-deleted"],
-                          state=await ctx.load_state(), since=_since(params.get("since")))
+                          state=await ctx.load_state(), since=_since(params.get("since")),
+                          echoes=EchoFilter(client.own_writes, params["object"])
+                          if params.get("ignore-own-writes") else None)
     while not ctx.stopping:
         wait = interval
         try:
@@ -61,7 +65,8 @@ CHANGES = SourceSpec(
             Param("since", dynamic=False, examples=("now", "2026-01-01T00:00:00Z"),
                   summary="Where the very first poll starts: 'now', a datetime, or empty for all records"),
             Param("include-deleted", type="boolean", default=False, dynamic=False,
-                  summary="Use queryAll so deletions arrive too (attributes.deleted = true)")),
+                  summary="Use queryAll so deletions arrive too (attributes.deleted = true)"),
+            IGNORE_OWN_WRITES),
 )
 
 SOURCES: tuple[SourceSpec, ...] = (CHANGES, CHANGE_EVENTS)

@@ -59,3 +59,28 @@ async def test_a_name_with_a_colon_becomes_a_name_quickbooks_accepts(integration
     assert outcome.status == "completed", outcome.error
     assert "Audit - annual" in [item["Name"] for item in it.table("Item")]
     assert it.record("Opportunity", opportunity)["QuickBooks_Invoice_Id__c"]
+
+
+async def test_empty_and_absent_address_fields_are_no_change(integration: Integration) -> None:
+    """Salesforce sends an unset field as null (or ""), QuickBooks leaves it out: the same value.
+    An account with gaps in its address, synced again (a re-delivered or polled event, a change of
+    a field QuickBooks does not hold), writes nothing; a real change of one field still does."""
+    it = integration
+    account = it.account("Gappy Goods", BillingStreet="", BillingCity="Austin", BillingState=None,
+                         BillingPostalCode="", BillingCountry="USA")
+    outcome = await it.run("account-to-customer", it.record("Account", account))
+    assert outcome.status == "completed", outcome.error
+    customer_id = it.record("Account", account)["QB_Customer_Id__c"]
+    sync_token = it.company.tables["Customer"][customer_id]["SyncToken"]
+
+    it.org.update("Account", account, {"Industry": "Retail"})
+    for _ in range(2):
+        outcome = await it.run("account-to-customer", it.record("Account", account))
+        assert outcome.status == "completed", outcome.error
+    assert it.company.tables["Customer"][customer_id]["SyncToken"] == sync_token
+
+    it.org.update("Account", account, {"BillingPostalCode": "78701"})
+    outcome = await it.run("account-to-customer", it.record("Account", account))
+    assert outcome.status == "completed", outcome.error
+    customer = it.company.tables["Customer"][customer_id]
+    assert customer["BillAddr"]["PostalCode"] == "78701" and customer["SyncToken"] != sync_token

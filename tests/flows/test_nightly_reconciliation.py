@@ -225,3 +225,45 @@ async def test_voided_and_deleted_invoices_are_reported_as_such(integration: Int
         assert again["TotalAmt"] == Decimal("300.00")
         record = it.record("Opportunity", deleted)
         assert record["QuickBooks_Invoice_Id__c"] == again["Id"] and record["QB_Sync_Error__c"] is None
+
+
+async def test_taxed_invoices_are_in_sync_night_after_night(tmp_path: Path) -> None:
+    """With automated sales tax on, QuickBooks adds tax to the invoice of a taxable product: its
+    TotalAmt is the opportunity's Amount plus the tax. The reconciliation compares the pre-tax
+    subtotal, so the invoice is in sync on two runs in a row and nothing is "repaired"; an invoice
+    of a tax-exempt customer (no tax) likewise."""
+    from connectors.quickbooks.emulator.salestax import set_sales_tax
+
+    reports = tmp_path / "reports"
+    name = f"reconciliation-{PERIOD['from']}-to-{PERIOD['to']}"
+    async with open_integration({"RECONCILIATION_REPORT_DIR": str(reports),
+                                 "RECONCILIATION_BULK_POLL_INTERVAL": "10ms"}) as it:
+        set_sales_tax(it.company, "8.25")
+        hardware = it.product("Router", 149.99, Family="Hardware")
+        service = it.product("Setup", 95, Family="Services")
+        lines = [{"product": hardware, "Quantity": 3}, {"product": service, "Quantity": 1}]
+        taxed = it.opportunity(it.account("Taxed Corp"), lines, name="taxed", close_date="2026-03-12")
+        exempt_account = it.account("Exempt School District")
+        first = it.opportunity(exempt_account, [{"product": hardware, "Quantity": 1}], name="first",
+                               close_date="2026-03-02")
+        await invoice(it, first)
+        customer_id = it.record("Account", exempt_account)["QB_Customer_Id__c"]
+        customer = it.company.tables["Customer"][customer_id]
+        it.company.update("Customer", {"Id": customer_id, "SyncToken": customer["SyncToken"],
+                                       "sparse": True, "Taxable": False}, {})
+        exempt = it.opportunity(exempt_account, lines, name="exempt", close_date="2026-03-13")
+        taxed_inv, exempt_inv = await invoice(it, taxed), await invoice(it, exempt)
+        # 3 x 149.99 = 449.97 taxable at 8.25% = 37.12; Setup is not taxable.
+        assert taxed_inv["TxnTaxDetail"]["TotalTax"] == Decimal("37.12")
+        assert taxed_inv["TotalAmt"] == Decimal("544.97") + Decimal("37.12")
+        assert exempt_inv["TxnTaxDetail"]["TotalTax"] == 0 and exempt_inv["TotalAmt"] == Decimal("544.97")
+        tokens = {i["Id"]: i["SyncToken"] for i in it.table("Invoice")}
+
+        for night in (1, 2):
+            outcome = await it.run("nightly-reconciliation", {**PERIOD, "repair": True})
+            assert outcome.status == "completed", outcome.error
+            summary = json.loads((reports / f"{name}.json").read_text())
+            assert summary["checked"] == 3, night
+            assert (summary["amountMismatch"], summary["repairs"]["attempted"]) == (0, 0), night
+            assert (reports / f"{name}.jsonl").read_text() == "", night
+            assert {i["Id"]: i["SyncToken"] for i in it.table("Invoice")} == tokens, night

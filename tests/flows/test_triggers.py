@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import pytest
 
+from connectors.salesforce.soql import parse_datetime
 from runtime.store.sourcestate import SourceStateStore
 from runtime.testing import wait_until
 from tests.support.flows import Integration
@@ -59,3 +60,47 @@ async def test_closed_won_is_invoiced_in_real_time_once(integration: Integration
         it.runtime.request_stop()
     assert len(invoices_of(it, opp)) == 1
     assert it.record("Account", account)["QB_Customer_Id__c"]
+
+
+def executions(it: Integration, flow: str) -> float:
+    """How many executions of ``flow`` completed (the runtime's own metrics)."""
+    value = it.runtime.resources.metrics.registry.get_sample_value(
+        "splice_executions_total", {"flow": flow, "outcome": "completed"})
+    return value or 0.0
+
+
+@pytest.mark.splice(environ={**FAST, "RECONCILIATION_REPAIR": "false",
+                             "RECONCILIATION_BULK_POLL_INTERVAL": "10ms"},
+                    emulator_options={"salesforce": {"faults": {"streaming_unavailable": True}}})
+async def test_polling_skips_the_flows_own_write_backs_as_the_stream_does(
+        integration: Integration) -> None:
+    """With the change-event stream unavailable the trigger polls. The flow's write-back of the
+    invoice link moves the opportunity's SystemModstamp, yet it does not run the flow again (on the
+    stream its change event is skipped by origin); a change somebody else makes afterwards does."""
+    it = integration
+    account = it.account("Polled Ltd")
+    product = it.product("Polled service", 120)
+    opp = it.opportunity(account, [{"product": product, "Quantity": 2}], stage="Prospecting")
+
+    async def polled_past(record_id: str) -> bool:
+        """The trigger's watermark has reached the record's latest SystemModstamp."""
+        stamp = it.record("Opportunity", record_id)["SystemModstamp"]
+        state = await SourceStateStore(it.store).load("opportunity-to-invoice", "salesforce.change-events")
+        return bool(state and state.get("watermark")) and (
+            parse_datetime(state["watermark"]) >= parse_datetime(stamp))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(it.runtime.run_triggers)
+        it.org.update("Opportunity", opp, {"StageName": "Closed Won"})
+        await wait_until(lambda: bool(it.record("Opportunity", opp)["QuickBooks_Invoice_Id__c"]), within=15)
+        # The write-back (invoice id, number, link) is polled too, and skipped.
+        await wait_until(lambda: polled_past(opp), within=15, what="the write-back to be polled")
+        assert executions(it, "opportunity-to-invoice") == 1
+
+        line = next(li for li in it.org.records["OpportunityLineItem"].values() if li["OpportunityId"] == opp)
+        it.org.update("OpportunityLineItem", line["Id"], {"Quantity": 3})
+        await wait_until(lambda: [str(i["TotalAmt"]) for i in invoices_of(it, opp)] == ["360.00"], within=15)
+        await wait_until(lambda: polled_past(opp), within=15, what="the edit to be polled")
+        it.runtime.request_stop()
+    assert executions(it, "opportunity-to-invoice") == 2
+    assert len(invoices_of(it, opp)) == 1

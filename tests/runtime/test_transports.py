@@ -12,6 +12,7 @@ from runtime.errors import map_http_errors
 from runtime.limits import RateLimit
 from runtime.oauth import AccessToken, OAuth2Auth, StoredTokenSource
 from runtime.store import open_store
+from runtime.testing import wait_until
 from runtime.transports import IDEMPOTENT_EXTENSION, RetryOptions, create_http_client
 
 pytestmark = pytest.mark.anyio
@@ -121,7 +122,7 @@ async def test_token_bucket_spaces_requests() -> None:
     assert calls[-1] - calls[0] >= 0.29
 
 
-async def test_oauth_refreshes_once_on_401_and_never_loops() -> None:
+async def test_oauth_refreshes_on_401_a_bounded_number_of_times_and_never_loops() -> None:
     store = open_store("memory://")
     fetched: list[AccessToken | None] = []
 
@@ -137,12 +138,92 @@ async def test_oauth_refreshes_once_on_401_and_never_loops() -> None:
         return httpx.Response(401, json={"error": "expired"})
 
     async with create_http_client("t", transport=httpx.MockTransport(always_401),
-                                  auth=OAuth2Auth(source), retry=None) as client:
+                                  auth=OAuth2Auth(source, max_refreshes=3), retry=None) as client:
         response = await client.get("http://api/x")
     await store.aclose()
     assert response.status_code == 401
-    assert seen == ["Bearer token-1", "Bearer token-2"]
-    assert len(fetched) == 2
+    assert seen == [f"Bearer token-{n}" for n in range(1, 5)]
+    assert len(fetched) == 4
+
+
+async def test_a_401_on_the_replay_refreshes_again_instead_of_failing() -> None:
+    """The replay after a refresh is refused too (the server dropped that token as well): one more
+    refresh and replay gets the request through, instead of handing a 401 to the flow (which would
+    dead-letter the event)."""
+    store = open_store("memory://")
+    fetched: list[AccessToken | None] = []
+
+    async def fetch(current: AccessToken | None) -> AccessToken:
+        fetched.append(current)
+        return AccessToken(f"token-{len(fetched)}", expires_at=time.time() + 3600)
+
+    source = StoredTokenSource(store, "demo", fetch)
+    seen: list[str] = []
+
+    def accepts_the_third_token(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        if request.headers["Authorization"] != "Bearer token-3":
+            return httpx.Response(401, json={"error": "invalid_token"})
+        return httpx.Response(200, json={"ok": True})
+
+    async with create_http_client("t", transport=httpx.MockTransport(accepts_the_third_token),
+                                  auth=OAuth2Auth(source), retry=FAST) as client:
+        response = await client.get("http://api/x")
+    await store.aclose()
+    assert response.status_code == 200
+    assert seen == ["Bearer token-1", "Bearer token-2", "Bearer token-3"]
+
+
+async def test_the_token_is_attached_after_the_rate_limit_wait() -> None:
+    """A request that waits for a rate-limit slot goes out with the token current when it gets the
+    slot, not the one current when it started waiting (which expired meanwhile): no 401, no
+    second attempt."""
+    store = open_store("memory://")
+    fetched: list[AccessToken | None] = []
+
+    async def fetch(current: AccessToken | None) -> AccessToken:
+        fetched.append(current)
+        return AccessToken(f"token-{len(fetched)}", expires_at=time.time() + 3600)
+
+    source = StoredTokenSource(store, "demo", fetch)
+    first = await source.token()
+    limit = RateLimit(100, 1.0, max_concurrent=1)
+    waiting, release = anyio.Event(), anyio.Event()
+    seen: list[str] = []
+
+    def pick(request: httpx.Request) -> RateLimit:
+        waiting.set()
+        return limit
+
+    def accepts_the_current_token(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        if request.headers["Authorization"] != "Bearer token-2":
+            return httpx.Response(401, json={"error": "expired"})
+        return httpx.Response(200, json={"ok": True})
+
+    async def hold_the_slot() -> None:
+        async with limit.slot():
+            await release.wait()
+
+    responses: list[httpx.Response] = []
+    async with create_http_client("t", transport=httpx.MockTransport(accepts_the_current_token),
+                                  auth=OAuth2Auth(source), rate_limit=pick, retry=FAST) as client:
+
+        async def call() -> None:
+            responses.append(await client.get("http://api/x"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hold_the_slot)
+            await wait_until(lambda: limit.concurrency is not None and limit.concurrency.borrowed_tokens == 1,
+                             what="the slot held")
+            tg.start_soon(call)
+            await waiting.wait()
+            # While the request waits for its slot, its token expires and is replaced.
+            await source.refresh(first)
+            release.set()
+    await store.aclose()
+    assert [r.status_code for r in responses] == [200]
+    assert seen == ["Bearer token-2"]
 
 
 async def test_concurrent_refreshes_fetch_once_and_persist() -> None:

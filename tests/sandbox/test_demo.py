@@ -20,15 +20,16 @@ def test_salesforce_and_quickbooks_demo_data_agree() -> None:
     accounts = org.records["Account"]
     opportunities = list(org.records["Opportunity"].values())
     invoiced = [o for o in opportunities if o["QuickBooks_Invoice_Id__c"]]
-    assert len(invoiced) == 4
+    assert len(invoiced) == 5
     for opportunity in invoiced:
         invoice = invoices[opportunity["QuickBooks_Invoice_Id__c"]]
         assert invoice["DocNumber"] == opportunity["QuickBooks_Invoice_Number__c"]
         if opportunity["Payment_Status__c"] == "Voided":  # QuickBooks keeps a voided invoice at 0
             assert invoice["TotalAmt"] == 0 and invoice["PrivateNote"].startswith("Voided")
             assert Decimal(str(opportunity["Amount"])) > 0
-        else:
-            assert Decimal(str(invoice["TotalAmt"])) == Decimal(str(opportunity["Amount"]))
+        else:  # QuickBooks adds the sales tax it computes to what the opportunity bills
+            tax = Decimal(str(invoice["TxnTaxDetail"]["TotalTax"]))
+            assert Decimal(str(invoice["TotalAmt"])) == Decimal(str(opportunity["Amount"])) + tax
         assert Decimal(str(invoice["Balance"])) == Decimal(str(opportunity["Balance_Due__c"]))
         account = accounts[opportunity["AccountId"]]
         assert invoice["CustomerRef"]["value"] == account["QB_Customer_Id__c"]
@@ -56,7 +57,11 @@ def test_the_demo_has_work_to_do_and_hard_names() -> None:
     names = [a["Name"] for a in org.records["Account"].values()]
     assert any("'" in n for n in names) and any(not n.isascii() for n in names)
     assert all(o["Amount"] for o in opportunities)
-    # The edges of real books: a voided invoice, and a won opportunity without products.
+    # The edges of real books: a voided invoice, a taxed one, and a won opportunity without products.
+    company = create_quickbooks(demo=True).state.emulator.companies[DEFAULT_REALM]
+    taxed = [o["Name"] for o in opportunities if o["QuickBooks_Invoice_Id__c"]
+             and company.tables["Invoice"][o["QuickBooks_Invoice_Id__c"]]["TxnTaxDetail"]["TotalTax"]]
+    assert taxed == ["Acme Corp - Gadget order"]
     assert [o["Name"] for o in opportunities if o["Payment_Status__c"] == "Voided"] == ["Globex - Cancelled gadgets"]
     assert [o["Name"] for o in opportunities if o["IsWon"] and not o["HasOpportunityLineItem"]] == [
         "Initech - Consulting retainer"]

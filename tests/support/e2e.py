@@ -24,7 +24,7 @@ from tests.support.waiting import wait_for
 __all__ = ["ACCOUNTS", "API", "NOTE", "ONE", "PROJECT", "REALM", "STALL", "STARTUP", "Salesforce",
            "burst_invoiced", "close", "credentials", "doc", "emulator", "invoiced_totals",
            "invoices", "invoices_by_opportunity", "kill", "line_totals", "qb_faults", "records",
-           "seed", "start_serve"]
+           "seed", "start_serve", "subtotal"]
 
 PROJECT = Path(__file__).resolve().parents[2] / "flows" / "salesforce-quickbooks"
 ACCOUNTS = 20
@@ -187,9 +187,16 @@ def line_totals(sf: str) -> dict[str, Decimal]:
     return {k: v.quantize(Decimal("0.01")) for k, v in totals.items()}
 
 
+def subtotal(invoice: dict[str, Any]) -> Decimal:
+    """What an invoice bills before the sales tax QuickBooks adds (the demo company has automated
+    sales tax on): the opportunity's amount."""
+    tax = (invoice.get("TxnTaxDetail") or {}).get("TotalTax") or 0
+    return (Decimal(str(invoice.get("TotalAmt"))) - Decimal(str(tax))).quantize(Decimal("0.01"))
+
+
 def invoiced_totals(qb: str) -> dict[str, Decimal]:
-    """The invoice total per opportunity (by DocNumber: SF- plus the 15-character id)."""
-    return {str(r["DocNumber"]): Decimal(str(r["TotalAmt"])).quantize(Decimal("0.01"))
+    """The invoice total before tax per opportunity (by DocNumber: SF- plus the 15-character id)."""
+    return {str(r["DocNumber"]): subtotal(r)
             for r in invoices(qb) if str(r.get("DocNumber", "")).startswith("SF-")}
 
 

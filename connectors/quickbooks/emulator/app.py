@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -33,6 +34,7 @@ from connectors.quickbooks.emulator.faults import DroppedConnection, Fault, Faul
 from connectors.quickbooks.emulator.limits import THROTTLE_BODY, RealmThrottle
 from connectors.quickbooks.emulator.oauth import OAuthAuthority, TokenError
 from connectors.quickbooks.emulator.query import run_query
+from connectors.quickbooks.emulator.salestax import set_sales_tax
 from connectors.quickbooks.emulator.webhooks import WebhookSender
 from connectors.quickbooks.money import dumps, loads
 
@@ -63,8 +65,11 @@ class Emulator:
                  webhook_url: str | None = None, webhook_verifier_token: str = "emulator-verifier",
                  webhook_format: str = "legacy", webhook_interval: float = 1.0,
                  webhook_transport: httpx.AsyncBaseTransport | None = None,
-                 faults: dict[str, Any] | None = None) -> None:
+                 faults: dict[str, Any] | None = None,
+                 sales_tax: Decimal | str | None = None) -> None:
         self.realms = realms
+        #: Automated sales tax at this rate (percent) in every company; None: no sales tax.
+        self.sales_tax = sales_tax
         self.seed = seed
         self.demo = demo
         self.time_offset = 0.0
@@ -98,6 +103,8 @@ class Emulator:
             company = Company(realm, clock=self.now)
             if self.seed or self.demo:
                 seed_company(company)
+            if self.sales_tax is not None:
+                set_sales_tax(company, self.sales_tax)
             if self.demo:
                 seed_demo_company(company)
             company.on_change = self.webhooks.notify
@@ -342,7 +349,8 @@ async def discovery(request: Request) -> Response:
 
 
 async def control(request: Request) -> Response:
-    """``/_emulator/{action}``: faults, reset, entities, tokens, clock, webhooks/flush, state."""
+    """``/_emulator/{action}``: faults, reset, entities, tokens, sales-tax, clock, webhooks/flush,
+    state."""
     em: Emulator = request.app.state.emulator
     action = request.path_params["action"]
     payload: dict[str, Any] = (json.loads(await request.body() or b"{}")
@@ -365,6 +373,14 @@ async def control(request: Request) -> Response:
         realm = payload.get("realm") or next(iter(em.companies))
         return JSONResponse({"refresh_token": em.authority.issue_refresh_token(realm),
                              "realmId": realm})
+    if action == "sales-tax":
+        try:
+            rate = None if payload.get("rate") is None else Decimal(str(payload["rate"]))
+        except ArithmeticError:
+            return JSONResponse({"error": f"rate is not a number: {payload.get('rate')!r}"}, 400)
+        for company in em.companies.values():
+            set_sales_tax(company, rate)
+        return JSONResponse({"rate": None if rate is None else str(rate)})
     if action == "clock":
         em.time_offset += float(payload.get("advance", 0))
         return JSONResponse({"now": em.now().isoformat()})

@@ -18,8 +18,8 @@ from connectors.quickbooks.emulator.query import _instant
 __all__ = ["MAX_OBJECTS", "changes"]
 
 MAX_OBJECTS = 1000
-#: TaxCode is not in CDC in QuickBooks either.
-_UNSUPPORTED = frozenset({"TaxCode"})
+#: TaxCode and TaxRate are not in CDC in QuickBooks either.
+_UNSUPPORTED = frozenset({"TaxCode", "TaxRate"})
 
 
 def changes(company: Company, entities: str, changed_since: str) -> list[dict[str, Any]]:

@@ -5,7 +5,10 @@
 :func:`seed_demo_company` adds the QuickBooks side of the Salesforce emulator's demo org: its
 products as items (``Sku`` = Salesforce ``ProductCode``), the accounts already synced as customers,
 the invoices (and payments) of the opportunities already invoiced, one of them voided, and a vendor
-whose name a Salesforce account has too. The facts both emulators
+whose name a Salesforce account has too. The company turned automated sales tax on (8.25%, "San
+Francisco") after its first invoices: the last demo invoice carries sales tax on its taxable lines
+(TotalAmt = the opportunity's Amount + TotalTax), and so do the invoices the sync makes for taxable
+products. The facts both emulators
 share are written down in both demo modules, since neither package imports the other;
 ``tests/sandbox/test_demo.py`` checks that they agree.
 """
@@ -16,8 +19,10 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.quickbooks.emulator.entities import Company
+from connectors.quickbooks.emulator.salestax import set_sales_tax
 
-__all__ = ["DEMO_CUSTOMERS", "DEMO_INVOICES", "DEMO_ITEMS", "DEMO_VENDORS", "seed_company",
+__all__ = ["DEMO_CUSTOMERS", "DEMO_INVOICES", "DEMO_ITEMS", "DEMO_SALES_TAX", "DEMO_VENDORS",
+           "seed_company",
            "seed_demo_company"]
 
 #: (Name, Sku, Type, UnitPrice, taxable): the Salesforce demo products.
@@ -43,10 +48,14 @@ DEMO_VENDORS: tuple[tuple[str, str], ...] = (
     ("Pinewood Supplies", "orders@pinewood-supplies.example"),
 )
 
+#: The automated sales tax rate (percent) the demo company turned on after its first invoices.
+DEMO_SALES_TAX = "8.25"
+
 #: (expected Id, DocNumber, customer Id, opportunity name, TxnDate, ((Sku, Qty), ...), paid):
 #: the Closed Won opportunities already invoiced (their ``QuickBooks_Invoice_Id__c``); DocNumber is
 #: "SF-" and the opportunity's 15-character Salesforce Id, as the flows number invoices. ``paid``
-#: "void" is an invoice voided in QuickBooks (kept, total 0, PrivateNote "Voided - ...").
+#: "void" is an invoice voided in QuickBooks (kept, total 0, PrivateNote "Voided - ..."), "taxed"
+#: an unpaid invoice made once sales tax was on (its taxable lines carry DEMO_SALES_TAX).
 DEMO_INVOICES: tuple[tuple[Any, ...], ...] = (
     ("22", "SF-006Rx000035eCml", "14", "Acme Corp - Widget rollout", "2026-02-12",
      (("WID-100", 40), ("SVC-INST", 4)), "2880.00"),
@@ -56,6 +65,8 @@ DEMO_INVOICES: tuple[tuple[Any, ...], ...] = (
      (("GAD-200", 20), ("SVC-SUP", 1)), "0"),
     ("25", "SF-006Rx000035wDp2", "15", "Globex - Cancelled gadgets", "2026-06-22",
      (("GAD-200", 10), ("SVC-INST", 3)), "void"),
+    ("26", "SF-006Rx000035xynk", "14", "Acme Corp - Gadget order", "2026-10-05",
+     (("GAD-200", 4), ("SVC-INST", 1)), "taxed"),
 )
 
 
@@ -142,6 +153,8 @@ def seed_demo_company(company: Company) -> None:
                                    "ItemRef": {"value": item["Id"]}, "Qty": qty,
                                    "UnitPrice": item["UnitPrice"],
                                    "TaxCodeRef": {"value": "TAX" if item["Taxable"] else "NON"}}})
+        if paid == "taxed":
+            set_sales_tax(company, DEMO_SALES_TAX, name="San Francisco")
         invoice = company.create("Invoice", {
             "DocNumber": number, "TxnDate": when, "CustomerRef": {"value": customer_id},
             "SalesTermRef": {"value": _term(company, "Net 30")}, "Line": body_lines,
@@ -151,7 +164,7 @@ def seed_demo_company(company: Company) -> None:
         assert invoice["Id"] == expected, "demo ids must match the Salesforce demo"
         if paid == "void":
             company.void("Invoice", {"Id": invoice["Id"], "SyncToken": invoice["SyncToken"]})
-        elif Decimal(paid):
+        elif paid != "taxed" and Decimal(paid):
             payments.append((customer_id, invoice["Id"], Decimal(paid)))
     for customer_id, invoice_id, amount in payments:
         company.create("Payment", {

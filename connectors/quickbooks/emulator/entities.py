@@ -25,12 +25,13 @@ __all__ = ["ENTITIES", "NAME_LISTS", "Company", "company_time", "not_found"]
 
 #: URL segment -> entity name.
 ENTITIES = {name.lower(): name for name in (
-    "Customer", "Vendor", "Employee", "Item", "Invoice", "Payment", "Account", "TaxCode", "Term",
-    "CompanyInfo", "Preferences")}
+    "Customer", "Vendor", "Employee", "Item", "Invoice", "Payment", "Account", "TaxCode", "TaxRate",
+    "Term", "CompanyInfo", "Preferences")}
 #: Read-only here: seeded with the company, never created through the API.
-READ_ONLY_ENTITIES = frozenset({"TaxCode", "CompanyInfo", "Preferences"})
+READ_ONLY_ENTITIES = frozenset({"TaxCode", "TaxRate", "CompanyInfo", "Preferences"})
 #: Entities that are made inactive instead of deleted, and whose queries hide inactive rows.
-NAME_LISTS = frozenset({"Customer", "Vendor", "Employee", "Item", "Account", "TaxCode", "Term"})
+NAME_LISTS = frozenset({"Customer", "Vendor", "Employee", "Item", "Account", "TaxCode", "TaxRate",
+                        "Term"})
 READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "time", "status",
                        "FullyQualifiedName", "Level", "BalanceWithJobs", "HomeBalance",
                        "HomeTotalAmt", "UnappliedAmt", "CurrentBalance",

@@ -1,8 +1,9 @@
 """Invoice and Payment rules of the emulated company: lines, 6070, totals, balances, links.
 
 A sales line with both ``Qty`` and ``UnitPrice`` must carry ``Amount`` equal to their product
-rounded half up to cents (6070 otherwise). ``TotalAmt`` is the sum of the sales lines; ``Balance`` is
-what payments have not covered. A Payment line linked to an invoice lowers that invoice's Balance,
+rounded half up to cents (6070 otherwise). ``TotalAmt`` is the sum of the sales lines plus the sales
+tax QuickBooks computes on the lines marked taxable (:mod:`.salestax`); ``Balance`` is what payments
+have not covered. A Payment line linked to an invoice lowers that invoice's Balance,
 adds the payment to the invoice's ``LinkedTxn`` and bumps its SyncToken (so a client holding the old
 invoice gets 5010); deleting or voiding the payment gives the balance back.
 """
@@ -14,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from connectors.quickbooks.emulator.faults import Fault
+from connectors.quickbooks.emulator.salestax import sales_tax
 from connectors.quickbooks.emulator.table import Table
 
 if TYPE_CHECKING:
@@ -60,12 +62,13 @@ def customer_defaults(company: Company, record: dict[str, Any], existing: dict[s
         record["FullyQualifiedName"] = record["DisplayName"]
 
 
-def _lines(company: Company, record: dict[str, Any]) -> Decimal:
+def _lines(company: Company, record: dict[str, Any]) -> tuple[Decimal, Decimal]:
+    """Check and number the lines; the subtotal and the net of the lines marked taxable."""
     lines = record.get("Line")
     if not isinstance(lines, list) or not lines:
         raise Fault("2020", "Required param missing, need to supply the required value for the API",
                     "Required parameter Line is missing in the request", element="Line")
-    total = ZERO
+    total = taxable = discount = ZERO
     kept = []
     for number, line in enumerate((ln for ln in lines if ln.get("DetailType") != "SubTotalLineDetail"),
                                   start=1):
@@ -94,16 +97,25 @@ def _lines(company: Company, record: dict[str, Any]) -> Decimal:
                 elif qty is not None and _dec(qty, "Qty") != ZERO:
                     detail["UnitPrice"] = amount / _dec(qty, "Qty")
                 total += amount
-            detail.setdefault("TaxCodeRef", {"value": "NON"})
+            code = company.ref("TaxCode", detail.setdefault("TaxCodeRef", {"value": "NON"}),
+                               "Line.SalesItemLineDetail.TaxCodeRef")
+            detail["TaxCodeRef"] = {"value": code["Id"]}
+            if code.get("Taxable") and detail.get("ItemRef"):
+                taxable += amount
         elif kind == "DiscountLineDetail":
             total -= amount
+            discount += amount
         line["Amount"] = amount
         line["Id"] = str(number)
         line["LineNum"] = number
         kept.append(line)
     kept.append({"Amount": total, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}})
     record["Line"] = kept
-    return total
+    gross = total + discount
+    if record.get("ApplyTaxAfterDiscount") and discount and gross:
+        # The discount lowers the taxable lines in proportion to their share of the lines.
+        taxable -= (discount * taxable / gross).quantize(CENT, rounding=ROUND_HALF_UP)
+    return total, taxable
 
 
 def complete_invoice(company: Company, record: dict[str, Any], options: dict[str, str],
@@ -112,8 +124,12 @@ def complete_invoice(company: Company, record: dict[str, Any], options: dict[str
     if not record.get("CustomerRef"):
         raise Fault("2020", "Required param missing, need to supply the required value for the API",
                     "Required parameter CustomerRef is missing in the request", element="CustomerRef")
-    record["CustomerRef"] = _ref(company.ref("Customer", record["CustomerRef"], "CustomerRef"))
-    total = _lines(company, record)
+    customer = company.ref("Customer", record["CustomerRef"], "CustomerRef")
+    record["CustomerRef"] = _ref(customer)
+    subtotal, taxable = _lines(company, record)
+    record["TxnTaxDetail"] = sales_tax(company, record, customer, taxable)
+    record.setdefault("ApplyTaxAfterDiscount", False)
+    total = subtotal + record["TxnTaxDetail"]["TotalTax"]
     paid = _paid(company, existing["Id"]) if existing else ZERO
     record["TotalAmt"] = total
     record["Balance"] = total - paid
@@ -138,7 +154,6 @@ def complete_invoice(company: Company, record: dict[str, Any], options: dict[str
     record.setdefault("EmailStatus", "NotSet")
     record.setdefault("PrintStatus", "NotSet")
     record.setdefault("CurrencyRef", {"value": "USD", "name": "United States Dollar"})
-    record.setdefault("TxnTaxDetail", {"TotalTax": ZERO})
     record["LinkedTxn"] = existing.get("LinkedTxn", []) if existing else []
 
 
@@ -259,6 +274,7 @@ def void(company: Company, entity: str, record: dict[str, Any]) -> None:
         record["UnappliedAmt"] = ZERO
     else:
         record["Balance"] = ZERO
+        record["TxnTaxDetail"] = {"TotalTax": ZERO}
     record["TotalAmt"] = ZERO
     record["PrivateNote"] = "Voided" + (f" - {record['PrivateNote']}" if record.get("PrivateNote") else "")
     _rebalance(company, touched)

@@ -34,6 +34,7 @@ FILTERABLE: dict[str, frozenset[str]] = {
     "Payment": _META | {"TxnDate", "CustomerRef", "TotalAmt"},
     "Term": _META | {"Name", "Active"},
     "TaxCode": _META | {"Name", "Active"},
+    "TaxRate": _META | {"Name", "Active"},
     "CompanyInfo": _META,
     "Preferences": _META,
 }

@@ -3,7 +3,7 @@ salesforce --option demo=true``): a small, believable book of business.
 
 Eight accounts (one name with an apostrophe, two with non-ASCII letters, two of the same name in
 two cities, one named like a QuickBooks vendor), a contact each, five products with product codes
-and standard prices, and twenty-two opportunities that cover every stage of the sales process, one
+and standard prices, and twenty-three opportunities that cover every stage of the sales process, one
 of them won without products, the others with line items. Some Closed Won opportunities were already invoiced in
 QuickBooks (they carry the invoice id, number and payment state); others are Closed Won and not yet
 invoiced, so the sync has work to do the moment it starts; one was invoiced and the invoice then
@@ -66,8 +66,8 @@ DEMO_ACCOUNTS: tuple[tuple[Any, ...], ...] = (
 _LATER_ACCOUNTS = 6
 
 #: (account index, Name, StageName, CloseDate, ((ProductCode, Quantity), ...), invoice or None)
-#: where invoice = (QuickBooks Invoice Id, DocNumber, Payment_Status__c, amount paid) and CloseDate
-#: is a date, or a number of days before the day of seeding (the Closed Won ones waiting for an
+#: where invoice = (QuickBooks Invoice Id, DocNumber, Payment_Status__c, amount paid[, sales tax])
+#: and CloseDate is a date, or a number of days before the day of seeding (the Closed Won ones waiting for an
 #: invoice, so that they stay in the reconciliation period of the last 31 days). DocNumbers
 #: follow the flows' rule ("SF-" and the opportunity's 15-character Id, which is fixed here since
 #: ids come from a counter in creation order).
@@ -101,6 +101,10 @@ DEMO_OPPORTUNITIES: tuple[tuple[Any, ...], ...] = (
      (("GAD-200", 10), ("SVC-INST", 3)), ("25", "SF-006Rx000035wDp2", "Voided", 0.0)),
     # Won without products: invoiced for its Amount on one line (invoice.without-products).
     (2, "Initech - Consulting retainer", "Closed Won", 10, (), None),
+    # Invoiced with sales tax (QuickBooks' automated sales tax, 8.25% on the taxable Gadgets): the
+    # invoice's total is the Amount plus 49.17 tax; the reconciliation finds it in sync.
+    (0, "Acme Corp - Gadget order", "Closed Won", "2026-10-05",
+     (("GAD-200", 4), ("SVC-INST", 1)), ("26", "SF-006Rx000035xynk", "Unpaid", 0.0, 49.17)),
     # Matching: the Denver O'Brien is invoiced on a customer of its own, and Pinewood Supplies on
     # "Pinewood Supplies (Portland)", since a QuickBooks vendor holds its name.
     (6, "O'Brien Logistics Denver - Depot widgets", "Closed Won", 8, (("WID-100", 30),), None),
@@ -166,8 +170,8 @@ def seed_demo(org: Org) -> None:
         if not lines:
             org.update("Opportunity", opportunity["Id"], {"Amount": DEMO_AMOUNTS[name]})
         if invoice is not None:
-            invoice_id, number, payment_status, paid = invoice
-            total = sum(prices[code] * quantity for code, quantity in lines)
+            invoice_id, number, payment_status, paid, *tax = invoice
+            total = sum(prices[code] * quantity for code, quantity in lines) + sum(tax)
             assert number == "SF-" + opportunity["Id"][:15], f"demo ids follow creation order: {opportunity['Id']}"
             org.update("Opportunity", opportunity["Id"], {
                 "QuickBooks_Invoice_Id__c": invoice_id, "QuickBooks_Invoice_Number__c": number,

@@ -200,3 +200,61 @@ def test_voided_and_deleted_invoices_look_as_in_quickbooks(qbo: Any) -> None:
     [deleted] = [i for i in changes.Invoice if i.Id == gone.Id]
     assert deleted.status == "Deleted"
     assert voided.Id in [i.Id for i in changes.Invoice]
+
+
+def test_automated_sales_tax_python_quickbooks_reads_it_back(
+        qbo: Any, served_emulator: tuple[str, Any]) -> None:
+    """With automated sales tax on at 8.25%, QuickBooks taxes the lines marked TAX (not NON) and
+    fills TxnTaxDetail; TotalAmt is the subtotal plus the tax; a tax-exempt customer pays none; a
+    TxnTaxDetail the client sends is recomputed, not trusted."""
+    import httpx
+    from quickbooks.objects.customer import Customer
+    from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
+    from quickbooks.objects.invoice import Invoice
+    from quickbooks.objects.item import Item
+    from quickbooks.objects.tax import TxnTaxDetail
+    from quickbooks.objects.taxcode import TaxCode
+    from quickbooks.objects.taxrate import TaxRate
+
+    base, _app = served_emulator
+    assert httpx.post(f"{base}/_emulator/sales-tax", json={"rate": "8.25"}).status_code == 200
+    assert httpx.post(f"{base}/_emulator/sales-tax", json={"rate": "lots"}).status_code == 400
+    hours = Item.filter(Name="Hours", qb=qbo)[0]
+    consulting = Item.filter(Name="Consulting", qb=qbo)[0]
+
+    def invoice(customer: Any) -> Any:
+        made = Invoice()
+        for item, qty, price, code in ((hours, 3, "75", "TAX"), (consulting, 1, "150", "NON")):
+            line = SalesItemLine()
+            line.Amount = Decimal(price) * qty
+            line.SalesItemLineDetail = SalesItemLineDetail()
+            line.SalesItemLineDetail.ItemRef = item.to_ref()
+            line.SalesItemLineDetail.Qty = qty
+            line.SalesItemLineDetail.UnitPrice = Decimal(price)
+            line.SalesItemLineDetail.TaxCodeRef = {"value": code}
+            made.Line.append(line)
+        made.CustomerRef = customer.to_ref()
+        made.TxnTaxDetail = TxnTaxDetail()
+        made.TxnTaxDetail.TotalTax = Decimal("99.99")  # ignored: automated sales tax computes it
+        return Invoice.get(made.save(qb=qbo).Id, qb=qbo)
+
+    taxed = invoice(Customer.filter(DisplayName="Cool Cars", qb=qbo)[0])
+    # 225.00 taxable at 8.25% = 18.5625, rounded half up to 18.56; 150.00 is not taxable.
+    assert Decimal(str(taxed.TxnTaxDetail.TotalTax)) == Decimal("18.56")
+    assert Decimal(str(taxed.TotalAmt)) == Decimal("393.56")
+    assert Decimal(str(taxed.Balance)) == Decimal("393.56")
+    [tax_line] = taxed.TxnTaxDetail.TaxLine
+    assert Decimal(str(tax_line.TaxLineDetail.NetAmountTaxable)) == Decimal("225.00")
+    assert Decimal(str(tax_line.TaxLineDetail.TaxPercent)) == Decimal("8.25")
+    rate = TaxRate.get(tax_line.TaxLineDetail.TaxRateRef.value, qb=qbo)
+    assert Decimal(str(rate.RateValue)) == Decimal("8.25")
+    assert TaxCode.get(taxed.TxnTaxDetail.TxnTaxCodeRef.value, qb=qbo).TaxGroup is True
+    [subtotal] = [line for line in taxed.Line if line.DetailType == "SubTotalLineDetail"]
+    assert Decimal(str(subtotal.Amount)) == Decimal("375.00")
+
+    exempt = Customer()
+    exempt.DisplayName = "Exempt School District"
+    exempt.Taxable = False
+    untaxed = invoice(exempt.save(qb=qbo))
+    assert Decimal(str(untaxed.TxnTaxDetail.TotalTax)) == 0
+    assert Decimal(str(untaxed.TotalAmt)) == Decimal("375.00")

@@ -90,12 +90,13 @@ async def test_expired_session_reauthenticates_once_and_replays(app: Any, client
 
 
 async def test_persistent_401_fails_without_looping(app: Any, client: Any) -> None:
-    """Tokens that die at once: exactly one re-authentication, then SALESFORCE:INVALID_SESSION."""
+    """Tokens that die at once: three re-authentications (each replay refused), then
+    SALESFORCE:INVALID_SESSION."""
     app.state.emulator.faults.update({"token_lifetime": -1})
     with pytest.raises(SalesforceError) as failed:
         await client.limits()
     assert failed.value.error_type == "SALESFORCE:INVALID_SESSION" and not failed.value.retryable
-    assert client.tokens.refresh_count == 2
+    assert client.tokens.refresh_count == 4  # the first login and three refreshes
 
 
 async def test_daily_limit_is_its_own_error_and_usage_is_reported(app: Any, client: Any,
