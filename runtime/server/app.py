@@ -39,6 +39,7 @@ from runtime.server.admin import ADMIN_PREFIX, AdminApi, admin_key
 from runtime.server.console import CONSOLE_PREFIX, Console
 from runtime.server.policies import Policy, build_policies, check_policies
 from runtime.service import SpliceRuntime
+from runtime.store.base import StoreUnavailableError
 
 __all__ = ["SpliceApp", "create_app"]
 
@@ -250,6 +251,12 @@ class SpliceApp:
             return refusal
         try:
             return await route.endpoint(inbound)
+        except StoreUnavailableError as exc:  # nothing was kept: the sender must send it again
+            logger.warning("endpoint %s: the store is unavailable (%s); answered 503", path,
+                           exc.message)
+            response = _error(503, exc.error_type, "the store is unavailable; try again")
+            response.headers["Retry-After"] = "5"
+            return response
         except Exception as exc:  # never a traceback to the caller
             logger.exception("endpoint %s failed", path)
             return _error(500, "SERVER:INTERNAL", f"internal error ({type(exc).__name__})")

@@ -288,3 +288,66 @@ async def test_ready_says_when_the_store_does_not_answer(start: Any, monkeypatch
                 assert hung.status_code == 503
                 assert hung.json()["reasons"] == ["the store does not answer: no answer within 0.2 s"]
                 assert (await client.get("/health")).status_code == 200
+
+
+DROPBOX = """
+flow: dropbox
+trigger:
+  dropbox: {}
+steps:
+  - log: "#[payload]"
+"""
+
+
+class _DropboxSource:
+    """A ``dropbox`` trigger whose endpoint keeps each delivery in the store before answering, as
+    a webhook inbox does."""
+
+    @hookimpl
+    def splice_sources(self) -> list[SourceSpec]:
+        async def run(ctx: SourceContext, params: dict[str, Any]) -> None:
+            from runtime.context import HttpRequest, HttpResponse
+
+            async def endpoint(request: HttpRequest) -> HttpResponse:
+                await ctx.store.put("dropbox", "last", request.body.decode())
+                return HttpResponse(200, {"kept": True})
+
+            ctx.add_route("/dropbox", ["POST"], endpoint)
+            while await ctx.sleep(0.01):
+                pass
+
+        return [SourceSpec("dropbox", run, needs_connection=False)]
+
+
+async def test_an_endpoint_that_cannot_keep_a_delivery_answers_503(write_project: Any,
+                                                                    tmp_path: Any) -> None:
+    """The store locked by another process: the delivery was not kept, so the sender is told to
+    send it again (503 with Retry-After), never a 500 it may not retry."""
+    import sqlite3
+
+    registry = load_registry([http_plugin, TestPlugin(Recorder()), _DropboxSource()],
+                             load_entry_points=False)
+    project = dsl.load_project(write_project({"dropbox.yaml": DROPBOX}), vocabulary=registry,
+                               environ={})
+    path = tmp_path / "store.db"
+    store = open_store(f"sqlite:///{path}", busy_timeout=0.05)
+    try:
+        async with open_runtime(project, registry, store=store) as runtime:
+            async with serving(runtime) as client:
+                async def routed() -> bool:
+                    return (await client.post("/dropbox", content=b"first")).status_code == 200
+
+                await wait_until(routed, what="the dropbox route")
+                other = sqlite3.connect(path, isolation_level=None)
+                other.execute("BEGIN EXCLUSIVE")
+                try:
+                    refused = await client.post("/dropbox", content=b"second")
+                finally:
+                    other.execute("ROLLBACK")
+                    other.close()
+                again = await client.post("/dropbox", content=b"second")
+    finally:
+        await store.aclose()
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+    assert refused.json()["error"]["type"] == "STORE:UNAVAILABLE"
+    assert again.status_code == 200
