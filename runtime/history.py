@@ -8,8 +8,10 @@ like logs) and writes each batch with one ``put_many``; :meth:`ExecutionRecorder
 is left when the runtime closes, so a clean stop loses nothing. When the queue is full (the store
 cannot keep up) new records are dropped and counted rather than making flows wait.
 
-The step timeline is collected by the engine into the list :data:`STEP_TIMELINE` holds for the
-running execution (a context variable: flow-refs and foreach branches append to their caller's).
+The step timeline is collected by the engine into the list of the running execution's
+:class:`runtime.logcontext.ExecutionScope` (a context variable: flow-refs and foreach branches
+append to their caller's), with the same clock readings the step metrics get. The record's id is
+the one the execution's log lines carry when any was written.
 
 Settings (``settings.history`` of the project): ``enabled`` (true), ``keep-data`` (``failures``:
 inputs and outputs of failed executions only; ``all``; ``none``), ``max-data-bytes`` (16384),
@@ -22,31 +24,25 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from runtime.logcontext import StepTiming, record_ids
 from runtime.redaction import MASK, SECRET_KEYS, redact
 from runtime.store.base import ObjectStore, encode
 from runtime.store.executions import ExecutionHistory
 from runtime.store.ids import new_id, utc_iso
 
 if TYPE_CHECKING:
-    from dsl.model import Flow, Step
+    from dsl.model import Flow
     from runtime.errors import SpliceError
     from runtime.message import Message, Outcome
 
-__all__ = ["STEP_TIMELINE", "ExecutionRecorder", "HistorySettings", "StepTiming"]
+__all__ = ["ExecutionRecorder", "HistorySettings", "StepTiming"]
 
 logger = logging.getLogger("splice.history")
-
-#: Steps one execution has run so far (``None`` outside an execution, or with history off).
-STEP_TIMELINE: ContextVar[list[StepTiming] | None] = ContextVar("splice_step_timeline", default=None)
-
-#: A step attempt: path, step, start and end (``time.perf_counter``), outcome.
-StepTiming = tuple[str, "Step", float, float, str]
 
 #: At most this many steps are kept per record (a foreach over thousands of items).
 MAX_TIMELINE = 200
@@ -108,6 +104,7 @@ class _Pending:
     duration: float
     steps: list[StepTiming]
     replay_of: str | None
+    execution_id: str | None
 
 
 class ExecutionRecorder:
@@ -127,8 +124,11 @@ class ExecutionRecorder:
     # -- the engine's side (hot path: no I/O, no await) -------------------------------------------
 
     def record(self, flow: Flow, message: Message, outcome: Outcome, *, started: float,
-               duration: float, steps: list[StepTiming], replay_of: str | None = None) -> None:
-        """Queue an ended execution for the writer; drops it (counted) when the queue is full."""
+               duration: float, steps: list[StepTiming], replay_of: str | None = None,
+               execution_id: str | None = None) -> None:
+        """Queue an ended execution for the writer; drops it (counted) when the queue is full.
+
+        ``execution_id`` is the id its log lines carried, if any was written (else one is made)."""
         if len(self._queue) >= self.settings.queue_size:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -140,7 +140,7 @@ class ExecutionRecorder:
         self._queue.append(_Pending(
             flow, message if needs_message else None, message.correlation_id,
             message.attributes.get("eventId"), outcome.status, outcome.error,
-            outcome.dead_letter_id, started, duration, steps, replay_of))
+            outcome.dead_letter_id, started, duration, steps, replay_of, execution_id))
 
     @property
     def pending(self) -> int:
@@ -197,13 +197,13 @@ class ExecutionRecorder:
         """The stored record of an ended execution."""
         flow, message, error = pending.flow, pending.message, pending.error
         ended = pending.started + pending.duration
-        execution_id = new_id(pending.started)
+        execution_id = pending.execution_id or new_id(pending.started)
         record: dict[str, Any] = {
             "id": execution_id,
             "flow": flow.name,
             "trigger": flow.trigger.name if flow.trigger else "manual",
             "correlationId": pending.correlation_id,
-            "recordIds": self._record_ids(flow, message) if message is not None else [],
+            "recordIds": record_ids(flow, message) if message is not None else [],
             "startedAt": utc_iso(pending.started),
             "endedAt": utc_iso(ended),
             "durationMs": round(pending.duration * 1000, 3),
@@ -226,25 +226,6 @@ class ExecutionRecorder:
             record["input"] = capture(message.vars.get("trigger", message.payload), cap)
             record["output"] = capture(message.payload, cap)
         return record
-
-    @staticmethod
-    def _record_ids(flow: Flow, message: Message) -> list[str]:
-        if not flow.record_ids:
-            return []
-        from runtime.steps import render_value
-
-        found: list[str] = []
-        for template in flow.record_ids:
-            try:
-                value = render_value(template, message)
-            except Exception:  # an id a failed execution never got (vars.invoice unset...)
-                continue
-            for item in value if isinstance(value, list) else [value]:
-                if isinstance(item, str | int) and not isinstance(item, bool) and str(item):
-                    text = str(item)
-                    if text not in found:
-                        found.append(text)
-        return found
 
     @staticmethod
     def _timeline(steps: list[StepTiming]) -> dict[str, Any]:

@@ -254,7 +254,7 @@ async def _serve_app(app: Any, runtime: SpliceRuntime, listener: socket.socket,
                      options: ServeOptions, shutdown: _Shutdown, serving: Serving,
                      task_status: anyio.abc.TaskStatus[Serving]) -> None:
     """The ASGI server running ``app`` on ``listener``, until the stop request."""
-    config = uvicorn.Config(app, lifespan="on", log_level="warning",
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", log_config=None,
                             timeout_graceful_shutdown=_seconds(options.drain_timeout))
     server = _Server(config, on_started=lambda: task_status.started(serving))
     flows = ", ".join(sorted(runtime.project.flows)) or "no flows"
