@@ -326,6 +326,9 @@ class MeteredStore(ObjectStore):
              lease: float = 60.0) -> AbstractAsyncContextManager[None]:
         return self.inner.lock(name, timeout=timeout, lease=lease)
 
+    async def diagnose(self) -> list[str]:
+        return await self.inner.diagnose()
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 

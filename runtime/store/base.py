@@ -103,6 +103,15 @@ class ObjectStore(ABC):
     async def aclose(self) -> None:
         """Release connections and files."""
 
+    async def diagnose(self) -> list[str]:
+        """What keeps this store from serving a deployment, one line each (``[]``: nothing found).
+
+        ``GET /ready`` calls it every few seconds besides its read: a backend checks here what a
+        read does not show (it is read-only, its write lock is held, its file is corrupt). The
+        default finds nothing; a backend must answer within a second or two and never raise.
+        """
+        return []
+
     async def __aenter__(self) -> ObjectStore:
         return self
 

@@ -107,6 +107,9 @@ class SQLiteStore(ObjectStore):
         self._reader = self._writer if self.path == MEMORY else _Connection(self._connect)
         self._local_locks = LocalLocks()
         self._last_purge = float("-inf")
+        #: Seconds :meth:`diagnose` waits for the write lock before it calls the store locked.
+        self.probe_timeout = min(1.0, busy_timeout)
+        self._checked = False  # quick_check passed once
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -387,9 +390,70 @@ class SQLiteStore(ObjectStore):
                 log.warning("lock %r was taken over after its lease ran out", name)
                 return
 
+    async def diagnose(self) -> list[str]:
+        """Missing, read-only (the file cannot be opened for writing), corrupt (``PRAGMA
+        quick_check``, run once, the first time) or locked (a write cannot take the write lock
+        within :attr:`probe_timeout`), on a connection of its own so that the probe never queues
+        behind the store's own writes. The probe's write is rolled back."""
+        if self.path == MEMORY:
+            return []
+        return await anyio.to_thread.run_sync(self._diagnose)
+
+    def _diagnose(self) -> list[str]:
+        path = str(self.path)
+        # Asked of the OS, not of SQLite: a connection of this process may reuse a descriptor its
+        # other connections opened before the file became read-only, and write through it.
+        for name in (path, path + "-wal"):
+            try:
+                with open(name, "r+b"):
+                    pass
+            except FileNotFoundError:
+                if name == path:
+                    return [f"the SQLite file {path} is missing"]
+            except OSError as exc:
+                return [f"the SQLite file {path} is read-only ({exc.strerror}: {name})"]
+        try:
+            # mode=rw: a missing file is reported, not created empty behind the runtime's back.
+            conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=rw", uri=True,
+                                   timeout=self.probe_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            return [f"the SQLite file {path} cannot be opened: {exc}"]
+        try:
+            if not self._checked:
+                rows = conn.execute("PRAGMA quick_check").fetchall()
+                problems = [str(row[0]) for row in rows if row and row[0] != "ok"]
+                if problems:
+                    return [f"the SQLite file {path} is corrupt: {'; '.join(problems[:3])}"]
+                self._checked = True
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT OR REPLACE INTO kv (namespace, key, value, expires_at) "
+                             "VALUES ('splice:ready', 'write-probe', '{}', 0)")
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            return [_sqlite_problem(path, exc, self.probe_timeout)]
+        finally:
+            conn.close()
+        return []
+
     async def aclose(self) -> None:
         await self._reader.aclose()
         await self._writer.aclose()
+
+
+def _sqlite_problem(path: str, error: sqlite3.Error, waited: float) -> str:
+    """One line for ``/ready`` from what SQLite said."""
+    text = str(error)
+    lower = text.lower()
+    if "readonly" in lower or "read-only" in lower:
+        return f"the SQLite file {path} is read-only ({text})"
+    if "locked" in lower or "busy" in lower:
+        return (f"the SQLite file {path} is locked: its write lock was not free within "
+                f"{waited:g} s ({text})")
+    if "malformed" in lower or "not a database" in lower or "corrupt" in lower:
+        return f"the SQLite file {path} is corrupt ({text})"
+    return f"the SQLite file {path} cannot be written: {text}"
 
 
 class _Connection:
