@@ -15,7 +15,9 @@ the one the execution's log lines carry when any was written.
 
 Settings (``settings.history`` of the project): ``enabled`` (true), ``keep-data`` (``failures``:
 inputs and outputs of failed executions only; ``all``; ``none``), ``max-data-bytes`` (16384),
-``retention`` (``7d``), ``max-per-flow`` (10000).
+``retention`` (``7d``), ``max-per-flow`` (10000). The runtime adds the flows whose outputs an alert
+rule reads (``reconciliation-findings``: the report) to :attr:`HistorySettings.keep_data_of`: their
+data is kept whatever ``keep-data`` says.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class HistorySettings:
 
     enabled: bool = True
     keep_data: str = "failures"
+    #: Flows whose inputs and outputs are kept for every execution (an alert reads their output).
+    keep_data_of: frozenset[str] = frozenset()
     max_data_bytes: int = 16_384
     retention: float = 7 * 86400.0
     max_per_flow: int = 10_000
@@ -135,8 +139,7 @@ class ExecutionRecorder:
                 logger.warning("execution history queue full: %d records dropped so far", self.dropped)
             return
         failed = outcome.status != "completed" or outcome.error is not None
-        keep = self.settings.keep_data
-        needs_message = bool(flow.record_ids) or keep == "all" or (keep == "failures" and failed)
+        needs_message = bool(flow.record_ids) or self._keeps_data(flow.name, failed)
         self._queue.append(_Pending(
             flow, message if needs_message else None, message.correlation_id,
             message.attributes.get("eventId"), outcome.status, outcome.error,
@@ -219,13 +222,16 @@ class ExecutionRecorder:
         if pending.replay_of:
             record["replayOf"] = pending.replay_of
         record.update(self._timeline(pending.steps))
-        keep = self.settings.keep_data
         failed = pending.status != "completed" or error is not None
-        if message is not None and (keep == "all" or (keep == "failures" and failed)):
+        if message is not None and self._keeps_data(flow.name, failed):
             cap = self.settings.max_data_bytes
             record["input"] = capture(message.vars.get("trigger", message.payload), cap)
             record["output"] = capture(message.payload, cap)
         return record
+
+    def _keeps_data(self, flow: str, failed: bool) -> bool:
+        keep = self.settings.keep_data
+        return keep == "all" or (keep == "failures" and failed) or flow in self.settings.keep_data_of
 
     @staticmethod
     def _timeline(steps: list[StepTiming]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -196,7 +196,7 @@ async def open_runtime(
     tracer = get_tracer(tracer_provider) if recording else trace.NoOpTracer()
     if resources is None:
         resources = RuntimeResources(secrets=inherit_secrets())
-    from runtime.alerts import open_alerts  # neither is imported by `splice validate`
+    from runtime.alerts import flows_alerts_read, open_alerts  # not imported by `splice validate`
     from runtime.metrics import MeteredDeadLetterQueue, MeteredStore
 
     metrics = resources.metrics
@@ -213,6 +213,9 @@ async def open_runtime(
                                               transports or {}, runtime_settings or {},
                                               connection_settings or {})
         history_settings = HistorySettings.from_settings(settings.extra.get("history"))
+        read_by_alerts = flows_alerts_read(settings.extra.get("alerts"))
+        if read_by_alerts:  # an alert rule reads these flows' outputs from their records
+            history_settings = replace(history_settings, keep_data_of=read_by_alerts)
         history = ExecutionRecorder(store, history_settings) if history_settings.enabled else None
         if history is not None:  # what the writer has not written yet is written on the way out
             stack.push_async_callback(history.close)
