@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from runtime.logcontext import StepTiming, record_ids
+from runtime.logcontext import StepTiming, business_ids
 from runtime.redaction import MASK, SECRET_KEYS, redact
 from runtime.store.base import ObjectStore, encode
 from runtime.store.executions import ExecutionHistory
@@ -206,7 +206,7 @@ class ExecutionRecorder:
             "flow": flow.name,
             "trigger": flow.trigger.name if flow.trigger else "manual",
             "correlationId": pending.correlation_id,
-            "recordIds": record_ids(flow, message) if message is not None else [],
+            "recordIds": business_ids(flow, message) if message is not None else [],
             "startedAt": utc_iso(pending.started),
             "endedAt": utc_iso(ended),
             "durationMs": round(pending.duration * 1000, 3),

@@ -6,6 +6,9 @@ whole of an execution. Whatever logs inside it, the engine, a step or a connecto
 execution's id, flow and business ids on its line (:mod:`runtime.logformat`), without any of that
 being passed down.
 
+:data:`CURRENT_OPERATION` names the operation step (or trigger) a connector's HTTP request is made
+for, so that the request metrics count by operation without connectors passing it down.
+
 The scope costs an execution one object and one context variable: its id is made only when a log
 line or the history asks for it, and the business ids are rendered only when a line is written.
 """
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
     from dsl.model import Flow, Step
     from runtime.message import Message
 
-__all__ = ["CURRENT_EXECUTION", "ExecutionScope", "StepTiming", "record_ids"]
+__all__ = ["CURRENT_EXECUTION", "CURRENT_OPERATION", "ExecutionScope", "StepTiming", "business_ids"]
 
 #: A step attempt: path, step, start and end (``time.perf_counter``), outcome.
 StepTiming = tuple[str, "Step", float, float, str]
@@ -56,14 +59,18 @@ class ExecutionScope:
 
     def record_ids(self) -> list[str]:
         """The business ids the flow declares (``record-ids``) that its message holds by now."""
-        return record_ids(self.flow, self.message)
+        return business_ids(self.flow, self.message)
 
 
 #: The execution running in this context (``None`` outside any).
 CURRENT_EXECUTION: ContextVar[ExecutionScope | None] = ContextVar("splice_execution", default=None)
 
+#: What a connector's HTTP request is made for, for its metrics: the operation step running
+#: (``quickbooks.create``), else the trigger whose source polls (``salesforce.changes``).
+CURRENT_OPERATION: ContextVar[str] = ContextVar("splice_operation", default="none")
 
-def record_ids(flow: Flow, message: Message) -> list[str]:
+
+def business_ids(flow: Flow, message: Message) -> list[str]:
     """The values of ``flow``'s ``record-ids`` templates on ``message``, in order, without repeats.
 
     A template whose value is not there (yet, or ever: ``vars.invoice`` of an execution that failed

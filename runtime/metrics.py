@@ -96,8 +96,9 @@ class RuntimeMetrics:
             "splice_step_duration_seconds", "Step duration (each attempt) by flow and step kind",
             ["flow", "step_kind"], buckets=_DURATION_BUCKETS, registry=r)
         self.connector_requests = Counter(
-            "splice_connector_requests", "HTTP requests of connectors (each attempt) by status",
-            ["connector", "method", "status"], registry=r)
+            "splice_connector_requests",
+            "HTTP requests of connectors (each attempt) by operation, method and status",
+            ["connector", "operation", "method", "status"], registry=r)
         self.rate_limit_wait = Histogram(
             "splice_rate_limit_wait_seconds", "Time requests waited for a rate-limit slot",
             ["connector"], buckets=_SHORT_BUCKETS, registry=r)
@@ -115,7 +116,7 @@ class RuntimeMetrics:
         self._execution_children: dict[tuple[str, str], Any] = {}
         self._duration_children: dict[str, Any] = {}
         self._step_children: dict[tuple[str, str], Any] = {}
-        self._request_children: dict[tuple[str, str, str], Any] = {}
+        self._request_children: dict[tuple[str, str, str, str], Any] = {}
         #: Recent outcomes per flow, [bucket start, failed, total], for failure-rate alerts.
         self.outcomes: dict[str, deque[list[int]]] = {}
         #: Per connector, the last token refresh error (``None`` once a refresh succeeds again).
@@ -167,9 +168,11 @@ class RuntimeMetrics:
 
     # -- connectors --------------------------------------------------------------------------------
 
-    def request_finished(self, connector: str, method: str, status: str) -> None:
-        """One HTTP attempt of a connector got ``status`` (a code, or the transport error's name)."""
-        key = (connector, method, status)
+    def request_finished(self, connector: str, operation: str, method: str, status: str) -> None:
+        """One HTTP attempt of a connector, made for ``operation`` (a step such as
+        ``quickbooks.create``, or the trigger whose source polls), got ``status`` (a code, or the
+        transport error's name)."""
+        key = (connector, operation, method, status)
         child = self._request_children.get(key)
         if child is None:
             child = self._request_children[key] = self.connector_requests.labels(*key)

@@ -27,6 +27,7 @@ from runtime.context import ConnectionContext
 from runtime.engine import FlowEngine
 from runtime.errors import ConnectionConfigError
 from runtime.history import ExecutionRecorder, HistorySettings
+from runtime.logcontext import CURRENT_OPERATION
 from runtime.redaction import inherit_secrets, register_secret, use_secrets
 from runtime.registry import Registry, load_registry
 from runtime.resources import RuntimeResources
@@ -116,6 +117,13 @@ class SpliceRuntime:
 
     async def status(self) -> dict[str, Any]:
         """Per-connection status (API usage, token state) for ``/health`` and ``splice status``."""
+        operation = CURRENT_OPERATION.set("status")  # what the probes' requests count under
+        try:
+            return await self._status()
+        finally:
+            CURRENT_OPERATION.reset(operation)
+
+    async def _status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, client in self.engine.connections.items():
             probe = getattr(client, "status", None)

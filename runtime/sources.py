@@ -17,6 +17,7 @@ import anyio
 from dsl.model import Flow
 from dsl.templates import render
 from runtime.context import HttpEndpoint, SourceContext
+from runtime.logcontext import CURRENT_OPERATION
 from runtime.message import Event, Outcome
 from runtime.params import compile_params
 from runtime.store.base import LockTimeoutError, ObjectStore
@@ -100,6 +101,7 @@ async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
     """
     assert flow.trigger is not None
     trigger = flow.trigger
+    CURRENT_OPERATION.set(trigger.name)  # what the source's own requests are counted under
     state = (states or TriggerStates()).register(flow.name, trigger.name)
     ctx = FlowSourceContext(engine, flow, routes, stop_event)
     params = dict(render(trigger.params, payload=None, attributes={}, vars={}))

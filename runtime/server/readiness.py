@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 
+from runtime.logcontext import CURRENT_OPERATION
 from runtime.probes import AuthProbe
 from runtime.redaction import redact
 from runtime.service import SpliceRuntime
@@ -122,6 +123,7 @@ class Readiness:
         return dict(sorted(results.items()))
 
     async def _probe(self, client: AuthProbe) -> dict[str, Any]:
+        CURRENT_OPERATION.set("probe-auth")  # its requests' metrics (this task's context only)
         try:
             with anyio.fail_after(self.store_timeout):
                 await client.probe_auth()

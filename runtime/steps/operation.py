@@ -8,6 +8,7 @@ from dsl.model import Flow, OperationStep
 from runtime.cache import cache_key
 from runtime.context import OperationContext
 from runtime.errors import FlowExecutionError, SpliceError
+from runtime.logcontext import CURRENT_OPERATION
 from runtime.message import Message
 from runtime.redaction import redact
 from runtime.spec import OperationSpec, materialize
@@ -39,6 +40,7 @@ async def run_operation(execution: StepExecution, flow: Flow, step: OperationSte
         logger=execution.logger.getChild(step.connector), tracer=execution.tracer,
         connection=connection, connection_name=connection_name, label=step.label,
     )
+    operation = CURRENT_OPERATION.set(step.name)  # the label of its requests' metrics
     try:
         if step.cache is None:
             result = await spec.handler(ctx, params)
@@ -55,4 +57,6 @@ async def run_operation(execution: StepExecution, flow: Flow, step: OperationSte
     except Exception as exc:  # a connector bug must still become a typed, dead-letterable error
         raise SpliceError(f"{step.name} failed unexpectedly: {type(exc).__name__}: {redact(str(exc))}",
                           error_type=f"{step.connector.upper()}:UNEXPECTED") from exc
+    finally:
+        CURRENT_OPERATION.reset(operation)
     store_result(step, message, result)

@@ -100,8 +100,9 @@ async def test_a_flow_run_against_both_emulators_shows_in_metrics() -> None:
     posts = [found for found in names_matching(samples, "splice_connector_requests_total",
                                                connector="quickbooks", method="POST")]
     assert posts and all(re.fullmatch(r"\d{3}", found["status"]) for found in posts)
+    assert {found["operation"] for found in posts} == {"quickbooks.find-or-create", "quickbooks.create"}
     assert (value(samples, "splice_connector_requests_total", connector="salesforce",
-                  method="GET", status="200") or 0.0) >= 1.0
+                  operation="salesforce.query", method="GET", status="200") or 0.0) >= 1.0
     # QuickBooks' per-realm budget: every request took a rate-limit slot, mostly at once.
     assert (value(samples, "splice_rate_limit_wait_seconds_count", connector="quickbooks")
             or 0.0) >= 1.0
@@ -172,8 +173,8 @@ async def test_token_failures_are_counted_until_a_token_is_had_again() -> None:
                for f in text_string_to_metric_families(metrics.exposition().decode())
                for s in f.samples}
     assert value(samples, "splice_token_refresh_failures_total", connector="demo") == 1.0
-    assert value(samples, "splice_connector_requests_total", connector="demo", method="GET",
-                 status="200") == 1.0
+    assert value(samples, "splice_connector_requests_total", connector="demo", operation="none",
+                 method="GET", status="200") == 1.0
 
 
 def test_change_time_reads_each_sources_timestamp() -> None:
