@@ -136,6 +136,10 @@ class FlowEngine:
             started, clock = time.time(), time.perf_counter()
             steps: list[StepTiming] | None = [] if self.history is not None else None
             scope = ExecutionScope(flow, message, started, steps)
+            if steps is not None:
+                # The record's id, made now: ids sort by when they were made (the history lists
+                # records newest first by id), and a log line may make one before another ends.
+                scope.make_id()
             token = CURRENT_EXECUTION.set(scope)
             try:
                 outcome = await self._run(flow, message, dead_letter_failures=dead_letter_failures)
@@ -156,7 +160,7 @@ class FlowEngine:
         assert self.history is not None and scope.steps is not None
         self.history.record(scope.flow, scope.message, outcome, started=scope.started,
                             duration=duration, steps=scope.steps, replay_of=replay_of,
-                            execution_id=scope.id_if_made)
+                            execution_id=scope.id)
 
     def _message_for(self, event: Event) -> Message:
         message = Message(payload=event.payload, attributes=dict(event.attributes))

@@ -132,7 +132,7 @@ class ExecutionRecorder:
                execution_id: str | None = None) -> None:
         """Queue an ended execution for the writer; drops it (counted) when the queue is full.
 
-        ``execution_id`` is the id its log lines carried, if any was written (else one is made)."""
+        ``execution_id`` is the one its log lines carry (else one is made when it is written)."""
         if len(self._queue) >= self.settings.queue_size:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -209,7 +209,7 @@ class ExecutionRecorder:
             "recordIds": business_ids(flow, message) if message is not None else [],
             "startedAt": utc_iso(pending.started),
             "endedAt": utc_iso(ended),
-            "durationMs": round(pending.duration * 1000, 3),
+            "durationMs": _milliseconds(pending.duration),
             "outcome": pending.status,
         }
         if pending.event_id:
@@ -249,8 +249,8 @@ class ExecutionRecorder:
                 retries += 1
             if len(out) < MAX_TIMELINE:
                 entry: dict[str, Any] = {"path": path, "kind": step.kind,
-                                         "startMs": round((started - origin) * 1000, 3),
-                                         "durationMs": round((ended - started) * 1000, 3),
+                                         "startMs": _milliseconds(started - origin),
+                                         "durationMs": _milliseconds(ended - started),
                                          "outcome": status}
                 if step.label:
                     entry["label"] = step.label
@@ -261,6 +261,12 @@ class ExecutionRecorder:
         if len(ordered) > MAX_TIMELINE:
             result["stepsOmitted"] = len(ordered) - MAX_TIMELINE
         return result
+
+
+def _milliseconds(seconds: float) -> float:
+    """``seconds`` in milliseconds to the microsecond, as ``round(seconds * 1000, 3)`` gives but
+    several times cheaper (``round`` to a number of digits formats the float as text)."""
+    return int(seconds * 1_000_000 + 0.5) / 1000 if seconds >= 0 else -_milliseconds(-seconds)
 
 
 def _redacted(value: Any) -> Any:

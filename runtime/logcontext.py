@@ -9,8 +9,9 @@ being passed down.
 :data:`CURRENT_OPERATION` names the operation step (or trigger) a connector's HTTP request is made
 for, so that the request metrics count by operation without connectors passing it down.
 
-The scope costs an execution one object and one context variable: its id is made only when a log
-line or the history asks for it, and the business ids are rendered only when a line is written.
+The scope costs an execution one object and one context variable: its id is made at the start with
+the history on (so that ids sort as executions started), else only when a log line asks for it; the
+business ids are rendered only when a line is written.
 """
 
 from __future__ import annotations
@@ -52,10 +53,10 @@ class ExecutionScope:
             self._id = new_id(self.started)
         return self._id
 
-    @property
-    def id_if_made(self) -> str | None:
-        """The id if something asked for it already (else the history makes it when it writes)."""
-        return self._id
+    def make_id(self) -> None:
+        """Make the id now (ids sort by when they were made, whatever ``started`` says)."""
+        if self._id is None:
+            self._id = new_id(self.started)
 
     def record_ids(self) -> list[str]:
         """The business ids the flow declares (``record-ids``) that its message holds by now."""
