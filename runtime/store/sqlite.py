@@ -20,6 +20,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 import uuid
@@ -402,16 +403,16 @@ class SQLiteStore(ObjectStore):
     def _diagnose(self) -> list[str]:
         path = str(self.path)
         # Asked of the OS, not of SQLite: a connection of this process may reuse a descriptor its
-        # other connections opened before the file became read-only, and write through it.
+        # other connections opened before the file became read-only, and write through it. Never
+        # by opening the file: closing any descriptor of it drops every POSIX lock this process
+        # holds on it, the store's own connections' included.
         for name in (path, path + "-wal"):
-            try:
-                with open(name, "r+b"):
-                    pass
-            except FileNotFoundError:
+            if not os.path.exists(name):
                 if name == path:
                     return [f"the SQLite file {path} is missing"]
-            except OSError as exc:
-                return [f"the SQLite file {path} is read-only ({exc.strerror}: {name})"]
+                continue
+            if not os.access(name, os.W_OK):
+                return [f"the SQLite file {path} is read-only (no write access to {name})"]
         try:
             # mode=rw: a missing file is reported, not created empty behind the runtime's back.
             conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=rw", uri=True,
