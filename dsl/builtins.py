@@ -208,7 +208,7 @@ CONNECTION_KEYS = ("connector",)
 
 #: The kinds of alert rule (see runtime.alerts.conditions).
 ALERT_CONDITIONS = ("dead-letter", "failure-rate", "trigger-lag", "trigger-down", "authentication",
-                    "api-budget")
+                    "api-budget", "reconciliation-findings")
 
 ALERTS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -255,12 +255,17 @@ ALERTS_SCHEMA: dict[str, Any] = {
                                             "over; trigger-down: a trigger has not run for 'for'; "
                                             "authentication: a connection cannot authenticate; "
                                             "api-budget: requests waited for the rate limit at least "
-                                            "'for' in window"},
-                    "flow": {"type": "string", "description": "Only this flow (default: every flow)"},
+                                            "'for' in window; reconciliation-findings: the latest "
+                                            "report of flow (default nightly-reconciliation) has "
+                                            "more than threshold findings"},
+                    "flow": {"type": "string", "description": "Only this flow (default: every flow; "
+                                                              "reconciliation-findings: "
+                                                              "nightly-reconciliation)"},
                     "connection": {"type": "string",
                                    "description": "Only this connection (default: every connection)"},
                     "threshold": {"type": "number", "minimum": 0,
-                                  "description": "failure-rate: the percentage of failed executions"},
+                                  "description": "failure-rate: the percentage of failed executions; "
+                                                 "reconciliation-findings: the number of findings"},
                     "min-executions": {"type": "integer", "minimum": 1, "default": 1,
                                        "description": "failure-rate: fewer executions in the window "
                                                       "never fire"},

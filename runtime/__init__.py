@@ -36,6 +36,7 @@ from runtime.limits import RateLimit, TokenBucket
 from runtime.message import Event, Message, Outcome
 from runtime.oauth import AccessToken, OAuth2Auth, StoredTokenSource, TokenFetcher
 from runtime.preview import DRY_RUN_ID
+from runtime.probes import AuthProbe
 from runtime.redaction import redact, redact_mapping, register_secret
 from runtime.resources import RuntimeResources
 from runtime.retry import backoff_delay, parse_retry_after
@@ -70,6 +71,7 @@ __all__ = [
     "IDEMPOTENT_EXTENSION",
     "UNLIMITED_EXTENSION",
     "AccessToken",
+    "AuthProbe",
     "ConnectionConfigError",
     "ConnectionContext",
     "ConnectionSpec",

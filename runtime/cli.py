@@ -427,11 +427,23 @@ def _project_args(parser: argparse.ArgumentParser, *, sandbox: bool = False) -> 
 _DEFAULT_URL = os.environ.get("SPLICE_URL", "http://127.0.0.1:8080")
 
 
+def _log_format_arg(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """``--log-format text|json``; on ``run`` and ``serve`` too, where it reads naturally (there it
+    overrides the global option only when given)."""
+    from runtime.logformat import FORMATS
+
+    parser.add_argument("--log-format", choices=FORMATS, default=default,
+                        help="log lines as text (default) or one JSON object each, with the "
+                             "execution id, flow and business ids of lines written inside an "
+                             "execution (env SPLICE_LOG_FORMAT)")
+
+
 def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse.ArgumentParser:
     """The argument parser; plugins add sub-commands through the ``splice_cli`` hook."""
     parser = argparse.ArgumentParser(prog="splice", description="Declarative integration runtime")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--log-level", default=os.environ.get("SPLICE_LOG_LEVEL", "INFO"))
+    _log_format_arg(parser, default=os.environ.get("SPLICE_LOG_FORMAT", "text"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check flow files; every problem as file:line:col")
@@ -449,10 +461,12 @@ def build_parser(registry_hook: Callable[[Any], None] | None = None) -> argparse
                    help="how a dry run prints its writes and result (default: text; a real run "
                         "always prints its result as JSON)")
     _project_args(p, sandbox=True)
+    _log_format_arg(p, default=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("serve", help="run every flow of the project")
     _project_args(p)
+    _log_format_arg(p, default=argparse.SUPPRESS)
     p.add_argument("--host", default=os.environ.get("SPLICE_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("SPLICE_PORT", "8080")))
     p.add_argument("--drain-timeout", type=float, default=30.0,
@@ -573,6 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    from runtime.logformat import FORMATS
     from runtime.redaction import Secrets, use_secrets
     from runtime.telemetry import configure_logging
 
@@ -584,7 +599,11 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser(plugin_commands)
     args = parser.parse_args(argv)
     args.plugins = plugins
-    configure_logging(args.log_level)
+    if args.log_format not in FORMATS:
+        print(f"splice: SPLICE_LOG_FORMAT must be one of {', '.join(FORMATS)}, not "
+              f"'{args.log_format}'", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level, args.log_format)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

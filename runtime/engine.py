@@ -29,7 +29,8 @@ from runtime.error_handling import (
     should_retry,
 )
 from runtime.errors import FlowExecutionError, SpliceError
-from runtime.history import STEP_TIMELINE, ExecutionRecorder, StepTiming
+from runtime.history import ExecutionRecorder
+from runtime.logcontext import CURRENT_EXECUTION, ExecutionScope, StepTiming
 from runtime.message import Event, Message, Outcome
 from runtime.preview import current_plan
 from runtime.registry import Registry
@@ -140,29 +141,34 @@ class FlowEngine:
         message = event if isinstance(event, Message) else self._message_for(event)
         history = self.history if current_plan() is None else None  # a dry run is not history
         async with self.limiters[flow.name]:
-            if self.observer is None and history is None:
-                return await self._run(flow, message, dead_letter_failures=dead_letter_failures)
             started, clock = time.time(), time.perf_counter()
             steps: list[StepTiming] | None = [] if history is not None else None
-            token = STEP_TIMELINE.set(steps) if steps is not None else None
+            scope = ExecutionScope(flow, message, started, steps)
+            if steps is not None:
+                # The record's id, made now: ids sort by when they were made (the history lists
+                # records newest first by id), and a log line may make one before another ends.
+                scope.make_id()
+            token = CURRENT_EXECUTION.set(scope)
             try:
                 outcome = await self._run(flow, message, dead_letter_failures=dead_letter_failures)
             finally:
-                if token is not None:
-                    STEP_TIMELINE.reset(token)
+                CURRENT_EXECUTION.reset(token)
+            if self.observer is None and steps is None:
+                return outcome
             duration = time.perf_counter() - clock
             if self.observer is not None:
                 self.observer.execution_finished(flow.name, message, outcome, duration)
             if steps is not None:
-                self._record_execution(flow, message, outcome, started, duration, steps, replay_of)
+                self._record_execution(scope, outcome, duration, replay_of)
             return outcome
 
-    def _record_execution(self, flow: Flow, message: Message, outcome: Outcome, started: float,
-                          duration: float, steps: list[StepTiming], replay_of: str | None) -> None:
+    def _record_execution(self, scope: ExecutionScope, outcome: Outcome, duration: float,
+                          replay_of: str | None) -> None:
         """The engine's one history hook: hand the ended execution to the recorder (no I/O here)."""
-        assert self.history is not None
-        self.history.record(flow, message, outcome, started=started, duration=duration,
-                            steps=steps, replay_of=replay_of)
+        assert self.history is not None and scope.steps is not None
+        self.history.record(scope.flow, scope.message, outcome, started=scope.started,
+                            duration=duration, steps=scope.steps, replay_of=replay_of,
+                            execution_id=scope.id)
 
     def _message_for(self, event: Event) -> Message:
         message = Message(payload=event.payload, attributes=dict(event.attributes))
@@ -203,30 +209,34 @@ class FlowEngine:
     async def run_step(self, flow: Flow, step: Step, message: Message, path: str) -> None:
         """One step in its own span, retried as the flow's ``on-error`` says."""
         retries = 0
-        timeline = STEP_TIMELINE.get()
+        scope = CURRENT_EXECUTION.get()
+        timeline = scope.steps if scope is not None else None
+        observer = self.observer
+        timed = timeline is not None or observer is not None
         while True:
             payload, variables = message.payload, dict(message.vars)
-            started = time.perf_counter() if timeline is not None else 0.0
+            # One clock for both the metrics' step histogram and the history's timeline.
+            started = time.perf_counter() if timed else 0.0
             try:
-                await self._observed_step(flow, step, message, path)
-                if timeline is not None:
-                    timeline.append((path, step, started, time.perf_counter(), "completed"))
+                await self._traced_step(flow, step, message, path)
+                if timed:
+                    self._step_ended(flow, step, path, started, "completed", timeline)
                 return
             except SpliceError as error:
                 if error in self._retried:
-                    if timeline is not None:
-                        timeline.append((path, step, started, time.perf_counter(), "failed"))
+                    if timed:
+                        self._step_ended(flow, step, path, started, "failed", timeline)
                     raise
                 policy = retry_policy(find_handler(flow.on_error, error), error)
                 if not should_retry(policy, error, retries):
-                    if timeline is not None:
-                        timeline.append((path, step, started, time.perf_counter(), "failed"))
+                    if timed:
+                        self._step_ended(flow, step, path, started, "failed", timeline)
                     if retries:
                         self._retried.add(error)
                         error.details.setdefault("attempts", retries + 1)
                     raise
-                if timeline is not None:
-                    timeline.append((path, step, started, time.perf_counter(), "retried"))
+                if timed:
+                    self._step_ended(flow, step, path, started, "retried", timeline)
                 assert policy is not None
                 retries += 1
                 delay = retry_delay(policy, retries, error)
@@ -234,6 +244,19 @@ class FlowEngine:
                                     retries, policy.attempts, delay)
                 message.payload, message.vars = payload, variables
                 await anyio.sleep(delay)
+            except BaseException:  # cancelled, or a bug: the attempt still took its time
+                if timed:
+                    self._step_ended(flow, step, path, started, "failed", timeline)
+                raise
+
+    def _step_ended(self, flow: Flow, step: Step, path: str, started: float, status: str,
+                    timeline: list[StepTiming] | None) -> None:
+        """One step attempt ended: its duration to the observer, its entry to the timeline."""
+        ended = time.perf_counter()
+        if self.observer is not None:
+            self.observer.step_finished(flow.name, step.kind, ended - started)
+        if timeline is not None:
+            timeline.append((path, step, started, ended, status))
 
     def _runner(self, step: Step) -> StepRunner:
         runner = self._runners.get(type(step))
@@ -241,18 +264,6 @@ class FlowEngine:
             raise FlowExecutionError(f"no runner for step '{step.kind}' is installed",
                                      error_type="FLOW:UNKNOWN_STEP")
         return runner
-
-    async def _observed_step(self, flow: Flow, step: Step, message: Message, path: str) -> None:
-        """One attempt of a step, its duration told to the observer (the retry pause is not in it)."""
-        observer = self.observer
-        if observer is None:
-            await self._traced_step(flow, step, message, path)
-            return
-        started = time.perf_counter()
-        try:
-            await self._traced_step(flow, step, message, path)
-        finally:
-            observer.step_finished(flow.name, step.kind, time.perf_counter() - started)
 
     async def _traced_step(self, flow: Flow, step: Step, message: Message, path: str) -> None:
         if not self.tracing:

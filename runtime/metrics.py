@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -97,8 +97,9 @@ class RuntimeMetrics:
             "splice_step_duration_seconds", "Step duration (each attempt) by flow and step kind",
             ["flow", "step_kind"], buckets=_DURATION_BUCKETS, registry=r)
         self.connector_requests = Counter(
-            "splice_connector_requests", "HTTP requests of connectors (each attempt) by status",
-            ["connector", "method", "status"], registry=r)
+            "splice_connector_requests",
+            "HTTP requests of connectors (each attempt) by operation, method and status",
+            ["connector", "operation", "method", "status"], registry=r)
         self.rate_limit_wait = Histogram(
             "splice_rate_limit_wait_seconds", "Time requests waited for a rate-limit slot",
             ["connector"], buckets=_SHORT_BUCKETS, registry=r)
@@ -120,7 +121,7 @@ class RuntimeMetrics:
         self._execution_children: dict[tuple[str, str], Any] = {}
         self._duration_children: dict[str, Any] = {}
         self._step_children: dict[tuple[str, str], Any] = {}
-        self._request_children: dict[tuple[str, str, str], Any] = {}
+        self._request_children: dict[tuple[str, str, str, str], Any] = {}
         #: Recent outcomes per flow, [bucket start, failed, total], for failure-rate alerts.
         self.outcomes: dict[str, deque[list[int]]] = {}
         #: Per connector, the last token refresh error (``None`` once a refresh succeeds again).
@@ -172,9 +173,11 @@ class RuntimeMetrics:
 
     # -- connectors --------------------------------------------------------------------------------
 
-    def request_finished(self, connector: str, method: str, status: str) -> None:
-        """One HTTP attempt of a connector got ``status`` (a code, or the transport error's name)."""
-        key = (connector, method, status)
+    def request_finished(self, connector: str, operation: str, method: str, status: str) -> None:
+        """One HTTP attempt of a connector, made for ``operation`` (a step such as
+        ``quickbooks.create``, or the trigger whose source polls), got ``status`` (a code, or the
+        transport error's name)."""
+        key = (connector, operation, method, status)
         child = self._request_children.get(key)
         if child is None:
             child = self._request_children[key] = self.connector_requests.labels(*key)
@@ -287,6 +290,7 @@ class MeteredStore(ObjectStore):
         self.inner = inner
         hist = metrics.store_duration
         self._get, self._put = hist.labels("get"), hist.labels("put")
+        self._put_many = hist.labels("put_many")
         self._put_if_absent = hist.labels("put_if_absent")
         self._cas, self._delete = hist.labels("compare_and_set"), hist.labels("delete")
         self._count = hist.labels("count")
@@ -308,6 +312,12 @@ class MeteredStore(ObjectStore):
     async def put(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
         with self._put.time():
             await self.inner.put(namespace, key, value, ttl=ttl)
+
+    async def put_many(self, entries: Sequence[tuple[str, str, Any]], *,
+                       ttl: float | None = None) -> None:
+        # The backend's own batch (one transaction), not the protocol's default of one put each.
+        with self._put_many.time():
+            await self.inner.put_many(entries, ttl=ttl)
 
     async def put_if_absent(self, namespace: str, key: str, value: Any, *,
                             ttl: float | None = None) -> bool:
@@ -334,6 +344,9 @@ class MeteredStore(ObjectStore):
     def lock(self, name: str, *, timeout: float = 30.0,
              lease: float = 60.0) -> AbstractAsyncContextManager[Lease]:
         return self.inner.lock(name, timeout=timeout, lease=lease)
+
+    async def diagnose(self) -> list[str]:
+        return await self.inner.diagnose()
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -399,7 +399,7 @@ class _EmulatorServer:
                 await super().startup(sockets=sockets)
                 self.accepting.set()
 
-        config = uvicorn.Config(app, lifespan="on", log_level="warning",
+        config = uvicorn.Config(app, lifespan="on", log_level="warning", log_config=None,
                                 timeout_graceful_shutdown=2)
         server = Server(config)
         server.accepting = anyio.Event()

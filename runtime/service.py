@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from runtime.context import ConnectionContext
 from runtime.engine import FlowEngine
 from runtime.errors import ConnectionConfigError
 from runtime.history import ExecutionRecorder, HistorySettings
+from runtime.logcontext import CURRENT_OPERATION
 from runtime.redaction import inherit_secrets, register_secret, use_secrets
 from runtime.registry import Registry, load_registry
 from runtime.resources import RuntimeResources
@@ -116,6 +117,13 @@ class SpliceRuntime:
 
     async def status(self) -> dict[str, Any]:
         """Per-connection status (API usage, token state) for ``/health`` and ``splice status``."""
+        operation = CURRENT_OPERATION.set("status")  # what the probes' requests count under
+        try:
+            return await self._status()
+        finally:
+            CURRENT_OPERATION.reset(operation)
+
+    async def _status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, client in self.engine.connections.items():
             probe = getattr(client, "status", None)
@@ -196,7 +204,7 @@ async def open_runtime(
     tracer = get_tracer(tracer_provider) if recording else trace.NoOpTracer()
     if resources is None:
         resources = RuntimeResources(secrets=inherit_secrets())
-    from runtime.alerts import open_alerts  # neither is imported by `splice validate`
+    from runtime.alerts import flows_alerts_read, open_alerts  # not imported by `splice validate`
     from runtime.metrics import MeteredDeadLetterQueue, MeteredStore
 
     metrics = resources.metrics
@@ -213,6 +221,9 @@ async def open_runtime(
                                               transports or {}, runtime_settings or {},
                                               connection_settings or {})
         history_settings = HistorySettings.from_settings(settings.extra.get("history"))
+        read_by_alerts = flows_alerts_read(settings.extra.get("alerts"))
+        if read_by_alerts:  # an alert rule reads these flows' outputs from their records
+            history_settings = replace(history_settings, keep_data_of=read_by_alerts)
         history = ExecutionRecorder(store, history_settings) if history_settings.enabled else None
         if history is not None:  # what the writer has not written yet is written on the way out
             stack.push_async_callback(history.close)

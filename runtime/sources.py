@@ -18,6 +18,7 @@ from dsl.model import Flow, RetryPolicy
 from dsl.templates import render
 from runtime.context import HttpEndpoint, SourceContext
 from runtime.error_handling import retry_delay
+from runtime.logcontext import CURRENT_OPERATION
 from runtime.message import Event, Outcome
 from runtime.params import compile_params
 from runtime.store.base import (
@@ -157,6 +158,7 @@ async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
     """
     assert flow.trigger is not None
     trigger = flow.trigger
+    CURRENT_OPERATION.set(trigger.name)  # what the source's own requests are counted under
     state = (states or TriggerStates()).register(flow.name, trigger.name)
     ctx = FlowSourceContext(engine, flow, routes, stop_event)
     params = dict(render(trigger.params, payload=None, attributes={}, vars={}))

@@ -93,22 +93,34 @@ def safe_attribute(value: Any) -> str | int | float | bool:
     return redact(str(value))
 
 
-def configure_logging(level: str = "INFO") -> logging.Logger:
-    """The ``splice`` logger tree writing to stderr, with every record passed through redaction.
+def configure_logging(level: str = "INFO", log_format: str = "text") -> logging.Logger:
+    """The ``splice`` logger tree (and uvicorn's) writing to stderr as ``text`` or ``json`` lines
+    (:mod:`runtime.logformat`), with every record passed through redaction.
 
     One handler serves every runtime of the process: its filter masks the secrets of the runtime
-    (or command) each record is written in, found through the context of the logging call.
+    (or command) each record is written in, found through the context of the logging call, and
+    another one adds the execution the call runs in. Calling it again switches level and format.
     """
+    from runtime.logformat import ExecutionFilter, make_formatter
+
+    formatter = make_formatter(log_format)
     logger = logging.getLogger("splice")
     logger.setLevel(level.upper())
-    if not any(getattr(h, "_splice", False) for h in logger.handlers):
+    handler = next((h for h in logger.handlers if getattr(h, "_splice", False)), None)
+    if handler is None:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                                               datefmt="%H:%M:%S"))
         handler.addFilter(RedactingFilter())
+        handler.addFilter(ExecutionFilter())
         handler._splice = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
+    handler.setFormatter(formatter)
     logger.propagate = False
+    # The HTTP server's own lines (uvicorn is started without a logging config of its own) take
+    # the same way, so that a JSON log holds nothing but JSON lines.
+    server = logging.getLogger("uvicorn")
+    if handler not in server.handlers:
+        server.addHandler(handler)
+    server.propagate = False
     return logger
 
 

@@ -32,6 +32,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from runtime.limits import RateLimit
+from runtime.logcontext import CURRENT_OPERATION
 from runtime.oauth import AUTH_EXTENSION, OAuth2Auth
 from runtime.redaction import redact
 from runtime.retry import backoff_delay, parse_retry_after
@@ -235,8 +236,9 @@ class TracingTransport(httpx.AsyncBaseTransport):
 
 
 class MeteredTransport(httpx.AsyncBaseTransport):
-    """Counts each HTTP attempt of a connector by method and status (or transport error) in the
-    runtime's metrics: ``splice_connector_requests_total``."""
+    """Counts each HTTP attempt of a connector by operation (the step or trigger it is made for),
+    method and status (or transport error) in the runtime's metrics:
+    ``splice_connector_requests_total``."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport, *, connector: str,
                  metrics: RuntimeMetrics) -> None:
@@ -248,9 +250,11 @@ class MeteredTransport(httpx.AsyncBaseTransport):
         try:
             response = await self.inner.handle_async_request(request)
         except httpx.HTTPError as exc:
-            self._metrics.request_finished(self.connector, request.method, type(exc).__name__)
+            self._metrics.request_finished(self.connector, CURRENT_OPERATION.get(), request.method,
+                                           type(exc).__name__)
             raise
-        self._metrics.request_finished(self.connector, request.method, str(response.status_code))
+        self._metrics.request_finished(self.connector, CURRENT_OPERATION.get(), request.method,
+                                       str(response.status_code))
         return response
 
     async def aclose(self) -> None:

@@ -236,6 +236,17 @@ class QuickBooksClient:
                         out.setdefault(name, []).extend(rows)
         return out
 
+    async def probe_auth(self) -> None:
+        """``AuthProbe`` for ``/ready``: a stored reconnect alert fails at once (the refresh token
+        is dead until someone reconnects the company); otherwise one ``companyinfo`` read, which
+        needs a valid access token and refreshes it when it expired."""
+        alert = await self.store.get(ALERTS_NAMESPACE, self.realm_id)
+        if alert:
+            reason = alert.get("reason") if isinstance(alert, Mapping) else None
+            raise quickbooks_error("RECONNECT_REQUIRED", "the company must be reconnected (splice "
+                                   f"quickbooks-connect){': ' + str(reason) if reason else ''}")
+        await self.request("GET", f"companyinfo/{self.realm_id}")
+
     async def status(self) -> dict[str, Any]:
         """Realm, token expiry, requests used this minute, and a pending reconnect alert."""
         token = await self.tokens.stored()

@@ -296,6 +296,13 @@ class SalesforceClient:
         path = self.data(f"sobjects/{sobject}/{url_quote(record_id, safe='')}")
         await self.request("DELETE", path, retry_locks=True, context=f"delete {sobject}")
 
+    async def probe_auth(self) -> None:
+        """``AuthProbe`` for ``/ready``: one ``/limits`` read, the cheapest call that needs a valid
+        session (logging in again when it expired); it refreshes the reported API usage too."""
+        limits = (await self.limits()).get("DailyApiRequests") or {}
+        if "Max" in limits:
+            self.api_usage = (int(limits["Max"]) - int(limits.get("Remaining", 0)), int(limits["Max"]))
+
     async def status(self) -> dict[str, Any]:
         """Shown by ``splice status`` and ``/health``: daily API usage from ``Sforce-Limit-Info``.
 

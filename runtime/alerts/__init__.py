@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING
 from runtime.alerts.channels import Notification
 from runtime.alerts.conditions import AlertInputs
 from runtime.alerts.evaluator import ALERTS_NAMESPACE, AlertEvaluator
-from runtime.alerts.settings import AlertRule, AlertSettings, alert_settings
+from runtime.alerts.settings import AlertRule, AlertSettings, alert_settings, flows_alerts_read
+from runtime.store.executions import ExecutionHistory
 
 if TYPE_CHECKING:
     from runtime.service import SpliceRuntime
 
 __all__ = ["ALERTS_NAMESPACE", "AlertEvaluator", "AlertRule", "AlertSettings", "Notification",
-           "alert_settings", "open_alerts"]
+           "alert_settings", "flows_alerts_read", "open_alerts"]
 
 
 def open_alerts(runtime: SpliceRuntime) -> AlertEvaluator | None:
@@ -29,5 +30,5 @@ def open_alerts(runtime: SpliceRuntime) -> AlertEvaluator | None:
         dead_letters=runtime.engine.dead_letters, metrics=runtime.resources.metrics,
         triggers=runtime.triggers, flows=tuple(runtime.project.flows),
         connections={name: c.connector for name, c in runtime.project.connections.items()},
-        status=runtime.status)
+        status=runtime.status, history=ExecutionHistory(runtime.store))
     return AlertEvaluator(settings, inputs, runtime.store)

@@ -6,7 +6,9 @@ thing's name, so that one flow's alert starts and resolves apart from another's.
 - ``dead-letter``: the dead-letter queue in the store (every replica sees the same letters);
 - ``failure-rate``, ``trigger-lag``, ``authentication``, ``api-budget``: this runtime's metrics
   (:class:`runtime.metrics.RuntimeMetrics`) and connection status probes;
-- ``trigger-down``: this runtime's trigger states (:mod:`runtime.trigger_states`).
+- ``trigger-down``: this runtime's trigger states (:mod:`runtime.trigger_states`);
+- ``reconciliation-findings``: the execution history in the store: the newest execution of the
+  reconciliation flow that left a report (its output), and the ``findingsCount`` the report gives.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runtime.alerts.settings import AlertRule
+from runtime.alerts.settings import DEFAULT_RECONCILIATION_FLOW, AlertRule
 from runtime.metrics import RuntimeMetrics
 from runtime.redaction import redact
 from runtime.store.deadletters import DeadLetterQueue
+from runtime.store.executions import ExecutionFilter, ExecutionHistory
 from runtime.trigger_states import TriggerStates
 
 __all__ = ["AlertInputs", "Condition", "evaluate_rule"]
@@ -46,6 +49,8 @@ class AlertInputs:
     connections: Mapping[str, str]
     #: The connections' status probes (``SpliceRuntime.status``).
     status: Callable[[], Awaitable[dict[str, Any]]]
+    #: The execution history (reconciliation reports are the outputs of its records).
+    history: ExecutionHistory | None = None
     #: Filled once per evaluation round by :meth:`connection_status`.
     _status: dict[str, Any] | None = None
 
@@ -158,6 +163,28 @@ async def _api_budget(rule: AlertRule, inputs: AlertInputs) -> list[Condition]:
     return out
 
 
+#: How many of the reconciliation flow's newest records are searched for one with a report.
+_REPORT_SEARCH = 20
+
+
+async def _reconciliation_findings(rule: AlertRule, inputs: AlertInputs) -> list[Condition]:
+    flow = rule.flow or DEFAULT_RECONCILIATION_FLOW
+    if inputs.history is None or flow not in inputs.flows:
+        return []
+    for record in await inputs.history.list(ExecutionFilter(flow=flow), limit=_REPORT_SEARCH):
+        report = record.get("output")
+        count = report.get("findingsCount") if isinstance(report, Mapping) else None
+        if not isinstance(count, int | float) or isinstance(count, bool):
+            continue  # a run that failed before its report, or a record kept without data
+        period = report.get("period") if isinstance(report, Mapping) else None
+        of = (f" of {period.get('from')} to {period.get('to')}"
+              if isinstance(period, Mapping) and period.get("from") else "")
+        return [Condition(flow, count > rule.threshold, _short(
+            f"flow '{flow}': the latest reconciliation report{of} (execution {record.get('id')}) "
+            f"has {count:g} finding{'' if count == 1 else 's'} (threshold {rule.threshold:g})"))]
+    return []  # no report yet: nothing to say either way
+
+
 _KINDS: dict[str, Callable[[AlertRule, AlertInputs], Awaitable[list[Condition]]]] = {
     "dead-letter": _dead_letters,
     "failure-rate": _failure_rate,
@@ -165,6 +192,7 @@ _KINDS: dict[str, Callable[[AlertRule, AlertInputs], Awaitable[list[Condition]]]
     "trigger-down": _trigger_down,
     "authentication": _authentication,
     "api-budget": _api_budget,
+    "reconciliation-findings": _reconciliation_findings,
 }
 
 

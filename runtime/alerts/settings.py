@@ -9,7 +9,11 @@ from typing import Any
 from dsl.values import parse_duration
 from runtime.redaction import register_secret
 
-__all__ = ["AlertRule", "AlertSettings", "ChannelSettings", "alert_settings"]
+__all__ = ["DEFAULT_RECONCILIATION_FLOW", "AlertRule", "AlertSettings", "ChannelSettings",
+           "alert_settings", "flows_alerts_read"]
+
+#: The flow a ``reconciliation-findings`` rule watches unless it names one (the shipped project's).
+DEFAULT_RECONCILIATION_FLOW = "nightly-reconciliation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +106,11 @@ def alert_settings(raw: Mapping[str, Any] | None) -> AlertSettings | None:
             raise ValueError(f"alert rule '{rule.name}': no channel named {', '.join(unknown)}")
     return AlertSettings(interval=parse_duration(raw.get("interval", "5s")), channels=channels,
                          rules=rules)
+
+
+def flows_alerts_read(raw: Mapping[str, Any] | None) -> frozenset[str]:
+    """The flows whose execution outputs alert rules read (``reconciliation-findings``: the
+    report), so that their history records keep them whatever ``history.keep-data`` says."""
+    rules = (raw or {}).get("rules") or ()
+    return frozenset(str(rule.get("flow") or DEFAULT_RECONCILIATION_FLOW) for rule in rules
+                     if isinstance(rule, Mapping) and rule.get("when") == "reconciliation-findings")

@@ -1,7 +1,8 @@
 """The ASGI app of ``splice serve``: health, readiness, and every route the flows' triggers register.
 
 ``/health`` is liveness (the process answers); ``/ready`` says whether this server can do its work:
-the store answers and every trigger runs, with a JSON body naming what is not ready; ``/metrics``
+the store answers and accepts writes, every trigger runs and every connection can authenticate,
+with a JSON body naming what is not ready; ``/metrics``
 is the runtime's Prometheus metrics.
 
 The app serves an already opened :class:`runtime.service.SpliceRuntime` (so start-up problems are
@@ -34,10 +35,10 @@ from dsl import parse_duration
 from runtime.context import HttpRequest, HttpResponse
 from runtime.errors import ConfigurationError
 from runtime.jsonutil import dumps_bytes
-from runtime.redaction import redact
 from runtime.server.admin import ADMIN_PREFIX, AdminApi, admin_key
 from runtime.server.console import CONSOLE_PREFIX, Console
 from runtime.server.policies import Policy, build_policies, check_policies
+from runtime.server.readiness import Readiness
 from runtime.service import SpliceRuntime
 from runtime.store.base import StoreUnavailableError
 
@@ -50,8 +51,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-#: Where ``/ready`` reads (nothing is ever written there: a read that answers is what counts).
-_PROBE_NAMESPACE = "splice:ready"
 #: Seconds a request's body gets to arrive in full (``settings.server.body-timeout``).
 BODY_TIMEOUT = 30.0
 #: The largest request body in bytes (``settings.server.max-body-size``).
@@ -103,8 +102,8 @@ class SpliceApp:
                  on_ready: Callable[[SpliceRuntime], Any] | None = None,
                  sandbox: Mapping[str, Any] | None = None, store_timeout: float = 2.0) -> None:
         self.runtime = runtime
-        #: Seconds the store gets to answer ``/ready``'s probe.
-        self.store_timeout = store_timeout
+        #: What ``/ready`` checks; the store and each connection get ``store_timeout`` seconds.
+        self.readiness = Readiness(runtime, store_timeout=store_timeout)
         #: What ``GET /sandbox`` answers in sandbox mode (emulator URLs, demo credentials).
         self.sandbox = sandbox
         self.drain_timeout = drain_timeout
@@ -302,29 +301,12 @@ class SpliceApp:
                         f"the request body is larger than {self.max_body_size} bytes")
 
     async def _readiness(self) -> HttpResponse:
-        """``GET /ready``: 200 when the server runs, the store answers and every trigger runs (or
-        stands by for another replica); else 503. Either way the JSON says what was checked, and
-        ``reasons`` names in one line each what is not ready."""
-        reasons: list[str] = []
-        if not self.ready:
-            reasons.append("the server is starting or stopping")
-        store = await self._probe_store()
-        if not store["ok"]:
-            reasons.append(f"the store does not answer: {store['error']}")
-        triggers = self.runtime.triggers.all()
-        for flow, state in triggers.items():
-            if not state.healthy:
-                reasons.append(f"the trigger of flow '{flow}' ({state.trigger}) is {state.state}"
-                               + (f" after {state.error}" if state.error and state.state == "restarting"
-                                  else ""))
-        body: dict[str, Any] = {
-            "status": "not ready" if reasons else "ready",
-            "store": store,
-            "triggers": {flow: state.to_dict() for flow, state in triggers.items()},
-        }
-        if reasons:
-            body["reasons"] = reasons
-        return HttpResponse(503 if reasons else 200, body)
+        """``GET /ready``: 200 when the server runs, the store answers (and is writable and sound),
+        every trigger runs (or stands by for another replica) and every connection can
+        authenticate; else 503. Either way the JSON says what was checked, and ``reasons`` names in
+        one line each what is not ready (:mod:`runtime.server.readiness`)."""
+        ready, body = await self.readiness.check(serving=self.ready)
+        return HttpResponse(200 if ready else 503, body)
 
     def _metrics(self) -> HttpResponse:
         """``GET /metrics``: the runtime's metrics in Prometheus' text format, unauthenticated like
@@ -333,18 +315,6 @@ class SpliceApp:
 
         metrics = self.runtime.resources.metrics
         return HttpResponse(200, metrics.exposition(), headers={"content-type": CONTENT_TYPE})
-
-    async def _probe_store(self) -> dict[str, Any]:
-        """Whether the store answers a read within :attr:`store_timeout` seconds, and how fast."""
-        started = anyio.current_time()
-        try:
-            with anyio.fail_after(self.store_timeout):
-                await self.runtime.store.get(_PROBE_NAMESPACE, "ready")
-        except TimeoutError:
-            return {"ok": False, "error": f"no answer within {self.store_timeout:g} s"}
-        except Exception as exc:  # whatever the backend raises: report it, never fail /ready
-            return {"ok": False, "error": redact(f"{type(exc).__name__}: {exc}")}
-        return {"ok": True, "seconds": round(anyio.current_time() - started, 4)}
 
     @staticmethod
     async def _send(send: Send, response: HttpResponse, *, head: bool) -> None:

@@ -268,7 +268,7 @@ async def _serve_app(app: Any, runtime: SpliceRuntime, listener: socket.socket,
     """The ASGI server running ``app`` on ``listener``, until the stop request."""
     # The app answers its requests in flight at the drain deadline itself (a 503 in JSON); uvicorn
     # cancels what is left a little later (its answer would be a plain 500).
-    config = uvicorn.Config(app, lifespan="on", log_level="warning",
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", log_config=None,
                             timeout_graceful_shutdown=_seconds(options.drain_timeout + ANSWER_GRACE))
     server = _Server(config, on_started=lambda: task_status.started(serving))
     flows = ", ".join(sorted(runtime.project.flows)) or "no flows"

@@ -8,6 +8,7 @@ from dsl.model import Flow, OperationStep
 from runtime.cache import cache_key
 from runtime.context import OperationContext
 from runtime.errors import FlowExecutionError, SpliceError
+from runtime.logcontext import CURRENT_OPERATION
 from runtime.message import Message
 from runtime.preview import DRY_RUN_ID, current_plan
 from runtime.redaction import redact
@@ -47,6 +48,7 @@ async def run_operation(execution: StepExecution, flow: Flow, step: OperationSte
         connection=connection, connection_name=connection_name, label=step.label,
         operation=step.name,
     )
+    operation = CURRENT_OPERATION.set(step.name)  # the label of its requests' metrics
     try:
         if current_plan() is not None and spec.writes_with(params):
             result = await materialize(await (spec.preview or _told_write)(ctx, params))
@@ -65,4 +67,6 @@ async def run_operation(execution: StepExecution, flow: Flow, step: OperationSte
     except Exception as exc:  # a connector bug must still become a typed, dead-letterable error
         raise SpliceError(f"{step.name} failed unexpectedly: {type(exc).__name__}: {redact(str(exc))}",
                           error_type=f"{step.connector.upper()}:UNEXPECTED") from exc
+    finally:
+        CURRENT_OPERATION.reset(operation)
     store_result(step, message, result)

@@ -23,6 +23,15 @@ from typing import Any, ClassVar
 
 from runtime.errors import ConfigurationError, SpliceError
 
+_orjson: Any
+try:  # the fast extra (see runtime.jsonutil)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised where orjson is not installed
+    _orjson = None
+_ORJSON_OPTIONS = 0 if _orjson is None else (
+    _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
+    | _orjson.OPT_PASSTHROUGH_SUBCLASS)
+
 __all__ = ["STORE_UNAVAILABLE", "Lease", "LockLostError", "LockTimeoutError", "ObjectStore",
            "StoreOpenError", "StoreURLError", "StoreUnavailableError", "decode", "encode"]
 
@@ -168,6 +177,15 @@ class ObjectStore(ABC):
     async def aclose(self) -> None:
         """Release connections and files."""
 
+    async def diagnose(self) -> list[str]:
+        """What keeps this store from serving a deployment, one line each (``[]``: nothing found).
+
+        ``GET /ready`` calls it every few seconds besides its read: a backend checks here what a
+        read does not show (it is read-only, its write lock is held, its file is corrupt). The
+        default finds nothing; a backend must answer within a second or two and never raise.
+        """
+        return []
+
     async def __aenter__(self) -> ObjectStore:
         return self
 
@@ -204,7 +222,19 @@ def _hook(obj: dict[str, Any]) -> Any:
 
 
 def encode(value: Any) -> str:
-    """JSON text for a stored value (compact, keys kept in order)."""
+    """JSON text for a stored value (compact, keys kept in order).
+
+    orjson writes it when installed (the store's writes, the execution history's above all, spend
+    much of their time here); whatever it would write differently (``str`` or ``int`` subclasses,
+    non-string keys, integers beyond 64 bits, dates, which are tagged) it refuses, and the standard
+    library writes. Both give the same text but for floats' spelling (``1e16``, ``1e+16``), which
+    read back the same, and NaN (``null``, ``NaN``), which no JSON document carries.
+    """
+    if _orjson is not None:
+        try:
+            return str(_orjson.dumps(value, default=_default, option=_ORJSON_OPTIONS), "utf-8")
+        except TypeError:  # orjson.JSONEncodeError is a TypeError
+            pass
     return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
 
 

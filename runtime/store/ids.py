@@ -9,11 +9,13 @@ even when the clock stands still or steps back.
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from runtime.store.base import ObjectStore
@@ -21,19 +23,35 @@ from runtime.store.base import ObjectStore
 __all__ = ["compare_and_delete", "id_time", "new_id", "scan", "utc_iso"]
 
 _FORMAT = "%Y%m%dT%H%M%S.%fZ"
-_last = datetime.min.replace(tzinfo=UTC)
+_last = 0  # microseconds since the epoch of the newest id made
 _guard = threading.Lock()
+#: The formatted second of the newest id and ISO time: consecutive calls mostly fall in the same
+#: second, and formatting a date is most of what these functions cost (the execution history
+#: makes an id and two times per execution).
+_id_second: tuple[int, str] = (-1, "")
+_iso_second: tuple[int, str] = (-1, "")
+
+
+def _microseconds(epoch: float) -> int:
+    """Epoch seconds as whole microseconds, rounded as :meth:`datetime.fromtimestamp` does."""
+    fraction, whole = math.modf(epoch)  # as datetime does: the fraction alone is rounded
+    return int(whole) * 1_000_000 + round(fraction * 1_000_000)
 
 
 def new_id(now: float | None = None) -> str:
     """A unique id that sorts after every id this process made before (``now``: epoch seconds)."""
-    global _last
-    moment = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
+    global _last, _id_second
+    moment = time.time_ns() // 1000 if now is None else _microseconds(now)
     with _guard:
         if moment <= _last:
-            moment = _last + timedelta(microseconds=1)
+            moment = _last + 1
         _last = moment
-    return f"{moment.strftime(_FORMAT)}-{secrets.token_hex(4)}"
+    seconds, micros = divmod(moment, 1_000_000)
+    cached, text = _id_second
+    if cached != seconds:
+        text = time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds))
+        _id_second = (seconds, text)
+    return f"{text}.{micros:06d}Z-{secrets.token_hex(4)}"
 
 
 def id_time(record_id: str) -> datetime:
@@ -43,8 +61,13 @@ def id_time(record_id: str) -> datetime:
 
 def utc_iso(epoch: float) -> str:
     """ISO 8601 UTC text for an epoch time, to the millisecond: ``2026-11-24T21:50:12.483Z``."""
-    text = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+    global _iso_second
+    seconds, micros = divmod(_microseconds(epoch), 1_000_000)
+    cached, text = _iso_second
+    if cached != seconds:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _iso_second = (seconds, text)
+    return f"{text}.{micros // 1000:03d}Z"
 
 
 @asynccontextmanager

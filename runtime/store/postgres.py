@@ -258,6 +258,24 @@ class PostgresStore(ObjectStore):
 
     # -- ObjectStore ----------------------------------------------------------------------------
 
+    async def diagnose(self) -> list[str]:
+        """A server that answers reads but refuses writes: a standby in recovery, or a database or
+        role set to read-only (``default_transaction_read_only``)."""
+        try:
+            pool, _ = await self._pools()
+            row = await pool.fetchrow("SELECT pg_is_in_recovery() AS recovery, "
+                                      "current_setting('transaction_read_only') AS read_only")
+        except Exception as exc:  # reported by the read probe too; say it here in one line
+            return [f"PostgreSQL cannot be asked whether it accepts writes: {type(exc).__name__}"]
+        if row is None:
+            return []
+        if row["recovery"]:
+            return ["PostgreSQL is read-only: the server is a standby in recovery"]
+        if str(row["read_only"]).lower() == "on":
+            return ["PostgreSQL is read-only: transactions of this role or database default to "
+                    "read only"]
+        return []
+
     @_typed_failures
     async def get(self, namespace: str, key: str) -> Any | None:
         pool, _ = await self._pools()

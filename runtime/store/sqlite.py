@@ -25,6 +25,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -127,6 +128,9 @@ class SQLiteStore(ObjectStore):
             self._connect, busy_timeout, self._giving_up)
         self._local_locks = LocalLocks()
         self._last_purge = float("-inf")
+        #: Seconds :meth:`diagnose` waits for the write lock before it calls the store locked.
+        self.probe_timeout = min(1.0, busy_timeout)
+        self._checked = False  # quick_check passed once
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -435,6 +439,53 @@ class SQLiteStore(ObjectStore):
         """
         self._giving_up.set()
 
+    async def diagnose(self) -> list[str]:
+        """Missing, read-only (the file cannot be opened for writing), corrupt (``PRAGMA
+        quick_check``, run once, the first time) or locked (a write cannot take the write lock
+        within :attr:`probe_timeout`), on a connection of its own so that the probe never queues
+        behind the store's own writes. The probe's write is rolled back."""
+        if self.path == MEMORY:
+            return []
+        return await anyio.to_thread.run_sync(self._diagnose)
+
+    def _diagnose(self) -> list[str]:
+        path = str(self.path)
+        # Asked of the OS, not of SQLite: a connection of this process may reuse a descriptor its
+        # other connections opened before the file became read-only, and write through it. Never
+        # by opening the file: closing any descriptor of it drops every POSIX lock this process
+        # holds on it, the store's own connections' included.
+        for name in (path, path + "-wal"):
+            if not os.path.exists(name):
+                if name == path:
+                    return [f"the SQLite file {path} is missing"]
+                continue
+            if not os.access(name, os.W_OK):
+                return [f"the SQLite file {path} is read-only (no write access to {name})"]
+        try:
+            # mode=rw: a missing file is reported, not created empty behind the runtime's back.
+            conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=rw", uri=True,
+                                   timeout=self.probe_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            return [f"the SQLite file {path} cannot be opened: {exc}"]
+        try:
+            if not self._checked:
+                rows = conn.execute("PRAGMA quick_check").fetchall()
+                problems = [str(row[0]) for row in rows if row and row[0] != "ok"]
+                if problems:
+                    return [f"the SQLite file {path} is corrupt: {'; '.join(problems[:3])}"]
+                self._checked = True
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT OR REPLACE INTO kv (namespace, key, value, expires_at) "
+                             "VALUES ('splice:ready', 'write-probe', '{}', 0)")
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            return [_sqlite_problem(path, exc, self.probe_timeout)]
+        finally:
+            conn.close()
+        return []
+
     async def aclose(self) -> None:
         self._giving_up.set()  # a call waiting for another process's lock stops, so close won't wait
         await self._reader.aclose()
@@ -446,6 +497,20 @@ class SQLiteStore(ObjectStore):
 #: violations, programming errors), which stays itself.
 _UNAVAILABLE = (sqlite3.OperationalError, sqlite3.DatabaseError)
 _MISTAKES = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+def _sqlite_problem(path: str, error: sqlite3.Error, waited: float) -> str:
+    """One line for ``/ready`` from what SQLite said."""
+    text = str(error)
+    lower = text.lower()
+    if "readonly" in lower or "read-only" in lower:
+        return f"the SQLite file {path} is read-only ({text})"
+    if "locked" in lower or "busy" in lower:
+        return (f"the SQLite file {path} is locked: its write lock was not free within "
+                f"{waited:g} s ({text})")
+    if "malformed" in lower or "not a database" in lower or "corrupt" in lower:
+        return f"the SQLite file {path} is corrupt ({text})"
+    return f"the SQLite file {path} cannot be written: {text}"
 
 
 def _unavailable(exc: sqlite3.Error) -> StoreUnavailableError:

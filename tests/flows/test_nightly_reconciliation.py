@@ -75,6 +75,9 @@ async def test_report_then_repair(integration: Integration, reports_dir: Path) -
     assert summary["checked"] == 6 and summary["repaired"] == 0
     assert (summary["missing"], summary["duplicated"], summary["amountMismatch"]) == (1, 2, 2)
     found = categories(reports)
+    # What the reconciliation-findings alert rule reads: every finding of the report, counted.
+    lines = (reports / f"reconciliation-{PERIOD['from']}-to-{PERIOD['to']}.jsonl").read_text()
+    assert summary["findingsCount"] == len(lines.splitlines()) == 7
     assert found["missing"] == {opps["missing"]}
     assert found["duplicated"] == {opps["duplicate"], opps["clean"]}
     assert found["amount-mismatch"] == {opps["edited"], opps["paid-edited"]}

@@ -183,6 +183,68 @@ async def test_a_dead_letter_notifies_once_and_its_resolution_once(
     assert WEBHOOK_TOKEN not in caplog.text
 
 
+RECONCILE = """
+flow: reconcile
+steps:
+  - transform: >-
+      { 'period': { 'from': from, 'to': to }, 'checked': 40, 'missing': missing,
+        'findingsCount': missing, 'findings': 'reports/reconciliation.jsonl' }
+"""
+
+
+async def test_reconciliation_findings_notify_once_and_their_resolution_once(
+        registry: Registry, write_project: Any, webhook_url: str, smtp_port: int,
+        received: Received, tmp_path: Path) -> None:
+    """The latest report of the reconciliation flow (its execution output in the history, kept
+    although the run completed and ``keep-data`` is ``failures``) has findings above the threshold:
+    one notification per channel; a later report under it: one more each."""
+    settings = f"""
+settings:
+  history: {{ keep-data: failures }}
+  alerts:
+    interval: 50ms
+    channels:
+      slack: {{ type: webhook, url: "{webhook_url}" }}
+      ops: {{ type: email, host: 127.0.0.1, port: {smtp_port}, from: splice@example.com,
+             to: [ops@example.com] }}
+    rules:
+      - {{ name: findings, when: reconciliation-findings, flow: reconcile, threshold: 2,
+          severity: warning, cooldown: 0s }}
+"""
+    root = write_project({"reconcile.yaml": RECONCILE, "charge.yaml": CHARGE},
+                         connections=CONNECTIONS + settings)
+    project = dsl.load_project(root, vocabulary=registry, environ={})
+    counts = lambda: (len(received.webhooks), len(received.mails))  # noqa: E731
+    async with open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        async with open_runtime(project, registry, store=store) as runtime, \
+                anyio.create_task_group() as tg:
+            alerts = await serving(runtime, tg)
+            await alerts.wait_rounds(2)
+            assert counts() == (0, 0)  # no report yet
+            period = {"from": "2026-11-01", "to": "2026-11-30"}
+            await runtime.engine.run("reconcile", Event(payload={**period, "missing": 2}))
+            await alerts.wait_rounds(3)
+            assert counts() == (0, 0)  # 2 findings: not above the threshold
+            await runtime.engine.run("reconcile", Event(payload={**period, "missing": 5}))
+            await wait_until(lambda: counts() == (1, 1), what="one webhook call and one e-mail")
+            await runtime.engine.run("charge", Event(payload={}))  # another flow changes nothing
+            await alerts.wait_rounds(3)
+            assert counts() == (1, 1)
+            await runtime.engine.run("reconcile", Event(payload={**period, "missing": 0}))
+            await wait_until(lambda: counts() == (2, 2), what="the resolution, once per channel")
+            await alerts.wait_rounds(3)
+            assert counts() == (2, 2)
+            runtime.request_stop()
+
+    firing, resolved = (call["json"]["text"] for call in received.webhooks)
+    assert firing.startswith("[FIRING] warning findings (reconcile): flow 'reconcile': the latest "
+                             "reconciliation report of 2026-11-01 to 2026-11-30 (execution ")
+    assert firing.endswith("has 5 findings (threshold 2)")
+    assert resolved.startswith("[RESOLVED] warning findings (reconcile)")
+    assert [mail["Subject"] for _, mail in received.mails] == [
+        "[FIRING] warning findings (reconcile)", "[RESOLVED] warning findings (reconcile)"]
+
+
 async def test_a_failing_channel_does_not_keep_the_others_from_sending(
         registry: Registry, write_project: Any, received: Received, smtp_port: int,
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -178,3 +178,35 @@ async def test_record_ids_must_be_a_list_of_strings(registry: Registry, tmp_path
         await open_project(registry, tmp_path, "{}", {"save.yaml": bad})
     good = await open_project(registry, tmp_path, "{}", {"save.yaml": SAVED})
     assert len(good.flows["save"].record_ids) == 3
+
+
+async def test_records_list_as_executions_started_when_their_lines_are_logged(start: Any) -> None:
+    """A line logged inside an execution carries its id before the record is written; records
+    still list newest first, in the order the executions started, under the ids the lines carry."""
+    import logging
+
+    from runtime.logformat import ExecutionFilter as LineFilter
+    from runtime.logformat import execution_of
+
+    lines: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record)
+
+    handler = Keep(level=logging.WARNING)
+    handler.addFilter(LineFilter())
+    engine_logger = logging.getLogger("splice.engine")
+    engine_logger.addHandler(handler)
+    try:
+        async with start({"flaky.yaml": FLAKY, "save.yaml": SAVED}) as h:
+            await h.runtime.engine.run("save", Event(payload={"Id": "S1"}))
+            await h.runtime.engine.run("flaky", Event(payload={"Id": "F1"}))  # logs its retries
+            await h.runtime.engine.run("save", Event(payload={"Id": "S2"}))
+            history = await flushed(h.runtime)
+            records = await history.list()
+    finally:
+        engine_logger.removeHandler(handler)
+    assert [r["recordIds"][0] for r in records] == ["S2", "F1", "S1"]
+    logged = {execution["executionId"] for execution in map(execution_of, lines) if execution}
+    assert logged == {records[1]["id"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -100,8 +101,9 @@ async def test_a_flow_run_against_both_emulators_shows_in_metrics() -> None:
     posts = [found for found in names_matching(samples, "splice_connector_requests_total",
                                                connector="quickbooks", method="POST")]
     assert posts and all(re.fullmatch(r"\d{3}", found["status"]) for found in posts)
+    assert {found["operation"] for found in posts} == {"quickbooks.match-or-create", "quickbooks.create"}
     assert (value(samples, "splice_connector_requests_total", connector="salesforce",
-                  method="GET", status="200") or 0.0) >= 1.0
+                  operation="salesforce.query", method="GET", status="200") or 0.0) >= 1.0
     # QuickBooks' per-realm budget: every request took a rate-limit slot, mostly at once.
     assert (value(samples, "splice_rate_limit_wait_seconds_count", connector="quickbooks")
             or 0.0) >= 1.0
@@ -172,8 +174,8 @@ async def test_token_failures_are_counted_until_a_token_is_had_again() -> None:
                for f in text_string_to_metric_families(metrics.exposition().decode())
                for s in f.samples}
     assert value(samples, "splice_token_refresh_failures_total", connector="demo") == 1.0
-    assert value(samples, "splice_connector_requests_total", connector="demo", method="GET",
-                 status="200") == 1.0
+    assert value(samples, "splice_connector_requests_total", connector="demo", operation="none",
+                 method="GET", status="200") == 1.0
 
 
 def test_change_time_reads_each_sources_timestamp() -> None:
@@ -196,3 +198,30 @@ def test_failure_rate_counts_a_window() -> None:
     metrics.execution_finished("f", message, outcome, 0.1)  # type: ignore[arg-type]
     assert metrics.failure_rate("f", 600) == (1, 2)
     assert metrics.failure_rate("f", 3600) == (2, 3)
+
+
+async def test_the_metered_store_writes_a_batch_as_its_backend_does(tmp_path: Path) -> None:
+    """``put_many`` through the metered store is the backend's one transaction (the execution
+    history's writer depends on it), not one write per entry."""
+    from runtime.metrics import MeteredStore
+    from runtime.store.sqlite import SQLiteStore
+
+    calls: list[str] = []
+
+    class Counting(SQLiteStore):
+        async def put(self, namespace: str, key: str, value: Any, *, ttl: float | None = None) -> None:
+            calls.append("put")
+            await super().put(namespace, key, value, ttl=ttl)
+
+        async def put_many(self, entries: Any, *, ttl: float | None = None) -> None:
+            calls.append("put_many")
+            await super().put_many(entries, ttl=ttl)
+
+    metrics = RuntimeMetrics()
+    store = MeteredStore.wrap(Counting(tmp_path / "s.db"), metrics)
+    await store.put_many([("ns", f"k{n}", n) for n in range(3)], ttl=60)
+    assert calls == ["put_many"]
+    assert [value async for _, value in store.items("ns")] == [0, 1, 2]
+    await store.aclose()
+    assert b'splice_store_operation_duration_seconds_count{operation="put_many"} 1.0' \
+        in metrics.exposition()

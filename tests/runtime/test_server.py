@@ -265,7 +265,7 @@ async def test_ready_says_when_the_store_does_not_answer(start: Any, monkeypatch
     """A store that fails or hangs makes /ready a 503 that says so; /health stays a liveness 200."""
     async with start({"orders.yaml": ORDERS}) as h:
         app = create_app(h.runtime, drain_timeout=5)
-        app.store_timeout = 0.2
+        app.readiness.store_timeout = 0.2
         async with app.lifespan():
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://splice") as client:

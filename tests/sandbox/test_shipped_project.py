@@ -79,8 +79,26 @@ def test_waiting_closed_won_opportunities_are_invoiced_at_start(shipped: Path) -
     assert_metrics_of_the_run(metrics)
 
 
+#: What ``/metrics`` must offer (README, Metrics): executions by flow and outcome, execution and step
+#: durations, connector requests by connector, operation and status, rate-limit waits, dead letters
+#: by flow, trigger lag, token refresh failures, store latency.
+LISTED_METRICS = {
+    "splice_executions_total": "counter",
+    "splice_execution_duration_seconds": "histogram",
+    "splice_step_duration_seconds": "histogram",
+    "splice_connector_requests_total": "counter",
+    "splice_rate_limit_wait_seconds": "histogram",
+    "splice_dead_letters_total": "counter",
+    "splice_trigger_lag_seconds": "gauge",
+    "splice_token_refresh_failures_total": "counter",
+    "splice_store_operation_duration_seconds": "histogram",
+}
+
+
 def assert_metrics_of_the_run(text: str) -> None:
     """``curl /metrics`` after the sandbox run names what ran, with labels and values."""
+    for name, kind in LISTED_METRICS.items():  # a family with nothing counted yet is still listed
+        assert f"\n# TYPE {name} {kind}\n" in text, name
     samples: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -96,6 +114,12 @@ def assert_metrics_of_the_run(text: str) -> None:
     assert total("splice_step_duration_seconds_count", step_kind="quickbooks.create") >= len(WAITING)
     assert total("splice_connector_requests_total", connector="quickbooks", status="200") >= 1
     assert total("splice_connector_requests_total", connector="salesforce", status="200") >= 1
+    # By operation: the step a request was made for, or the trigger whose source polled.
+    assert total("splice_connector_requests_total", connector="quickbooks",
+                 operation="quickbooks.create", method="POST") >= len(WAITING)
+    assert total("splice_connector_requests_total", connector="salesforce",
+                 operation="salesforce.bulk-query") >= 1
+    assert total("splice_connector_requests_total", operation="none") == 0
     assert total("splice_rate_limit_wait_seconds_count", connector="quickbooks") >= 1
     assert total("splice_store_operation_duration_seconds_count", operation="put") >= 1
     assert total("splice_trigger_running", flow="opportunity-to-invoice", state="running") == 1
