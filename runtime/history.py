@@ -33,7 +33,7 @@ import anyio
 
 from runtime.logcontext import StepTiming, business_ids
 from runtime.redaction import MASK, SECRET_KEYS, redact
-from runtime.store.base import ObjectStore, encode
+from runtime.store.base import ObjectStore, StoreUnavailableError, encode
 from runtime.store.executions import ExecutionHistory
 from runtime.store.ids import new_id, utc_iso
 
@@ -165,6 +165,8 @@ class ExecutionRecorder:
                 next_prune = time.monotonic() + self.settings.prune_interval
                 try:
                     removed = await self.history.prune(flows)
+                except StoreUnavailableError as exc:  # tried again at the next pruning
+                    logger.warning("pruning the execution history failed: %s", exc.message)
                 except Exception:
                     logger.exception("pruning the execution history failed")
                 else:
@@ -185,6 +187,14 @@ class ExecutionRecorder:
                     for record in records:
                         if record.get("replayOf"):
                             await self.history.mark_retried(str(record["replayOf"]), str(record["id"]))
+                except StoreUnavailableError as exc:
+                    # A blip (a failover, a cut connection): the batch goes back to the front of
+                    # the queue for the next flush, which writes it again (same ids, same rows).
+                    # The queue stays bounded: record() drops, counted, while it is full.
+                    self._queue.extendleft(reversed(batch))
+                    logger.warning("writing %d execution records failed (%s); they are written "
+                                   "again at the next flush", len(records), exc.message)
+                    return
                 except Exception as exc:  # the store's error says enough: no traceback
                     logger.error("writing %d execution records failed; they are lost: %s: %s",
                                  len(records), type(exc).__name__, exc)
@@ -198,7 +208,7 @@ class ExecutionRecorder:
         with anyio.CancelScope(shield=True) as scope:
             scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
             await self.flush()
-        if scope.cancelled_caught:
+        if self._queue:  # the store did not take them in time, or is unavailable
             left = len(self._queue)
             self._queue.clear()
             self.dropped += left

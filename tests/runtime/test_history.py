@@ -210,3 +210,34 @@ async def test_records_list_as_executions_started_when_their_lines_are_logged(st
     assert [r["recordIds"][0] for r in records] == ["S2", "F1", "S1"]
     logged = {execution["executionId"] for execution in map(execution_of, lines) if execution}
     assert logged == {records[1]["id"]}
+
+
+async def test_records_that_meet_a_store_blip_are_written_at_the_next_flush(
+        registry: Registry, tmp_path: Path) -> None:
+    """The store locked by another process while the writer flushes: the records stay queued and
+    the next flush writes them (before, they were logged as lost)."""
+    import sqlite3
+
+    project = await open_project(registry, tmp_path, "{ keep-data: all }", {"save.yaml": SAVED})
+    path = tmp_path / "store.db"
+    store = open_store(f"sqlite:///{path}", busy_timeout=0.05)
+    try:
+        async with open_runtime(project, registry, store=store) as runtime:
+            recorder = runtime.engine.history
+            assert recorder is not None
+            await store.put("warm", "up", True)
+            for n in range(3):
+                await runtime.engine.run("save", Event(payload={"Id": f"{n:04d}"}))
+            other = sqlite3.connect(path, isolation_level=None)
+            other.execute("BEGIN EXCLUSIVE")
+            try:
+                await recorder.flush()
+            finally:
+                other.execute("ROLLBACK")
+                other.close()
+            assert recorder.pending == 3 and recorder.written == 0
+            await recorder.flush()
+            assert recorder.pending == 0 and recorder.written == 3
+        assert await ExecutionHistory(store).count() == 3
+    finally:
+        await store.aclose()
