@@ -57,6 +57,19 @@ async def test_won_opportunity_becomes_one_invoice(integration: Integration) -> 
     assert it.record("Account", account)["QB_Customer_Id__c"] == customer["Id"]
 
 
+async def test_a_new_invoices_payment_state_is_written_with_its_link(integration: Integration) -> None:
+    """Unpaid, nothing paid, the whole total due, as soon as the opportunity is linked: no Invoice
+    event is needed (one handled before the link existed finds no opportunity, and left the
+    status empty for good)."""
+    it = integration
+    _, opp = seed_won(it)
+    outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    assert outcome.status == "completed", outcome.error
+    written = it.record("Opportunity", opp)
+    assert (written["Payment_Status__c"], written["Amount_Paid__c"], written["Balance_Due__c"]) == \
+        ("Unpaid", 0, 5454.62)
+
+
 async def test_duplicate_delivery_and_reopen_make_no_second_invoice(integration: Integration) -> None:
     it = integration
     _, opp = seed_won(it)
