@@ -110,6 +110,39 @@ def _typed_failures(method: Callable[P, Coroutine[Any, Any, T]]
     return typed
 
 
+def _quiet_pool_releases() -> None:
+    """Tell asyncpg's background releases of connections whose session ended apart from bugs.
+
+    When a query is cancelled (a lock's body stopped, a deadline), asyncpg gives the connection
+    back to its pool in a task of its own, resetting it first; if the session ended meanwhile (a
+    failover, a cut connection) that task fails with nobody to hear it, and asyncio prints "Task
+    exception was never retrieved" with a traceback. The pool replaces such a connection by
+    itself, so that is one warning line here; every other unheard failure goes to the handler that
+    was there before.
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    if getattr(previous, "quiets_pool_releases", False):
+        return
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        task = context.get("future")
+        coro = getattr(task, "get_coro", lambda: None)() if task is not None else None
+        if "PoolConnectionHolder.release" in getattr(coro, "__qualname__", ""):
+            log.warning("a pooled PostgreSQL connection could not be reset after its session "
+                        "ended (%s); the pool opens another", context.get("exception"))
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    handler.quiets_pool_releases = True  # type: ignore[attr-defined]
+    loop.set_exception_handler(handler)
+
+
 def _drop(conn: Any) -> None:
     """Close a pooled connection at once. One whose session already ended has been taken back by
     its pool (asyncpg detaches the proxy), and there is nothing left to close."""
@@ -208,6 +241,7 @@ class PostgresStore(ObjectStore):
             raise RuntimeError("a postgresql:// store needs asyncpg: "
                                "pip install 'splice[postgres]'") from exc
 
+        _quiet_pool_releases()
         try:
             pool = await asyncpg.create_pool(self.dsn, min_size=self.min_size,
                                              max_size=self.max_size)

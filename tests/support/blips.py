@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-__all__ = ["BlipProxy", "blip_proxy"]
+__all__ = ["BlipProxy", "blip_proxy", "terminate_lock_sessions"]
 
 
 class BlipProxy:
@@ -91,3 +91,17 @@ async def blip_proxy(host: str, port: int) -> AsyncIterator[BlipProxy]:
         yield proxy
     finally:
         await proxy.aclose()
+
+
+async def terminate_lock_sessions(postgres_url: str, schema: str) -> int:
+    """Cut the database sessions holding the advisory locks of the store in ``schema``, as a
+    failover or a network blip would; how many were cut."""
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        return len(await conn.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND granted AND classid = hashtext($1)::oid", f"splice:{schema}"))
+    finally:
+        await conn.close()

@@ -106,6 +106,16 @@ async def _drop_schema(url: str, schema: str) -> None:
         await conn.close()
 
 
+@pytest.fixture
+async def pg_schema(postgres_url: str) -> AsyncIterator[str]:
+    """A schema of its own in the test server (its name), dropped afterwards."""
+    schema = f"splice_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        yield schema
+    finally:
+        await _drop_schema(postgres_url, schema)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     """SQLite on a file in ``tmp_path``, or PostgreSQL in a schema of its own."""

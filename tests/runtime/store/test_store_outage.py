@@ -4,9 +4,7 @@ to deliver again rather than passed over."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,7 +18,7 @@ from runtime.registry import load_registry
 from runtime.service import open_runtime
 from runtime.store import DeadLetterQueue, open_store
 from runtime.store.base import StoreUnavailableError
-from tests.support.blips import blip_proxy
+from tests.support.blips import blip_proxy, terminate_lock_sessions
 
 pytestmark = pytest.mark.anyio
 
@@ -88,41 +86,31 @@ def load(write_project: Any, outage: Outage, files: dict[str, str]) -> tuple[Any
 
 @pytest.mark.postgres
 async def test_a_cut_store_connection_inside_a_step_is_retried_and_the_event_completes(
-        postgres_url: str, write_project: Any) -> None:
+        postgres_url: str, pg_schema: str, write_project: Any) -> None:
     """The store's connection drops in the middle of the step's write (a failover): the step
     meets ``STORE:UNAVAILABLE``, is retried with backoff, and the event completes, with no dead
     letter. (Without typing, the write failed as ``OUTAGE:UNEXPECTED`` and was dead-lettered.)"""
-    import asyncpg
-
     outage = Outage()
     registry, project = load(write_project, outage, {"write.yaml": WRITE})
-    schema = f"splice_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     server = urlsplit(postgres_url)
     async with blip_proxy(server.hostname or "127.0.0.1", server.port or 5432) as proxy:
         url = urlunsplit(server._replace(netloc=f"{server.username or 'postgres'}@127.0.0.1:"
-                                                f"{proxy.port}", query=f"schema={schema}"))
+                                                f"{proxy.port}", query=f"schema={pg_schema}"))
 
         async def cut_in_flight() -> None:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(proxy.cut)
                 await anyio.sleep(0.05)  # the write below goes out into the stalled connection
 
-        try:
-            async with open_store(url) as store, open_runtime(project, registry, store=store) \
-                    as runtime:
-                await store.put("outage-test", "warm", True)  # the pool holds a session now
-                outage.cut = cut_in_flight
-                outcome = await runtime.engine.run("write", Event(payload={"key": "k1"}))
-                assert outcome.status == "completed", outcome.error
-                assert outage.attempts >= 2 and proxy.cuts == 1
-                assert await store.get("outage-test", "k1") == {"written": True}
-                assert await DeadLetterQueue(store).count() == 0
-        finally:
-            conn = await asyncpg.connect(postgres_url)
-            try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await conn.close()
+        async with open_store(url) as store, open_runtime(project, registry, store=store) \
+                as runtime:
+            await store.put("outage-test", "warm", True)  # the pool holds a session now
+            outage.cut = cut_in_flight
+            outcome = await runtime.engine.run("write", Event(payload={"key": "k1"}))
+            assert outcome.status == "completed", outcome.error
+            assert outage.attempts >= 2 and proxy.cuts == 1
+            assert await store.get("outage-test", "k1") == {"written": True}
+            assert await DeadLetterQueue(store).count() == 0
 
 
 async def test_a_locked_sqlite_store_is_a_typed_retryable_error(tmp_path: Path) -> None:
@@ -174,41 +162,25 @@ async def test_an_event_whose_dead_letter_cannot_be_kept_is_not_done(
 
 
 @pytest.mark.postgres
-async def test_locks_whose_sessions_are_cut_leave_the_lock_pool_whole(postgres_url: str) -> None:
+async def test_locks_whose_sessions_are_cut_leave_the_lock_pool_whole(
+        postgres_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each lock lost to a cut session gives its pool slot back: more losses than the pool has
     connections, and the lock is still taken at once. (Dropping the dead connection used to raise
     asyncpg's 'released back to the pool', which skipped giving the slot back; once the slots were
     gone, every replica stood by for ever.)"""
-    import asyncpg
-
     from runtime.store import LockLostError, PostgresStore
     from runtime.store import postgres as backend
 
-    schema = f"splice_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    store = PostgresStore(postgres_url, schema=schema, lock_pool_size=2)
-    original_check = backend.LEASE_CHECK
-    backend.LEASE_CHECK = 0.05
+    monkeypatch.setattr(backend, "LEASE_CHECK", 0.05)
+    store = PostgresStore(postgres_url, schema=pg_schema, lock_pool_size=2)
     try:
         for _ in range(4):
             with pytest.raises(LockLostError):
                 async with store.lock("cut-me", timeout=5) as lease:
-                    conn = await asyncpg.connect(postgres_url)
-                    try:
-                        await conn.execute(
-                            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = "
-                            "'advisory' AND granted AND classid = hashtext($1)::oid",
-                            f"splice:{schema}")
-                    finally:
-                        await conn.close()
+                    assert await terminate_lock_sessions(postgres_url, pg_schema) == 1
                     await lease.confirm()
         with anyio.fail_after(10):
             async with store.lock("cut-me", timeout=1):
                 pass
     finally:
-        backend.LEASE_CHECK = original_check
         await store.aclose()
-        conn = await asyncpg.connect(postgres_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()

@@ -3,8 +3,6 @@ when it stops, another takes over."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +15,7 @@ from runtime.registry import load_registry
 from runtime.service import open_runtime
 from runtime.store import ObjectStore, open_store
 from runtime.testing import wait_until
+from tests.support.blips import terminate_lock_sessions
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -42,41 +41,31 @@ def count_trigger_lock_attempts(store: ObjectStore, attempts: list[ObjectStore])
 
 
 async def test_one_replica_runs_an_exclusive_trigger_then_another_takes_over(
-        postgres_url: str, registry: Any, write_project: Any, recorder: Any,
+        postgres_url: str, pg_schema: str, registry: Any, write_project: Any, recorder: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import asyncpg
-
     monkeypatch.setattr(sources, "LEADER_RETRY", 0.05)
     project = dsl.load_project(write_project({"watch.yaml": WATCH}), vocabulary=registry, environ={})
-    schema = f"splice_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    url = f"{postgres_url}?schema={schema}"
-    try:
-        async with open_store(url) as one, open_store(url) as other, \
-                open_runtime(project, registry, store=one) as first, \
-                open_runtime(project, registry, store=other) as second, \
-                anyio.create_task_group() as tg:
-            attempts: list[ObjectStore] = []
-            count_trigger_lock_attempts(one, attempts)
-            count_trigger_lock_attempts(other, attempts)
-            await tg.start(first.run_triggers)
-            await tg.start(second.run_triggers)
-            await wait_until(lambda: recorder.running == 1)
-            # The standby has tried several times meanwhile (the leader asked once).
-            await wait_until(lambda: len(attempts) >= 5, what="the standby to try to take over")
-            assert len(recorder.of("ticks")) == 1
-            leader, standby = ((first, second) if recorder.of("ticks")[0]["store"] is one
-                               else (second, first))
-            leader.request_stop()
-            await wait_until(lambda: len(recorder.of("ticks")) == 2 and recorder.running == 1)
-            assert recorder.of("ticks")[1]["store"] is standby.store
-            assert recorder.max_running == 1
-            standby.request_stop()
-    finally:
-        conn = await asyncpg.connect(postgres_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+    url = f"{postgres_url}?schema={pg_schema}"
+    async with open_store(url) as one, open_store(url) as other, \
+            open_runtime(project, registry, store=one) as first, \
+            open_runtime(project, registry, store=other) as second, \
+            anyio.create_task_group() as tg:
+        attempts: list[ObjectStore] = []
+        count_trigger_lock_attempts(one, attempts)
+        count_trigger_lock_attempts(other, attempts)
+        await tg.start(first.run_triggers)
+        await tg.start(second.run_triggers)
+        await wait_until(lambda: recorder.running == 1)
+        # The standby has tried several times meanwhile (the leader asked once).
+        await wait_until(lambda: len(attempts) >= 5, what="the standby to try to take over")
+        assert len(recorder.of("ticks")) == 1
+        leader, standby = ((first, second) if recorder.of("ticks")[0]["store"] is one
+                           else (second, first))
+        leader.request_stop()
+        await wait_until(lambda: len(recorder.of("ticks")) == 2 and recorder.running == 1)
+        assert recorder.of("ticks")[1]["store"] is standby.store
+        assert recorder.max_running == 1
+        standby.request_stop()
 
 
 async def test_without_replicas_the_trigger_just_runs(start: Any, recorder: Any) -> None:
@@ -144,58 +133,35 @@ class NumbersPlugin:
         return [numbers_connector(self.handled)]
 
 
-async def terminate_lock_sessions(postgres_url: str, schema: str) -> int:
-    """Cut the database sessions holding the advisory locks of the store in ``schema``, as a
-    failover or a network blip would; how many were cut."""
-    import asyncpg
-
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        return len(await conn.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-            "AND granted AND classid = hashtext($1)::oid", f"splice:{schema}"))
-    finally:
-        await conn.close()
-
-
 async def test_a_holder_that_loses_its_lock_session_stops_and_no_event_is_handled_twice(
-        postgres_url: str, write_project: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import asyncpg
-
+        postgres_url: str, pg_schema: str, write_project: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources, "LEADER_RETRY", 0.05)
     handled = Handled()
     registry = load_registry([NumbersPlugin(handled)], load_entry_points=False)
     project = dsl.load_project(write_project({"count.yaml": COUNT}, connections="connections: {}"),
                                vocabulary=registry, environ={})
-    schema = f"splice_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    url = f"{postgres_url}?schema={schema}"
-    try:
-        async with open_store(url) as one, open_store(url) as other, \
-                open_runtime(project, registry, store=one) as first, \
-                open_runtime(project, registry, store=other) as second, \
-                anyio.create_task_group() as tg:
-            await tg.start(first.run_triggers)
-            await tg.start(second.run_triggers)
-            await wait_until(lambda: len(handled.numbers) >= 20, what="the leader to count")
-            leader = handled.numbers[0][1]
-            standby = other if leader is one else one
-            assert handled.by(standby) == []
+    url = f"{postgres_url}?schema={pg_schema}"
+    async with open_store(url) as one, open_store(url) as other, \
+            open_runtime(project, registry, store=one) as first, \
+            open_runtime(project, registry, store=other) as second, \
+            anyio.create_task_group() as tg:
+        await tg.start(first.run_triggers)
+        await tg.start(second.run_triggers)
+        await wait_until(lambda: len(handled.numbers) >= 20, what="the leader to count")
+        leader = handled.numbers[0][1]
+        standby = other if leader is one else one
+        assert handled.by(standby) == []
 
-            assert await terminate_lock_sessions(postgres_url, schema) == 1
-            # The old holder stops its trigger, and the standby takes over and counts on.
-            await wait_until(lambda: handled.running.get(id(leader)) == 0,
-                             what="the holder that lost its lock to stop its trigger")
-            await wait_until(lambda: len(handled.by(standby)) >= 20, what="the standby to take over")
+        assert await terminate_lock_sessions(postgres_url, pg_schema) == 1
+        # The old holder stops its trigger, and the standby takes over and counts on.
+        await wait_until(lambda: handled.running.get(id(leader)) == 0,
+                         what="the holder that lost its lock to stop its trigger")
+        await wait_until(lambda: len(handled.by(standby)) >= 20, what="the standby to take over")
 
-            numbers = [n for n, _ in handled.numbers]
-            assert len(numbers) == len(set(numbers)), "a number was handled by both replicas"
-            last_of_leader = max(handled.by(leader))
-            assert min(handled.by(standby)) > last_of_leader
-            first.request_stop()
-            second.request_stop()
-    finally:
-        conn = await asyncpg.connect(postgres_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+        numbers = [n for n, _ in handled.numbers]
+        assert len(numbers) == len(set(numbers)), "a number was handled by both replicas"
+        last_of_leader = max(handled.by(leader))
+        assert min(handled.by(standby)) > last_of_leader
+        first.request_stop()
+        second.request_stop()
