@@ -19,18 +19,27 @@ from connectors.salesforce.emulator.rest import Handler
 from connectors.salesforce.emulator.soql import Query, parse
 from connectors.salesforce.emulator.state import Emulator
 
-__all__ = ["BULK_ROUTES"]
+__all__ = ["BULK_ROUTES", "job_info", "job_request"]
 
 
-def _info(job: dict[str, Any]) -> dict[str, Any]:
+def job_info(job: dict[str, Any]) -> dict[str, Any]:
+    """A job as Salesforce shows it: without the emulator's own ``_`` keys."""
     return {k: v for k, v in job.items() if not k.startswith("_")}
 
 
-async def create_job(request: Request, emu: Emulator, v: str) -> Response:
+async def job_request(request: Request) -> dict[str, Any]:
+    """The JSON object of a job request (create, state change)."""
     try:
         body = json.loads(await request.body() or b"{}")
     except ValueError:
         raise ApiError(400, "JSON_PARSER_ERROR", "Unexpected character") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "JSON_PARSER_ERROR", "Cannot deserialize a job from a non-object")
+    return body
+
+
+async def create_job(request: Request, emu: Emulator, v: str) -> Response:
+    body = await job_request(request)
     operation = body.get("operation", "query")
     if operation not in ("query", "queryAll"):
         raise ApiError(400, "API_ERROR", f"Invalid operation: {operation}")
@@ -53,7 +62,7 @@ async def create_job(request: Request, emu: Emulator, v: str) -> Response:
            "lineEnding": "LF", "columnDelimiter": "COMMA", "_polls": 0, "_result": result,
            "_columns": _columns(parsed)}
     emu.jobs[job_id] = job
-    return JSONResponse(_info(job))
+    return JSONResponse(job_info(job))
 
 
 def _columns(parsed: Query) -> list[str]:
@@ -74,13 +83,13 @@ async def job_status(request: Request, emu: Emulator, v: str, job_id: str) -> Re
         return Response(status_code=204)
     if request.method == "PATCH":
         job["state"] = "Aborted"
-        return JSONResponse(_info(job))
+        return JSONResponse(job_info(job))
     if job["state"] in ("UploadComplete", "InProgress"):
         job["_polls"] += 1
         job["state"] = "JobComplete" if job["_polls"] > emu.options.bulk_polls else "InProgress"
     if job["state"] == "JobComplete":
         job.update({"numberRecordsProcessed": len(job["_result"]), "retries": 0, "totalProcessingTime": 42})
-    return JSONResponse(_info(job))
+    return JSONResponse(job_info(job))
 
 
 def _cell(value: Any) -> str:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import secrets
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from connectors.salesforce.emulator.bulk import job_info, job_request
 from connectors.salesforce.emulator.errors import ApiError
 from connectors.salesforce.emulator.ids import format_datetime
 from connectors.salesforce.emulator.rest import Handler, call_origin
@@ -36,17 +36,8 @@ _LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
 MAX_UPLOAD = 100 * 1024 * 1024
 
 
-def _info(job: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in job.items() if not k.startswith("_")}
-
-
 async def create_job(request: Request, emu: Emulator, v: str) -> Response:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise ApiError(400, "JSON_PARSER_ERROR", "Unexpected character") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "JSON_PARSER_ERROR", "Cannot deserialize a job from a non-object")
+    body = await job_request(request)
     operation = body.get("operation")
     if operation not in OPERATIONS:
         raise ApiError(400, "INVALIDJOB", f"InvalidJob : Invalid operation: {operation}")
@@ -77,7 +68,7 @@ async def create_job(request: Request, emu: Emulator, v: str) -> Response:
         "_header": [], "_origin": None,
     }
     emu.ingest_jobs[job_id] = job
-    return JSONResponse(_info(job))
+    return JSONResponse(job_info(job))
 
 
 def _job(emu: Emulator, job_id: str) -> dict[str, Any]:
@@ -111,10 +102,7 @@ async def job_status(request: Request, emu: Emulator, v: str, job_id: str) -> Re
         del emu.ingest_jobs[job_id]
         return Response(status_code=204)
     if request.method == "PATCH":
-        try:
-            wanted = json.loads(await request.body() or b"{}").get("state")
-        except (ValueError, AttributeError):
-            raise ApiError(400, "JSON_PARSER_ERROR", "Unexpected character") from None
+        wanted = (await job_request(request)).get("state")
         if wanted == "Aborted" and job["state"] in ("Open", "UploadComplete", "InProgress"):
             job["state"] = "Aborted"
             job["_left"] = _rows(job)[1] if job["_data"] else []
@@ -128,12 +116,12 @@ async def job_status(request: Request, emu: Emulator, v: str, job_id: str) -> Re
             raise ApiError(400, "INVALIDJOBSTATE", f"Cannot change the state of a job in state "
                                                    f"{job['state']} to {wanted}")
         job["systemModstamp"] = format_datetime(emu.org.clock.now())
-        return JSONResponse(_info(job))
+        return JSONResponse(job_info(job))
     if job["state"] == "UploadComplete":
         job["state"] = "InProgress"  # seen once, as a client polling a real org sees it
     elif job["state"] == "InProgress":
         _process(emu, job)
-    return JSONResponse(_info(job))
+    return JSONResponse(job_info(job))
 
 
 def _rows(job: dict[str, Any]) -> tuple[list[str], list[dict[str, str]]]:
