@@ -14,6 +14,7 @@ from typing import Any
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.errors import error_from_faults, faults_in, quickbooks_error
 from connectors.quickbooks.query import render
+from connectors.quickbooks.steps import step_client
 from connectors.quickbooks.writes import once, request_id, writable
 from runtime import OperationContext
 
@@ -72,9 +73,7 @@ def _result(index: int, bid: str, operation: str, entity: str, answer: dict[str,
 
 async def batch_operation(ctx: OperationContext, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Results in input order: ``{index, ok, record | records | error}`` per item."""
-    client = ctx.connection
-    if not isinstance(client, QuickBooksClient):
-        raise quickbooks_error("CONNECTION", "this step needs a quickbooks connection")
+    client = step_client(ctx)
     items = params.get("items")
     if items is None:
         items = ctx.message.payload

@@ -19,7 +19,6 @@ from typing import Any
 
 import anyio
 
-from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.creates import create_record
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.matching import (
@@ -36,6 +35,7 @@ from connectors.quickbooks.matching import (
     remembered_owner,
 )
 from connectors.quickbooks.query import quote
+from connectors.quickbooks.steps import step_client
 from connectors.quickbooks.writes import once, writable
 from runtime import DRY_RUN_ID, OperationContext, SpliceError
 
@@ -52,9 +52,7 @@ class _Matcher:
     """One match-or-create: the parameters read once, and the candidates seen so far."""
 
     def __init__(self, ctx: OperationContext, params: dict[str, Any]) -> None:
-        client = ctx.connection
-        if not isinstance(client, QuickBooksClient):
-            raise quickbooks_error("CONNECTION", "this step needs a quickbooks connection")
+        client = step_client(ctx)
         self.ctx, self.client, self.params = ctx, client, params
         self.entity = str(params["entity"])  # Customer or Item: the runtime checks the enum
         record = params.get("record") if params.get("record") is not None else ctx.message.payload

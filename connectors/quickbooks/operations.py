@@ -13,7 +13,6 @@ import hashlib
 from typing import Any
 
 from connectors.quickbooks.batch import batch_operation
-from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.creates import create_record
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.lookup import find_or_create, match_or_create
@@ -27,6 +26,7 @@ from connectors.quickbooks.preview import (
     preview_void,
 )
 from connectors.quickbooks.query import is_count, query_entity, render
+from connectors.quickbooks.steps import step_client, step_entity, step_record
 from connectors.quickbooks.writes import apply_update, once, writable
 from runtime import OperationContext, OperationSpec, Param
 
@@ -45,25 +45,7 @@ KEY = Param("idempotency-key", summary="Stable key of this logical write; become
             "the ledger key", examples=("#[ 'opp-' & vars.trigger.Id ]",))
 
 
-def _client(ctx: OperationContext) -> QuickBooksClient:
-    client = ctx.connection
-    if not isinstance(client, QuickBooksClient):
-        raise quickbooks_error("CONNECTION", "this step needs a quickbooks connection")
-    return client
 
-
-def _record(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
-    record = params.get("record")
-    if record is None:
-        record = ctx.message.payload
-    if not isinstance(record, dict):
-        raise quickbooks_error("VALIDATION", "the record to write must be an object")
-    return dict(record)
-
-
-def _entity(params: dict[str, Any]) -> str:
-    name = str(params["entity"]).strip()
-    return name[:1].upper() + name[1:]
 
 
 def _implicit_key(ctx: OperationContext, kind: str, entity: str, record: dict[str, Any]) -> str:
@@ -80,8 +62,8 @@ def _implicit_key(ctx: OperationContext, kind: str, entity: str, record: dict[st
 
 async def create(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """Create one entity, once per idempotency key."""
-    client, entity = _client(ctx), _entity(params)
-    body = writable(_record(ctx, params), entity)
+    client, entity = step_client(ctx), step_entity(params)
+    body = writable(step_record(ctx, params), entity)
     body.pop("Id", None)
     body.pop("SyncToken", None)
     key = params.get("idempotency-key")
@@ -95,8 +77,8 @@ async def create(ctx: OperationContext, params: dict[str, Any]) -> Any:
 
 async def update(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """Sparse (default) or full update; a stale SyncToken is re-read and our fields re-applied."""
-    client, entity = _client(ctx), _entity(params)
-    record = _record(ctx, params)
+    client, entity = step_client(ctx), step_entity(params)
+    record = step_record(ctx, params)
     key = params.get("idempotency-key")
     rid_key = str(key) if key else _implicit_key(ctx, "update", entity, record)
     return await once(ctx, client.realm_id, f"update:{entity}:{key}" if key else None,
@@ -106,12 +88,12 @@ async def update(ctx: OperationContext, params: dict[str, Any]) -> Any:
 
 async def get(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """Read one entity by Id."""
-    return await _client(ctx).read(_entity(params), str(params["id"]))
+    return await step_client(ctx).read(step_entity(params), str(params["id"]))
 
 
 async def delete(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """Delete a transaction, or make a name-list entity inactive."""
-    client, entity = _client(ctx), _entity(params)
+    client, entity = step_client(ctx), step_entity(params)
     record = {"Id": str(params["id"]), "SyncToken": params.get("sync-token")}
     key = params.get("idempotency-key")
     rid_key = str(key) if key else _implicit_key(ctx, "delete", entity, record)
@@ -126,7 +108,7 @@ async def delete(ctx: OperationContext, params: dict[str, Any]) -> Any:
 
 async def void(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """Void a transaction (kept with zero amounts)."""
-    client, entity = _client(ctx), _entity(params)
+    client, entity = step_client(ctx), step_entity(params)
     record = {"Id": str(params["id"]), "SyncToken": params.get("sync-token")}
     key = params.get("idempotency-key")
     rid_key = str(key) if key else _implicit_key(ctx, "void", entity, record)
@@ -139,7 +121,7 @@ async def void(ctx: OperationContext, params: dict[str, Any]) -> Any:
 
 async def query(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """All rows of a select (paged), or the number for ``select count(*)``."""
-    client = _client(ctx)
+    client = step_client(ctx)
     sql = render(str(params["query"]), params.get("binds") or {})
     if is_count(sql):
         return int((await client.query_page(sql)).get("totalCount", 0))
@@ -155,7 +137,7 @@ async def cdc(ctx: OperationContext, params: dict[str, Any]) -> Any:
     entities = params["entities"]
     if isinstance(entities, str):
         entities = [e.strip() for e in entities.split(",") if e.strip()]
-    return await _client(ctx).cdc(list(entities), str(params["changed-since"]))
+    return await step_client(ctx).cdc(list(entities), str(params["changed-since"]))
 
 
 OPERATIONS: tuple[OperationSpec, ...] = (

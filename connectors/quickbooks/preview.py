@@ -14,6 +14,7 @@ from typing import Any
 from connectors.quickbooks.batch import BATCH_SIZE, build_item
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.errors import quickbooks_error
+from connectors.quickbooks.steps import step_client, step_entity, step_record
 from connectors.quickbooks.writes import writable
 from runtime import DRY_RUN_ID, OperationContext
 
@@ -32,25 +33,7 @@ _NAME_LISTS = frozenset({"Customer", "Vendor", "Employee", "Item", "Account", "T
 _VOID_BY_UPDATE = frozenset({"Payment", "SalesReceipt", "BillPayment"})
 
 
-def _client(ctx: OperationContext) -> QuickBooksClient:
-    client = ctx.connection
-    if not isinstance(client, QuickBooksClient):
-        raise quickbooks_error("CONNECTION", "this step needs a quickbooks connection")
-    return client
 
-
-def _entity(params: dict[str, Any]) -> str:
-    name = str(params["entity"]).strip()
-    return name[:1].upper() + name[1:]
-
-
-def _record(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
-    record = params.get("record")
-    if record is None:
-        record = ctx.message.payload
-    if not isinstance(record, dict):
-        raise quickbooks_error("VALIDATION", "the record to write must be an object")
-    return dict(record)
 
 
 async def _sync_token(client: QuickBooksClient, entity: str, record: dict[str, Any]) -> str:
@@ -61,8 +44,8 @@ async def _sync_token(client: QuickBooksClient, entity: str, record: dict[str, A
 
 async def preview_create(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """``quickbooks.create``: the body it would POST; the stand-in is that body with a placeholder Id."""
-    entity = _entity(params)
-    body = writable(_record(ctx, params), entity)
+    entity = step_entity(params)
+    body = writable(step_record(ctx, params), entity)
     body.pop("Id", None)
     body.pop("SyncToken", None)
     if not params.get("idempotency-key"):
@@ -73,8 +56,8 @@ async def preview_create(ctx: OperationContext, params: dict[str, Any]) -> Any:
 
 async def preview_update(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """``quickbooks.update``: the sparse (or full) body it would POST, the SyncToken read if needed."""
-    client, entity = _client(ctx), _entity(params)
-    record = _record(ctx, params)
+    client, entity = step_client(ctx), step_entity(params)
+    record = step_record(ctx, params)
     if not record.get("Id"):
         raise quickbooks_error("VALIDATION", f"an update of {entity} needs the record's Id")
     ours = {k: v for k, v in writable(record, entity).items()
@@ -93,7 +76,7 @@ async def preview_update(ctx: OperationContext, params: dict[str, Any]) -> Any:
 
 async def preview_delete(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """``quickbooks.delete``: the delete (or, for a name list, the deactivation) it would send."""
-    client, entity = _client(ctx), _entity(params)
+    client, entity = step_client(ctx), step_entity(params)
     record = {"Id": str(params["id"]), "SyncToken": params.get("sync-token")}
     record["SyncToken"] = await _sync_token(client, entity, record)
     if entity in _NAME_LISTS:
@@ -106,7 +89,7 @@ async def preview_delete(ctx: OperationContext, params: dict[str, Any]) -> Any:
 
 async def preview_void(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """``quickbooks.void``: the void it would send."""
-    client, entity = _client(ctx), _entity(params)
+    client, entity = step_client(ctx), step_entity(params)
     record = {"Id": str(params["id"]), "SyncToken": params.get("sync-token")}
     record["SyncToken"] = await _sync_token(client, entity, record)
     body = {**record, "sparse": True} if entity in _VOID_BY_UPDATE else record
@@ -124,7 +107,7 @@ def batch_writes(params: Any) -> bool:
 
 async def preview_batch(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """``quickbooks.batch``: its queries are run one by one; each write item is told, not sent."""
-    client = _client(ctx)
+    client = step_client(ctx)
     items = params.get("items")
     if items is None:
         items = ctx.message.payload
