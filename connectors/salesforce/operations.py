@@ -17,6 +17,7 @@ from connectors.salesforce.preview import (
     preview_upsert,
 )
 from connectors.salesforce.soql import bind
+from connectors.salesforce.targets import update_id, upsert_key
 from runtime import OperationContext, OperationSpec, Param
 
 __all__ = ["OPERATIONS"]
@@ -77,24 +78,16 @@ async def create(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any
 
 async def update(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """Update one record by Id (``id`` or ``record.Id``)."""
-    record_id = params.get("id") or params["record"].get("Id")
-    if not record_id:
-        raise SalesforceError("update needs id (or record.Id)", error_type="SALESFORCE:VALIDATION")
-    await _client(ctx).update(params["object"], str(record_id), params["record"])
-    ctx.annotate(record_id=str(record_id))
+    record_id = update_id(params)
+    await _client(ctx).update(params["object"], record_id, params["record"])
+    ctx.annotate(record_id=record_id)
     return {"id": record_id, "success": True, "errors": []}
 
 
 async def upsert(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """Insert or update by external id; the payload is ``{"id", "created", "success"}``."""
-    field, record = params["external-id-field"], params["record"]
-    value = params.get("external-id")
-    if value in (None, ""):
-        value = record.get(field)
-    if value in (None, ""):
-        raise SalesforceError(f"upsert needs external-id or record.{field}",
-                              error_type="SALESFORCE:VALIDATION")
-    result = await _client(ctx).upsert(params["object"], field, value, record)
+    field, value = upsert_key(params)
+    result = await _client(ctx).upsert(params["object"], field, value, params["record"])
     ctx.annotate(record_id=str(result.get("id")), created=bool(result.get("created")))
     return result
 

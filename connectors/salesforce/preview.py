@@ -11,7 +11,7 @@ from typing import Any
 
 from connectors.salesforce.client import _writable
 from connectors.salesforce.composite import _prepare
-from connectors.salesforce.errors import SalesforceError
+from connectors.salesforce.targets import update_id, upsert_key
 from runtime import DRY_RUN_ID, OperationContext
 
 __all__ = [
@@ -31,25 +31,18 @@ async def preview_create(ctx: OperationContext, params: dict[str, Any]) -> dict[
 
 async def preview_update(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """``salesforce.update``: the fields it would PATCH on the record."""
-    record_id = params.get("id") or params["record"].get("Id")
-    if not record_id:
-        raise SalesforceError("update needs id (or record.Id)", error_type="SALESFORCE:VALIDATION")
-    ctx.would_write("update", {"object": params["object"], "id": str(record_id)},
+    record_id = update_id(params)
+    ctx.would_write("update", {"object": params["object"], "id": record_id},
                     _writable(params["record"], drop=("Id",)))
     return {"id": record_id, "success": True, "errors": []}
 
 
 async def preview_upsert(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """``salesforce.upsert``: the record it would PATCH by external id."""
-    field, record = params["external-id-field"], params["record"]
-    value = params.get("external-id")
-    if value in (None, ""):
-        value = record.get(field)
-    if value in (None, ""):
-        raise SalesforceError(f"upsert needs external-id or record.{field}",
-                              error_type="SALESFORCE:VALIDATION")
+    field, value = upsert_key(params)
     ctx.would_write("upsert", {"object": params["object"], "externalIdField": field,
-                               "externalId": str(value)}, _writable(record, drop=("Id", field)))
+                               "externalId": str(value)},
+                    _writable(params["record"], drop=("Id", field)))
     return {"id": DRY_RUN_ID, "success": True, "errors": [], "created": None}
 
 
