@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 
 from runtime.store.base import Lease, LockLostError, LockTimeoutError
 
-__all__ = ["LocalLocks", "poll", "unwrap_single", "watched"]
+__all__ = ["LocalLocks", "beside", "poll", "unwrap_single", "watched"]
 
 log = logging.getLogger("splice.store")
 
@@ -105,20 +106,33 @@ async def watched(lease: Lease, every: float) -> AsyncIterator[Lease]:
                 scope.cancel()
                 return
 
+    async with beside(watch):
+        yield lease
+    if stopped:
+        raise stopped[0]
+
+
+@asynccontextmanager
+async def beside(task: Callable[[anyio.CancelScope], Coroutine[Any, Any, None]]
+                 ) -> AsyncIterator[None]:
+    """Run the body with ``task`` beside it, for as long as the body runs.
+
+    ``task`` gets the body's cancel scope, to stop the body (a lock found lost); it is cancelled
+    when the body ends. The body's own exception comes out unwrapped, exactly as if no task group
+    were involved, since the task never raises.
+    """
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watch, tg.cancel_scope)
+            tg.start_soon(task, tg.cancel_scope)
             try:
-                yield lease
+                yield
             finally:
                 tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         inner = unwrap_single(group)
         if inner is group:
             raise
-        raise inner from inner.__cause__
-    if stopped:
-        raise stopped[0]
+        raise inner from inner.__cause__  # keeps the body's own cause, drops the group
 
 
 def unwrap_single(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.from_thread
 
-from runtime.store._locking import LocalLocks, log, poll, unwrap_single
+from runtime.store._locking import LocalLocks, beside, log, poll
 from runtime.store.base import (
     Lease,
     LockLostError,
@@ -359,18 +359,8 @@ class SQLiteStore(ObjectStore):
             await poll(name, lambda: self._try_lock(name, owner, lease), deadline)
             held = _RowLease(self, name, owner)
             try:
-                try:
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._keep_lease, held, lease, tg.cancel_scope)
-                        try:
-                            yield held
-                        finally:
-                            tg.cancel_scope.cancel()
-                except BaseExceptionGroup as group:
-                    inner = unwrap_single(group)
-                    if inner is group:
-                        raise
-                    raise inner from inner.__cause__  # keeps the body's own cause, drops the group
+                async with beside(lambda body: self._keep_lease(held, lease, body)):
+                    yield held
                 if held.lost:
                     await held.confirm()  # raises LockLostError: the body was cancelled for it
             finally:
