@@ -19,7 +19,7 @@ from connectors.salesforce.emulator.rest import Handler
 from connectors.salesforce.emulator.soql import Query, parse
 from connectors.salesforce.emulator.state import Emulator
 
-__all__ = ["BULK_ROUTES", "job_info", "job_request"]
+__all__ = ["BULK_ROUTES", "find_job", "job_info", "job_request", "new_job_id"]
 
 
 def job_info(job: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +54,7 @@ async def create_job(request: Request, emu: Emulator, v: str) -> Response:
         raise ApiError(400, "API_ERROR", "FeatureNotEnabled : Selecting compound data not "
                                          "supported in Bulk Query")
     result = execute(emu.org, text, include_deleted=operation == "queryAll")
-    job_id = "750Rx" + secrets.token_hex(5).upper() + "AAA"
+    job_id = new_job_id()
     job = {"id": job_id, "operation": operation, "object": emu.org.schema(parsed.source).name,
            "createdById": emu.org.user_id, "createdDate": format_datetime(emu.org.clock.now()),
            "systemModstamp": format_datetime(emu.org.clock.now()), "state": "UploadComplete",
@@ -69,15 +69,21 @@ def _columns(parsed: Query) -> list[str]:
     return [".".join(f) for f in parsed.fields if isinstance(f, tuple)]
 
 
-def _job(emu: Emulator, job_id: str) -> dict[str, Any]:
-    job = emu.jobs.get(job_id)
+def find_job(jobs: dict[str, dict[str, Any]], job_id: str) -> dict[str, Any]:
+    """A job of ``jobs`` (query or ingest), or the 404 Salesforce answers for an unknown id."""
+    job = jobs.get(job_id)
     if job is None:
         raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
     return job
 
 
+def new_job_id() -> str:
+    """A Bulk API 2.0 job id (key prefix 750)."""
+    return "750Rx" + secrets.token_hex(5).upper() + "AAA"
+
+
 async def job_status(request: Request, emu: Emulator, v: str, job_id: str) -> Response:
-    job = _job(emu, job_id)
+    job = find_job(emu.jobs, job_id)
     if request.method == "DELETE":
         del emu.jobs[job_id]
         return Response(status_code=204)
@@ -103,7 +109,7 @@ def _cell(value: Any) -> str:
 
 
 async def results(request: Request, emu: Emulator, v: str, job_id: str) -> Response:
-    job = _job(emu, job_id)
+    job = find_job(emu.jobs, job_id)
     if job["state"] != "JobComplete":
         raise ApiError(400, "API_ERROR", f"Job {job_id} is not complete")
     locator = request.query_params.get("locator")

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import csv
 import io
-import secrets
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from connectors.salesforce.emulator.bulk import job_info, job_request
+from connectors.salesforce.emulator.bulk import find_job, job_info, job_request, new_job_id
 from connectors.salesforce.emulator.errors import ApiError
 from connectors.salesforce.emulator.ids import format_datetime
 from connectors.salesforce.emulator.rest import Handler, call_origin
@@ -55,7 +54,7 @@ async def create_job(request: Request, emu: Emulator, v: str) -> Response:
         raise ApiError(400, "INVALIDJOB", "InvalidJob : Invalid columnDelimiter or lineEnding")
     if str(body.get("contentType") or "CSV") != "CSV":
         raise ApiError(400, "INVALIDJOB", "InvalidJob : Invalid contentType: only CSV is supported")
-    job_id = "750Rx" + secrets.token_hex(5).upper() + "AAA"
+    job_id = new_job_id()
     now = format_datetime(emu.org.clock.now())
     job: dict[str, Any] = {
         "id": job_id, "operation": operation, "object": obj, "createdById": emu.org.user_id,
@@ -71,15 +70,8 @@ async def create_job(request: Request, emu: Emulator, v: str) -> Response:
     return JSONResponse(job_info(job))
 
 
-def _job(emu: Emulator, job_id: str) -> dict[str, Any]:
-    job = emu.ingest_jobs.get(job_id)
-    if job is None:
-        raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
-    return job
-
-
 async def upload(request: Request, emu: Emulator, v: str, job_id: str) -> Response:
-    job = _job(emu, job_id)
+    job = find_job(emu.ingest_jobs, job_id)
     if job["state"] != "Open" or job["_data"] is not None:
         raise ApiError(409, "INVALIDJOBSTATE", "Found multiple contents for job: <"
                        + job_id + ">, please 'Close' / 'Abort' / 'Delete' the current Job then "
@@ -95,7 +87,7 @@ async def upload(request: Request, emu: Emulator, v: str, job_id: str) -> Respon
 
 
 async def job_status(request: Request, emu: Emulator, v: str, job_id: str) -> Response:
-    job = _job(emu, job_id)
+    job = find_job(emu.ingest_jobs, job_id)
     if request.method == "DELETE":
         if job["state"] in ("Open", "UploadComplete", "InProgress"):
             raise ApiError(400, "API_ERROR", "Job must be in a terminal state to be deleted")
@@ -189,7 +181,7 @@ def _apply(emu: Emulator, job: dict[str, Any], obj: str, values: dict[str, Any],
 
 
 async def results(request: Request, emu: Emulator, v: str, job_id: str, kind: str) -> Response:
-    job = _job(emu, job_id)
+    job = find_job(emu.ingest_jobs, job_id)
     if job["state"] not in ("JobComplete", "Aborted", "Failed"):
         raise ApiError(400, "API_ERROR", f"Job {job_id} is not in a terminal state")
     header = job["_header"] or (_rows(job)[0] if job["_data"] else [])
