@@ -41,6 +41,8 @@ from runtime.redaction import redact, redact_mapping, register_secret
 from runtime.resources import RuntimeResources
 from runtime.retry import backoff_delay, parse_retry_after
 from runtime.spec import (
+    BatchCall,
+    BatchForm,
     ConnectionSpec,
     Connector,
     OperationSpec,
@@ -72,6 +74,8 @@ __all__ = [
     "UNLIMITED_EXTENSION",
     "AccessToken",
     "AuthProbe",
+    "BatchCall",
+    "BatchForm",
     "ConnectionConfigError",
     "ConnectionContext",
     "ConnectionSpec",

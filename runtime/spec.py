@@ -8,7 +8,7 @@ and which values to redact (``secret=True``). A plugin answers the ``splice_conn
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from runtime.steps.execution import StepRunner
 
 __all__ = [
+    "BatchCall",
+    "BatchForm",
+    "BatchHandler",
     "ConnectionSpec",
     "Connector",
     "OperationHandler",
@@ -60,6 +63,38 @@ SourceRunner = Callable[["SourceContext", dict[str, Any]], Awaitable[None]]
 ConnectionOpener = Callable[[dict[str, Any], "ConnectionContext"], AbstractAsyncContextManager[Any]]
 
 Stability = Literal["stable", "beta", "experimental", "deprecated"]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCall:
+    """One execution's call of an operation, gathered into a batch: its context and rendered
+    parameters, as the operation's single ``handler`` would have received them."""
+
+    ctx: OperationContext
+    params: dict[str, Any]
+
+
+#: ``async def run(calls) -> results``: one result per call, in the calls' order. A result is the
+#: call's new payload, or a :class:`~runtime.errors.SpliceError` instance for a call that failed on
+#: its own (that execution alone gets the error); raising fails every call of the batch.
+BatchHandler = Callable[[Sequence[BatchCall]], Awaitable[Sequence[Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchForm:
+    """The batch form of an operation: how calls of many executions go to the API together.
+
+    The runtime gathers calls of a step that a flow batches (by size and time) and hands them to
+    ``handler`` together; calls go into one batch only when they use the same connection and
+    ``key(params)`` is equal (for example the same entity). ``max_size`` is the most the API takes
+    in one call (QuickBooks ``/batch``: 30 items; Salesforce sObject Collections: 200 records).
+    Every call keeps its own outcome and its own idempotency: the handler must give each call
+    exactly the effect its single form would have had.
+    """
+
+    handler: BatchHandler
+    max_size: int = 30
+    key: Callable[[Mapping[str, Any]], Hashable] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +219,8 @@ class OperationSpec:
     read_only: bool = False
     writes: bool | WritesTest = True
     preview: OperationHandler | None = None
+    #: How calls of many executions go to the API together, when a flow batches this step.
+    batch: BatchForm | None = None
     stability: Stability = "stable"
     since: str = "0.1"
     #: Rendered parameters as ``handler`` gets them: defaults filled in, values typed.
