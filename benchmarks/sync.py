@@ -8,20 +8,25 @@ QuickBooks call takes ``0.3 / scale`` seconds (QuickBooks Online answers in abou
 Salesforce connection's own cap (``requests-per-second``, 25) and the QuickBooks connection's
 ``retry-delay`` (0.5 s, the pause after a 429) are scaled likewise. With the
 default ``--scale 10`` one QuickBooks minute lasts 6 s, with the same ratios between the rate, the
-concurrency and the latency. Reported: invoices per QuickBooks minute, the QuickBooks requests the
-flows spend per invoice (counted until the flows are quiet again), the Salesforce REST calls per
-invoice, the limit-bound maximum (500 / requests per invoice) and the fraction of it reached, 429
-answers, and duplicates (invoices per opportunity beyond one). ``--trigger stream polling`` runs the
+concurrency and the latency. Reported: invoices per QuickBooks minute and that figure as a fraction
+of QuickBooks' own bound (500 invoices a minute: one metered create each), the metered QuickBooks
+requests the flows spend per invoice (counted until the flows are quiet again; each item of a
+``/batch`` call is one request, as QuickBooks meters it) and the HTTP calls behind them, the
+Salesforce REST calls per invoice, the limit-bound maximum (500 / requests per invoice) and the
+fraction of it reached, 429 answers, and duplicates (invoices per opportunity beyond one). ``--trigger stream polling`` runs the
 burst once with Salesforce's change-event stream and once without it (the triggers poll every
 QuickBooks minute, their shipped ``fallback-interval`` of 1m in scaled time).
 
 **Reconciliation** (``--reconcile 10000 100000``): ``nightly-reconciliation`` over N won
 opportunities of one month, each with its invoice, run by ``splice run`` in its own process against
 both emulators (another process, seeded with the data; QuickBooks' real limits on, in real time):
-wall time and the peak RSS of the runtime process.
+wall time and the peak RSS of the runtime process. With ``--repair`` none of the opportunities is
+invoiced yet and the run repairs every one (QuickBooks' limits in time scaled by ``--scale``):
+its wall time in QuickBooks minutes, metered requests per invoice, failures and duplicates.
 
     python benchmarks/sync.py --opportunities 1000 --scale 10 --trigger stream polling --json sync.json
     python benchmarks/sync.py --opportunities 0 --reconcile 10000 100000
+    python benchmarks/sync.py --opportunities 0 --reconcile 10000 --repair --scale 10
 
 The runtime and ``splice serve``'s app run in this process, the emulators in a child process (as
 Salesforce and QuickBooks run elsewhere), over local sockets. On a 2-core machine the emulators
@@ -56,24 +61,57 @@ REALM = "9130357766900000"
 
 class CountingApp:
     """Counts the API calls (paths containing ``api_path``) an ASGI app answers, and answers
-    ``GET /_bench/stats`` with the counts the burst is measured by (on the emulator's own loop)."""
+    ``GET /_bench/stats`` with the counts the burst is measured by (on the emulator's own loop).
+
+    ``metered`` counts as QuickBooks meters: each item of a ``/batch`` call is one request (a
+    batch of 30 spends 30 of the realm's 500 a minute); answers 429 (throttled) are not counted.
+    """
 
     def __init__(self, app: Any, stats: Any, api_path: str) -> None:
         self.app = app
         self.api_calls = 0
+        self.metered = 0
         self.stats = stats
         self.api_path = api_path
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/_bench/stats":
-            body = json.dumps({**self.stats(), "api_calls": self.api_calls}).encode()
+            body = json.dumps({**self.stats(), "api_calls": self.api_calls,
+                               "metered": self.metered}).encode()
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": body})
             return
-        if scope["type"] == "http" and self.api_path in scope["path"]:
-            self.api_calls += 1
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or self.api_path not in scope["path"]:
+            await self.app(scope, receive, send)
+            return
+        self.api_calls += 1
+        received = bytearray()
+        status = 0
+
+        async def receive_body() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                received.extend(message.get("body", b""))
+            return message
+
+        async def send_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive_body, send_status)
+        if status != 429:
+            self.metered += _batch_items(bytes(received)) if scope["path"].endswith("/batch") else 1
+
+
+def _batch_items(body: bytes) -> int:
+    """How many items a ``/batch`` request carries (each is metered like one call)."""
+    try:
+        return max(1, len(json.loads(body).get("BatchItemRequest") or []))
+    except (ValueError, AttributeError):
+        return 1
 
 
 def _seed_opportunities(org: Any, count: int) -> list[str]:
@@ -274,13 +312,16 @@ async def _measure(http: httpx.AsyncClient, sf_base: str, qb_base: str, ids: lis
     # go on, and those made meanwhile count.
     await _settle(engine, quiet=max(2.0, 2 * 60.0 / scale))
     last = await stats()
-    calls = last["api_calls"] - first["api_calls"]
+    calls = last["metered"] - first["metered"]
+    http_calls = last["api_calls"] - first["api_calls"]
     # The closing calls above are the benchmark's, not the flows'.
     sf_calls = await salesforce_calls() - sf_first - len(range(0, len(ids), 200))
     qb_minutes = elapsed * scale / 60.0
     per_invoice = calls / max(done, 1)
     rate = done / qb_minutes
     bound = 500.0 / per_invoice
+    # QuickBooks' own bound: one metered create per invoice, 500 metered requests a minute.
+    api_bound = 500.0
     return {
         "opportunities": opportunities, "invoiced": done,
         "new_invoices": last["invoices"] - first["invoices"],
@@ -289,36 +330,45 @@ async def _measure(http: httpx.AsyncClient, sf_base: str, qb_base: str, ids: lis
         "quickbooks_minutes": round(qb_minutes, 2),
         "invoices_per_quickbooks_minute": round(rate, 1),
         "quickbooks_requests": calls, "requests_per_invoice": round(per_invoice, 2),
+        "quickbooks_http_calls": http_calls,
+        "quickbooks_http_calls_per_invoice": round(http_calls / max(done, 1), 2),
         "salesforce_requests": sf_calls,
         "salesforce_requests_per_invoice": round(sf_calls / max(done, 1), 2),
         "limit_bound_invoices_per_minute": round(bound, 1),
         "fraction_of_bound": round(rate / bound, 3),
+        "fraction_of_api_bound": round(rate / api_bound, 3),
         "http_429": last["throttled"] - first["throttled"],
         "runtime_cpu_ms_per_invoice": round(cpu * 1000 / max(done, 1), 1),
     }
 
 
-def _serve_seeded(size: int, sf_port: int, qb_port: int) -> None:
-    """In a child process: both emulators, seeded with ``size`` won and invoiced opportunities."""
+def _serve_seeded(size: int, sf_port: int, qb_port: int, missing: bool, scale: float) -> None:
+    """In a child process: both emulators, seeded with ``size`` won opportunities, each with its
+    invoice, or (``missing``) none invoiced yet; QuickBooks' limits in time scaled by ``scale``."""
     from decimal import Decimal
 
     from runtime import sandbox as sb
 
     salesforce, quickbooks = _sandboxes()
     sf_app = salesforce.emulator(long_poll_timeout=5.0)
-    qb_app = quickbooks.emulator()
+    qb_app = quickbooks.emulator(rate_limits=True, requests_per_minute=500, batch_per_minute=40,
+                                 max_concurrent=10, rate_window=60.0 / scale,
+                                 faults={"latency": 0.3 / scale})
     org, company = sf_app.state.emulator.org, qb_app.state.emulator.companies[REALM]
     account = org.create("Account", {"Name": "Cool Cars", "QB_Customer_Id__c": "13"}, emit=False)
     now = company.now()
     for i in range(size):
         amount = Decimal(100 + i % 900)
+        fields = {"Name": f"Reconcile {i:06d}", "AccountId": account["Id"], "StageName": "Closed Won",
+                  "CloseDate": f"2026-10-{1 + i % 28:02d}", "Amount": float(amount)}
+        if missing:
+            org.create("Opportunity", fields, emit=False)
+            continue
         invoice_id = str(company.next_id)
         company.next_id += 1
-        opp = org.create("Opportunity", {
-            "Name": f"Reconcile {i:06d}", "AccountId": account["Id"], "StageName": "Closed Won",
-            "CloseDate": f"2026-10-{1 + i % 28:02d}", "Amount": float(amount),
-            "QuickBooks_Invoice_Id__c": invoice_id, "Payment_Status__c": "Unpaid",
-            "Amount_Paid__c": 0.0}, emit=False)
+        opp = org.create("Opportunity", {**fields, "QuickBooks_Invoice_Id__c": invoice_id,
+                                         "Payment_Status__c": "Unpaid", "Amount_Paid__c": 0.0},
+                         emit=False)
         company.tables["Invoice"][invoice_id] = {
             "Id": invoice_id, "DocNumber": "SF-" + opp["Id"][:15], "TxnDate": opp["CloseDate"],
             "CustomerRef": {"value": "13", "name": "Cool Cars"}, "TotalAmt": amount,
@@ -326,17 +376,25 @@ def _serve_seeded(size: int, sf_port: int, qb_port: int) -> None:
             "sparse": False, "MetaData": {"CreateTime": now, "LastUpdatedTime": now}}
     sockets = [sb.bind_socket("127.0.0.1", port) for port in (sf_port, qb_port)]
     bases = [f"http://127.0.0.1:{port}" for port in (sf_port, qb_port)]
+
+    def stats() -> dict[str, Any]:
+        notes = Counter(str(inv.get("PrivateNote", "")) for inv in company.tables["Invoice"].values())
+        return {"invoices": len(company.tables["Invoice"]), "throttled": qb_app.state.emulator.throttle.throttled,
+                "duplicates": sum(n - 1 for note, n in notes.items() if note and n > 1)}
+
     emulators = [
         sb.SandboxedConnection("salesforce", "salesforce", bases[0], salesforce.settings(bases[0]),
-                               sf_app, sockets[0]),
+                               CountingApp(sf_app, dict, "/services/data/"), sockets[0]),
         sb.SandboxedConnection("quickbooks", "quickbooks", bases[1], quickbooks.settings(bases[1]),
-                               qb_app, sockets[1]),
+                               CountingApp(qb_app, stats, "/v3/company/"), sockets[1]),
     ]
     anyio.run(sb.serve_emulators, emulators, anyio.Event())
 
 
-def reconcile(size: int) -> dict[str, Any]:
-    """One reconciliation run over ``size`` opportunities; wall time and the runtime's peak RSS."""
+def reconcile(size: int, *, repair: bool = False, scale: float = 1.0) -> dict[str, Any]:
+    """One reconciliation run over ``size`` opportunities: wall time and the runtime's peak RSS.
+    With ``repair`` none of them is invoiced yet and the run invoices every one (QuickBooks' limits
+    in time scaled by ``scale``, the connection's budget likewise)."""
     import multiprocessing
 
     import psutil
@@ -348,18 +406,22 @@ def reconcile(size: int) -> dict[str, Any]:
         probe = bind_socket("127.0.0.1", 0)
         ports.append(probe.getsockname()[1])
         probe.close()
-    child = multiprocessing.get_context("fork").Process(target=_serve_seeded, args=(size, *ports),
-                                                        daemon=True)
+    child = multiprocessing.get_context("fork").Process(target=_serve_seeded, daemon=True,
+                                                        args=(size, *ports, repair, scale))
     child.start()
     sf, qb = (f"http://127.0.0.1:{port}" for port in ports)
     try:
-        _wait_until_up(f"{qb}/_emulator/state", child, f"reconcile {size}", 900.0)
+        _wait_until_up(f"{qb}/_bench/stats", child, f"reconcile {size}", 900.0)
+        before = httpx.get(f"{qb}/_bench/stats").json()
         env = {**os.environ, "SALESFORCE_LOGIN_URL": sf, "SALESFORCE_CLIENT_ID": "bench",
                "SALESFORCE_CLIENT_SECRET": "bench", "QUICKBOOKS_CLIENT_ID": "emulator-client",
                "QUICKBOOKS_CLIENT_SECRET": "emulator-secret", "QUICKBOOKS_REALM_ID": REALM,
                "QUICKBOOKS_REFRESH_TOKEN": "emulator-refresh-token", "QUICKBOOKS_BASE_URL": qb,
                "QUICKBOOKS_TOKEN_URL": f"{qb}/oauth2/v1/tokens/bearer",
-               "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN": "emulator-verifier"}
+               "QUICKBOOKS_WEBHOOK_VERIFIER_TOKEN": "emulator-verifier",
+               # QuickBooks' 500 a minute leave 490 a minute after the budget's burst of 10; scaled.
+               "QUICKBOOKS_REQUESTS_PER_MINUTE": str(int(490 * scale) + 10),
+               "QUICKBOOKS_BATCH_PER_MINUTE": str(int(40 * scale))}
         with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "run.log", "w+") as log:
             started = time.monotonic()
             # The console (a progress line per chunk) goes to a file: a pipe read only at the
@@ -369,7 +431,7 @@ def reconcile(size: int) -> dict[str, Any]:
                  str(PROJECT), "--input", "-"], cwd=tmp, env=env, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=log, text=True)
             assert proc.stdin is not None
-            proc.stdin.write(json.dumps({"from": "2026-10-01", "to": "2026-10-31"}))
+            proc.stdin.write(json.dumps({"from": "2026-10-01", "to": "2026-10-31", "repair": repair}))
             proc.stdin.close()
             watched = psutil.Process(proc.pid)
             peak = 0
@@ -383,16 +445,30 @@ def reconcile(size: int) -> dict[str, Any]:
             out = proc.stdout.read() if proc.stdout else ""
             log.seek(0)
             err = log.read()
-        if proc.returncode != 0:
+        after = httpx.get(f"{qb}/_bench/stats").json()
+        if proc.returncode != 0 and not repair:
             raise SystemExit(f"reconcile {size}: splice run failed: {err[-2000:]}")
-        summary = json.loads(out)
+        try:
+            summary = json.loads(out)
+        except ValueError:
+            raise SystemExit(f"reconcile {size}: splice run failed: {err[-2000:]}") from None
     finally:
         child.terminate()
         child.join(10)
-    return {"opportunities": size, "checked": summary.get("checked"),
-            "findings": {k: summary.get(k) for k in ("missing", "duplicated", "amountMismatch",
-                                                        "statusMismatch", "unlinked")},
-            "wall_seconds": round(elapsed, 1), "peak_rss_mb": round(peak / 2**20, 1)}
+    row: dict[str, Any] = {
+        "opportunities": size, "checked": summary.get("checked"), "repair": repair,
+        "findings": {k: summary.get(k) for k in ("missing", "duplicated", "amountMismatch",
+                                                    "statusMismatch", "unlinked")},
+        "wall_seconds": round(elapsed, 1), "peak_rss_mb": round(peak / 2**20, 1)}
+    if repair:
+        made = after["invoices"] - before["invoices"]
+        metered = after["metered"] - before["metered"]
+        row.update({"scale": scale, "quickbooks_minutes": round(elapsed * scale / 60.0, 1),
+                    "invoices_made": made, "duplicates": after["duplicates"],
+                    "repairs_failed": summary.get("repairsFailed"),
+                    "quickbooks_requests_per_invoice": round(metered / max(made, 1), 2),
+                    "http_429": after["throttled"] - before["throttled"]})
+    return row
 
 
 def main() -> int:
@@ -404,6 +480,9 @@ def main() -> int:
                         help="the project to run (default: flows/salesforce-quickbooks)")
     parser.add_argument("--reconcile", type=int, nargs="*", default=[], metavar="N",
                         help="also time the nightly reconciliation over N opportunities")
+    parser.add_argument("--repair", action="store_true",
+                        help="with --reconcile: no opportunity is invoiced yet, and the run repairs "
+                             "(invoices) every one, in the time scaled by --scale")
     parser.add_argument("--trigger", nargs="+", choices=("stream", "polling"), default=["stream"],
                         help="how Salesforce changes arrive: the change-event stream, or polling "
                              "(the stream unavailable); several: one burst each")
@@ -413,10 +492,16 @@ def main() -> int:
     results: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                                           f"{platform.python_version()}"}
     for size in args.reconcile:
-        row = reconcile(size)
+        row = reconcile(size, repair=args.repair, scale=args.scale if args.repair else 1.0)
         results.setdefault("reconcile", []).append(row)
         print(f"reconcile: {row['opportunities']} opportunities, {row['checked']} checked in "
               f"{row['wall_seconds']} s, peak RSS {row['peak_rss_mb']} MB, findings {row['findings']}")
+        if args.repair:
+            print(f"  repaired: {row['invoices_made']} invoices made in {row['quickbooks_minutes']} "
+                  f"QuickBooks minutes (time scaled x{row['scale']:g}), "
+                  f"{row['quickbooks_requests_per_invoice']} metered QuickBooks requests per invoice, "
+                  f"{row['repairs_failed']} failed, duplicates {row['duplicates']}, "
+                  f"429 answers {row['http_429']}")
     if not args.opportunities:
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -426,13 +511,16 @@ def main() -> int:
             b = anyio.run(burst, args.opportunities, args.scale, Path(tmp) / "store.db",
                           args.project, trigger)
         results.setdefault("bursts", []).append(b)
+        results.setdefault("burst", b)  # the first burst, for tools that read one
         print(f"burst ({trigger}): {b['invoiced']}/{b['opportunities']} invoiced in "
               f"{b['wall_seconds']} s = {b['quickbooks_minutes']} QuickBooks minutes (time scaled "
               f"x{b['scale']:g}: 500 requests per {60 / b['scale']:g} s, 10 in flight, "
               f"{300 / b['scale']:g} ms per call)")
         print(f"  {b['invoices_per_quickbooks_minute']} invoices per QuickBooks minute; "
-              f"{b['requests_per_invoice']} QuickBooks requests per invoice -> limit-bound maximum "
-              f"{b['limit_bound_invoices_per_minute']} per minute; reached "
+              f"{b['fraction_of_api_bound'] * 100:.1f}% of QuickBooks' bound (500 a minute); "
+              f"{b['requests_per_invoice']} metered QuickBooks requests per invoice "
+              f"({b['quickbooks_http_calls_per_invoice']} HTTP calls) -> limit-bound maximum "
+              f"{b['limit_bound_invoices_per_minute']} per minute, reached "
               f"{b['fraction_of_bound'] * 100:.1f}%; {b['salesforce_requests_per_invoice']} "
               f"Salesforce requests per invoice; 429 answers: {b['http_429']}; duplicates: "
               f"{b['duplicates']}; runtime CPU {b['runtime_cpu_ms_per_invoice']} ms per invoice")
