@@ -31,7 +31,7 @@ import anyio
 from connectors.salesforce.client import client_of
 from connectors.salesforce.errors import SalesforceError
 from connectors.salesforce.soql import bind, quote
-from connectors.salesforce.soql_shape import InShape, in_shape
+from connectors.salesforce.soql_shape import InShape, in_shapes
 from runtime import BatchCall, BatchForm, OperationContext, SpliceError
 
 __all__ = ["QUERY_BATCH", "query", "query_key", "query_many"]
@@ -67,14 +67,16 @@ def _frozen(values: Mapping[str, Any]) -> str:
 
 
 def query_key(params: Mapping[str, Any]) -> Hashable:
-    """Which calls may share a query: same SOQL, same binds but the merged one, same options."""
+    """Which calls may share a batch: same SOQL and options and, when the query can be merged
+    (see :mod:`.soql_shape`), the same values of the binds that cannot be."""
     soql = str(params.get("query"))
-    shape = in_shape(soql)
-    binds = dict(params.get("binds") or {})
-    if shape is not None:
-        binds.pop(shape.bind, None)
-    return (soql, shape.bind if shape else None, _frozen(binds), bool(params.get("include-deleted")),
-            params.get("batch-size"))
+    options = (bool(params.get("include-deleted")), params.get("batch-size"))
+    shapes = in_shapes(soql)
+    if not shapes:
+        return (soql, *options)
+    merged = {shape.bind for shape in shapes}
+    rest = {k: v for k, v in (params.get("binds") or {}).items() if k not in merged}
+    return (soql, *options, _frozen(rest))
 
 
 # -- loose keys ----------------------------------------------------------------------------------
@@ -199,33 +201,60 @@ async def _merged(calls: Sequence[BatchCall], shape: InShape, kind: str, chunk: 
             results[position] = _stream(mine)
 
 
+def _literal(value: Any) -> tuple[str, str] | None:
+    """``(kind, SOQL literal)`` of a bind value that can be merged, else ``None``."""
+    kind = _kind(value)
+    if kind is None:
+        return None
+    try:
+        return kind, quote(value)
+    except SalesforceError:
+        return None
+
+
+def _widest(calls: Sequence[BatchCall], shapes: Sequence[InShape]) -> InShape:
+    """The way to merge that saves most: the bind with the most distinct values among the calls."""
+    def distinct(shape: InShape) -> int:
+        return len({_literal((c.params.get("binds") or {}).get(shape.bind)) for c in calls})
+    return max(shapes, key=distinct)
+
+
+async def _merge(calls: Sequence[BatchCall], positions: Sequence[int], shape: InShape,
+                 results: list[Any]) -> list[int]:
+    """Calls that differ only in ``shape``'s bind as ``IN`` queries; returns those to run alone."""
+    groups: dict[tuple[str, str], _Group] = {}
+    alone: list[int] = []
+    for position in positions:
+        value = (calls[position].params.get("binds") or {}).get(shape.bind)
+        literal = _literal(value)
+        if literal is None:
+            alone.append(position)
+            continue
+        group = groups.setdefault(literal, _Group(value, literal[1], _loose(literal[0], value)))
+        group.positions.append(position)
+    budget = MAX_ENCODED_SOQL - len(url_quote(str(calls[positions[0]].params["query"]), safe=""))
+    for kind in dict.fromkeys(k for k, _ in groups):
+        for round_ in _rounds([g for (k, _), g in groups.items() if k == kind]):
+            for chunk in _chunks(round_, budget):
+                await _merged(calls, shape, kind, chunk, results)
+    return alone
+
+
 async def query_many(calls: Sequence[BatchCall]) -> list[Any]:
     """``salesforce.query`` of many executions: one ``Field IN (...)`` query per chunk of values
     where the query qualifies (see the module docstring), else one query per call."""
     results: list[Any] = [None] * len(calls)
-    shape = in_shape(str(calls[0].params["query"]))
-    groups: dict[tuple[str, str], _Group] = {}
-    alone: list[int] = []
-    for position, call in enumerate(calls):
-        value = (call.params.get("binds") or {}).get(shape.bind) if shape else None
-        kind = _kind(value)
-        literal: str | None = None
-        if kind is not None:
-            try:
-                literal = quote(value)
-            except SalesforceError:
-                literal = None
-        if shape is None or kind is None or literal is None:
-            alone.append(position)
-            continue
-        group = groups.setdefault((kind, literal), _Group(value, literal, _loose(kind, value)))
-        group.positions.append(position)
-    if shape is not None:
-        for kind in dict.fromkeys(k for k, _ in groups):
-            of_kind = [g for (k, _), g in groups.items() if k == kind]
-            for round_ in _rounds(of_kind):
-                for chunk in _chunks(round_, MAX_ENCODED_SOQL - len(url_quote(calls[0].params["query"]))):
-                    await _merged(calls, shape, kind, chunk, results)
+    shapes = in_shapes(str(calls[0].params["query"]))
+    alone: list[int] = [] if shapes else list(range(len(calls)))
+    if shapes:
+        shape = _widest(calls, shapes)
+        # Calls that differ in another of the mergeable binds too are merged apart.
+        apart: dict[str, list[int]] = {}
+        for position, call in enumerate(calls):
+            rest = {k: v for k, v in (call.params.get("binds") or {}).items() if k != shape.bind}
+            apart.setdefault(_frozen(rest), []).append(position)
+        for positions in apart.values():
+            alone += await _merge(calls, positions, shape, results)
     await _alone(calls, alone, results)
     return results
 

@@ -1,8 +1,8 @@
 """Which SOQL queries of many executions can be answered by one: ``Field = :bind`` -> ``Field IN``.
 
 A query qualifies when, at its top level, it is ``SELECT <fields and child subqueries> FROM
-<Object> WHERE <conditions joined by AND>`` and one of those conditions is exactly
-``Field = :name`` on a plain field, with ``:name`` used nowhere else. Then the rows of the query with
+<Object> WHERE <conditions joined by AND>`` and one of those conditions (or several: each is a way
+to merge) is exactly ``Field = :name`` on a plain field, with ``:name`` used nowhere else. Then the rows of the query with
 ``Field IN (v1, v2, ...)`` are the union of the rows of the queries with each ``Field = vN``, and
 each row belongs to the queries whose value its ``Field`` holds. Anything that would change that
 (``OR`` at the top level, ``LIMIT``, ``OFFSET``, ``ORDER BY``, ``GROUP BY``, ``HAVING``, ``FOR``,
@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["InShape", "in_shape"]
+__all__ = ["InShape", "in_shapes"]
 
 _WORD = re.compile(r"[A-Za-z0-9_.$]+(?:[-:+][0-9][A-Za-z0-9_.]*)*")
 _BIND = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
@@ -131,29 +131,31 @@ def _selected(items: list[list[_Token]]) -> set[str] | None:
 
 
 @lru_cache(maxsize=256)
-def in_shape(query: str) -> InShape | None:
-    """How ``query`` merges with its siblings that differ in one bind, or ``None`` if it cannot."""
+def in_shapes(query: str) -> tuple[InShape, ...]:
+    """Each way ``query`` merges with queries that differ from it in one bind (one per top-level
+    ``Field = :bind``); empty when it cannot."""
     tokens = _tokens(query)
     if not tokens or not _keyword(tokens[0], "SELECT"):
-        return None
+        return ()
     top = [i for i, t in enumerate(tokens) if t.depth == 0 and t.kind == "word"]
     from_at = next((i for i in top if tokens[i].text.upper() == "FROM"), None)
     where_at = next((i for i in top if tokens[i].text.upper() == "WHERE"), None)
     if from_at is None or where_at is None or where_at != from_at + 2 or tokens[from_at + 1].kind != "word":
-        return None
+        return ()
     fields = _selected(_split(tokens[1:from_at], "comma"))
     condition_tokens = tokens[where_at + 1:]
     if fields is None or not condition_tokens or any(
             t.depth == 0 and t.kind == "word" and t.text.upper() in _BLOCKING for t in condition_tokens):
-        return None
+        return ()
     uses: dict[str, int] = {}
     for token in tokens:
         if token.kind == "bind":
             uses[token.text[1:]] = uses.get(token.text[1:], 0) + 1
+    shapes = []
     for part in _split(condition_tokens, "AND"):
         if (len(part) == 3 and part[0].kind == "word" and _PLAIN_FIELD.match(part[0].text)
                 and part[1].text == "=" and part[2].kind == "bind" and uses[part[2].text[1:]] == 1):
             field = part[0].text
-            return InShape(bind=part[2].text[1:], field=field, selected=field.casefold() in fields,
-                           condition=(part[0].start, part[2].end), select_end=tokens[from_at - 1].end)
-    return None
+            shapes.append(InShape(bind=part[2].text[1:], field=field, selected=field.casefold() in fields,
+                                  condition=(part[0].start, part[2].end), select_end=tokens[from_at - 1].end))
+    return tuple(shapes)
