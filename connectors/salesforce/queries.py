@@ -10,9 +10,9 @@ form; text fields compare without case), numbers as floats, dates as their ISO d
 values share a loose key but differ go in separate queries, so a row never reaches a call whose own
 query would have missed it, whatever the field's type.
 
-Calls that cannot be merged (the query does not qualify; the value is null, a list, a datetime or
-not valid) and calls of a merged query that Salesforce refused run as their single form, each with
-its own rows or error.
+Calls that cannot be merged (the query does not qualify; the value is null, a boolean, a list, a
+datetime or not valid) and calls of a merged query that Salesforce refused run as their single
+form, each with its own rows or error.
 """
 
 from __future__ import annotations
@@ -82,9 +82,10 @@ def query_key(params: Mapping[str, Any]) -> Hashable:
 # -- loose keys ----------------------------------------------------------------------------------
 
 def _kind(value: Any) -> str | None:
-    """How a bind value compares (``None``: not merged)."""
+    """How a bind value compares (``None``: not merged). Booleans are not merged: two values at
+    most, and ``IN`` is not for checkbox fields."""
     if isinstance(value, bool):
-        return "boolean"
+        return None
     if isinstance(value, int | Decimal) or isinstance(value, float) and math.isfinite(value):
         return "number"
     if isinstance(value, str):
@@ -105,8 +106,6 @@ def _loose(kind: str, value: Any) -> Hashable | None:
             return float(value)
         except (TypeError, ValueError):
             return None
-    if kind == "boolean":
-        return bool(value)
     raw = value["date"] if isinstance(value, Mapping) else value
     return str(raw)[:10]
 

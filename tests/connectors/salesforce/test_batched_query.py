@@ -118,8 +118,8 @@ async def test_text_values_that_differ_only_in_case_go_in_separate_queries(
         assert await collect(result) == await alone(op_ctx, param)
 
 
-async def test_numbers_booleans_and_dates_are_split_by_value(app: Any, run_batch: Any, op_ctx: Any) -> None:
-    """A number bind matches 5.0 rows; a date bind its day."""
+async def test_numbers_and_dates_are_split_by_value(app: Any, run_batch: Any, op_ctx: Any) -> None:
+    """A number bind matches 5.0 rows; a date bind its day (the boolean bind is not the merged one)."""
     org = app.state.emulator.org
     for i, day in enumerate(("2026-03-30", "2026-03-31", "2026-03-31")):
         org.create("Opportunity", {"Name": f"Opp {i}", "StageName": "Prospecting", "CloseDate": day,
