@@ -30,6 +30,8 @@ from runtime import BatchCall, BatchForm, SpliceError
 
 __all__ = ["CREATE_BATCH", "UPDATE_BATCH", "UPSERT_BATCH", "create_many", "update_many", "upsert_many"]
 
+#: Objects one Collections call may mix.
+MAX_TYPES = 10
 _IDS = re.compile(r"\b([a-zA-Z0-9]{18}|[a-zA-Z0-9]{15})\b")
 
 
@@ -60,6 +62,22 @@ def _rounds(writes: Sequence[_Write]) -> list[list[_Write]]:
     return rounds
 
 
+def _requests(writes: Sequence[_Write]) -> list[list[_Write]]:
+    """One round's writes as requests: 200 records at most, records of one object side by side,
+    at most 10 objects (Salesforce processes a mixed call in runs of one type, 10 runs at most)."""
+    ordered = sorted(writes, key=lambda w: str(w.body["attributes"]["type"]))
+    requests: list[list[_Write]] = [[]]
+    types: set[str] = set()
+    for write in ordered:
+        sobject = str(write.body["attributes"]["type"])
+        if len(requests[-1]) >= MAX_BATCH or (sobject not in types and len(types) >= MAX_TYPES):
+            requests.append([])
+            types = set()
+        requests[-1].append(write)
+        types.add(sobject)
+    return requests
+
+
 def _own_copy(error: SalesforceError) -> SalesforceError:
     """A separate instance of ``error`` for each call it fails (each execution handles its own)."""
     return SalesforceError(error.message, error_type=error.error_type, retryable=error.retryable,
@@ -83,8 +101,7 @@ async def _write(calls: Sequence[BatchCall], operation: str,
         return results
     client: SalesforceClient = client_of(calls[0].ctx)
     for round_ in _rounds(writes):
-        for start in range(0, len(round_), MAX_BATCH):
-            chunk = round_[start:start + MAX_BATCH]
+        for chunk in _requests(round_):
             try:
                 answers = await collection_write(client, operation, [w.body for w in chunk],
                                                  sobject=sobject, external_id_field=external_id_field)

@@ -69,6 +69,24 @@ async def test_150_updates_of_two_objects_take_one_call(app: Any, client: Any, r
     assert org.get("Account", accounts[29]["Id"])["Phone"] == "555-0029"
 
 
+async def test_a_call_mixes_few_objects_and_keeps_each_objects_records_together(
+        app: Any, run_batch: Any, monkeypatch: Any) -> None:
+    """Records of one object go side by side; beyond the objects one call may mix, another call."""
+    from connectors.salesforce import batched
+
+    org = app.state.emulator.org
+    monkeypatch.setattr(batched, "MAX_TYPES", 2)
+    targets = [("Account", org.create("Account", {"Name": "A"})["Id"], {"Phone": "1"}),
+               ("Contact", org.create("Contact", {"LastName": "C"})["Id"], {"Phone": "2"}),
+               ("Opportunity", _opps(org, 1)[0]["Id"], {"NextStep": "3"}),
+               ("Account", org.create("Account", {"Name": "B"})["Id"], {"Phone": "4"})]
+    before = requests(app)
+    results = await run_batch("update", [{"object": o, "id": i, "record": r} for o, i, r in targets])
+    assert requests(app) - before == 2
+    assert [r["id"] for r in results] == [i for _, i, _ in targets]
+    assert org.get("Contact", targets[1][1])["Phone"] == "2"
+
+
 async def test_250_updates_take_two_calls(app: Any, client: Any, run_batch: Any) -> None:
     """Collections take 200 records a call: 250 updates are two calls, all written."""
     opps = _opps(app.state.emulator.org, 250)
