@@ -29,6 +29,7 @@ from runtime import (
     ConnectionContext,
     HttpError,
     OAuth2Auth,
+    OperationContext,
     RateLimit,
     RetryOptions,
     StoredTokenSource,
@@ -36,7 +37,7 @@ from runtime import (
     map_http_errors,
 )
 
-__all__ = ["ApiUsageGauges", "QueryStream", "SalesforceClient"]
+__all__ = ["ApiUsageGauges", "QueryStream", "SalesforceClient", "client_of", "writable_fields"]
 
 _USAGE = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
 
@@ -254,7 +255,7 @@ class SalesforceClient:
         once uses :meth:`upsert` by an external id instead. The shipped flows create nothing in
         Salesforce; they update records by Id.
         """
-        body = _writable(record, drop=("Id",))
+        body = writable_fields(record, drop=("Id",))
         response = await self.request("POST", self.data(f"sobjects/{sobject}"), json=body,
                                       retry_locks=True, context=f"create {sobject}")
         return _json_object(response)
@@ -262,7 +263,7 @@ class SalesforceClient:
     async def update(self, sobject: str, record_id: str, record: Mapping[str, Any]) -> None:
         """Update one record (204)."""
         path = self.data(f"sobjects/{sobject}/{url_quote(record_id, safe='')}")
-        body = _writable(record, drop=("Id",))
+        body = writable_fields(record, drop=("Id",))
         await self.request("PATCH", path, json=body, idempotent=True, retry_locks=True,
                            context=f"update {sobject}")
         self.own_writes.record(sobject, record_id, body)
@@ -277,7 +278,7 @@ class SalesforceClient:
         ``SALESFORCE:MULTIPLE_MATCHES`` with the matching ids.
         """
         path = self.data(f"sobjects/{sobject}/{field}/{url_quote(str(value), safe='')}")
-        sent = _writable(record, drop=("Id", field))
+        sent = writable_fields(record, drop=("Id", field))
         response = await self.request("PATCH", path, json=sent, idempotent=True, retry_locks=True,
                                       context=f"upsert {sobject}")
         if response.status_code == 204 or not response.content:
@@ -329,6 +330,15 @@ class SalesforceClient:
         await self._login_http.aclose()
 
 
-def _writable(record: Mapping[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
+def writable_fields(record: Mapping[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
     """A record body without ``attributes`` and the keys Salesforce refuses in that position."""
     return {k: v for k, v in record.items() if k != "attributes" and k not in drop}
+
+
+def client_of(ctx: OperationContext) -> SalesforceClient:
+    """The Salesforce client an operation was given, or ``SALESFORCE:CONNECTION`` for another kind."""
+    client = ctx.connection
+    if not isinstance(client, SalesforceClient):
+        raise SalesforceError("salesforce operations need a salesforce connection",
+                              error_type="SALESFORCE:CONNECTION")
+    return client

@@ -119,7 +119,10 @@ async def collection_write(client: SalesforceClient, operation: str, records: Se
                     continue
                 result = {"index": index, "id": answer.get("id"),
                           "success": bool(answer.get("success")), "errors": answer.get("errors") or []}
-                if operation == "update" and result["success"] and result["id"]:
+                if result["success"] and result["id"] and (
+                        operation == "update" or operation == "upsert" and answer.get("created") is False):
+                    # What polled triggers must know as this connection's own write (an upsert
+                    # that created a record changed nothing anybody handled).
                     sent = prepared[index]
                     client.own_writes.record(str(sent["attributes"]["type"]), str(result["id"]), sent)
                 if "created" in answer:

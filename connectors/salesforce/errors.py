@@ -150,8 +150,13 @@ def error_from_response(response: httpx.Response, *, context: str = "") -> Sales
     return error_from_body(response.status_code, body, context=context)
 
 
-def error_from_result(result: Mapping[str, Any], *, index: int | None = None) -> SalesforceError:
-    """The error of one failed record in a collections answer (``statusCode`` style)."""
+def error_from_result(result: Mapping[str, Any], *, index: int | None = None,
+                      context: str = "") -> SalesforceError:
+    """The error of one failed record in a collections answer (``statusCode`` style).
+
+    Its type is the one the same failure of a single-record call gets (one table for both), so a
+    flow's ``on-error`` matches a record written in a batch as it matches one written alone.
+    """
     errors = result.get("errors") or [{}]
     first = errors[0] if isinstance(errors[0], Mapping) else {}
     code = first.get("statusCode") or first.get("errorCode")
@@ -160,6 +165,8 @@ def error_from_result(result: Mapping[str, Any], *, index: int | None = None) ->
     details = _error_details(code, message, first.get("fields"))
     if index is not None:
         details["index"] = index
+    if context:
+        message = f"{context}: {message}"
     return SalesforceError(message, error_type=f"SALESFORCE:{kind}", retryable=retryable,
                            retry_after=retry_after, details=details)
 

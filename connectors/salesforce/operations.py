@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from connectors.salesforce.batched import CREATE_BATCH, UPDATE_BATCH, UPSERT_BATCH
 from connectors.salesforce.bulk import start_bulk_query
-from connectors.salesforce.client import SalesforceClient
+from connectors.salesforce.client import client_of
 from connectors.salesforce.composite import MAX_BATCH, collection_write
 from connectors.salesforce.errors import SalesforceError
 from connectors.salesforce.preview import (
@@ -16,6 +17,7 @@ from connectors.salesforce.preview import (
     preview_update,
     preview_upsert,
 )
+from connectors.salesforce.queries import QUERY_BATCH, query
 from connectors.salesforce.soql import bind
 from connectors.salesforce.targets import update_id, upsert_key
 from runtime import OperationContext, OperationSpec, Param
@@ -34,31 +36,14 @@ _BINDS = Param("binds", type="object",
 _RECORD = Param("record", type="object", required=True, summary="Field values to write")
 
 
-def _client(ctx: OperationContext) -> SalesforceClient:
-    client = ctx.connection
-    if not isinstance(client, SalesforceClient):
-        raise SalesforceError("salesforce operations need a salesforce connection",
-                              error_type="SALESFORCE:CONNECTION")
-    return client
-
-
 async def _stream(records: Any) -> AsyncIterator[dict[str, Any]]:
     async for record in records:
         yield record
 
 
-async def query(ctx: OperationContext, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    """Run SOQL and stream the records, following ``nextRecordsUrl`` to the end."""
-    soql = bind(params["query"], params.get("binds"))
-    stream = await _client(ctx).query(soql, include_deleted=params["include-deleted"],
-                                      batch_size=params.get("batch-size"))
-    ctx.annotate(total_size=stream.total_size)
-    return _stream(stream)
-
-
 async def get(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """One record by Id or by external id."""
-    client, fields = _client(ctx), params.get("fields")
+    client, fields = client_of(ctx), params.get("fields")
     if params.get("external-id-field"):
         return await client.get_by_external_id(params["object"], params["external-id-field"],
                                                str(params.get("external-id") or params.get("id")),
@@ -71,7 +56,7 @@ async def get(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
 
 async def create(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """Insert one record; the payload becomes ``{"id", "success", "errors"}``."""
-    result = await _client(ctx).create(params["object"], params["record"])
+    result = await client_of(ctx).create(params["object"], params["record"])
     ctx.annotate(record_id=str(result.get("id")))
     return result
 
@@ -79,7 +64,7 @@ async def create(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any
 async def update(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """Update one record by Id (``id`` or ``record.Id``)."""
     record_id = update_id(params)
-    await _client(ctx).update(params["object"], record_id, params["record"])
+    await client_of(ctx).update(params["object"], record_id, params["record"])
     ctx.annotate(record_id=record_id)
     return {"id": record_id, "success": True, "errors": []}
 
@@ -87,7 +72,7 @@ async def update(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any
 async def upsert(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """Insert or update by external id; the payload is ``{"id", "created", "success"}``."""
     field, value = upsert_key(params)
-    result = await _client(ctx).upsert(params["object"], field, value, params["record"])
+    result = await client_of(ctx).upsert(params["object"], field, value, params["record"])
     ctx.annotate(record_id=str(result.get("id")), created=bool(result.get("created")))
     return result
 
@@ -95,7 +80,7 @@ async def upsert(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any
 async def delete(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """Delete one record; ``ignore-missing`` turns NOT_FOUND / ENTITY_IS_DELETED into success."""
     try:
-        await _client(ctx).delete(params["object"], str(params["id"]))
+        await client_of(ctx).delete(params["object"], str(params["id"]))
     except SalesforceError as error:
         if not (params.get("ignore-missing") and error.kind in ("NOT_FOUND", "ENTITY_IS_DELETED")):
             raise
@@ -105,7 +90,7 @@ async def delete(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any
 async def collections(ctx: OperationContext, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Write many records, 200 per call; one result per input record, in input order."""
     results = await collection_write(
-        _client(ctx), params["operation"], params["records"], sobject=params.get("object"),
+        client_of(ctx), params["operation"], params["records"], sobject=params.get("object"),
         external_id_field=params.get("external-id-field"),
         all_or_none=params["all-or-none"], batch_size=params["batch-size"])
     failed = [r for r in results if not r["success"]]
@@ -123,7 +108,7 @@ async def collections(ctx: OperationContext, params: dict[str, Any]) -> list[dic
 async def bulk_query(ctx: OperationContext, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """Run a Bulk API 2.0 query job and stream its CSV rows as records."""
     job = await start_bulk_query(
-        _client(ctx), bind(params["query"], params.get("binds")),
+        client_of(ctx), bind(params["query"], params.get("binds")),
         include_deleted=params["include-deleted"],
         poll_interval=params["poll-interval"], max_wait=params["max-wait"],
         page_size=params["page-size"])
@@ -133,6 +118,7 @@ async def bulk_query(ctx: OperationContext, params: dict[str, Any]) -> AsyncIter
 
 OPERATIONS: tuple[OperationSpec, ...] = (
     OperationSpec("query", query, read_only=True, writes=False, summary="SOQL query, streamed record by record",
+                  batch=QUERY_BATCH,
                   output="async stream of records (nested parents and child subqueries as JSON)",
                   params=(_QUERY, _BINDS,
                           Param("include-deleted", type="boolean", default=False,
@@ -147,13 +133,14 @@ OPERATIONS: tuple[OperationSpec, ...] = (
                           Param("fields", type="array", schema={"type": "array", "items": {"type": "string"}},
                                 summary="Fields to return (default: all)"))),
     OperationSpec("create", create, summary="Insert one record", output="{id, success, errors}",
-                  writes=True, preview=preview_create,
+                  writes=True, preview=preview_create, batch=CREATE_BATCH,
                   params=(_OBJECT, _RECORD)),
     OperationSpec("update", update, summary="Update one record", output="{id, success, errors}",
-                  writes=True, preview=preview_update,
+                  writes=True, preview=preview_update, batch=UPDATE_BATCH,
                   params=(_OBJECT, _RECORD, Param("id", summary="Record Id (default: record.Id)"))),
     OperationSpec("upsert", upsert, summary="Insert or update one record by external id",
                   output="{id, created, success, errors}", writes=True, preview=preview_upsert,
+                  batch=UPSERT_BATCH,
                   params=(_OBJECT, _RECORD,
                           Param("external-id-field", required=True, examples=("QB_Customer_Id__c",),
                                 summary="External id field to match on"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.salesforce.client import _writable
+from connectors.salesforce.client import writable_fields
 from connectors.salesforce.composite import _prepare
 from connectors.salesforce.targets import update_id, upsert_key
 from runtime import DRY_RUN_ID, OperationContext
@@ -25,7 +25,7 @@ __all__ = [
 
 async def preview_create(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """``salesforce.create``: the record it would POST."""
-    ctx.would_write("create", {"object": params["object"]}, _writable(params["record"], drop=("Id",)))
+    ctx.would_write("create", {"object": params["object"]}, writable_fields(params["record"], drop=("Id",)))
     return {"id": DRY_RUN_ID, "success": True, "errors": []}
 
 
@@ -33,7 +33,7 @@ async def preview_update(ctx: OperationContext, params: dict[str, Any]) -> dict[
     """``salesforce.update``: the fields it would PATCH on the record."""
     record_id = update_id(params)
     ctx.would_write("update", {"object": params["object"], "id": record_id},
-                    _writable(params["record"], drop=("Id",)))
+                    writable_fields(params["record"], drop=("Id",)))
     return {"id": record_id, "success": True, "errors": []}
 
 
@@ -42,7 +42,7 @@ async def preview_upsert(ctx: OperationContext, params: dict[str, Any]) -> dict[
     field, value = upsert_key(params)
     ctx.would_write("upsert", {"object": params["object"], "externalIdField": field,
                                "externalId": str(value)},
-                    _writable(params["record"], drop=("Id", field)))
+                    writable_fields(params["record"], drop=("Id", field)))
     return {"id": DRY_RUN_ID, "success": True, "errors": [], "created": None}
 
 

@@ -169,7 +169,9 @@ def _upsert_one(emu: Emulator, request: Request, obj: str, field: str, value: An
         raise ApiError(400, "INVALID_FIELD", "The Id field should not be specified in the sobject data.")
     matches = emu.org.by_external_id(obj, field, value) if matches is None else matches
     if len(matches) > 1:
-        raise ApiError(300, "MULTIPLE_CHOICES", f"Multiple records found for {field} = {value}")
+        # Only collections get here (the single upsert answers 300 first): a per-record error.
+        raise ApiError(400, "DUPLICATE_EXTERNAL_ID", "more than one record found for external id field: "
+                                                     f"[{', '.join(m['Id'] for m in matches)}]", [field])
     origin = call_origin(request)
     _check_lock(emu, matches[0]["Id"] if matches else None)
     if matches:
@@ -236,8 +238,12 @@ async def collections(request: Request, emu: Emulator, v: str, obj: str | None =
     results: list[dict[str, Any]] = []
     failed = False
     origin = call_origin(request)
-    for item in items:
+    repeated = _repeated_keys(emu, items, str(obj), field) if field is not None else set()
+    for index, item in enumerate(items):
         try:
+            if index in repeated:
+                raise ApiError(400, "DUPLICATE_VALUE", "Duplicate external id specified: "
+                                                       f"{_external_id(emu, item, str(obj), field)}", [str(field)])
             results.append(_collection_item(emu, request, item, obj, field, origin))
         except ApiError as error:
             failed = True
@@ -260,6 +266,30 @@ async def collections(request: Request, emu: Emulator, v: str, obj: str | None =
             if r.get("id") is None:
                 r.pop("id", None)
     return JSONResponse(results)
+
+
+def _external_id(emu: Emulator, item: Any, obj: str, field: str | None) -> Any:
+    """The external id value an upsert record carries (its field name matched case-insensitively)."""
+    if not isinstance(item, dict) or field is None:
+        return None
+    fdef = emu.org.schema(obj).field(field)
+    canonical = (fdef.name if fdef else field).lower()
+    return next((v for k, v in item.items() if k.lower() == canonical), None)
+
+
+def _repeated_keys(emu: Emulator, items: list[Any], obj: str, field: str) -> set[int]:
+    """Positions of upsert records whose external id value another record of the call repeats.
+
+    Salesforce refuses every one of them (``DUPLICATE_VALUE``, "Duplicate external id specified")
+    and writes none: it cannot tell which should win. Values match case-insensitively, as the
+    upsert itself matches them.
+    """
+    positions: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        value = _external_id(emu, item, obj, field)
+        if value not in (None, ""):
+            positions.setdefault(str(value).lower(), []).append(index)
+    return {i for found in positions.values() if len(found) > 1 for i in found}
 
 
 def _collection_item(emu: Emulator, request: Request, item: Any, obj: str | None, field: str | None,

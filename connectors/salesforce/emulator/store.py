@@ -92,7 +92,7 @@ class Org:
                                              f"accessible: {record_id}")
         record = self.find(obj, record_id)
         if record is None:
-            if record_id in self.deleted[self.schema(obj).name]:
+            if any(gone[:15] == record_id[:15] for gone in self.deleted[self.schema(obj).name]):
                 raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted")
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         return record
