@@ -24,7 +24,7 @@ from connectors.quickbooks.preview import (
     preview_update,
     preview_void,
 )
-from connectors.quickbooks.query import is_count, query_entity, render
+from connectors.quickbooks.queries import QUERY_BATCH, query
 from connectors.quickbooks.reads import NAME_LISTS
 from connectors.quickbooks.steps import step_client, step_entity, step_record
 from connectors.quickbooks.writes import apply_update, implicit_key, once, writable
@@ -102,19 +102,6 @@ async def void(ctx: OperationContext, params: dict[str, Any]) -> Any:
                                            include="void" if by_update else None))
 
 
-async def query(ctx: OperationContext, params: dict[str, Any]) -> Any:
-    """All rows of a select (paged), or the number for ``select count(*)``."""
-    client = step_client(ctx)
-    sql = render(str(params["query"]), params.get("binds") or {})
-    if is_count(sql):
-        return int((await client.query_page(sql)).get("totalCount", 0))
-    query_entity(sql)
-    rows = client.query(sql, limit=params.get("limit") or None, page_size=params["page-size"])
-    if params.get("stream"):
-        return rows  # pages are fetched as a foreach consumes them
-    return [row async for row in rows]
-
-
 async def cdc(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """Changed and deleted objects per entity since a moment (at most 30 days back)."""
     entities = params["entities"]
@@ -157,7 +144,7 @@ OPERATIONS: tuple[OperationSpec, ...] = (
         Param("stream", "boolean", default=False,
               summary="Return the rows as a stream (for foreach) instead of a list")),
         summary="Run a query, following pages", output="A list of entities, or a count",
-        read_only=True, writes=False),
+        read_only=True, writes=False, batch=QUERY_BATCH),
     OperationSpec("batch", batch_operation, (
         Param("items", "array", summary="Items {operation, entity, record} or {query} "
               "(default: the payload)"),

@@ -14,7 +14,7 @@ from connectors.quickbooks.creates import SENT_NAMESPACE
 from connectors.quickbooks.operations import OPERATIONS
 from runtime import BatchCall, SpliceError
 from runtime.store import ObjectStore
-from tests.support.quickbooks import REALM, connect, op_context
+from tests.support.quickbooks import REALM, connect, op_context, run_op
 
 pytestmark = pytest.mark.anyio
 HOURS, AMY = "9", "11"
@@ -233,3 +233,75 @@ async def test_an_update_of_a_missing_record_fails_alone(
         {"entity": "Invoice", "record": {"Id": made[0]["Id"], "PrivateNote": "y"}}])
     assert isinstance(results[0], SpliceError) and results[0].error_type == "QUICKBOOKS:NOT_FOUND"
     assert results[1]["PrivateNote"] == "y"
+
+
+# ----------------------------------------------------------------- queries
+
+
+async def single(client: QuickBooksClient, store: ObjectStore, params: dict[str, Any]) -> Any:
+    return await run_op("query", client, store, **params)
+
+
+async def test_lookups_of_one_field_are_one_in_query_and_each_gets_its_own_rows(
+        counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore) -> None:
+    """Four DocNumber lookups (one repeated, one missing): one query; each call gets exactly the
+    rows its own query returns."""
+    await run_batch("create", qbc, store, [
+        {"entity": "Invoice", "record": invoice(f"Q-{n}"), "idempotency_key": f"q-{n}"}
+        for n in range(2)])
+    counted.calls.clear()
+    params = [{"query": "select * from Invoice where DocNumber = :doc", "binds": {"doc": doc}}
+              for doc in ("Q-0", "Q-1", "Q-0", "Q-none")]
+    results = await run_batch("query", qbc, store, params)
+    assert counted.calls == [("GET", "query")]
+    assert [[r["DocNumber"] for r in rows] for rows in results] == [["Q-0"], ["Q-1"], ["Q-0"], []]
+    assert results[0] is not results[2]
+    assert results == [await single(qbc, store, p) for p in params]
+
+
+async def test_other_binds_stay_and_a_value_in_another_case_asks_on_its_own(
+        counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore) -> None:
+    """Names compared by the server: a value that matches a row only ignoring case cannot be
+    decided by the split, so that call runs its own query; the others share one."""
+    for name in ("Case Co", "Other Co", "Third Co"):
+        company(counted).create("Customer", {"DisplayName": name}, {})
+    counted.calls.clear()
+    text = "select * from Customer where DisplayName = :name and Active = :active"
+    params = [{"query": text, "binds": {"name": name, "active": True}}
+              for name in ("case co", "Other Co", "Third Co")]
+    results = await run_batch("query", qbc, store, params)
+    assert counted.to("query") == 2
+    assert [[r["DisplayName"] for r in rows] for rows in results] == [
+        ["Case Co"], ["Other Co"], ["Third Co"]]
+    assert results == [await single(qbc, store, p) for p in params]
+
+
+async def test_queries_that_cannot_be_coalesced_run_one_by_one(
+        counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore) -> None:
+    """An order of its own, a limit or a count: each call sends its own query, same answers."""
+    ordered = [{"query": "select * from Customer where DisplayName = :name ORDERBY Id",
+                "binds": {"name": name}} for name in ("Amy's Bird Sanctuary", "Bill's Windsurf Shop")]
+    limited = [{"query": "select * from Customer where DisplayName = :name",
+                "binds": {"name": "Amy's Bird Sanctuary"}, "limit": 1}]
+    counted.calls.clear()
+    results = await run_batch("query", qbc, store, ordered)
+    assert counted.to("query") == 2
+    assert results == [await single(qbc, store, p) for p in ordered]
+    assert await run_batch("query", qbc, store, limited) == [await single(qbc, store, limited[0])]
+    counts = await run_batch("query", qbc, store, [{"query": "select count(*) from Term"}] * 2)
+    assert counts[0] == counts[1] == await single(qbc, store, {"query": "select count(*) from Term"})
+
+
+def test_the_batch_key_keeps_every_bind_but_the_coalesced_one() -> None:
+    from connectors.quickbooks.queries import coalescing_bind, query_key
+
+    text = "select * from Customer where DisplayName = :name and CompanyName = :co"
+    assert coalescing_bind(text) is not None and coalescing_bind(text)[:2] == ("DisplayName", "name")
+    assert query_key({"query": text, "binds": {"name": "a", "co": "x"}}) == \
+        query_key({"query": text, "binds": {"name": "b", "co": "x"}})
+    assert query_key({"query": text, "binds": {"name": "a", "co": "x"}}) != \
+        query_key({"query": text, "binds": {"name": "a", "co": "y"}})
+    assert coalescing_bind("select * from Invoice where DocNumber = ':doc'") is None
+    assert coalescing_bind("select * from Invoice where TotalAmt >= :x") is None
+    assert coalescing_bind("select * from Invoice where DocNumber = :d MAXRESULTS 5") is None
+    assert coalescing_bind("select * from Invoice where DocNumber = :d and PrivateNote = :d") is None
