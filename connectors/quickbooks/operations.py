@@ -16,6 +16,7 @@ from connectors.quickbooks.batched import CREATE_BATCH, UPDATE_BATCH
 from connectors.quickbooks.creates import create_record
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.lookup import find_or_create, match_or_create
+from connectors.quickbooks.matching_batch import MATCH_BATCH
 from connectors.quickbooks.preview import (
     batch_writes,
     preview_batch,
@@ -189,7 +190,7 @@ OPERATIONS: tuple[OperationSpec, ...] = (
         summary="Match a Customer or Item by link and rules, never one linked elsewhere, or create "
                 "it; returns the decision",
         output="{action: linked|created|held, rule, name, candidates, reason, note, record}",
-        writes=True, preview=match_or_create),
+        writes=True, preview=match_or_create, batch=MATCH_BATCH),
     OperationSpec("find-or-create", find_or_create, (
         Param("entity", default="Customer", enum=("Customer", "Item")), RECORD,
         Param("match-by", summary="Field to match on: DisplayName (Customer), Name or Sku (Item)"),

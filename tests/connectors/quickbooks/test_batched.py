@@ -5,19 +5,32 @@ own outcome and its own exactly-once guards; coalesced queries; single-flight ma
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.creates import SENT_NAMESPACE
+from connectors.quickbooks.emulator import create_app
+from connectors.quickbooks.emulator.limits import RealmThrottle
 from connectors.quickbooks.operations import OPERATIONS
 from runtime import BatchCall, SpliceError
 from runtime.store import ObjectStore
-from tests.support.quickbooks import REALM, connect, op_context, run_op
+from tests.support.quickbooks import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    REALM,
+    SEED_REFRESH_TOKEN,
+    connect,
+    op_context,
+    run_op,
+)
 
 pytestmark = pytest.mark.anyio
 HOURS, AMY = "9", "11"
+API = f"/v3/company/{REALM}"
 
 
 class CountingApp:
@@ -305,3 +318,150 @@ def test_the_batch_key_keeps_every_bind_but_the_coalesced_one() -> None:
     assert coalescing_bind("select * from Invoice where TotalAmt >= :x") is None
     assert coalescing_bind("select * from Invoice where DocNumber = :d MAXRESULTS 5") is None
     assert coalescing_bind("select * from Invoice where DocNumber = :d and PrivateNote = :d") is None
+
+
+# ----------------------------------------------------------------- match-or-create
+
+
+async def test_match_or_create_decides_once_per_record(
+        counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore) -> None:
+    """20 calls for 2 accounts: 2 decisions, 2 customers created, every call told its record's."""
+    params = [{"record": {"DisplayName": f"Flight {key}"}, "external_key": f"001{key}",
+               "idempotency_key": f"acct-001{key}", "match_rules": "DisplayName"}
+              for key in ("A", "B") * 10]
+    results = await run_batch("match-or-create", qbc, store, params)
+    assert all(r["action"] == "created" for r in results)
+    ids = {key: {r["record"]["Id"] for r, p in zip(results, params, strict=True)
+                 if p["external_key"] == f"001{key}"} for key in ("A", "B")}
+    assert all(len(found) == 1 for found in ids.values()) and ids["A"] != ids["B"]
+    assert counted.to("customer") == 2
+    made = [c for c in company(counted).tables["Customer"].values()
+            if str(c["DisplayName"]).startswith("Flight ")]
+    assert sorted(c["DisplayName"] for c in made) == ["Flight A", "Flight B"]
+    assert results[0] is not results[2]
+
+
+async def test_stored_links_are_read_in_one_query(
+        counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore) -> None:
+    """Three linked accounts and one whose link names a deleted record: one Id-in query reads the
+    links (no GET per call); the missing one goes on to the rules, as its single call would."""
+    linked = [company(counted).create("Customer", {"DisplayName": f"Linked {n}"}, {})
+              for n in range(3)]
+    company(counted).create("Customer", {"DisplayName": "Matched By Name"}, {})
+    counted.calls.clear()
+    params = [{"record": {"DisplayName": f"Linked {n}"}, "link": c["Id"],
+               "external_key": f"acc-{n}"} for n, c in enumerate(linked)]
+    params.append({"record": {"DisplayName": "Matched By Name"}, "link": "987654",
+                   "external_key": "acc-x"})
+    results = await run_batch("match-or-create", qbc, store, params)
+    assert [(r["action"], r["rule"]) for r in results] == [("linked", "stored link")] * 3 + [
+        ("linked", "name")]
+    assert [r["record"]["Id"] for r in results[:3]] == [c["Id"] for c in linked]
+    assert [m for m, path in counted.calls if path.startswith("customer/")] == []
+    queries = [path for _m, path in counted.calls if path == "query"]
+    assert len(queries) == 2  # the links, then the one name rule
+    # Each call's output is what its single call gives (now with the stored links).
+    again = await run_op("match-or-create", qbc, store, **params[0])
+    assert (again["action"], again["rule"], again["record"]["Id"]) == (
+        "linked", "stored link", linked[0]["Id"])
+
+
+# ----------------------------------------------------------------- metering
+
+
+@asynccontextmanager
+async def _raw_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client of the emulator in process, with a valid access token."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://qb.test") as client:
+        answer = await client.post("/oauth2/v1/tokens/bearer", auth=(CLIENT_ID, CLIENT_SECRET),
+                                   data={"grant_type": "refresh_token",
+                                         "refresh_token": SEED_REFRESH_TOKEN})
+        client.headers.update({"Authorization": f"Bearer {answer.json()['access_token']}",
+                               "Accept": "application/json"})
+        yield client
+
+
+def _queries(n: int) -> dict[str, Any]:
+    return {"BatchItemRequest": [{"bId": str(i), "Query": "select * from Term"} for i in range(n)]}
+
+
+async def test_the_emulator_meters_each_batch_item_and_refuses_a_batch_that_does_not_fit() -> None:
+    """40 a minute: 15 reads, then a batch of 30 is refused whole (429, the XML body) since only 25
+    remain, a batch of 25 fits; the realm was never answered more than 40 in a window, and the
+    metered count and the peak say so."""
+    app = create_app(refresh_token=SEED_REFRESH_TOKEN, requests_per_minute=40)
+    throttle = app.state.emulator.throttle
+    async with _raw_client(app) as client:
+        for _ in range(15):
+            assert (await client.get(f"{API}/customer/{AMY}")).status_code == 200
+        refused = await client.post(f"{API}/batch", json=_queries(30))
+        assert refused.status_code == 429
+        assert refused.headers["content-type"].startswith("application/xml")
+        assert b'<Error code="3001">' in refused.content
+        fits = await client.post(f"{API}/batch", json=_queries(25))
+        assert fits.status_code == 200 and len(fits.json()["BatchItemResponse"]) == 25
+        assert (await client.get(f"{API}/customer/{AMY}")).status_code == 429
+        state = (await client.get("/_emulator/state")).json()
+    assert throttle.metered[REALM] == 40 and throttle.peak_in_window(REALM) == 40
+    assert state["metered"] == {REALM: 40} and state["peakInWindow"] == {REALM: 40}
+
+
+async def test_the_peak_is_the_busiest_rolling_window_not_the_total() -> None:
+    """With a moving clock: 10 requests, a window later 5 more: 15 metered, a peak of 10."""
+    now = [0.0]
+    throttle = RealmThrottle(per_minute=500, window=60.0, clock=lambda: now[0])
+    for _ in range(10):
+        assert throttle.admit(REALM, batch=False)
+    now[0] = 61.0
+    assert throttle.admit(REALM, batch=True, items=5)
+    assert throttle.metered[REALM] == 15 and throttle.peak_in_window(REALM) == 10
+    now[0] = 62.0
+    assert throttle.admit(REALM, batch=True, items=30)
+    assert throttle.peak_in_window(REALM) == 35
+    assert not RealmThrottle(per_minute=10, batch_per_minute=40).admit(REALM, batch=True, items=11)
+
+
+async def test_a_batch_spends_one_token_of_the_realm_budget_per_item(
+        counted: CountingApp, store: ObjectStore) -> None:
+    """The client's realm budget: a batch of 30 counts 30 requests this minute and takes 30 tokens
+    of the general bucket (more than its burst of 10 holds at once) plus one batch token."""
+    async with connect(counted, store, **{"requests-per-minute": 6000}) as client:
+        limits = client.limits
+        assert limits.general.bucket.capacity < 30
+        await client.batch([{"bId": str(i), "Query": "select * from Term"} for i in range(30)])
+        assert client.limits.used_last_minute() == 30
+        assert (await client.status())["requestsLastMinute"] == 30
+    assert counted.state.emulator.throttle.metered[REALM] == 30
+
+
+async def test_a_weighted_batch_slot_takes_its_items_in_pieces_the_bucket_can_hold() -> None:
+    """30 items on a general bucket of burst 10: 30 tokens taken, never more than 10 at once,
+    and one batch token."""
+    from connectors.quickbooks.client import _ChainedRateLimit
+    from runtime import RateLimit
+
+    general = RateLimit(490, 60.0, max_concurrent=10, burst=10)
+    chained = _ChainedRateLimit(40, general)
+    taken: list[float] = []
+    batch_taken: list[float] = []
+    real, real_batch = general.bucket.acquire, chained.bucket.acquire
+
+    async def general_acquire(tokens: float = 1.0) -> None:
+        taken.append(tokens)
+        general.bucket._tokens = general.bucket.capacity  # a full bucket: no wait in this test
+        await real(tokens)
+
+    async def batch_acquire(tokens: float = 1.0) -> None:
+        batch_taken.append(tokens)
+        await real_batch(tokens)
+
+    general.bucket.acquire = general_acquire  # type: ignore[method-assign]
+    chained.bucket.acquire = batch_acquire  # type: ignore[method-assign]
+    async with chained.weighted(30).slot():
+        pass
+    assert sum(taken) == 30 and max(taken) <= 10
+    assert batch_taken == [1.0]
+    async with chained.slot():
+        pass
+    assert sum(taken) == 31
