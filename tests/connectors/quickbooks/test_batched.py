@@ -150,12 +150,14 @@ async def test_each_failed_call_gets_its_own_error_instance(
     assert results[0] is not results[1]
 
 
+@pytest.mark.parametrize("how", ["502", "504", "reset"])
 async def test_a_lost_batch_answer_is_looked_up_and_nothing_is_made_twice(
-        counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore) -> None:
-    """The batch's answer is lost (502) after every invoice was made: one lookup query finds them
-    all and nothing is sent again; no duplicates, and each call gets its own invoice."""
+        counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore, how: str) -> None:
+    """The batch's answer is lost (a gateway 502 or 504, or a dropped connection) after every
+    invoice was made: one lookup query finds them all and nothing is sent again; no duplicates,
+    and each call gets its own invoice."""
     counted.state.emulator.faults.update({"lose_answers": 1, "lose_answers_entity": "Invoice",
-                                          "lost_answer": "502"})
+                                          "lost_answer": how})
     params = [{"entity": "Invoice", "record": invoice(f"LOST-{n}"), "idempotency_key": f"lost-{n}"}
               for n in range(5)]
     results = await run_batch("create", qbc, store, params)
@@ -183,6 +185,43 @@ async def test_after_a_lost_answer_only_what_is_missing_is_sent_again(
     assert {r["Id"] for r in results[:2]} == made
     assert len(invoices(counted, "HALF-")) == 4
     assert counted.calls == [("GET", "query"), ("POST", "batch")]
+
+
+async def test_a_lost_answer_with_some_items_missing_resends_only_those(
+        counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore) -> None:
+    """The answer is lost, and one of three invoices is not there (as if that item had failed):
+    the lookup finds two, and the batch sent again (its own requestid) holds only the third."""
+    emulator = counted.state.emulator
+    emulator.faults.update({"lose_answers": 1, "lose_answers_entity": "Invoice", "lost_answer": "504"})
+    original = emulator.write
+
+    def write_then_drop_gone_2(company_: Any, entity: str, operation: str, body: dict[str, Any],
+                               options: dict[str, str]) -> dict[str, Any]:
+        made = original(company_, entity, operation, body, options)
+        if body.get("DocNumber") == "GONE-2" and emulator.faults.lose_answers:
+            del company_.tables["Invoice"][made["Id"]]  # as if this item had not been made
+        return made
+
+    emulator.write = write_then_drop_gone_2
+    results = await run_batch("create", qbc, store, [
+        {"entity": "Invoice", "record": invoice(f"GONE-{n}"), "idempotency_key": f"gone-{n}"}
+        for n in range(3)])
+    assert [r["DocNumber"] for r in results] == ["GONE-0", "GONE-1", "GONE-2"]
+    assert sorted(i["DocNumber"] for i in invoices(counted, "GONE-")) == ["GONE-0", "GONE-1", "GONE-2"]
+    assert counted.calls == [("POST", "batch"), ("GET", "query"), ("POST", "batch")]
+
+
+async def test_a_dry_run_batch_tells_each_write_and_makes_none(
+        counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore) -> None:
+    from runtime.preview import previewing
+
+    with previewing() as plan:
+        results = await run_batch("create", qbc, store, [
+            {"entity": "Invoice", "record": invoice(f"DRY-{n}"), "idempotency_key": f"dry-{n}"}
+            for n in range(2)])
+    assert [w.action for w in plan.writes] == ["create", "create"]
+    assert [r["DocNumber"] for r in results] == ["DRY-0", "DRY-1"]
+    assert invoices(counted, "DRY-") == [] and counted.to("batch") == 0
 
 
 async def test_creates_without_a_lookup_key_rely_on_the_requestid(
