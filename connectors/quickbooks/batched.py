@@ -40,7 +40,7 @@ from connectors.quickbooks.creates import (
     rows_for,
 )
 from connectors.quickbooks.errors import error_from_faults, faults_in, quickbooks_error
-from connectors.quickbooks.gather import Flights, Meeting, Seat, chunks, previewed, run_each
+from connectors.quickbooks.gather import Flights, Meeting, Seat, chunks, previewed, run_each, settle
 from connectors.quickbooks.preview import preview_create, preview_update
 from connectors.quickbooks.query import quote
 from connectors.quickbooks.reads import not_found, read_many
@@ -225,9 +225,9 @@ async def _send_creates(seats: list[Seat[_Create]]) -> None:
     async with anyio.create_task_group() as tg:
         for group in by_entity.values():
             for chunk in chunks([s for s in group if s.item.lookup is None], BATCH_SIZE):
-                tg.start_soon(_create_plain, chunk)
+                tg.start_soon(settle, chunk, _create_plain)
             for chunk in chunks([s for s in group if s.item.lookup is not None], BATCH_SIZE):
-                tg.start_soon(_create_keyed, chunk)
+                tg.start_soon(settle, chunk, _create_keyed)
 
 
 async def create_batch(calls: Sequence[BatchCall]) -> list[Any]:
@@ -333,7 +333,7 @@ async def _send_updates(seats: list[Seat[_Update]]) -> None:
     async with anyio.create_task_group() as tg:
         for group in by_entity.values():
             for chunk in chunks(group, BATCH_SIZE):
-                tg.start_soon(_update_chunk, chunk)
+                tg.start_soon(settle, chunk, _update_chunk)
 
 
 async def update_batch(calls: Sequence[BatchCall]) -> list[Any]:

@@ -22,7 +22,8 @@ import anyio
 from connectors.quickbooks.errors import quickbooks_error
 from runtime import BatchCall, OperationContext, SpliceError
 
-__all__ = ["Flights", "Meeting", "Seat", "canonical", "chunks", "own_error", "previewed", "run_each"]
+__all__ = ["Flights", "Meeting", "Seat", "canonical", "chunks", "own_error", "previewed", "run_each",
+           "settle"]
 
 T = TypeVar("T")
 
@@ -133,6 +134,17 @@ class Flights:
         except SpliceError as exc:
             raise own_error(exc) from None
         return shared
+
+
+async def settle(seats: Sequence[Seat[T]],
+                 work: Callable[[Sequence[Seat[T]]], Awaitable[None]]) -> None:
+    """``work(seats)``; when it fails, the seats it left unanswered get its error (each its own
+    copy): one piece of a batch failing (a lookup query refused) fails only that piece's calls."""
+    try:
+        await work(seats)
+    except Exception as exc:  # noqa: BLE001 - given to the calls, which raise it
+        for seat in seats:
+            seat.fail(exc)
 
 
 def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:

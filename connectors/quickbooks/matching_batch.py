@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 
+from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.gather import canonical, own_error, previewed
 from connectors.quickbooks.lookup import XREF_NAMESPACE, decide, match_or_create
 from connectors.quickbooks.reads import read_many
@@ -50,6 +51,9 @@ def _entity_key(params: Mapping[str, Any]) -> Hashable:
 async def _linked_rows(calls: Sequence[BatchCall]) -> Links:
     """The records the calls' links name, per entity, read with one query per entity."""
     wanted: dict[str, set[str]] = {}
+    clients = [call.ctx.connection for call in calls]
+    if not all(isinstance(c, QuickBooksClient) for c in clients):
+        return {}  # each call reads its own links (and fails on its own without a connection)
     for call in calls:
         client, params = step_client(call.ctx), call.params
         entity = str(params.get("entity") or "Customer")

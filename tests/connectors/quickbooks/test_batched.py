@@ -211,6 +211,37 @@ async def test_a_lost_answer_with_some_items_missing_resends_only_those(
     assert counted.calls == [("POST", "batch"), ("GET", "query"), ("POST", "batch")]
 
 
+async def test_a_batch_retried_after_a_lost_answer_creates_nothing_twice(
+        counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore) -> None:
+    """The answer is lost and the lookup after it fails too: every call fails on its own
+    (retryable), the invoices exist; the retried batch finds them by their sent marks and
+    sends nothing."""
+    emulator = counted.state.emulator
+    emulator.faults.update({"lose_answers": 1, "lose_answers_entity": "Invoice", "lost_answer": "502",
+                            "fail_status": 500})
+    original = emulator.write
+
+    def write_then_fail_what_follows(company_: Any, entity: str, operation: str,
+                                     body: dict[str, Any], options: dict[str, str]) -> dict[str, Any]:
+        emulator.faults.fail_next = 10  # the lookup query, all its attempts
+        return original(company_, entity, operation, body, options)
+
+    emulator.write = write_then_fail_what_follows
+    params = [{"entity": "Invoice", "record": invoice(f"RETRY-{n}"), "idempotency_key": f"retry-{n}"}
+              for n in range(3)]
+    failed = await run_batch("create", qbc, store, params)
+    assert all(isinstance(r, SpliceError) and r.retryable for r in failed)
+    assert len({id(r) for r in failed}) == 3
+    emulator.write = original
+    emulator.faults.fail_next = 0
+    assert len(invoices(counted, "RETRY-")) == 3
+    counted.calls.clear()
+    retried = await run_batch("create", qbc, store, params)
+    assert [r["DocNumber"] for r in retried] == ["RETRY-0", "RETRY-1", "RETRY-2"]
+    assert len(invoices(counted, "RETRY-")) == 3
+    assert counted.calls == [("GET", "query")]
+
+
 async def test_a_dry_run_batch_tells_each_write_and_makes_none(
         counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore) -> None:
     from runtime.preview import previewing
