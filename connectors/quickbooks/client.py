@@ -39,8 +39,8 @@ from runtime import (
     map_http_errors,
 )
 
-__all__ = ["BATCH_ITEMS_EXTENSION", "LostAnswerObserver", "QuickBooksClient", "RealmLimits", "open_connection",
-           "realm_limits"]
+__all__ = ["BATCH_ITEMS_EXTENSION", "LostAnswerObserver", "QuickBooksClient", "RealmLimits",
+           "open_connection", "realm_limits"]
 
 #: Hard ceiling of ``MAXRESULTS`` in one query page.
 MAX_PAGE = 1000
@@ -69,8 +69,9 @@ class RealmLimits:
         items = max(int(request.extensions.get(BATCH_ITEMS_EXTENSION, 1)), 1)
         self.sent.extend([now] * items)
         self._forget(now)
-        assert isinstance(self.batch, _ChainedRateLimit)
-        return self.batch.weighted(items)
+        if isinstance(self.batch, _ChainedRateLimit):
+            return self.batch.weighted(items)
+        return self.batch
 
     def _forget(self, now: float) -> None:
         while self.sent and self.sent[0] < now - 60.0:
@@ -163,7 +164,11 @@ class QuickBooksClient:
     async def request(self, method: str, resource: str, *, params: Mapping[str, Any] | None = None,
                       body: Any = None, text: str | None = None, idempotent: bool = False,
                       metered: int = 1) -> Any:
-        """Send one API call and return its parsed JSON (Decimals for money), or raise its fault."""
+        """Send one API call and return its parsed JSON (Decimals for money), or raise its fault.
+
+        ``metered``: how many requests QuickBooks counts the call as (the items of a batch); the
+        realm's budget spends that many.
+        """
         query = {"minorversion": str(self.settings.minor_version)}
         query.update({k: str(v) for k, v in (params or {}).items() if v is not None})
         headers = {"Accept": "application/json"}

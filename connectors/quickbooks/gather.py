@@ -166,8 +166,9 @@ async def run_each(calls: Sequence[BatchCall],
     :class:`SpliceError`, in the calls' order.
 
     With a ``meeting``, a ``run`` may join it (``meeting.join(index, item)``); ``send`` gets the
-    seats once every call has joined or finished, and must answer or fail each (a seat it leaves unanswered, or its own
-    failure, fails the seats left). Errors other than :class:`SpliceError` fail the whole batch.
+    seats once every call has joined or finished, and must answer or fail each: a seat it leaves
+    unanswered fails, and its own failure fails the seats left. Errors other than
+    :class:`SpliceError` fail the whole batch (raised).
     """
     results: list[Any] = [None] * len(calls)
     crashed: list[BaseException] = []
