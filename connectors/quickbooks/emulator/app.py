@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from connectors.quickbooks.emulator.batch import run_batch
+from connectors.quickbooks.emulator.batch import metered_items, run_batch
 from connectors.quickbooks.emulator.cdc import changes
 from connectors.quickbooks.emulator.demo import seed_company, seed_demo_company
 from connectors.quickbooks.emulator.entities import ENTITIES, Company
@@ -227,15 +227,6 @@ def _lost_answer(em: Emulator) -> Response:
     return Response(f"<html><body><h1>{title}</h1></body></html>", status, media_type="text/html")
 
 
-def _batch_items(raw: bytes) -> int:
-    """How many items a ``/batch`` request holds: each is metered as one request."""
-    try:
-        items = loads(raw).get("BatchItemRequest") if raw else None
-    except (ValueError, AttributeError):
-        return 1
-    return len(items) if isinstance(items, list) and items else 1
-
-
 def _batch_created(response: Response, wanted: str) -> bool:
     """Whether a batch answer holds a created record of ``wanted`` (any entity when empty)."""
     answer = loads(bytes(response.body))
@@ -307,7 +298,7 @@ async def api(request: Request) -> Response:
                                 "statusCode=403", f"Unknown company {realm}", status=403,
                                 fault_type="AuthorizationFault"))
     is_batch = resource == "batch"
-    items = _batch_items(await request.body()) if is_batch else 1
+    items = metered_items(await request.body()) if is_batch else 1
     if em.faults.take("throttle_next") or not em.throttle.admit(realm, batch=is_batch, items=items):
         return Response(THROTTLE_BODY.format(time=_time(em)), 429, media_type="application/xml")
     em.throttle.inflight[realm] = em.throttle.inflight.get(realm, 0) + 1
