@@ -4,7 +4,10 @@
 Handlers receive rendered parameters and the connection's :class:`QuickBooksClient`; they return
 the new payload (the entity as QuickBooks answered it, Decimals for money). Writes go through
 :mod:`connectors.quickbooks.writes`, so a replayed event changes nothing, and creates through
-:mod:`connectors.quickbooks.creates`, so a lost answer makes no second record.
+:mod:`connectors.quickbooks.creates`, so a lost answer makes no second record. ``create``,
+``update`` (:mod:`~connectors.quickbooks.batched`), ``query`` (:mod:`~connectors.quickbooks.queries`)
+and ``match-or-create`` (:mod:`~connectors.quickbooks.matching_batch`) have batch forms: the calls
+of many executions sent together, each with the outcome its single call would have.
 """
 
 from __future__ import annotations
