@@ -307,6 +307,22 @@ async def test_updates_go_in_one_batch_and_a_stale_token_is_read_again(
                              ("POST", "batch")]
 
 
+async def test_full_updates_start_from_the_record_read_in_one_query(
+        counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore) -> None:
+    """sparse: false sends the whole record: read (one query for both), our field on top."""
+    made = await run_batch("create", qbc, store, [
+        {"entity": "Invoice", "record": invoice(f"FULL-{n}", amount=100 + n),
+         "idempotency_key": f"full-{n}"} for n in range(2)])
+    counted.calls.clear()
+    results = await run_batch("update", qbc, store, [
+        {"entity": "Invoice", "record": {"Id": r["Id"], "PrivateNote": f"full {n}"}, "sparse": False}
+        for n, r in enumerate(made)])
+    assert [r["PrivateNote"] for r in results] == ["full 0", "full 1"]
+    assert [r["TotalAmt"] for r in results] == [r["TotalAmt"] for r in made]
+    assert [r["CustomerRef"]["value"] for r in results] == [AMY, AMY]
+    assert counted.calls == [("GET", "query"), ("POST", "batch")]
+
+
 async def test_an_update_of_a_missing_record_fails_alone(
         qbc: QuickBooksClient, store: ObjectStore) -> None:
     made = await run_batch("create", qbc, store, [
