@@ -12,6 +12,7 @@ process never spend each other's.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -38,11 +39,13 @@ from runtime import (
     map_http_errors,
 )
 
-__all__ = ["LostAnswerObserver", "QuickBooksClient", "RealmLimits", "open_connection",
-           "realm_limits"]
+__all__ = ["BATCH_ITEMS_EXTENSION", "LostAnswerObserver", "QuickBooksClient", "RealmLimits",
+           "open_connection", "realm_limits"]
 
 #: Hard ceiling of ``MAXRESULTS`` in one query page.
 MAX_PAGE = 1000
+#: Request extension: how many items a ``/batch`` request carries (each is metered).
+BATCH_ITEMS_EXTENSION = "quickbooks.batch_items"
 
 
 @dataclass(slots=True)
@@ -54,13 +57,21 @@ class RealmLimits:
     sent: deque[float] = field(default_factory=deque)
 
     def pick(self, request: httpx.Request) -> RateLimit | None:
-        """The budget a request spends (the token endpoint is not metered)."""
+        """The budget a request spends (the token endpoint is not metered); a batch of N items
+        spends N of the general budget, as QuickBooks meters each item like a request."""
         if "/v3/company/" not in request.url.path:
             return None
         now = time.monotonic()
-        self.sent.append(now)
+        if not request.url.path.endswith("/batch"):
+            self.sent.append(now)
+            self._forget(now)
+            return self.general
+        items = max(int(request.extensions.get(BATCH_ITEMS_EXTENSION, 1)), 1)
+        self.sent.extend([now] * items)
         self._forget(now)
-        return self.batch if request.url.path.endswith("/batch") else self.general
+        if isinstance(self.batch, _ChainedRateLimit):
+            return self.batch.weighted(items)
+        return self.batch
 
     def _forget(self, now: float) -> None:
         while self.sent and self.sent[0] < now - 60.0:
@@ -91,17 +102,32 @@ def _realm_key(settings: QuickBooksSettings) -> tuple[str, str, str, int, int, i
 
 
 class _ChainedRateLimit(RateLimit):
-    """A batch slot spends one token of its own bucket and one slot of the realm's general limit."""
+    """A batch slot spends one token of its own bucket and ``tokens`` of the realm's general
+    limit (one per item of the batch), holding one of its in-flight slots."""
 
-    def __init__(self, per_minute: int, parent: RateLimit) -> None:
+    def __init__(self, per_minute: int, parent: RateLimit, tokens: int = 1) -> None:
         # As for the general budget: burst plus steady rate never exceed the rolling minute's limit.
         burst = min(per_minute // 2, 5)
         super().__init__(per_minute - burst, 60.0, burst=max(burst, 1))
         self.parent = parent
+        self.tokens = tokens
+
+    def weighted(self, tokens: int) -> _ChainedRateLimit:
+        """This limit (the same buckets) for a batch of ``tokens`` items."""
+        view = copy.copy(self)
+        view.tokens = tokens
+        return view
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         await self.bucket.acquire()
+        # The items beyond the first, in pieces the bucket can hold (its burst may be smaller
+        # than a batch); the first is spent by the parent's slot.
+        extra, bucket = self.tokens - 1, self.parent.bucket
+        while extra > 0:
+            piece = min(extra, max(int(bucket.capacity), 1))
+            await bucket.acquire(piece)
+            extra -= piece
         async with self.parent.slot():
             yield
 
@@ -136,8 +162,13 @@ class QuickBooksClient:
         return f"/v3/company/{self.realm_id}/{resource}"
 
     async def request(self, method: str, resource: str, *, params: Mapping[str, Any] | None = None,
-                      body: Any = None, text: str | None = None, idempotent: bool = False) -> Any:
-        """Send one API call and return its parsed JSON (Decimals for money), or raise its fault."""
+                      body: Any = None, text: str | None = None, idempotent: bool = False,
+                      metered: int = 1) -> Any:
+        """Send one API call and return its parsed JSON (Decimals for money), or raise its fault.
+
+        ``metered``: how many requests QuickBooks counts the call as (the items of a batch); the
+        realm's budget spends that many.
+        """
         query = {"minorversion": str(self.settings.minor_version)}
         query.update({k: str(v) for k, v in (params or {}).items() if v is not None})
         headers = {"Accept": "application/json"}
@@ -152,6 +183,8 @@ class QuickBooksClient:
                                           headers=headers, content=content)
         if idempotent:
             request.extensions[IDEMPOTENT_EXTENSION] = True
+        if metered != 1:
+            request.extensions[BATCH_ITEMS_EXTENSION] = metered
         # The per-attempt timeout lives in httpx; this bounds retries and rate-limit waits too.
         try:
             with anyio.fail_after(self.settings.timeout * 6), map_http_errors("QUICKBOOKS"):
@@ -216,12 +249,18 @@ class QuickBooksClient:
                 return
             start += len(rows)
 
-    async def batch(self, items: Sequence[Mapping[str, Any]], *,
-                    request_id: str | None = None) -> list[dict[str, Any]]:
-        """One ``POST /batch`` of at most 30 items; the raw ``BatchItemResponse`` list."""
+    async def batch(self, items: Sequence[Mapping[str, Any]], *, request_id: str | None = None,
+                    retry_unanswered: bool = True) -> list[dict[str, Any]]:
+        """One ``POST /batch`` of at most 30 items; the raw ``BatchItemResponse`` list.
+
+        Spends one batch call and one request per item of the realm's budgets. As for
+        :meth:`write`, ``retry_unanswered=False`` keeps the HTTP layer from sending it again after
+        a lost answer: creates that are looked up first (:mod:`connectors.quickbooks.batched`).
+        """
         payload = await self.request("POST", "batch", params={"requestid": request_id},
                                      body={"BatchItemRequest": list(items)},
-                                     idempotent=request_id is not None)
+                                     idempotent=request_id is not None and retry_unanswered,
+                                     metered=len(items))
         return list(payload.get("BatchItemResponse") or [])
 
     async def cdc(self, entities: Sequence[str], changed_since: str) -> dict[str, list[dict[str, Any]]]:

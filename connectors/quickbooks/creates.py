@@ -36,7 +36,8 @@ from connectors.quickbooks.query import quote
 from connectors.quickbooks.writes import request_id
 from runtime import OperationContext, SpliceError, backoff_delay
 
-__all__ = ["AMBIGUOUS", "SENT_NAMESPACE", "create_record", "natural_key"]
+__all__ = ["AMBIGUOUS", "NAME_FIELDS", "SENDS", "SENT_MARK_TTL", "SENT_NAMESPACE", "count_lost_answer",
+           "create_record", "is_ambiguous", "mark_key", "natural_key", "put_mark", "rows_for"]
 
 #: ``{realm}:{entity}:{idempotency key}`` -> what was sent and when.
 SENT_NAMESPACE = "quickbooks-sent"
@@ -47,29 +48,63 @@ AMBIGUOUS = frozenset({"QUICKBOOKS:TIMEOUT", "QUICKBOOKS:CONNECTIVITY", "QUICKBO
 #: Sends of one create in one attempt of its step (the first and two after a lookup).
 SENDS = 3
 #: The unique name of each name-list entity QuickBooks enforces (6240 on a duplicate).
-_NAME_FIELDS = {"Customer": "DisplayName", "Vendor": "DisplayName", "Employee": "DisplayName",
+NAME_FIELDS = {"Customer": "DisplayName", "Vendor": "DisplayName", "Employee": "DisplayName",
                 "Item": "Name", "Account": "Name", "Class": "Name", "Department": "Name",
                 "Term": "Name", "PaymentMethod": "Name"}
 
 
 def natural_key(entity: str, body: Mapping[str, Any]) -> tuple[str, str] | None:
     """The field and value that find ``body``'s record once created, or ``None`` when it has none."""
-    field = _NAME_FIELDS.get(entity, "DocNumber")
+    field = NAME_FIELDS.get(entity, "DocNumber")
     value = body.get(field)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     return field, str(value)
 
 
-def _is_ambiguous(exc: SpliceError) -> bool:
+def is_ambiguous(exc: SpliceError) -> bool:
+    """Whether the write may have happened although it failed (its answer was lost)."""
     return exc.error_type in AMBIGUOUS
+
+
+def mark_key(client: QuickBooksClient, entity: str, key: str) -> str:
+    """The sent mark of a create with idempotency ``key``."""
+    return f"{client.realm_id}:{entity}:{key}"
+
+
+async def put_mark(ctx: OperationContext, client: QuickBooksClient, entity: str, key: str,
+                   lookup: tuple[str, str]) -> None:
+    """Say, before it is sent, that this create may be made from now on."""
+    field, value = lookup
+    await ctx.store.put(SENT_NAMESPACE, mark_key(client, entity, key),
+                        {"entity": entity, "field": field, "value": value, "sentAt": time.time()},
+                        ttl=SENT_MARK_TTL)
+
+
+def rows_for(body: Mapping[str, Any], key: tuple[str, str],
+             rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Among rows a lookup found, the one ``body`` would have made: the key's value (the exact
+    spelling first, then as QuickBooks compares names: ignoring case) and, for a transaction,
+    the same customer (a number may be reused for another one)."""
+    field, value = key
+    customer = body.get("CustomerRef")
+    wanted = customer.get("value") if isinstance(customer, dict) else None
+
+    def ours(row: dict[str, Any]) -> bool:
+        theirs = row.get("CustomerRef")
+        return wanted is None or (isinstance(theirs, dict) and str(theirs.get("value")) == str(wanted))
+
+    exact = [r for r in rows if str(r.get(field)) == value and ours(r)]
+    loose = [r for r in rows if str(r.get(field)).casefold() == value.casefold() and ours(r)]
+    found = exact or loose
+    return found[0] if found else None
 
 
 async def _look_up(client: QuickBooksClient, entity: str, body: Mapping[str, Any],
                    key: tuple[str, str]) -> dict[str, Any] | None:
     """The record carrying ``key``, if it is the one ``body`` would have made."""
     field, value = key
-    active = " and Active in (true, false)" if entity in _NAME_FIELDS else ""
+    active = " and Active in (true, false)" if entity in NAME_FIELDS else ""
     rows = (await client.query_page(f"select * from {entity} where {field} = {quote(value)}"
                                     f"{active} MAXRESULTS 2")).get(entity) or []
     customer = body.get("CustomerRef")
@@ -83,7 +118,8 @@ async def _look_up(client: QuickBooksClient, entity: str, body: Mapping[str, Any
     return None
 
 
-def _count(client: QuickBooksClient, entity: str, outcome: str) -> None:
+def count_lost_answer(client: QuickBooksClient, entity: str, outcome: str) -> None:
+    """Tell the runtime's metrics what became of a create whose answer was lost."""
     if client.observer is not None:
         client.observer.lost_answer("quickbooks", entity, outcome)
 
@@ -100,24 +136,22 @@ async def create_record(ctx: OperationContext, client: QuickBooksClient, entity:
     if lookup is None:
         return await client.write(entity, body, request_id=rid)
     field, value = lookup
-    mark = f"{client.realm_id}:{entity}:{key}"
+    mark = mark_key(client, entity, key)
     if await ctx.store.get(SENT_NAMESPACE, mark) is not None:
         found = await _look_up(client, entity, body, lookup)
         if found is not None:
-            _count(client, entity, "found")
+            count_lost_answer(client, entity, "found")
             ctx.logger.warning("quickbooks.create: %s %s %s exists (Id %s): created by an earlier "
                                "attempt whose answer was lost; not created again",
                                entity, field, value, found.get("Id"))
             return found
     else:
-        await ctx.store.put(SENT_NAMESPACE, mark, {"entity": entity, "field": field,
-                                                   "value": value, "sentAt": time.time()},
-                            ttl=SENT_MARK_TTL)
+        await put_mark(ctx, client, entity, key, lookup)
     for send in range(1, SENDS + 1):
         try:
             return await client.write(entity, body, request_id=rid, retry_unanswered=False)
         except SpliceError as exc:
-            if not _is_ambiguous(exc):
+            if not is_ambiguous(exc):
                 with anyio.CancelScope(shield=True):
                     await ctx.store.delete(SENT_NAMESPACE, mark)  # refused: nothing was made
                 raise
@@ -126,7 +160,7 @@ async def create_record(ctx: OperationContext, client: QuickBooksClient, entity:
             await anyio.sleep(backoff_delay(send, initial=client.settings.retry_delay,
                                             maximum=30.0, retry_after=exc.retry_after))
             found = await _look_up(client, entity, body, lookup)
-            _count(client, entity, "found" if found is not None else "resent")
+            count_lost_answer(client, entity, "found" if found is not None else "resent")
             if found is not None:
                 ctx.logger.warning("quickbooks.create: %s %s %s was created (Id %s) but the answer "
                                    "was lost (%s); found by lookup, not created again",

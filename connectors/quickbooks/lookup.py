@@ -15,6 +15,8 @@ Both operations are their own dry run: the lookups happen, a create or reactivat
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -39,7 +41,7 @@ from connectors.quickbooks.steps import step_client
 from connectors.quickbooks.writes import once, writable
 from runtime import DRY_RUN_ID, OperationContext, SpliceError
 
-__all__ = ["XREF_NAMESPACE", "find_or_create", "match_or_create"]
+__all__ = ["XREF_NAMESPACE", "decide", "find_or_create", "match_or_create"]
 
 #: ``{realm}:{entity}:{external key}`` -> ``{"id": ...}``.
 XREF_NAMESPACE = "quickbooks-xref"
@@ -51,8 +53,12 @@ _NAME_HOLDERS = {"Customer": ("Vendor", "Employee")}
 class _Matcher:
     """One match-or-create: the parameters read once, and the candidates seen so far."""
 
-    def __init__(self, ctx: OperationContext, params: dict[str, Any]) -> None:
+    def __init__(self, ctx: OperationContext, params: dict[str, Any],
+                 links: Mapping[str, dict[str, Any] | None] | None = None) -> None:
         client = step_client(ctx)
+        #: Linked records read beforehand (a batch reads them in one query): Id -> record, or
+        #: None for one that does not exist; an Id not in it is read here.
+        self.links = links or {}
         self.ctx, self.client, self.params = ctx, client, params
         self.entity = str(params["entity"])  # Customer or Item: the runtime checks the enum
         record = params.get("record") if params.get("record") is not None else ctx.message.payload
@@ -85,6 +91,11 @@ class _Matcher:
             if known:
                 ids.append(known["id"])
         for record_id in ids:
+            if str(record_id) in self.links:
+                known = self.links[str(record_id)]
+                if known is not None:
+                    return copy.deepcopy(known)
+                continue  # does not exist: as a read's NOT_FOUND
             try:
                 return await self.client.read(self.entity, str(record_id))
             except SpliceError as exc:
@@ -301,8 +312,10 @@ class _Matcher:
                                  self.owner_key)
 
 
-async def _decide(ctx: OperationContext, params: dict[str, Any]) -> tuple[_Matcher, Decision]:
-    matcher = _Matcher(ctx, params)
+async def decide(ctx: OperationContext, params: dict[str, Any],
+                 links: Mapping[str, dict[str, Any] | None] | None = None) -> tuple[_Matcher, Decision]:
+    """One record's decision, remembered (``links``: linked records read beforehand)."""
+    matcher = _Matcher(ctx, params, links)
     decision = await matcher.decide()
     await matcher.remember(decision)
     ctx.annotate(entity=matcher.entity, match_action=decision.action, match_rule=decision.rule)
@@ -313,12 +326,12 @@ async def _decide(ctx: OperationContext, params: dict[str, Any]) -> tuple[_Match
 
 async def match_or_create(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """The matching decision for ``record``: linked, created (under which name) or held, and why."""
-    matcher, decision = await _decide(ctx, params)
+    matcher, decision = await decide(ctx, params)
     return decision.as_output(matcher.entity)
 
 
 async def find_or_create(ctx: OperationContext, params: dict[str, Any]) -> dict[str, Any]:
     """The existing record matching ``record``, or a new one (ambiguity: a distinct new one)."""
-    _, decision = await _decide(ctx, {**params, "on-ambiguous": "create"})
+    _, decision = await decide(ctx, {**params, "on-ambiguous": "create"})
     assert decision.record is not None
     return decision.record

@@ -4,19 +4,22 @@
 Handlers receive rendered parameters and the connection's :class:`QuickBooksClient`; they return
 the new payload (the entity as QuickBooks answered it, Decimals for money). Writes go through
 :mod:`connectors.quickbooks.writes`, so a replayed event changes nothing, and creates through
-:mod:`connectors.quickbooks.creates`, so a lost answer makes no second record.
+:mod:`connectors.quickbooks.creates`, so a lost answer makes no second record. ``create``,
+``update`` (:mod:`~connectors.quickbooks.batched`), ``query`` (:mod:`~connectors.quickbooks.queries`)
+and ``match-or-create`` (:mod:`~connectors.quickbooks.matching_batch`) have batch forms: the calls
+of many executions sent together, each with the outcome its single call would have.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from connectors.quickbooks.batch import batch_operation
+from connectors.quickbooks.batched import CREATE_BATCH, UPDATE_BATCH
 from connectors.quickbooks.creates import create_record
 from connectors.quickbooks.errors import quickbooks_error
 from connectors.quickbooks.lookup import find_or_create, match_or_create
-from connectors.quickbooks.money import dumps
+from connectors.quickbooks.matching_batch import MATCH_BATCH
 from connectors.quickbooks.preview import (
     batch_writes,
     preview_batch,
@@ -25,16 +28,14 @@ from connectors.quickbooks.preview import (
     preview_update,
     preview_void,
 )
-from connectors.quickbooks.query import is_count, query_entity, render
+from connectors.quickbooks.queries import QUERY_BATCH, query
+from connectors.quickbooks.reads import NAME_LISTS
 from connectors.quickbooks.steps import step_client, step_entity, step_record
-from connectors.quickbooks.writes import apply_update, once, writable
+from connectors.quickbooks.writes import apply_update, implicit_key, once, writable
 from runtime import OperationContext, OperationSpec, Param
 
 __all__ = ["OPERATIONS"]
 
-#: Name lists cannot be deleted in QuickBooks; ``delete`` makes them inactive.
-NAME_LISTS = frozenset({"Customer", "Vendor", "Employee", "Item", "Account", "Term", "Class",
-                        "Department", "PaymentMethod", "TaxCode"})
 #: Voided through ``operation=update&include=void`` instead of ``operation=void``.
 VOID_BY_UPDATE = frozenset({"Payment", "SalesReceipt", "BillPayment"})
 
@@ -44,20 +45,6 @@ RECORD = Param("record", "object", summary="The entity body (default: the payloa
 KEY = Param("idempotency-key", summary="Stable key of this logical write; becomes the requestid and "
             "the ledger key", examples=("#[ 'opp-' & vars.trigger.Id ]",))
 
-
-
-
-
-def _implicit_key(ctx: OperationContext, kind: str, entity: str, record: dict[str, Any]) -> str:
-    """A requestid seed for a write without an idempotency key.
-
-    The same execution (its correlation id: a source's event id when it has one) sending the
-    same write from the same step gets the same ``requestid``, so the transport may retry it after
-    a 5xx or a timeout. Without an explicit key there is no ledger entry: a new event may repeat
-    the write on purpose.
-    """
-    digest = hashlib.sha256(dumps([ctx.correlation_id, ctx.path, kind, entity, record])).hexdigest()
-    return f"sp-{digest[:40]}"
 
 
 async def create(ctx: OperationContext, params: dict[str, Any]) -> Any:
@@ -80,7 +67,7 @@ async def update(ctx: OperationContext, params: dict[str, Any]) -> Any:
     client, entity = step_client(ctx), step_entity(params)
     record = step_record(ctx, params)
     key = params.get("idempotency-key")
-    rid_key = str(key) if key else _implicit_key(ctx, "update", entity, record)
+    rid_key = str(key) if key else implicit_key(ctx, "update", entity, record)
     return await once(ctx, client.realm_id, f"update:{entity}:{key}" if key else None,
                       lambda: apply_update(client, entity, record, sparse=params["sparse"],
                                            key=rid_key, attempts=params["stale-retries"]))
@@ -96,7 +83,7 @@ async def delete(ctx: OperationContext, params: dict[str, Any]) -> Any:
     client, entity = step_client(ctx), step_entity(params)
     record = {"Id": str(params["id"]), "SyncToken": params.get("sync-token")}
     key = params.get("idempotency-key")
-    rid_key = str(key) if key else _implicit_key(ctx, "delete", entity, record)
+    rid_key = str(key) if key else implicit_key(ctx, "delete", entity, record)
     if entity in NAME_LISTS:
         record["Active"] = False
         call = lambda: apply_update(client, entity, record, key=rid_key)  # noqa: E731
@@ -111,25 +98,12 @@ async def void(ctx: OperationContext, params: dict[str, Any]) -> Any:
     client, entity = step_client(ctx), step_entity(params)
     record = {"Id": str(params["id"]), "SyncToken": params.get("sync-token")}
     key = params.get("idempotency-key")
-    rid_key = str(key) if key else _implicit_key(ctx, "void", entity, record)
+    rid_key = str(key) if key else implicit_key(ctx, "void", entity, record)
     by_update = entity in VOID_BY_UPDATE
     return await once(ctx, client.realm_id, f"void:{entity}:{key}" if key else None,
                       lambda: apply_update(client, entity, record, key=rid_key,
                                            operation="update" if by_update else "void",
                                            include="void" if by_update else None))
-
-
-async def query(ctx: OperationContext, params: dict[str, Any]) -> Any:
-    """All rows of a select (paged), or the number for ``select count(*)``."""
-    client = step_client(ctx)
-    sql = render(str(params["query"]), params.get("binds") or {})
-    if is_count(sql):
-        return int((await client.query_page(sql)).get("totalCount", 0))
-    query_entity(sql)
-    rows = client.query(sql, limit=params.get("limit") or None, page_size=params["page-size"])
-    if params.get("stream"):
-        return rows  # pages are fetched as a foreach consumes them
-    return [row async for row in rows]
 
 
 async def cdc(ctx: OperationContext, params: dict[str, Any]) -> Any:
@@ -145,14 +119,15 @@ OPERATIONS: tuple[OperationSpec, ...] = (
                                                            summary=KEY.summary,
                                                            examples=KEY.examples)),
                   summary="Create an entity once per idempotency key",
-                  output="The created entity", writes=True, preview=preview_create),
+                  output="The created entity", writes=True, preview=preview_create,
+                  batch=CREATE_BATCH),
     OperationSpec("update", update, (ENTITY, RECORD, KEY,
                                      Param("sparse", "boolean", default=True,
                                            summary="Change only the given fields"),
                                      Param("stale-retries", "integer", default=3,
                                            summary="Re-reads after a stale SyncToken (5010)")),
                   summary="Update an entity by Id; SyncToken handled", output="The updated entity",
-                  writes=True, preview=preview_update),
+                  writes=True, preview=preview_update, batch=UPDATE_BATCH),
     OperationSpec("get", get, (ENTITY, Param("id", required=True, summary="Entity Id")),
                   summary="Read an entity by Id", output="The entity", read_only=True, writes=False),
     OperationSpec("delete", delete, (ENTITY, Param("id", required=True),
@@ -173,7 +148,7 @@ OPERATIONS: tuple[OperationSpec, ...] = (
         Param("stream", "boolean", default=False,
               summary="Return the rows as a stream (for foreach) instead of a list")),
         summary="Run a query, following pages", output="A list of entities, or a count",
-        read_only=True, writes=False),
+        read_only=True, writes=False, batch=QUERY_BATCH),
     OperationSpec("batch", batch_operation, (
         Param("items", "array", summary="Items {operation, entity, record} or {query} "
               "(default: the payload)"),
@@ -218,7 +193,7 @@ OPERATIONS: tuple[OperationSpec, ...] = (
         summary="Match a Customer or Item by link and rules, never one linked elsewhere, or create "
                 "it; returns the decision",
         output="{action: linked|created|held, rule, name, candidates, reason, note, record}",
-        writes=True, preview=match_or_create),
+        writes=True, preview=match_or_create, batch=MATCH_BATCH),
     OperationSpec("find-or-create", find_or_create, (
         Param("entity", default="Customer", enum=("Customer", "Item")), RECORD,
         Param("match-by", summary="Field to match on: DisplayName (Customer), Name or Sku (Item)"),

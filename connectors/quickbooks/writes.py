@@ -16,18 +16,20 @@ Exactly-once effects take three guards, because Intuit does not document how lon
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.errors import quickbooks_error
-from connectors.quickbooks.money import fill_line_amounts
+from connectors.quickbooks.money import dumps, fill_line_amounts
 from runtime import OperationContext, SpliceError
 
 __all__ = [
     "LEDGER_NAMESPACE",
     "READ_ONLY",
     "apply_update",
+    "batch_request_id",
+    "implicit_key",
     "once",
     "request_id",
     "writable",
@@ -51,12 +53,31 @@ STALE = "QUICKBOOKS:STALE_OBJECT"
 T = TypeVar("T")
 
 
+def implicit_key(ctx: OperationContext, kind: str, entity: str, record: Any) -> str:
+    """A requestid seed for a write without an idempotency key.
+
+    The same execution (its correlation id: a source's event id when it has one) sending the
+    same write from the same step gets the same ``requestid``, so the transport may retry it after
+    a 5xx or a timeout. Without an explicit key there is no ledger entry: a new event may repeat
+    the write on purpose.
+    """
+    digest = hashlib.sha256(dumps([ctx.correlation_id, ctx.path, kind, entity, record])).hexdigest()
+    return f"sp-{digest[:40]}"
+
+
 def request_id(key: str, limit: int = 50) -> str:
     """A stable ``requestid`` for an idempotency key: the key itself, or prefix + hash when long."""
     if len(key) <= limit:
         return key
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:min(32, limit - 4)]
     return f"{key[:limit - len(digest) - 1]}-{digest}"
+
+
+def batch_request_id(keys: Iterable[str]) -> str:
+    """The ``requestid`` of a ``/batch`` (at most 36 characters) from its items' keys: the same
+    items sent again carry the same one, whatever their order."""
+    digest = hashlib.sha256("\n".join(sorted(keys)).encode("utf-8")).hexdigest()
+    return f"b-{digest[:34]}"
 
 
 async def once(ctx: OperationContext, realm: str, key: str | None,

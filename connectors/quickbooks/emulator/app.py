@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from connectors.quickbooks.emulator.batch import run_batch
+from connectors.quickbooks.emulator.batch import metered_items, run_batch
 from connectors.quickbooks.emulator.cdc import changes
 from connectors.quickbooks.emulator.demo import seed_company, seed_demo_company
 from connectors.quickbooks.emulator.entities import ENTITIES, Company
@@ -227,14 +227,32 @@ def _lost_answer(em: Emulator) -> Response:
     return Response(f"<html><body><h1>{title}</h1></body></html>", status, media_type="text/html")
 
 
+def _batch_created(response: Response, wanted: str) -> bool:
+    """Whether a batch answer holds a created record of ``wanted`` (any entity when empty)."""
+    answer = loads(bytes(response.body))
+    names = {wanted} if wanted else set(ENTITIES.values())
+    return any(name in item for item in answer.get("BatchItemResponse") or [] for name in names)
+
+
 async def _loses_answer(em: Emulator, request: Request, resource: str, response: Response) -> bool:
-    """Whether this answer is one ``lose_answers`` takes: a create that worked, of the entity."""
-    if response.status_code != 200 or ENTITIES.get(resource) is None:
+    """Whether this answer is one ``lose_answers`` takes: a create that worked, of the entity, or
+    a batch that created one (its whole answer is lost)."""
+    if response.status_code != 200 or (ENTITIES.get(resource) is None and resource != "batch"):
         return False
     wanted = em.faults.lose_answers_entity
+    body = loads(await request.body())
+    if resource == "batch":
+        creates = {next((k for k in item if k in ENTITIES.values()), "")
+                   for item in body.get("BatchItemRequest") or []
+                   if str(item.get("operation") or "create") == "create"}
+        entity = ENTITIES.get(wanted.lower(), "") if wanted else ""
+        if not (creates - {""}) or (entity and entity not in creates):
+            return False
+        if not _batch_created(response, entity):
+            return False
+        return em.faults.take("lose_answers")
     if wanted and wanted.lower() != resource:
         return False
-    body = loads(await request.body())
     if _operation(dict(request.query_params), body) != "create":
         return False
     return em.faults.take("lose_answers")
@@ -280,7 +298,8 @@ async def api(request: Request) -> Response:
                                 "statusCode=403", f"Unknown company {realm}", status=403,
                                 fault_type="AuthorizationFault"))
     is_batch = resource == "batch"
-    if em.faults.take("throttle_next") or not em.throttle.admit(realm, batch=is_batch):
+    items = metered_items(await request.body()) if is_batch else 1
+    if em.faults.take("throttle_next") or not em.throttle.admit(realm, batch=is_batch, items=items):
         return Response(THROTTLE_BODY.format(time=_time(em)), 429, media_type="application/xml")
     em.throttle.inflight[realm] = em.throttle.inflight.get(realm, 0) + 1
     try:
@@ -388,6 +407,9 @@ async def control(request: Request) -> Response:
         return JSONResponse({"delivered": await em.webhooks.flush()})
     if action == "state":
         return JSONResponse({"faults": em.faults.to_dict(), "throttled": em.throttle.throttled,
+                             "metered": em.throttle.metered,
+                             "peakInWindow": {realm: em.throttle.peak_in_window(realm)
+                                              for realm in em.throttle.metered},
                              "refreshes": em.authority.refresh_counts,
                              "webhooks": {"pending": len(em.webhooks.pending),
                                           "delivered": em.webhooks.delivered,

@@ -1,7 +1,8 @@
 """``POST /batch``: up to 30 independent items, each answered with its entity, query or fault.
 
 Items do not see each other's results and nothing is rolled back; the answer is 200 even when
-every item failed, with the fault inside the item, as in QuickBooks.
+every item failed, with the fault inside the item, as in QuickBooks. Each item is metered like a
+request of its own (:func:`metered_items`, counted by the realm's throttle).
 """
 
 from __future__ import annotations
@@ -12,13 +13,24 @@ from typing import Any
 from connectors.quickbooks.emulator.entities import ENTITIES, Company
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.query import run_query
+from connectors.quickbooks.money import loads
 
-__all__ = ["MAX_ITEMS", "run_batch"]
+__all__ = ["MAX_ITEMS", "metered_items", "run_batch"]
 
 MAX_ITEMS = 30
 
 #: ``write(company, entity, operation, body, options)`` -> the entity's answer object.
 Writer = Callable[[Company, str, str, dict[str, Any], dict[str, str]], dict[str, Any]]
+
+
+def metered_items(raw: bytes) -> int:
+    """How many requests a ``/batch`` body is metered as: one per item, as QuickBooks meters them
+    (a body that is no batch counts one; it is refused later)."""
+    try:
+        items = loads(raw).get("BatchItemRequest") if raw else None
+    except (ValueError, AttributeError):
+        return 1
+    return len(items) if isinstance(items, list) and items else 1
 
 
 def _fault_item(bid: Any, fault: Fault) -> dict[str, Any]:

@@ -61,7 +61,8 @@ class FaultSwitches:
     fail_after_commit: int = 0
     #: Create the next N records of ``lose_answers_entity`` (any entity when empty), then lose the
     #: answer as ``lost_answer`` says: ``502`` or ``504`` from the gateway, or ``reset`` (the
-    #: connection drops). The record exists; the client cannot know.
+    #: connection drops). The record exists; the client cannot know. A ``/batch`` that created
+    #: such a record loses its whole answer (one firing), every item done.
     lose_answers: int = 0
     lose_answers_entity: str = ""
     lost_answer: str = "502"
