@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import anyio
+import httpx
 import pytest
 
 import connectors.http.plugin as http_plugin
@@ -254,6 +255,47 @@ async def test_the_timeline_says_the_step_went_in_a_batch(start: Any, bulk: Bulk
     for record in records:
         saved = [s for s in record["steps"] if s["kind"] == "bulk.save"]
         assert [s.get("batchSize") for s in saved] == [2]
+
+
+PAYMENTS = """
+flow: payments
+max-concurrency: 12
+batch: { size: 12, within: 60s }
+trigger:
+  http.listener: { path: /payments, method: POST }
+steps:
+  - bulk.save: { id: "#[payload.id]", invalid: "#[payload.invalid = true]" }
+on-error:
+  - when: BULK:INVALID
+    then: dead-letter
+"""
+
+
+async def test_requests_to_a_listener_are_answered_each_from_one_batch(start: Any, bulk: Bulk) -> None:
+    """Twelve clients post at once: one batch call; eleven get their record, the invalid one an
+    error answer and a dead letter of its own."""
+    from runtime.server.app import create_app
+
+    async with start({"payments.yaml": PAYMENTS}) as h:
+        app = create_app(h.runtime, drain_timeout=5)
+        answers: dict[int, httpx.Response] = {}
+        async with app.lifespan():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://splice") as client:
+
+                async def pay(i: int) -> None:
+                    answers[i] = await client.post("/payments", json={"id": i, "invalid": i == 7})
+
+                with anyio.fail_after(30):
+                    async with anyio.create_task_group() as tg:
+                        for i in range(12):
+                            tg.start_soon(pay, i)
+        letters = await h.runtime.engine.dead_letters.list(flow="payments")
+    assert bulk.sizes() == [12]
+    assert {i: r.json() for i, r in answers.items() if i != 7} == {
+        i: {"id": f"batched-{i}", "realm": "r1"} for i in range(12) if i != 7}
+    assert answers[7].status_code >= 400 and answers[7].json()["error"]["type"] == "BULK:INVALID"
+    assert [letter.message["payload"] for letter in letters] == [{"id": 7, "invalid": True}]
 
 
 # ------------------------------------------------------------------------- the gatherer itself
