@@ -15,6 +15,7 @@ import re
 from typing import Any, cast
 
 from dsl.builtins import (
+    BATCH_SCHEMA,
     ERROR_TYPE_PATTERN,
     FLOW_KEYS,
     ON_ERROR_SCHEMA,
@@ -26,6 +27,7 @@ from dsl.kinds import SourceCheck
 from dsl.libraries import compile_with_libraries
 from dsl.loader import Node
 from dsl.model import (
+    BatchPolicy,
     ErrorAction,
     ErrorHandler,
     Expression,
@@ -64,15 +66,32 @@ class _FlowBuilder:
 
     def __init__(self, ctx: FileContext) -> None:
         self.ctx = ctx
+        #: The flow's ``batch:`` (``None``: none), which its operation steps with a batch form follow.
+        self.flow_batch: BatchPolicy | None = None
+        #: Where the flow's ``batch:`` is written, for the errors it causes.
+        self.flow_batch_span: SourceSpan | None = None
+        #: The flow's ``max-concurrency``: how many of its executions may wait in one batch.
+        self.max_concurrency = 8
+        #: Whether the flow's ``batch:`` was reported as unable to fill (it is reported once).
+        self.unfillable_reported = False
 
     # ------------------------------------------------------------------------------ flow level
 
     def flow(self, root: Node) -> Flow | None:
         ctx = self.ctx
-        shallow = {k: v for k, v in root.value.items() if k in ("flow", "description", "max-concurrency")}
+        shallow = {k: v for k, v in root.value.items()
+                   if k in ("flow", "description", "max-concurrency", "batch")}
         header = ctx.resolve(Node("map", shallow, root.span, keys=root.keys))
         check_value(Node("map", {**root.value, **header.value}, root.span, keys=root.keys), _FLOW_SCHEMA,
                     "flow", ctx.errors, key_span=root.span)
+        concurrency = header.value.get("max-concurrency")
+        if concurrency is not None and type(concurrency.value) is int and concurrency.value >= 1:
+            self.max_concurrency = concurrency.value
+        batch_node = header.value.get("batch")
+        if batch_node is not None and check_value(batch_node, BATCH_SCHEMA, "batch", []):
+            # (its problems are reported with the flow's keys above)
+            self.flow_batch = self.batch_policy(batch_node, BatchPolicy())
+            self.flow_batch_span = root.keys["batch"]
         name_node = header.value.get("flow")
         name = name_node.value if name_node is not None and isinstance(name_node.value, str) else None
         steps_node = root.value.get("steps")
@@ -88,7 +107,6 @@ class _FlowBuilder:
         if on_error is not None and on_error.kind == "seq":
             handlers = tuple(h for h in (self.handler(item) for item in on_error.value) if h is not None)
         description = header.value.get("description")
-        concurrency = header.value.get("max-concurrency")
         record_ids = self.record_ids(root.value.get("record-ids"))
         if name is None:
             return None
@@ -100,9 +118,9 @@ class _FlowBuilder:
             on_error=handlers,
             description=description.value if description is not None and isinstance(description.value, str)
             else "",
-            max_concurrency=concurrency.value if concurrency is not None and type(concurrency.value) is int
-            and concurrency.value >= 1 else 8,
+            max_concurrency=self.max_concurrency,
             record_ids=record_ids,
+            batch=self.flow_batch,
         )
 
     def record_ids(self, node: Node | None) -> tuple[Any, ...]:
@@ -182,18 +200,23 @@ class _FlowBuilder:
         kind = kinds[0]
         common = ctx.resolve(Node("map", {k: v for k, v in node.value.items() if k in STEP_COMMON_KEYS},
                                   node.span, keys=node.keys))
-        for key, child in common.value.items():
-            check_value(child, STEP_COMMON_KEYS[key], key, ctx.errors)
+        for key, child in list(common.value.items()):
+            if not check_value(child, STEP_COMMON_KEYS[key], key, ctx.errors) and key == "batch":
+                del common.value["batch"]  # reported; the step is built as if it had none
         label = _str(common.value.get("label"))
         target = _str(common.value.get("target"))
         value, key_span = node.value[kind], node.keys[kind]
         base: dict[str, Any] = {"span": key_span, "label": label, "target": target}
         cache = common.value.get("cache")
+        batch = common.value.get("batch")
         step_kind = ctx.vocabulary.step_kind(kind)
         if step_kind is not None:
             if cache is not None:
                 ctx.error(node.keys["cache"], f"'{kind}' cannot be cached",
                           "'cache' on a connector operation that only reads, such as a query")
+            if batch is not None:
+                ctx.error(node.keys["batch"], f"'{kind}' cannot be batched",
+                          "'batch' on a connector operation that has a batch form")
             return step_kind.build(self, value, key_span, base)
         schema = ctx.vocabulary.operation_schema(kind)
         if schema is None:
@@ -202,7 +225,60 @@ class _FlowBuilder:
             return None
         if cache is not None:
             base["cache"] = self.cache_seconds(kind, schema, cache, value, node.keys["cache"])
+            if batch is not None and batch.value is not False:
+                ctx.error(node.keys["batch"], "a cached step is not batched",
+                          "'cache' or 'batch', not both")
+        else:
+            base["batch"] = self.step_batch(kind, schema, batch, node.keys.get("batch"))
         return self.operation(kind, schema, value, key_span, base)
+
+    def batch_policy(self, node: Node, base: BatchPolicy) -> BatchPolicy:
+        """A checked ``batch:`` mapping over ``base``: the keys it leaves out keep ``base``'s values."""
+        size, within = base.size, base.within
+        written = node.value.get("size")
+        if written is not None and type(written.value) is int and written.value >= 1:
+            size = written.value
+        written = node.value.get("within")
+        if written is not None:
+            try:
+                within = parse_duration(written.value)
+            except ValueError:
+                pass  # already reported against the schema's pattern
+        return BatchPolicy(size=size, within=within)
+
+    def step_batch(self, kind: str, schema: Any, batch: Node | None,
+                   key_span: SourceSpan | None) -> BatchPolicy | None:
+        """How an operation step batches: its own ``batch:`` (over the flow's), else the flow's when
+        the operation has a batch form; ``None`` when its calls go one by one."""
+        max_size = schema.get("x-batch")
+        if batch is None or key_span is None:
+            if self.flow_batch is None or max_size is None:
+                return None
+            policy, where = self.flow_batch, self.flow_batch_span
+        elif batch.value is False:
+            return None
+        elif max_size is None:
+            self.ctx.error(key_span, f"'{kind}' has no batch form, so its calls cannot be batched",
+                           "no 'batch' on this step (only operations with a batch form batch)")
+            return None
+        elif batch.kind == "map":
+            policy, where = self.batch_policy(batch, self.flow_batch or BatchPolicy()), key_span
+        elif batch.value is True:
+            policy, where = self.flow_batch or BatchPolicy(), key_span
+        else:
+            return None  # not a mapping or a boolean: already reported against the schema
+        size = min(policy.size, int(max_size))
+        if size > self.max_concurrency and where is not None:
+            if where == self.flow_batch_span:
+                if self.unfillable_reported:
+                    return policy
+                self.unfillable_reported = True
+            self.ctx.error(where, f"batches of {size} calls of '{kind}' can never fill: max-concurrency "
+                                  f"is {self.max_concurrency}, so at most {self.max_concurrency} "
+                                  f"executions wait at once",
+                           f"a batch 'size' of at most {self.max_concurrency}, or a max-concurrency of "
+                           f"at least {size}")
+        return policy
 
     def cache_seconds(self, kind: str, schema: Any, cache: Node, params: Node,
                       key_span: SourceSpan) -> float | None:

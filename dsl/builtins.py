@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "ALERTS_SCHEMA",
     "ALERT_CONDITIONS",
+    "BATCH_SCHEMA",
     "BUILTIN_STEPS",
     "CONNECTION_KEYS",
     "DURATION",
@@ -46,6 +47,22 @@ DURATION: dict[str, Any] = {
 
 _VARIABLE = {"type": "string", "pattern": VARIABLE_PATTERN, "x-dynamic": False}
 
+#: ``batch:`` of a flow: its operation steps that have a batch form gather the concurrent calls of
+#: many executions and send them together, when ``size`` calls wait or the oldest waited ``within``.
+BATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "x-dynamic": False,
+    "description": "Send the calls of operations that have a batch form together: up to 'size' "
+                   "calls, or what waited 'within' (e.g. {size: 30, within: 500ms})",
+    "properties": {
+        "size": {"type": "integer", "minimum": 1, "default": 30, "x-dynamic": False,
+                 "description": "The most calls in one batch (the operation's own limit still applies)"},
+        "within": {**DURATION, "default": "500ms", "x-dynamic": False,
+                   "description": "How long the oldest call of a batch waits for others"},
+    },
+    "additionalProperties": False,
+}
+
 #: Keys every step may have beside its step key.
 STEP_COMMON_KEYS: dict[str, dict[str, Any]] = {
     "label": {"type": "string", "description": "A name for the step in logs, traces and errors",
@@ -54,6 +71,9 @@ STEP_COMMON_KEYS: dict[str, dict[str, Any]] = {
     "cache": {**DURATION, "x-dynamic": False,
               "description": "Reuse the result of this reading operation for the same parameters "
                              "for this long (e.g. 10m)"},
+    "batch": {**BATCH_SCHEMA, "type": ["object", "boolean"],
+              "description": "Batch this operation's calls ({size, within}; missing keys come from "
+                             "the flow's 'batch'), or not (false)"},
 }
 
 _STEPS_REF = {"type": "array", "description": "Steps, in order", "items": {"type": "object"}}
@@ -196,6 +216,7 @@ FLOW_KEYS: dict[str, dict[str, Any]] = {
         "max-concurrency": {"type": "integer", "minimum": 1, "default": 8,
                             "description": "Events processed at once"},
     }),
+    "batch": BATCH_SCHEMA,
     "trigger": {"type": "object", "description": "What starts the flow"},
     "steps": {"type": "array", "description": "Steps, in order"},
     "on-error": {"type": "array", "items": ON_ERROR_SCHEMA, "description": "Error handlers, first match wins"},

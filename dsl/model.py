@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 from dsl.source import SourceSpan
 
 __all__ = [
+    "BatchPolicy",
     "ChoiceBranch",
     "ChoiceStep",
     "ConnectionConfig",
@@ -100,19 +101,34 @@ class Step:
         raise NotImplementedError
 
 
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """How an operation step batches: ``batch: {size: 30, within: 500ms}`` (``within`` in seconds).
+
+    A batch is sent when ``size`` calls wait (or the operation's own ``max_size``, if smaller) or
+    when its oldest call has waited ``within``, whichever comes first.
+    """
+
+    size: int = 30
+    within: float = 0.5
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OperationStep(Step):
     """A connector operation: ``salesforce.query``, ``http.request``...
 
-    ``params`` excludes ``connection``, ``label``, ``target`` and ``cache``, which the runtime reads
-    itself. ``connection`` is ``None`` when the connector has exactly one configured connection.
-    ``cache`` is how many seconds a result may be reused (only for operations that only read).
+    ``params`` excludes ``connection``, ``label``, ``target``, ``cache`` and ``batch``, which the
+    runtime reads itself. ``connection`` is ``None`` when the connector has exactly one configured
+    connection. ``cache`` is how many seconds a result may be reused (only for operations that only
+    read). ``batch`` is set when the step's calls are gathered into batches: the step's own
+    ``batch:``, or the flow's when the operation has a batch form (``None``: each call goes alone).
     """
 
     name: str
     params: Mapping[str, Value]
     connection: str | None = None
     cache: float | None = None
+    batch: BatchPolicy | None = None
 
     @property
     def kind(self) -> str:
@@ -315,6 +331,8 @@ class Flow:
     max_concurrency: int = 8
     #: ``record-ids:``: templates of the business ids an execution touched (for its history record).
     record_ids: tuple[Any, ...] = ()
+    #: ``batch:``: how its operation steps that have a batch form batch, unless a step says otherwise.
+    batch: BatchPolicy | None = None
 
     @property
     def file(self) -> str:

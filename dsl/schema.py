@@ -146,7 +146,8 @@ def _step_entry(name: str, params: Any, schema: Mapping[str, Any]) -> dict[str, 
         "type": "object",
         "properties": {name: params,
                        **{k: _value(v) for k, v in STEP_COMMON_KEYS.items()
-                          if k != "cache" or schema.get("x-read-only")}},
+                          if (k != "cache" or schema.get("x-read-only"))
+                          and (k != "batch" or schema.get("x-batch") is not None)}},
         "required": [name],
         "additionalProperties": False,
     }

@@ -95,6 +95,9 @@ def _connector_page(registry: Registry, name: str) -> str:
         if op.output:
             out += [f"Result: {op.output}", ""]
         out += [f"Writes: {_writes(op)}.", ""]
+        if op.batch is not None:
+            out += [f"Batch form: up to {op.batch.max_size} calls in one request when a flow batches "
+                    "this step (`batch:`, see docs/batching.md).", ""]
         out += [*_param_rows(op.params), ""]
     for src in c.sources:
         out += [f"## `{name}.{src.name}` (trigger, {src.stability})", "", src.summary, "",

@@ -20,6 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from dsl.model import ErrorHandler, Flow, Project, Step
+from runtime.batching import BatchGatherer, BatchObserver
 from runtime.cache import ResultCache
 from runtime.error_handling import (
     find_handler,
@@ -104,6 +105,10 @@ class FlowEngine:
         self.transform_threads = anyio.CapacityLimiter(1)
         #: Results of steps with ``cache:`` (see runtime.cache).
         self.results = ResultCache()
+        #: The open batches of steps with ``batch:`` (see runtime.batching).
+        self.batches = BatchGatherer(
+            tracer=self.tracer, logger=self.logger.getChild("batching"),
+            observer=observer if isinstance(observer, BatchObserver) else None)
         self.limiters = {name: anyio.CapacityLimiter(flow.max_concurrency)
                          for name, flow in project.flows.items()}
         self._default_connections = self._index_default_connections()
@@ -114,10 +119,15 @@ class FlowEngine:
         #: What step runners see of this engine.
         self.execution = StepExecution(
             store=store, tracer=self.tracer, logger=self.logger, results=self.results,
+            batches=self.batches,
             costs=ExpressionCosts(), transform_threads=self.transform_threads,
             operations=registry.operations, connection_for=self.connection_for, flow=self.flow,
             run_steps=self.run_steps, called_flow_failed=self.called_flow_failed,
         )
+
+    async def aclose(self) -> None:
+        """Send every batch still gathering now, so that no execution waits out its ``within``."""
+        await self.batches.aclose()
 
     # -- entry point ------------------------------------------------------------------------------
 
@@ -168,7 +178,7 @@ class FlowEngine:
         assert self.history is not None and scope.steps is not None
         self.history.record(scope.flow, scope.message, outcome, started=scope.started,
                             duration=duration, steps=scope.steps, replay_of=replay_of,
-                            execution_id=scope.id)
+                            execution_id=scope.id, notes=scope.notes)
 
     def _message_for(self, event: Event) -> Message:
         message = Message(payload=event.payload, attributes=dict(event.attributes))

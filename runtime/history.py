@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from runtime.logcontext import StepTiming, business_ids
+from runtime.logcontext import StepNote, StepTiming, business_ids
 from runtime.redaction import MASK, SECRET_KEYS, redact
 from runtime.store.base import ObjectStore, StoreUnavailableError, encode
 from runtime.store.executions import ExecutionHistory
@@ -111,6 +111,7 @@ class _Pending:
     steps: list[StepTiming]
     replay_of: str | None
     execution_id: str | None
+    notes: list[StepNote] | None = None
 
 
 class ExecutionRecorder:
@@ -131,10 +132,11 @@ class ExecutionRecorder:
 
     def record(self, flow: Flow, message: Message, outcome: Outcome, *, started: float,
                duration: float, steps: list[StepTiming], replay_of: str | None = None,
-               execution_id: str | None = None) -> None:
+               execution_id: str | None = None, notes: list[StepNote] | None = None) -> None:
         """Queue an ended execution for the writer; drops it (counted) when the queue is full.
 
-        ``execution_id`` is the one its log lines carry (else one is made when it is written)."""
+        ``execution_id`` is the one its log lines carry (else one is made when it is written);
+        ``notes`` add fields to the timeline entries of the step attempts they were made in."""
         if len(self._queue) >= self.settings.queue_size:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -145,7 +147,7 @@ class ExecutionRecorder:
         self._queue.append(_Pending(
             flow, message if needs_message else None, message.correlation_id,
             message.attributes.get("eventId"), outcome.status, outcome.error,
-            outcome.dead_letter_id, started, duration, steps, replay_of, execution_id))
+            outcome.dead_letter_id, started, duration, steps, replay_of, execution_id, notes))
 
     @property
     def pending(self) -> int:
@@ -242,7 +244,7 @@ class ExecutionRecorder:
             record["deadLetterId"] = pending.dead_letter_id
         if pending.replay_of:
             record["replayOf"] = pending.replay_of
-        record.update(self._timeline(pending.steps))
+        record.update(self._timeline(pending.steps, pending.notes))
         failed = pending.status != "completed" or error is not None
         if message is not None and self._keeps_data(flow.name, failed):
             cap = self.settings.max_data_bytes
@@ -255,7 +257,7 @@ class ExecutionRecorder:
         return keep == "all" or (keep == "failures" and failed) or flow in self.settings.keep_data_of
 
     @staticmethod
-    def _timeline(steps: list[StepTiming]) -> dict[str, Any]:
+    def _timeline(steps: list[StepTiming], notes: list[StepNote] | None = None) -> dict[str, Any]:
         if not steps:
             return {"steps": [], "connectorCalls": 0, "retries": 0}
         ordered = sorted(steps, key=lambda entry: entry[2])
@@ -277,6 +279,10 @@ class ExecutionRecorder:
                     entry["label"] = step.label
                 if connector:
                     entry["connector"] = connector
+                if notes:
+                    for noted, at, fields in notes:
+                        if noted == path and started <= at <= ended:
+                            entry.update(fields)
                 out.append(entry)
         result: dict[str, Any] = {"steps": out, "connectorCalls": calls, "retries": retries}
         if len(ordered) > MAX_TIMELINE:

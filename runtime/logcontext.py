@@ -16,6 +16,7 @@ business ids are rendered only when a line is written.
 
 from __future__ import annotations
 
+import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -25,16 +26,19 @@ if TYPE_CHECKING:
     from dsl.model import Flow, Step
     from runtime.message import Message
 
-__all__ = ["CURRENT_EXECUTION", "CURRENT_OPERATION", "ExecutionScope", "StepTiming", "business_ids"]
+__all__ = ["CURRENT_EXECUTION", "CURRENT_OPERATION", "ExecutionScope", "StepNote", "StepTiming",
+           "business_ids"]
 
 #: A step attempt: path, step, start and end (``time.perf_counter``), outcome.
 StepTiming = tuple[str, "Step", float, float, str]
+#: What a step attempt adds to its timeline entry: path, when (``time.perf_counter``), fields.
+StepNote = tuple[str, float, dict[str, Any]]
 
 
 class ExecutionScope:
     """One running execution: its flow, message, start and (with history on) step timeline."""
 
-    __slots__ = ("_id", "flow", "message", "started", "steps")
+    __slots__ = ("_id", "flow", "message", "notes", "started", "steps")
 
     def __init__(self, flow: Flow, message: Message, started: float,
                  steps: list[StepTiming] | None) -> None:
@@ -44,7 +48,18 @@ class ExecutionScope:
         self.started = started
         #: Step attempts so far (``None`` with the history off).
         self.steps = steps
+        #: Fields step attempts add to their timeline entries (``None`` until one does).
+        self.notes: list[StepNote] | None = None
         self._id: str | None = None
+
+    def note(self, path: str, **fields: Any) -> None:
+        """Add ``fields`` to the timeline entry of the attempt of step ``path`` running now
+        (``batchSize`` of a batched call); nothing with the history off."""
+        if self.steps is None:
+            return
+        if self.notes is None:
+            self.notes = []
+        self.notes.append((path, time.perf_counter(), fields))
 
     @property
     def id(self) -> str:

@@ -60,6 +60,8 @@ _SHORT_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
                   5.0, 10.0, 30.0, 60.0)
 #: Event attributes that carry the time the change happened at its origin, by source.
 _CHANGE_TIME_ATTRIBUTES = ("systemModstamp", "commitTimestamp", "lastUpdated")
+#: Batch sizes: QuickBooks /batch takes 30 items, Salesforce sObject Collections 200 records.
+_BATCH_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 100, 200)
 #: How long outcomes are kept for failure-rate alerts, counted in buckets of ``_BUCKET`` seconds
 #: (so memory stays bounded whatever the rate of executions).
 _OUTCOME_HORIZON = 24 * 3600
@@ -115,6 +117,9 @@ class RuntimeMetrics:
         self.store_duration = Histogram(
             "splice_store_operation_duration_seconds", "Store call latency by operation",
             ["operation"], buckets=_SHORT_BUCKETS, registry=r)
+        self.batch_size = Histogram(
+            "splice_batch_size", "Calls sent together in one batch, by flow and operation",
+            ["flow", "operation"], buckets=_BATCH_BUCKETS, registry=r)
         self.trigger_lag = _TriggerCollector(self)
         r.register(self.trigger_lag)
         # Labelled children, cached: ``labels()`` takes a lock and builds a tuple on every call.
@@ -170,6 +175,10 @@ class RuntimeMetrics:
         if child is None:
             child = self._step_children[(flow, step_kind)] = self.step_duration.labels(flow, step_kind)
         child.observe(seconds)
+
+    def batch_sent(self, flow: str, operation: str, size: int) -> None:
+        """A batch of ``size`` calls of ``operation`` went to its batch form (runtime.batching)."""
+        self.batch_size.labels(flow, operation).observe(size)
 
     # -- connectors --------------------------------------------------------------------------------
 

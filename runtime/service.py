@@ -231,6 +231,8 @@ async def open_runtime(
                             tracer=tracer, logger=logging.getLogger("splice.engine"),
                             dead_letters=MeteredDeadLetterQueue(store, metrics), observer=metrics,
                             history=history)
+        # Batches still gathering are sent before the connections they use close.
+        stack.push_async_callback(engine.aclose)
         runtime = SpliceRuntime(project=project, registry=registry, store=store, engine=engine,
                                 tracer_provider=tracer_provider, resources=resources)
         metrics.triggers = runtime.triggers

@@ -252,6 +252,8 @@ class OperationSpec:
         schema = params_schema(params, description=self.summary)
         if self.read_only:
             schema["x-read-only"] = True
+        if self.batch is not None:  # flows may batch its calls, this many at most in one batch
+            schema["x-batch"] = self.batch.max_size
         schema["x-writes"] = self.writes_summary if callable(self.writes) else bool(self.writes)
         return schema
 

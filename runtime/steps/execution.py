@@ -23,6 +23,7 @@ from runtime.steps.expressions import ExpressionCosts
 from runtime.store.base import ObjectStore
 
 if TYPE_CHECKING:
+    from runtime.batching import BatchGatherer
     from runtime.spec import OperationSpec
 
 __all__ = ["StepExecution", "StepRunner", "store_result"]
@@ -37,6 +38,8 @@ class StepExecution:
     logger: logging.Logger
     #: Results of steps with ``cache:`` (see :mod:`runtime.cache`).
     results: ResultCache
+    #: The open batches of steps with ``batch:`` (see :mod:`runtime.batching`).
+    batches: BatchGatherer
     #: Measured cost of each expression, deciding which ones run in a worker thread.
     costs: ExpressionCosts
     #: The worker thread that expressions proven slow run in.

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry import trace
+
 from dsl.model import Flow, OperationStep
+from runtime.batching import ATTR_BATCH_SIZE, BatchRequest
 from runtime.cache import cache_key
 from runtime.context import OperationContext
 from runtime.errors import FlowExecutionError, SpliceError
-from runtime.logcontext import CURRENT_OPERATION
+from runtime.logcontext import CURRENT_EXECUTION, CURRENT_OPERATION
 from runtime.message import Message
 from runtime.preview import DRY_RUN_ID, current_plan
 from runtime.redaction import redact
-from runtime.spec import OperationSpec, materialize
+from runtime.spec import BatchCall, OperationSpec, materialize
 from runtime.steps.execution import StepExecution, store_result
 from runtime.steps.expressions import render_value
 
@@ -52,6 +55,10 @@ async def run_operation(execution: StepExecution, flow: Flow, step: OperationSte
     try:
         if current_plan() is not None and spec.writes_with(params):
             result = await materialize(await (spec.preview or _told_write)(ctx, params))
+        elif step.batch is not None and spec.batch is not None and step.cache is None:
+            result = await _batched(execution, flow, step, spec, ctx, params)
+            if step.target:
+                result = await materialize(result)
         elif step.cache is None:
             result = await spec.handler(ctx, params)
             if step.target:  # a variable holds values; only the payload may stay a stream
@@ -70,3 +77,20 @@ async def run_operation(execution: StepExecution, flow: Flow, step: OperationSte
     finally:
         CURRENT_OPERATION.reset(operation)
     store_result(step, message, result)
+
+
+async def _batched(execution: StepExecution, flow: Flow, step: OperationStep, spec: OperationSpec,
+                   ctx: OperationContext, params: dict[str, Any]) -> Any:
+    """The call's own result, sent with the concurrent calls of this step (``batch:``)."""
+    assert step.batch is not None and spec.batch is not None
+    request = BatchRequest(
+        flow=flow.name, operation=step.name, step=(flow.name, step.span),
+        connection=ctx.connection_name, form=spec.batch,
+        size=max(1, min(step.batch.size, spec.batch.max_size)), within=step.batch.within)
+    result, size = await execution.batches.call(request, BatchCall(ctx, params))
+    trace.get_current_span().set_attribute(ATTR_BATCH_SIZE, size)
+    scope = CURRENT_EXECUTION.get()
+    if scope is not None:  # the execution's timeline shows the call went in a batch of ``size``
+        scope.note(ctx.path, batchSize=size)
+    ctx.logger.debug("%s: sent in a batch of %d", ctx.path, size)
+    return result
