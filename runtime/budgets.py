@@ -99,7 +99,7 @@ class StoreTokenBucket:
                     if left > 0:
                         await anyio.sleep(left)
                         continue
-                    result = await _persist(partial(self.tables.take, self.key, portion,
+                    result = await _persist(partial(self.tables.take, self.key, float(portion),
                                                     self.capacity, self.interval), self.key)
                     if result.granted_at is not None:
                         granted = result.granted_at

@@ -28,7 +28,7 @@ __all__ = ["BudgetTables", "TakeResult", "budget_tables"]
 
 _NOW = "(SELECT extract(epoch FROM clock_timestamp())::double precision AS t)"
 #: Tokens of a bucket row refilled up to now ($3 capacity, $4 seconds per token).
-_REFILLED = "least($3, b.tokens + greatest(now.t - b.updated_at, 0) / $4)"
+_REFILLED = "least($3::float8, b.tokens + greatest(now.t - b.updated_at, 0) / $4::float8)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +86,11 @@ class BudgetTables:
             for _ in range(2):
                 row = await pool.fetchrow(
                     f"WITH now AS {_NOW}, taken AS ("
-                    f" UPDATE {self._buckets} AS b SET tokens = {_REFILLED} - $2,"
+                    f" UPDATE {self._buckets} AS b SET tokens = {_REFILLED} - $2::float8,"
                     "  updated_at = greatest(b.updated_at, now.t)"
-                    f" FROM now WHERE b.key = $1 AND {_REFILLED} >= $2 RETURNING b.updated_at)"
+                    f" FROM now WHERE b.key = $1 AND {_REFILLED} >= $2::float8 RETURNING b.updated_at)"
                     " SELECT (SELECT updated_at FROM taken) AS granted,"
-                    f" (SELECT ($2 - {_REFILLED}) * $4 FROM {self._buckets} AS b, now"
+                    f" (SELECT ($2::float8 - {_REFILLED}) * $4::float8 FROM {self._buckets} AS b, now"
                     "  WHERE b.key = $1) AS wait",
                     key, tokens, capacity, interval)
                 if row["granted"] is not None:
@@ -99,7 +99,7 @@ class BudgetTables:
                     return TakeResult(None, max(float(row["wait"]), 0.0))
                 await pool.execute(
                     f"INSERT INTO {self._buckets} (key, tokens, updated_at) "
-                    f"SELECT $1, $2, now.t FROM {_NOW} AS now ON CONFLICT (key) DO NOTHING",
+                    f"SELECT $1, $2::float8, now.t FROM {_NOW} AS now ON CONFLICT (key) DO NOTHING",
                     key, capacity)
         raise AssertionError("unreachable: the bucket row exists after its insert")
 
@@ -109,14 +109,16 @@ class BudgetTables:
             pool = await self._pool()
             for _ in range(2):
                 status = await pool.execute(
-                    f"UPDATE {self._buckets} AS b SET tokens = least({_REFILLED}, -$2 / $4),"
-                    f" updated_at = greatest(b.updated_at, now.t) FROM {_NOW} AS now WHERE b.key = $1",
+                    f"UPDATE {self._buckets} AS b"
+                    f" SET tokens = least({_REFILLED}, -($2::float8) / $4::float8),"
+                    "  updated_at = greatest(b.updated_at, now.t)"
+                    f" FROM {_NOW} AS now WHERE b.key = $1",
                     key, seconds, capacity, interval)
                 if status != "UPDATE 0":
                     return
                 await pool.execute(
                     f"INSERT INTO {self._buckets} (key, tokens, updated_at) "
-                    f"SELECT $1, $2, now.t FROM {_NOW} AS now ON CONFLICT (key) DO NOTHING",
+                    f"SELECT $1, $2::float8, now.t FROM {_NOW} AS now ON CONFLICT (key) DO NOTHING",
                     key, capacity)
 
     async def take_slot(self, key: str, limit: int, holder: str, lease: float) -> int | None:
@@ -126,15 +128,17 @@ class BudgetTables:
             for _ in range(2):
                 slot = await pool.fetchval(
                     f"WITH now AS {_NOW} UPDATE {self._slots} AS s "
-                    "SET holder = $3, expires_at = now.t + $4 FROM now "
+                    "SET holder = $3, expires_at = now.t + $4::float8 FROM now "
                     f"WHERE (s.key, s.slot) = (SELECT f.key, f.slot FROM {self._slots} AS f, now "
-                    "  WHERE f.key = $1 AND f.slot < $2 AND (f.holder IS NULL OR f.expires_at <= now.t)"
+                    "  WHERE f.key = $1 AND f.slot < $2::integer"
+                    "  AND (f.holder IS NULL OR f.expires_at <= now.t)"
                     "  ORDER BY f.slot LIMIT 1 FOR UPDATE OF f SKIP LOCKED) RETURNING s.slot",
-                    key, limit, holder, lease)
+                    key, limit, holder, float(lease))
                 if slot is not None:
                     return int(slot)
                 made = await pool.execute(
-                    f"INSERT INTO {self._slots} (key, slot) SELECT $1, g FROM generate_series(0, $2 - 1) g"
+                    f"INSERT INTO {self._slots} (key, slot)"
+                    " SELECT $1, g FROM generate_series(0, $2::integer - 1) AS g"
                     " ON CONFLICT (key, slot) DO NOTHING", key, limit)
                 if made == "INSERT 0 0":  # every slot exists and is held
                     return None
@@ -145,7 +149,7 @@ class BudgetTables:
         with _typed("budget slot renewal"):
             pool = await self._pool()
             status = await pool.execute(
-                f"UPDATE {self._slots} SET expires_at = now.t + $4 FROM {_NOW} AS now "
+                f"UPDATE {self._slots} SET expires_at = now.t + $4::float8 FROM {_NOW} AS now "
                 "WHERE key = $1 AND slot = $2 AND holder = $3", key, slot, holder, lease)
             return bool(status != "UPDATE 0")
 
