@@ -151,28 +151,39 @@ class StoreInFlight:
         """Hold one slot of the store's for the duration of the body."""
         async with self._local:
             holder = uuid.uuid4().hex
-            slot = await self._take(holder)
+            slot: int | None = None
             try:
+                slot = await self._take(holder)
                 yield
             finally:
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await self.tables.release_slot(self.key, slot, holder)
-                    except StoreUnavailableError as exc:
-                        log.warning("could not free in-flight slot %s of %s (%s); it frees itself "
-                                    "in %.0f s", slot, self.key, exc.message, self.lease)
+                if slot is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._release(slot, holder)
 
     async def _take(self, holder: str) -> int:
         # One task of this process polls at a time; the others queue on the local limiter and lock.
         async with self._polling:
             delay = 0.005
             while True:
-                slot = await _persist(
-                    lambda: self.tables.take_slot(self.key, self.limit, holder, self.lease), self.key)
+                slot = await _persist(partial(self._attempt, holder), self.key)
                 if slot is not None:
                     return slot
                 await anyio.sleep(delay)
                 delay = min(delay * 2, MAX_POLL)
+
+    async def _attempt(self, holder: str) -> int | None:
+        # Shielded: a slot taken in the database must reach the caller, who frees it; cancelled
+        # halfway, it would stay taken until its lease ends.
+        with anyio.CancelScope(shield=True):
+            slot = await self.tables.take_slot(self.key, self.limit, holder, self.lease)
+        return slot
+
+    async def _release(self, slot: int, holder: str) -> None:
+        try:
+            await self.tables.release_slot(self.key, slot, holder)
+        except StoreUnavailableError as exc:
+            log.warning("could not free in-flight slot %s of %s (%s); it frees itself in %.0f s",
+                        slot, self.key, exc.message, self.lease)
 
 
 def open_budget(store: ObjectStore | None, name: str, requests: float, period: float = 60.0, *,
