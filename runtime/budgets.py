@@ -18,7 +18,8 @@ that cannot count with the others could spend what they spend. It retries the st
 :data:`OUTAGE_WAIT` seconds, then raises the store's typed, retryable ``STORE:UNAVAILABLE`` error,
 which the flow's error handling retries with backoff like any other store failure (the idempotency
 ledger and the watermarks need the store as well). A request already sent is not affected: freeing
-its slot is tried once, and a slot that could not be freed frees itself when its lease ends.
+its slot is asked again through a blip, then left to this process's next take, and a slot nobody
+frees (its replica died) frees itself when its lease ends.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import TypeVar
 import anyio
 
 from runtime.limits import RateLimit, portions
+from runtime.store._locking import beside
 from runtime.store.base import ObjectStore, StoreUnavailableError
 from runtime.store.budgets import BudgetTables, budget_tables
 
@@ -44,9 +46,9 @@ T = TypeVar("T")
 
 #: Seconds a shared budget keeps asking a store that fails before it raises ``STORE:UNAVAILABLE``.
 OUTAGE_WAIT = 10.0
-#: Seconds an in-flight slot is held at most unless renewed: longer than any one request attempt,
-#: short enough that the slots of a replica killed mid-request come back soon.
-SLOT_LEASE = 120.0
+#: Seconds an in-flight slot stays taken unless renewed (its holder renews it every third of that
+#: while the request runs): the slots of a replica killed mid-request come back this soon.
+SLOT_LEASE = 15.0
 #: Longest sleep between two attempts at a bucket or a slot (the store is asked again after it).
 MAX_POLL = 0.25
 
@@ -145,6 +147,8 @@ class StoreInFlight:
         self.lease = lease
         self._local = anyio.CapacityLimiter(limit)
         self._polling = anyio.Lock()
+        #: Slots whose release the store did not confirm: freed before the next take.
+        self._unreleased: list[tuple[int, str]] = []
 
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
@@ -154,7 +158,8 @@ class StoreInFlight:
             slot: int | None = None
             try:
                 slot = await self._take(holder)
-                yield
+                async with beside(partial(self._renew, slot, holder)):
+                    yield
             finally:
                 if slot is not None:
                     with anyio.CancelScope(shield=True):
@@ -175,15 +180,38 @@ class StoreInFlight:
         # Shielded: a slot taken in the database must reach the caller, who frees it; cancelled
         # halfway, it would stay taken until its lease ends.
         with anyio.CancelScope(shield=True):
+            await self._release_unreleased()
             slot = await self.tables.take_slot(self.key, self.limit, holder, self.lease)
         return slot
 
+    async def _renew(self, slot: int, holder: str, _body: anyio.CancelScope) -> None:
+        """Keep a slot taken while its request runs (a slow answer, a long wait for a token)."""
+        while True:
+            await anyio.sleep(self.lease / 3)
+            try:
+                if not await self.tables.renew_slot(self.key, slot, holder, self.lease):
+                    log.warning("in-flight slot %s of %s expired while its request ran",
+                                slot, self.key)
+                    return
+            except StoreUnavailableError as exc:  # the next renewal may get through
+                log.warning("could not renew in-flight slot %s of %s (%s)", slot, self.key,
+                            exc.message)
+
     async def _release(self, slot: int, holder: str) -> None:
+        """Free a slot, asking again through a blip; a slot the store cannot be told about is kept
+        to be freed before this process's next take (its lease frees it if this process dies)."""
         try:
-            await self.tables.release_slot(self.key, slot, holder)
+            await _persist(partial(self.tables.release_slot, self.key, slot, holder), self.key)
         except StoreUnavailableError as exc:
-            log.warning("could not free in-flight slot %s of %s (%s); it frees itself in %.0f s",
-                        slot, self.key, exc.message, self.lease)
+            self._unreleased.append((slot, holder))
+            log.warning("could not free in-flight slot %s of %s yet (%s); freeing it with the "
+                        "next request", slot, self.key, exc.message)
+
+    async def _release_unreleased(self) -> None:
+        while self._unreleased:
+            slot, holder = self._unreleased[0]
+            await self.tables.release_slot(self.key, slot, holder)
+            self._unreleased.pop(0)
 
 
 def open_budget(store: ObjectStore | None, name: str, requests: float, period: float = 60.0, *,

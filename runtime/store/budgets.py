@@ -9,8 +9,9 @@ Two tables in the store's schema, made on first use:
   (``clock_timestamp()``), so replicas whose clocks drift still share one timeline. A pause (after
   a 429) spends the bucket below zero, which stops every replica until it has refilled.
 * ``budget_slots``: ``max`` rows per key, one per request in flight. A request takes a free row
-  (``FOR UPDATE SKIP LOCKED``) with a holder id and an expiry and frees it when answered; a row whose
-  holder died (a replica killed mid-request) is free again once its expiry passed.
+  (``FOR UPDATE SKIP LOCKED``) with a holder id and an expiry, renews the expiry while it waits for
+  its answer, and frees the row when answered; a row whose holder died (a replica killed
+  mid-request) is free again once its expiry passed.
 
 Every failure to reach the database comes out as :class:`~runtime.store.base.StoreUnavailableError`
 (``STORE:UNAVAILABLE``); what to do then is :mod:`runtime.budgets`' decision.
@@ -122,17 +123,25 @@ class BudgetTables:
                     key, capacity)
 
     async def take_slot(self, key: str, limit: int, holder: str, lease: float) -> int | None:
-        """One of the ``limit`` in-flight slots of ``key`` for ``lease`` seconds, or ``None``."""
+        """One of the ``limit`` in-flight slots of ``key`` for ``lease`` seconds, or ``None``.
+
+        Asked again by the same ``holder`` (its answer was lost in a blip), it returns the slot the
+        first attempt took instead of taking a second one.
+        """
         with _typed("budget slot"):
             pool = await self._pool()
             for _ in range(2):
                 slot = await pool.fetchval(
-                    f"WITH now AS {_NOW} UPDATE {self._slots} AS s "
-                    "SET holder = $3, expires_at = now.t + $4::float8 FROM now "
-                    f"WHERE (s.key, s.slot) = (SELECT f.key, f.slot FROM {self._slots} AS f, now "
-                    "  WHERE f.key = $1 AND f.slot < $2::integer"
-                    "  AND (f.holder IS NULL OR f.expires_at <= now.t)"
-                    "  ORDER BY f.slot LIMIT 1 FOR UPDATE OF f SKIP LOCKED) RETURNING s.slot",
+                    f"WITH now AS {_NOW},"
+                    f" mine AS (SELECT slot FROM {self._slots} WHERE key = $1 AND holder = $3),"
+                    f" taken AS (UPDATE {self._slots} AS s"
+                    "  SET holder = $3, expires_at = now.t + $4::float8 FROM now"
+                    "  WHERE NOT EXISTS (SELECT 1 FROM mine) AND (s.key, s.slot) = ("
+                    f"   SELECT f.key, f.slot FROM {self._slots} AS f, now"
+                    "   WHERE f.key = $1 AND f.slot < $2::integer"
+                    "   AND (f.holder IS NULL OR f.expires_at <= now.t)"
+                    "   ORDER BY f.slot LIMIT 1 FOR UPDATE OF f SKIP LOCKED) RETURNING s.slot)"
+                    " SELECT coalesce((SELECT slot FROM mine LIMIT 1), (SELECT slot FROM taken))",
                     key, limit, holder, float(lease))
                 if slot is not None:
                     return int(slot)

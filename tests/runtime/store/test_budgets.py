@@ -170,6 +170,35 @@ async def test_a_slot_of_a_dead_replica_frees_itself_when_its_lease_ends(postgre
 
 
 @pytest.mark.postgres
+async def test_a_slot_is_renewed_while_its_request_runs(postgres_url: str, pg_schema: str) -> None:
+    """A request slower than the slot's lease keeps its slot: its holder renews it meanwhile."""
+    (store,) = _replicas(postgres_url, pg_schema, 1)
+    async with store:
+        tables = budget_tables(store)
+        assert tables is not None
+        limit = open_budget(store, "slow", 1000, 1.0, max_concurrent=1, slot_lease=0.6)
+        with anyio.fail_after(20):
+            async with limit.slot():
+                await anyio.sleep(1.5)  # two and a half leases
+                assert await tables.slots_held("slow") == 1
+                assert await tables.take_slot("slow", 1, "another-replica", 0.6) is None
+        assert await tables.slots_held("slow") == 0
+
+
+@pytest.mark.postgres
+async def test_a_take_asked_again_after_a_lost_answer_takes_no_second_slot(
+        postgres_url: str, pg_schema: str) -> None:
+    """The same holder asking again gets the slot its first attempt took."""
+    (store,) = _replicas(postgres_url, pg_schema, 1)
+    async with store:
+        tables = budget_tables(store)
+        assert tables is not None
+        first = await tables.take_slot("realm", 3, "holder-1", 10.0)
+        assert await tables.take_slot("realm", 3, "holder-1", 10.0) == first
+        assert await tables.slots_held("realm") == 1
+
+
+@pytest.mark.postgres
 async def test_a_pause_after_a_429_stops_every_replica(postgres_url: str, pg_schema: str) -> None:
     """Replica A meets a 429: before its transport even waits to retry, replica B can take no
     token from the budget; both go on once the pause is over."""
@@ -238,6 +267,44 @@ async def test_a_budget_never_spends_alone_while_the_store_is_down(
         await _bucket(tables).acquire()
     assert caught.value.error_type == "STORE:UNAVAILABLE" and caught.value.retryable
     assert tables.granted == 0
+
+
+class _BlippingSlots:
+    """Slot tables whose store fails the releases it is told to, then answers again."""
+
+    def __init__(self, failed_releases: int) -> None:
+        self.failed_releases = failed_releases
+        self.held: dict[int, str] = {}
+
+    async def take_slot(self, key: str, limit: int, holder: str, lease: float) -> int | None:
+        free = [slot for slot in range(limit) if slot not in self.held]
+        if not free:
+            return None
+        self.held[free[0]] = holder
+        return free[0]
+
+    async def release_slot(self, key: str, slot: int, holder: str) -> None:
+        if self.failed_releases > 0:
+            self.failed_releases -= 1
+            raise StoreUnavailableError("connection reset")
+        if self.held.get(slot) == holder:
+            del self.held[slot]
+
+
+async def test_a_slot_the_store_could_not_free_is_freed_before_the_next_take(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release lost in an outage is not left to the lease: the next request frees it first."""
+    monkeypatch.setattr(budgets, "OUTAGE_WAIT", 0.2)
+    tables = _BlippingSlots(failed_releases=100)
+    slots = StoreInFlight(tables, "realm", 1)  # type: ignore[arg-type]
+    async with slots.hold():
+        pass
+    assert len(tables.held) == 1  # the store never heard of the release
+    tables.failed_releases = 0
+    with anyio.fail_after(10):
+        async with slots.hold():
+            assert len(tables.held) == 1
+    assert tables.held == {}
 
 
 def test_budget_tables_look_through_a_metered_store() -> None:
