@@ -56,7 +56,7 @@ MAX_POLL = 0.25
 async def _persist(call: Callable[[], Awaitable[T]], what: str) -> T:
     """``call()``, asked again while the store is unavailable, for up to :data:`OUTAGE_WAIT`."""
     deadline = anyio.current_time() + OUTAGE_WAIT
-    delay = 0.05
+    delay = 0.0  # a cut connection is replaced at once: the first retry goes out right away
     while True:
         try:
             return await call()
@@ -66,7 +66,7 @@ async def _persist(call: Callable[[], Awaitable[T]], what: str) -> T:
                                             f"{exc.message}") from exc
             log.warning("the store does not answer for the API budget %s; asking again", what)
             await anyio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(max(delay * 2, 0.05), 1.0)
 
 
 class StoreTokenBucket:
