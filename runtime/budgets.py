@@ -13,6 +13,10 @@ the runtime's decision, made here by :func:`open_budget`:
 In this process a shared budget still queues its own callers first (one lock per bucket, one
 limiter per slot set), so each replica sends the store one attempt at a time, not one per waiter.
 
+**What it costs.** A request on a shared budget makes three short statements on the store's pool
+(take a slot, take its tokens, free the slot; a renewal every few seconds for a slow one), so the
+store's health now paces the API calls too: a store that fails often slows them down.
+
 **When the store does not answer.** A shared budget never falls back to spending alone: a replica
 that cannot count with the others could spend what they spend. It retries the store for up to
 :data:`OUTAGE_WAIT` seconds, then raises the store's typed, retryable ``STORE:UNAVAILABLE`` error,
