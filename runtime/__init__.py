@@ -32,7 +32,7 @@ from runtime.hookspecs import hookimpl, hookspec
 from runtime.jsonutil import dumps as json_dumps
 from runtime.jsonutil import dumps_bytes as json_dumps_bytes
 from runtime.jsonutil import loads as json_loads
-from runtime.limits import RateLimit, TokenBucket
+from runtime.limits import BudgetFactory, RateLimit, TokenBucket, local_budget
 from runtime.message import Event, Message, Outcome
 from runtime.oauth import AccessToken, OAuth2Auth, StoredTokenSource, TokenFetcher
 from runtime.preview import DRY_RUN_ID
@@ -76,6 +76,7 @@ __all__ = [
     "AuthProbe",
     "BatchCall",
     "BatchForm",
+    "BudgetFactory",
     "ConnectionConfigError",
     "ConnectionContext",
     "ConnectionSpec",
@@ -121,6 +122,7 @@ __all__ = [
     "json_dumps",
     "json_dumps_bytes",
     "json_loads",
+    "local_budget",
     "map_http_errors",
     "materialize",
     "open_store",

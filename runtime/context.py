@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import httpx
 from opentelemetry import trace
 
+from runtime.budgets import open_budget
 from runtime.errors import SpliceError
 from runtime.limits import RateLimit
 from runtime.message import Event, Message, Outcome
@@ -70,6 +71,23 @@ class ConnectionContext:
         """
         return self.resources.get_or_create(key, factory)
 
+    def budget(self, name: str, requests: float, period: float = 60.0, *,
+               burst: float | None = None, max_concurrent: int | None = None) -> RateLimit:
+        """The runtime's API budget ``name``: ``requests`` per ``period`` seconds (at most
+        ``burst`` of them at once, default ``requests``) and ``max_concurrent`` in flight.
+
+        Every connection of the runtime asking for the same name and figures gets the same budget;
+        with a store that replicas share (PostgreSQL) it is kept there, so all replicas spend one
+        budget together (see :mod:`runtime.budgets`). Name it after the account whose limits it
+        keeps, starting with the connector's name (``quickbooks:{base_url}:{realm}``). Put it in
+        front of the HTTP client with ``rate_limit=`` and give its :meth:`RateLimit.pause` as
+        ``on_throttle``, so a 429 stops every replica.
+        """
+        return self.shared(
+            ("runtime.budget", name, requests, period, burst, max_concurrent),
+            lambda: open_budget(self.store, name, requests, period, burst=burst,
+                                max_concurrent=max_concurrent))
+
     def create_http_client(
         self,
         *,
@@ -81,7 +99,7 @@ class ConnectionContext:
         retry: RetryOptions | None = DEFAULT_RETRY,
         rate_limit: RateLimit | Callable[[httpx.Request], RateLimit | None] | None = None,
         max_connections: int = 20,
-        on_throttle: Callable[[float], None] | None = None,
+        on_throttle: Callable[[float], Awaitable[None] | None] | None = None,
     ) -> httpx.AsyncClient:
         """The layered client of :func:`runtime.transports.create_http_client` for this connection."""
         return create_http_client(

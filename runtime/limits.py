@@ -1,19 +1,66 @@
 """Rate limits applied before a request leaves, so the SaaS side never has to say 429.
 
-A :class:`RateLimit` combines a token bucket (requests per period) with a concurrency bound; a
-connector keeps one per account (per QuickBooks realm, per Salesforce org) and puts it in front of
-its HTTP client with :class:`runtime.transports.RateLimitTransport`.
+A :class:`RateLimit` combines a token bucket (requests per period) with a bound on requests in
+flight; a connector keeps one per account (per QuickBooks realm, per Salesforce org) and puts it in
+front of its HTTP client with :class:`runtime.transports.RateLimitTransport`.
+
+The two halves are small interfaces (:class:`Bucket`, :class:`InFlight`) so that a budget can live
+in this process (:class:`TokenBucket`, :class:`LocalInFlight`) or in a store shared by several
+replicas (:mod:`runtime.budgets`) behind the same :meth:`RateLimit.slot`. Connectors do not choose:
+they ask their :class:`~runtime.context.ConnectionContext` for a budget
+(:meth:`~runtime.context.ConnectionContext.budget`), and the runtime decides where it is kept.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
 
 import anyio
 
-__all__ = ["RateLimit", "TokenBucket"]
+__all__ = ["Bucket", "BudgetFactory", "InFlight", "LocalInFlight", "RateLimit", "TokenBucket",
+           "local_budget", "portions"]
+
+
+def portions(tokens: float, capacity: float) -> list[float]:
+    """``tokens`` cut into acquisitions a bucket of ``capacity`` can grant (a weight larger than
+    the bucket, such as a big batch metered per item, is spent in turns, each within the limit)."""
+    if tokens <= 0:
+        return []
+    whole = max(1, math.ceil(tokens / capacity))
+    return [capacity] * (whole - 1) + [tokens - capacity * (whole - 1)]
+
+
+class Bucket(Protocol):
+    """Requests per period: ``rate`` tokens every ``per`` seconds, at most ``capacity`` saved up."""
+
+    rate: float
+    per: float
+    capacity: float
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two tokens at the steady rate."""
+
+    async def acquire(self, tokens: float = 1.0) -> None:
+        """Wait until ``tokens`` are available, then take them."""
+
+    def pause(self, seconds: float) -> None:
+        """Stop this process sending for ``seconds`` at once (and everyone sharing the bucket as
+        soon as it can tell them: :meth:`apause` tells them before it returns)."""
+
+    async def apause(self, seconds: float) -> None:
+        """Stop everyone who spends this bucket for ``seconds`` (after a 429 despite our limits)."""
+
+
+class InFlight(Protocol):
+    """A bound on requests in flight."""
+
+    def hold(self) -> AbstractAsyncContextManager[None]:
+        """Hold one of the slots for the duration of a request (waits for a free one)."""
 
 
 class TokenBucket:
@@ -46,36 +93,105 @@ class TokenBucket:
         self._updated = now
 
     async def acquire(self, tokens: float = 1.0) -> None:
-        """Wait until ``tokens`` are available, then take them."""
+        """Wait until ``tokens`` are available, then take them (more than the bucket holds are
+        taken in turns, see :func:`portions`)."""
         async with self._lock:
-            while True:
-                self._refill()
-                if self._tokens >= tokens:
-                    self._tokens -= tokens
-                    return
-                await anyio.sleep((tokens - self._tokens) * self.interval)
+            for portion in portions(tokens, self.capacity):
+                while True:
+                    self._refill()
+                    if self._tokens >= portion:
+                        self._tokens -= portion
+                        break
+                    await anyio.sleep((portion - self._tokens) * self.interval)
 
     def pause(self, seconds: float) -> None:
         """Spend the bucket so nobody sends for ``seconds`` (after a 429 despite our limits)."""
         self._refill()
         self._tokens = min(self._tokens, -seconds / self.interval)
 
+    async def apause(self, seconds: float) -> None:
+        """:meth:`pause`: everyone who spends this bucket is in this process."""
+        self.pause(seconds)
+
+
+class LocalInFlight:
+    """At most ``limit`` requests in flight in this process."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._limiter = anyio.CapacityLimiter(limit)
+
+    @property
+    def borrowed_tokens(self) -> int:
+        """How many slots are held right now."""
+        return int(self._limiter.borrowed_tokens)
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        """Hold one slot while the body runs."""
+        async with self._limiter:
+            yield
+
 
 class RateLimit:
-    """Requests per period plus at most ``max_concurrent`` in flight: QuickBooks' two limits."""
+    """Requests per period plus at most ``max_concurrent`` in flight: QuickBooks' two limits.
+
+    Built this way it is kept in this process; :meth:`combine` puts any :class:`Bucket` and
+    :class:`InFlight` (a store's, shared by replicas) behind the same interface.
+    """
+
+    bucket: Bucket
+    concurrency: InFlight | None
 
     def __init__(self, requests: float, period: float = 60.0, *, max_concurrent: int | None = None,
                  burst: float | None = None) -> None:
         self.bucket = TokenBucket(requests, period, burst=burst)
-        self.concurrency = anyio.CapacityLimiter(max_concurrent) if max_concurrent else None
+        self.concurrency = LocalInFlight(max_concurrent) if max_concurrent else None
+
+    @classmethod
+    def combine(cls, bucket: Bucket, concurrency: InFlight | None = None) -> RateLimit:
+        """A rate limit spending ``bucket`` and holding a slot of ``concurrency`` (if any)."""
+        limit = cls.__new__(cls)
+        limit.bucket = bucket
+        limit.concurrency = concurrency
+        return limit
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one in-flight slot and spend one token for the duration of a request."""
+    async def slot(self, tokens: float = 1.0) -> AsyncIterator[None]:
+        """Hold one in-flight slot and spend ``tokens`` (a request's weight: one, or one per
+        item of a batch that is metered per item) for the duration of a request.
+
+        The slot is taken before the tokens, so a request goes out as soon as it has spent them:
+        the bucket's times are the requests' departures, which the SaaS side counts.
+        """
         if self.concurrency is None:
-            await self.bucket.acquire()
+            await self.bucket.acquire(tokens)
             yield
             return
-        async with self.concurrency:
-            await self.bucket.acquire()
+        async with self.concurrency.hold():
+            await self.bucket.acquire(tokens)
             yield
+
+    async def acquire(self, tokens: float = 1.0) -> None:
+        """Spend ``tokens`` without holding an in-flight slot (a request already holding one)."""
+        await self.bucket.acquire(tokens)
+
+    async def pause(self, seconds: float) -> None:
+        """Stop everyone spending this budget for ``seconds``: the ``on_throttle`` of a client."""
+        await self.bucket.apause(seconds)
+
+
+class BudgetFactory(Protocol):
+    """Makes the named budget a connector asks for (:meth:`ConnectionContext.budget
+    <runtime.context.ConnectionContext.budget>` is one; :func:`local_budget` another)."""
+
+    def __call__(self, name: str, requests: float, period: float = 60.0, *,
+                 burst: float | None = None, max_concurrent: int | None = None) -> RateLimit:
+        """``requests`` per ``period`` seconds, ``burst`` saved up at most, ``max_concurrent`` in
+        flight; ``name`` says whose budget it is (a realm, an org)."""
+
+
+def local_budget(name: str, requests: float, period: float = 60.0, *,
+                 burst: float | None = None, max_concurrent: int | None = None) -> RateLimit:
+    """A :class:`BudgetFactory` whose budgets are this process's alone (``name`` is not kept)."""
+    return RateLimit(requests, period, max_concurrent=max_concurrent, burst=burst)

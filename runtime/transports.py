@@ -20,9 +20,10 @@ requests and reads responses::
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +98,7 @@ class RetryTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, inner: httpx.AsyncBaseTransport, options: RetryOptions | None = None, *,
                  sleep: Callable[[float], Any] = anyio.sleep,
-                 on_throttle: Callable[[float], None] | None = None) -> None:
+                 on_throttle: Callable[[float], Awaitable[None] | None] | None = None) -> None:
         self.inner = inner
         self.options = options or RetryOptions()
         self._sleep = sleep
@@ -131,7 +132,9 @@ class RetryTransport(httpx.AsyncBaseTransport):
             if retry_after is not None and retry_after > opts.max_retry_after:
                 return response
             if status == 429 and self._on_throttle is not None:
-                self._on_throttle(retry_after or opts.throttle_pause or opts.initial_delay)
+                paused = self._on_throttle(retry_after or opts.throttle_pause or opts.initial_delay)
+                if inspect.isawaitable(paused):  # a budget shared by replicas tells them first
+                    await paused
             await response.aread()
             await response.aclose()
             await self._sleep(self._delay(attempt, retry_after))
@@ -295,7 +298,7 @@ def create_http_client(
     max_connections: int = 20,
     transport: httpx.AsyncBaseTransport | None = None,
     tracer: trace.Tracer | None = None,
-    on_throttle: Callable[[float], None] | None = None,
+    on_throttle: Callable[[float], Awaitable[None] | None] | None = None,
     metrics: RuntimeMetrics | None = None,
 ) -> httpx.AsyncClient:
     """One pooled ``httpx.AsyncClient`` for one connection, with the layers above.

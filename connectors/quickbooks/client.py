@@ -6,8 +6,8 @@ attempt after its rate-limit wait), the per-realm rate limits, retries and a spa
 its status and shape, and turned into a typed ``QUICKBOOKS:*`` error.
 
 Rate limits belong to the realm, not to the connection: two connections (or two flows) to one company
-share one budget, kept with the runtime's shared resources (``ctx.shared``), so two runtimes in one
-process never spend each other's.
+share one budget, a resource of the runtime (``ctx.budget``), so two runtimes in one process never
+spend each other's, while replicas sharing a PostgreSQL store spend one budget together.
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ from connectors.quickbooks.money import dumps, loads
 from connectors.quickbooks.query import page_query, query_entity
 from runtime import (
     IDEMPOTENT_EXTENSION,
+    BudgetFactory,
     ConnectionContext,
     OAuth2Auth,
     ObjectStore,
     RateLimit,
     RetryOptions,
     StoredTokenSource,
+    local_budget,
     map_http_errors,
 )
 
@@ -83,16 +85,22 @@ class RealmLimits:
         return len(self.sent)
 
 
-def realm_limits(settings: QuickBooksSettings) -> RealmLimits:
-    """New budgets for a realm; a runtime keeps one per realm (see :func:`open_connection`)."""
+def realm_limits(settings: QuickBooksSettings, budget: BudgetFactory | None = None) -> RealmLimits:
+    """The budgets of a realm, from ``budget`` (the connection's :meth:`ConnectionContext.budget`:
+    one per realm in the runtime, in the store when replicas share one), else this process's own."""
+    budget = budget or local_budget
+    name = f"quickbooks:{settings.base_url}:{settings.realm_id}"
     # QuickBooks counts requests in any rolling minute: a burst of B plus a steady N - B per
-    # minute never puts more than N into one minute.
+    # minute never puts more than N into one minute. One request of it is left unspent: QuickBooks
+    # counts arrivals, we count departures, and the network does not keep them equally apart.
     burst = min(settings.requests_per_minute // 2, max(settings.max_concurrent, 10))
-    general = RateLimit(settings.requests_per_minute - burst, 60.0,
-                        max_concurrent=settings.max_concurrent, burst=max(burst, 1))
+    general = budget(name, max(settings.requests_per_minute - burst - 1, 1), 60.0,
+                     max_concurrent=settings.max_concurrent, burst=max(burst, 1))
     # Batch calls also count against the general budget; the batch bucket is the extra limit.
-    batch = _ChainedRateLimit(settings.batch_per_minute, general)
-    return RealmLimits(general=general, batch=batch)
+    batch_burst = min(settings.batch_per_minute // 2, 5)
+    batch = budget(f"{name}:batch", max(settings.batch_per_minute - batch_burst - 1, 1), 60.0,
+                   burst=max(batch_burst, 1))
+    return RealmLimits(general=general, batch=_ChainedRateLimit(batch, general))
 
 
 def _realm_key(settings: QuickBooksSettings) -> tuple[str, str, str, int, int, int]:
@@ -105,10 +113,9 @@ class _ChainedRateLimit(RateLimit):
     """A batch slot spends one token of its own bucket and ``tokens`` of the realm's general
     limit (one per item of the batch), holding one of its in-flight slots."""
 
-    def __init__(self, per_minute: int, parent: RateLimit, tokens: int = 1) -> None:
-        # As for the general budget: burst plus steady rate never exceed the rolling minute's limit.
-        burst = min(per_minute // 2, 5)
-        super().__init__(per_minute - burst, 60.0, burst=max(burst, 1))
+    def __init__(self, own: RateLimit, parent: RateLimit, tokens: int = 1) -> None:
+        self.bucket = own.bucket
+        self.concurrency = None
         self.parent = parent
         self.tokens = tokens
 
@@ -119,16 +126,11 @@ class _ChainedRateLimit(RateLimit):
         return view
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, tokens: float = 1.0) -> AsyncIterator[None]:
         await self.bucket.acquire()
-        # The items beyond the first, in pieces the bucket can hold (its burst may be smaller
-        # than a batch); the first is spent by the parent's slot.
-        extra, bucket = self.tokens - 1, self.parent.bucket
-        while extra > 0:
-            piece = min(extra, max(int(bucket.capacity), 1))
-            await bucket.acquire(piece)
-            extra -= piece
-        async with self.parent.slot():
+        # One token per item of the batch from the realm's general budget (spent in turns when
+        # the batch is larger than the bucket's burst), and one of its in-flight slots.
+        async with self.parent.slot(self.tokens * tokens):
             yield
 
 
@@ -314,11 +316,11 @@ async def open_connection(settings: Mapping[str, Any],
                           ctx: ConnectionContext) -> AsyncIterator[QuickBooksClient]:
     """``ConnectionSpec.open``: the connection's client, closed when the runtime stops."""
     qb = QuickBooksSettings.from_mapping(settings)
-    limits = ctx.shared(_realm_key(qb), lambda: realm_limits(qb))
+    limits = ctx.shared(_realm_key(qb), lambda: realm_limits(qb, ctx.budget))
     token_http = ctx.create_http_client(timeout=qb.timeout, retry=RetryOptions(attempts=2))
     fetcher = RefreshTokenFetcher(qb, token_http, ctx.store, ctx.logger)
     tokens = StoredTokenSource(ctx.store, token_key(qb.realm_id), fetcher)
-    on_throttle = limits.general.bucket.pause
+    on_throttle = limits.general.pause  # every replica stops, when the budget is shared
     http = ctx.create_http_client(
         base_url=qb.base_url,
         auth=OAuth2Auth(tokens, is_unauthorized=_is_unauthorized),

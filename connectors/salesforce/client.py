@@ -30,7 +30,6 @@ from runtime import (
     HttpError,
     OAuth2Auth,
     OperationContext,
-    RateLimit,
     RetryOptions,
     StoredTokenSource,
     backoff_delay,
@@ -115,8 +114,11 @@ class SalesforceClient:
             retry=RetryOptions(attempts=2), headers={"Accept": "application/json"})
         self.tokens = StoredTokenSource(ctx.store, settings.token_key,
                                         create_token_fetcher(settings, lambda: self._login_http))
-        self.rate_limit = RateLimit(settings.requests_per_second, 1.0,
-                                    max_concurrent=settings.max_concurrency)
+        # One budget per org (its instance, or the login and app it is reached through), a
+        # resource of the runtime: replicas sharing a PostgreSQL store keep to it together.
+        org = settings.instance_url or f"{settings.login_url}:{settings.client_id}:{settings.username or ''}"
+        self.rate_limit = ctx.budget(f"salesforce:{org}", settings.requests_per_second, 1.0,
+                                     max_concurrent=settings.max_concurrency)
         self.http = ctx.create_http_client(
             auth=OAuth2Auth(self.tokens, is_unauthorized=is_session_expired),
             timeout=settings.timeout, rate_limit=self.rate_limit,
