@@ -39,6 +39,7 @@ from runtime.store.deadletters import DeadLetterQueue
 
 if TYPE_CHECKING:
     from runtime.message import Message, Outcome
+    from runtime.store.queue import WorkQueue
     from runtime.trigger_states import TriggerStates
 
 __all__ = [
@@ -344,6 +345,9 @@ class MeteredStore(ObjectStore):
     def lock(self, name: str, *, timeout: float = 30.0,
              lease: float = 60.0) -> AbstractAsyncContextManager[Lease]:
         return self.inner.lock(name, timeout=timeout, lease=lease)
+
+    def work_queue(self) -> WorkQueue | None:
+        return self.inner.work_queue()
 
     async def diagnose(self) -> list[str]:
         return await self.inner.diagnose()
