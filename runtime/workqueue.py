@@ -110,15 +110,15 @@ class QueueWorkers:
     """This replica's workers: take queued events of ``flows`` and run them with ``engine``."""
 
     def __init__(self, engine: FlowEngine, queue: WorkQueue, flows: Sequence[Flow], *,
-                 owner: str, metrics: RuntimeMetrics | None = None, lease: float = LEASE,
-                 poll: float = POLL) -> None:
+                 owner: str, metrics: RuntimeMetrics | None = None, lease: float | None = None,
+                 poll: float | None = None) -> None:
         self.engine = engine
         self.queue = queue
         self.flows = list(flows)
         self.owner = owner
         self.metrics = metrics
-        self.lease = lease
-        self.poll = poll
+        self.lease = LEASE if lease is None else lease
+        self.poll = POLL if poll is None else poll
         #: Items taken and not finished yet, per flow (for renewal, and what drain gives back).
         self.held: dict[str, dict[int, WorkItem]] = {flow.name: {} for flow in self.flows}
 
@@ -190,7 +190,13 @@ class QueueWorkers:
                        room: anyio.Semaphore) -> None:
         try:
             try:
-                outcome = await self.engine.run(flow.name, item.event, dead_letter_failures=True)
+                try:
+                    outcome = await self.engine.run(flow.name, item.event,
+                                                    dead_letter_failures=True)
+                finally:
+                    # Not renewed from here on: a renewal racing the completion would take the
+                    # deleted row for an expired lease.
+                    held.pop(item.id, None)
             except anyio.get_cancelled_exc_class():
                 # Stopped at the drain deadline: another replica takes it now, not after the lease.
                 with anyio.CancelScope(shield=True), anyio.move_on_after(RELEASE_TIMEOUT):
@@ -208,7 +214,6 @@ class QueueWorkers:
                 error = outcome.error.error_type if outcome.error is not None else outcome.status
                 await self._give_back(flow, item, delay=_retry_delay(item.attempts), error=error)
         finally:
-            held.pop(item.id, None)
             room.release()
 
     async def _complete(self, flow: Flow, item: WorkItem) -> None:
@@ -249,7 +254,7 @@ class QueueWorkers:
                                "soon", len(ids), exc.message)
                 continue
             for lost in set(ids) - kept:
-                item = held.get(lost)
+                item = held.get(lost)  # None: it finished meanwhile
                 if item is not None:
                     logger.warning("%s: the lease on event %s expired while it ran here; another "
                                    "replica may run it too (its effects stay once)", item.flow,

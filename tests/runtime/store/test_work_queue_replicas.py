@@ -25,6 +25,7 @@ from runtime import (
     SourceSpec,
     error_handling,
     hookimpl,
+    workqueue,
 )
 from runtime.registry import load_registry
 from runtime.service import SpliceRuntime, open_runtime
@@ -265,3 +266,32 @@ async def test_workers_ride_out_an_unavailable_store(replicas: Replicas, burst: 
     await replicas.start()
     await wait_until(lambda: len(burst.ran) == burst.total, within=60, what="every execution")
     assert failures["left"] == 0
+
+
+async def test_a_long_execution_keeps_its_lease(replicas: Replicas, burst: Burst,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """An execution that runs for several lease times (a long retry pause) has its lease renewed:
+    no other replica takes its event meanwhile, and it runs once."""
+    monkeypatch.setattr(workqueue, "LEASE", 0.6)
+    renewed: list[set[int]] = []
+    extend = PostgresWorkQueue.extend
+
+    async def counted(queue: PostgresWorkQueue, ids: Any, **options: Any) -> set[int]:
+        kept = await extend(queue, ids, **options)
+        renewed.append(kept)
+        return kept
+
+    monkeypatch.setattr(PostgresWorkQueue, "extend", counted)
+    burst.total = 1
+    burst.gate = anyio.Event()
+    one, two = await replicas.start(), await replicas.start()
+    await wait_until(lambda: burst.started.is_set(), what="the execution to start")
+    await wait_until(lambda: sum(1 for kept in renewed if kept) >= 5, within=30,
+                     what="the lease to be renewed several times")
+    burst.gate.set()
+    await wait_until(lambda: len(burst.ran) == 1, what="the execution to end")
+    await wait_until(lambda: empty(one), what="the queue to be empty")
+    assert len(burst.ran) == 1
+    recovered = [runtime.resources.metrics.queue_recovered.labels("burst")._value.get()
+                 for runtime in (one, two)]
+    assert recovered == [0, 0]
