@@ -117,8 +117,11 @@ class _Pending:
 class ExecutionRecorder:
     """The runtime's execution recorder: queue, background writer and retention."""
 
-    def __init__(self, store: ObjectStore, settings: HistorySettings | None = None) -> None:
+    def __init__(self, store: ObjectStore, settings: HistorySettings | None = None, *,
+                 replica: str | None = None) -> None:
         self.settings = settings or HistorySettings()
+        #: The replica whose executions these are (in each record: which replica ran what).
+        self.replica = replica
         self.history = ExecutionHistory(store, retention=self.settings.retention,
                                         max_per_flow=self.settings.max_per_flow)
         self._queue: deque[_Pending] = deque()
@@ -235,6 +238,8 @@ class ExecutionRecorder:
             "durationMs": _milliseconds(pending.duration),
             "outcome": pending.status,
         }
+        if self.replica:
+            record["replica"] = self.replica
         if pending.event_id:
             record["eventId"] = str(pending.event_id)
         if error is not None:

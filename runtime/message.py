@@ -70,7 +70,7 @@ class Message:
         )
 
 
-OutcomeStatus = Literal["completed", "dead-lettered", "failed"]
+OutcomeStatus = Literal["completed", "dead-lettered", "failed", "enqueued"]
 
 
 @dataclass(slots=True)
@@ -80,6 +80,8 @@ class Outcome:
     ``completed``: the steps ran (possibly via an ``on-error`` ``continue``). ``dead-lettered``: kept
     in the dead-letter queue under ``dead_letter_id``. ``failed``: the error propagated to the caller
     (an HTTP listener answers with it; a polling source dead-letters it so nothing is lost).
+    ``enqueued``: handed over to the work queue shared by replicas (committed there), where a
+    worker of some replica runs it (see :mod:`runtime.workqueue`); the source may move past it.
     """
 
     status: OutcomeStatus
@@ -90,4 +92,4 @@ class Outcome:
     @property
     def done(self) -> bool:
         """Whether a source may move past this event (it was processed or kept as a dead letter)."""
-        return self.status in ("completed", "dead-lettered")
+        return self.status in ("completed", "dead-lettered", "enqueued")

@@ -15,6 +15,8 @@ What is counted, and where:
   :mod:`runtime.transports`; token refresh failures: :class:`runtime.oauth.OAuth2Auth`; creates
   whose answer was lost: the connectors that look them up (QuickBooks);
 - dead letters: :class:`MeteredDeadLetterQueue`; store latency: :class:`MeteredStore`;
+- the work queue shared by replicas: events taken (and recovered from an expired lease) per flow,
+  and the depth the workers last read (:mod:`runtime.workqueue`);
 - trigger state and lag: read from :class:`runtime.trigger_states.TriggerStates` at scrape time, and
   the change time that sources put on events (``systemModstamp``, ``commitTimestamp``,
   ``lastUpdated``).
@@ -29,7 +31,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
@@ -39,6 +41,7 @@ from runtime.store.deadletters import DeadLetterQueue
 
 if TYPE_CHECKING:
     from runtime.message import Message, Outcome
+    from runtime.store.queue import WorkQueue
     from runtime.trigger_states import TriggerStates
 
 __all__ = [
@@ -120,6 +123,18 @@ class RuntimeMetrics:
         self.batch_size = Histogram(
             "splice_batch_size", "Calls sent together in one batch, by flow and operation",
             ["flow", "operation"], buckets=_BATCH_BUCKETS, registry=r)
+        # -- the work queue shared by replicas (runtime.workqueue) --
+        self.queue_taken = Counter(
+            "splice_work_queue_taken", "Queued events this replica took to run, by flow",
+            ["flow"], registry=r)
+        self.queue_recovered = Counter(
+            "splice_work_queue_recovered",
+            "Queued events this replica took after another worker's lease on them expired",
+            ["flow"], registry=r)
+        self.queue_depth = Gauge(
+            "splice_work_queue_depth", "Events in the work queue by flow and state (queued: "
+            "waiting for a worker; leased: being run), as this replica last read it",
+            ["flow", "state"], registry=r)
         self.trigger_lag = _TriggerCollector(self)
         r.register(self.trigger_lag)
         # Labelled children, cached: ``labels()`` takes a lock and builds a tuple on every call.
@@ -212,6 +227,23 @@ class RuntimeMetrics:
         """A token was obtained for ``connector`` (clears a recorded failure)."""
         if self.auth_errors.get(connector) is not None:
             self.auth_errors[connector] = None
+
+    # -- the work queue ----------------------------------------------------------------------------
+
+    def work_taken(self, flow: str, count: int, *, recovered: int = 0) -> None:
+        """This replica took ``count`` queued events of ``flow``, ``recovered`` of them from a
+        worker whose lease expired."""
+        self.queue_taken.labels(flow).inc(count)
+        if recovered:
+            self.queue_recovered.labels(flow).inc(recovered)
+
+    def queue_depth_read(self, depth: Mapping[str, tuple[int, int]], flows: Iterable[str]) -> None:
+        """The queue's (queued, leased) items per flow, as just read; ``flows`` absent from it
+        have none."""
+        for flow in {*flows, *depth}:
+            queued, leased = depth.get(flow, (0, 0))
+            self.queue_depth.labels(flow, "queued").set(queued)
+            self.queue_depth.labels(flow, "leased").set(leased)
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -353,6 +385,9 @@ class MeteredStore(ObjectStore):
     def lock(self, name: str, *, timeout: float = 30.0,
              lease: float = 60.0) -> AbstractAsyncContextManager[Lease]:
         return self.inner.lock(name, timeout=timeout, lease=lease)
+
+    def work_queue(self) -> WorkQueue | None:
+        return self.inner.work_queue()
 
     async def diagnose(self) -> list[str]:
         return await self.inner.diagnose()

@@ -35,8 +35,10 @@ from runtime.routes import RouteTable
 from runtime.sources import run_trigger
 from runtime.store import open_store
 from runtime.store.base import ObjectStore
+from runtime.store.queue import WorkQueue
 from runtime.telemetry import create_tracer_provider, get_tracer
 from runtime.trigger_states import TriggerStates
+from runtime.workqueue import QueueWorkers, queued_flows, replica_id, work_queue_for
 
 if TYPE_CHECKING:
     from runtime.alerts import AlertEvaluator
@@ -75,6 +77,11 @@ class SpliceRuntime:
     triggers: TriggerStates = field(default_factory=TriggerStates)
     #: The alert evaluator (``settings.alerts``), run beside the triggers; ``None``: no rules.
     alerts: AlertEvaluator | None = None
+    #: This replica's name (in work queue leases and execution records).
+    replica: str = ""
+    #: The queue exclusive triggers hand their events to, run by every replica's workers
+    #: (:mod:`runtime.workqueue`); ``None``: executions run where their trigger runs.
+    work_queue: WorkQueue | None = None
 
     def request_stop(self) -> None:
         """Ask every trigger to finish what it is doing and return."""
@@ -96,14 +103,21 @@ class SpliceRuntime:
     async def run_triggers(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                            ) -> None:
         """Run every flow's trigger (and the alert evaluator) until :meth:`request_stop`; in-flight
-        executions drain first."""
+        executions drain first. With a work queue, this replica's workers run beside them: they
+        take the queued events of exclusive triggers, whichever replica runs the trigger."""
         try:
             async with anyio.create_task_group() as tg:
                 for flow in self.project.flows.values():
                     if flow.trigger is not None:
                         self.triggers.register(flow.name, flow.trigger.name)  # "starting" at once
                         tg.start_soon(run_trigger, self.engine, flow, self.routes, self.stop_event,
-                                      self.triggers, name=f"trigger:{flow.name}")
+                                      self.triggers, self.work_queue, name=f"trigger:{flow.name}")
+                if self.work_queue is not None:
+                    workers = QueueWorkers(
+                        self.engine, self.work_queue,
+                        queued_flows(list(self.project.flows.values()), self.registry),
+                        owner=self.replica, metrics=self.resources.metrics)
+                    tg.start_soon(workers.run, self.stop_event, name="queue-workers")
                 if self.alerts is not None:
                     tg.start_soon(self.alerts.run, self.stop_event, name="alerts")
                 if self.engine.history is not None:  # the history writer lives as long as triggers
@@ -177,6 +191,8 @@ async def open_runtime(
     connection_settings: Mapping[str, Mapping[str, Any]] | None = None,
     resources: RuntimeResources | None = None,
     time_store: bool | None = None,
+    work_queue: bool | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> AsyncIterator[SpliceRuntime]:
     """Open the store and every connection of ``project``; close them all on exit.
 
@@ -187,6 +203,10 @@ async def open_runtime(
     ``time_store`` puts the store behind :class:`runtime.metrics.MeteredStore` (its calls' latency in
     the metrics); by default only a store the runtime opens itself is, so that a store passed in
     stays the very object its caller holds (``runtime.store is store``).
+    ``work_queue``: whether exclusive triggers hand their events to the store's work queue, for the
+    workers of every replica (only a store that replicas share has one); by default yes, unless
+    ``$SPLICE_WORK_QUEUE`` is ``off`` in ``environ`` (the process's environment by default), which
+    also may name the replica (``$SPLICE_REPLICA_ID``).
 
     The runtime has resources of its own (``resources``, new by default): the state its
     connections share, and its secrets, which are current until it closes, for this task and every
@@ -224,7 +244,9 @@ async def open_runtime(
         read_by_alerts = flows_alerts_read(settings.extra.get("alerts"))
         if read_by_alerts:  # an alert rule reads these flows' outputs from their records
             history_settings = replace(history_settings, keep_data_of=read_by_alerts)
-        history = ExecutionRecorder(store, history_settings) if history_settings.enabled else None
+        replica = replica_id(environ)
+        history = (ExecutionRecorder(store, history_settings, replica=replica)
+                   if history_settings.enabled else None)
         if history is not None:  # what the writer has not written yet is written on the way out
             stack.push_async_callback(history.close)
         engine = FlowEngine(project, registry, store=store, connections=connections,
@@ -233,8 +255,12 @@ async def open_runtime(
                             history=history)
         # Batches still gathering are sent before the connections they use close.
         stack.push_async_callback(engine.aclose)
+        queue = None
+        if work_queue is not False:
+            queue = work_queue_for(store, {} if work_queue else environ)
         runtime = SpliceRuntime(project=project, registry=registry, store=store, engine=engine,
-                                tracer_provider=tracer_provider, resources=resources)
+                                tracer_provider=tracer_provider, resources=resources,
+                                replica=replica, work_queue=queue)
         metrics.triggers = runtime.triggers
         runtime.alerts = open_alerts(runtime)
         try:

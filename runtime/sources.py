@@ -4,6 +4,12 @@ Each flow with a trigger gets one :class:`FlowSourceContext` and one task in the
 group. The context is the only way a source hands events over, and its ``handle`` returns only once
 the event was processed or dead-lettered, so a source that saves its state afterwards never skips
 an event (at-least-once delivery; idempotent writes make the effects exactly-once).
+
+With several replicas on a shared store, an exclusive trigger's ``handle`` returns once the event
+is committed to the store's work queue instead (outcome ``enqueued``): the replicas' workers run it
+(:mod:`runtime.workqueue`), and the trigger may move past it as it would past a processed event.
+Triggers that answer their caller with the execution's result (HTTP listeners) are never exclusive,
+so they keep running their executions in process.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dsl.templates import render
 from runtime.context import HttpEndpoint, SourceContext
 from runtime.error_handling import retry_delay
 from runtime.logcontext import CURRENT_OPERATION
-from runtime.message import Event, Outcome
+from runtime.message import Event, Message, Outcome
 from runtime.params import compile_params
 from runtime.store.base import (
     Lease,
@@ -28,6 +34,7 @@ from runtime.store.base import (
     ObjectStore,
     StoreUnavailableError,
 )
+from runtime.store.queue import WorkQueue
 from runtime.store.sourcestate import SourceStateStore
 from runtime.trigger_states import TriggerState, TriggerStates
 
@@ -64,14 +71,23 @@ class FlowSourceContext(SourceContext):
         #: event and each saved position confirms it first, so a replica that lost the lock (its
         #: database session ended) handles nothing more beside the one that took over.
         self.lease: Lease | None = None
+        #: The work queue this trigger hands its events to (an exclusive trigger on a store that
+        #: replicas share); ``None``: its executions run here.
+        self.queue: WorkQueue | None = None
 
     async def handle(self, event: Event, *, dead_letter_failures: bool = True) -> Outcome:
         if self.lease is not None:
             await self.lease.confirm()
+        if self.queue is not None:
+            return (await self._enqueue([event]))[0]
         return await self.engine.run(self.flow, event, dead_letter_failures=dead_letter_failures)
 
     async def handle_many(self, events: Iterable[Event]) -> list[Outcome]:
         batch = list(events)
+        if self.queue is not None:
+            if self.lease is not None:
+                await self.lease.confirm()
+            return await self._enqueue(batch)
         outcomes: list[Outcome | None] = [None] * len(batch)
 
         async def one(index: int, event: Event) -> None:
@@ -85,6 +101,24 @@ class FlowSourceContext(SourceContext):
         except BaseExceptionGroup as group:
             raise _first_of(group) from group
         return [o for o in outcomes if o is not None]
+
+    async def _enqueue(self, events: list[Event]) -> list[Outcome]:
+        """Hand ``events`` to the work queue in one transaction; ``enqueued`` once it committed.
+
+        A store that stays unavailable through the retries fails them all (not done): the trigger
+        keeps its position and delivers them again, as when an execution met the same outage.
+        """
+        assert self.queue is not None
+        queue = self.queue
+        if not events:
+            return []
+        try:
+            await _through_blips(lambda: queue.enqueue(self.flow, events))
+        except StoreUnavailableError as error:
+            self.logger.error("%s: %d events could not be queued (%s); the trigger delivers them "
+                              "again", self.flow, len(events), error.message)
+            return [Outcome("failed", _message(event), error=error) for event in events]
+        return [Outcome("enqueued", _message(event)) for event in events]
 
     async def load_state(self) -> Any:
         return await _through_blips(lambda: self._state.load(self.flow, self._source_name))
@@ -121,6 +155,14 @@ class FlowSourceContext(SourceContext):
 
 T = TypeVar("T")
 
+
+def _message(event: Event) -> Message:
+    """The message an outcome of a queued event carries: the event as handed over."""
+    attributes = dict(event.attributes)
+    if event.id:
+        attributes.setdefault("eventId", event.id)
+    return Message(payload=event.payload, attributes=attributes, vars={"trigger": event.payload})
+
 #: How a trigger's own store calls (its position) ride out a store blip before the trigger fails.
 STATE_RETRY = RetryPolicy(attempts=5, initial_delay=0.2, max_delay=3.0)
 
@@ -151,10 +193,13 @@ def _first_of(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
-                      stop_event: anyio.Event, states: TriggerStates | None = None) -> None:
+                      stop_event: anyio.Event, states: TriggerStates | None = None,
+                      work_queue: WorkQueue | None = None) -> None:
     """Run a flow's trigger until shutdown; a crashing source is logged and restarted with backoff.
 
     What the trigger is doing (running, restarting after which error...) is kept in ``states``.
+    An exclusive trigger hands its events to ``work_queue`` when there is one (the replicas'
+    workers run them).
     """
     assert flow.trigger is not None
     trigger = flow.trigger
@@ -167,6 +212,7 @@ async def run_trigger(engine: FlowEngine, flow: Flow, routes: RouteTable | None,
     runner: Any = spec.run
     if spec.exclusive and engine.store.serves_replicas:
         runner = _one_replica_at_a_time(runner, engine.store, state)
+        ctx.queue = work_queue
     delay = 1.0
     while not stop_event.is_set():
         started = anyio.current_time()

@@ -8,6 +8,9 @@
 * ``postgresql://user@host/db`` or ``postgres://...``: shared by several ``splice serve``
   replicas; ``?schema=name`` picks the schema (default ``splice``).
 
+A store that serves replicas has a :class:`WorkQueue` (:meth:`ObjectStore.work_queue`): the events of
+exclusive triggers, shared by the replicas' workers (:mod:`runtime.store.queue`).
+
 The helpers (:class:`IdempotencyLedger`, :class:`DeadLetterQueue`, :class:`Inbox`,
 :class:`JobState`, :class:`SourceStateStore`) use only the :class:`ObjectStore` protocol, so they
 behave the same on every backend.
@@ -34,6 +37,7 @@ from runtime.store.inbox import Inbox, InboxItem
 from runtime.store.jobs import JobRun, JobState
 from runtime.store.ledger import IdempotencyLedger, LedgerEntry
 from runtime.store.postgres import PostgresStore
+from runtime.store.queue import QueueDepth, WorkItem, WorkQueue
 from runtime.store.sourcestate import SOURCE_STATE_NAMESPACE, SourceStateStore
 from runtime.store.sqlite import DEFAULT_PATH, MEMORY, SQLiteStore
 
@@ -55,10 +59,13 @@ __all__ = [
     "LockTimeoutError",
     "ObjectStore",
     "PostgresStore",
+    "QueueDepth",
     "SQLiteStore",
     "SourceStateStore",
     "StoreOpenError",
     "StoreURLError",
+    "WorkItem",
+    "WorkQueue",
     "compare_and_delete",
     "decode",
     "encode",

@@ -19,9 +19,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from runtime.errors import ConfigurationError, SpliceError
+
+if TYPE_CHECKING:
+    from runtime.store.queue import WorkQueue
 
 _orjson: Any
 try:  # the fast extra (see runtime.jsonutil)
@@ -176,6 +179,12 @@ class ObjectStore(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Release connections and files."""
+
+    def work_queue(self) -> WorkQueue | None:
+        """The queue through which replicas share the executions of exclusive triggers (see
+        :mod:`runtime.store.queue`); ``None``: this backend has none, executions run where their
+        trigger runs. The same object on every call; closed with the store."""
+        return None
 
     async def diagnose(self) -> list[str]:
         """What keeps this store from serving a deployment, one line each (``[]``: nothing found).

@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -43,6 +43,9 @@ from runtime.store.base import (
     encode,
 )
 from runtime.store.sqlite import key_range
+
+if TYPE_CHECKING:
+    from runtime.store.postgres_queue import PostgresWorkQueue
 
 __all__ = ["PostgresStore"]
 
@@ -212,6 +215,7 @@ class PostgresStore(ObjectStore):
         #: One per connection of the lock pool: waiting for a free one here can be cancelled.
         self._lock_connections = anyio.Semaphore(lock_pool_size)
         self._last_purge = float("-inf")
+        self._queue: PostgresWorkQueue | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStore(schema={self.schema!r})"
@@ -524,7 +528,21 @@ class PostgresStore(ObjectStore):
                 log.warning("could not return the connection of lock %r (%s); dropped it",
                             name, exc)
 
+    def work_queue(self) -> PostgresWorkQueue:
+        if self._queue is None:
+            from runtime.store.postgres_queue import PostgresWorkQueue
+
+            self._queue = PostgresWorkQueue(dsn=self.dsn, schema=self.schema,
+                                            pool=self._main_pool)
+        return self._queue
+
+    async def _main_pool(self) -> Any:
+        pool, _ = await self._pools()
+        return pool
+
     async def aclose(self) -> None:
+        if self._queue is not None:
+            await self._queue.aclose()
         async with self._init_lock:
             self._closed = True
             pool, lock_pool = self._pool, self._lock_pool
