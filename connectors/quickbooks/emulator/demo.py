@@ -101,7 +101,11 @@ def seed_company(company: Company, *, customers: bool = True) -> None:
         "Id": "1", "SyncToken": "0", "domain": "QBO", "sparse": False, "MetaData": dict(meta),
         "CurrencyPrefs": {"MultiCurrencyEnabled": False, "HomeCurrency": {"value": "USD"}},
         "TaxPrefs": {"UsingSalesTax": True, "PartnerTaxEnabled": False},
-        "SalesFormsPrefs": {"CustomTxnNumbers": True, "AllowDeposit": True, "CustomField": [
+        "AccountingInfoPrefs": {"TrackDepartments": False, "DepartmentTerminology": "Location",
+                                "ClassTrackingPerTxn": False, "ClassTrackingPerTxnLine": False,
+                                "CustomerTerminology": "Customers"},
+        "SalesFormsPrefs": {"CustomTxnNumbers": True, "AllowDeposit": True,
+                            "ETransactionPaymentEnabled": False, "CustomField": [
             {"CustomField": [{"Name": "SalesFormsPrefs.UseSalesCustom1", "Type": "BooleanType",
                               "BooleanValue": True},
                              {"Name": "SalesFormsPrefs.SalesCustomName1", "Type": "StringType",
