@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def test_classes_departments_custom_fields_send_and_link(qbo: Any,  # noqa: F811
                                                          served_emulator: tuple[str, Any]) -> None:
     from quickbooks.exceptions import QuickbooksException
-    from quickbooks.objects.base import CustomField, CustomerMemo, EmailAddress, Ref
+    from quickbooks.objects.base import CustomerMemo, CustomField, EmailAddress, Ref
     from quickbooks.objects.customer import Customer
     from quickbooks.objects.department import Department
     from quickbooks.objects.invoice import Invoice
