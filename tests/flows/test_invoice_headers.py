@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from connectors.quickbooks.emulator.headers import set_header_preferences
+from connectors.salesforce.emulator.demo_headers import DEMO_HEADER_OPPORTUNITY
 from runtime.startup import StartupCheckError, run_startup_checks
 from tests.support.flows import Integration
 
@@ -161,3 +162,25 @@ async def test_an_unknown_custom_field_or_untracked_classes_are_startup_errors(
     assert 'custom field "Regoin"' in message and "only P.O. Number, Region" in message
     assert "QuickBooks does not track a class per invoice" in message
     assert "does not track locations" in message
+
+
+@pytest.mark.splice(environ=HEADERS, emulator_options={"salesforce": {"demo": True},
+                                                       "quickbooks": {"demo": True}})
+async def test_the_demo_invoices_the_header_opportunity_with_every_header(
+        integration: Integration) -> None:
+    """The sandbox's demo data on both sides, as ``splice serve --sandbox`` starts them."""
+    it = integration
+    await run_startup_checks(it.runtime)
+    [opportunity] = [o for o in it.org.records["Opportunity"].values()
+                     if o["Name"] == DEMO_HEADER_OPPORTUNITY["name"]]
+    outcome = await it.run("opportunity-to-invoice", dict(opportunity))
+    assert outcome.status == "completed", outcome.error
+    [made] = [i for i in it.table("Invoice") if i["DocNumber"] == "SF-" + opportunity["Id"][:15]]
+    assert made["ClassRef"]["name"] == "West"
+    assert made["DepartmentRef"]["name"] == "San Francisco"
+    assert {f["Name"]: f["StringValue"] for f in made["CustomField"]} == {
+        "P.O. Number": "PO-2231", "Region": "Bay Area"}
+    assert made["ShipAddr"]["Line2"] == "Loading dock B"
+    assert made["EmailStatus"] == "EmailSent" and made["BillEmail"]["Address"] == "ap@acme.example"
+    link = it.record("Opportunity", opportunity["Id"])["QuickBooks_Invoice_Link__c"]
+    assert link.startswith("https://developer.intuit.com/comingSoonview/")
