@@ -54,7 +54,7 @@ async def send(emulator: Mapping[str, Any], args: list[str]) -> str:
             invoices = await api.query(f"select * from Invoice where Id = {_quote(wanted)}")
         if not invoices:
             raise ValueError(f"no invoice with Id or DocNumber {wanted!r} (see: splice sandbox list)")
-        params = {"minorversion": DEFAULT_MINOR_VERSION, "include": "invoiceLink"}
+        params: dict[str, str] = {"minorversion": str(DEFAULT_MINOR_VERSION), "include": "invoiceLink"}
         if len(args) == 2:
             params["sendTo"] = args[1]
         response = await http.post(api.url(f"invoice/{invoices[0]['Id']}/send"), params=params,
