@@ -81,9 +81,10 @@ async def test_each_header_lands_on_the_invoice_which_is_sent_once(integration: 
     sent_at = made["DeliveryInfo"]["DeliveryTime"]
     # The same event again (a re-delivery), and an edit of the opportunity: never mailed twice.
     await invoice(it, opp)
-    it.org.update("Opportunity", opp, {"Invoice_Memo__c": "Net 30, thank you."})
+    it.org.update("Opportunity", opp, {"Invoice_Memo__c": "Net 30, thank you.", "QB_Class__c": ""})
     again = await invoice(it, opp)
     assert again["DeliveryInfo"]["DeliveryTime"] == sent_at
+    assert again["CustomerMemo"] == {"value": "Net 30, thank you."}  # the unpaid invoice follows
     assert it.record("Opportunity", opp)["QuickBooks_Invoice_Link__c"] == link
 
 
