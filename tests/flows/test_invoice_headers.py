@@ -10,6 +10,7 @@ import pytest
 
 from connectors.quickbooks.emulator.headers import set_header_preferences
 from connectors.salesforce.emulator.demo_headers import DEMO_HEADER_OPPORTUNITY
+from runtime.preview import previewing
 from runtime.startup import StartupCheckError, run_startup_checks
 from tests.support.flows import Integration
 
@@ -185,3 +186,19 @@ async def test_the_demo_invoices_the_header_opportunity_with_every_header(
     assert made["EmailStatus"] == "EmailSent" and made["BillEmail"]["Address"] == "ap@acme.example"
     link = it.record("Opportunity", opportunity["Id"])["QuickBooks_Invoice_Link__c"]
     assert link.startswith("https://developer.intuit.com/comingSoonview/")
+
+
+@pytest.mark.splice(environ=HEADERS)
+async def test_a_dry_run_shows_the_headers_and_the_send_and_mails_nobody(
+        integration: Integration) -> None:
+    it = integration
+    prepare_company(it)
+    _account, opp = seed(it)
+    with previewing() as plan:
+        outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    assert outcome.status == "completed", outcome.error
+    writes = {(w.operation, w.action): w for w in plan.writes}
+    create = writes[("quickbooks.create", "create")].payload
+    assert create["ClassRef"] and create["EmailStatus"] == "NeedToSend"
+    assert ("quickbooks.send", "send") in writes
+    assert not it.table("Invoice")
