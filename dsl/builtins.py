@@ -322,6 +322,10 @@ SETTINGS_SCHEMA: dict[str, Any] = {
         "store": {"type": "string", "description": "sqlite:///path or postgresql://...",
                   "default": "sqlite:///.splice/store.db"},
         "server": {"type": "object", "description": "Settings of 'splice serve'"},
+        "startup-checks": {
+            "type": "array", "items": {"type": "string"},
+            "description": "Flows run once before any trigger starts (serve, run); the first that "
+                           "fails stops the start with its message"},
         "alerts": ALERTS_SCHEMA,
         "history": {
             "type": "object",

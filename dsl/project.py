@@ -342,6 +342,11 @@ def _load(root: Path, env: str, vocabulary: Vocabulary, environ: Mapping[str, st
                                                   "the name of a flow of this project" + did_you_mean(name, flows)))
         for connector, wanted, span, what in ctx.connection_refs:
             errors.extend(_check_connection(connector, wanted, span, what, connections))
+    for name in settings.get("startup-checks") or []:
+        if isinstance(name, str) and name not in flows:
+            errors.append(FlowValidationError(setting_spans["startup-checks"],
+                                              f"unknown flow '{name}' in settings.startup-checks",
+                                              "the name of a flow of this project" + did_you_mean(name, flows)))
 
     root_props = props.for_dir(root)
     properties = {}

@@ -150,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runtime.flow_connections import connections_used
     from runtime.message import Event
     from runtime.preview import previewing
+    from runtime.startup import run_startup_checks, startup_checks
     from runtime.steps import materialize
     from runtime.store.base import LockTimeoutError
 
@@ -161,7 +162,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     payload = _read_input(args.input)
     # Only what this flow (and the flows it references) uses: a connection without credentials
     # elsewhere in the project is no reason to fail, and in sandbox mode it needs no emulator.
-    plan = plan_command(args, project, registry, needed=connections_used(project, [args.flow]))
+    # Start-up checks run first (runtime.startup), with the connections they use.
+    checks = [name for name in startup_checks(project) if name != args.flow]
+    plan = plan_command(args, project, registry,
+                        needed=connections_used(project, [args.flow, *checks]))
 
     trigger = project.flows[args.flow].trigger
     source = registry.sources.get(trigger.name) if trigger is not None else None
@@ -172,6 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         async with open_cli_runtime(plan, registry) as runtime, AsyncExitStack() as guard:
+            await run_startup_checks(runtime, checks)
             if run_lock is not None:  # never alongside a triggered run (or another splice run)
                 try:
                     await guard.enter_async_context(runtime.store.lock(run_lock, timeout=0.0))

@@ -165,11 +165,12 @@ class QuickBooksClient:
 
     async def request(self, method: str, resource: str, *, params: Mapping[str, Any] | None = None,
                       body: Any = None, text: str | None = None, idempotent: bool = False,
-                      metered: int = 1) -> Any:
+                      metered: int = 1, content_type: str | None = None) -> Any:
         """Send one API call and return its parsed JSON (Decimals for money), or raise its fault.
 
         ``metered``: how many requests QuickBooks counts the call as (the items of a batch); the
-        realm's budget spends that many.
+        realm's budget spends that many. ``content_type`` names the type of an empty body
+        (``/invoice/{id}/send`` wants ``application/octet-stream``).
         """
         query = {"minorversion": str(self.settings.minor_version)}
         query.update({k: str(v) for k, v in (params or {}).items() if v is not None})
@@ -181,6 +182,9 @@ class QuickBooksClient:
         elif body is not None:
             headers["Content-Type"] = "application/json"
             content = dumps(body)
+        elif content_type is not None:
+            headers["Content-Type"] = content_type
+            content = b""
         request = self.http.build_request(method, self.path(resource), params=query,
                                           headers=headers, content=content)
         if idempotent:
@@ -208,9 +212,10 @@ class QuickBooksClient:
 
     # ------------------------------------------------------------------ entity calls
 
-    async def read(self, entity: str, entity_id: str) -> dict[str, Any]:
-        """``GET /{entity}/{id}``."""
-        payload = await self.request("GET", f"{entity.lower()}/{entity_id}")
+    async def read(self, entity: str, entity_id: str, *, include: str | None = None) -> dict[str, Any]:
+        """``GET /{entity}/{id}`` (``include``: e.g. ``invoiceLink``)."""
+        payload = await self.request("GET", f"{entity.lower()}/{entity_id}",
+                                     params={"include": include})
         record: dict[str, Any] = payload[entity]
         return record
 

@@ -75,7 +75,8 @@ async def update(ctx: OperationContext, params: dict[str, Any]) -> Any:
 
 async def get(ctx: OperationContext, params: dict[str, Any]) -> Any:
     """Read one entity by Id."""
-    return await step_client(ctx).read(step_entity(params), str(params["id"]))
+    return await step_client(ctx).read(step_entity(params), str(params["id"]),
+                                       include=params.get("include") or None)
 
 
 async def delete(ctx: OperationContext, params: dict[str, Any]) -> Any:
@@ -128,7 +129,9 @@ OPERATIONS: tuple[OperationSpec, ...] = (
                                            summary="Re-reads after a stale SyncToken (5010)")),
                   summary="Update an entity by Id; SyncToken handled", output="The updated entity",
                   writes=True, preview=preview_update, batch=UPDATE_BATCH),
-    OperationSpec("get", get, (ENTITY, Param("id", required=True, summary="Entity Id")),
+    OperationSpec("get", get, (ENTITY, Param("id", required=True, summary="Entity Id"),
+                               Param("include", summary="Extra parts QuickBooks adds on request",
+                                     examples=("invoiceLink",))),
                   summary="Read an entity by Id", output="The entity", read_only=True, writes=False),
     OperationSpec("delete", delete, (ENTITY, Param("id", required=True),
                                      Param("sync-token", summary="Read when not given"), KEY),

@@ -2,7 +2,7 @@
 
 Registered under the ``splice.connectors`` entry point like any third-party connector. It
 contributes the connection (OAuth 2.0 with refresh-token rotation, per-realm rate limits), the
-operations of :mod:`.operations`, the ``webhook`` and ``changes`` sources, the emulator for
+operations of :mod:`.operations` and :mod:`.sending`, the ``webhook`` and ``changes`` sources, the emulator for
 ``splice sandbox quickbooks`` and sandbox mode (:mod:`.sandbox`), and the ``splice quickbooks-connect`` command for the first
 authorization of a company.
 """
@@ -14,6 +14,7 @@ from typing import Any
 from connectors.quickbooks.client import open_connection
 from connectors.quickbooks.config import CONNECTION_PARAMS
 from connectors.quickbooks.operations import OPERATIONS
+from connectors.quickbooks.sending import SENDING_OPERATIONS
 from connectors.quickbooks.sources import SOURCES
 from runtime import ConnectionSpec, Connector, hookimpl
 
@@ -24,7 +25,7 @@ CONNECTOR = Connector(
     summary="QuickBooks Online Accounting API v3 (OAuth 2.0, rate limited per realm)",
     connection=ConnectionSpec(params=CONNECTION_PARAMS, open=open_connection,
                               summary="One QuickBooks company (realm) of one Intuit app"),
-    operations=OPERATIONS,
+    operations=(*OPERATIONS, *SENDING_OPERATIONS),
     sources=SOURCES,
     # By reference: the emulator is imported when a sandbox starts, not by every command.
     sandbox="connectors.quickbooks.sandbox:SANDBOX",

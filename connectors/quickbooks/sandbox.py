@@ -148,9 +148,18 @@ async def list_invoices(emulator: Mapping[str, Any], args: list[str]) -> str:
     return f"QuickBooks invoices ({len(rows)}):\n{text}"
 
 
+async def send_invoice(emulator: Mapping[str, Any], args: list[str]) -> str:
+    """E-mail an invoice and show its headers (:mod:`.sandbox_sending`, which uses this module)."""
+    from connectors.quickbooks.sandbox_sending import send
+
+    return await send(emulator, args)
+
+
 SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
     SandboxAction("pay", pay, usage="<Invoice Id|DocNumber> <amount>",
                   summary="record a customer payment against an invoice"),
+    SandboxAction("send", send_invoice, usage="<Invoice Id|DocNumber> [address]",
+                  summary="e-mail an invoice and show its headers (class, location, custom fields, ...)"),
     SandboxAction("list", list_invoices, summary="invoices, totals and balances"),
 )
 

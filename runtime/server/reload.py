@@ -40,6 +40,7 @@ from runtime.registry import Registry
 from runtime.resources import RuntimeResources
 from runtime.server.app import SpliceApp, create_app
 from runtime.service import SpliceRuntime, load_project, open_runtime
+from runtime.startup import run_startup_checks
 from runtime.store.base import ObjectStore
 
 __all__ = ["POLL_INTERVAL", "ReloadReport", "ReloadingApp", "project_files", "serve_reloading",
@@ -257,6 +258,7 @@ class _Reloader:
                 runtime = await stack.enter_async_context(open_runtime(
                     project, self.registry, store=self.store, time_store=True,
                     connection_settings=self.connection_settings, resources=self.resources))
+                await run_startup_checks(runtime)  # a version that fails its checks is not served
                 app = create_app(runtime, drain_timeout=self.drain_timeout, sandbox=self.sandbox)
             except Exception as exc:  # reported by whoever asked for this version
                 task_status.started(exc)

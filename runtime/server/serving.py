@@ -38,6 +38,7 @@ from runtime.server.console import ConsoleAuth, with_console_line
 from runtime.server.policies import ApiKeyPolicy, build_policies
 from runtime.server.reload import ReloadingApp, ReloadReport, serve_reloading
 from runtime.service import SpliceRuntime, open_runtime
+from runtime.startup import run_startup_checks
 from runtime.store import open_store
 from runtime.store.base import ObjectStore
 
@@ -157,7 +158,9 @@ async def serve(project: Project, registry: Registry, options: ServeOptions | No
     Reports started (a :class:`Serving`) once the triggers run and the server accepts requests.
     Returns when everything is closed. Problems before the start (port taken, ``--sandbox``
     without emulators) raise :class:`runtime.errors.ConnectionConfigError`; a connector's sandbox
-    that does not load raises :class:`runtime.plugins.PluginLoadError`.
+    that does not load raises :class:`runtime.plugins.PluginLoadError`; a failed start-up check
+    (``settings.startup-checks``, :mod:`runtime.startup`) raises
+    :class:`runtime.startup.StartupCheckError` before the server listens.
     """
     with _one_error():
         await _serve(project, registry, options or ServeOptions(),
@@ -242,6 +245,7 @@ async def _serve(project: Project, registry: Registry, options: ServeOptions, sh
                     else:
                         async with open_runtime(project, registry, store=sandbox.store, time_store=True,
                                                 connection_settings=overrides) as runtime:
+                            await run_startup_checks(runtime)
                             await _serve_runtime(runtime, listener, options, shutdown, Serving(
                                 url=server_url, runtime=runtime, sandbox=sandbox.info,
                                 banner=sandbox.banner), task_status)

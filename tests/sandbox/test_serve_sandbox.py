@@ -50,6 +50,10 @@ def test_serve_without_credentials_runs_the_sandbox(project: Path) -> None:
         wait_for(lambda: f"payment {payment_id} of" in log.read_text(),
                  what="the payment webhook to reach the flow")
 
+        sent = splice("sandbox", "send", "1003", "ap@acme.example", env=env)
+        assert sent.returncode == 0, sent.stderr
+        assert "e-mailed to ap@acme.example" in sent.stdout and "EmailSent" in sent.stdout
+
         bad = splice("sandbox", "pay", "1003", "lots", env=env)
         assert bad.returncode == 1 and bad.stderr.strip() == "splice: not an amount: 'lots'"
         ambiguous = splice("sandbox", "close-opportunity", "Globex", env=env)
@@ -96,4 +100,4 @@ def test_sandbox_actions_explain_what_is_missing(tmp_path: Path) -> None:
     assert down.returncode == 1
     assert down.stderr.startswith("splice: no splice serve answers at http://127.0.0.1:9")
     unknown = splice("sandbox", "close-opportunityy")
-    assert unknown.returncode == 2 and "actions: close-opportunity, list, pay" in unknown.stderr
+    assert unknown.returncode == 2 and "actions: close-opportunity, list, pay, send" in unknown.stderr

@@ -31,6 +31,7 @@ from connectors.quickbooks.emulator.cdc import changes
 from connectors.quickbooks.emulator.demo import seed_company, seed_demo_company
 from connectors.quickbooks.emulator.entities import ENTITIES, Company
 from connectors.quickbooks.emulator.faults import DroppedConnection, Fault, FaultSwitches
+from connectors.quickbooks.emulator.headers import send_invoice, with_invoice_links
 from connectors.quickbooks.emulator.limits import THROTTLE_BODY, RealmThrottle
 from connectors.quickbooks.emulator.oauth import OAuthAuthority, TokenError
 from connectors.quickbooks.emulator.query import run_query
@@ -192,7 +193,11 @@ async def _dispatch(em: Emulator, company: Company, request: Request, resource: 
         return _json({"Preferences": company.get("Preferences", "1"), "time": _time(em)})
     if resource == "query":
         text = query.get("query") if request.method == "GET" else raw.decode("utf-8")
-        return _json({"QueryResponse": run_query(company, text or ""), "time": _time(em)})
+        found = run_query(company, text or "")
+        if "Invoice" in found:
+            found["Invoice"] = with_invoice_links(company, "Invoice", found["Invoice"],
+                                                  query.get("include"))
+        return _json({"QueryResponse": found, "time": _time(em)})
     if resource == "cdc":
         cdc = changes(company, query.get("entities", ""), query.get("changedSince", ""))
         return _json({"CDCResponse": [{"QueryResponse": cdc}], "time": _time(em)})
@@ -210,7 +215,7 @@ async def _dispatch(em: Emulator, company: Company, request: Request, resource: 
     include = query.get("include")
     operation = _operation(query, body)
     result = em.write(company, entity, operation, body, {"include": include or ""})
-    return _json({entity: result, "time": _time(em)})
+    return _json({entity: with_invoice_links(company, entity, result, include), "time": _time(em)})
 
 
 def _lost_answer(em: Emulator) -> Response:
@@ -265,9 +270,17 @@ async def _answer(em: Emulator, company: Company, request: Request, resource: st
         if "/" in resource:
             entity_name, _, entity_id = resource.partition("/")
             entity = ENTITIES.get(entity_name)
-            if entity is None or request.method != "GET":
+            entity_id, _, action = entity_id.partition("/")
+            include = request.query_params.get("include")
+            if entity == "Invoice" and action == "send" and request.method == "POST":
+                sent = send_invoice(company, entity_id, request.query_params.get("sendTo"))
+                response = _json({entity: with_invoice_links(company, entity, sent, include),
+                                  "time": _time(em)})
+            elif entity is None or action or request.method != "GET":
                 raise Fault("500", "Unsupported Operation", f"Unsupported resource {resource}")
-            response = _json({entity: company.get(entity, entity_id), "time": _time(em)})
+            else:
+                record = with_invoice_links(company, entity, company.get(entity, entity_id), include)
+                response = _json({entity: record, "time": _time(em)})
         else:
             response = await _dispatch(em, company, request, resource)
     except Fault as fault:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from connectors.quickbooks.emulator.demo_headers import seed_demo_headers
 from connectors.quickbooks.emulator.entities import Company
 from connectors.quickbooks.emulator.salestax import set_sales_tax
 
@@ -101,7 +102,11 @@ def seed_company(company: Company, *, customers: bool = True) -> None:
         "Id": "1", "SyncToken": "0", "domain": "QBO", "sparse": False, "MetaData": dict(meta),
         "CurrencyPrefs": {"MultiCurrencyEnabled": False, "HomeCurrency": {"value": "USD"}},
         "TaxPrefs": {"UsingSalesTax": True, "PartnerTaxEnabled": False},
-        "SalesFormsPrefs": {"CustomTxnNumbers": True, "AllowDeposit": True, "CustomField": [
+        "AccountingInfoPrefs": {"TrackDepartments": False, "DepartmentTerminology": "Location",
+                                "ClassTrackingPerTxn": False, "ClassTrackingPerTxnLine": False,
+                                "CustomerTerminology": "Customers"},
+        "SalesFormsPrefs": {"CustomTxnNumbers": True, "AllowDeposit": True,
+                            "ETransactionPaymentEnabled": False, "CustomField": [
             {"CustomField": [{"Name": "SalesFormsPrefs.UseSalesCustom1", "Type": "BooleanType",
                               "BooleanValue": True},
                              {"Name": "SalesFormsPrefs.SalesCustomName1", "Type": "StringType",
@@ -174,6 +179,7 @@ def seed_demo_company(company: Company) -> None:
     for name, email in DEMO_VENDORS:  # after the rest: the ids above stay as the Salesforce demo has them
         company.create("Vendor", {"DisplayName": name, "CompanyName": name,
                                   "PrimaryEmailAddr": {"Address": email}}, {})
+    seed_demo_headers(company)
 
 
 def _term(company: Company, name: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from connectors.quickbooks.emulator import transactions
 from connectors.quickbooks.emulator.faults import Fault
+from connectors.quickbooks.emulator.headers import HEADER_LISTS, complete_list_entry
 from connectors.quickbooks.emulator.table import Table
 from connectors.quickbooks.emulator.validation import check_record
 
@@ -26,18 +27,19 @@ __all__ = ["ENTITIES", "NAME_LISTS", "Company", "company_time", "not_found"]
 #: URL segment -> entity name.
 ENTITIES = {name.lower(): name for name in (
     "Customer", "Vendor", "Employee", "Item", "Invoice", "Payment", "Account", "TaxCode", "TaxRate",
-    "Term", "CompanyInfo", "Preferences")}
+    "Term", "CompanyInfo", "Preferences", "Class", "Department")}
 #: Read-only here: seeded with the company, never created through the API.
 READ_ONLY_ENTITIES = frozenset({"TaxCode", "TaxRate", "CompanyInfo", "Preferences"})
 #: Entities that are made inactive instead of deleted, and whose queries hide inactive rows.
 NAME_LISTS = frozenset({"Customer", "Vendor", "Employee", "Item", "Account", "TaxCode", "TaxRate",
-                        "Term"})
+                        "Term", "Class", "Department"})
 READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "time", "status",
                        "FullyQualifiedName", "Level", "BalanceWithJobs", "HomeBalance",
                        "HomeTotalAmt", "UnappliedAmt", "CurrentBalance",
                        "CurrentBalanceWithSubAccounts"})
 _NAME_FIELD = {"Customer": "DisplayName", "Vendor": "DisplayName", "Employee": "DisplayName",
-               "Item": "Name", "Account": "Name", "Term": "Name", "TaxCode": "Name"}
+               "Item": "Name", "Account": "Name", "Term": "Name", "TaxCode": "Name",
+               "Class": "FullyQualifiedName", "Department": "FullyQualifiedName"}
 _PEOPLE = ("Customer", "Vendor", "Employee")
 PACIFIC = timezone(timedelta(hours=-7))
 
@@ -256,6 +258,8 @@ class Company:
             else:
                 record.setdefault("Type", "STANDARD")
                 record.setdefault("DueDays", 30)
+        elif entity in HEADER_LISTS:
+            complete_list_entry(self, entity, record)
         elif entity == "Invoice":
             transactions.complete_invoice(self, record, options, existing)
         elif entity == "Payment":

@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from connectors.quickbooks.emulator.faults import Fault
+from connectors.quickbooks.emulator.headers import complete_header
 from connectors.quickbooks.emulator.salestax import sales_tax
 from connectors.quickbooks.emulator.table import Table
 
@@ -126,6 +127,7 @@ def complete_invoice(company: Company, record: dict[str, Any], options: dict[str
                     "Required parameter CustomerRef is missing in the request", element="CustomerRef")
     customer = company.ref("Customer", record["CustomerRef"], "CustomerRef")
     record["CustomerRef"] = _ref(customer)
+    complete_header(company, record, customer, existing)
     subtotal, taxable = _lines(company, record)
     record["TxnTaxDetail"] = sales_tax(company, record, customer, taxable)
     record.setdefault("ApplyTaxAfterDiscount", False)

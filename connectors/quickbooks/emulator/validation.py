@@ -33,6 +33,8 @@ FILTERABLE: dict[str, frozenset[str]] = {
                         "EmailStatus", "DepartmentRef"},
     "Payment": _META | {"TxnDate", "CustomerRef", "TotalAmt"},
     "Term": _META | {"Name", "Active"},
+    "Class": _META | {"Name", "Active", "FullyQualifiedName"},
+    "Department": _META | {"Name", "Active", "FullyQualifiedName"},
     "TaxCode": _META | {"Name", "Active"},
     "TaxRate": _META | {"Name", "Active"},
     "CompanyInfo": _META,
@@ -43,7 +45,8 @@ FILTERABLE: dict[str, frozenset[str]] = {
 _NAME_FIELDS: dict[str, tuple[str, ...]] = {
     **{person: ("DisplayName", "GivenName", "MiddleName", "FamilyName", "CompanyName",
                 "PrintOnCheckName", "Title", "Suffix") for person in ("Customer", "Vendor", "Employee")},
-    "Item": ("Name",), "Account": ("Name",), "Term": ("Name",),
+    "Item": ("Name",), "Account": ("Name",), "Term": ("Name",), "Class": ("Name",),
+    "Department": ("Name",),
 }
 #: Entity -> its e-mail address fields (objects with an ``Address``).
 _EMAIL_FIELDS: dict[str, tuple[str, ...]] = {

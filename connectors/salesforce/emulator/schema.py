@@ -179,7 +179,12 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
                             ("Invoice_Status__c", "string", "cun"), ("Payment_Status__c", "picklist", "cun"),
                             ("Amount_Paid__c", "currency", "cun"), ("Balance_Due__c", "currency", "cun"),
                             ("Last_Payment_Date__c", "date", "cun"), ("QB_Sync_Error__c", "textarea", "cun"),
-                            ("QB_SyncToken__c", "string", "cun")]),
+                            ("QB_SyncToken__c", "string", "cun"),
+                            # Invoice headers (README "Invoice headers"): what the invoice.*
+                            # properties of the shipped project name in the sandbox.
+                            ("QB_Class__c", "string", "cun"), ("QB_Location__c", "string", "cun"),
+                            ("PO_Number__c", "string", "cun"), ("Invoice_Memo__c", "textarea", "cun"),
+                            ("Region__c", "string", "cun")]),
     "OpportunityLineItem": ("00k", [("OpportunityId", "reference:Opportunity:Opportunity", "c"),
                                     ("PricebookEntryId", "reference:PricebookEntry:PricebookEntry", "cn"),
                                     ("Product2Id", "reference:Product2:Product2", "cnd"),
