@@ -4,7 +4,9 @@ on the opportunity and the account."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -230,3 +232,36 @@ async def test_an_overpayment_shows_its_unapplied_amount(integration: Integratio
     record = it.record("Opportunity", opp)
     assert (record["Payment_Status__c"], record["Unapplied_Amount__c"]) == ("Paid", 120)
     assert it.record("Account", account)["Unapplied_Amount__c"] == 120
+
+
+@pytest.mark.splice(environ={"RECONCILIATION_BULK_POLL_INTERVAL": "10ms"})
+async def test_the_reconciliation_reports_and_repairs_cancelled_deals(
+        integration: Integration, reports_dir: Path) -> None:
+    """A lost opportunity whose invoice is still open is a "cancelled" finding, repaired by
+    cancelling it; once cancelled (voided, or credited) it is in sync; a flagged one is report only."""
+    it = integration
+    period = {"from": "2026-03-01", "to": "2026-03-31"}
+    name = f"reconciliation-{period['from']}-to-{period['to']}"
+    _, open_lost, open_invoice = await invoiced(it, "Lost Open")
+    _, done, done_invoice = await invoiced(it, "Lost Done")
+    pay(it, done_invoice, "100.00")
+    for opp in (open_lost, done):
+        it.org.update("Opportunity", opp, {"StageName": "Closed Lost"})
+    await cancel(it, done)  # credited at once; the other missed its event
+
+    outcome = await it.run("nightly-reconciliation", {**period, "repair": False})
+    assert outcome.status == "completed", outcome.error
+    findings = [json.loads(line) for line in (reports_dir / f"{name}.jsonl").read_text().splitlines()]
+    assert [(f["category"], f["opportunityId"], f["quickbooks"], f["repair"]) for f in findings] == [
+        ("cancelled", open_lost, "open, balance 1000", "cancel")]
+    assert "cancelled 1" in (reports_dir / f"{name}.txt").read_text()
+
+    outcome = await it.run("nightly-reconciliation", {**period, "repair": True})
+    assert outcome.status == "completed", outcome.error
+    assert json.loads((reports_dir / f"{name}.json").read_text())["repairs"] == {"attempted": 1, "done": 1, "failed": 0}
+    assert it.company.tables["Invoice"][open_invoice["Id"]]["PrivateNote"].startswith("Voided")
+    assert it.record("Opportunity", open_lost)["Cancellation_Status__c"] == "Cancelled - Voided"
+
+    outcome = await it.run("nightly-reconciliation", {**period, "repair": False})
+    assert outcome.status == "completed", outcome.error
+    assert (reports_dir / f"{name}.jsonl").read_text() == ""
