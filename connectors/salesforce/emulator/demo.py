@@ -3,7 +3,7 @@ salesforce --option demo=true``): a small, believable book of business.
 
 Eight accounts (one name with an apostrophe, two with non-ASCII letters, two of the same name in
 two cities, one named like a QuickBooks vendor), a contact each, five products with product codes
-and standard prices, and twenty-three opportunities that cover every stage of the sales process, one
+and standard prices, and twenty-five opportunities that cover every stage of the sales process, one
 of them won without products, the others with line items. Some Closed Won opportunities were already invoiced in
 QuickBooks (they carry the invoice id, number and payment state); others are Closed Won and not yet
 invoiced, so the sync has work to do the moment it starts; one was invoiced and the invoice then
