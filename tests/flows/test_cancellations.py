@@ -256,6 +256,16 @@ async def test_the_reconciliation_reports_and_repairs_cancelled_deals(
         ("cancelled", open_lost, "open, balance 1000", "cancel")]
     assert "cancelled 1" in (reports_dir / f"{name}.txt").read_text()
 
+    # Previewed: the repair's writes are listed, nothing changes.
+    before = counts(it)
+    outcome = await it.run("nightly-reconciliation", {**period, "repair": "preview"})
+    assert outcome.status == "completed", outcome.error
+    [finding] = [json.loads(line) for line in (reports_dir / f"{name}.jsonl").read_text().splitlines()]
+    assert finding["repairResult"] == "previewed"
+    operations = [w["operation"] for w in finding["repairWrites"]]
+    assert operations[0] == "quickbooks.void" and set(operations[1:]) == {"salesforce.update"}
+    assert counts(it) == before
+
     outcome = await it.run("nightly-reconciliation", {**period, "repair": True})
     assert outcome.status == "completed", outcome.error
     assert json.loads((reports_dir / f"{name}.json").read_text())["repairs"] == {"attempted": 1, "done": 1, "failed": 0}
