@@ -275,3 +275,21 @@ async def test_the_reconciliation_reports_and_repairs_cancelled_deals(
     outcome = await it.run("nightly-reconciliation", {**period, "repair": False})
     assert outcome.status == "completed", outcome.error
     assert (reports_dir / f"{name}.jsonl").read_text() == ""
+
+
+async def test_a_refund_entered_by_hand_uses_up_the_accounts_credit(integration: Integration) -> None:
+    """An unused credit memo is unapplied credit on the account; a refund receipt paying it out
+    (entered in QuickBooks) brings the account's unapplied amount back to 0."""
+    it = integration
+    account, _, invoice = await invoiced(it, "Hand Refund")
+    item = invoice["Line"][0]["SalesItemLineDetail"]["ItemRef"]
+    lines = [{"DetailType": "SalesItemLineDetail", "Amount": Decimal("80"), "SalesItemLineDetail": {"ItemRef": item}}]
+    memo = it.company.create("CreditMemo", {"CustomerRef": invoice["CustomerRef"], "Line": lines}, {})
+    await qb_event(it, "CreditMemo", memo["Id"])
+    assert it.record("Account", account)["Unapplied_Amount__c"] == 80
+    bank = it.company.create("Account", {"Name": "Checking", "AccountType": "Bank"}, {})
+    refund = it.company.create("RefundReceipt", {"CustomerRef": invoice["CustomerRef"], "Line": lines,
+                                                 "DepositToAccountRef": {"value": bank["Id"]},
+                                                 "LinkedTxn": [{"TxnId": memo["Id"], "TxnType": "CreditMemo"}]}, {})
+    await qb_event(it, "RefundReceipt", refund["Id"])
+    assert it.record("Account", account)["Unapplied_Amount__c"] == 0
