@@ -88,9 +88,39 @@ class _Api:
         result = response.json()["QueryResponse"]
         return next((v for v in result.values() if isinstance(v, list)), [])
 
+    async def create(self, resource: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create one entity (with a fresh requestid, as a person's click is one request)."""
+        response = await self.http.post(self.url(resource), content=dumps(body), params={
+            "minorversion": DEFAULT_MINOR_VERSION, "requestid": uuid.uuid4().hex},
+            headers={"Content-Type": "application/json"})
+        if response.status_code != 200:
+            raise ValueError(f"quickbooks emulator refused the {resource}: {response.text[:200]}")
+        return dict(next(iter(v for k, v in response.json().items() if k != "time")))
+
 
 def _quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _amount(raw: str) -> Decimal:
+    """A positive amount with at most two decimals, or the error that says what is wrong."""
+    try:
+        amount = Decimal(raw)
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {raw!r}") from None
+    if amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+        raise ValueError(f"the amount must be positive with at most two decimals, not {raw}")
+    return amount
+
+
+async def _invoice(api: _Api, wanted: str) -> dict[str, Any]:
+    """The invoice with this DocNumber (or Id)."""
+    invoices = await api.query(f"select * from Invoice where DocNumber = {_quote(wanted)}")
+    if not invoices and wanted.isdigit():
+        invoices = await api.query(f"select * from Invoice where Id = {_quote(wanted)}")
+    if not invoices:
+        raise ValueError(f"no invoice with Id or DocNumber {wanted!r} (see: splice sandbox list)")
+    return invoices[0]
 
 
 async def pay(emulator: Mapping[str, Any], args: list[str]) -> str:
@@ -98,21 +128,11 @@ async def pay(emulator: Mapping[str, Any], args: list[str]) -> str:
     if len(args) != 2:
         raise ValueError("usage: splice sandbox pay <Invoice Id|DocNumber> <amount>")
     wanted, raw_amount = args
-    try:
-        amount = Decimal(raw_amount)
-    except InvalidOperation:
-        raise ValueError(f"not an amount: {raw_amount!r}") from None
-    if amount <= 0 or amount != amount.quantize(Decimal("0.01")):
-        raise ValueError(f"the amount must be positive with at most two decimals, not {raw_amount}")
+    amount = _amount(raw_amount)
     async with httpx.AsyncClient(timeout=10.0) as http:
         api = _Api(http, emulator)
         await api.login()
-        invoices = await api.query(f"select * from Invoice where DocNumber = {_quote(wanted)}")
-        if not invoices and wanted.isdigit():
-            invoices = await api.query(f"select * from Invoice where Id = {_quote(wanted)}")
-        if not invoices:
-            raise ValueError(f"no invoice with Id or DocNumber {wanted!r} (see: splice sandbox list)")
-        invoice = invoices[0]
+        invoice = await _invoice(api, wanted)
         balance = Decimal(str(invoice.get("Balance", 0)))
         if amount > balance:
             raise ValueError(f"invoice {invoice['DocNumber']} has a balance of {balance}; "
@@ -130,6 +150,39 @@ async def pay(emulator: Mapping[str, Any], args: list[str]) -> str:
     return (f"Payment {payment['Id']} of {amount} recorded for invoice {invoice['DocNumber']} "
             f"(Id {invoice['Id']}, {customer}); balance now {balance - amount}. Watch splice "
             "serve's console for the opportunity update.")
+
+
+async def credit(emulator: Mapping[str, Any], args: list[str]) -> str:
+    """Credit part of an invoice (by Id or DocNumber) as a bookkeeper does by hand: a credit memo
+    for the customer, applied to the invoice (QuickBooks records that as a payment of 0 linking
+    both)."""
+    if len(args) != 2:
+        raise ValueError("usage: splice sandbox credit <Invoice Id|DocNumber> <amount>")
+    wanted, raw_amount = args
+    amount = _amount(raw_amount)
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        api = _Api(http, emulator)
+        await api.login()
+        invoice = await _invoice(api, wanted)
+        balance = Decimal(str(invoice.get("Balance", 0)))
+        if amount > balance:
+            raise ValueError(f"invoice {invoice['DocNumber']} has a balance of {balance}; "
+                             f"{amount} is more than that")
+        item = next((line["SalesItemLineDetail"]["ItemRef"] for line in invoice.get("Line", [])
+                     if (line.get("SalesItemLineDetail") or {}).get("ItemRef")), None)
+        if item is None:
+            raise ValueError(f"invoice {invoice['DocNumber']} has no item line to credit")
+        memo = await api.create("creditmemo", {
+            "CustomerRef": invoice["CustomerRef"], "PrivateNote": f"Credit on invoice {invoice['DocNumber']}",
+            "Line": [{"DetailType": "SalesItemLineDetail", "Amount": amount,
+                      "SalesItemLineDetail": {"ItemRef": {"value": item["value"]},
+                                              "TaxCodeRef": {"value": "NON"}}}]})
+        await api.create("payment", {"CustomerRef": invoice["CustomerRef"], "TotalAmt": Decimal("0"), "Line": [
+            {"Amount": amount, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]},
+            {"Amount": amount, "LinkedTxn": [{"TxnId": memo["Id"], "TxnType": "CreditMemo"}]}]})
+    return (f"Credit memo {memo['DocNumber']} (Id {memo['Id']}) of {amount} applied to invoice "
+            f"{invoice['DocNumber']} (Id {invoice['Id']}); balance now {balance - amount}. Watch "
+            "splice serve's console for the opportunity update.")
 
 
 async def list_invoices(emulator: Mapping[str, Any], args: list[str]) -> str:
@@ -160,6 +213,8 @@ SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
                   summary="record a customer payment against an invoice"),
     SandboxAction("send", send_invoice, usage="<Invoice Id|DocNumber> [address]",
                   summary="e-mail an invoice and show its headers (class, location, custom fields, ...)"),
+    SandboxAction("credit", credit, usage="<Invoice Id|DocNumber> <amount>",
+                  summary="credit part of an invoice: a credit memo applied to it"),
     SandboxAction("list", list_invoices, summary="invoices, totals and balances"),
 )
 

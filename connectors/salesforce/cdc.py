@@ -248,11 +248,14 @@ class _ChangeEventSource:
         if not self.fetch:
             return [Event(payload=payload, attributes=attributes, id=f"cdc:{self.channel}:{replay_id}")]
         entity = str(header.get("entityName"))
+        # A deletion is never looked up: the record of an earlier change in the same batch (a
+        # roll-up from its line items being deleted first) was found gone, which is no answer here.
+        deleted = str(header.get("changeType", "")).endswith("DELETE")
         out = []
         for record_id in header.get("recordIds") or ():
             key = (entity, str(record_id))
             record: dict[str, Any] | None = {"Id": record_id, "IsDeleted": True}
-            if key in fetched:
+            if key in fetched and not deleted:
                 record = fetched[key]
                 if record is None:
                     if entity == self.object and self.params.get("where"):

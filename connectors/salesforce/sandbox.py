@@ -77,6 +77,27 @@ def _quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+async def _one_opportunity(http: httpx.AsyncClient, api: str, wanted: str) -> dict[str, Any]:
+    """The one opportunity with this Id or name (or a unique part of its name)."""
+    fields = "Id, Name, StageName, Amount, Account.Name, QuickBooks_Invoice_Id__c"
+    if _ID.match(wanted):
+        rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Id = {_quote(wanted)}")
+    else:
+        rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Name = "
+                                      f"{_quote(wanted)}")
+        if not rows:
+            like = wanted.replace("%", "").replace("_", "")
+            rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Name LIKE "
+                                          f"{_quote('%' + like + '%')} ORDER BY Name")
+    if not rows:
+        raise ValueError(f"no opportunity matches {wanted!r} (see: splice sandbox list)")
+    if len(rows) > 1:
+        names = "; ".join(r["Name"] for r in rows[:5])
+        raise ValueError(f"{len(rows)} opportunities match {wanted!r}: {names}; give the Id "
+                         "or the whole name")
+    return rows[0]
+
+
 async def close_opportunity(emulator: Mapping[str, Any], args: list[str]) -> str:
     """Set an opportunity (by Id or name) to Closed Won, as a salesperson would."""
     if not args:
@@ -84,23 +105,7 @@ async def close_opportunity(emulator: Mapping[str, Any], args: list[str]) -> str
     wanted = " ".join(args)
     async with httpx.AsyncClient(timeout=10.0) as http:
         api = await _login(http, emulator)
-        fields = "Id, Name, StageName, Amount, Account.Name"
-        if _ID.match(wanted):
-            rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Id = {_quote(wanted)}")
-        else:
-            rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Name = "
-                                          f"{_quote(wanted)}")
-            if not rows:
-                like = wanted.replace("%", "").replace("_", "")
-                rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Name LIKE "
-                                              f"{_quote('%' + like + '%')} ORDER BY Name")
-        if not rows:
-            raise ValueError(f"no opportunity matches {wanted!r} (see: splice sandbox list)")
-        if len(rows) > 1:
-            names = "; ".join(r["Name"] for r in rows[:5])
-            raise ValueError(f"{len(rows)} opportunities match {wanted!r}: {names}; give the Id "
-                             "or the whole name")
-        row = rows[0]
+        row = await _one_opportunity(http, api, wanted)
         if row["StageName"] == "Closed Won":
             return f"{row['Name']} ({row['Id']}) is already Closed Won"
         response = await http.patch(f"{api}/sobjects/Opportunity/{row['Id']}",
@@ -109,6 +114,27 @@ async def close_opportunity(emulator: Mapping[str, Any], args: list[str]) -> str
             raise ValueError(f"salesforce emulator refused the update: {response.text[:200]}")
     return (f"Closed Won: {row['Name']} ({row['Id']}), amount {row['Amount']}, was "
             f"{row['StageName']}. Watch splice serve's console for its invoice.")
+
+
+async def lose_opportunity(emulator: Mapping[str, Any], args: list[str]) -> str:
+    """Set an opportunity (by Id or name) to Closed Lost, as a salesperson would when a deal falls
+    through; an invoiced one is then cancelled in QuickBooks by the cancellation policy."""
+    if not args:
+        raise ValueError("usage: splice sandbox lose-opportunity <Id|Name>")
+    wanted = " ".join(args)
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        api = await _login(http, emulator)
+        row = await _one_opportunity(http, api, wanted)
+        if row["StageName"] == "Closed Lost":
+            return f"{row['Name']} ({row['Id']}) is already Closed Lost"
+        response = await http.patch(f"{api}/sobjects/Opportunity/{row['Id']}",
+                                    json={"StageName": "Closed Lost"})
+        if response.status_code != 204:
+            raise ValueError(f"salesforce emulator refused the update: {response.text[:200]}")
+    invoice = row.get("QuickBooks_Invoice_Id__c")
+    then = (f"Watch splice serve's console: its invoice {invoice} is cancelled by the cancellation "
+            "policy." if invoice else "It was never invoiced: nothing to cancel in QuickBooks.")
+    return f"Closed Lost: {row['Name']} ({row['Id']}), amount {row['Amount']}, was {row['StageName']}. {then}"
 
 
 async def list_opportunities(emulator: Mapping[str, Any], args: list[str]) -> str:
@@ -141,6 +167,8 @@ def sandbox_examples(app: Any) -> Mapping[str, str]:
 SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
     SandboxAction("close-opportunity", close_opportunity, usage="<Id|Name>",
                   summary="set an opportunity's stage to Closed Won"),
+    SandboxAction("lose-opportunity", lose_opportunity, usage="<Id|Name>",
+                  summary="set an opportunity's stage to Closed Lost (cancels its invoice)"),
     SandboxAction("list", list_opportunities, summary="opportunities, stages and invoices"),
 )
 

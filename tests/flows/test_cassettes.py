@@ -95,7 +95,29 @@ async def test_payment_to_salesforce(integration: Integration, record_mode: str)
                                                           "operation": "Create"})
     [status] = message.vars["updated"]
     assert status == {"Amount_Paid__c": 300, "Balance_Due__c": 443.35, "Payment_Status__c": "Partially Paid",
-                      "Last_Payment_Date__c": "2026-04-01"}
+                      "Last_Payment_Date__c": "2026-04-01", "Amount_Credited__c": 0, "Unapplied_Amount__c": 0}
+
+
+async def test_opportunity_cancellation(integration: Integration, record_mode: str) -> None:
+    """A partly paid invoice of a lost opportunity: its unpaid part credited and applied."""
+    it = integration
+    ids = seeded(record_mode, "opportunity_cancellation_seed", lambda: won_opportunity(it, "Cassette Cancelled"))
+    invoice = (await run(it, "opportunity-to-invoice", {"Id": ids["opportunity"]})).payload
+
+    def pay_then_lose() -> dict[str, str]:
+        payment = it.company.create("Payment", {
+            "CustomerRef": invoice["CustomerRef"], "TotalAmt": Decimal("300.00"), "TxnDate": "2026-04-01",
+            "Line": [{"Amount": Decimal("300.00"), "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]}, {})
+        it.org.update("Opportunity", ids["opportunity"], {"StageName": "Closed Lost"})
+        return {"payment": payment["Id"]}
+
+    seeded(record_mode, "opportunity_cancellation", pay_then_lose)
+    message = await run(it, "opportunity-cancellation", {"Id": ids["opportunity"]})
+    plan = message.payload
+    assert (plan["status"], plan["credit"], plan["apply"], plan["refund"]) == ("Cancelled - Credited", 443.35, 443.35, 0)
+    [memo] = message.vars["creditMemo"]
+    assert memo["DocNumber"] == "SFC-" + ids["opportunity"][:15] and Decimal(str(memo["TotalAmt"])) == Decimal("443.35")
+    assert message.vars["status"]["Amount_Credited__c"] == 443.35 and message.vars["status"]["Balance_Due__c"] == 0
 
 
 async def test_customer_360(integration: Integration, record_mode: str) -> None:

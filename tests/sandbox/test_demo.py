@@ -20,7 +20,7 @@ def test_salesforce_and_quickbooks_demo_data_agree() -> None:
     accounts = org.records["Account"]
     opportunities = list(org.records["Opportunity"].values())
     invoiced = [o for o in opportunities if o["QuickBooks_Invoice_Id__c"]]
-    assert len(invoiced) == 5
+    assert len(invoiced) == 7
     for opportunity in invoiced:
         invoice = invoices[opportunity["QuickBooks_Invoice_Id__c"]]
         assert invoice["DocNumber"] == opportunity["QuickBooks_Invoice_Number__c"]
@@ -31,6 +31,9 @@ def test_salesforce_and_quickbooks_demo_data_agree() -> None:
             tax = Decimal(str(invoice["TxnTaxDetail"]["TotalTax"]))
             assert Decimal(str(invoice["TotalAmt"])) == Decimal(str(opportunity["Amount"])) + tax
         assert Decimal(str(invoice["Balance"])) == Decimal(str(opportunity["Balance_Due__c"]))
+        credited = Decimal(str(opportunity["Amount_Credited__c"] or 0))
+        settled = Decimal(str(invoice["TotalAmt"])) - Decimal(str(invoice["Balance"]))
+        assert Decimal(str(opportunity["Amount_Paid__c"])) + credited == settled
         account = accounts[opportunity["AccountId"]]
         assert invoice["CustomerRef"]["value"] == account["QB_Customer_Id__c"]
     for account in accounts.values():
@@ -62,7 +65,8 @@ def test_the_demo_has_work_to_do_and_hard_names() -> None:
     taxed = [o["Name"] for o in opportunities if o["QuickBooks_Invoice_Id__c"]
              and company.tables["Invoice"][o["QuickBooks_Invoice_Id__c"]]["TxnTaxDetail"]["TotalTax"]]
     assert taxed == ["Acme Corp - Gadget order"]
-    assert [o["Name"] for o in opportunities if o["Payment_Status__c"] == "Voided"] == ["Globex - Cancelled gadgets"]
+    assert [o["Name"] for o in opportunities if o["Payment_Status__c"] == "Voided"] == [
+        "Globex - Cancelled gadgets", "O'Brien Logistics - Cancelled install"]
     assert [o["Name"] for o in opportunities if o["IsWon"] and not o["HasOpportunityLineItem"]] == [
         "Initech - Consulting retainer"]
     for opportunity in opportunities:
@@ -70,3 +74,25 @@ def test_the_demo_has_work_to_do_and_hard_names() -> None:
             assert opportunity["QuickBooks_Invoice_Number__c"] == "SF-" + opportunity["Id"][:15]
     plain = create_quickbooks().state.emulator.companies[DEFAULT_REALM]
     assert "Invoice" not in plain.tables or not plain.tables["Invoice"]
+
+
+def test_the_demo_has_cancelled_deals_in_both_systems() -> None:
+    """A lost opportunity whose unpaid invoice was voided, and one whose unpaid part a credit memo
+    (numbered as the flows number it) settles: the opportunities say so, QuickBooks agrees."""
+    org = create_salesforce(demo=True).state.emulator.org
+    company = create_quickbooks(demo=True).state.emulator.companies[DEFAULT_REALM]
+    cancelled = {o["Name"]: o for o in org.records["Opportunity"].values() if o["Cancellation_Status__c"]}
+    assert {name: o["Cancellation_Status__c"] for name, o in cancelled.items()} == {
+        "O'Brien Logistics - Cancelled install": "Cancelled - Voided",
+        "Acme Corp - Returned installation": "Cancelled - Credited"}
+    assert all(o["StageName"] == "Closed Lost" for o in cancelled.values())
+    voided = company.tables["Invoice"][cancelled["O'Brien Logistics - Cancelled install"]["QuickBooks_Invoice_Id__c"]]
+    assert voided["PrivateNote"].startswith("Voided") and not voided["LinkedTxn"]
+    credited = cancelled["Acme Corp - Returned installation"]
+    memo = company.tables["CreditMemo"][credited["QuickBooks_Credit_Memo_Id__c"]]
+    assert memo["DocNumber"] == "SFC-" + credited["Id"][:15] and memo["RemainingCredit"] == 0
+    assert Decimal(str(memo["TotalAmt"])) == Decimal(str(credited["Amount_Credited__c"])) == Decimal("550")
+    assert company.tables["Invoice"][credited["QuickBooks_Invoice_Id__c"]]["Balance"] == 0
+    # What a refund needs, when the refund policy is turned on.
+    assert [a["Name"] for a in company.tables["Account"].values() if a["AccountType"] == "Bank"] == ["Checking"]
+    assert [m["Name"] for m in company.tables["PaymentMethod"].values()] == ["Check"]

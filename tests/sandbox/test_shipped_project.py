@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.salesforce.emulator.demo import DEMO_OPPORTUNITIES
 from connectors.salesforce.emulator.demo_headers import DEMO_HEADER_OPPORTUNITY
-from tests.support.sandbox import clean_env, serving
+from tests.support.sandbox import clean_env, serving, splice
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -29,6 +29,9 @@ WAITING = {name for _account, name, stage, _close, _lines, invoice in DEMO_OPPOR
 #: reconciliation's period (closed or changed in it) holds each of them.
 WON = {name for _account, name, stage, _close, _lines, _invoice in DEMO_OPPORTUNITIES
        if stage == "Closed Won"} | {DEMO_HEADER_OPPORTUNITY["name"]}
+#: The invoiced ones that were lost since (cancelled): checked too, and found in sync.
+CANCELLED = {name for _account, name, stage, _close, _lines, invoice in DEMO_OPPORTUNITIES
+             if stage != "Closed Won" and invoice is not None}
 
 
 @pytest.fixture
@@ -56,7 +59,8 @@ def test_waiting_closed_won_opportunities_are_invoiced_at_start(shipped: Path) -
                  what="the reconciliation run at start to write its report")
         (report,) = reports.glob("reconciliation-*.json")
         summary = json.loads(report.read_text())
-        assert summary["repair"] is True and summary["checked"] == len(WON) > len(WAITING)
+        assert summary["repair"] is True and summary["checked"] == len(WON) + len(CANCELLED) > len(WAITING)
+        assert summary["cancelled"] == 0
         assert summary["repairs"]["failed"] == 0
         # The voided demo invoice is reported as voided, not repaired (never written again).
         assert summary["voided"] == 1 and summary["amountMismatch"] == 0
@@ -73,7 +77,7 @@ def test_waiting_closed_won_opportunities_are_invoiced_at_start(shipped: Path) -
             assert len(mine) == 1, f"{name}: {len(mine)} invoices"
             assert linked[name]["QuickBooks_Invoice_Id__c"] == mine[0]["Id"]
             assert f"opportunity {opportunity['Id']} invoiced as {number}" in text
-        [voided] = [i for i in invoices if str(i.get("PrivateNote", "")).startswith("Voided")]
+        [voided] = [i for i in invoices if str(i.get("PrivateNote", "")).startswith("Voided - Salesforce opportunity: Globex")]
         assert voided["TotalAmt"] == 0 and voided["SyncToken"] == "1"
         assert "nightly-reconciliation: slot " in text and "(catch-up)" in text
         metrics = httpx.get(f"{base}/metrics").text
@@ -125,3 +129,39 @@ def assert_metrics_of_the_run(text: str) -> None:
     assert total("splice_rate_limit_wait_seconds_count", connector="quickbooks") >= 1
     assert total("splice_store_operation_duration_seconds_count", operation="put") >= 1
     assert total("splice_trigger_running", flow="opportunity-to-invoice", state="running") == 1
+
+
+def test_losing_an_invoiced_opportunity_and_crediting_an_invoice_by_hand(shipped: Path) -> None:
+    """`splice sandbox lose-opportunity` on an invoiced demo opportunity voids its unpaid invoice
+    and marks it; `splice sandbox credit` (a credit memo applied by hand in QuickBooks) shows on
+    the opportunity as credited, its balance lowered."""
+    with serving(shipped, env=clean_env(SPLICE_ENV="dev")) as (base, _proc, log):
+        env = clean_env(SPLICE_URL=base)
+        emulators = httpx.get(f"{base}/sandbox").json()["emulators"]
+        sf, qb = emulators["salesforce"]["baseUrl"], emulators["quickbooks"]["baseUrl"]
+
+        def opportunity(name: str) -> dict[str, Any]:
+            rows = httpx.get(f"{sf}/_emulator/records/Opportunity", timeout=5).json()
+            return next(row for row in rows if row["Name"] == name)
+
+        def invoice(invoice_id: str) -> dict[str, Any]:
+            rows = httpx.get(f"{qb}/_emulator/entities", params={"entity": "invoice"}).json()["Invoice"]
+            return next(row for row in rows if row["Id"] == invoice_id)
+
+        lost = splice("sandbox", "lose-opportunity", "O'Brien Logistics - Fleet gadgets", env=env)
+        assert lost.returncode == 0, lost.stderr
+        assert "Closed Lost: O'Brien Logistics - Fleet gadgets" in lost.stdout and "invoice 24" in lost.stdout
+        wait_for(lambda: opportunity("O'Brien Logistics - Fleet gadgets")["Cancellation_Status__c"]
+                 == "Cancelled - Voided", timeout=60, what="the lost opportunity to be cancelled")
+        assert str(invoice("24")["PrivateNote"]).startswith("Voided")
+
+        credited = splice("sandbox", "credit", "SF-006Rx000035hHV0", "100", env=env)
+        assert credited.returncode == 0, credited.stderr
+        assert "applied to invoice SF-006Rx000035hHV0" in credited.stdout
+        wait_for(lambda: opportunity("Globex - Plant sensors")["Amount_Credited__c"] == 100, timeout=60,
+                 what="the credit memo to reach the opportunity")
+        globex = opportunity("Globex - Plant sensors")
+        assert globex["Amount_Paid__c"] == 2000 and globex["Balance_Due__c"] == float(invoice("23")["Balance"])
+        too_much = splice("sandbox", "credit", "SF-006Rx000035hHV0", "99999", env=env)
+        assert too_much.returncode == 1 and "is more than that" in too_much.stderr
+    assert "Traceback" not in log.read_text()

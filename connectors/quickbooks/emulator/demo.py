@@ -22,9 +22,8 @@ from connectors.quickbooks.emulator.demo_headers import seed_demo_headers
 from connectors.quickbooks.emulator.entities import Company
 from connectors.quickbooks.emulator.salestax import set_sales_tax
 
-__all__ = ["DEMO_CUSTOMERS", "DEMO_INVOICES", "DEMO_ITEMS", "DEMO_SALES_TAX", "DEMO_VENDORS",
-           "seed_company",
-           "seed_demo_company"]
+__all__ = ["DEMO_CANCELLATIONS", "DEMO_CUSTOMERS", "DEMO_INVOICES", "DEMO_ITEMS", "DEMO_SALES_TAX",
+           "DEMO_VENDORS", "seed_company", "seed_demo_cancellations", "seed_demo_company"]
 
 #: (Name, Sku, Type, UnitPrice, taxable): the Salesforce demo products.
 DEMO_ITEMS: tuple[tuple[str, str, str, str, bool], ...] = (
@@ -68,6 +67,18 @@ DEMO_INVOICES: tuple[tuple[Any, ...], ...] = (
      (("GAD-200", 10), ("SVC-INST", 3)), "void"),
     ("26", "SF-006Rx000035xynk", "14", "Acme Corp - Gadget order", "2026-10-05",
      (("GAD-200", 4), ("SVC-INST", 1)), "taxed"),
+)
+
+
+#: (expected Id, DocNumber, customer Id, opportunity name, TxnDate, ((Sku, Qty), ...), paid,
+#: (credit memo Id, DocNumber) or None): the invoiced opportunities that were then lost
+#: (Salesforce's DEMO_CANCELLATIONS). "void": the unpaid invoice voided; an amount: paid that much,
+#: the rest credited by a credit memo ("SFC-" and the opportunity's 15-character Id) applied to it.
+DEMO_CANCELLATIONS: tuple[tuple[Any, ...], ...] = (
+    ("30", "SF-006Rx0000362oUh", "16", "O'Brien Logistics - Cancelled install", "2026-10-12",
+     (("SVC-INST", 2),), "void", None),
+    ("31", "SF-006Rx0000363gz3", "14", "Acme Corp - Returned installation", "2026-10-28",
+     (("SVC-INST", 10),), "400.00", ("33", "SFC-006Rx0000363gz3")),
 )
 
 
@@ -179,7 +190,45 @@ def seed_demo_company(company: Company) -> None:
     for name, email in DEMO_VENDORS:  # after the rest: the ids above stay as the Salesforce demo has them
         company.create("Vendor", {"DisplayName": name, "CompanyName": name,
                                   "PrimaryEmailAddr": {"Address": email}}, {})
+    seed_demo_cancellations(company, items)
     seed_demo_headers(company)
+
+
+def seed_demo_cancellations(company: Company, items: dict[str, dict[str, Any]]) -> None:
+    """The cancelled deals (after the rest, so the ids above stay): each invoiced, then lost in
+    Salesforce and cancelled by opportunity-cancellation; a bank account and a payment method to
+    refund from when the refund policy is on."""
+    for expected, number, customer_id, opportunity, when, lines, paid, credit_memo in DEMO_CANCELLATIONS:
+        invoice = company.create("Invoice", {
+            "DocNumber": number, "TxnDate": when, "CustomerRef": {"value": customer_id},
+            "SalesTermRef": {"value": _term(company, "Net 30")},
+            "PrivateNote": f"Salesforce opportunity: {opportunity}",
+            "Line": [{"DetailType": "SalesItemLineDetail", "Amount": items[sku]["UnitPrice"] * qty,
+                      "SalesItemLineDetail": {"ItemRef": {"value": items[sku]["Id"]}, "Qty": qty,
+                                              "UnitPrice": items[sku]["UnitPrice"],
+                                              "TaxCodeRef": {"value": "NON"}}} for sku, qty in lines]}, {})
+        assert invoice["Id"] == expected, "demo ids must match the Salesforce demo"
+        if paid == "void":
+            company.void("Invoice", {"Id": invoice["Id"], "SyncToken": invoice["SyncToken"]})
+            continue
+        amount = Decimal(paid)
+        company.create("Payment", {"CustomerRef": {"value": customer_id}, "TotalAmt": amount, "TxnDate": when,
+                                   "Line": [{"Amount": amount, "LinkedTxn": [
+                                       {"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]}, {})
+        credit_id, credit_number = credit_memo
+        unpaid = invoice["TotalAmt"] - amount
+        memo = company.create("CreditMemo", {
+            "DocNumber": credit_number, "CustomerRef": {"value": customer_id},
+            "PrivateNote": f"Cancelled Salesforce opportunity: {opportunity}",
+            "Line": [{"DetailType": "SalesItemLineDetail", "Amount": unpaid,
+                      "SalesItemLineDetail": {"ItemRef": {"value": items[lines[0][0]]["Id"]},
+                                              "TaxCodeRef": {"value": "NON"}}}]}, {})
+        assert memo["Id"] == credit_id, "demo ids must match the Salesforce demo"
+        company.create("Payment", {"CustomerRef": {"value": customer_id}, "TotalAmt": Decimal("0"), "Line": [
+            {"Amount": unpaid, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]},
+            {"Amount": unpaid, "LinkedTxn": [{"TxnId": memo["Id"], "TxnType": "CreditMemo"}]}]}, {})
+    company.create("Account", {"Name": "Checking", "AccountType": "Bank", "AccountSubType": "Checking"}, {})
+    company.create("PaymentMethod", {"Name": "Check"}, {})
 
 
 def _term(company: Company, name: str) -> str:

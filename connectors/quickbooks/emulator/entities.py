@@ -5,7 +5,8 @@ Writes follow QuickBooks: ids are numeric strings, every change bumps ``SyncToke
 unique (6240; a customer's DisplayName across customers, vendors and employees, inactive ones too),
 name lists are made inactive rather than deleted, and a deleted transaction leaves a trace for CDC.
 Input is taken the way python-quickbooks sends it: empty strings mean "no value", read-only fields
-are ignored. Invoice and Payment rules live in :mod:`.transactions`.
+are ignored. Invoice and Payment rules live in :mod:`.transactions`, CreditMemo and RefundReceipt
+rules in :mod:`.creditmemo`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from connectors.quickbooks.emulator import transactions
+from connectors.quickbooks.emulator import creditmemo, transactions
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.headers import HEADER_LISTS, complete_list_entry
 from connectors.quickbooks.emulator.table import Table
@@ -27,19 +28,21 @@ __all__ = ["ENTITIES", "NAME_LISTS", "Company", "company_time", "not_found"]
 #: URL segment -> entity name.
 ENTITIES = {name.lower(): name for name in (
     "Customer", "Vendor", "Employee", "Item", "Invoice", "Payment", "Account", "TaxCode", "TaxRate",
-    "Term", "CompanyInfo", "Preferences", "Class", "Department")}
+    "Term", "CompanyInfo", "Preferences", "Class", "Department", "CreditMemo", "RefundReceipt",
+    "PaymentMethod")}
 #: Read-only here: seeded with the company, never created through the API.
 READ_ONLY_ENTITIES = frozenset({"TaxCode", "TaxRate", "CompanyInfo", "Preferences"})
 #: Entities that are made inactive instead of deleted, and whose queries hide inactive rows.
 NAME_LISTS = frozenset({"Customer", "Vendor", "Employee", "Item", "Account", "TaxCode", "TaxRate",
-                        "Term", "Class", "Department"})
+                        "Term", "Class", "Department", "PaymentMethod"})
 READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "time", "status",
                        "FullyQualifiedName", "Level", "BalanceWithJobs", "HomeBalance",
                        "HomeTotalAmt", "UnappliedAmt", "CurrentBalance",
-                       "CurrentBalanceWithSubAccounts"})
+                       "CurrentBalanceWithSubAccounts", "RemainingCredit"})
 _NAME_FIELD = {"Customer": "DisplayName", "Vendor": "DisplayName", "Employee": "DisplayName",
                "Item": "Name", "Account": "Name", "Term": "Name", "TaxCode": "Name",
-               "Class": "FullyQualifiedName", "Department": "FullyQualifiedName"}
+               "Class": "FullyQualifiedName", "Department": "FullyQualifiedName",
+               "PaymentMethod": "Name"}
 _PEOPLE = ("Customer", "Vendor", "Employee")
 PACIFIC = timezone(timedelta(hours=-7))
 
@@ -170,6 +173,7 @@ class Company:
         self.next_id += 1
         self.tables[entity][record["Id"]] = record
         transactions.after_save(self, entity, record, None)
+        creditmemo.after_save(self, entity, record, None)
         self._changed(entity, record, "Create")
         return record
 
@@ -196,6 +200,7 @@ class Company:
             current.pop(key)
         current.update(merged)
         transactions.after_save(self, entity, current, before)
+        creditmemo.after_save(self, entity, current, before)
         self.touch(entity, current)
         return current
 
@@ -209,8 +214,10 @@ class Company:
                         f"Operation Delete is not supported for {entity}; set Active to false")
         if str(body.get("SyncToken")) != current["SyncToken"]:
             raise Fault("5010", "Stale Object Error", "Stale Object Error : the object changed")
+        credits = creditmemo.before_delete(self, entity, current)
         transactions.before_delete(self, entity, current)
         del self.tables[entity][entity_id]
+        creditmemo.rebalance(self, credits)
         now = self.now()
         self.deleted[(entity, entity_id)] = now
         if self.on_change is not None:
@@ -225,7 +232,9 @@ class Company:
             raise Fault("500", "Unsupported Operation", f"Operation Void is not supported for {entity}")
         if str(body.get("SyncToken")) != current["SyncToken"]:
             raise Fault("5010", "Stale Object Error", "Stale Object Error : the object changed")
+        credits = creditmemo.before_delete(self, entity, current)
         transactions.void(self, entity, current)
+        creditmemo.rebalance(self, credits)
         self.touch(entity, current, "Void")
         return current
 
@@ -246,7 +255,7 @@ class Company:
             record.setdefault("PrintOnCheckName", record["DisplayName"])
             if entity == "Customer":
                 transactions.customer_defaults(self, record, existing)
-        elif entity in ("Item", "Account", "Term"):
+        elif entity in ("Item", "Account", "Term", "PaymentMethod"):
             required(record, "Name", entity)
             record.setdefault("Active", True)
             if entity == "Item":
@@ -255,6 +264,8 @@ class Company:
                 required(record, "AccountType", entity)
                 record.setdefault("FullyQualifiedName", record["Name"])
                 record.setdefault("CurrentBalance", Decimal("0"))
+            elif entity == "PaymentMethod":
+                record.setdefault("Type", "NON_CREDIT_CARD")
             else:
                 record.setdefault("Type", "STANDARD")
                 record.setdefault("DueDays", 30)
@@ -264,6 +275,11 @@ class Company:
             transactions.complete_invoice(self, record, options, existing)
         elif entity == "Payment":
             transactions.complete_payment(self, record, existing)
+            creditmemo.check_payment_credits(self, record, existing)
+        elif entity == "CreditMemo":
+            creditmemo.complete_credit_memo(self, record, options, existing)
+        elif entity == "RefundReceipt":
+            creditmemo.complete_refund_receipt(self, record, options, existing)
         self._check_name(entity, record, own_id)
         return record
 

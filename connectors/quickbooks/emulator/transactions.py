@@ -22,8 +22,8 @@ from connectors.quickbooks.emulator.table import Table
 if TYPE_CHECKING:
     from connectors.quickbooks.emulator.entities import Company
 
-__all__ = ["after_save", "before_delete", "complete_invoice", "complete_payment",
-           "customer_defaults", "void"]
+__all__ = ["ZERO", "after_save", "amount_of", "before_delete", "complete_invoice",
+           "complete_payment", "customer_defaults", "named_ref", "sales_lines", "void"]
 
 ZERO = Decimal("0")
 CENT = Decimal("0.01")
@@ -39,6 +39,22 @@ def _dec(value: Any, element: str) -> Decimal:
 def _ref(target: dict[str, Any]) -> dict[str, Any]:
     name = target.get("DisplayName") or target.get("FullyQualifiedName") or target.get("Name")
     return {"value": target["Id"], "name": name}
+
+
+def amount_of(value: Any, element: str) -> Decimal:
+    """A money field as Decimal, or the 2050 fault naming the element."""
+    return _dec(value, element)
+
+
+def named_ref(target: dict[str, Any]) -> dict[str, Any]:
+    """A ``{"value", "name"}`` reference to a stored record."""
+    return _ref(target)
+
+
+def sales_lines(company: Company, record: dict[str, Any]) -> tuple[Decimal, Decimal]:
+    """Check and number a sales form's lines (invoice, credit memo, refund receipt); the subtotal
+    and the net of the lines marked taxable."""
+    return _lines(company, record)
 
 
 def _money_text(value: Decimal) -> str:
@@ -197,13 +213,17 @@ def complete_payment(company: Company, record: dict[str, Any], existing: dict[st
         raise Fault("2020", "Required param missing, need to supply the required value for the API",
                     "Required parameter TotalAmt is missing in the request", element="TotalAmt")
     total = _dec(record["TotalAmt"], "TotalAmt")
-    applied = ZERO
+    applied = credits = ZERO
     for line in record.get("Line") or []:
         amount = _dec(line.get("Amount", ZERO), "Line.Amount")
         line["Amount"] = amount
+        # A line linked to a credit memo is credit the payment spends on its invoice lines.
+        is_credit = any(link.get("TxnType") == "CreditMemo" for link in line.get("LinkedTxn") or [])
         for link in line.get("LinkedTxn") or []:
             if link.get("TxnLineId") in (0, "0"):
                 link.pop("TxnLineId")
+            if link.get("TxnType") == "CreditMemo":
+                link["TxnId"] = str(link.get("TxnId"))
             if link.get("TxnType") != "Invoice":
                 continue
             invoice = company.tables["Invoice"].get(str(link.get("TxnId")))
@@ -217,12 +237,15 @@ def complete_payment(company: Company, record: dict[str, Any], existing: dict[st
                 raise Fault("6000", "A business validation error has occurred while processing "
                             "your request", "Business Validation Error: The payment amount "
                             "exceeds the open balance of the invoice", element="Line.Amount")
-        applied += amount
-    if applied > total:
+        if is_credit:
+            credits += amount
+        else:
+            applied += amount
+    if applied > total + credits:
         raise Fault("6000", "A business validation error has occurred while processing your request",
                     "Business Validation Error: The amount applied exceeds the payment amount")
     record["TotalAmt"] = total
-    record["UnappliedAmt"] = total - applied
+    record["UnappliedAmt"] = total + credits - applied
     record.setdefault("TxnDate", company.clock().date().isoformat())
     record.setdefault("ProcessPayment", False)
     record.setdefault("CurrencyRef", {"value": "USD", "name": "United States Dollar"})
@@ -267,7 +290,14 @@ def before_delete(company: Company, entity: str, record: dict[str, Any]) -> None
 
 
 def void(company: Company, entity: str, record: dict[str, Any]) -> None:
-    """Keep the transaction with zero amounts (and give a payment's amounts back)."""
+    """Keep the transaction with zero amounts (and give a payment's amounts back).
+
+    An invoice that payments or credits settle (its LinkedTxn) is not voided: QuickBooks refuses,
+    the payments must be removed first (or the unpaid part credited)."""
+    if entity == "Invoice" and record.get("LinkedTxn"):
+        raise Fault("6000", "A business validation error has occurred while processing your request",
+                    "Business Validation Error: This invoice has payments or credits applied to it; "
+                    "remove them before voiding it")
     touched = {txn for _, txn in _links(record)} if entity == "Payment" else set()
     for line in record.get("Line") or []:
         line["Amount"] = ZERO

@@ -32,6 +32,9 @@ FILTERABLE: dict[str, frozenset[str]] = {
     "Invoice": _META | {"DocNumber", "TxnDate", "DueDate", "CustomerRef", "TotalAmt", "Balance",
                         "EmailStatus", "DepartmentRef"},
     "Payment": _META | {"TxnDate", "CustomerRef", "TotalAmt"},
+    "CreditMemo": _META | {"DocNumber", "TxnDate", "CustomerRef", "TotalAmt", "Balance"},
+    "RefundReceipt": _META | {"DocNumber", "TxnDate", "CustomerRef", "TotalAmt"},
+    "PaymentMethod": _META | {"Name", "Active", "Type"},
     "Term": _META | {"Name", "Active"},
     "Class": _META | {"Name", "Active", "FullyQualifiedName"},
     "Department": _META | {"Name", "Active", "FullyQualifiedName"},
@@ -46,7 +49,7 @@ _NAME_FIELDS: dict[str, tuple[str, ...]] = {
     **{person: ("DisplayName", "GivenName", "MiddleName", "FamilyName", "CompanyName",
                 "PrintOnCheckName", "Title", "Suffix") for person in ("Customer", "Vendor", "Employee")},
     "Item": ("Name",), "Account": ("Name",), "Term": ("Name",), "Class": ("Name",),
-    "Department": ("Name",),
+    "Department": ("Name",), "PaymentMethod": ("Name",),
 }
 #: Entity -> its e-mail address fields (objects with an ``Address``).
 _EMAIL_FIELDS: dict[str, tuple[str, ...]] = {
@@ -55,6 +58,8 @@ _EMAIL_FIELDS: dict[str, tuple[str, ...]] = {
 }
 _EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;.]+$")
 _DOC_NUMBER_MAX = 21
+#: Sales forms numbered by DocNumber.
+_NUMBERED = frozenset({"Invoice", "CreditMemo", "RefundReceipt"})
 _NAME_FORBIDDEN = re.compile(r"[:\t\n\r]")
 
 
@@ -78,7 +83,7 @@ def check_record(entity: str, record: dict[str, Any]) -> None:
                         f"Email Address does not conform to the syntax rules of RFC 822. "
                         f"Supplied value:{address}", element=f"{name}.Address")
     number = record.get("DocNumber")
-    if entity == "Invoice" and number is not None and len(str(number)) > _DOC_NUMBER_MAX:
+    if entity in _NUMBERED and number is not None and len(str(number)) > _DOC_NUMBER_MAX:
         raise Fault("2050", "String length is either shorter or longer than supported by "
                     "specification",
                     f"String length specified does not match the supported length. Min:0 "

@@ -3,11 +3,12 @@ salesforce --option demo=true``): a small, believable book of business.
 
 Eight accounts (one name with an apostrophe, two with non-ASCII letters, two of the same name in
 two cities, one named like a QuickBooks vendor), a contact each, five products with product codes
-and standard prices, and twenty-three opportunities that cover every stage of the sales process, one
+and standard prices, and twenty-five opportunities that cover every stage of the sales process, one
 of them won without products, the others with line items. Some Closed Won opportunities were already invoiced in
 QuickBooks (they carry the invoice id, number and payment state); others are Closed Won and not yet
 invoiced, so the sync has work to do the moment it starts; one was invoiced and the invoice then
-voided in QuickBooks. Those waiting ones close a few days
+voided in QuickBooks. Two invoiced ones were lost and cancelled: one's unpaid invoice voided, the
+other's unpaid part credited (DEMO_CANCELLATIONS). Those waiting ones close a few days
 to a few weeks before the day the demo is seeded (their CloseDate is relative to today), so they
 always fall in the nightly reconciliation's period, which `splice serve` runs at start in sandbox
 mode; every other date is fixed.
@@ -29,7 +30,8 @@ from connectors.salesforce.emulator.schema import STAGES
 if TYPE_CHECKING:
     from connectors.salesforce.emulator.store import Org
 
-__all__ = ["DEMO_ACCOUNTS", "DEMO_AMOUNTS", "DEMO_OPPORTUNITIES", "DEMO_PRODUCTS", "seed_demo"]
+__all__ = ["DEMO_ACCOUNTS", "DEMO_AMOUNTS", "DEMO_CANCELLATIONS", "DEMO_OPPORTUNITIES", "DEMO_PRODUCTS",
+           "seed_demo"]
 
 #: (Name, ProductCode, Family, list price)
 DEMO_PRODUCTS: tuple[tuple[str, str, str, float], ...] = (
@@ -110,7 +112,21 @@ DEMO_OPPORTUNITIES: tuple[tuple[Any, ...], ...] = (
     # "Pinewood Supplies (Portland)", since a QuickBooks vendor holds its name.
     (6, "O'Brien Logistics Denver - Depot widgets", "Closed Won", 8, (("WID-100", 30),), None),
     (7, "Pinewood Supplies - Yard sensors", "Closed Won", 12, (("SEN-300", 3),), None),
+    # Cancelled (opportunity-cancellation; DEMO_CANCELLATIONS): invoiced, then lost. The unpaid
+    # invoice was voided; the partly paid one had its unpaid part credited (a credit memo applied).
+    (4, "O'Brien Logistics - Cancelled install", "Closed Lost", "2026-10-20",
+     (("SVC-INST", 2),), ("30", "SF-006Rx0000362oUh", "Voided", 0.0)),
+    (0, "Acme Corp - Returned installation", "Closed Lost", "2026-11-03",
+     (("SVC-INST", 10),), ("31", "SF-006Rx0000363gz3", "Paid", 400.0)),
 )
+
+#: Opportunity name -> (Cancellation_Status__c, QuickBooks_Credit_Memo_Id__c, Amount_Credited__c):
+#: the cancelled deals, as opportunity-cancellation left them (the QuickBooks demo's
+#: DEMO_CANCELLATIONS holds their invoices and credit memo).
+DEMO_CANCELLATIONS: dict[str, tuple[str, str | None, float]] = {
+    "O'Brien Logistics - Cancelled install": ("Cancelled - Voided", None, 0.0),
+    "Acme Corp - Returned installation": ("Cancelled - Credited", "33", 550.0),
+}
 
 #: The Amount of each opportunity without products (the others' comes from their line items).
 DEMO_AMOUNTS: dict[str, float] = {"Initech - Consulting retainer": 3878.95}
@@ -180,8 +196,22 @@ def seed_demo(org: Org) -> None:
                 "Invoice_Status__c": "Sent", "Payment_Status__c": payment_status,
                 "Amount_Paid__c": paid,
                 "Balance_Due__c": 0.0 if payment_status == "Voided" else round(total - paid, 2)})
+        if name in DEMO_CANCELLATIONS:
+            _cancelled(org, opportunity["Id"], total, paid, DEMO_CANCELLATIONS[name])
     seed_demo_headers(org)
     org.events.clear()
+
+
+def _cancelled(org: Org, opportunity_id: str, total: float, paid: float,
+               cancellation: tuple[str, str | None, float]) -> None:
+    """A cancelled deal's write-back: its status, credit memo and credited amount (what credits
+    settled is not money paid, and nothing is due)."""
+    status, credit_memo, credited = cancellation
+    assert round(paid + credited, 2) in (0.0, round(total, 2)), "credited is the unpaid part"
+    org.update("Opportunity", opportunity_id, {
+        "Cancellation_Status__c": status, "QuickBooks_Credit_Memo_Id__c": credit_memo,
+        "Amount_Credited__c": credited, "Amount_Refunded__c": 0.0, "Unapplied_Amount__c": 0.0,
+        "Balance_Due__c": 0.0})
 
 
 def _create_account(org: Org, index: int) -> dict[str, Any]:

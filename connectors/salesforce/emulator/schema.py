@@ -150,7 +150,7 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
                         ("ParentId", "reference:Account:Parent", "cun"), *_OWNER,
                         ("QB_Customer_Id__c", "string", "cunxq"), ("QB_Sync_Status__c", "string", "cun"),
                         ("QB_Last_Sync__c", "datetime", "cun"), ("Billing_Email__c", "email", "cun"),
-                        ("Currency__c", "string", "cun")]),
+                        ("Currency__c", "string", "cun"), ("Unapplied_Amount__c", "currency", "cun")]),
     "Contact": ("003", [("AccountId", "reference:Account:Account", "cun"), ("FirstName", "string", "cun"),
                         ("LastName", "string", "cu"), ("Name", "string", "-"), ("Email", "email", "cun"),
                         ("Phone", "phone", "cun"), ("Title", "string", "cun"), *_address("Mailing"), *_OWNER]),
@@ -184,7 +184,12 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
                             # properties of the shipped project name in the sandbox.
                             ("QB_Class__c", "string", "cun"), ("QB_Location__c", "string", "cun"),
                             ("PO_Number__c", "string", "cun"), ("Invoice_Memo__c", "textarea", "cun"),
-                            ("Region__c", "string", "cun")]),
+                            ("Region__c", "string", "cun"),
+                            ("Cancellation_Status__c", "picklist", "cun"),
+                            ("QuickBooks_Credit_Memo_Id__c", "string", "cun"),
+                            ("QuickBooks_Refund_Id__c", "string", "cun"),
+                            ("Amount_Credited__c", "currency", "cun"), ("Amount_Refunded__c", "currency", "cun"),
+                            ("Unapplied_Amount__c", "currency", "cun")]),
     "OpportunityLineItem": ("00k", [("OpportunityId", "reference:Opportunity:Opportunity", "c"),
                                     ("PricebookEntryId", "reference:PricebookEntry:PricebookEntry", "cn"),
                                     ("Product2Id", "reference:Product2:Product2", "cnd"),
@@ -198,7 +203,9 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
 
 _PICKLISTS = {("Opportunity", "StageName"): tuple(STAGES),
               ("Opportunity", "ForecastCategoryName"): ("Pipeline", "Best Case", "Commit", "Closed", "Omitted"),
-              ("Opportunity", "Payment_Status__c"): ("Unpaid", "Partially Paid", "Paid", "Voided", "Deleted")}
+              ("Opportunity", "Payment_Status__c"): ("Unpaid", "Partially Paid", "Paid", "Voided", "Deleted"),
+              ("Opportunity", "Cancellation_Status__c"): ("Cancelled - Voided", "Cancelled - Credited",
+                                                         "Cancelled - Refunded", "Cancelled - Flagged")}
 
 
 def _field(obj: str, name: str, kind: str, flags: str) -> FieldDef:

@@ -123,6 +123,23 @@ async def test_fetch_records_reads_a_backlog_in_one_query_and_applies_where(
     assert emulator.request_count - before < 10  # handshake, subscribe, connects and one query
 
 
+async def test_a_deletion_after_a_change_of_the_same_record_in_one_batch_is_delivered(
+        app: Any, client: Any, store: Any, source_context: Any) -> None:
+    """With fetch-records and where, a record changed then deleted (one batch) arrives as deleted:
+    the change finds it gone and is skipped, the deletion is not."""
+    org = app.state.emulator.org
+    kept = org.create("Account", {"Name": "Keep then delete"})
+    org.update("Account", kept["Id"], {"Name": "Keep, changed"})
+    org.delete("Account", kept["Id"])
+    ctx = source_context(client, store, stop_after=1)
+
+    async def nothing() -> None:
+        return None
+
+    await _run_while(ctx, {**PARAMS, "fetch-records": True, "where": "Name LIKE 'Keep%'"}, nothing)
+    assert [e.payload for e in ctx.events] == [{"Id": kept["Id"], "IsDeleted": True}]
+
+
 async def test_a_change_before_the_first_subscription_is_not_lost(app: Any, client: Any, store: Any,
                                                                     source_context: Any) -> None:
     """A fresh trigger subscribes for new events only; what changed between its first start
