@@ -353,7 +353,8 @@ def _serve_seeded(size: int, sf_port: int, qb_port: int, missing: bool, scale: f
     sf_app = salesforce.emulator(long_poll_timeout=5.0)
     qb_app = quickbooks.emulator(rate_limits=True, requests_per_minute=500, batch_per_minute=40,
                                  max_concurrent=10, rate_window=60.0 / scale,
-                                 faults={"latency": 0.3 / scale})
+                                 # The repair's creates answer in QuickBooks' time, scaled.
+                                 faults={"latency": 0.3 / scale} if missing else {})
     org, company = sf_app.state.emulator.org, qb_app.state.emulator.companies[REALM]
     account = org.create("Account", {"Name": "Cool Cars", "QB_Customer_Id__c": "13"}, emit=False)
     now = company.now()
@@ -465,7 +466,7 @@ def reconcile(size: int, *, repair: bool = False, scale: float = 1.0) -> dict[st
         metered = after["metered"] - before["metered"]
         row.update({"scale": scale, "quickbooks_minutes": round(elapsed * scale / 60.0, 1),
                     "invoices_made": made, "duplicates": after["duplicates"],
-                    "repairs_failed": summary.get("repairsFailed"),
+                    "repairs_failed": (summary.get("repairs") or {}).get("failed"),
                     "quickbooks_requests_per_invoice": round(metered / max(made, 1), 2),
                     "http_429": after["throttled"] - before["throttled"]})
     return row
