@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from connectors.quickbooks.emulator import transactions
+from connectors.quickbooks.emulator import jobs, transactions
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.table import Table
 from connectors.quickbooks.emulator.validation import check_record
@@ -33,7 +33,7 @@ READ_ONLY_ENTITIES = frozenset({"TaxCode", "TaxRate", "CompanyInfo", "Preference
 NAME_LISTS = frozenset({"Customer", "Vendor", "Employee", "Item", "Account", "TaxCode", "TaxRate",
                         "Term"})
 READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "time", "status",
-                       "FullyQualifiedName", "Level", "BalanceWithJobs", "HomeBalance",
+                       "FullyQualifiedName", "Level", "BalanceWithJobs", "IsProject", "HomeBalance",
                        "HomeTotalAmt", "UnappliedAmt", "CurrentBalance",
                        "CurrentBalanceWithSubAccounts"})
 _NAME_FIELD = {"Customer": "DisplayName", "Vendor": "DisplayName", "Employee": "DisplayName",
@@ -113,6 +113,8 @@ class Company:
         return record
 
     def _changed(self, entity: str, record: dict[str, Any], operation: str) -> None:
+        if entity == "Invoice":
+            jobs.invoice_changed(self, record)
         if self.on_change is not None:
             self.on_change(self.realm_id, entity, record["Id"], operation,
                            record["MetaData"]["LastUpdatedTime"])
@@ -195,6 +197,10 @@ class Company:
         current.update(merged)
         transactions.after_save(self, entity, current, before)
         self.touch(entity, current)
+        if entity == "Invoice":
+            jobs.invoice_changed(self, current, before)
+        elif entity == "Customer":
+            jobs.rename_descendants(self, current)
         return current
 
     def delete(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -209,6 +215,8 @@ class Company:
             raise Fault("5010", "Stale Object Error", "Stale Object Error : the object changed")
         transactions.before_delete(self, entity, current)
         del self.tables[entity][entity_id]
+        if entity == "Invoice":
+            jobs.invoice_changed(self, None, current)
         now = self.now()
         self.deleted[(entity, entity_id)] = now
         if self.on_change is not None:
