@@ -18,6 +18,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from connectors.quickbooks.emulator.demo_projects import seed_demo_projects
 from connectors.quickbooks.emulator.entities import Company
 from connectors.quickbooks.emulator.salestax import set_sales_tax
 
@@ -174,6 +175,7 @@ def seed_demo_company(company: Company) -> None:
     for name, email in DEMO_VENDORS:  # after the rest: the ids above stay as the Salesforce demo has them
         company.create("Vendor", {"DisplayName": name, "CompanyName": name,
                                   "PrimaryEmailAddr": {"Address": email}}, {})
+    seed_demo_projects(company)
 
 
 def _term(company: Company, name: str) -> str:

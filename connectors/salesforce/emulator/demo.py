@@ -23,6 +23,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from connectors.salesforce.emulator.demo_projects import seed_demo_projects
 from connectors.salesforce.emulator.schema import STAGES
 
 if TYPE_CHECKING:
@@ -179,6 +180,7 @@ def seed_demo(org: Org) -> None:
                 "Invoice_Status__c": "Sent", "Payment_Status__c": payment_status,
                 "Amount_Paid__c": paid,
                 "Balance_Due__c": 0.0 if payment_status == "Voided" else round(total - paid, 2)})
+    seed_demo_projects(org)
     org.events.clear()
 
 
