@@ -11,7 +11,7 @@ from tests.support.flows import PROJECT
 
 FLOWS = {"opportunity-to-invoice", "account-to-customer", "payment-to-salesforce",
          "payment-changes-to-salesforce", "invoice-status-to-opportunity", "nightly-reconciliation",
-         "customer-360", "repair-payment-status"}
+         "customer-360", "repair-payment-status", "milestone-to-invoice", "invoice-status-to-milestone"}
 
 
 def test_dev_loads_without_any_credentials() -> None:
