@@ -170,3 +170,25 @@ async def test_the_triggers_split_the_work(integration: Integration) -> None:
 
     assert matching("opportunity-to-invoice") == {plain}
     assert matching("milestone-to-invoice") == {ids["first"]}
+
+
+async def test_customer_360_shows_the_projects_with_their_balances(integration: Integration) -> None:
+    it = integration
+    ids = seed_project(it)
+    invoice = await invoice_milestone(it, ids["first"])
+    it.company.create("Payment", {
+        "CustomerRef": {"value": invoice["CustomerRef"]["value"]}, "TotalAmt": Decimal("2000.00"),
+        "Line": [{"Amount": Decimal("2000.00"), "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]}, {})
+    outcome = await it.run("customer-360", None, {"method": "GET", "pathParams": {"accountId": ids["account"]}})
+    assert outcome.status == "completed", outcome.error
+    view = outcome.message.payload
+    [project] = view["projects"]
+    assert (project["name"], project["fullyQualifiedName"], project["level"], project["balance"]) == \
+        ("Data platform", "Harbor Consulting Group:Data platform", 1, 10000)
+    assert project["parentId"] == view["customer"]["id"] and project["isProject"] is False
+    [open_invoice] = project["invoices"]["open"]
+    assert (open_invoice["id"], open_invoice["milestoneId"], open_invoice["opportunityId"]) == \
+        (invoice["Id"], ids["first"], ids["opportunity"])
+    assert view["customer"]["balance"] == 0 and view["customer"]["balanceWithJobs"] == 10000
+    assert view["totals"]["outstanding"] == 10000 and view["totals"]["paid"] == 2000
+    assert [p["amount"] for p in view["payments"]] == [2000]
