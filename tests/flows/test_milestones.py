@@ -3,7 +3,9 @@ QuickBooks job under the account's customer), and its payment state comes back t
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -192,3 +194,40 @@ async def test_customer_360_shows_the_projects_with_their_balances(integration: 
     assert view["customer"]["balance"] == 0 and view["customer"]["balanceWithJobs"] == 10000
     assert view["totals"]["outstanding"] == 10000 and view["totals"]["paid"] == 2000
     assert [p["amount"] for p in view["payments"]] == [2000]
+
+
+@pytest.mark.splice(environ={"RECONCILIATION_BULK_POLL_INTERVAL": "10ms"})
+async def test_the_reconciliation_checks_billable_milestones(integration: Integration, reports_dir: Path) -> None:
+    """A billable milestone without an invoice is missing, one whose amount changed after its
+    (unpaid) invoice is an amount mismatch; the repair invoices the one and updates the other."""
+    it = integration
+    ids = seed_project(it)
+    # An opportunity invoiced whole, in sync, beside the project.
+    product = it.product("Advisory", 400)
+    plain = it.opportunity(ids["account"], [{"product": product, "Quantity": 1}], close_date="2026-06-01")
+    assert (await it.run("opportunity-to-invoice", it.record("Opportunity", plain))).status == "completed"
+    invoice = await invoice_milestone(it, ids["first"])
+    it.org.update("Project_Milestone__c", ids["first"], {"Amount__c": 12750.0})
+    it.org.update("Project_Milestone__c", ids["second"], {"Status__c": "Billable"})
+    period = {"from": "2026-05-01", "to": "2026-07-31"}
+    name = f"reconciliation-{period['from']}-to-{period['to']}"
+    outcome = await it.run("nightly-reconciliation", {**period, "repair": False})
+    assert outcome.status == "completed", outcome.error
+    summary = json.loads((reports_dir / f"{name}.json").read_text())
+    assert {k: summary["milestones"][k] for k in ("checked", "missing", "amountMismatch", "repairsAttempted")} == \
+        {"checked": 2, "missing": 1, "amountMismatch": 1, "repairsAttempted": 0}
+    findings = [json.loads(line) for line in (reports_dir / f"{name}.jsonl").read_text().splitlines()]
+    assert {(f["category"], f["milestoneId"]) for f in findings if "milestoneId" in f} == {
+        ("missing", ids["second"]), ("amount-mismatch", ids["first"])}
+    assert summary["checked"] == 1 and summary["findingsCount"] == len(findings) == 2
+    assert len(it.table("Invoice")) == 2
+
+    outcome = await it.run("nightly-reconciliation", {**period, "repair": True})
+    assert outcome.status == "completed", outcome.error
+    summary = json.loads((reports_dir / f"{name}.json").read_text())
+    assert (summary["milestones"]["repairsAttempted"], summary["milestones"]["repairsFailed"]) == (2, 0)
+    invoices = {i["DocNumber"]: i for i in it.table("Invoice")}
+    assert invoices[invoice["DocNumber"]]["TotalAmt"] == Decimal("12750.00")
+    assert invoices["SF-" + ids["second"][:15]]["TotalAmt"] == Decimal("18000.00")
+    assert it.record("Project_Milestone__c", ids["second"])["QuickBooks_Invoice_Id__c"] == \
+        invoices["SF-" + ids["second"][:15]]["Id"]
