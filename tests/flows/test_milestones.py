@@ -8,9 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from connectors.salesforce.emulator.query import run_query
+from runtime.testing import wait_until
 from tests.support.flows import Integration
 
 pytestmark = pytest.mark.anyio
@@ -231,3 +233,30 @@ async def test_the_reconciliation_checks_billable_milestones(integration: Integr
     assert invoices["SF-" + ids["second"][:15]]["TotalAmt"] == Decimal("18000.00")
     assert it.record("Project_Milestone__c", ids["second"])["QuickBooks_Invoice_Id__c"] == \
         invoices["SF-" + ids["second"][:15]]["Id"]
+
+
+@pytest.mark.splice(environ={"TRIGGERS_FALLBACK_INTERVAL": "100ms", "TRIGGERS_RETRY_STREAM_AFTER": "300ms"},
+                    emulator_options={"salesforce": {"long_poll_timeout": 0.2}})
+async def test_a_milestone_made_billable_is_invoiced_through_its_change_events(integration: Integration) -> None:
+    """The real trigger: the milestone object's own CDC channel (/data/Project_Milestone__ChangeEvent)."""
+    it = integration
+    ids = seed_project(it)
+    emulator = it.sf_app.state.emulator
+
+    def subscribed() -> bool:
+        return any("/data/Project_Milestone__ChangeEvent" in c["subscriptions"]
+                   for c in emulator.streaming_clients.values())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(it.runtime.run_triggers)
+        await wait_until(subscribed, within=15, what="the milestone trigger to subscribe")
+        it.org.update("Project_Milestone__c", ids["second"], {"Status__c": "Billable"})
+        await wait_until(lambda: bool(it.record("Project_Milestone__c", ids["second"])["QuickBooks_Invoice_Id__c"]),
+                         within=15, what="the billable milestone's invoice")
+        it.runtime.request_stop()
+    [invoice] = [i for i in it.table("Invoice") if i["DocNumber"] == "SF-" + ids["second"][:15]]
+    assert invoice["TotalAmt"] == Decimal("18000.00")
+    # Whichever path reached the first milestone (its earlier change events, or the nightly
+    # reconciliation's run at start), each milestone has exactly one invoice.
+    assert sorted(i["DocNumber"] for i in it.table("Invoice")) == sorted(
+        "SF-" + ids[m][:15] for m in ("first", "second"))
