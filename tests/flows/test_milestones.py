@@ -4,6 +4,7 @@ QuickBooks job under the account's customer), and its payment state comes back t
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -260,3 +261,24 @@ async def test_a_milestone_made_billable_is_invoiced_through_its_change_events(i
     # reconciliation's run at start), each milestone has exactly one invoice.
     assert sorted(i["DocNumber"] for i in it.table("Invoice")) == sorted(
         "SF-" + ids[m][:15] for m in ("first", "second"))
+
+
+@pytest.mark.splice(environ={"RECONCILIATION_BULK_POLL_INTERVAL": "10ms"},
+                    emulator_options={"salesforce": {"demo": True}, "quickbooks": {"demo": True}})
+async def test_the_demo_project_is_in_sync_and_its_planned_milestone_bills(integration: Integration,
+                                                                           reports_dir: Path) -> None:
+    """Against the sandbox demo: the reconciliation finds the demo's milestones in sync; billing
+    the planned one invoices it on the demo's job, next to the other two."""
+    it = integration
+    today = datetime.now(UTC).date()
+    period = {"from": (today - timedelta(days=1)).isoformat(), "to": today.isoformat(), "repair": False}
+    outcome = await it.run("nightly-reconciliation", period)
+    assert outcome.status == "completed", outcome.error
+    summary = json.loads((reports_dir / f"reconciliation-{period['from']}-to-{period['to']}.json").read_text())
+    assert (summary["milestones"]["checked"], summary["milestones"]["findingsCount"]) == (2, 0)
+    [planned] = [m for m in it.org.records["Project_Milestone__c"].values() if m["Status__c"] == "Planned"]
+    it.org.update("Project_Milestone__c", planned["Id"], {"Status__c": "Billable"})
+    invoice = await invoice_milestone(it, planned["Id"])
+    assert invoice["CustomerRef"]["value"] == "30"
+    assert [i["Id"] for i in it.table("Invoice") if i["CustomerRef"]["value"] == "30"] == ["31", "32", invoice["Id"]]
+    assert len([c for c in it.table("Customer") if c.get("Job")]) == 1
