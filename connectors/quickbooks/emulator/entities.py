@@ -200,7 +200,7 @@ class Company:
         if entity == "Invoice":
             jobs.invoice_changed(self, current, before)
         elif entity == "Customer":
-            jobs.rename_descendants(self, current)
+            jobs.customer_changed(self, current, before)
         return current
 
     def delete(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,8 @@ from connectors.quickbooks.emulator.table import Table
 if TYPE_CHECKING:
     from connectors.quickbooks.emulator.entities import Company
 
-__all__ = ["MAX_LEVEL", "children", "customer_nesting", "invoice_changed", "rename_descendants"]
+__all__ = ["MAX_LEVEL", "children", "customer_changed", "customer_nesting", "invoice_changed",
+           "rename_descendants"]
 
 #: How deep sub-customers nest below a top-level customer.
 MAX_LEVEL = 4
@@ -107,6 +108,18 @@ def rename_descendants(company: Company, record: dict[str, Any]) -> None:
             child["ParentRef"] = {"value": record["Id"], "name": record.get("DisplayName")}
             company.reindex("Customer", child)
             rename_descendants(company, child)
+
+
+def customer_changed(company: Company, record: dict[str, Any], before: dict[str, Any]) -> None:
+    """After a customer's update: its descendants' names follow, and a customer moved to another
+    parent takes its balance from the old parent's ``BalanceWithJobs`` to the new one's."""
+    rename_descendants(company, record)
+    was = (before.get("ParentRef") or {}).get("value")
+    now = (record.get("ParentRef") or {}).get("value")
+    if was != now:
+        if was:
+            _rebalance(company, str(was))
+        _rebalance(company, record["Id"])
 
 
 def _own_balance(company: Company, customer_id: str) -> Decimal:

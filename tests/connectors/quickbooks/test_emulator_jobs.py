@@ -145,3 +145,26 @@ async def test_an_invoice_on_a_job_counts_in_the_parents_balance_with_jobs(http:
         "Line": [{"Amount": 120, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]})
     assert paid.status_code == 200, paid.text
     assert await balances() == (Decimal("180"), Decimal("0"), Decimal("180"))
+
+
+async def test_a_job_moved_to_another_parent_takes_its_balance_along(http: httpx.AsyncClient) -> None:
+    first = await _made(http, {"DisplayName": "First Parent"})
+    second = await _made(http, {"DisplayName": "Second Parent"})
+    job = await _made(http, {"DisplayName": "Moving Job", "Job": True, "ParentRef": {"value": first["Id"]}})
+    hours = (await http.post(f"{API}/query", content="select * from Item where Name = 'Hours'",
+                             headers={"Content-Type": "application/text"})).json()["QueryResponse"]["Item"][0]
+    made = await http.post(f"{API}/invoice", json={
+        "CustomerRef": {"value": job["Id"]},
+        "Line": [{"DetailType": "SalesItemLineDetail", "Amount": 75,
+                  "SalesItemLineDetail": {"ItemRef": {"value": hours["Id"]}, "Qty": 1, "UnitPrice": 75}}]})
+    assert made.status_code == 200, made.text
+    job = (await http.get(f"{API}/customer/{job['Id']}")).json()["Customer"]
+    moved = await http.post(f"{API}/customer", json={"Id": job["Id"], "SyncToken": job["SyncToken"],
+                                                     "sparse": True, "ParentRef": {"value": second["Id"]}})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["Customer"]["FullyQualifiedName"] == "Second Parent:Moving Job"
+
+    async def with_jobs(customer_id: str) -> Decimal:
+        return Decimal(str((await http.get(f"{API}/customer/{customer_id}")).json()["Customer"]["BalanceWithJobs"]))
+
+    assert (await with_jobs(first["Id"]), await with_jobs(second["Id"])) == (Decimal("0"), Decimal("75"))
