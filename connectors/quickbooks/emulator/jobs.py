@@ -84,7 +84,7 @@ def customer_nesting(company: Company, record: dict[str, Any], existing: dict[st
         raise _business("A sub-customer must use the currency of its parent customer", "CurrencyRef")
     if currency:
         record["CurrencyRef"] = dict(currency)
-    record["ParentRef"] = {"value": parent["Id"], "name": parent.get("DisplayName")}
+    record["ParentRef"] = {"value": parent["Id"]}
     record["Job"] = True
     record["BillWithParent"] = bool(record.get("BillWithParent", False))
     record["Level"] = level
@@ -105,7 +105,6 @@ def rename_descendants(company: Company, record: dict[str, Any]) -> None:
         if child.get("FullyQualifiedName") != fqn or child.get("Level") != level:
             child["FullyQualifiedName"] = fqn
             child["Level"] = level
-            child["ParentRef"] = {"value": record["Id"], "name": record.get("DisplayName")}
             company.reindex("Customer", child)
             rename_descendants(company, child)
 
