@@ -45,7 +45,8 @@ from connectors.salesforce.polling import (
 from connectors.salesforce.soql import quote_string
 from runtime import Event, Param, SourceContext, SourceSpec
 
-__all__ = ["CHANGE_EVENTS", "CometdSession", "StreamUnavailable", "run_change_events"]
+__all__ = ["CHANGE_EVENTS", "CometdSession", "StreamUnavailable", "change_event_channel",
+           "run_change_events"]
 
 NEW_ONLY, ALL_RETAINED = -1, -2
 #: Pauses before connecting again after a connect that came back early with nothing: the first,
@@ -165,12 +166,18 @@ class CometdSession:
             self.client_id = None
 
 
+def change_event_channel(obj: str) -> str:
+    """An object's CDC channel: ``/data/OpportunityChangeEvent``; a custom object's drops the ``c``
+    of ``__c`` (``/data/Project_Milestone__ChangeEvent``)."""
+    return f"/data/{obj.removesuffix('__c') + '__' if obj.endswith('__c') else obj}ChangeEvent"
+
+
 class _ChangeEventSource:
     def __init__(self, ctx: SourceContext, params: dict[str, Any]) -> None:
         self.ctx = ctx
         self.client: SalesforceClient = ctx.connection
         self.object: str | None = params.get("object")
-        self.channel = params.get("channel") or (f"/data/{self.object}ChangeEvent" if self.object else
+        self.channel = params.get("channel") or (change_event_channel(self.object) if self.object else
                                                  "/data/ChangeEvents")
         self.params = params
         self.ignore = {str(o) for o in params.get("ignore-origins") or ()}

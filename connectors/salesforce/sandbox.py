@@ -135,6 +135,43 @@ async def lose_opportunity(emulator: Mapping[str, Any], args: list[str]) -> str:
     then = (f"Watch splice serve's console: its invoice {invoice} is cancelled by the cancellation "
             "policy." if invoice else "It was never invoiced: nothing to cancel in QuickBooks.")
     return f"Closed Lost: {row['Name']} ({row['Id']}), amount {row['Amount']}, was {row['StageName']}. {then}"
+#: The demo org's milestone object and the status that makes a milestone billable (the
+#: project's projects.* properties say the same for the flows).
+_MILESTONE = "Project_Milestone__c"
+_BILLABLE = "Billable"
+_MILESTONE_ID = re.compile(r"^a0M[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?$")
+
+
+async def bill_milestone(emulator: Mapping[str, Any], args: list[str]) -> str:
+    """Set a project milestone (by Id or name) to Billable, as a project manager would."""
+    if not args:
+        raise ValueError("usage: splice sandbox bill-milestone <Id|Name>")
+    wanted = " ".join(args)
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        api = await _login(http, emulator)
+        fields = "Id, Name, Status__c, Amount__c, Opportunity__r.Name"
+        if _MILESTONE_ID.match(wanted):
+            rows = await _soql(http, api, f"SELECT {fields} FROM {_MILESTONE} WHERE Id = {_quote(wanted)}")
+        else:
+            like = wanted.replace("%", "").replace("_", "")
+            rows = await _soql(http, api, f"SELECT {fields} FROM {_MILESTONE} WHERE Name = {_quote(wanted)}")
+            rows = rows or await _soql(http, api, f"SELECT {fields} FROM {_MILESTONE} WHERE Name LIKE "
+                                                  f"{_quote('%' + like + '%')} ORDER BY Name")
+        if not rows:
+            raise ValueError(f"no project milestone matches {wanted!r}")
+        if len(rows) > 1:
+            names = "; ".join(r["Name"] for r in rows[:5])
+            raise ValueError(f"{len(rows)} milestones match {wanted!r}: {names}; give the Id or the "
+                             "whole name")
+        row = rows[0]
+        project = (row.get("Opportunity__r") or {}).get("Name") or "no opportunity"
+        if row["Status__c"] == _BILLABLE:
+            return f"{row['Name']} ({row['Id']}) of {project} is already {_BILLABLE}"
+        response = await http.patch(f"{api}/sobjects/{_MILESTONE}/{row['Id']}", json={"Status__c": _BILLABLE})
+        if response.status_code != 204:
+            raise ValueError(f"salesforce emulator refused the update: {response.text[:200]}")
+    return (f"{_BILLABLE}: {row['Name']} ({row['Id']}) of {project}, amount {row['Amount__c']}, was "
+            f"{row['Status__c']}. Watch splice serve's console for its invoice on the project.")
 
 
 async def list_opportunities(emulator: Mapping[str, Any], args: list[str]) -> str:
@@ -170,6 +207,8 @@ SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
     SandboxAction("lose-opportunity", lose_opportunity, usage="<Id|Name>",
                   summary="set an opportunity's stage to Closed Lost (cancels its invoice)"),
     SandboxAction("list", list_opportunities, summary="opportunities, stages and invoices"),
+    SandboxAction("bill-milestone", bill_milestone, usage="<Id|Name>",
+                  summary="set a project milestone's status to Billable"),
 )
 
 #: The connector's sandbox; ``plugin.py`` refers to it as ``"connectors.salesforce.sandbox:SANDBOX"``.

@@ -170,3 +170,26 @@ def test_cassettes_hold_no_secrets() -> None:
         for secret in secrets:
             assert secret not in text
         assert "Bearer " not in text
+
+
+async def test_milestone_to_invoice(integration: Integration, record_mode: str) -> None:
+    """A billable project milestone invoiced on its project job, replayed."""
+    it = integration
+
+    def seed() -> dict[str, str]:
+        account = it.account("Cassette Consulting", BillingCity="Halifax", Billing_Email__c="ap@cassette.example")
+        opp = it.org.create("Opportunity", {"Name": "Cassette Project", "AccountId": account,
+                                            "StageName": "Closed Won", "CloseDate": "2026-04-20",
+                                            "Amount": 4200.5, "Bill_By_Milestone__c": True})
+        milestone = it.org.create("Project_Milestone__c", {
+            "Name": "Cassette Kickoff", "Opportunity__c": opp["Id"], "Amount__c": 4200.5,
+            "Due_Date__c": "2026-05-01", "Status__c": "Billable"})
+        return {"account": account, "opportunity": opp["Id"], "milestone": milestone["Id"]}
+
+    ids = seeded(record_mode, "milestone_to_invoice", seed)
+    message = await run(it, "milestone-to-invoice", {"Id": ids["milestone"]})
+    invoice = message.payload
+    assert invoice["DocNumber"] == "SF-" + ids["milestone"][:15]
+    assert Decimal(str(invoice["TotalAmt"])) == Decimal("4200.50")
+    assert message.vars["project"]["FullyQualifiedName"] == "Cassette Consulting:Cassette Project"
+    assert invoice["CustomerRef"]["value"] == message.vars["project"]["Id"]

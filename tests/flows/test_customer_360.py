@@ -78,6 +78,7 @@ def test_money_is_rounded_half_up_to_cents_by_the_library(splice_run, mock_step)
         {"Id": "8", "TotalAmt": "5.50", "Balance": "0"}])
     mock_step("read-payments", [{"Id": "9", "TotalAmt": "15.6249", "UnappliedAmt": "0.115",
                                  "Line": [{"LinkedTxn": [{"TxnId": "7", "TxnType": "Invoice"}]}]}])
+    mock_step("read-projects", [])
     run = splice_run("customer-360", None, attributes={"method": "GET",
                                                        "pathParams": {"accountId": ACCOUNT["Id"]}})
     run.assert_completed()
@@ -90,5 +91,5 @@ def test_money_is_rounded_half_up_to_cents_by_the_library(splice_run, mock_step)
                               "openInvoices": 1}
     assert run.call("read-invoices").params["binds"] == {"id": "58"}
     assert [call.label for call in run.calls] == ["read-account", "read-customer", "read-invoices",
-                                                  "read-payments"]
+                                                  "read-payments", "read-projects"]
     assert all(call.stubbed for call in run.calls)

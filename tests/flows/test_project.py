@@ -12,7 +12,8 @@ from tests.support.flows import PROJECT
 FLOWS = {"opportunity-to-invoice", "account-to-customer", "payment-to-salesforce",
          "payment-changes-to-salesforce", "invoice-status-to-opportunity", "nightly-reconciliation",
          "customer-360", "repair-payment-status", "invoice-headers", "invoice-delivery",
-         "check-invoice-headers", "opportunity-cancellation", "customer-credit-to-account"}
+         "check-invoice-headers", "opportunity-cancellation", "customer-credit-to-account",
+         "milestone-to-invoice", "invoice-status-to-milestone"}
 
 
 def test_dev_loads_without_any_credentials() -> None:

@@ -101,4 +101,5 @@ def test_sandbox_actions_explain_what_is_missing(tmp_path: Path) -> None:
     assert down.stderr.startswith("splice: no splice serve answers at http://127.0.0.1:9")
     unknown = splice("sandbox", "close-opportunityy")
     assert unknown.returncode == 2 and \
-        "actions: close-opportunity, credit, list, lose-opportunity, pay, send" in unknown.stderr
+        "actions: bill-milestone, close-opportunity, credit, list, lose-opportunity, pay, send" \
+        in unknown.stderr

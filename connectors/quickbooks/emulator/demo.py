@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.quickbooks.emulator.demo_headers import seed_demo_headers
+from connectors.quickbooks.emulator.demo_projects import seed_demo_projects
 from connectors.quickbooks.emulator.entities import Company
 from connectors.quickbooks.emulator.salestax import set_sales_tax
 
@@ -192,6 +193,7 @@ def seed_demo_company(company: Company) -> None:
                                   "PrimaryEmailAddr": {"Address": email}}, {})
     seed_demo_cancellations(company, items)
     seed_demo_headers(company)
+    seed_demo_projects(company)
 
 
 def seed_demo_cancellations(company: Company, items: dict[str, dict[str, Any]]) -> None:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from connectors.quickbooks.emulator import creditmemo, transactions
+from connectors.quickbooks.emulator import creditmemo, jobs, transactions
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.headers import HEADER_LISTS, complete_list_entry
 from connectors.quickbooks.emulator.table import Table
@@ -36,7 +36,7 @@ READ_ONLY_ENTITIES = frozenset({"TaxCode", "TaxRate", "CompanyInfo", "Preference
 NAME_LISTS = frozenset({"Customer", "Vendor", "Employee", "Item", "Account", "TaxCode", "TaxRate",
                         "Term", "Class", "Department", "PaymentMethod"})
 READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "time", "status",
-                       "FullyQualifiedName", "Level", "BalanceWithJobs", "HomeBalance",
+                       "FullyQualifiedName", "Level", "BalanceWithJobs", "IsProject", "HomeBalance",
                        "HomeTotalAmt", "UnappliedAmt", "CurrentBalance",
                        "CurrentBalanceWithSubAccounts", "RemainingCredit"})
 _NAME_FIELD = {"Customer": "DisplayName", "Vendor": "DisplayName", "Employee": "DisplayName",
@@ -118,6 +118,8 @@ class Company:
         return record
 
     def _changed(self, entity: str, record: dict[str, Any], operation: str) -> None:
+        if entity == "Invoice":
+            jobs.invoice_changed(self, record)
         if self.on_change is not None:
             self.on_change(self.realm_id, entity, record["Id"], operation,
                            record["MetaData"]["LastUpdatedTime"])
@@ -202,6 +204,10 @@ class Company:
         transactions.after_save(self, entity, current, before)
         creditmemo.after_save(self, entity, current, before)
         self.touch(entity, current)
+        if entity == "Invoice":
+            jobs.invoice_changed(self, current, before)
+        elif entity == "Customer":
+            jobs.customer_changed(self, current, before)
         return current
 
     def delete(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -218,6 +224,8 @@ class Company:
         transactions.before_delete(self, entity, current)
         del self.tables[entity][entity_id]
         creditmemo.rebalance(self, credits)
+        if entity == "Invoice":
+            jobs.invoice_changed(self, None, current)
         now = self.now()
         self.deleted[(entity, entity_id)] = now
         if self.on_change is not None:

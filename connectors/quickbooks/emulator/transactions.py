@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+from connectors.quickbooks.emulator import jobs
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.headers import complete_header
 from connectors.quickbooks.emulator.salestax import sales_tax
@@ -62,21 +63,12 @@ def _money_text(value: Decimal) -> str:
 
 
 def customer_defaults(company: Company, record: dict[str, Any], existing: dict[str, Any] | None) -> None:
-    """Balances, FullyQualifiedName and job nesting of a customer."""
+    """Balances, currency and job nesting (:mod:`.jobs`) of a customer."""
     record["Balance"] = existing.get("Balance", ZERO) if existing else ZERO
-    record["BalanceWithJobs"] = record["Balance"]
+    record["BalanceWithJobs"] = existing.get("BalanceWithJobs", ZERO) if existing else ZERO
     record.setdefault("Taxable", True)
-    record.setdefault("Job", False)
-    record.setdefault("BillWithParent", False)
+    jobs.customer_nesting(company, record, existing)
     record.setdefault("CurrencyRef", {"value": "USD", "name": "United States Dollar"})
-    parent_ref = record.get("ParentRef")
-    if parent_ref:
-        parent = company.ref("Customer", parent_ref, "ParentRef")
-        record["ParentRef"] = {"value": parent["Id"]}
-        record["FullyQualifiedName"] = f"{parent['FullyQualifiedName']}:{record['DisplayName']}"
-        record["Level"] = int(parent.get("Level", 0)) + 1
-    else:
-        record["FullyQualifiedName"] = record["DisplayName"]
 
 
 def _lines(company: Company, record: dict[str, Any]) -> tuple[Decimal, Decimal]:

@@ -22,7 +22,8 @@ _PERSON = frozenset({"DisplayName", "GivenName", "MiddleName", "FamilyName", "Pr
 
 #: Entity -> the properties a WHERE clause may name (Intuit's API reference, "filterable").
 FILTERABLE: dict[str, frozenset[str]] = {
-    "Customer": _META | _PERSON | {"CompanyName", "FullyQualifiedName", "Balance", "Job"},
+    "Customer": _META | _PERSON | {"CompanyName", "FullyQualifiedName", "Balance", "Job",
+                                   "ParentRef"},
     "Vendor": _META | _PERSON | {"CompanyName", "Balance"},
     "Employee": _META | _PERSON | {"EmployeeNumber"},
     "Item": _META | {"Name", "Sku", "Type", "Active", "FullyQualifiedName", "QtyOnHand"},

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from connectors.salesforce.emulator.errors import ApiError
+from connectors.salesforce.emulator.schema import change_event_channel
 from connectors.salesforce.emulator.state import Emulator
 
 __all__ = ["cometd_endpoint"]
@@ -33,7 +34,7 @@ def _channel_ok(emu: Emulator, channel: str) -> bool:
     if channel == "/data/ChangeEvents":
         return True
     if channel.startswith("/data/") and channel.endswith("ChangeEvent"):
-        return channel[6:-11].lower() in emu.org._by_lower
+        return any(change_event_channel(name).lower() == channel.lower() for name in emu.org.schemas)
     return False
 
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from connectors.salesforce.emulator.demo_headers import seed_demo_headers
+from connectors.salesforce.emulator.demo_projects import seed_demo_projects
 from connectors.salesforce.emulator.schema import STAGES
 
 if TYPE_CHECKING:
@@ -199,6 +200,7 @@ def seed_demo(org: Org) -> None:
         if name in DEMO_CANCELLATIONS:
             _cancelled(org, opportunity["Id"], total, paid, DEMO_CANCELLATIONS[name])
     seed_demo_headers(org)
+    seed_demo_projects(org)
     org.events.clear()
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ADDRESS_PARTS", "FieldDef", "ObjectDef", "STAGES", "build_schemas"]
+__all__ = ["ADDRESS_PARTS", "FieldDef", "MILESTONE_STATUSES", "ObjectDef", "STAGES", "build_schemas",
+           "change_event_channel"]
 
 #: StageName -> (IsClosed, IsWon, Probability, ForecastCategoryName): the default sales process.
 STAGES: dict[str, tuple[bool, bool, int, str]] = {
@@ -26,6 +27,16 @@ STAGES: dict[str, tuple[bool, bool, int, str]] = {
     "Closed Won": (True, True, 100, "Closed"),
     "Closed Lost": (True, False, 0, "Omitted"),
 }
+
+
+#: Status__c of a Project_Milestone__c: the consulting firm's milestone lifecycle.
+MILESTONE_STATUSES = ("Planned", "In Progress", "Complete", "Billable", "Cancelled")
+
+
+def change_event_channel(obj: str) -> str:
+    """The CDC channel of an object: ``/data/OpportunityChangeEvent``; a custom object's drops the
+    ``c`` of ``__c`` (``/data/Project_Milestone__ChangeEvent``), as Salesforce names them."""
+    return f"/data/{obj.removesuffix('__c') + '__' if obj.endswith('__c') else obj}ChangeEvent"
 
 
 @dataclass(slots=True)
@@ -115,7 +126,8 @@ class ObjectDef:
 
     def summary(self) -> dict[str, Any]:
         """The global describe entry."""
-        return {"name": self.name, "label": self.name, "keyPrefix": self.prefix, "custom": False,
+        return {"name": self.name, "label": self.name.removesuffix("__c").replace("_", " "),
+                "keyPrefix": self.prefix, "custom": self.name.endswith("__c"),
                 "createable": True, "updateable": True, "deletable": True, "queryable": True,
                 "retrieveable": True, "searchable": True, "replicateable": True}
 
@@ -189,7 +201,9 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
                             ("QuickBooks_Credit_Memo_Id__c", "string", "cun"),
                             ("QuickBooks_Refund_Id__c", "string", "cun"),
                             ("Amount_Credited__c", "currency", "cun"), ("Amount_Refunded__c", "currency", "cun"),
-                            ("Unapplied_Amount__c", "currency", "cun")]),
+                            ("Unapplied_Amount__c", "currency", "cun"),
+                            # Billed milestone by milestone (Project_Milestone__c), never as a whole.
+                            ("Bill_By_Milestone__c", "boolean", "cud")]),
     "OpportunityLineItem": ("00k", [("OpportunityId", "reference:Opportunity:Opportunity", "c"),
                                     ("PricebookEntryId", "reference:PricebookEntry:PricebookEntry", "cn"),
                                     ("Product2Id", "reference:Product2:Product2", "cnd"),
@@ -199,13 +213,29 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
                                     ("Description", "string", "cun"), ("ServiceDate", "date", "cun"),
                                     ("SortOrder", "int", "cun"), ("ProductCode", "string", "n"),
                                     ("Name", "string", "n")]),
+    # A custom object: a project's billable step, with a lookup to its opportunity and the
+    # invoice and payment state the milestone flows write back.
+    "Project_Milestone__c": ("a0M", [("Name", "string", "cu"), *_OWNER,
+                                     ("Opportunity__c", "reference:Opportunity:Opportunity__r", "cun"),
+                                     ("Amount__c", "currency", "cun"), ("Due_Date__c", "date", "cun"),
+                                     ("Status__c", "picklist", "cun"),
+                                     ("QuickBooks_Invoice_Id__c", "string", "cunxq"),
+                                     ("QuickBooks_Invoice_Number__c", "string", "cun"),
+                                     ("QuickBooks_Invoice_Link__c", "url", "cun"),
+                                     ("Payment_Status__c", "picklist", "cun"),
+                                     ("Amount_Paid__c", "currency", "cun"), ("Balance_Due__c", "currency", "cun"),
+                                     ("Last_Payment_Date__c", "date", "cun"),
+                                     ("QB_Sync_Error__c", "textarea", "cun")]),
 }
 
 _PICKLISTS = {("Opportunity", "StageName"): tuple(STAGES),
               ("Opportunity", "ForecastCategoryName"): ("Pipeline", "Best Case", "Commit", "Closed", "Omitted"),
               ("Opportunity", "Payment_Status__c"): ("Unpaid", "Partially Paid", "Paid", "Voided", "Deleted"),
               ("Opportunity", "Cancellation_Status__c"): ("Cancelled - Voided", "Cancelled - Credited",
-                                                         "Cancelled - Refunded", "Cancelled - Flagged")}
+                                                         "Cancelled - Refunded", "Cancelled - Flagged"),
+              ("Project_Milestone__c", "Status__c"): MILESTONE_STATUSES,
+              ("Project_Milestone__c", "Payment_Status__c"): ("Unpaid", "Partially Paid", "Paid", "Voided",
+                                                              "Deleted")}
 
 
 def _field(obj: str, name: str, kind: str, flags: str) -> FieldDef:
@@ -231,7 +261,8 @@ def build_schemas() -> dict[str, ObjectDef]:
             f.compound = f"{owner}Address" if owner is not None else None
         out[obj] = ObjectDef(obj, prefix, {f.name: f for f in fields})
     plural = {"Account": "Accounts", "Contact": "Contacts", "Opportunity": "Opportunities",
-              "OpportunityLineItem": "OpportunityLineItems", "PricebookEntry": "PricebookEntries"}
+              "OpportunityLineItem": "OpportunityLineItems", "PricebookEntry": "PricebookEntries",
+              "Project_Milestone__c": "Project_Milestones__r"}
     for obj, definition in out.items():
         for f in definition.fields.values():
             if f.reference_to in out and f.name not in ("CreatedById", "LastModifiedById", "OwnerId"):

@@ -19,7 +19,7 @@ import anyio
 from connectors.salesforce.emulator.derived import apply_derived, rollup
 from connectors.salesforce.emulator.errors import ApiError
 from connectors.salesforce.emulator.ids import Clock, IdFactory, format_datetime, parse_any_datetime
-from connectors.salesforce.emulator.schema import FieldDef, ObjectDef, build_schemas
+from connectors.salesforce.emulator.schema import FieldDef, ObjectDef, build_schemas, change_event_channel
 
 __all__ = ["Org"]
 
@@ -304,7 +304,8 @@ class Org:
 
     def emit(self, obj: str, change_type: str, record: Mapping[str, Any], fields: list[str],
              origin: str | None) -> None:
-        """Append a change event for ``/data/<obj>ChangeEvent`` and wake long polls."""
+        """Append a change event for ``/data/<obj>ChangeEvent`` (a custom object's
+        ``/data/<Name>__ChangeEvent``) and wake long polls."""
         stamp = parse_any_datetime(str(record.get("SystemModstamp") or record.get("LastModifiedDate")))
         definition = self.schemas[obj]
         # Components stand for their compound address here (its own change shows through them).
@@ -324,7 +325,7 @@ class Org:
                 if isinstance(value, str) and name.endswith(("Date", "Stamp")) and "T" in value:
                     value = value.replace("+0000", "Z")
                 payload[name] = value
-        self.events.append({"channel": f"/data/{obj}ChangeEvent", "replayId": next(self._replay),
+        self.events.append({"channel": change_event_channel(obj), "replayId": next(self._replay),
                             "payload": payload, "schema": "emulated-" + obj})
         if len(self.events) > self.event_retention:
             del self.events[: len(self.events) - self.event_retention]

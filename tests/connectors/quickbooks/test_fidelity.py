@@ -258,3 +258,41 @@ def test_automated_sales_tax_python_quickbooks_reads_it_back(
     untaxed = invoice(exempt.save(qb=qbo))
     assert Decimal(str(untaxed.TxnTaxDetail.TotalTax)) == 0
     assert Decimal(str(untaxed.TotalAmt)) == Decimal("375.00")
+
+
+def test_sub_customers_python_quickbooks_makes_and_reads_them(qbo: Any) -> None:
+    """A job made the python-quickbooks way (``Job``, ``ParentRef`` from ``to_ref()``) reads back
+    with its level and full name, is invoiced on, and an inactive parent is refused."""
+    from quickbooks.exceptions import ValidationException
+    from quickbooks.objects.customer import Customer
+    from quickbooks.objects.item import Item
+
+    parent = Customer()
+    parent.DisplayName = "Fidelity Parent Co"
+    parent = parent.save(qb=qbo)
+    job = Customer()
+    job.DisplayName = "Fidelity Project"
+    job.Job = True
+    job.BillWithParent = True
+    job.ParentRef = parent.to_ref()
+    job = job.save(qb=qbo)
+    read = Customer.get(job.Id, qb=qbo)
+    assert read.Job is True and read.ParentRef.value == parent.Id
+    assert read.FullyQualifiedName == "Fidelity Parent Co:Fidelity Project" and read.Level == 1
+    assert [c.Id for c in Customer.filter(FullyQualifiedName="Fidelity Parent Co:Fidelity Project",
+                                          qb=qbo)] == [job.Id]
+    hours = Item.filter(Name="Hours", qb=qbo)[0]
+    invoice = _hours_invoice(qbo, read, hours)
+    assert invoice.CustomerRef.value == job.Id
+    assert Decimal(str(Customer.get(parent.Id, qb=qbo).BalanceWithJobs)) == Decimal("150.00")
+
+    parent = Customer.get(parent.Id, qb=qbo)
+    parent.Active = False
+    parent.save(qb=qbo)
+    another = Customer()
+    another.DisplayName = "Fidelity Late Project"
+    another.Job = True
+    another.ParentRef = parent.to_ref()
+    with pytest.raises(ValidationException) as refused:
+        another.save(qb=qbo)
+    assert refused.value.error_code == 2500

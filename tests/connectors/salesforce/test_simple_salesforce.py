@@ -347,3 +347,25 @@ def test_compound_address_is_read_only_and_not_in_bulk_queries(served: tuple[Any
     assert refused.value.content[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
     with pytest.raises((SalesforceMalformedRequest, SalesforceBulkV2ExtractError)):
         list(sf.bulk2.Account.query("SELECT Id, BillingAddress FROM Account", wait=0.01))
+
+
+def test_a_custom_object_through_simple_salesforce(served: tuple[Any, str, Path]) -> None:
+    """Project_Milestone__c as the client's attribute access reaches a custom object: create,
+    upsert by its external id, describe, and a query through its lookup."""
+    _app, base, cert = served
+    sf = _client(base, cert)
+    account = sf.Account.create({"Name": "Milestone Co"})["id"]
+    opp = sf.Opportunity.create({"Name": "Project", "AccountId": account, "StageName": "Closed Won",
+                                 "CloseDate": "2026-04-20", "Bill_By_Milestone__c": True})["id"]
+    milestone = sf.Project_Milestone__c.create({"Name": "Kickoff", "Opportunity__c": opp,
+                                                "Amount__c": 1500, "Status__c": "Billable"})
+    assert milestone["success"] and milestone["id"].startswith("a0M")
+    assert sf.Project_Milestone__c.update(milestone["id"], {"QuickBooks_Invoice_Id__c": "41"}) == 204
+    assert sf.Project_Milestone__c.upsert("QuickBooks_Invoice_Id__c/41", {"Payment_Status__c": "Paid"}) == 200
+    described = sf.Project_Milestone__c.describe()
+    assert described["custom"] is True and any(f["relationshipName"] == "Opportunity__r"
+                                               for f in described["fields"])
+    rows = sf.query("SELECT Name, Payment_Status__c, Opportunity__r.Account.Name FROM Project_Milestone__c "
+                    f"WHERE Opportunity__c = '{opp}'")["records"]
+    assert [(r["Name"], r["Payment_Status__c"], r["Opportunity__r"]["Account"]["Name"]) for r in rows] == [
+        ("Kickoff", "Paid", "Milestone Co")]
