@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from connectors.quickbooks.emulator import transactions
+from connectors.quickbooks.emulator import currency, transactions
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.table import Table
 from connectors.quickbooks.emulator.validation import check_record
@@ -88,6 +88,8 @@ class Company:
         self.next_doc_number = 1001
         #: requestid -> (status, body) of the first answer.
         self.requests: dict[str, tuple[int, bytes]] = {}
+        #: Currency code -> home units per one unit (multi-currency companies; :mod:`.currency`).
+        self.exchange_rates: dict[str, Decimal] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -243,6 +245,7 @@ class Company:
             record.setdefault("Active", True)
             record.setdefault("PrintOnCheckName", record["DisplayName"])
             if entity == "Customer":
+                currency.customer_currency(self, record, existing)
                 transactions.customer_defaults(self, record, existing)
         elif entity in ("Item", "Account", "Term"):
             required(record, "Name", entity)
@@ -258,8 +261,10 @@ class Company:
                 record.setdefault("DueDays", 30)
         elif entity == "Invoice":
             transactions.complete_invoice(self, record, options, existing)
+            currency.transaction_currency(self, record)
         elif entity == "Payment":
             transactions.complete_payment(self, record, existing)
+            currency.transaction_currency(self, record)
         self._check_name(entity, record, own_id)
         return record
 

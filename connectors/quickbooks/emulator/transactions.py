@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+from connectors.quickbooks.emulator.currency import home_amounts
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.salestax import sales_tax
 from connectors.quickbooks.emulator.table import Table
@@ -237,6 +238,7 @@ def _rebalance(company: Company, invoice_ids: set[str]) -> None:
         if invoice is None:
             continue
         invoice["Balance"] = invoice["TotalAmt"] - _paid(company, invoice_id)
+        home_amounts(company, invoice)
         payments = sorted({pid for pid, p in company.tables["Payment"].items()
                            if any(txn == invoice_id for _, txn in _links(p))}, key=int)
         invoice["LinkedTxn"] = [{"TxnId": pid, "TxnType": "Payment"} for pid in payments]
@@ -276,5 +278,6 @@ def void(company: Company, entity: str, record: dict[str, Any]) -> None:
         record["Balance"] = ZERO
         record["TxnTaxDetail"] = {"TotalTax": ZERO}
     record["TotalAmt"] = ZERO
+    home_amounts(company, record)
     record["PrivateNote"] = "Voided" + (f" - {record['PrivateNote']}" if record.get("PrivateNote") else "")
     _rebalance(company, touched)

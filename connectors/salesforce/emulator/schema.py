@@ -150,7 +150,7 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
                         ("ParentId", "reference:Account:Parent", "cun"), *_OWNER,
                         ("QB_Customer_Id__c", "string", "cunxq"), ("QB_Sync_Status__c", "string", "cun"),
                         ("QB_Last_Sync__c", "datetime", "cun"), ("Billing_Email__c", "email", "cun"),
-                        ("Currency__c", "string", "cun")]),
+                        ("Currency__c", "string", "cun"), ("QB_Customer_Ids__c", "string", "cun")]),
     "Contact": ("003", [("AccountId", "reference:Account:Account", "cun"), ("FirstName", "string", "cun"),
                         ("LastName", "string", "cu"), ("Name", "string", "-"), ("Email", "email", "cun"),
                         ("Phone", "phone", "cun"), ("Title", "string", "cun"), *_address("Mailing"), *_OWNER]),
