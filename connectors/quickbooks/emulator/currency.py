@@ -19,6 +19,7 @@ transaction is in the home currency and a foreign ``CurrencyRef`` is refused. Wi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,7 @@ def multicurrency_enabled(company: Company) -> bool:
     return bool(_prefs(company).get("MultiCurrencyEnabled"))
 
 
-def enable_multicurrency(company: Company, rates: dict[str, Decimal | str] | None = None) -> None:
+def enable_multicurrency(company: Company, rates: Mapping[str, Decimal | str] | None = None) -> None:
     """Turn multi-currency on (it cannot be turned off) and set exchange rates (home units per one
     unit of each currency), as a person does in QuickBooks' settings."""
     prefs = company.tables["Preferences"].get("1")
