@@ -1,0 +1,115 @@
+"""Multi-currency: a deal invoiced in its own currency, one QuickBooks customer per (account, currency)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.support.flows import Integration
+
+pytestmark = pytest.mark.anyio
+
+MULTICURRENCY = pytest.mark.splice(
+    environ={"CURRENCY_ENABLED": "auto"},
+    emulator_options={"salesforce": {"multicurrency": ("USD", "EUR")},
+                      "quickbooks": {"multicurrency": {"EUR": "1.085"}}})
+
+
+def deal(it: Integration, account: str, currency: str, *, price: float = 140.0, quantity: float = 8,
+         name: str = "Deal", **fields: Any) -> str:
+    """A won opportunity in ``currency`` with one line of ``quantity`` x ``price``."""
+    product = it.product(f"Consulting {currency} {name}", price, Family="Services")
+    opp = it.org.create("Opportunity", {"Name": name, "AccountId": account, "StageName": "Prospecting",
+                                        "CloseDate": "2026-03-31", "CurrencyIsoCode": currency,
+                                        "Pricebook2Id": it.org.standard_pricebook, **fields})
+    it.org.create("OpportunityLineItem", {"OpportunityId": opp["Id"], "Quantity": quantity,
+                                          "UnitPrice": price,
+                                          "PricebookEntryId": it.pricebook_entries[product]})
+    it.org.update("Opportunity", opp["Id"], {"StageName": "Closed Won"})
+    return str(opp["Id"])
+
+
+async def invoice(it: Integration, opp: str) -> dict[str, Any]:
+    outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    assert outcome.status == "completed", outcome.error
+    [found] = [i for i in it.table("Invoice") if i["DocNumber"] == "SF-" + opp[:15]]
+    return found
+
+
+def customer(it: Integration, customer_id: str) -> dict[str, Any]:
+    [found] = [c for c in it.table("Customer") if c["Id"] == customer_id]
+    return found
+
+
+@MULTICURRENCY
+async def test_a_eur_deal_becomes_a_eur_invoice_of_a_eur_customer(integration: Integration) -> None:
+    it = integration
+    account = it.account("Lumière SARL", Billing_Email__c="compta@lumiere-sarl.example", BillingCity="Lyon")
+    inv = await invoice(it, deal(it, account, "EUR"))
+    assert inv["CurrencyRef"]["value"] == "EUR"
+    assert inv["TotalAmt"] == Decimal("1120.00")
+    # QuickBooks' rate for EUR, and the amounts in the home currency.
+    assert inv["ExchangeRate"] == Decimal("1.085") and inv["HomeTotalAmt"] == Decimal("1215.20")
+    cust = customer(it, inv["CustomerRef"]["value"])
+    assert cust["CurrencyRef"]["value"] == "EUR" and cust["DisplayName"] == "Lumière SARL (EUR)"
+    written = it.record("Account", account)
+    assert written["QB_Customer_Id__c"] == cust["Id"]  # its first currency's customer
+    assert written["QB_Customer_Ids__c"] == f"EUR:{cust['Id']}"
+
+
+@MULTICURRENCY
+async def test_an_account_buying_in_usd_and_eur_has_two_customers_both_linked(integration: Integration) -> None:
+    it = integration
+    account = it.account("Two Currencies Ltd", Billing_Email__c="ap@two.example")
+    usd = await invoice(it, deal(it, account, "USD", name="Dollar deal"))
+    eur = await invoice(it, deal(it, account, "EUR", name="Euro deal"))
+    again = await invoice(it, deal(it, account, "EUR", name="Second euro deal"))
+    usd_customer = customer(it, usd["CustomerRef"]["value"])
+    eur_customer = customer(it, eur["CustomerRef"]["value"])
+    assert usd_customer["Id"] != eur_customer["Id"]
+    assert (usd_customer["CurrencyRef"]["value"], usd["CurrencyRef"]["value"]) == ("USD", "USD")
+    assert (eur_customer["CurrencyRef"]["value"], eur["CurrencyRef"]["value"]) == ("EUR", "EUR")
+    assert usd_customer["DisplayName"] == "Two Currencies Ltd"
+    assert eur_customer["DisplayName"] == "Two Currencies Ltd (EUR)"
+    assert again["CustomerRef"]["value"] == eur_customer["Id"]  # the same EUR customer again
+    written = it.record("Account", account)
+    assert written["QB_Customer_Id__c"] == usd_customer["Id"]
+    assert sorted(written["QB_Customer_Ids__c"].split(";")) == \
+        [f"EUR:{eur_customer['Id']}", f"USD:{usd_customer['Id']}"]
+
+
+@pytest.mark.splice(
+    environ={"CURRENCY_ENABLED": "on", "CURRENCY_EXCHANGE_RATE_SOURCE": "Exchange_Rate__c"},
+    emulator_options={"salesforce": {"multicurrency": ("USD", "EUR")},
+                      "quickbooks": {"multicurrency": {"EUR": "1.085"}}})
+async def test_a_configured_exchange_rate_is_used(integration: Integration) -> None:
+    it = integration
+    account = it.account("Rate Setter GmbH")
+    inv = await invoice(it, deal(it, account, "EUR", Exchange_Rate__c=1.1))
+    assert inv["ExchangeRate"] == Decimal("1.1") and inv["HomeTotalAmt"] == Decimal("1232.00")
+
+
+@MULTICURRENCY
+async def test_reconciliation_finds_the_eur_invoice_in_sync(integration: Integration, reports_dir: Any) -> None:
+    it = integration
+    account = it.account("Reconciled SA")
+    opp = deal(it, account, "EUR", price=99.99, quantity=3)
+    inv = await invoice(it, opp)
+    assert inv["TotalAmt"] == Decimal("299.97") == Decimal(str(it.record("Opportunity", opp)["Amount"]))
+    outcome = await it.run("nightly-reconciliation", {})
+    assert outcome.status == "completed", outcome.error
+    report = "\n".join(p.read_text() for p in reports_dir.rglob("*") if p.is_file())
+    assert opp[:15] in report or "in sync" in report.lower()
+
+
+async def test_a_home_currency_company_is_unchanged(integration: Integration) -> None:
+    """Multi-currency off in QuickBooks, auto: deals are invoiced in the home currency as before."""
+    it = integration
+    account = it.account("Home Only Inc", Currency__c="USD")
+    product = it.product("Plain Hours", 100)
+    opp = it.opportunity(account, [{"product": product, "Quantity": 2, "UnitPrice": 100}])
+    inv = await invoice(it, opp)
+    assert inv["CurrencyRef"]["value"] == "USD" and "ExchangeRate" not in inv and "HomeTotalAmt" not in inv
+    assert it.record("Account", account)["QB_Customer_Ids__c"] is None
