@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.flows.test_nightly_reconciliation import PERIOD
 from tests.support.flows import Integration
 
 pytestmark = pytest.mark.anyio
@@ -91,17 +94,23 @@ async def test_a_configured_exchange_rate_is_used(integration: Integration) -> N
     assert inv["ExchangeRate"] == Decimal("1.1") and inv["HomeTotalAmt"] == Decimal("1232.00")
 
 
-@MULTICURRENCY
-async def test_reconciliation_finds_the_eur_invoice_in_sync(integration: Integration, reports_dir: Any) -> None:
+@pytest.mark.splice(
+    environ={"CURRENCY_ENABLED": "auto", "RECONCILIATION_BULK_POLL_INTERVAL": "10ms"},
+    emulator_options={"salesforce": {"multicurrency": ("USD", "EUR")},
+                      "quickbooks": {"multicurrency": {"EUR": "1.085"}}})
+async def test_reconciliation_finds_the_eur_invoice_in_sync(integration: Integration, reports_dir: Path) -> None:
+    """The invoice's TotalAmt in euros against the opportunity's Amount in euros: in sync, nothing
+    repaired (its home-currency amount, 325.47 dollars, is not what is compared)."""
     it = integration
-    account = it.account("Reconciled SA")
-    opp = deal(it, account, "EUR", price=99.99, quantity=3)
+    opp = deal(it, it.account("Reconciled SA"), "EUR", price=99.99, quantity=3)
     inv = await invoice(it, opp)
     assert inv["TotalAmt"] == Decimal("299.97") == Decimal(str(it.record("Opportunity", opp)["Amount"]))
-    outcome = await it.run("nightly-reconciliation", {})
+    assert inv["HomeTotalAmt"] == Decimal("325.47")
+    outcome = await it.run("nightly-reconciliation", {**PERIOD, "repair": True})
     assert outcome.status == "completed", outcome.error
-    report = "\n".join(p.read_text() for p in reports_dir.rglob("*") if p.is_file())
-    assert opp[:15] in report or "in sync" in report.lower()
+    summary = json.loads((reports_dir / f"reconciliation-{PERIOD['from']}-to-{PERIOD['to']}.json").read_text())
+    assert summary["checked"] == 1
+    assert (summary["amountMismatch"], summary["repairs"]["attempted"]) == (0, 0)
 
 
 async def test_a_home_currency_company_is_unchanged(integration: Integration) -> None:
