@@ -125,8 +125,8 @@ def _rate(value: Any) -> Decimal:
 
 
 def transaction_currency(company: Company, record: dict[str, Any]) -> None:
-    """Check and complete an Invoice's or Payment's currency, exchange rate and home amounts
-    (after its customer and totals are known)."""
+    """Check and complete an Invoice's or Payment's currency and exchange rate (before its totals:
+    :func:`home_amounts` follows them). A missing customer is left to the transaction's own check."""
     home = home_currency(company)
     customer = company.tables["Customer"].get(str((record.get("CustomerRef") or {}).get("value")))
     theirs = str(((customer or {}).get("CurrencyRef") or {}).get("value") or home)
@@ -149,7 +149,6 @@ def transaction_currency(company: Company, record: dict[str, Any]) -> None:
         record["ExchangeRate"] = _rate(record["ExchangeRate"])
     else:
         record["ExchangeRate"] = company.exchange_rates.get(code, ONE)
-    home_amounts(company, record)
 
 
 def home_amounts(company: Company, record: dict[str, Any]) -> None:

@@ -260,11 +260,13 @@ class Company:
                 record.setdefault("Type", "STANDARD")
                 record.setdefault("DueDays", 30)
         elif entity == "Invoice":
+            currency.transaction_currency(self, record)
             transactions.complete_invoice(self, record, options, existing)
-            currency.transaction_currency(self, record)
+            currency.home_amounts(self, record)
         elif entity == "Payment":
-            transactions.complete_payment(self, record, existing)
             currency.transaction_currency(self, record)
+            transactions.complete_payment(self, record, existing)
+            currency.home_amounts(self, record)
         self._check_name(entity, record, own_id)
         return record
 
