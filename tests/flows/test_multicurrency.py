@@ -122,3 +122,18 @@ async def test_a_home_currency_company_is_unchanged(integration: Integration) ->
     inv = await invoice(it, opp)
     assert inv["CurrencyRef"]["value"] == "USD" and "ExchangeRate" not in inv and "HomeTotalAmt" not in inv
     assert it.record("Account", account)["QB_Customer_Ids__c"] is None
+
+
+@pytest.mark.splice(
+    environ={"CURRENCY_ENABLED": "auto"},
+    emulator_options={"salesforce": {"demo": True, "multicurrency": ("USD", "EUR")},
+                      "quickbooks": {"demo": True, "multicurrency": {"EUR": "1.085"}}})
+async def test_the_demo_eur_deal_is_invoiced_in_euros_to_its_customer(integration: Integration) -> None:
+    """The sandbox's multi-currency variant: the waiting EUR deal goes to the linked EUR customer."""
+    it = integration
+    [opp] = [o for o in it.org.records["Opportunity"].values() if o["CurrencyIsoCode"] == "EUR"]
+    inv = await invoice(it, opp["Id"])
+    assert inv["CustomerRef"] == {"value": "30", "name": "Lumière Maison (EUR)"}
+    assert inv["CurrencyRef"]["value"] == "EUR" and inv["TotalAmt"] == Decimal("1120.00")
+    assert inv["HomeTotalAmt"] == Decimal("1215.20")
+    assert it.record("Account", opp["AccountId"])["QB_Customer_Ids__c"] == "EUR:30"

@@ -62,7 +62,9 @@ def multicurrency_enabled(company: Company) -> bool:
 
 def enable_multicurrency(company: Company, rates: Mapping[str, Decimal | str] | None = None) -> None:
     """Turn multi-currency on (it cannot be turned off) and set exchange rates (home units per one
-    unit of each currency), as a person does in QuickBooks' settings."""
+    unit of each currency), as a person does in QuickBooks' settings. Transactions made before are
+    in the home currency at a rate of 1, with their home amounts."""
+    first = not multicurrency_enabled(company)
     prefs = company.tables["Preferences"].get("1")
     if prefs is not None:
         currency = prefs.setdefault("CurrencyPrefs", {})
@@ -70,6 +72,11 @@ def enable_multicurrency(company: Company, rates: Mapping[str, Decimal | str] | 
         currency.setdefault("HomeCurrency", {"value": "USD"})
     for code, rate in (rates or {}).items():
         company.exchange_rates[code.upper()] = Decimal(str(rate))
+    if first:
+        for entity in ("Invoice", "Payment"):
+            for record in company.tables[entity].values():
+                record.setdefault("ExchangeRate", ONE)
+                home_amounts(company, record)
 
 
 def _ref(code: str) -> dict[str, Any]:
