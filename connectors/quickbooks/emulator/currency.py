@@ -9,7 +9,8 @@ transaction is in the home currency and a foreign ``CurrencyRef`` is refused. Wi
 - a transaction (Invoice, Payment) is in its customer's currency: a ``CurrencyRef`` naming another
   one is refused; when none is given it is the customer's;
 - ``ExchangeRate`` is home units per one foreign unit: the one given, else the company's rate for
-  the currency (the ``exchangerate`` resource), else 1; a home-currency transaction's is 1;
+  the currency (the ``exchangerate`` resource), else 1; a home-currency transaction's is 1. A
+  given 1 counts as not given (python-quickbooks sends 1 on every transaction);
 - ``HomeTotalAmt`` (and an invoice's ``HomeBalance``) are the amounts in the home currency, rounded
   half up to cents; they are read-only.
 
@@ -152,7 +153,8 @@ def transaction_currency(company: Company, record: dict[str, Any]) -> None:
     record["CurrencyRef"] = _ref(code)
     if code == home:
         record["ExchangeRate"] = ONE
-    elif record.get("ExchangeRate") not in (None, "", 0, "0"):
+    elif record.get("ExchangeRate") not in (None, "", 0, "0") and _rate(record["ExchangeRate"]) != ONE:
+        # python-quickbooks sends ExchangeRate 1 on every transaction: a default, not a rate.
         record["ExchangeRate"] = _rate(record["ExchangeRate"])
     else:
         record["ExchangeRate"] = company.exchange_rates.get(code, ONE)
