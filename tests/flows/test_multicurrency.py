@@ -137,3 +137,25 @@ async def test_the_demo_eur_deal_is_invoiced_in_euros_to_its_customer(integratio
     assert inv["CurrencyRef"]["value"] == "EUR" and inv["TotalAmt"] == Decimal("1120.00")
     assert inv["HomeTotalAmt"] == Decimal("1215.20")
     assert it.record("Account", opp["AccountId"])["QB_Customer_Ids__c"] == "EUR:30"
+
+
+@pytest.mark.splice(environ={"CURRENCY_ENABLED": "auto"},
+                    emulator_options={"salesforce": {"demo": True}, "quickbooks": {"demo": True}})
+async def test_multicurrency_turned_on_in_running_demos_finds_the_euro_customer_by_e_mail(
+        integration: Integration) -> None:
+    """What the sandbox actions do (the emulators' control API): the EUR account has no link yet;
+    its deal goes to the euro customer with its e-mail, who is then linked."""
+    import httpx
+
+    it = integration
+    for app, body in ((it.qb_app, {"rates": {"EUR": "1.1"}, "demo": True}),
+                      (it.sf_app, {"currencies": ["USD", "EUR"], "demo": True})):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://emulator") as http:
+            assert (await http.post("/_emulator/multicurrency", json=body)).status_code == 200
+    [opp] = [o for o in it.org.records["Opportunity"].values() if o["CurrencyIsoCode"] == "EUR"]
+    inv = await invoice(it, opp["Id"])
+    euro = customer(it, inv["CustomerRef"]["value"])
+    assert euro["DisplayName"] == "Lumière Maison (EUR)" and inv["CurrencyRef"]["value"] == "EUR"
+    assert inv["ExchangeRate"] == Decimal("1.1")
+    account = it.record("Account", opp["AccountId"])
+    assert (account["QB_Customer_Id__c"], account["QB_Customer_Ids__c"]) == (euro["Id"], f"EUR:{euro['Id']}")

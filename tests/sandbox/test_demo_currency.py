@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from connectors.quickbooks.emulator import create_app as create_quickbooks
 from connectors.quickbooks.emulator.app import DEFAULT_REALM
 from connectors.quickbooks.emulator.demo_currency import DEMO_RATES
@@ -23,3 +25,32 @@ def test_the_eur_account_points_at_a_eur_customer_and_its_deal_waits_for_an_invo
     dollars = [c for c in company.tables["Customer"].values() if c["Id"] != customer["Id"]]
     assert {c["CurrencyRef"]["value"] for c in dollars} == {"USD"}
     assert all(i["ExchangeRate"] == 1 for i in company.tables["Invoice"].values())
+
+
+def test_the_sandbox_actions_turn_multicurrency_on_in_running_emulators() -> None:
+    """`splice sandbox quickbooks multicurrency` and `splice sandbox salesforce multicurrency`
+    against served emulators: rates, the euro customer, the EUR account and its won deal."""
+    import anyio
+    import pytest
+
+    from connectors.quickbooks.sandbox import multicurrency as quickbooks_multicurrency
+    from connectors.salesforce.sandbox import multicurrency as salesforce_multicurrency
+    from tests.support.servers import serve_in_thread
+
+    qb_app, sf_app = create_quickbooks(demo=True), create_salesforce(demo=True)
+    with serve_in_thread(qb_app, lifespan="off") as qb_base, serve_in_thread(sf_app, lifespan="off") as sf_base:
+        said = anyio.run(quickbooks_multicurrency, {"baseUrl": qb_base}, ["EUR=1.1"])
+        assert "1 EUR = 1.1 USD" in said and "Lumière Maison (EUR)" in said
+        with pytest.raises(ValueError, match="not CODE=RATE"):
+            anyio.run(quickbooks_multicurrency, {"baseUrl": qb_base}, ["EUR:1.1"])
+        said = anyio.run(salesforce_multicurrency, {"baseUrl": sf_base}, [])
+        assert "Multi-currency on (USD, EUR)" in said
+    company = qb_app.state.emulator.companies[DEFAULT_REALM]
+    assert company.exchange_rates == {"EUR": Decimal("1.1")}
+    [euro] = [c for c in company.tables["Customer"].values() if c["CurrencyRef"]["value"] == "EUR"]
+    org = sf_app.state.emulator.org
+    [deal] = [o for o in org.records["Opportunity"].values() if o["CurrencyIsoCode"] == "EUR"]
+    account = org.records["Account"][deal["AccountId"]]
+    assert account["QB_Customer_Id__c"] is None  # the flows find the euro customer by e-mail
+    assert account["Billing_Email__c"] == euro["PrimaryEmailAddr"]["Address"]
+    assert any(e["payload"]["ChangeEventHeader"]["recordIds"] == [deal["Id"]] for e in org.events)

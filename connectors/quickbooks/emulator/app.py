@@ -417,9 +417,15 @@ async def control(request: Request) -> Response:
             rates = {str(k).upper(): Decimal(str(v)) for k, v in (payload.get("rates") or {}).items()}
         except ArithmeticError:
             return JSONResponse({"error": f"rates must be numbers: {payload.get('rates')!r}"}, 400)
-        for company in em.companies.values():
+        customers = {}
+        for realm, company in em.companies.items():
             enable_multicurrency(company, rates)
-        return JSONResponse({"enabled": True, "rates": {k: str(v) for k, v in rates.items()}})
+            if payload.get("demo"):
+                customers[realm] = seed_multicurrency_demo(company, expect_id=False)["Id"]
+        answer: dict[str, Any] = {"enabled": True, "rates": {k: str(v) for k, v in rates.items()}}
+        if customers:
+            answer["demoCustomers"] = customers
+        return JSONResponse(answer)
     if action == "clock":
         em.time_offset += float(payload.get("advance", 0))
         return JSONResponse({"now": em.now().isoformat()})

@@ -1,14 +1,14 @@
 """The multi-currency variant of the demo company: euros beside dollars.
 
-With multi-currency on (``create_app(demo=True, multicurrency={...})``, or ``splice sandbox`` with
-the multi-currency action), the demo company has a EUR exchange rate and one customer who buys in
+With multi-currency on (``create_app(demo=True, multicurrency={...})``, or later with
+``splice sandbox quickbooks multicurrency``), the demo company has a EUR exchange rate and one customer who buys in
 euros, linked from the Salesforce demo's EUR account (whose won deal the flows invoice in EUR).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from connectors.quickbooks.emulator.entities import Company
@@ -22,11 +22,16 @@ DEMO_EUR_CUSTOMER = ("30", "Lumière Maison (EUR)", "compta@lumiere.example", "L
                      "France")
 
 
-def seed_multicurrency_demo(company: Company) -> None:
-    """Add the euro customer to a demo company that has multi-currency on."""
+def seed_multicurrency_demo(company: Company, *, expect_id: bool = True) -> dict[str, Any]:
+    """Add the euro customer to a demo company that has multi-currency on (once: an existing one
+    is returned). ``expect_id``: it must get the id the Salesforce demo links (a fresh demo)."""
     expected, name, email, city, postal, country = DEMO_EUR_CUSTOMER
+    for existing in company.tables["Customer"].values():
+        if existing.get("DisplayName") == name:
+            return existing
     customer = company.create("Customer", {
         "DisplayName": name, "CompanyName": "Lumière Maison", "PrimaryEmailAddr": {"Address": email},
         "BillAddr": {"City": city, "PostalCode": postal, "Country": country},
         "CurrencyRef": {"value": "EUR"}}, {})
-    assert customer["Id"] == expected, f"demo ids must match the Salesforce demo: {customer['Id']}"
+    assert not expect_id or customer["Id"] == expected, f"demo ids must match the Salesforce demo: {customer['Id']}"
+    return customer

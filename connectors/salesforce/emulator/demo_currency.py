@@ -26,9 +26,16 @@ DEMO_EUR_DEAL = ("Lumière Maison - Boutique tablets", "2026-10-20",
                  [("Consulting Hours", 8, 140.0)])
 
 
-def seed_multicurrency_demo(org: Org) -> None:
-    """Add the euro account and its won deal (after :func:`seed_demo`, in a multi-currency org)."""
-    account = org.create("Account", dict(DEMO_EUR_ACCOUNT))
+def seed_multicurrency_demo(org: Org, *, linked: bool = True, events: bool = False) -> str:
+    """Add the euro account and its won deal (after :func:`seed_demo`, in a multi-currency org);
+    returns the deal's id. ``linked``: the account links the QuickBooks demo's euro customer (a
+    fresh pair of demos); else the flows find it by e-mail. ``events``: keep the change events
+    (a running sandbox invokes its flows), as a salesperson's edits would make."""
+    body = dict(DEMO_EUR_ACCOUNT)
+    if not linked:
+        for field in ("QB_Customer_Id__c", "QB_Customer_Ids__c", "QB_Sync_Status__c"):
+            body.pop(field)
+    account = org.create("Account", body)
     name, close, lines = DEMO_EUR_DEAL
     opportunity = org.create("Opportunity", {
         "Name": name, "AccountId": account["Id"], "StageName": "Closed Won", "CloseDate": close,
@@ -41,4 +48,6 @@ def seed_multicurrency_demo(org: Org) -> None:
         org.create("OpportunityLineItem", {"OpportunityId": opportunity["Id"],
                                            "PricebookEntryId": entry["Id"], "Quantity": quantity,
                                            "UnitPrice": price})
-    org.events.clear()
+    if not events:
+        org.events.clear()
+    return str(opportunity["Id"])
