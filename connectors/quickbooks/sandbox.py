@@ -176,7 +176,7 @@ SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
     SandboxAction("pay", pay, usage="<Invoice Id|DocNumber> <amount>",
                   summary="record a customer payment against an invoice"),
     SandboxAction("list", list_invoices, summary="invoices, totals and balances"),
-    SandboxAction("multicurrency", multicurrency, usage="[CODE=RATE ...]",
+    SandboxAction("currencies", multicurrency, usage="[CODE=RATE ...]",
                   summary="turn multi-currency on with exchange rates, add a euro customer"),
 )
 

@@ -157,8 +157,8 @@ SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
     SandboxAction("close-opportunity", close_opportunity, usage="<Id|Name>",
                   summary="set an opportunity's stage to Closed Won"),
     SandboxAction("list", list_opportunities, summary="opportunities, stages and invoices"),
-    SandboxAction("multicurrency", multicurrency, usage="[CORPORATE OTHER...]",
-                  summary="turn multi-currency on and add a won EUR deal"),
+    SandboxAction("eur-deal", multicurrency, usage="[CORPORATE OTHER...]",
+                  summary="turn multi-currency on in the org and add a won EUR deal"),
 )
 
 #: The connector's sandbox; ``plugin.py`` refers to it as ``"connectors.salesforce.sandbox:SANDBOX"``.

@@ -28,8 +28,8 @@ def test_the_eur_account_points_at_a_eur_customer_and_its_deal_waits_for_an_invo
 
 
 def test_the_sandbox_actions_turn_multicurrency_on_in_running_emulators() -> None:
-    """`splice sandbox quickbooks multicurrency` and `splice sandbox salesforce multicurrency`
-    against served emulators: rates, the euro customer, the EUR account and its won deal."""
+    """`splice sandbox currencies` (QuickBooks) and `splice sandbox eur-deal` (Salesforce) against
+    served emulators: rates, the euro customer, the EUR account and its won deal."""
     import anyio
     import pytest
 

@@ -1,7 +1,7 @@
 """The multi-currency variant of the demo company: euros beside dollars.
 
 With multi-currency on (``create_app(demo=True, multicurrency={...})``, or later with
-``splice sandbox quickbooks multicurrency``), the demo company has a EUR exchange rate and one customer who buys in
+``splice sandbox currencies``), the demo company has a EUR exchange rate and one customer who buys in
 euros, linked from the Salesforce demo's EUR account (whose won deal the flows invoice in EUR).
 """
 
