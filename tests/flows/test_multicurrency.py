@@ -110,7 +110,32 @@ async def test_reconciliation_finds_the_eur_invoice_in_sync(integration: Integra
     assert outcome.status == "completed", outcome.error
     summary = json.loads((reports_dir / f"reconciliation-{PERIOD['from']}-to-{PERIOD['to']}.json").read_text())
     assert summary["checked"] == 1
-    assert (summary["amountMismatch"], summary["repairs"]["attempted"]) == (0, 0)
+    assert (summary["amountMismatch"], summary["currencyMismatch"], summary["repairs"]["attempted"]) == (0, 0, 0)
+
+
+@pytest.mark.splice(
+    environ={"CURRENCY_ENABLED": "auto", "RECONCILIATION_BULK_POLL_INTERVAL": "10ms"},
+    emulator_options={"salesforce": {"multicurrency": ("USD", "EUR")},
+                      "quickbooks": {"multicurrency": {"EUR": "1.085"}}})
+async def test_reconciliation_reports_an_invoice_in_another_currency(integration: Integration,
+                                                                     reports_dir: Path) -> None:
+    """A EUR deal invoiced in dollars (as before multi-currency was followed): same figure, other
+    money. Reported as a currency mismatch, never repaired (no currency can change in QuickBooks)."""
+    it = integration
+    account = it.account("Dollar Invoiced SARL")
+    opp = deal(it, account, "EUR", price=50, quantity=2)
+    [inv] = [await invoice(it, opp)]
+    dollars = it.company.create("Customer", {"DisplayName": "Dollar Invoiced SARL (USD)"}, {})
+    it.company.update("Invoice", {**{k: v for k, v in inv.items() if k not in ("CurrencyRef", "ExchangeRate")},
+                                  "CustomerRef": {"value": dollars["Id"]}}, {})
+    outcome = await it.run("nightly-reconciliation", {**PERIOD, "repair": True})
+    assert outcome.status == "completed", outcome.error
+    name = f"reconciliation-{PERIOD['from']}-to-{PERIOD['to']}"
+    summary = json.loads((reports_dir / f"{name}.json").read_text())
+    assert (summary["currencyMismatch"], summary["amountMismatch"], summary["repairs"]["attempted"]) == (1, 0, 0)
+    [finding] = [json.loads(line) for line in (reports_dir / f"{name}.jsonl").read_text().splitlines()]
+    assert (finding["category"], finding["salesforce"], finding["quickbooks"], finding["repair"]) == \
+        ("currency-mismatch", "EUR", "USD", None)
 
 
 async def test_a_home_currency_company_is_unchanged(integration: Integration) -> None:
