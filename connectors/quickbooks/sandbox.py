@@ -208,6 +208,30 @@ async def send_invoice(emulator: Mapping[str, Any], args: list[str]) -> str:
     return await send(emulator, args)
 
 
+async def multicurrency(emulator: Mapping[str, Any], args: list[str]) -> str:
+    """Turn multi-currency on in the company with exchange rates (``EUR=1.085``; the demo's when
+    none are given) and add the demo's euro customer."""
+    rates: dict[str, str] = {"EUR": "1.085", "GBP": "1.27"}
+    if args:
+        rates = {}
+        for arg in args:
+            code, sep, rate = arg.partition("=")
+            try:
+                valid = bool(sep) and len(code) == 3 and code.isalpha() and Decimal(rate) > 0
+            except InvalidOperation:
+                valid = False
+            if not valid:
+                raise ValueError(f"not CODE=RATE (home units per one unit, e.g. EUR=1.085): {arg!r}")
+            rates[code.upper()] = rate
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        response = await http.post(f"{str(emulator['baseUrl']).rstrip('/')}/_emulator/multicurrency",
+                                   json={"rates": rates, "demo": True})
+    if response.status_code != 200:
+        raise ValueError(f"quickbooks emulator refused: {response.text[:200]}")
+    shown = ", ".join(f"1 {code} = {rate} USD" for code, rate in response.json()["rates"].items())
+    return f"Multi-currency on (it cannot be turned off); exchange rates: {shown}; euro customer Lumière Maison (EUR)."
+
+
 SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
     SandboxAction("pay", pay, usage="<Invoice Id|DocNumber> <amount>",
                   summary="record a customer payment against an invoice"),
@@ -216,6 +240,8 @@ SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
     SandboxAction("credit", credit, usage="<Invoice Id|DocNumber> <amount>",
                   summary="credit part of an invoice: a credit memo applied to it"),
     SandboxAction("list", list_invoices, summary="invoices, totals and balances"),
+    SandboxAction("currencies", multicurrency, usage="[CODE=RATE ...]",
+                  summary="turn multi-currency on with exchange rates, add a euro customer"),
 )
 
 #: The connector's sandbox; ``plugin.py`` refers to it as ``"connectors.quickbooks.sandbox:SANDBOX"``.

@@ -201,6 +201,21 @@ def sandbox_examples(app: Any) -> Mapping[str, str]:
     return {"accountId": str(linked[0]["Id"])} if linked else {}
 
 
+async def multicurrency(emulator: Mapping[str, Any], args: list[str]) -> str:
+    """Turn multi-currency on in the org (corporate currency first) and add the demo's EUR account
+    with a won EUR deal, whose change events reach the running flows."""
+    currencies = [a.upper() for a in args] or ["USD", "EUR"]
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        response = await http.post(f"{emulator['baseUrl']}/_emulator/multicurrency",
+                                   json={"currencies": currencies, "demo": True})
+    if response.status_code != 200:
+        raise ValueError(f"salesforce emulator refused: {response.text[:200]}")
+    answer = response.json()
+    return (f"Multi-currency on ({', '.join(answer['currencies'])}); won EUR deal "
+            f"{answer['opportunity']} added for Lumière Maison. With currency.enabled auto or on "
+            "(CURRENCY_ENABLED=auto splice serve --sandbox) it is invoiced in euros.")
+
+
 SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
     SandboxAction("close-opportunity", close_opportunity, usage="<Id|Name>",
                   summary="set an opportunity's stage to Closed Won"),
@@ -209,6 +224,8 @@ SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
     SandboxAction("list", list_opportunities, summary="opportunities, stages and invoices"),
     SandboxAction("bill-milestone", bill_milestone, usage="<Id|Name>",
                   summary="set a project milestone's status to Billable"),
+    SandboxAction("eur-deal", multicurrency, usage="[CORPORATE OTHER...]",
+                  summary="turn multi-currency on in the org and add a won EUR deal"),
 )
 
 #: The connector's sandbox; ``plugin.py`` refers to it as ``"connectors.salesforce.sandbox:SANDBOX"``.

@@ -70,6 +70,35 @@ async def test_opportunity_to_invoice(integration: Integration, record_mode: str
     assert invoice["PrivateNote"] == f"Salesforce Opportunity {ids['opportunity']}"
 
 
+def eur_opportunity(it: Integration) -> dict[str, str]:
+    """A won EUR deal of an account that has no QuickBooks customer yet."""
+    account = it.account("Cassette Européenne", BillingCity="Lyon", Billing_Email__c="ap@eu-cassette.example")
+    hours = it.product("Cassette Euro Hours", 120, Family="Services")
+    opp = it.org.create("Opportunity", {"Name": "Euro deal", "AccountId": account, "StageName": "Prospecting",
+                                        "CloseDate": "2026-03-31", "CurrencyIsoCode": "EUR",
+                                        "Pricebook2Id": it.org.standard_pricebook})
+    it.org.create("OpportunityLineItem", {"OpportunityId": opp["Id"], "Quantity": 4, "UnitPrice": 120,
+                                          "PricebookEntryId": it.pricebook_entries[hours]})
+    it.org.update("Opportunity", opp["Id"], {"StageName": "Closed Won"})
+    return {"account": account, "opportunity": str(opp["Id"])}
+
+
+@pytest.mark.splice(environ={"CURRENCY_ENABLED": "auto"},
+                    emulator_options={"salesforce": {"multicurrency": ("USD", "EUR")},
+                                      "quickbooks": {"multicurrency": {"EUR": "1.085"}}})
+async def test_multicurrency_opportunity_to_invoice(integration: Integration, record_mode: str) -> None:
+    """Multi-currency on: the EUR deal's invoice is in euros, at QuickBooks' rate, for the account's
+    EUR customer."""
+    it = integration
+    ids = seeded(record_mode, "multicurrency_opportunity_to_invoice", lambda: eur_opportunity(it))
+    invoice = (await run(it, "opportunity-to-invoice", {"Id": ids["opportunity"]})).payload
+    assert invoice["CurrencyRef"]["value"] == "EUR"
+    assert Decimal(str(invoice["TotalAmt"])) == Decimal("480.00")
+    assert Decimal(str(invoice["ExchangeRate"])) == Decimal("1.085")
+    assert Decimal(str(invoice["HomeTotalAmt"])) == Decimal("520.80")
+    assert invoice["CustomerRef"]["name"] == "Cassette Européenne (EUR)"
+
+
 async def test_account_to_customer(integration: Integration, record_mode: str) -> None:
     it = integration
     ids = seeded(record_mode, "account_to_customer",

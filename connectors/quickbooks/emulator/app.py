@@ -28,7 +28,9 @@ from starlette.routing import Route
 
 from connectors.quickbooks.emulator.batch import metered_items, run_batch
 from connectors.quickbooks.emulator.cdc import changes
+from connectors.quickbooks.emulator.currency import enable_multicurrency, exchange_rate
 from connectors.quickbooks.emulator.demo import seed_company, seed_demo_company
+from connectors.quickbooks.emulator.demo_currency import seed_multicurrency_demo
 from connectors.quickbooks.emulator.entities import ENTITIES, Company
 from connectors.quickbooks.emulator.faults import DroppedConnection, Fault, FaultSwitches
 from connectors.quickbooks.emulator.headers import send_invoice, with_invoice_links
@@ -67,8 +69,11 @@ class Emulator:
                  webhook_format: str = "legacy", webhook_interval: float = 1.0,
                  webhook_transport: httpx.AsyncBaseTransport | None = None,
                  faults: dict[str, Any] | None = None,
-                 sales_tax: Decimal | str | None = None) -> None:
+                 sales_tax: Decimal | str | None = None,
+                 multicurrency: dict[str, Decimal | str] | None = None) -> None:
         self.realms = realms
+        #: Multi-currency on in every company with these exchange rates (None: home currency only).
+        self.multicurrency = multicurrency
         #: Automated sales tax at this rate (percent) in every company; None: no sales tax.
         self.sales_tax = sales_tax
         self.seed = seed
@@ -108,6 +113,10 @@ class Emulator:
                 set_sales_tax(company, self.sales_tax)
             if self.demo:
                 seed_demo_company(company)
+            if self.multicurrency is not None:
+                enable_multicurrency(company, self.multicurrency)
+                if self.demo:
+                    seed_multicurrency_demo(company)
             company.on_change = self.webhooks.notify
             self.companies[realm] = company
         self.webhooks.pending.clear()
@@ -191,6 +200,9 @@ async def _dispatch(em: Emulator, company: Company, request: Request, resource: 
     raw = await request.body()
     if resource == "preferences" and request.method == "GET":
         return _json({"Preferences": company.get("Preferences", "1"), "time": _time(em)})
+    if resource == "exchangerate" and request.method == "GET":
+        rate = exchange_rate(company, query, em.now().date())
+        return _json({"ExchangeRate": rate, "time": _time(em)})
     if resource == "query":
         text = query.get("query") if request.method == "GET" else raw.decode("utf-8")
         found = run_query(company, text or "")
@@ -381,8 +393,8 @@ async def discovery(request: Request) -> Response:
 
 
 async def control(request: Request) -> Response:
-    """``/_emulator/{action}``: faults, reset, entities, tokens, sales-tax, clock, webhooks/flush,
-    state."""
+    """``/_emulator/{action}``: faults, reset, entities, tokens, sales-tax, multicurrency, clock,
+    webhooks/flush, state."""
     em: Emulator = request.app.state.emulator
     action = request.path_params["action"]
     payload: dict[str, Any] = (json.loads(await request.body() or b"{}")
@@ -413,6 +425,20 @@ async def control(request: Request) -> Response:
         for company in em.companies.values():
             set_sales_tax(company, rate)
         return JSONResponse({"rate": None if rate is None else str(rate)})
+    if action == "multicurrency":
+        try:
+            rates = {str(k).upper(): Decimal(str(v)) for k, v in (payload.get("rates") or {}).items()}
+        except ArithmeticError:
+            return JSONResponse({"error": f"rates must be numbers: {payload.get('rates')!r}"}, 400)
+        customers = {}
+        for realm, company in em.companies.items():
+            enable_multicurrency(company, rates)
+            if payload.get("demo"):
+                customers[realm] = seed_multicurrency_demo(company, expect_id=False)["Id"]
+        answer: dict[str, Any] = {"enabled": True, "rates": {k: str(v) for k, v in rates.items()}}
+        if customers:
+            answer["demoCustomers"] = customers
+        return JSONResponse(answer)
     if action == "clock":
         em.time_offset += float(payload.get("advance", 0))
         return JSONResponse({"now": em.now().isoformat()})

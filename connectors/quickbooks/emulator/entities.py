@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from connectors.quickbooks.emulator import creditmemo, jobs, transactions
+from connectors.quickbooks.emulator import creditmemo, currency, jobs, transactions
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.headers import HEADER_LISTS, complete_list_entry
 from connectors.quickbooks.emulator.table import Table
@@ -93,6 +93,8 @@ class Company:
         self.next_doc_number = 1001
         #: requestid -> (status, body) of the first answer.
         self.requests: dict[str, tuple[int, bytes]] = {}
+        #: Currency code -> home units per one unit (multi-currency companies; :mod:`.currency`).
+        self.exchange_rates: dict[str, Decimal] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -262,6 +264,7 @@ class Company:
             record.setdefault("Active", True)
             record.setdefault("PrintOnCheckName", record["DisplayName"])
             if entity == "Customer":
+                currency.customer_currency(self, record, existing)
                 transactions.customer_defaults(self, record, existing)
         elif entity in ("Item", "Account", "Term", "PaymentMethod"):
             required(record, "Name", entity)
@@ -280,10 +283,14 @@ class Company:
         elif entity in HEADER_LISTS:
             complete_list_entry(self, entity, record)
         elif entity == "Invoice":
+            currency.transaction_currency(self, record)
             transactions.complete_invoice(self, record, options, existing)
+            currency.home_amounts(self, record)
         elif entity == "Payment":
+            currency.transaction_currency(self, record)
             transactions.complete_payment(self, record, existing)
             creditmemo.check_payment_credits(self, record, existing)
+            currency.home_amounts(self, record)
         elif entity == "CreditMemo":
             creditmemo.complete_credit_memo(self, record, options, existing)
         elif entity == "RefundReceipt":

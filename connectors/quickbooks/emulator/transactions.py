@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from connectors.quickbooks.emulator import jobs
+from connectors.quickbooks.emulator.currency import home_amounts
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.headers import complete_header
 from connectors.quickbooks.emulator.salestax import sales_tax
@@ -254,6 +255,7 @@ def _rebalance(company: Company, invoice_ids: set[str]) -> None:
         if invoice is None:
             continue
         invoice["Balance"] = invoice["TotalAmt"] - _paid(company, invoice_id)
+        home_amounts(company, invoice)
         payments = sorted({pid for pid, p in company.tables["Payment"].items()
                            if any(txn == invoice_id for _, txn in _links(p))}, key=int)
         invoice["LinkedTxn"] = [{"TxnId": pid, "TxnType": "Payment"} for pid in payments]
@@ -300,5 +302,6 @@ def void(company: Company, entity: str, record: dict[str, Any]) -> None:
         record["Balance"] = ZERO
         record["TxnTaxDetail"] = {"TotalTax": ZERO}
     record["TotalAmt"] = ZERO
+    home_amounts(company, record)
     record["PrivateNote"] = "Voided" + (f" - {record['PrivateNote']}" if record.get("PrivateNote") else "")
     _rebalance(company, touched)

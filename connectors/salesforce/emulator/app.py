@@ -15,9 +15,11 @@ from starlette.routing import Route
 from connectors.salesforce.emulator.bulk import BULK_ROUTES
 from connectors.salesforce.emulator.cometd import cometd_endpoint
 from connectors.salesforce.emulator.composite import COMPOSITE_ROUTE
+from connectors.salesforce.emulator.demo_currency import seed_multicurrency_demo
 from connectors.salesforce.emulator.errors import ApiError
 from connectors.salesforce.emulator.ids import parse_any_datetime
 from connectors.salesforce.emulator.ingest import INGEST_ROUTES
+from connectors.salesforce.emulator.multicurrency import enable_multicurrency
 from connectors.salesforce.emulator.oauth import token_endpoint
 from connectors.salesforce.emulator.rest import ROUTES, _row, versions
 from connectors.salesforce.emulator.state import Emulator, EmulatorOptions
@@ -117,6 +119,23 @@ async def _records(request: Request) -> Response:
         return JSONResponse(error.body(), status_code=error.status)
 
 
+async def _multicurrency(request: Request) -> Response:
+    """Turn multi-currency on (``{"currencies": ["USD", "EUR"], "demo": true}``), as an admin does;
+    ``demo`` adds the euro account and its won deal, with their change events."""
+    emu: Emulator = request.app.state.emulator
+    body: dict[str, Any] = await request.json() if await request.body() else {}
+    currencies = tuple(str(c).upper() for c in body.get("currencies") or ("USD", "EUR"))
+    if not currencies or any(len(c) != 3 or not c.isalpha() for c in currencies):
+        return JSONResponse([{"message": f"not ISO currency codes: {list(currencies)}",
+                              "errorCode": "INVALID_INPUT"}], status_code=400)
+    if not emu.org.currencies:
+        enable_multicurrency(emu.org, currencies)
+    answer: dict[str, Any] = {"currencies": list(emu.org.currencies)}
+    if body.get("demo"):
+        answer["opportunity"] = seed_multicurrency_demo(emu.org, linked=False, events=True)
+    return JSONResponse(answer)
+
+
 def create_app(**options: Any) -> Starlette:
     """A fresh Salesforce emulator; ``options`` are :class:`EmulatorOptions` fields.
 
@@ -134,6 +153,7 @@ def create_app(**options: Any) -> Starlette:
         Route("/_emulator/reset", _reset, methods=["POST"]),
         Route("/_emulator/expire-tokens", _expire, methods=["POST"]),
         Route("/_emulator/stats", _stats, methods=["GET"]),
+        Route("/_emulator/multicurrency", _multicurrency, methods=["POST"]),
         Route("/_emulator/records/{obj}", _records, methods=["GET", "POST"]),
         Route("/_emulator/records/{obj}/{rid}", _records, methods=["PATCH", "DELETE"]),
     ])

@@ -7,6 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from connectors.salesforce.emulator.errors import ApiError
+from connectors.salesforce.emulator.multicurrency import apply_currency
 from connectors.salesforce.emulator.schema import ADDRESS_PARTS, STAGES
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ def apply_derived(org: Org, obj: str, record: dict[str, Any], given: set[str], *
     if deleting:
         return rollup(org, record.get("OpportunityId")) if obj == "OpportunityLineItem" else []
     _addresses(org, obj, record)
+    apply_currency(org, obj, record, given, creating=creating)
     if obj == "Contact":
         record["Name"] = " ".join(p for p in (record.get("FirstName"), record.get("LastName")) if p)
     elif obj == "Opportunity":

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.salesforce.emulator.demo import seed_demo
+from connectors.salesforce.emulator.demo_currency import seed_multicurrency_demo
 from connectors.salesforce.emulator.errors import ApiError
 from connectors.salesforce.emulator.faults import Faults
+from connectors.salesforce.emulator.multicurrency import enable_multicurrency
 from connectors.salesforce.emulator.store import Org
 
 __all__ = ["Emulator", "EmulatorOptions"]
@@ -40,6 +42,8 @@ class EmulatorOptions:
     max_cursors: int = 10
     event_retention: int = 100_000
     seed: dict[str, list[dict[str, Any]]] | None = None
+    #: Multi-currency on with these currencies (the first is corporate); None: single currency.
+    multicurrency: tuple[str, ...] | None = None
     faults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -62,8 +66,12 @@ class Emulator:
         self.ingest_jobs: dict[str, dict[str, Any]] = {}
         self.streaming_clients: dict[str, dict[str, Any]] = {}
         self.request_count = 0
+        if self.options.multicurrency:
+            enable_multicurrency(self.org, tuple(self.options.multicurrency))
         if self.options.demo:
             seed_demo(self.org)
+            if self.options.multicurrency:
+                seed_multicurrency_demo(self.org)
         for obj, records in (self.options.seed or {}).items():
             for record in records:
                 self.org.create(obj, record)

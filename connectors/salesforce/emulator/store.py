@@ -44,6 +44,8 @@ class Org:
     def __init__(self, *, api_version: str = "66.0", event_retention: int = 100_000) -> None:
         self.api_version = api_version
         self.schemas: dict[str, ObjectDef] = build_schemas()
+        #: Active currencies when the org has multi-currency (the first is corporate); () if not.
+        self.currencies: tuple[str, ...] = ()
         self._by_lower = {name.lower(): name for name in self.schemas}
         self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.schemas}
         self.deleted: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.schemas}
