@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.quickbooks.emulator.entities import Company
+from connectors.quickbooks.emulator.salesforms import seed_payment_methods
 from connectors.quickbooks.emulator.salestax import set_sales_tax
 
 __all__ = ["DEMO_CUSTOMERS", "DEMO_INVOICES", "DEMO_ITEMS", "DEMO_SALES_TAX", "DEMO_VENDORS",
@@ -82,6 +83,7 @@ def seed_company(company: Company, *, customers: bool = True) -> None:
         accounts[name] = company.create("Account", {"Name": name, "AccountType": kind,
                                                     "AccountSubType": sub}, {})
     company.create("Term", {"Name": "Net 30", "DueDays": 30}, {})
+    seed_payment_methods(company)
     company.create("Term", {"Name": "Due on receipt", "DueDays": 0}, {})
     for code, name, taxable in (("TAX", "Taxable", True), ("NON", "Non-Taxable", False)):
         company.tables["TaxCode"][code] = {

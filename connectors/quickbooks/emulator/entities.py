@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from connectors.quickbooks.emulator import transactions
+from connectors.quickbooks.emulator import salesforms, transactions
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.table import Table
 from connectors.quickbooks.emulator.validation import check_record
@@ -26,18 +26,21 @@ __all__ = ["ENTITIES", "NAME_LISTS", "Company", "company_time", "not_found"]
 #: URL segment -> entity name.
 ENTITIES = {name.lower(): name for name in (
     "Customer", "Vendor", "Employee", "Item", "Invoice", "Payment", "Account", "TaxCode", "TaxRate",
-    "Term", "CompanyInfo", "Preferences")}
+    "Term", "CompanyInfo", "Preferences", "SalesReceipt", "Estimate", "PaymentMethod")}
 #: Read-only here: seeded with the company, never created through the API.
 READ_ONLY_ENTITIES = frozenset({"TaxCode", "TaxRate", "CompanyInfo", "Preferences"})
 #: Entities that are made inactive instead of deleted, and whose queries hide inactive rows.
 NAME_LISTS = frozenset({"Customer", "Vendor", "Employee", "Item", "Account", "TaxCode", "TaxRate",
-                        "Term"})
+                        "Term", "PaymentMethod"})
+#: Transactions that are voided (kept with zero amounts) rather than only deleted.
+VOIDABLE = frozenset({"Invoice", "Payment", "SalesReceipt"})
 READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "time", "status",
                        "FullyQualifiedName", "Level", "BalanceWithJobs", "HomeBalance",
                        "HomeTotalAmt", "UnappliedAmt", "CurrentBalance",
                        "CurrentBalanceWithSubAccounts"})
 _NAME_FIELD = {"Customer": "DisplayName", "Vendor": "DisplayName", "Employee": "DisplayName",
-               "Item": "Name", "Account": "Name", "Term": "Name", "TaxCode": "Name"}
+               "Item": "Name", "Account": "Name", "Term": "Name", "TaxCode": "Name",
+               "PaymentMethod": "Name"}
 _PEOPLE = ("Customer", "Vendor", "Employee")
 PACIFIC = timezone(timedelta(hours=-7))
 
@@ -187,7 +190,7 @@ class Company:
         if str(body.get("sparse")).lower() == "true":
             merged = {**{k: v for k, v in current.items() if k not in READ_ONLY}, **changes}
         else:
-            keep = ("Balance", "TotalAmt", "LinkedTxn") if entity == "Invoice" else ()
+            keep = ("Balance", "TotalAmt", "LinkedTxn") if entity in ("Invoice", "Estimate") else ()
             merged = {**changes, **{k: current[k] for k in keep if k in current}}
         merged = self._complete(entity, merged, options, existing=current)
         for key in [k for k in current if k not in READ_ONLY]:
@@ -219,7 +222,7 @@ class Company:
         """Void a transaction: kept, amounts zeroed, PrivateNote prefixed."""
         body = clean(body)
         current = self.get(entity, str(required(body, "Id", entity)))
-        if entity not in ("Invoice", "Payment"):
+        if entity not in VOIDABLE:
             raise Fault("500", "Unsupported Operation", f"Operation Void is not supported for {entity}")
         if str(body.get("SyncToken")) != current["SyncToken"]:
             raise Fault("5010", "Stale Object Error", "Stale Object Error : the object changed")
@@ -244,7 +247,7 @@ class Company:
             record.setdefault("PrintOnCheckName", record["DisplayName"])
             if entity == "Customer":
                 transactions.customer_defaults(self, record, existing)
-        elif entity in ("Item", "Account", "Term"):
+        elif entity in ("Item", "Account", "Term", "PaymentMethod"):
             required(record, "Name", entity)
             record.setdefault("Active", True)
             if entity == "Item":
@@ -253,6 +256,8 @@ class Company:
                 required(record, "AccountType", entity)
                 record.setdefault("FullyQualifiedName", record["Name"])
                 record.setdefault("CurrentBalance", Decimal("0"))
+            elif entity == "PaymentMethod":
+                record.setdefault("Type", "NON_CREDIT_CARD")
             else:
                 record.setdefault("Type", "STANDARD")
                 record.setdefault("DueDays", 30)
@@ -260,6 +265,10 @@ class Company:
             transactions.complete_invoice(self, record, options, existing)
         elif entity == "Payment":
             transactions.complete_payment(self, record, existing)
+        elif entity == "SalesReceipt":
+            salesforms.complete_sales_receipt(self, record, options, existing)
+        elif entity == "Estimate":
+            salesforms.complete_estimate(self, record, options, existing)
         self._check_name(entity, record, own_id)
         return record
 

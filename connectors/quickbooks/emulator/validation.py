@@ -32,6 +32,10 @@ FILTERABLE: dict[str, frozenset[str]] = {
     "Invoice": _META | {"DocNumber", "TxnDate", "DueDate", "CustomerRef", "TotalAmt", "Balance",
                         "EmailStatus", "DepartmentRef"},
     "Payment": _META | {"TxnDate", "CustomerRef", "TotalAmt"},
+    "SalesReceipt": _META | {"DocNumber", "TxnDate", "CustomerRef", "TotalAmt", "DepartmentRef"},
+    "Estimate": _META | {"DocNumber", "TxnDate", "CustomerRef", "TotalAmt", "TxnStatus",
+                         "ExpirationDate", "DepartmentRef"},
+    "PaymentMethod": _META | {"Name", "Active", "Type"},
     "Term": _META | {"Name", "Active"},
     "TaxCode": _META | {"Name", "Active"},
     "TaxRate": _META | {"Name", "Active"},
@@ -49,6 +53,7 @@ _NAME_FIELDS: dict[str, tuple[str, ...]] = {
 _EMAIL_FIELDS: dict[str, tuple[str, ...]] = {
     "Customer": ("PrimaryEmailAddr",), "Vendor": ("PrimaryEmailAddr",),
     "Employee": ("PrimaryEmailAddr",), "Invoice": ("BillEmail", "BillEmailCc", "BillEmailBcc"),
+    "SalesReceipt": ("BillEmail",), "Estimate": ("BillEmail",),
 }
 _EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;.]+$")
 _DOC_NUMBER_MAX = 21
@@ -75,7 +80,7 @@ def check_record(entity: str, record: dict[str, Any]) -> None:
                         f"Email Address does not conform to the syntax rules of RFC 822. "
                         f"Supplied value:{address}", element=f"{name}.Address")
     number = record.get("DocNumber")
-    if entity == "Invoice" and number is not None and len(str(number)) > _DOC_NUMBER_MAX:
+    if entity in ("Invoice", "SalesReceipt", "Estimate") and number is not None and len(str(number)) > _DOC_NUMBER_MAX:
         raise Fault("2050", "String length is either shorter or longer than supported by "
                     "specification",
                     f"String length specified does not match the supported length. Min:0 "
