@@ -179,7 +179,10 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
                             ("Invoice_Status__c", "string", "cun"), ("Payment_Status__c", "picklist", "cun"),
                             ("Amount_Paid__c", "currency", "cun"), ("Balance_Due__c", "currency", "cun"),
                             ("Last_Payment_Date__c", "date", "cun"), ("QB_Sync_Error__c", "textarea", "cun"),
-                            ("QB_SyncToken__c", "string", "cun")]),
+                            ("QB_SyncToken__c", "string", "cun"),
+                            ("QuickBooks_Transaction_Type__c", "picklist", "cun"),
+                            ("QuickBooks_Estimate_Id__c", "string", "cun"),
+                            ("QuickBooks_Estimate_Number__c", "string", "cun")]),
     "OpportunityLineItem": ("00k", [("OpportunityId", "reference:Opportunity:Opportunity", "c"),
                                     ("PricebookEntryId", "reference:PricebookEntry:PricebookEntry", "cn"),
                                     ("Product2Id", "reference:Product2:Product2", "cnd"),
@@ -193,7 +196,8 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
 
 _PICKLISTS = {("Opportunity", "StageName"): tuple(STAGES),
               ("Opportunity", "ForecastCategoryName"): ("Pipeline", "Best Case", "Commit", "Closed", "Omitted"),
-              ("Opportunity", "Payment_Status__c"): ("Unpaid", "Partially Paid", "Paid", "Voided", "Deleted")}
+              ("Opportunity", "Payment_Status__c"): ("Unpaid", "Partially Paid", "Paid", "Voided", "Deleted"),
+              ("Opportunity", "QuickBooks_Transaction_Type__c"): ("Invoice", "Sales Receipt", "Estimate")}
 
 
 def _field(obj: str, name: str, kind: str, flags: str) -> FieldDef:
