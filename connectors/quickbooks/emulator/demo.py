@@ -15,6 +15,7 @@ share are written down in both demo modules, since neither package imports the o
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +23,7 @@ from connectors.quickbooks.emulator.entities import Company
 from connectors.quickbooks.emulator.salesforms import seed_payment_methods
 from connectors.quickbooks.emulator.salestax import set_sales_tax
 
-__all__ = ["DEMO_CUSTOMERS", "DEMO_INVOICES", "DEMO_ITEMS", "DEMO_SALES_TAX", "DEMO_VENDORS",
+__all__ = ["DEMO_CUSTOMERS", "DEMO_ESTIMATES", "DEMO_INVOICES", "DEMO_ITEMS", "DEMO_SALES_TAX", "DEMO_VENDORS",
            "seed_company",
            "seed_demo_company"]
 
@@ -47,6 +48,13 @@ DEMO_CUSTOMERS: tuple[tuple[str, str, str, str, str, str], ...] = (
 #: DisplayName is unique across customers, vendors and employees, its customer takes another.
 DEMO_VENDORS: tuple[tuple[str, str], ...] = (
     ("Pinewood Supplies", "orders@pinewood-supplies.example"),
+)
+
+#: (Id, customer Id, opportunity Id, TxnDate, ((Sku, Qty), ...)): the Pending estimates of Estimate
+#: deals not won yet ("Globex - Gadget refresh"), numbered as the flows number them; closing the
+#: deal in Salesforce invoices it from its estimate.
+DEMO_ESTIMATES: tuple[tuple[Any, ...], ...] = (
+    ("30", "15", "006Rx000035ibEXIAY", "2026-11-16", (("GAD-200", 25),)),
 )
 
 #: The automated sales tax rate (percent) the demo company turned on after its first invoices.
@@ -176,6 +184,24 @@ def seed_demo_company(company: Company) -> None:
     for name, email in DEMO_VENDORS:  # after the rest: the ids above stay as the Salesforce demo has them
         company.create("Vendor", {"DisplayName": name, "CompanyName": name,
                                   "PrimaryEmailAddr": {"Address": email}}, {})
+    seed_demo_estimates(company, items)
+
+
+def seed_demo_estimates(company: Company, items: dict[str, dict[str, Any]]) -> None:
+    """The estimates of :data:`DEMO_ESTIMATES`, Pending, as the flows write them."""
+    for expected, customer_id, opportunity, when, lines in DEMO_ESTIMATES:
+        estimate = company.create("Estimate", {
+            "DocNumber": "SF-" + opportunity[:15], "TxnDate": when, "CustomerRef": {"value": customer_id},
+            "ExpirationDate": (date.fromisoformat(when) + timedelta(days=30)).isoformat(),
+            "PrivateNote": f"Salesforce Opportunity {opportunity}",
+            "Line": [{"DetailType": "SalesItemLineDetail", "Amount": items[sku]["UnitPrice"] * qty,
+                      "Description": items[sku]["Name"],
+                      "SalesItemLineDetail": {
+                          "ItemRef": {"value": items[sku]["Id"]}, "Qty": qty,
+                          "UnitPrice": items[sku]["UnitPrice"],
+                          "TaxCodeRef": {"value": "TAX" if items[sku]["Taxable"] else "NON"}}}
+                     for sku, qty in lines]}, {})
+        assert estimate["Id"] == expected, "demo ids must match the Salesforce demo"
 
 
 def _term(company: Company, name: str) -> str:
