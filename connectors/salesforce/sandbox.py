@@ -20,6 +20,7 @@ import httpx
 
 from connectors.salesforce.config import DEFAULT_API_VERSION
 from connectors.salesforce.emulator import create_app
+from connectors.salesforce.emulator.schema import STAGES
 from runtime import SandboxAction, SandboxSpec, SandboxTarget
 
 __all__ = ["SANDBOX", "SANDBOX_ACTIONS", "SANDBOX_CLIENT_ID", "SANDBOX_CLIENT_SECRET",
@@ -81,34 +82,59 @@ async def close_opportunity(emulator: Mapping[str, Any], args: list[str]) -> str
     """Set an opportunity (by Id or name) to Closed Won, as a salesperson would."""
     if not args:
         raise ValueError("usage: splice sandbox close-opportunity <Id|Name>")
-    wanted = " ".join(args)
     async with httpx.AsyncClient(timeout=10.0) as http:
         api = await _login(http, emulator)
-        fields = "Id, Name, StageName, Amount, Account.Name"
-        if _ID.match(wanted):
-            rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Id = {_quote(wanted)}")
-        else:
-            rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Name = "
-                                          f"{_quote(wanted)}")
-            if not rows:
-                like = wanted.replace("%", "").replace("_", "")
-                rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Name LIKE "
-                                              f"{_quote('%' + like + '%')} ORDER BY Name")
-        if not rows:
-            raise ValueError(f"no opportunity matches {wanted!r} (see: splice sandbox list)")
-        if len(rows) > 1:
-            names = "; ".join(r["Name"] for r in rows[:5])
-            raise ValueError(f"{len(rows)} opportunities match {wanted!r}: {names}; give the Id "
-                             "or the whole name")
-        row = rows[0]
+        row = await _one_opportunity(http, api, " ".join(args))
         if row["StageName"] == "Closed Won":
             return f"{row['Name']} ({row['Id']}) is already Closed Won"
-        response = await http.patch(f"{api}/sobjects/Opportunity/{row['Id']}",
-                                    json={"StageName": "Closed Won"})
-        if response.status_code != 204:
-            raise ValueError(f"salesforce emulator refused the update: {response.text[:200]}")
+        await _set_stage(http, api, row, "Closed Won")
     return (f"Closed Won: {row['Name']} ({row['Id']}), amount {row['Amount']}, was "
             f"{row['StageName']}. Watch splice serve's console for its invoice.")
+
+
+async def move_opportunity(emulator: Mapping[str, Any], args: list[str]) -> str:
+    """Move an opportunity (by Id or name) to another stage of the sales process, as a salesperson
+    would: an Estimate deal moved to an estimate stage gets its QuickBooks estimate."""
+    stage = next((s for s in sorted(STAGES, key=len, reverse=True)
+                  if " ".join(args).endswith(" " + s)), None)
+    if stage is None:
+        raise ValueError("usage: splice sandbox move-opportunity <Id|Name> <Stage>; stages: "
+                         + ", ".join(STAGES))
+    wanted = " ".join(args)[:-len(stage)].strip()
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        api = await _login(http, emulator)
+        row = await _one_opportunity(http, api, wanted)
+        if row["StageName"] == stage:
+            return f"{row['Name']} ({row['Id']}) is already at {stage}"
+        await _set_stage(http, api, row, stage)
+    return f"{stage}: {row['Name']} ({row['Id']}), was {row['StageName']}."
+
+
+async def _set_stage(http: httpx.AsyncClient, api: str, row: Mapping[str, Any], stage: str) -> None:
+    response = await http.patch(f"{api}/sobjects/Opportunity/{row['Id']}", json={"StageName": stage})
+    if response.status_code != 204:
+        raise ValueError(f"salesforce emulator refused the update: {response.text[:200]}")
+
+
+async def _one_opportunity(http: httpx.AsyncClient, api: str, wanted: str) -> dict[str, Any]:
+    """The one opportunity ``wanted`` names (its Id, its whole name, or a part of its name)."""
+    fields = "Id, Name, StageName, Amount, Account.Name"
+    if _ID.match(wanted):
+        rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Id = {_quote(wanted)}")
+    else:
+        rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Name = "
+                                      f"{_quote(wanted)}")
+        if not rows:
+            like = wanted.replace("%", "").replace("_", "")
+            rows = await _soql(http, api, f"SELECT {fields} FROM Opportunity WHERE Name LIKE "
+                                          f"{_quote('%' + like + '%')} ORDER BY Name")
+    if not rows:
+        raise ValueError(f"no opportunity matches {wanted!r} (see: splice sandbox list)")
+    if len(rows) > 1:
+        names = "; ".join(r["Name"] for r in rows[:5])
+        raise ValueError(f"{len(rows)} opportunities match {wanted!r}: {names}; give the Id "
+                         "or the whole name")
+    return rows[0]
 
 
 async def list_opportunities(emulator: Mapping[str, Any], args: list[str]) -> str:
@@ -141,6 +167,9 @@ def sandbox_examples(app: Any) -> Mapping[str, str]:
 SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
     SandboxAction("close-opportunity", close_opportunity, usage="<Id|Name>",
                   summary="set an opportunity's stage to Closed Won"),
+    SandboxAction("move-opportunity", move_opportunity, usage="<Id|Name> <Stage>",
+                  summary="move an opportunity to another stage (an Estimate deal at an estimate "
+                          "stage gets its estimate)"),
     SandboxAction("list", list_opportunities, summary="opportunities, stages and invoices"),
 )
 

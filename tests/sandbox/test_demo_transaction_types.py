@@ -13,7 +13,14 @@ from connectors.quickbooks.emulator import create_app as create_quickbooks
 from connectors.quickbooks.emulator.app import DEFAULT_REALM
 from connectors.quickbooks.emulator.demo import seed_demo_company
 from connectors.salesforce.emulator import create_app as create_salesforce
+from connectors.salesforce.sandbox import (
+    SANDBOX_CLIENT_ID,
+    SANDBOX_CLIENT_SECRET,
+    move_opportunity,
+    sandbox_settings,
+)
 from tests.support.flows import Integration, open_integration
+from tests.support.servers import serve_in_thread
 
 
 def named(it: Integration, name: str) -> dict[str, Any]:
@@ -65,3 +72,21 @@ async def test_the_demo_deals_are_synced_by_their_transaction_type(anyio_backend
         estimate = it.company.tables["Estimate"]["30"]
         assert estimate["TxnStatus"] == "Closed"
         assert estimate["LinkedTxn"] == [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]
+
+
+@pytest.mark.anyio
+async def test_move_opportunity_sets_a_stage_as_a_salesperson_would(anyio_backend: str) -> None:
+    """`splice sandbox move-opportunity <Id|Name> <Stage>`: a stage with spaces and a slash is
+    read from the end; an unknown stage says which there are."""
+    app = create_salesforce(demo=True, clients={SANDBOX_CLIENT_ID: SANDBOX_CLIENT_SECRET})
+    with serve_in_thread(app, lifespan="off") as base:
+        emulator = {"baseUrl": base, "settings": sandbox_settings(base)}
+        said = await move_opportunity(emulator, ["Initech", "-", "Support", "plan", "Negotiation/Review"])
+        assert said.startswith("Negotiation/Review: Initech - Support plan") and "was Proposal/Price Quote" in said
+        again = await move_opportunity(emulator, ["Initech - Support plan", "Negotiation/Review"])
+        assert "is already at Negotiation/Review" in again
+        with pytest.raises(ValueError, match="stages: Prospecting"):
+            await move_opportunity(emulator, ["Initech - Support plan", "Won"])
+    [deal] = [o for o in app.state.emulator.org.records["Opportunity"].values()
+              if o["Name"] == "Initech - Support plan"]
+    assert deal["StageName"] == "Negotiation/Review"

@@ -96,4 +96,4 @@ def test_sandbox_actions_explain_what_is_missing(tmp_path: Path) -> None:
     assert down.returncode == 1
     assert down.stderr.startswith("splice: no splice serve answers at http://127.0.0.1:9")
     unknown = splice("sandbox", "close-opportunityy")
-    assert unknown.returncode == 2 and "actions: close-opportunity, list, pay" in unknown.stderr
+    assert unknown.returncode == 2 and "actions: close-opportunity, list, move-opportunity, pay" in unknown.stderr
