@@ -7,11 +7,14 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import anyio
 import pytest
 
-from tests.support.flows import Integration
+from runtime.testing import wait_until
+from tests.support.flows import Integration, open_integration
 
 pytestmark = pytest.mark.anyio
+FAST = {"TRIGGERS_FALLBACK_INTERVAL": "100ms", "TRIGGERS_RETRY_STREAM_AFTER": "300ms"}
 
 
 def seed_deal(it: Integration, kind: str | None, *, stage: str = "Closed Won") -> str:
@@ -144,3 +147,47 @@ async def test_the_reconciliation_repair_makes_a_sales_receipt_and_then_finds_it
     summary = json.loads(report.with_suffix(".json").read_text())
     assert summary["checked"] == 1 and summary["findingsCount"] == 0
     assert report.with_suffix(".jsonl").read_text() == ""
+
+
+async def test_without_the_transaction_type_field_every_won_deal_is_invoiced(anyio_backend: str) -> None:
+    """salesforce.fields.transaction-type empty (an org without the picklist): a deal marked Sales
+    Receipt is invoiced, and no estimate is made at an estimate stage."""
+    async with open_integration({"SALESFORCE_FIELDS_TRANSACTION_TYPE": ""}) as it:
+        opp = seed_deal(it, "Sales Receipt")
+        outcome = await it.run("opportunity-to-invoice", {"Id": opp})
+        assert outcome.status == "completed", outcome.error
+        [invoice] = it.table("Invoice")
+        assert it.record("Opportunity", opp)["QuickBooks_Invoice_Id__c"] == invoice["Id"]
+        assert it.table("SalesReceipt") == []
+        early = seed_deal(it, "Estimate", stage="Proposal/Price Quote")
+        outcome = await it.run("opportunity-to-estimate", it.record("Opportunity", early))
+        assert outcome.status == "completed", outcome.error
+        assert it.table("Estimate") == []
+
+
+@pytest.mark.splice(environ=FAST, emulator_options={"salesforce": {"long_poll_timeout": 0.2}})
+async def test_under_the_real_triggers_an_estimate_deal_is_estimated_then_invoiced_from_it(
+        integration: Integration) -> None:
+    """Change Data Capture: the deal moved to an estimate stage gets its estimate, then won, its
+    invoice linked to the estimate, which is Closed; one of each."""
+    it = integration
+    opp = seed_deal(it, "Estimate", stage="Qualification")
+    emulator = it.sf_app.state.emulator
+
+    def subscribed() -> bool:
+        return any(len(c["subscriptions"]) >= 1 for c in emulator.streaming_clients.values())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(it.runtime.run_triggers)
+        await wait_until(subscribed, within=15)
+        it.org.update("Opportunity", opp, {"StageName": "Proposal/Price Quote"})
+        await wait_until(lambda: bool(it.record("Opportunity", opp)["QuickBooks_Estimate_Id__c"]), within=15,
+                         what="the estimate's id written back")
+        it.org.update("Opportunity", opp, {"StageName": "Closed Won"})
+        await wait_until(lambda: bool(it.record("Opportunity", opp)["QuickBooks_Invoice_Id__c"]), within=15,
+                         what="the invoice's id written back")
+        it.runtime.request_stop()
+    [estimate] = it.table("Estimate")
+    [invoice] = it.table("Invoice")
+    assert invoice["LinkedTxn"] == [{"TxnId": estimate["Id"], "TxnType": "Estimate"}]
+    assert estimate["TxnStatus"] == "Closed"
