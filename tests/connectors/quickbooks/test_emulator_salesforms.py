@@ -149,3 +149,26 @@ async def test_cdc_reports_sales_receipts_and_estimates(http: httpx.AsyncClient)
     ids = {name: [r["Id"] for r in group[name]] for group in groups for name in group
            if name in ("SalesReceipt", "Estimate")}
     assert ids == {"SalesReceipt": [receipt["Id"]], "Estimate": [estimate["Id"]]}
+
+
+async def test_webhooks_announce_receipts_estimates_and_the_closing(anyio_backend: str) -> None:
+    """Create events for both forms, and an Update of the estimate an invoice closes."""
+    from connectors.quickbooks.emulator import create_app
+
+    app = create_app(refresh_token=SEED_REFRESH_TOKEN, webhook_url="http://hooks.test/quickbooks")
+    emulator = app.state.emulator
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://qb.test") as client:
+        token = await _refresh(client, SEED_REFRESH_TOKEN)
+        client.headers.update({"Authorization": f"Bearer {token.json()['access_token']}",
+                               "Accept": "application/json"})
+        emulator.webhooks.pending.clear()
+        receipt = await _post(client, "SalesReceipt", {"Line": [HOURS]})
+        estimate = await _post(client, "Estimate", {"CustomerRef": {"value": "11"}, "Line": [HOURS]})
+        invoice = await _post(client, "Invoice", {
+            "CustomerRef": {"value": "11"}, "Line": [HOURS],
+            "LinkedTxn": [{"TxnId": estimate["Id"], "TxnType": "Estimate"}]})
+    events = [(entity, eid, op) for _realm, entity, eid, op, _when in emulator.webhooks.pending]
+    assert ("SalesReceipt", receipt["Id"], "Create") in events
+    assert ("Estimate", estimate["Id"], "Create") in events
+    assert ("Estimate", estimate["Id"], "Update") in events
+    assert ("Invoice", invoice["Id"], "Create") in events
