@@ -147,6 +147,14 @@ async def test_the_reconciliation_repair_makes_a_sales_receipt_and_then_finds_it
     summary = json.loads(report.with_suffix(".json").read_text())
     assert summary["checked"] == 1 and summary["findingsCount"] == 0
     assert report.with_suffix(".jsonl").read_text() == ""
+    # Marked Unpaid by hand: the repair writes it Paid again from its receipt (not "Deleted": it
+    # has no invoice whose payments could be read).
+    it.org.update("Opportunity", opp, {"Payment_Status__c": "Unpaid", "Amount_Paid__c": 0})
+    repaired = await it.run("nightly-reconciliation", {**window, "repair": True})
+    assert repaired.status == "completed", repaired.error
+    written = it.record("Opportunity", opp)
+    assert (written["Payment_Status__c"], written["Amount_Paid__c"]) == ("Paid", 1649.5)
+    assert len(it.table("SalesReceipt")) == 1 and it.table("Invoice") == []
 
 
 async def test_without_the_transaction_type_field_every_won_deal_is_invoiced(anyio_backend: str) -> None:
