@@ -199,3 +199,30 @@ async def test_under_the_real_triggers_an_estimate_deal_is_estimated_then_invoic
     [invoice] = it.table("Invoice")
     assert invoice["LinkedTxn"] == [{"TxnId": estimate["Id"], "TxnType": "Estimate"}]
     assert estimate["TxnStatus"] == "Closed"
+
+
+async def test_a_voided_or_deleted_sales_receipt_reaches_its_opportunity(integration: Integration) -> None:
+    """A SalesReceipt event (webhook or CDC) writes the receipt's state: Paid on its date, then
+    Voided once voided in QuickBooks, Deleted once deleted."""
+    it = integration
+    opp = seed_deal(it, "Sales Receipt")
+    assert (await it.run("opportunity-to-invoice", it.record("Opportunity", opp))).status == "completed"
+    [receipt] = it.table("SalesReceipt")
+
+    async def event(operation: str) -> None:
+        outcome = await it.run("payment-to-salesforce", {}, {"entity": "SalesReceipt",
+                                                             "entityId": receipt["Id"], "operation": operation})
+        assert outcome.status == "completed", outcome.error
+
+    await event("Create")
+    written = it.record("Opportunity", opp)
+    assert (written["Payment_Status__c"], written["Last_Payment_Date__c"]) == ("Paid", receipt["TxnDate"])
+    it.company.void("SalesReceipt", {"Id": receipt["Id"], "SyncToken": receipt["SyncToken"]})
+    await event("Void")
+    written = it.record("Opportunity", opp)
+    assert (written["Payment_Status__c"], written["Amount_Paid__c"], written["Balance_Due__c"]) == ("Voided", 0, 0)
+    voided = it.company.tables["SalesReceipt"][receipt["Id"]]
+    it.company.delete("SalesReceipt", {"Id": voided["Id"], "SyncToken": voided["SyncToken"]})
+    await event("Delete")
+    written = it.record("Opportunity", opp)
+    assert written["Payment_Status__c"] == "Deleted" and written["QuickBooks_Invoice_Link__c"] is None
