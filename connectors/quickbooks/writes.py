@@ -100,9 +100,13 @@ def writable(record: Mapping[str, Any], entity: str = "") -> dict[str, Any]:
     drop = set(READ_ONLY)
     if entity not in _TOTAL_WRITABLE:
         drop.add("TotalAmt")
-    if entity in _LINKS_COMPUTED:
-        drop.add("LinkedTxn")
     out = {k: v for k, v in record.items() if k not in drop}
+    if entity in _LINKS_COMPUTED and "LinkedTxn" in out:
+        # Payments are linked by QuickBooks; the estimate an invoice is made from, by the client.
+        made_from = [link for link in out.pop("LinkedTxn") or []
+                     if isinstance(link, Mapping) and link.get("TxnType") == "Estimate"]
+        if made_from:
+            out["LinkedTxn"] = made_from
     try:
         return fill_line_amounts(out)
     except ValueError as exc:

@@ -20,6 +20,7 @@ import httpx
 
 from connectors.salesforce.config import DEFAULT_API_VERSION
 from connectors.salesforce.emulator import create_app
+from connectors.salesforce.emulator.schema import STAGES
 from runtime import SandboxAction, SandboxSpec, SandboxTarget
 
 __all__ = ["SANDBOX", "SANDBOX_ACTIONS", "SANDBOX_CLIENT_ID", "SANDBOX_CLIENT_SECRET",
@@ -102,16 +103,12 @@ async def close_opportunity(emulator: Mapping[str, Any], args: list[str]) -> str
     """Set an opportunity (by Id or name) to Closed Won, as a salesperson would."""
     if not args:
         raise ValueError("usage: splice sandbox close-opportunity <Id|Name>")
-    wanted = " ".join(args)
     async with httpx.AsyncClient(timeout=10.0) as http:
         api = await _login(http, emulator)
-        row = await _one_opportunity(http, api, wanted)
+        row = await _one_opportunity(http, api, " ".join(args))
         if row["StageName"] == "Closed Won":
             return f"{row['Name']} ({row['Id']}) is already Closed Won"
-        response = await http.patch(f"{api}/sobjects/Opportunity/{row['Id']}",
-                                    json={"StageName": "Closed Won"})
-        if response.status_code != 204:
-            raise ValueError(f"salesforce emulator refused the update: {response.text[:200]}")
+        await _set_stage(http, api, row, "Closed Won")
     return (f"Closed Won: {row['Name']} ({row['Id']}), amount {row['Amount']}, was "
             f"{row['StageName']}. Watch splice serve's console for its invoice.")
 
@@ -172,6 +169,28 @@ async def bill_milestone(emulator: Mapping[str, Any], args: list[str]) -> str:
             raise ValueError(f"salesforce emulator refused the update: {response.text[:200]}")
     return (f"{_BILLABLE}: {row['Name']} ({row['Id']}) of {project}, amount {row['Amount__c']}, was "
             f"{row['Status__c']}. Watch splice serve's console for its invoice on the project.")
+async def move_opportunity(emulator: Mapping[str, Any], args: list[str]) -> str:
+    """Move an opportunity (by Id or name) to another stage of the sales process, as a salesperson
+    would: an Estimate deal moved to an estimate stage gets its QuickBooks estimate."""
+    stage = next((s for s in sorted(STAGES, key=len, reverse=True)
+                  if " ".join(args).endswith(" " + s)), None)
+    if stage is None:
+        raise ValueError("usage: splice sandbox move-opportunity <Id|Name> <Stage>; stages: "
+                         + ", ".join(STAGES))
+    wanted = " ".join(args)[:-len(stage)].strip()
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        api = await _login(http, emulator)
+        row = await _one_opportunity(http, api, wanted)
+        if row["StageName"] == stage:
+            return f"{row['Name']} ({row['Id']}) is already at {stage}"
+        await _set_stage(http, api, row, stage)
+    return f"{stage}: {row['Name']} ({row['Id']}), was {row['StageName']}."
+
+
+async def _set_stage(http: httpx.AsyncClient, api: str, row: Mapping[str, Any], stage: str) -> None:
+    response = await http.patch(f"{api}/sobjects/Opportunity/{row['Id']}", json={"StageName": stage})
+    if response.status_code != 204:
+        raise ValueError(f"salesforce emulator refused the update: {response.text[:200]}")
 
 
 async def list_opportunities(emulator: Mapping[str, Any], args: list[str]) -> str:
@@ -221,6 +240,9 @@ SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (
                   summary="set an opportunity's stage to Closed Won"),
     SandboxAction("lose-opportunity", lose_opportunity, usage="<Id|Name>",
                   summary="set an opportunity's stage to Closed Lost (cancels its invoice)"),
+    SandboxAction("move-opportunity", move_opportunity, usage="<Id|Name> <Stage>",
+                  summary="move an opportunity to another stage (an Estimate deal at an estimate "
+                          "stage gets its estimate)"),
     SandboxAction("list", list_opportunities, summary="opportunities, stages and invoices"),
     SandboxAction("bill-milestone", bill_milestone, usage="<Id|Name>",
                   summary="set a project milestone's status to Billable"),

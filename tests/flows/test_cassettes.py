@@ -222,3 +222,42 @@ async def test_milestone_to_invoice(integration: Integration, record_mode: str) 
     assert Decimal(str(invoice["TotalAmt"])) == Decimal("4200.50")
     assert message.vars["project"]["FullyQualifiedName"] == "Cassette Consulting:Cassette Project"
     assert invoice["CustomerRef"]["value"] == message.vars["project"]["Id"]
+
+
+def typed_deal(it: Integration, name: str, kind: str, stage: str) -> dict[str, str]:
+    """A deal of the given transaction type (QuickBooks_Transaction_Type__c) at ``stage``."""
+    account = it.account(name, BillingCity="Trondheim", Billing_Email__c="ap@typed.example")
+    kit = it.product("Cassette Kit", 19.99, Family="Hardware")
+    opp = it.opportunity(account, [{"product": kit, "Quantity": 4}], stage=stage)
+    it.org.update("Opportunity", opp, {"QuickBooks_Transaction_Type__c": kind})
+    return {"account": account, "opportunity": opp}
+
+
+async def test_sales_receipt_deal(integration: Integration, record_mode: str) -> None:
+    it = integration
+    ids = seeded(record_mode, "sales_receipt_deal",
+                 lambda: typed_deal(it, "Cassette Kvittering", "Sales Receipt", "Closed Won"))
+    message = await run(it, "opportunity-to-invoice", {"Id": ids["opportunity"]})
+    receipt = message.payload
+    assert receipt["DocNumber"] == "SF-" + ids["opportunity"][:15]
+    assert Decimal(str(receipt["TotalAmt"])) == Decimal("79.96")
+    assert Decimal(str(receipt["Balance"])) == 0 and receipt["DepositToAccountRef"]["name"] == "Undeposited Funds"
+
+
+async def test_estimate_deal_won(integration: Integration, record_mode: str) -> None:
+    """At an estimate stage an Estimate; won, the invoice made from it (LinkedTxn)."""
+    it = integration
+
+    def seed() -> dict[str, str]:
+        ids = typed_deal(it, "Cassette Tilbud", "Estimate", "Proposal/Price Quote")
+        return {**ids, "stage": "Proposal/Price Quote"}
+
+    ids = seeded(record_mode, "estimate_deal_won", seed)
+    estimate = (await run(it, "opportunity-to-estimate",
+                          {"Id": ids["opportunity"], "StageName": ids["stage"],
+                           "QuickBooks_Transaction_Type__c": "Estimate"})).payload
+    assert estimate["TxnStatus"] == "Pending" and Decimal(str(estimate["TotalAmt"])) == Decimal("79.96")
+    if not replaying(record_mode):
+        it.org.update("Opportunity", ids["opportunity"], {"StageName": "Closed Won"})
+    invoice = (await run(it, "opportunity-to-invoice", {"Id": ids["opportunity"]})).payload
+    assert invoice["LinkedTxn"] == [{"TxnId": estimate["Id"], "TxnType": "Estimate"}]

@@ -9,7 +9,7 @@ from dsl.errors import FlowErrors
 from runtime.registry import load_registry
 from tests.support.flows import PROJECT
 
-FLOWS = {"opportunity-to-invoice", "account-to-customer", "payment-to-salesforce",
+FLOWS = {"opportunity-to-invoice", "opportunity-to-estimate", "account-to-customer", "payment-to-salesforce",
          "payment-changes-to-salesforce", "invoice-status-to-opportunity", "nightly-reconciliation",
          "customer-360", "repair-payment-status", "invoice-headers", "invoice-delivery",
          "check-invoice-headers", "opportunity-cancellation", "customer-credit-to-account",

@@ -96,4 +96,4 @@ def test_the_demo_has_cancelled_deals_in_both_systems() -> None:
     assert company.tables["Invoice"][credited["QuickBooks_Invoice_Id__c"]]["Balance"] == 0
     # What a refund needs, when the refund policy is turned on.
     assert [a["Name"] for a in company.tables["Account"].values() if a["AccountType"] == "Bank"] == ["Checking"]
-    assert [m["Name"] for m in company.tables["PaymentMethod"].values()] == ["Check"]
+    assert "Check" in [m["Name"] for m in company.tables["PaymentMethod"].values()]

@@ -102,4 +102,4 @@ def test_sandbox_actions_explain_what_is_missing(tmp_path: Path) -> None:
     unknown = splice("sandbox", "close-opportunityy")
     assert unknown.returncode == 2 and (
         "actions: bill-milestone, close-opportunity, credit, currencies, eur-deal, list, "
-        "lose-opportunity, pay, send") in unknown.stderr
+        "lose-opportunity, move-opportunity, pay, send") in unknown.stderr

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from connectors.salesforce.emulator.demo import DEMO_OPPORTUNITIES
+from connectors.salesforce.emulator.demo import DEMO_OPPORTUNITIES, DEMO_SALES_RECEIPTS
 from connectors.salesforce.emulator.demo_headers import DEMO_HEADER_OPPORTUNITY
 from tests.support.sandbox import clean_env, serving, splice
 from tests.support.waiting import wait_for
@@ -32,6 +32,8 @@ WON = {name for _account, name, stage, _close, _lines, _invoice in DEMO_OPPORTUN
 #: The invoiced ones that were lost since (cancelled): checked too, and found in sync.
 CANCELLED = {name for _account, name, stage, _close, _lines, invoice in DEMO_OPPORTUNITIES
              if stage != "Closed Won" and invoice is not None}
+#: The Closed Won Sales Receipt deals waiting for their receipt (won as well).
+RECEIPTS = {name for name, *_rest in DEMO_SALES_RECEIPTS}
 
 
 @pytest.fixture
@@ -59,7 +61,8 @@ def test_waiting_closed_won_opportunities_are_invoiced_at_start(shipped: Path) -
                  what="the reconciliation run at start to write its report")
         (report,) = reports.glob("reconciliation-*.json")
         summary = json.loads(report.read_text())
-        assert summary["repair"] is True and summary["checked"] == len(WON) + len(CANCELLED) > len(WAITING)
+        assert summary["repair"] is True and \
+            summary["checked"] == len(WON | RECEIPTS) + len(CANCELLED) > len(WAITING)
         assert summary["cancelled"] == 0
         assert summary["repairs"]["failed"] == 0
         # The voided demo invoice is reported as voided, not repaired (never written again).
@@ -77,6 +80,15 @@ def test_waiting_closed_won_opportunities_are_invoiced_at_start(shipped: Path) -
             assert len(mine) == 1, f"{name}: {len(mine)} invoices"
             assert linked[name]["QuickBooks_Invoice_Id__c"] == mine[0]["Id"]
             assert f"opportunity {opportunity['Id']} invoiced as {number}" in text
+        # A Sales Receipt deal gets its receipt, not an invoice, and is Paid at once.
+        rows = httpx.get(f"{sf}/_emulator/records/Opportunity", timeout=5).json()
+        wait_for(lambda: all(r["Payment_Status__c"] == "Paid"
+                             for r in httpx.get(f"{sf}/_emulator/records/Opportunity", timeout=5).json()
+                             if r["Name"] in RECEIPTS), timeout=60, what="the sales receipt deals to be Paid")
+        receipts = httpx.get(f"{qb}/_emulator/entities", params={"entity": "salesreceipt"}).json()["SalesReceipt"]
+        for row in (r for r in rows if r["Name"] in RECEIPTS):
+            assert [r["DocNumber"] for r in receipts if row["Id"] in r["PrivateNote"]] == ["SF-" + row["Id"][:15]]
+            assert not [i for i in invoices if row["Id"] in str(i.get("PrivateNote", ""))]
         [voided] = [i for i in invoices if str(i.get("PrivateNote", "")).startswith("Voided - Salesforce opportunity: Globex")]
         assert voided["TotalAmt"] == 0 and voided["SyncToken"] == "1"
         assert "nightly-reconciliation: slot " in text and "(catch-up)" in text

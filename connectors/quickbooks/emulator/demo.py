@@ -15,16 +15,19 @@ share are written down in both demo modules, since neither package imports the o
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 from connectors.quickbooks.emulator.demo_headers import seed_demo_headers
 from connectors.quickbooks.emulator.demo_projects import seed_demo_projects
 from connectors.quickbooks.emulator.entities import Company
+from connectors.quickbooks.emulator.salesforms import seed_payment_methods
 from connectors.quickbooks.emulator.salestax import set_sales_tax
 
-__all__ = ["DEMO_CANCELLATIONS", "DEMO_CUSTOMERS", "DEMO_INVOICES", "DEMO_ITEMS", "DEMO_SALES_TAX",
-           "DEMO_VENDORS", "seed_company", "seed_demo_cancellations", "seed_demo_company"]
+__all__ = ["DEMO_CANCELLATIONS", "DEMO_CUSTOMERS", "DEMO_ESTIMATES", "DEMO_INVOICES", "DEMO_ITEMS",
+           "DEMO_SALES_TAX", "DEMO_VENDORS", "seed_company", "seed_demo_cancellations",
+           "seed_demo_company"]
 
 #: (Name, Sku, Type, UnitPrice, taxable): the Salesforce demo products.
 DEMO_ITEMS: tuple[tuple[str, str, str, str, bool], ...] = (
@@ -47,6 +50,13 @@ DEMO_CUSTOMERS: tuple[tuple[str, str, str, str, str, str], ...] = (
 #: DisplayName is unique across customers, vendors and employees, its customer takes another.
 DEMO_VENDORS: tuple[tuple[str, str], ...] = (
     ("Pinewood Supplies", "orders@pinewood-supplies.example"),
+)
+
+#: (Id, customer Id, opportunity Id, TxnDate, ((Sku, Qty), ...)): the Pending estimates of Estimate
+#: deals not won yet ("Globex - Gadget refresh"), numbered as the flows number them; closing the
+#: deal in Salesforce invoices it from its estimate.
+DEMO_ESTIMATES: tuple[tuple[Any, ...], ...] = (
+    ("44", "15", "006Rx000035ibEXIAY", "2026-11-16", (("GAD-200", 25),)),
 )
 
 #: The automated sales tax rate (percent) the demo company turned on after its first invoices.
@@ -95,6 +105,7 @@ def seed_company(company: Company, *, customers: bool = True) -> None:
         accounts[name] = company.create("Account", {"Name": name, "AccountType": kind,
                                                     "AccountSubType": sub}, {})
     company.create("Term", {"Name": "Net 30", "DueDays": 30}, {})
+    seed_payment_methods(company)
     company.create("Term", {"Name": "Due on receipt", "DueDays": 0}, {})
     for code, name, taxable in (("TAX", "Taxable", True), ("NON", "Non-Taxable", False)):
         company.tables["TaxCode"][code] = {
@@ -194,12 +205,13 @@ def seed_demo_company(company: Company) -> None:
     seed_demo_cancellations(company, items)
     seed_demo_headers(company)
     seed_demo_projects(company)
+    seed_demo_estimates(company, items)
 
 
 def seed_demo_cancellations(company: Company, items: dict[str, dict[str, Any]]) -> None:
     """The cancelled deals (after the rest, so the ids above stay): each invoiced, then lost in
-    Salesforce and cancelled by opportunity-cancellation; a bank account and a payment method to
-    refund from when the refund policy is on."""
+    Salesforce and cancelled by opportunity-cancellation; a bank account to refund from when the
+    refund policy is on (the company has its payment methods from the start)."""
     for expected, number, customer_id, opportunity, when, lines, paid, credit_memo in DEMO_CANCELLATIONS:
         invoice = company.create("Invoice", {
             "DocNumber": number, "TxnDate": when, "CustomerRef": {"value": customer_id},
@@ -230,7 +242,23 @@ def seed_demo_cancellations(company: Company, items: dict[str, dict[str, Any]]) 
             {"Amount": unpaid, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]},
             {"Amount": unpaid, "LinkedTxn": [{"TxnId": memo["Id"], "TxnType": "CreditMemo"}]}]}, {})
     company.create("Account", {"Name": "Checking", "AccountType": "Bank", "AccountSubType": "Checking"}, {})
-    company.create("PaymentMethod", {"Name": "Check"}, {})
+
+
+def seed_demo_estimates(company: Company, items: dict[str, dict[str, Any]]) -> None:
+    """The estimates of :data:`DEMO_ESTIMATES`, Pending, as the flows write them."""
+    for expected, customer_id, opportunity, when, lines in DEMO_ESTIMATES:
+        estimate = company.create("Estimate", {
+            "DocNumber": "SF-" + opportunity[:15], "TxnDate": when, "CustomerRef": {"value": customer_id},
+            "ExpirationDate": (date.fromisoformat(when) + timedelta(days=30)).isoformat(),
+            "PrivateNote": f"Salesforce Opportunity {opportunity}",
+            "Line": [{"DetailType": "SalesItemLineDetail", "Amount": items[sku]["UnitPrice"] * qty,
+                      "Description": items[sku]["Name"],
+                      "SalesItemLineDetail": {
+                          "ItemRef": {"value": items[sku]["Id"]}, "Qty": qty,
+                          "UnitPrice": items[sku]["UnitPrice"],
+                          "TaxCodeRef": {"value": "TAX" if items[sku]["Taxable"] else "NON"}}}
+                     for sku, qty in lines]}, {})
+        assert estimate["Id"] == expected, "demo ids must match the Salesforce demo"
 
 
 def _term(company: Company, name: str) -> str:

@@ -1,9 +1,9 @@
 """The demo company's project billed by milestones (job costing), the QuickBooks side.
 
 The Salesforce demo's won opportunity "Acme Corp - Data platform" is a job under Acme Corp's
-customer (41: ``Job`` true, ``ParentRef`` 14, ``FullyQualifiedName`` "Acme Corp:Acme Corp - Data
-platform"), and its two billable milestones are invoices on that job: 42 (paid in full by payment
-44) and 43 (unpaid). Each is
+customer (40: ``Job`` true, ``ParentRef`` 14, ``FullyQualifiedName`` "Acme Corp:Acme Corp - Data
+platform"), and its two billable milestones are invoices on that job: 41 (paid in full by payment
+43) and 42 (unpaid). Each is
 numbered as the milestone flow numbers them ("SF-" and the milestone's 15-character id) and notes
 its milestone and opportunity. The facts are shared with
 ``connectors/salesforce/emulator/demo_projects.py`` (``tests/sandbox/test_demo.py`` checks them).
@@ -20,12 +20,12 @@ if TYPE_CHECKING:
 __all__ = ["DEMO_PROJECT_INVOICES", "DEMO_PROJECT_JOB", "seed_demo_projects"]
 
 #: (parent customer Id, expected Id, DisplayName): the opportunity's project, a job of Acme Corp.
-DEMO_PROJECT_JOB = ("14", "41", "Acme Corp - Data platform")
+DEMO_PROJECT_JOB = ("14", "40", "Acme Corp - Data platform")
 #: (expected Id, DocNumber, milestone Id, opportunity Id, milestone name, TxnDate, amount, paid)
 DEMO_PROJECT_INVOICES: tuple[tuple[Any, ...], ...] = (
-    ("42", "SF-a0MRx0000366KS7", "a0MRx0000366KS7MAM", "006Rx0000365tCwIAI", "Discovery and design",
+    ("41", "SF-a0MRx0000366KS7", "a0MRx0000366KS7MAM", "006Rx0000365tCwIAI", "Discovery and design",
      "2026-05-15", "12000.00", "12000.00"),
-    ("43", "SF-a0MRx0000366lhI", "a0MRx0000366lhIMAQ", "006Rx0000365tCwIAI", "Platform build",
+    ("42", "SF-a0MRx0000366lhI", "a0MRx0000366lhIMAQ", "006Rx0000365tCwIAI", "Platform build",
      "2026-07-31", "18000.00", "0"),
 )
 

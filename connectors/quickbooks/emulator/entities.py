@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from connectors.quickbooks.emulator import creditmemo, currency, jobs, transactions
+from connectors.quickbooks.emulator import creditmemo, currency, jobs, salesforms, transactions
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.headers import HEADER_LISTS, complete_list_entry
 from connectors.quickbooks.emulator.table import Table
@@ -29,12 +29,14 @@ __all__ = ["ENTITIES", "NAME_LISTS", "Company", "company_time", "not_found"]
 ENTITIES = {name.lower(): name for name in (
     "Customer", "Vendor", "Employee", "Item", "Invoice", "Payment", "Account", "TaxCode", "TaxRate",
     "Term", "CompanyInfo", "Preferences", "Class", "Department", "CreditMemo", "RefundReceipt",
-    "PaymentMethod")}
+    "PaymentMethod", "SalesReceipt", "Estimate")}
 #: Read-only here: seeded with the company, never created through the API.
 READ_ONLY_ENTITIES = frozenset({"TaxCode", "TaxRate", "CompanyInfo", "Preferences"})
 #: Entities that are made inactive instead of deleted, and whose queries hide inactive rows.
 NAME_LISTS = frozenset({"Customer", "Vendor", "Employee", "Item", "Account", "TaxCode", "TaxRate",
                         "Term", "Class", "Department", "PaymentMethod"})
+#: Transactions that are voided (kept with zero amounts) rather than only deleted.
+VOIDABLE = frozenset({"Invoice", "Payment", "SalesReceipt"})
 READ_ONLY = frozenset({"Id", "SyncToken", "MetaData", "domain", "sparse", "time", "status",
                        "FullyQualifiedName", "Level", "BalanceWithJobs", "IsProject", "HomeBalance",
                        "HomeTotalAmt", "UnappliedAmt", "CurrentBalance",
@@ -197,7 +199,7 @@ class Company:
         if str(body.get("sparse")).lower() == "true":
             merged = {**{k: v for k, v in current.items() if k not in READ_ONLY}, **changes}
         else:
-            keep = ("Balance", "TotalAmt", "LinkedTxn") if entity == "Invoice" else ()
+            keep = ("Balance", "TotalAmt", "LinkedTxn") if entity in ("Invoice", "Estimate") else ()
             merged = {**changes, **{k: current[k] for k in keep if k in current}}
         merged = self._complete(entity, merged, options, existing=current)
         for key in [k for k in current if k not in READ_ONLY]:
@@ -238,7 +240,7 @@ class Company:
         """Void a transaction: kept, amounts zeroed, PrivateNote prefixed."""
         body = clean(body)
         current = self.get(entity, str(required(body, "Id", entity)))
-        if entity not in ("Invoice", "Payment"):
+        if entity not in VOIDABLE:
             raise Fault("500", "Unsupported Operation", f"Operation Void is not supported for {entity}")
         if str(body.get("SyncToken")) != current["SyncToken"]:
             raise Fault("5010", "Stale Object Error", "Stale Object Error : the object changed")
@@ -295,6 +297,10 @@ class Company:
             creditmemo.complete_credit_memo(self, record, options, existing)
         elif entity == "RefundReceipt":
             creditmemo.complete_refund_receipt(self, record, options, existing)
+        elif entity == "SalesReceipt":
+            salesforms.complete_sales_receipt(self, record, options, existing)
+        elif entity == "Estimate":
+            salesforms.complete_estimate(self, record, options, existing)
         self._check_name(entity, record, own_id)
         return record
 

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from connectors.quickbooks.emulator import jobs
+from connectors.quickbooks.emulator import jobs, salesforms
 from connectors.quickbooks.emulator.currency import home_amounts
 from connectors.quickbooks.emulator.faults import Fault
 from connectors.quickbooks.emulator.headers import complete_header
@@ -165,7 +165,10 @@ def complete_invoice(company: Company, record: dict[str, Any], options: dict[str
     record.setdefault("EmailStatus", "NotSet")
     record.setdefault("PrintStatus", "NotSet")
     record.setdefault("CurrencyRef", {"value": "USD", "name": "United States Dollar"})
-    record["LinkedTxn"] = existing.get("LinkedTxn", []) if existing else []
+    # Payments are linked by QuickBooks; the estimates it was made from by the client, on create.
+    payments = [lk for lk in existing.get("LinkedTxn", []) if lk.get("TxnType") != "Estimate"] \
+        if existing else []
+    record["LinkedTxn"] = salesforms.estimate_links(company, record, existing) + payments
 
 
 def _same_doc_number(company: Company, number: Any) -> list[dict[str, Any]]:
@@ -258,13 +261,17 @@ def _rebalance(company: Company, invoice_ids: set[str]) -> None:
         home_amounts(company, invoice)
         payments = sorted({pid for pid, p in company.tables["Payment"].items()
                            if any(txn == invoice_id for _, txn in _links(p))}, key=int)
-        invoice["LinkedTxn"] = [{"TxnId": pid, "TxnType": "Payment"} for pid in payments]
+        invoice["LinkedTxn"] = [*(lk for lk in invoice.get("LinkedTxn", []) if lk.get("TxnType") != "Payment"),
+                                *({"TxnId": pid, "TxnType": "Payment"} for pid in payments)]
         company.touch("Invoice", invoice)
 
 
 def after_save(company: Company, entity: str, record: dict[str, Any],
                before: dict[str, Any] | None) -> None:
-    """Side effects of a saved payment on the invoices it pays (or paid)."""
+    """Side effects of a saved payment on the invoices it pays (or paid), of a new invoice on the
+    estimates it was made from."""
+    if entity == "Invoice" and before is None:
+        salesforms.invoice_saved(company, record)
     if entity != "Payment":
         return
     touched = {txn for _, txn in _links(record)} | {txn for _, txn in _links(before or {})}
@@ -273,10 +280,12 @@ def after_save(company: Company, entity: str, record: dict[str, Any],
 
 def before_delete(company: Company, entity: str, record: dict[str, Any]) -> None:
     """Refuse to delete a paid invoice; give a deleted payment's amounts back."""
-    if entity == "Invoice" and record.get("LinkedTxn"):
+    if entity == "Invoice" and any(lk.get("TxnType") == "Payment" for lk in record.get("LinkedTxn") or []):
         raise Fault("6000", "A business validation error has occurred while processing your request",
                     "Business Validation Error: This transaction is linked to payments; unlink "
                     "them before deleting it")
+    if entity == "Invoice":
+        salesforms.invoice_removed(company, record)
     if entity == "Payment":
         touched = {txn for _, txn in _links(record)}
         record["Line"] = []
@@ -305,3 +314,6 @@ def void(company: Company, entity: str, record: dict[str, Any]) -> None:
     home_amounts(company, record)
     record["PrivateNote"] = "Voided" + (f" - {record['PrivateNote']}" if record.get("PrivateNote") else "")
     _rebalance(company, touched)
+    if entity == "Invoice":
+        salesforms.invoice_removed(company, record)
+        record["LinkedTxn"] = [lk for lk in record.get("LinkedTxn", []) if lk.get("TxnType") != "Estimate"]

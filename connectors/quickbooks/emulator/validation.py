@@ -35,6 +35,9 @@ FILTERABLE: dict[str, frozenset[str]] = {
     "Payment": _META | {"TxnDate", "CustomerRef", "TotalAmt"},
     "CreditMemo": _META | {"DocNumber", "TxnDate", "CustomerRef", "TotalAmt", "Balance"},
     "RefundReceipt": _META | {"DocNumber", "TxnDate", "CustomerRef", "TotalAmt"},
+    "SalesReceipt": _META | {"DocNumber", "TxnDate", "CustomerRef", "TotalAmt", "DepartmentRef"},
+    "Estimate": _META | {"DocNumber", "TxnDate", "CustomerRef", "TotalAmt", "TxnStatus",
+                         "ExpirationDate", "DepartmentRef"},
     "PaymentMethod": _META | {"Name", "Active", "Type"},
     "Term": _META | {"Name", "Active"},
     "Class": _META | {"Name", "Active", "FullyQualifiedName"},
@@ -56,11 +59,12 @@ _NAME_FIELDS: dict[str, tuple[str, ...]] = {
 _EMAIL_FIELDS: dict[str, tuple[str, ...]] = {
     "Customer": ("PrimaryEmailAddr",), "Vendor": ("PrimaryEmailAddr",),
     "Employee": ("PrimaryEmailAddr",), "Invoice": ("BillEmail", "BillEmailCc", "BillEmailBcc"),
+    "SalesReceipt": ("BillEmail",), "Estimate": ("BillEmail",),
 }
 _EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;.]+$")
 _DOC_NUMBER_MAX = 21
 #: Sales forms numbered by DocNumber.
-_NUMBERED = frozenset({"Invoice", "CreditMemo", "RefundReceipt"})
+_NUMBERED = frozenset({"Invoice", "CreditMemo", "RefundReceipt", "SalesReceipt", "Estimate"})
 _NAME_FORBIDDEN = re.compile(r"[:\t\n\r]")
 
 

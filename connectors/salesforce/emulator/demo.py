@@ -31,8 +31,8 @@ from connectors.salesforce.emulator.schema import STAGES
 if TYPE_CHECKING:
     from connectors.salesforce.emulator.store import Org
 
-__all__ = ["DEMO_ACCOUNTS", "DEMO_AMOUNTS", "DEMO_CANCELLATIONS", "DEMO_OPPORTUNITIES", "DEMO_PRODUCTS",
-           "seed_demo"]
+__all__ = ["DEMO_ACCOUNTS", "DEMO_AMOUNTS", "DEMO_CANCELLATIONS", "DEMO_ESTIMATE_DEALS", "DEMO_OPPORTUNITIES",
+           "DEMO_PRODUCTS", "DEMO_SALES_RECEIPTS", "seed_demo"]
 
 #: (Name, ProductCode, Family, list price)
 DEMO_PRODUCTS: tuple[tuple[str, str, str, float], ...] = (
@@ -201,6 +201,7 @@ def seed_demo(org: Org) -> None:
             _cancelled(org, opportunity["Id"], total, paid, DEMO_CANCELLATIONS[name])
     seed_demo_headers(org)
     seed_demo_projects(org)
+    _seed_transaction_types(org, accounts, entries, today)
     org.events.clear()
 
 
@@ -214,6 +215,40 @@ def _cancelled(org: Org, opportunity_id: str, total: float, paid: float,
         "Cancellation_Status__c": status, "QuickBooks_Credit_Memo_Id__c": credit_memo,
         "Amount_Credited__c": credited, "Amount_Refunded__c": 0.0, "Unapplied_Amount__c": 0.0,
         "Balance_Due__c": 0.0})
+
+
+#: (Name, the account's index, CloseDate as days before seeding, ((ProductCode, Quantity), ...)):
+#: Closed Won Sales Receipt deals waiting for their receipt (made at the sale, so Paid at once).
+DEMO_SALES_RECEIPTS: tuple[tuple[Any, ...], ...] = (
+    ("Acme Corp - Counter sale", 0, 3, (("WID-100", 8),)),
+)
+#: Opportunity name -> (QuickBooks Estimate Id, DocNumber): Estimate deals with a Pending estimate
+#: (the QuickBooks demo's DEMO_ESTIMATES); `splice sandbox close-opportunity` invoices one from it.
+DEMO_ESTIMATE_DEALS: dict[str, tuple[str, str]] = {
+    "Globex - Gadget refresh": ("44", "SF-006Rx000035ibEX"),
+}
+
+
+def _seed_transaction_types(org: Org, accounts: dict[int, dict[str, Any]],
+                            entries: dict[str, dict[str, Any]], today: Any) -> None:
+    """Deals of the other transaction types (QuickBooks_Transaction_Type__c), after the rest so
+    the ids above stay as they are."""
+    for name, (estimate_id, number) in DEMO_ESTIMATE_DEALS.items():
+        [deal] = [o for o in org.records["Opportunity"].values() if o["Name"] == name]
+        assert number == "SF-" + deal["Id"][:15], f"demo ids follow creation order: {deal['Id']}"
+        org.update("Opportunity", deal["Id"], {
+            "QuickBooks_Transaction_Type__c": "Estimate", "QuickBooks_Estimate_Id__c": estimate_id,
+            "QuickBooks_Estimate_Number__c": number})
+    for name, account_index, days, lines in DEMO_SALES_RECEIPTS:
+        deal = org.create("Opportunity", {
+            "Name": name, "AccountId": accounts[account_index]["Id"], "StageName": "Closed Won",
+            "CloseDate": (today - timedelta(days=days)).isoformat(),
+            "Pricebook2Id": org.standard_pricebook, "Type": "Existing Customer - Upgrade",
+            "QuickBooks_Transaction_Type__c": "Sales Receipt"})
+        for code, quantity in lines:
+            org.create("OpportunityLineItem", {"OpportunityId": deal["Id"],
+                                               "PricebookEntryId": entries[code]["Id"],
+                                               "Quantity": quantity})
 
 
 def _create_account(org: Org, index: int) -> dict[str, Any]:

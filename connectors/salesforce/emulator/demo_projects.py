@@ -26,8 +26,8 @@ DEMO_PROJECT_OPPORTUNITY = ("Acme Corp - Data platform", "2026-04-20", 39000.0)
 #: (Name, Amount, Due date, Status, invoice or None) where invoice = (QuickBooks Invoice Id,
 #: Payment_Status__c, amount paid). DocNumbers are "SF-" and the milestone's 15-character id.
 DEMO_MILESTONES: tuple[tuple[Any, ...], ...] = (
-    ("Discovery and design", 12000.0, "2026-05-15", "Billable", ("42", "Paid", 12000.0)),
-    ("Platform build", 18000.0, "2026-07-31", "Billable", ("43", "Unpaid", 0.0)),
+    ("Discovery and design", 12000.0, "2026-05-15", "Billable", ("41", "Paid", 12000.0)),
+    ("Platform build", 18000.0, "2026-07-31", "Billable", ("42", "Unpaid", 0.0)),
     ("Rollout and training", 9000.0, "2026-09-30", "Planned", None),
 )
 _INVOICE_LINK = "https://app.sandbox.qbo.intuit.com/app/invoice?txnId="

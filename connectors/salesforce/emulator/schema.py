@@ -204,7 +204,10 @@ _OBJECTS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
                             ("Amount_Credited__c", "currency", "cun"), ("Amount_Refunded__c", "currency", "cun"),
                             ("Unapplied_Amount__c", "currency", "cun"),
                             # Billed milestone by milestone (Project_Milestone__c), never as a whole.
-                            ("Bill_By_Milestone__c", "boolean", "cud")]),
+                            ("Bill_By_Milestone__c", "boolean", "cud"),
+                            ("QuickBooks_Transaction_Type__c", "picklist", "cun"),
+                            ("QuickBooks_Estimate_Id__c", "string", "cun"),
+                            ("QuickBooks_Estimate_Number__c", "string", "cun")]),
     "OpportunityLineItem": ("00k", [("OpportunityId", "reference:Opportunity:Opportunity", "c"),
                                     ("PricebookEntryId", "reference:PricebookEntry:PricebookEntry", "cn"),
                                     ("Product2Id", "reference:Product2:Product2", "cnd"),
@@ -236,7 +239,8 @@ _PICKLISTS = {("Opportunity", "StageName"): tuple(STAGES),
                                                          "Cancelled - Refunded", "Cancelled - Flagged"),
               ("Project_Milestone__c", "Status__c"): MILESTONE_STATUSES,
               ("Project_Milestone__c", "Payment_Status__c"): ("Unpaid", "Partially Paid", "Paid", "Voided",
-                                                              "Deleted")}
+                                                              "Deleted"),
+              ("Opportunity", "QuickBooks_Transaction_Type__c"): ("Invoice", "Sales Receipt", "Estimate")}
 
 
 def _field(obj: str, name: str, kind: str, flags: str) -> FieldDef:
