@@ -43,7 +43,7 @@ from connectors.salesforce.polling import (
     select_fields,
 )
 from connectors.salesforce.soql import quote_string
-from runtime import Event, Param, SourceContext, SourceSpec
+from runtime import Event, Outcome, Param, SourceContext, SourceSpec
 
 __all__ = ["CHANGE_EVENTS", "CometdSession", "StreamUnavailable", "change_event_channel",
            "run_change_events"]
@@ -191,6 +191,7 @@ class _ChangeEventSource:
         self.handled: set[int] = set()
         #: Set while changes were being polled: the next subscription must close the gap behind it.
         self.polled = False
+        self.broken = False
 
     async def save(self) -> None:
         await self.ctx.save_state(dict(self.state))
@@ -274,6 +275,13 @@ class _ChangeEventSource:
 
     async def handle(self, messages: list[dict[str, Any]]) -> bool:
         """Hand over new events; advance the replay id over the done prefix. ``False`` on a failure."""
+        todo, outcomes = await self._hand_over(messages)
+        return await self._advance(todo, outcomes)
+
+    async def _hand_over(self, messages: list[dict[str, Any]]
+                         ) -> tuple[list[tuple[int, dict[str, Any], list[Event]]], list[Outcome]]:
+        """Run the flow for a delivery's new events (their records fetched first): what each
+        message became, and the events' outcomes."""
         fresh: list[tuple[int, dict[str, Any], dict[str, Any], bool]] = []
         for message in messages:
             replay_id = int(self._event(message).get("replayId", 0))
@@ -287,7 +295,13 @@ class _ChangeEventSource:
             (replay_id, header, [] if skip else self._events(message, fetched))
             for replay_id, message, header, skip in fresh]
         outcomes = await self.ctx.handle_many([e for _, _, events in todo for e in events])
-        position, ok = 0, True
+        return todo, outcomes
+
+    async def _advance(self, todo: list[tuple[int, dict[str, Any], list[Event]]],
+                       outcomes: list[Outcome]) -> bool:
+        """Advance the replay id over the done prefix of a delivery (after every earlier one):
+        ``False`` when one of its events failed, and from then on, for the rest of the session."""
+        position, ok = 0, not self.broken
         for replay_id, header, events in todo:
             done = all(o.done for o in outcomes[position:position + len(events)])
             position += len(events)
@@ -311,7 +325,21 @@ class _ChangeEventSource:
         # Ids at or below the saved replay id are skipped anyway; keep only those beyond it.
         floor = int(self.state.get("replayId", -3))
         self.handled = {r for r in self.handled if r > floor}
+        self.broken = self.broken or not ok
         return ok
+
+    async def _deliver(self, messages: list[dict[str, Any]], before: anyio.Event | None,
+                       done: anyio.Event, window: anyio.Semaphore) -> None:
+        """One delivery, run beside the ones before it: its events are handled at once, and the
+        replay id moves over them only after every earlier delivery has moved it."""
+        try:
+            todo, outcomes = await self._hand_over(messages)
+            if before is not None:
+                await before.wait()
+            await self._advance(todo, outcomes)
+        finally:
+            done.set()
+            window.release()
 
     async def catch_up(self, until: float | None) -> None:
         """Poll on SystemModstamp from the stored watermark (once, or until ``until``)."""
@@ -354,22 +382,34 @@ class _ChangeEventSource:
             await session.subscribe(NEW_ONLY)
             await self.catch_up(None)
         self.polled = False
+        self.broken = False
+        # Deliveries overlap: the next long poll is made while the events of the last ones still
+        # run (at most ``pipeline`` deliveries at once), so a burst is not handled in waves of
+        # one delivery each; the replay id still moves in order, over what is done.
+        window = anyio.Semaphore(self.params["pipeline"])
         try:
-            while not self.ctx.stopping:
-                # A server that answers at once (an emulator mounted in process, a backlog of
-                # events) must not keep the event loop from the rest of the process.
-                await anyio.lowlevel.checkpoint()
-                started = time.monotonic()
-                try:
-                    messages = await session.connect()
-                except _Rehandshake:
-                    return
-                if messages and not await self.handle(messages):
-                    await self.ctx.sleep(self.params["retry-delay"])
-                    return  # a new session replays from the saved id
-                pause = session.pause_before_next(len(messages), time.monotonic() - started)
-                if pause and not await self.ctx.sleep(pause):
-                    return
+            async with anyio.create_task_group() as deliveries:
+                last: anyio.Event | None = None
+                while not self.ctx.stopping and not self.broken:
+                    # A server that answers at once (an emulator mounted in process, a backlog of
+                    # events) must not keep the event loop from the rest of the process.
+                    await anyio.lowlevel.checkpoint()
+                    started = time.monotonic()
+                    try:
+                        messages = await session.connect()
+                    except _Rehandshake:
+                        break
+                    if messages:
+                        await window.acquire()
+                        done = anyio.Event()
+                        deliveries.start_soon(self._deliver, messages, last, done, window)
+                        last = done
+                    pause = session.pause_before_next(len(messages), time.monotonic() - started)
+                    if pause and not await self.ctx.sleep(pause):
+                        break
+            if self.broken:
+                await self.ctx.sleep(self.params["retry-delay"])
+                return  # a new session replays from the saved id
         finally:
             await session.disconnect()
 
@@ -432,5 +472,8 @@ CHANGE_EVENTS = SourceSpec(
             Param("retry-stream-after", type="duration", default="5m", dynamic=False,
                   summary="How long to poll before trying the stream again"),
             Param("retry-delay", type="duration", default="5s", dynamic=False,
-                  summary="Pause before replaying events whose handling failed")),
+                  summary="Pause before replaying events whose handling failed"),
+            Param("pipeline", type="integer", default=4, dynamic=False,
+                  summary="Deliveries of events handled at once (the next is read while earlier "
+                          "ones run; the replay id moves in order over what is done)")),
 )
