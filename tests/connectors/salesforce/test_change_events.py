@@ -249,3 +249,41 @@ async def test_connects_answered_at_once_with_nothing_are_paced(app: Any, store:
     # is followed by a pause, each longer than the one before until the cap.
     assert connects == len(pauses) == 5
     assert pauses == sorted(pauses) and pauses[0] > 0 and pauses[-1] > pauses[0]
+
+
+async def test_a_slow_delivery_does_not_hold_up_the_next_and_the_replay_id_waits_for_it(
+        app: Any, client: Any, store: Any, source_context: Any) -> None:
+    """Deliveries overlap: the next one is handled while an earlier one still runs (a burst is
+    not handled in waves), and the saved replay id never passes an event that is not done."""
+    org = app.state.emulator.org
+    slow_started, release = anyio.Event(), anyio.Event()
+    saved_while_slow: list[Any] = []
+
+    class Context(source_context):  # type: ignore[misc, valid-type]
+        async def handle_many(self, events: Any) -> Any:
+            events = list(events)
+            names = [e.payload.get("Name") for e in events]
+            if "Slow" in names:
+                slow_started.set()
+                await release.wait()
+            if "Fast" in names:
+                saved_while_slow.append((self.state or {}).get("replayId"))
+                outcomes = await super().handle_many(events)
+                release.set()
+                return outcomes
+            return await super().handle_many(events)
+
+    ctx = Context(client, store, stop_after=2)
+
+    async def writes() -> None:
+        slow = org.create("Account", {"Name": "Slow"})
+        await slow_started.wait()  # the first delivery is being handled: the next is another
+        org.create("Account", {"Name": "Fast"})
+        writes.slow_replay = org.events[-2]["replayId"]  # type: ignore[attr-defined]
+        assert slow["Name"] == "Slow"
+
+    await _run_while(ctx, dict(PARAMS), writes)
+    assert [e.payload["Name"] for e in ctx.events] == ["Fast", "Slow"]
+    slow_replay = writes.slow_replay  # type: ignore[attr-defined]
+    assert saved_while_slow and (saved_while_slow[0] is None or saved_while_slow[0] < slow_replay)
+    assert ctx.state["replayId"] == org.events[-1]["replayId"]
