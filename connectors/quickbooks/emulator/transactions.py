@@ -296,8 +296,10 @@ def void(company: Company, entity: str, record: dict[str, Any]) -> None:
     """Keep the transaction with zero amounts (and give a payment's amounts back).
 
     An invoice that payments or credits settle (its LinkedTxn) is not voided: QuickBooks refuses,
-    the payments must be removed first (or the unpaid part credited)."""
-    if entity == "Invoice" and record.get("LinkedTxn"):
+    the payments must be removed first (or the unpaid part credited). Its link to the estimate it
+    was made from does not settle it."""
+    settled_by = {"Payment", "CreditMemo", "ReceivePayment"}
+    if entity == "Invoice" and any(link.get("TxnType") in settled_by for link in record.get("LinkedTxn") or []):
         raise Fault("6000", "A business validation error has occurred while processing your request",
                     "Business Validation Error: This invoice has payments or credits applied to it; "
                     "remove them before voiding it")

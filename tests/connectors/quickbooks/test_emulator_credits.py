@@ -124,9 +124,10 @@ async def test_refund_receipt_pays_out_a_credit(http: httpx.AsyncClient) -> None
     status, refused = await post(http, "refundreceipt", {**body, "DepositToAccountRef": {"value": bank},
                                                          "PaymentMethodRef": {"value": "999"}})
     assert status == 400 and code(refused) == "2500"
-    _, method = await post(http, "paymentmethod", {"Name": "Check"})
+    # A company starts with its payment methods (Cash, Check, the cards).
+    method = (await query(http, "select * from PaymentMethod where Name = 'Check'"))["PaymentMethod"][0]
     status, refund = await post(http, "refundreceipt", {**body, "DepositToAccountRef": {"value": bank},
-                                                        "PaymentMethodRef": {"value": method["PaymentMethod"]["Id"]}})
+                                                        "PaymentMethodRef": {"value": method["Id"]}})
     assert status == 200, refund
     refund = refund["RefundReceipt"]
     assert refund["TotalAmt"] == Decimal("250") and refund["Balance"] == 0

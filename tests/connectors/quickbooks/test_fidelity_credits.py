@@ -73,7 +73,7 @@ def test_credit_memo_applied_then_refunded(qbo: Any) -> None:  # noqa: F811
     bank.Name, bank.AccountType = "Refund Checking", "Bank"
     bank = bank.save(qb=qbo)
     method = PaymentMethod()
-    method.Name = "Check"
+    method.Name = "Refund Check"
     method = method.save(qb=qbo)
     second = CreditMemo()
     second.CustomerRef = customer.to_ref()
