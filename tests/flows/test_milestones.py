@@ -279,6 +279,6 @@ async def test_the_demo_project_is_in_sync_and_its_planned_milestone_bills(integ
     [planned] = [m for m in it.org.records["Project_Milestone__c"].values() if m["Status__c"] == "Planned"]
     it.org.update("Project_Milestone__c", planned["Id"], {"Status__c": "Billable"})
     invoice = await invoice_milestone(it, planned["Id"])
-    assert invoice["CustomerRef"]["value"] == "30"
-    assert [i["Id"] for i in it.table("Invoice") if i["CustomerRef"]["value"] == "30"] == ["31", "32", invoice["Id"]]
+    assert invoice["CustomerRef"]["value"] == "40"
+    assert [i["Id"] for i in it.table("Invoice") if i["CustomerRef"]["value"] == "40"] == ["41", "42", invoice["Id"]]
     assert len([c for c in it.table("Customer") if c.get("Job")]) == 1

@@ -68,8 +68,8 @@ async def test_the_demo_deals_are_synced_by_their_transaction_type(anyio_backend
         assert outcome.status == "completed", outcome.error
         written = it.record("Opportunity", deal["Id"])
         invoice = it.company.tables["Invoice"][written["QuickBooks_Invoice_Id__c"]]
-        assert invoice["LinkedTxn"] == [{"TxnId": "30", "TxnType": "Estimate"}]
-        estimate = it.company.tables["Estimate"]["30"]
+        assert invoice["LinkedTxn"] == [{"TxnId": "44", "TxnType": "Estimate"}]
+        estimate = it.company.tables["Estimate"]["44"]
         assert estimate["TxnStatus"] == "Closed"
         assert estimate["LinkedTxn"] == [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]
 
