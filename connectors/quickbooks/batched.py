@@ -303,7 +303,9 @@ async def _update_chunk(seats: Sequence[Seat[_Update]]) -> None:
     while live:
         items = [{"bId": str(i), "operation": "update", entity: s.item.body()}
                  for i, s in enumerate(live)]
-        rid = batch_request_id(f"{s.item.rid_key}#{s.item.attempt}" for s in live)
+        # The SyncToken is part of the request: a batch answer is kept under its requestid even
+        # when items in it failed (5010), so a retry on a newer SyncToken must be a new request.
+        rid = batch_request_id(f"{s.item.rid_key}#{s.item.attempt}@{s.item.sync}" for s in live)
         try:
             answers = _answers(await client.batch(items, request_id=rid))
         except SpliceError as exc:
