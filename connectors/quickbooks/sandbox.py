@@ -123,20 +123,28 @@ async def _invoice(api: _Api, wanted: str) -> dict[str, Any]:
     return invoices[0]
 
 
-async def pay(emulator: Mapping[str, Any], args: list[str]) -> str:
-    """Record a customer payment against an invoice (by Id or DocNumber)."""
+async def _invoice_and_amount(api: _Api, args: list[str], action: str
+                              ) -> tuple[dict[str, Any], Decimal, Decimal]:
+    """The invoice ``<Invoice Id|DocNumber> <amount>`` names (logged in first), the amount, and
+    the invoice's balance, which the amount may not exceed."""
     if len(args) != 2:
-        raise ValueError("usage: splice sandbox pay <Invoice Id|DocNumber> <amount>")
+        raise ValueError(f"usage: splice sandbox {action} <Invoice Id|DocNumber> <amount>")
     wanted, raw_amount = args
     amount = _amount(raw_amount)
+    await api.login()
+    invoice = await _invoice(api, wanted)
+    balance = Decimal(str(invoice.get("Balance", 0)))
+    if amount > balance:
+        raise ValueError(f"invoice {invoice['DocNumber']} has a balance of {balance}; "
+                         f"{amount} is more than that")
+    return invoice, amount, balance
+
+
+async def pay(emulator: Mapping[str, Any], args: list[str]) -> str:
+    """Record a customer payment against an invoice (by Id or DocNumber)."""
     async with httpx.AsyncClient(timeout=10.0) as http:
         api = _Api(http, emulator)
-        await api.login()
-        invoice = await _invoice(api, wanted)
-        balance = Decimal(str(invoice.get("Balance", 0)))
-        if amount > balance:
-            raise ValueError(f"invoice {invoice['DocNumber']} has a balance of {balance}; "
-                             f"{amount} is more than that")
+        invoice, amount, balance = await _invoice_and_amount(api, args, "pay")
         body = {"CustomerRef": invoice["CustomerRef"], "TotalAmt": amount,
                 "Line": [{"Amount": amount,
                           "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]}
@@ -156,18 +164,9 @@ async def credit(emulator: Mapping[str, Any], args: list[str]) -> str:
     """Credit part of an invoice (by Id or DocNumber) as a bookkeeper does by hand: a credit memo
     for the customer, applied to the invoice (QuickBooks records that as a payment of 0 linking
     both)."""
-    if len(args) != 2:
-        raise ValueError("usage: splice sandbox credit <Invoice Id|DocNumber> <amount>")
-    wanted, raw_amount = args
-    amount = _amount(raw_amount)
     async with httpx.AsyncClient(timeout=10.0) as http:
         api = _Api(http, emulator)
-        await api.login()
-        invoice = await _invoice(api, wanted)
-        balance = Decimal(str(invoice.get("Balance", 0)))
-        if amount > balance:
-            raise ValueError(f"invoice {invoice['DocNumber']} has a balance of {balance}; "
-                             f"{amount} is more than that")
+        invoice, amount, balance = await _invoice_and_amount(api, args, "credit")
         item = next((line["SalesItemLineDetail"]["ItemRef"] for line in invoice.get("Line", [])
                      if (line.get("SalesItemLineDetail") or {}).get("ItemRef")), None)
         if item is None:
