@@ -57,6 +57,8 @@ REPLICA_ENV = "SPLICE_REPLICA_ID"
 #: How long a taken item stays leased without renewal (seconds): a dead replica's items return
 #: this long after its last renewal at most.
 LEASE = 30.0
+#: The most items one take leases, for a flow that does not batch (a batching flow takes a batch).
+TAKE_AT_ONCE = 30
 #: How often an idle taker looks at the queue when no notification woke it (seconds).
 POLL = 1.0
 #: How often the queue's depth is read for the metrics (seconds).
@@ -150,8 +152,10 @@ class QueueWorkers:
         while not stop.is_set():
             if not await _until_stopped(stop, room.acquire()):
                 return
-            free = 1
-            while room.value:
+            # At most a take's worth at once (a flow's batch size), so that replicas woken by
+            # the same burst share it instead of the first one leasing all it has room for.
+            free, most = 1, flow.batch.size if flow.batch is not None else TAKE_AT_ONCE
+            while room.value and free < most:
                 room.acquire_nowait()
                 free += 1
             try:
