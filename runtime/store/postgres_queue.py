@@ -228,6 +228,10 @@ class PostgresWorkQueue(WorkQueue):
                 if conn is not None:
                     conn.terminate()
                 return
+            except BaseException:  # cancelled while connecting: the connection is nobody's
+                if conn is not None:
+                    conn.terminate()
+                raise
             self._listener, self._listen_failed_at = conn, None
 
     async def aclose(self) -> None:
@@ -237,6 +241,8 @@ class PostgresWorkQueue(WorkQueue):
                 with anyio.move_on_after(2.0):
                     await conn.close()
             except Exception:  # closing a connection whose server went away
+                conn.terminate()
+            if not conn.is_closed():  # the close did not finish in time
                 conn.terminate()
         for flow in list(self._wake):
             self._wake.pop(flow).set()
