@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -219,11 +219,8 @@ async def _create_keyed(seats: Sequence[Seat[_Create]]) -> None:
 
 
 async def _send_creates(seats: list[Seat[_Create]]) -> None:
-    by_entity: dict[str, list[Seat[_Create]]] = {}
-    for s in seats:
-        by_entity.setdefault(s.item.entity, []).append(s)
     async with anyio.create_task_group() as tg:
-        for group in by_entity.values():
+        for group in _by_entity(seats):
             for chunk in chunks([s for s in group if s.item.lookup is None], BATCH_SIZE):
                 tg.start_soon(settle, chunk, _create_plain)
             for chunk in chunks([s for s in group if s.item.lookup is not None], BATCH_SIZE):
@@ -328,12 +325,21 @@ async def _update_chunk(seats: Sequence[Seat[_Update]]) -> None:
         live = [s for s in stale if not s.done.is_set()]
 
 
+#: What a /batch chunk holds: creates, or updates.
+ItemT = TypeVar("ItemT", _Create, _Update)
+
+
+def _by_entity(seats: list[Seat[ItemT]]) -> list[list[Seat[ItemT]]]:
+    """The seats by the entity they write (a /batch chunk holds one entity's items)."""
+    groups: dict[str, list[Seat[ItemT]]] = {}
+    for seat in seats:
+        groups.setdefault(seat.item.entity, []).append(seat)
+    return list(groups.values())
+
+
 async def _send_updates(seats: list[Seat[_Update]]) -> None:
-    by_entity: dict[str, list[Seat[_Update]]] = {}
-    for s in seats:
-        by_entity.setdefault(s.item.entity, []).append(s)
     async with anyio.create_task_group() as tg:
-        for group in by_entity.values():
+        for group in _by_entity(seats):
             for chunk in chunks(group, BATCH_SIZE):
                 tg.start_soon(settle, chunk, _update_chunk)
 
