@@ -226,3 +226,48 @@ async def test_a_voided_or_deleted_sales_receipt_reaches_its_opportunity(integra
     await event("Delete")
     written = it.record("Opportunity", opp)
     assert written["Payment_Status__c"] == "Deleted" and written["QuickBooks_Invoice_Link__c"] is None
+
+
+async def test_messages_about_a_sales_receipt_deal_name_the_sales_receipt(integration: Integration) -> None:
+    """A Sales Receipt deal whose receipt was voided, then deleted, in QuickBooks: the notes on the
+    opportunity name a Sales Receipt, not an invoice (it never had one)."""
+    it = integration
+    opp = seed_deal(it, "Sales Receipt")
+    assert (await it.run("opportunity-to-invoice", it.record("Opportunity", opp))).status == "completed"
+    [receipt] = it.table("SalesReceipt")
+    it.company.void("SalesReceipt", {"Id": receipt["Id"], "SyncToken": receipt["SyncToken"]})
+    fitting = next(li for li in it.org.records["OpportunityLineItem"].values()
+                   if li["OpportunityId"] == opp and li["SortOrder"] == 2)
+    it.org.update("OpportunityLineItem", fitting["Id"], {"Quantity": 3})
+    outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    assert outcome.status == "completed", outcome.error
+    note = it.record("Opportunity", opp)["QB_Sync_Error__c"]
+    assert note.startswith(f"Sales Receipt {receipt['DocNumber']} was voided in QuickBooks"), note
+    assert "invoice" not in note.lower().replace("not invoiced", ""), note
+
+    voided = it.company.tables["SalesReceipt"][receipt["Id"]]
+    it.company.delete("SalesReceipt", {"Id": voided["Id"], "SyncToken": voided["SyncToken"]})
+    outcome = await it.run("payment-to-salesforce", {}, {"entity": "SalesReceipt",
+                                                         "entityId": receipt["Id"], "operation": "Delete"})
+    assert outcome.status == "completed", outcome.error
+    written = it.record("Opportunity", opp)
+    assert written["Payment_Status__c"] == "Deleted"
+    assert written["QB_Sync_Error__c"].startswith(f"Sales Receipt {receipt['Id']} was deleted in QuickBooks"), \
+        written["QB_Sync_Error__c"]
+
+
+async def test_messages_about_an_invoice_still_name_the_invoice(integration: Integration) -> None:
+    """The same notes for an Invoice deal keep naming the invoice."""
+    it = integration
+    opp = seed_deal(it, None)
+    assert (await it.run("opportunity-to-invoice", it.record("Opportunity", opp))).status == "completed"
+    [invoice] = it.table("Invoice")
+    it.company.void("Invoice", {"Id": invoice["Id"], "SyncToken": invoice["SyncToken"]})
+    it.org.update("Opportunity", opp, {"Description": "edited"})
+    fitting = next(li for li in it.org.records["OpportunityLineItem"].values()
+                   if li["OpportunityId"] == opp and li["SortOrder"] == 2)
+    it.org.update("OpportunityLineItem", fitting["Id"], {"Quantity": 3})
+    outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
+    assert outcome.status == "completed", outcome.error
+    note = it.record("Opportunity", opp)["QB_Sync_Error__c"]
+    assert note.startswith(f"Invoice {invoice['DocNumber']} was voided in QuickBooks"), note
