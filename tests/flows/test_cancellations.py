@@ -300,3 +300,82 @@ async def test_a_refund_entered_by_hand_uses_up_the_accounts_credit(integration:
                                                  "LinkedTxn": [{"TxnId": memo["Id"], "TxnType": "CreditMemo"}]}, {})
     await qb_event(it, "RefundReceipt", refund["Id"])
     assert it.record("Account", account)["Unapplied_Amount__c"] == 0
+
+
+def refund_by_hand(it: Integration, invoice: dict[str, Any], amount: str, **fields: Any) -> dict[str, Any]:
+    """A RefundReceipt entered in QuickBooks for the invoice's customer, from a bank account."""
+    item = invoice["Line"][0]["SalesItemLineDetail"]["ItemRef"]
+    banks = [a for a in it.company.tables["Account"].values() if a.get("Name") == "Hand Checking"]
+    bank = banks[0] if banks else it.company.create("Account", {"Name": "Hand Checking", "AccountType": "Bank"}, {})
+    return it.company.create("RefundReceipt", {
+        "CustomerRef": invoice["CustomerRef"], "DepositToAccountRef": {"value": bank["Id"]},
+        "Line": [{"DetailType": "SalesItemLineDetail", "Amount": Decimal(amount),
+                  "SalesItemLineDetail": {"ItemRef": item}}], **fields}, {})
+
+
+async def test_a_refund_entered_by_hand_reaches_the_opportunity_it_pays_back(integration: Integration) -> None:
+    """A refund receipt made in QuickBooks for a customer with one paid invoice: its event writes
+    the amount refunded on that invoice's opportunity; a second refund adds to it."""
+    it = integration
+    _, opp, invoice = await invoiced(it, "Hand Refund Paid", 400)
+    await qb_event(it, "Payment", pay(it, invoice, "400.00")["Id"])
+    assert cancellation(it, opp)[1:] == ("Paid", 400, 0, None, 0)
+    first = refund_by_hand(it, invoice, "150")
+    await qb_event(it, "RefundReceipt", first["Id"])
+    assert it.record("Opportunity", opp)["Amount_Refunded__c"] == 150
+    second = refund_by_hand(it, invoice, "50")
+    await qb_event(it, "RefundReceipt", second["Id"])
+    assert it.record("Opportunity", opp)["Amount_Refunded__c"] == 200
+
+
+async def test_a_refund_of_a_credit_memo_goes_to_the_invoice_the_credit_memo_was_applied_to(
+        integration: Integration) -> None:
+    """The customer has two paid invoices; the refund pays out a credit memo applied to one of
+    them: that one's opportunity shows the refund, the other none."""
+    it = integration
+    _, opp, invoice = await invoiced(it, "Memo Refund")
+    other_product = it.product("Memo Refund extra", 300)
+    account_id = it.record("Opportunity", opp)["AccountId"]
+    other = it.opportunity(account_id, [{"product": other_product, "Quantity": 1}], name="Memo Refund 2")
+    assert (await it.run("opportunity-to-invoice", it.record("Opportunity", other))).status == "completed"
+    other_invoice = it.company.tables["Invoice"][it.record("Opportunity", other)["QuickBooks_Invoice_Id__c"]]
+    assert other_invoice["CustomerRef"]["value"] == invoice["CustomerRef"]["value"]
+    pay(it, invoice, "600.00")
+    pay(it, other_invoice, "300.00")
+    item = invoice["Line"][0]["SalesItemLineDetail"]["ItemRef"]
+    memo = it.company.create("CreditMemo", {"CustomerRef": invoice["CustomerRef"], "Line": [
+        {"DetailType": "SalesItemLineDetail", "Amount": Decimal("400"), "SalesItemLineDetail": {"ItemRef": item}}]}, {})
+    it.company.create("Payment", {"CustomerRef": invoice["CustomerRef"], "TotalAmt": 0, "Line": [
+        {"Amount": Decimal("100"), "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]},
+        {"Amount": Decimal("100"), "LinkedTxn": [{"TxnId": memo["Id"], "TxnType": "CreditMemo"}]}]}, {})
+    refund = refund_by_hand(it, invoice, "300", LinkedTxn=[{"TxnId": memo["Id"], "TxnType": "CreditMemo"}])
+    await qb_event(it, "RefundReceipt", refund["Id"])
+    assert it.record("Opportunity", opp)["Amount_Refunded__c"] == 300
+    assert it.record("Opportunity", other)["Amount_Refunded__c"] is None
+
+
+async def test_a_refund_that_no_rule_traces_stays_on_the_account(integration: Integration) -> None:
+    """Two paid invoices and a refund that names neither: no opportunity is guessed at."""
+    it = integration
+    account, opp, invoice = await invoiced(it, "Untraced Refund")
+    product = it.product("Untraced extra", 200)
+    other = it.opportunity(account, [{"product": product, "Quantity": 1}], name="Untraced 2")
+    assert (await it.run("opportunity-to-invoice", it.record("Opportunity", other))).status == "completed"
+    other_invoice = it.company.tables["Invoice"][it.record("Opportunity", other)["QuickBooks_Invoice_Id__c"]]
+    pay(it, invoice, "1000.00")
+    pay(it, other_invoice, "200.00")
+    refund = refund_by_hand(it, invoice, "100")
+    await qb_event(it, "RefundReceipt", refund["Id"])
+    assert it.record("Opportunity", opp)["Amount_Refunded__c"] is None
+    assert it.record("Opportunity", other)["Amount_Refunded__c"] is None
+
+
+async def test_the_cancellations_own_refund_is_found_again_by_the_refund_event(integration: Integration) -> None:
+    """The refund the cancellation made comes back as a RefundReceipt event: the amount on the
+    opportunity stays what the cancellation wrote (its DocNumber names the deal)."""
+    it = integration
+    _, opp, invoice = await invoiced(it, "Own Refund")
+    pay(it, invoice, "1000.00")
+    refund = refund_by_hand(it, invoice, "1000", DocNumber="SFR-" + opp[:15])
+    await qb_event(it, "RefundReceipt", refund["Id"])
+    assert it.record("Opportunity", opp)["Amount_Refunded__c"] == 1000
