@@ -18,7 +18,9 @@ What QuickBooks does with them, and so what the emulator does:
   none; ``CustomerMemo`` is at most 1000 characters; ``EmailStatus`` is ``NotSet``,
   ``NeedToSend`` or ``EmailSent`` (2170 otherwise).
 - ``POST /invoice/{id}/send[?sendTo=]`` mails the invoice: ``sendTo`` (which becomes the
-  ``BillEmail``) or the ``BillEmail`` it has; neither is a 6000 business validation fault.
+  ``BillEmail``) or the ``BillEmail`` it has; neither is a 6000 business validation fault, with
+  the detail QuickBooks gives when a form marked to be e-mailed has no address ("You must enter
+  the email address for this customer in order to email statements.").
   ``EmailStatus`` becomes ``EmailSent`` and ``DeliveryInfo`` says when.
 - ``InvoiceLink``, the link a customer opens to see and pay the invoice, is returned only with
   ``include=invoiceLink``, and only for an invoice that can be paid online: the company takes
@@ -251,9 +253,10 @@ def send_invoice(company: Company, invoice_id: str, send_to: str | None) -> dict
         check_record("Invoice", {"BillEmail": {"Address": send_to}})
         invoice["BillEmail"] = {"Address": send_to}
     if not (invoice.get("BillEmail") or {}).get("Address"):
+        # QuickBooks' own wording when a form is to be e-mailed to a customer without an address.
         raise Fault("6000", "A business validation error has occurred while processing your request",
-                    "Business Validation Error: There is no e-mail address to send this invoice "
-                    "to. Give one in sendTo or set BillEmail.", element="BillEmail")
+                    "Business Validation Error: You must enter the email address for this customer "
+                    "in order to email statements.", element="BillEmail")
     invoice["EmailStatus"] = "EmailSent"
     invoice["DeliveryInfo"] = {"DeliveryType": "Email", "DeliveryTime": company.now()}
     company.touch("Invoice", invoice)

@@ -184,3 +184,70 @@ async def test_credit_memos_and_refunds_are_in_change_data_capture(emulator: Any
     found = {name: [row["Id"] for row in entry[name]] for entry in entries for name in entry
              if name in ("CreditMemo", "RefundReceipt")}
     assert found == {"CreditMemo": [memo["CreditMemo"]["Id"]], "RefundReceipt": [refund["RefundReceipt"]["Id"]]}
+
+
+async def test_each_refusal_of_credits_voids_and_sending_is_typed_as_a_permanent_error(
+        http: httpx.AsyncClient) -> None:
+    """Every refusal of this area answers HTTP 400 with a ValidationFault of a numeric code, the
+    QuickBooks Message and a Detail; the connector types each one and none is retried (sending
+    again changes nothing until a person or the flow changes the request)."""
+    from connectors.quickbooks.errors import error_from_response
+
+    customer, item, bank = await ids(http)
+    _, invoice = await post(http, "invoice", {"CustomerRef": {"value": customer}, "Line": lines(item, "100")})
+    invoice = invoice["Invoice"]
+    _, payment = await post(http, "payment", {"CustomerRef": {"value": customer}, "TotalAmt": Decimal("40"),
+                                              "Line": [{"Amount": Decimal("40"), "LinkedTxn": [
+                                                  {"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]})
+    _, memo = await post(http, "creditmemo", {"CustomerRef": {"value": customer}, "Line": lines(item, "50")})
+    memo = memo["CreditMemo"]
+    current = await read(http, "Invoice", invoice["Id"])
+    income = (await query(http, "select * from Account where Name = 'Services'"))["Account"][0]
+    refund: dict[str, Any] = {"CustomerRef": {"value": customer}, "Line": lines(item, "80"),
+                              "LinkedTxn": [{"TxnId": memo["Id"], "TxnType": "CreditMemo"}]}
+    business = "A business validation error has occurred while processing your request"
+    cases: list[tuple[str, dict[str, Any], dict[str, str], str, str, str]] = [
+        # resource, body, query, code, error type, start of the Message
+        ("invoice", {"Id": invoice["Id"], "SyncToken": current["SyncToken"]}, {"operation": "void"},
+         "6000", "QUICKBOOKS:VALIDATION", business),
+        ("creditmemo", {"Id": memo["Id"], "SyncToken": memo["SyncToken"]}, {"operation": "void"},
+         "500", "QUICKBOOKS:UNSUPPORTED_OPERATION", "Unsupported Operation"),
+        ("payment", {"CustomerRef": {"value": customer}, "TotalAmt": 0, "Line": [
+            {"Amount": Decimal("60"), "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]},
+            {"Amount": Decimal("60"), "LinkedTxn": [{"TxnId": memo["Id"], "TxnType": "CreditMemo"}]}]}, {},
+         "6000", "QUICKBOOKS:VALIDATION", business),
+        ("payment", {"CustomerRef": {"value": customer}, "TotalAmt": Decimal("90"), "Line": [
+            {"Amount": Decimal("90"), "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]}, {},
+         "6000", "QUICKBOOKS:VALIDATION", business),
+        ("refundreceipt", refund, {}, "2020", "QUICKBOOKS:VALIDATION", "Required param missing"),
+        ("refundreceipt", {**refund, "DepositToAccountRef": {"value": income["Id"]}}, {},
+         "6000", "QUICKBOOKS:VALIDATION", business),
+        ("refundreceipt", {**refund, "DepositToAccountRef": {"value": bank}}, {},
+         "6000", "QUICKBOOKS:VALIDATION", business),
+        ("refundreceipt", {**refund, "DepositToAccountRef": {"value": bank},
+                           "LinkedTxn": [{"TxnId": "999", "TxnType": "CreditMemo"}]}, {},
+         "2500", "QUICKBOOKS:INVALID_REFERENCE", "Invalid Reference Id"),
+        ("creditmemo", {"CustomerRef": {"value": customer}, "Line": []}, {},
+         "2020", "QUICKBOOKS:VALIDATION", "Required param missing"),
+    ]
+    for resource, body, params, fault_code, error_type, message in cases:
+        response = await http.post(f"{API}/{resource}", content=dumps(body),
+                                   params={"minorversion": "75", **params})
+        fault = loads(response.content)["Fault"]
+        assert response.status_code == 400 and fault["type"] == "ValidationFault", (resource, fault)
+        [error] = fault["Error"]
+        assert error["code"] == fault_code and error["Message"].startswith(message), (resource, error)
+        assert error["Detail"], (resource, error)
+        typed = error_from_response(response)
+        assert (typed.error_type, typed.retryable) == (error_type, False), (resource, typed)
+        assert typed.details["code"] == fault_code and typed.details["detail"] == error["Detail"]
+    assert payment["Payment"]["Id"]
+
+    nowhere = await http.post(f"{API}/invoice/{invoice['Id']}/send",
+                              headers={"Content-Type": "application/octet-stream"})
+    [error] = loads(nowhere.content)["Fault"]["Error"]
+    assert (error["code"], error["Message"], error["element"]) == ("6000", business, "BillEmail")
+    assert error["Detail"] == ("Business Validation Error: You must enter the email address for this "
+                               "customer in order to email statements.")
+    typed = error_from_response(nowhere)
+    assert (typed.error_type, typed.retryable) == ("QUICKBOOKS:VALIDATION", False)
