@@ -379,3 +379,18 @@ async def test_the_cancellations_own_refund_is_found_again_by_the_refund_event(i
     refund = refund_by_hand(it, invoice, "1000", DocNumber="SFR-" + opp[:15])
     await qb_event(it, "RefundReceipt", refund["Id"])
     assert it.record("Opportunity", opp)["Amount_Refunded__c"] == 1000
+
+
+async def test_a_refund_deleted_in_quickbooks_leaves_the_opportunity(integration: Integration) -> None:
+    """A hand refund, then deleted in QuickBooks: the Delete event (which names no customer) brings
+    the opportunity's amount refunded back to 0."""
+    it = integration
+    _, opp, invoice = await invoiced(it, "Deleted Refund", 300)
+    await qb_event(it, "Payment", pay(it, invoice, "300.00")["Id"])
+    refund = refund_by_hand(it, invoice, "120")
+    await qb_event(it, "RefundReceipt", refund["Id"])
+    assert it.record("Opportunity", opp)["Amount_Refunded__c"] == 120
+    stored = it.company.tables["RefundReceipt"][refund["Id"]]
+    it.company.delete("RefundReceipt", {"Id": stored["Id"], "SyncToken": stored["SyncToken"]})
+    await qb_event(it, "RefundReceipt", refund["Id"], "Delete")
+    assert it.record("Opportunity", opp)["Amount_Refunded__c"] == 0
