@@ -10,8 +10,9 @@ the runtime's decision, made here by :func:`open_budget`:
   store (:mod:`runtime.store.budgets`), so N replicas together keep to one account's limits, and a
   pause after a 429 stops them all.
 
-In this process a shared budget still queues its own callers first (one lock per bucket, one
-limiter per slot set), so each replica sends the store one attempt at a time, not one per waiter.
+In this process a shared budget still queues its own callers first (per bucket the two lanes of
+:class:`~runtime.limits.Lanes`, per slot set one limiter), so each replica sends the store at most
+one attempt per lane at a time, not one per waiter.
 
 **What it costs.** A request on a shared budget makes three short statements on the store's pool
 (take a slot, take its tokens, free the slot; a renewal every few seconds for a slow one), so the
@@ -37,7 +38,7 @@ from typing import TypeVar
 
 import anyio
 
-from runtime.limits import RateLimit, portions
+from runtime.limits import Lanes, RateLimit, portions
 from runtime.store._locking import beside
 from runtime.store.base import ObjectStore, StoreUnavailableError
 from runtime.store.budgets import BudgetTables, budget_tables
@@ -85,7 +86,8 @@ class StoreTokenBucket:
         self.rate = rate
         self.per = per
         self.capacity = float(burst if burst is not None else rate)
-        self._lock = anyio.Lock()
+        # This process's callers ask the store one at a time, one-token requests in a lane of their own.
+        self._lanes = Lanes(self.capacity)
         self._local_pause_until = float("-inf")
         self._unpublished_pause = 0.0
 
@@ -96,7 +98,7 @@ class StoreTokenBucket:
 
     async def take(self, tokens: float = 1.0) -> float:
         """Wait until ``tokens`` are taken; the database time of the (last) grant."""
-        async with self._lock:
+        async with self._lanes.turn(tokens):
             granted = 0.0
             for portion in portions(tokens, self.capacity):
                 while True:
@@ -109,6 +111,8 @@ class StoreTokenBucket:
                                                     self.capacity, self.interval), self.key)
                     if result.granted_at is not None:
                         granted = result.granted_at
+                        if tokens > 1:
+                            self._lanes.portion_taken()
                         break
                     await anyio.sleep(min(max(result.wait, 0.001), MAX_POLL))
             return granted

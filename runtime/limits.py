@@ -21,8 +21,8 @@ from typing import Protocol
 
 import anyio
 
-__all__ = ["Bucket", "BudgetFactory", "InFlight", "LocalInFlight", "RateLimit", "TokenBucket",
-           "local_budget", "portions"]
+__all__ = ["Bucket", "BudgetFactory", "InFlight", "Lanes", "LocalInFlight", "RateLimit",
+           "TokenBucket", "local_budget", "portions"]
 
 
 def portions(tokens: float, capacity: float) -> list[float]:
@@ -32,6 +32,57 @@ def portions(tokens: float, capacity: float) -> list[float]:
         return []
     whole = max(1, math.ceil(tokens / capacity))
     return [capacity] * (whole - 1) + [tokens - capacity * (whole - 1)]
+
+
+class Lanes:
+    """Who asks a bucket next: one-token requests need not queue behind a heavy one.
+
+    A heavy request (a batch metered per item) waits seconds for its tokens. Were every request
+    in one queue, the reads that let the next records reach their own batch would wait behind it
+    as well, and the API would sit idle between batches while those reads go out. So requests of
+    one token have a lane of their own and take a token as soon as one is there; heavy requests
+    keep arrival order among themselves. A heavy request is overtaken by at most ``overtake``
+    tokens per portion it waits for, so a stream of reads cannot starve it.
+    """
+
+    def __init__(self, overtake: float) -> None:
+        self.overtake = overtake
+        self._heavy = anyio.Lock()
+        self._light = anyio.Lock()
+        self._heavy_waiting = False
+        self._overtaken = 0.0
+        self._progress = anyio.Event()
+
+    @asynccontextmanager
+    async def heavy(self) -> AsyncIterator[None]:
+        """The turn of a request of more than one token (arrival order among them)."""
+        async with self._heavy:
+            self._heavy_waiting = True
+            try:
+                yield
+            finally:
+                self._heavy_waiting = False
+                self.portion_taken()
+
+    def portion_taken(self) -> None:
+        """A heavy request got a portion: light ones may overtake it again."""
+        self._overtaken = 0.0
+        self._progress.set()
+        self._progress = anyio.Event()
+
+    @asynccontextmanager
+    async def light(self) -> AsyncIterator[None]:
+        """The turn of a one-token request (arrival order among them)."""
+        async with self._light:
+            while self._heavy_waiting and self._overtaken >= self.overtake:
+                await self._progress.wait()
+            yield
+            if self._heavy_waiting:
+                self._overtaken += 1
+
+    def turn(self, tokens: float) -> AbstractAsyncContextManager[None]:
+        """The lane of a request of ``tokens``."""
+        return self.light() if tokens <= 1 else self.heavy()
 
 
 class Bucket(Protocol):
@@ -66,8 +117,9 @@ class InFlight(Protocol):
 class TokenBucket:
     """``rate`` tokens per ``per`` seconds, holding at most ``burst`` (default: ``rate``).
 
-    Waiters are served in arrival order: a lock is held while a waiter sleeps for its token, so a
-    burst of callers is spread evenly instead of stampeding when tokens come back.
+    Waiters are served in arrival order within their lane (:class:`Lanes`): a lock is held while a
+    waiter sleeps for its tokens, so a burst of callers is spread evenly instead of stampeding when
+    tokens come back; a one-token request does not wait behind a batch's many.
     """
 
     def __init__(self, rate: float, per: float = 1.0, *, burst: float | None = None,
@@ -80,7 +132,7 @@ class TokenBucket:
         self._tokens = self.capacity
         self._clock = clock
         self._updated = clock()
-        self._lock = anyio.Lock()
+        self._lanes = Lanes(self.capacity)
 
     @property
     def interval(self) -> float:
@@ -95,12 +147,14 @@ class TokenBucket:
     async def acquire(self, tokens: float = 1.0) -> None:
         """Wait until ``tokens`` are available, then take them (more than the bucket holds are
         taken in turns, see :func:`portions`)."""
-        async with self._lock:
+        async with self._lanes.turn(tokens):
             for portion in portions(tokens, self.capacity):
                 while True:
                     self._refill()
                     if self._tokens >= portion:
                         self._tokens -= portion
+                        if tokens > 1:
+                            self._lanes.portion_taken()
                         break
                     await anyio.sleep((portion - self._tokens) * self.interval)
 
@@ -161,13 +215,18 @@ class RateLimit:
         """Hold one in-flight slot and spend ``tokens`` (a request's weight: one, or one per
         item of a batch that is metered per item) for the duration of a request.
 
-        The slot is taken before the tokens, so a request goes out as soon as it has spent them:
-        the bucket's times are the requests' departures, which the SaaS side counts.
+        The slot is taken before the (last) token, so a request goes out as soon as it has spent
+        them: the bucket's times are the requests' departures, which the SaaS side counts. A heavy
+        request spends all but one of its tokens before it takes a slot: a batch waiting seconds
+        for its tokens does not keep a slot from the requests that could leave now.
         """
         if self.concurrency is None:
             await self.bucket.acquire(tokens)
             yield
             return
+        if tokens > 1:
+            await self.bucket.acquire(tokens - 1)
+            tokens = 1
         async with self.concurrency.hold():
             await self.bucket.acquire(tokens)
             yield

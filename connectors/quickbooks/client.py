@@ -28,6 +28,7 @@ from connectors.quickbooks.config import QuickBooksSettings, token_key
 from connectors.quickbooks.errors import error_from_response, is_fault_payload, quickbooks_error
 from connectors.quickbooks.money import dumps, loads
 from connectors.quickbooks.query import page_query, query_entity
+from connectors.quickbooks.shared_reads import SharedPages
 from runtime import (
     IDEMPOTENT_EXTENSION,
     BudgetFactory,
@@ -153,6 +154,8 @@ class QuickBooksClient:
         self.limits = limits
         self.store = store
         self.observer = observer
+        #: Identical query pages asked while one is in flight are asked once.
+        self.shared_pages = SharedPages()
 
     @property
     def realm_id(self) -> str:
@@ -199,6 +202,9 @@ class QuickBooksClient:
             raise quickbooks_error("TIMEOUT", f"no answer to {method} {resource} in time "
                                    "(retries and rate-limit waits included)",
                                    retryable=True) from None
+        finally:
+            if method != "GET":  # answered or not, it may have written: later reads must see it
+                self.shared_pages.write_ended()
         if response.status_code >= 400:
             raise error_from_response(response)
         try:
@@ -235,9 +241,17 @@ class QuickBooksClient:
         return record
 
     async def query_page(self, sql: str) -> dict[str, Any]:
-        """One query page: the ``QueryResponse`` object (empty dict when nothing matched)."""
-        payload = await self.request("GET", "query", params={"query": sql})
-        return payload.get("QueryResponse") or {}
+        """One query page: the ``QueryResponse`` object (empty dict when nothing matched).
+
+        An identical query already in flight answers it, unless a write ended since that one
+        was asked (:mod:`connectors.quickbooks.shared_reads`)."""
+
+        async def ask() -> dict[str, Any]:
+            payload = await self.request("GET", "query", params={"query": sql})
+            page: dict[str, Any] = payload.get("QueryResponse") or {}
+            return page
+
+        return await self.shared_pages.page(sql, ask)
 
     async def query(self, sql: str, *, limit: int | None = None,
                     page_size: int = MAX_PAGE) -> AsyncIterator[dict[str, Any]]:

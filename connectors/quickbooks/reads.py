@@ -38,7 +38,9 @@ def not_found(entity: str, entity_id: str) -> SpliceError:
 async def read_many(client: QuickBooksClient, entity: str,
                     ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The records of ``ids`` that exist, by Id (one query per :data:`IDS_PER_QUERY` Ids)."""
-    wanted = list(dict.fromkeys(str(i) for i in ids if str(i).strip()))
+    # Sorted: batches that want the same records ask the same query, which one request answers
+    # while it is in flight (connectors.quickbooks.shared_reads).
+    wanted = sorted({str(i) for i in ids if str(i).strip()}, key=lambda i: (len(i), i))
     active = " and Active in (true, false)" if entity in NAME_LISTS else ""
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(wanted), IDS_PER_QUERY):

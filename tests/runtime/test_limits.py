@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from runtime import BudgetFactory, RateLimit, local_budget
@@ -62,3 +63,56 @@ def test_the_local_factory_makes_budgets_of_this_process() -> None:
     limit = factory("quickbooks:realm", 20, 60.0, burst=5, max_concurrent=3)
     assert isinstance(limit.bucket, TokenBucket)
     assert limit.bucket.capacity == 5 and limit.bucket.interval == 3.0
+
+
+async def test_a_one_token_request_does_not_wait_behind_a_batch_waiting_for_its_tokens() -> None:
+    """A batch of 10 waits for its tokens on an empty bucket; reads asked after it go first, up to
+    the bucket's capacity, then the batch gets its turn: reads cannot starve it."""
+    bucket = TokenBucket(100, 1.0, burst=10)  # a token every 10 ms, at most 10 saved
+    await bucket.acquire(10)  # empty
+    order: list[str] = []
+    heavy_waiting = anyio.Event()
+
+    async def heavy() -> None:
+        heavy_waiting.set()
+        await bucket.acquire(10)
+        order.append("batch")
+
+    async def light(n: int) -> None:
+        await bucket.acquire(1)
+        order.append(f"read {n}")
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(heavy)
+            await heavy_waiting.wait()
+            await anyio.lowlevel.checkpoint()
+            for n in range(15):
+                tg.start_soon(light, n)
+    assert order.index("batch") == 10, order
+    assert [o for o in order if o != "batch"] == [f"read {n}" for n in range(15)]
+
+
+async def test_a_batch_waits_for_its_tokens_without_holding_an_in_flight_slot() -> None:
+    """One slot in flight: a read goes out while a batch of 5 still waits for its tokens."""
+    limit = RateLimit(50, 1.0, max_concurrent=1, burst=5)
+    await limit.acquire(5)  # empty: the batch must wait about 100 ms
+    order: list[str] = []
+    batch_started = anyio.Event()
+
+    async def batch() -> None:
+        batch_started.set()
+        async with limit.slot(tokens=5):
+            order.append("batch")
+
+    async def read() -> None:
+        async with limit.slot():
+            order.append("read")
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(batch)
+            await batch_started.wait()
+            await anyio.lowlevel.checkpoint()
+            tg.start_soon(read)
+    assert order == ["read", "batch"]

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -16,6 +17,7 @@ from connectors.quickbooks.creates import SENT_NAMESPACE
 from connectors.quickbooks.emulator import create_app
 from connectors.quickbooks.emulator.limits import RealmThrottle
 from connectors.quickbooks.operations import OPERATIONS
+from connectors.quickbooks.shared_reads import SharedPages
 from runtime import BatchCall, SpliceError
 from runtime.store import ObjectStore
 from tests.support.quickbooks import (
@@ -450,6 +452,83 @@ async def test_stored_links_are_read_in_one_query(
     again = await run_op("match-or-create", qbc, store, **params[0])
     assert (again["action"], again["rule"], again["record"]["Id"]) == (
         "linked", "stored link", linked[0]["Id"])
+
+
+async def test_batches_linking_the_same_records_at_once_read_them_with_one_request(
+        counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore) -> None:
+    """A burst's item batches at once: five batches that link the same three items (in any order)
+    send one Id-in query, not five; each batch gets its own copy of the rows."""
+    linked = [company(counted).create("Item", {"Name": f"Shared {n}", "Type": "Service",
+                                               "IncomeAccountRef": {"value": "1"}}, {})
+              for n in range(3)]
+    counted.calls.clear()
+
+    def params(order: list[int], batch: int) -> list[dict[str, Any]]:
+        return [{"entity": "Item", "record": {"Name": f"Shared {n}"}, "link": linked[n]["Id"],
+                 "external_key": f"prod-{n}", "exclusive": False,
+                 "idempotency_key": f"b{batch}-{n}"} for n in order]
+
+    results: list[list[Any]] = []
+
+    async def batch(order: list[int], number: int) -> None:
+        results.append(await run_batch("match-or-create", qbc, store, params(order, number)))
+
+    async with anyio.create_task_group() as tg:
+        for number, order in enumerate([[0, 1, 2], [2, 1, 0], [1, 0, 2], [0, 2, 1], [2, 0, 1]]):
+            tg.start_soon(batch, order, number)
+    assert len(results) == 5
+    assert all((r["action"], r["rule"]) == ("linked", "stored link") for rs in results for r in rs)
+    assert [path for _m, path in counted.calls] == ["query"]
+    results[0][0]["record"]["Name"] = "changed by one caller"
+    assert {r["record"]["Name"] for rs in results[1:] for r in rs} == {
+        "Shared 0", "Shared 1", "Shared 2"}
+
+
+async def test_a_query_asked_after_a_write_is_not_answered_by_one_sent_before_it() -> None:
+    """Read your own writes: a query in flight answers identical ones asked while it is in flight,
+    but not one asked after a write of this connection ended; a failed one fails its joiners."""
+    shared = SharedPages()
+    release = anyio.Event()
+    asked: list[int] = []
+
+    async def answer() -> dict[str, Any]:
+        asked.append(len(asked))
+        await release.wait()
+        return {"Term": [{"Name": "Net 30", "asked": len(asked)}]}
+
+    pages: list[dict[str, Any]] = []
+
+    async def ask() -> None:
+        pages.append(await shared.page("select * from Term", answer))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ask)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(ask)  # joins the query in flight
+        await anyio.wait_all_tasks_blocked()
+        shared.write_ended()
+        tg.start_soon(ask)  # a write ended since that query was asked: asks on its own
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert len(asked) == 2 and shared.joined == 1 and len(pages) == 3
+
+    async def refused() -> dict[str, Any]:
+        await anyio.sleep(0.01)
+        raise SpliceError("refused", error_type="QUICKBOOKS:INVALID")
+
+    errors: list[str] = []
+
+    async def ask_refused() -> None:
+        try:
+            await shared.page("select * from Nothing", refused)
+        except SpliceError as error:
+            errors.append(error.error_type)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ask_refused)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(ask_refused)
+    assert errors == ["QUICKBOOKS:INVALID"] * 2
 
 
 # ----------------------------------------------------------------- metering
