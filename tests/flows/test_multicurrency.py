@@ -158,10 +158,10 @@ async def test_the_demo_eur_deal_is_invoiced_in_euros_to_its_customer(integratio
     it = integration
     [opp] = [o for o in it.org.records["Opportunity"].values() if o["CurrencyIsoCode"] == "EUR"]
     inv = await invoice(it, opp["Id"])
-    assert inv["CustomerRef"] == {"value": "45", "name": "Lumière Maison (EUR)"}
+    assert inv["CustomerRef"] == {"value": "47", "name": "Lumière Maison (EUR)"}
     assert inv["CurrencyRef"]["value"] == "EUR" and inv["TotalAmt"] == Decimal("1120.00")
     assert inv["HomeTotalAmt"] == Decimal("1215.20")
-    assert it.record("Account", opp["AccountId"])["QB_Customer_Ids__c"] == "EUR:45"
+    assert it.record("Account", opp["AccountId"])["QB_Customer_Ids__c"] == "EUR:47"
 
 
 @pytest.mark.splice(environ={"CURRENCY_ENABLED": "auto"},
