@@ -4,8 +4,9 @@
 ``demo=True`` (``splice serve`` in sandbox mode, ``splice sandbox quickbooks --option demo=true``)
 :func:`seed_demo_company` adds the QuickBooks side of the Salesforce emulator's demo org: its
 products as items (``Sku`` = Salesforce ``ProductCode``), the accounts already synced as customers,
-the invoices (and payments) of the opportunities already invoiced, one of them voided, and a vendor
-whose name a Salesforce account has too. The company turned automated sales tax on (8.25%, "San
+the invoices (and payments) of the opportunities already invoiced, one of them voided, a vendor
+whose name a Salesforce account has too, a Pending estimate and a won one (Closed, its invoice made
+from it). Sandbox mode adds multi-currency and the euro customer (:mod:`.demo_currency`). The company turned automated sales tax on (8.25%, "San
 Francisco") after its first invoices: the last demo invoice carries sales tax on its taxable lines
 (TotalAmt = the opportunity's Amount + TotalTax), and so do the invoices the sync makes for taxable
 products. The facts both emulators
