@@ -21,6 +21,7 @@ import httpx
 
 from connectors.quickbooks.config import DEFAULT_MINOR_VERSION
 from connectors.quickbooks.emulator import DEFAULT_REALM, SANDBOX_REFRESH_TOKEN, create_app
+from connectors.quickbooks.emulator.demo_currency import DEMO_RATES
 from connectors.quickbooks.money import dumps
 from runtime import SandboxAction, SandboxSpec, SandboxTarget
 
@@ -41,9 +42,11 @@ def sandbox_settings(base_url: str) -> Mapping[str, Any]:
 
 
 def emulator_options(target: SandboxTarget) -> Mapping[str, Any]:
-    """The emulator of a sandbox: the demo company, and webhooks to the ``quickbooks.webhook``
+    """The emulator of a sandbox: the demo company (multi-currency on: home USD, a EUR rate and the
+    euro customer), and webhooks to the ``quickbooks.webhook``
     trigger of the served flows (its path and verifier token), if one listens."""
-    options: dict[str, Any] = {"demo": True, "client_id": target.settings.get("client-id"),
+    options: dict[str, Any] = {"demo": True, "multicurrency": dict(DEMO_RATES),
+                               "client_id": target.settings.get("client-id"),
                                "client_secret": target.settings.get("client-secret"),
                                "webhook_interval": 0.5}
     for name, params in target.triggers:
@@ -209,7 +212,8 @@ async def send_invoice(emulator: Mapping[str, Any], args: list[str]) -> str:
 
 async def multicurrency(emulator: Mapping[str, Any], args: list[str]) -> str:
     """Turn multi-currency on in the company with exchange rates (``EUR=1.085``; the demo's when
-    none are given) and add the demo's euro customer."""
+    none are given) and add the demo's euro customer (once: the sandbox's demo starts with both,
+    so this only sets rates there)."""
     rates: dict[str, str] = {"EUR": "1.085", "GBP": "1.27"}
     if args:
         rates = {}

@@ -41,13 +41,15 @@ def sandbox_settings(base_url: str) -> Mapping[str, Any]:
 
 
 def emulator_options(target: SandboxTarget) -> Mapping[str, Any]:
-    """The emulator of a sandbox: the demo org, and only the sandbox's connected app may log in.
+    """The emulator of a sandbox: the demo org (multi-currency on, USD and EUR, with the EUR account
+    and its won deal), and only the sandbox's connected app may log in.
 
     Long polls are kept short so that stopping ``splice serve`` is not held up by a CometD wait.
     """
     client_id = str(target.settings.get("client-id") or SANDBOX_CLIENT_ID)
     secret = str(target.settings.get("client-secret") or SANDBOX_CLIENT_SECRET)
-    return {"demo": True, "clients": {client_id: secret}, "long_poll_timeout": 10.0}
+    return {"demo": True, "multicurrency": ("USD", "EUR"), "clients": {client_id: secret},
+            "long_poll_timeout": 10.0}
 
 
 async def _login(http: httpx.AsyncClient, emulator: Mapping[str, Any]) -> str:
@@ -222,7 +224,8 @@ def sandbox_examples(app: Any) -> Mapping[str, str]:
 
 async def multicurrency(emulator: Mapping[str, Any], args: list[str]) -> str:
     """Turn multi-currency on in the org (corporate currency first) and add the demo's EUR account
-    with a won EUR deal, whose change events reach the running flows."""
+    with a won EUR deal, whose change events reach the running flows (once: a demo that has them
+    keeps them)."""
     currencies = [a.upper() for a in args] or ["USD", "EUR"]
     async with httpx.AsyncClient(timeout=10.0) as http:
         response = await http.post(f"{emulator['baseUrl']}/_emulator/multicurrency",
@@ -231,8 +234,8 @@ async def multicurrency(emulator: Mapping[str, Any], args: list[str]) -> str:
         raise ValueError(f"salesforce emulator refused: {response.text[:200]}")
     answer = response.json()
     return (f"Multi-currency on ({', '.join(answer['currencies'])}); won EUR deal "
-            f"{answer['opportunity']} added for Lumière Maison. With currency.enabled auto or on "
-            "(CURRENCY_ENABLED=auto splice serve --sandbox) it is invoiced in euros.")
+            f"{answer['opportunity']} for Lumière Maison (added once: the sandbox's demo starts with "
+            "it). With currency.enabled auto (the dev default) or on it is invoiced in euros.")
 
 
 SANDBOX_ACTIONS: tuple[SandboxAction, ...] = (

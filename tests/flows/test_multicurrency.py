@@ -158,10 +158,10 @@ async def test_the_demo_eur_deal_is_invoiced_in_euros_to_its_customer(integratio
     it = integration
     [opp] = [o for o in it.org.records["Opportunity"].values() if o["CurrencyIsoCode"] == "EUR"]
     inv = await invoice(it, opp["Id"])
-    assert inv["CustomerRef"] == {"value": "45", "name": "Lumière Maison (EUR)"}
+    assert inv["CustomerRef"] == {"value": "47", "name": "Lumière Maison (EUR)"}
     assert inv["CurrencyRef"]["value"] == "EUR" and inv["TotalAmt"] == Decimal("1120.00")
     assert inv["HomeTotalAmt"] == Decimal("1215.20")
-    assert it.record("Account", opp["AccountId"])["QB_Customer_Ids__c"] == "EUR:45"
+    assert it.record("Account", opp["AccountId"])["QB_Customer_Ids__c"] == "EUR:47"
 
 
 @pytest.mark.splice(environ={"CURRENCY_ENABLED": "auto"},
@@ -184,3 +184,45 @@ async def test_multicurrency_turned_on_in_running_demos_finds_the_euro_customer_
     assert inv["ExchangeRate"] == Decimal("1.1")
     account = it.record("Account", opp["AccountId"])
     assert (account["QB_Customer_Id__c"], account["QB_Customer_Ids__c"]) == (euro["Id"], f"EUR:{euro['Id']}")
+
+
+@MULTICURRENCY
+async def test_an_account_whose_currency_changes_gets_a_customer_in_that_currency(
+        integration: Integration) -> None:
+    """QuickBooks never changes a customer's currency: an account that now buys in euros keeps its
+    dollar customer and gets (or finds) one in euros, named by the template, linked per currency."""
+    it = integration
+    account = it.account("Maison Dupont", Billing_Email__c="ap@dupont.example", Currency__c="USD")
+    outcome = await it.run("account-to-customer", it.record("Account", account))
+    assert outcome.status == "completed", outcome.error
+    dollars = customer(it, it.record("Account", account)["QB_Customer_Id__c"])
+    assert dollars["CurrencyRef"]["value"] == "USD"
+
+    it.org.update("Account", account, {"Currency__c": "EUR", "BillingCity": "Paris"})
+    for _ in range(2):  # a re-delivered event changes nothing more
+        outcome = await it.run("account-to-customer", it.record("Account", account))
+        assert outcome.status == "completed", outcome.error
+    [euros] = [c for c in it.table("Customer") if c["DisplayName"] == "Maison Dupont (EUR)"]
+    assert euros["CurrencyRef"]["value"] == "EUR" and euros["BillAddr"]["City"] == "Paris"
+    assert customer(it, dollars["Id"])["CurrencyRef"]["value"] == "USD"
+    written = it.record("Account", account)
+    assert written["QB_Customer_Id__c"] == dollars["Id"]
+    assert sorted(written["QB_Customer_Ids__c"].split(";")) == [f"EUR:{euros['Id']}", f"USD:{dollars['Id']}"]
+
+
+async def test_a_currency_change_in_a_home_currency_company_is_reported_not_dead_lettered(
+        integration: Integration) -> None:
+    """Multi-currency off in QuickBooks: the customer stays in the home currency, the account's
+    other changes are synced, and its sync note says why its currency is not followed."""
+    it = integration
+    account = it.account("Plain Dollars LLC", Billing_Email__c="ap@plain.example", Currency__c="USD")
+    assert (await it.run("account-to-customer", it.record("Account", account))).status == "completed"
+    customer_id = it.record("Account", account)["QB_Customer_Id__c"]
+
+    it.org.update("Account", account, {"Currency__c": "EUR", "BillingCity": "Reno"})
+    outcome = await it.run("account-to-customer", it.record("Account", account))
+    assert outcome.status == "completed", outcome.error
+    kept = customer(it, customer_id)
+    assert kept["CurrencyRef"]["value"] == "USD" and kept["BillAddr"]["City"] == "Reno"
+    note = it.record("Account", account)["QB_Sync_Status__c"]
+    assert "EUR" in note and "USD" in note, note

@@ -20,7 +20,7 @@ def test_salesforce_and_quickbooks_demo_data_agree() -> None:
     accounts = org.records["Account"]
     opportunities = list(org.records["Opportunity"].values())
     invoiced = [o for o in opportunities if o["QuickBooks_Invoice_Id__c"]]
-    assert len(invoiced) == 7
+    assert len(invoiced) == 8
     for opportunity in invoiced:
         invoice = invoices[opportunity["QuickBooks_Invoice_Id__c"]]
         assert invoice["DocNumber"] == opportunity["QuickBooks_Invoice_Number__c"]

@@ -1,4 +1,5 @@
-"""The multi-currency demo variant is one company too: the EUR account's customer is in euros."""
+"""The demo's multi-currency part (sandbox mode starts with it) is one company too: the EUR
+account's customer is in euros."""
 
 from __future__ import annotations
 
@@ -54,3 +55,34 @@ def test_the_sandbox_actions_turn_multicurrency_on_in_running_emulators() -> Non
     assert account["QB_Customer_Id__c"] is None  # the flows find the euro customer by e-mail
     assert account["Billing_Email__c"] == euro["PrimaryEmailAddr"]["Address"]
     assert any(e["payload"]["ChangeEventHeader"]["recordIds"] == [deal["Id"]] for e in org.events)
+
+
+def test_sandbox_mode_starts_the_multicurrency_demo_and_the_actions_keep_it() -> None:
+    """The sandbox's emulators (what `splice serve` starts in sandbox mode) have multi-currency on,
+    the euro customer and the EUR account with its won deal; `currencies` and `eur-deal` on them
+    add nothing a second time (they only set rates)."""
+    import anyio
+
+    from connectors.quickbooks.sandbox import emulator_options as quickbooks_options
+    from connectors.quickbooks.sandbox import multicurrency as quickbooks_multicurrency
+    from connectors.salesforce.sandbox import emulator_options as salesforce_options
+    from connectors.salesforce.sandbox import multicurrency as salesforce_multicurrency
+    from runtime import SandboxTarget
+    from tests.support.servers import serve_in_thread
+
+    target = SandboxTarget(connection="c", settings={}, server_url="http://serve", triggers=())
+    qb_app = create_quickbooks(**quickbooks_options(target))
+    sf_app = create_salesforce(**salesforce_options(target))
+    company = qb_app.state.emulator.companies[DEFAULT_REALM]
+    org = sf_app.state.emulator.org
+    assert company.tables["Preferences"]["1"]["CurrencyPrefs"]["MultiCurrencyEnabled"] is True
+    assert company.exchange_rates["EUR"] == Decimal("1.085")
+    customers, accounts = len(company.tables["Customer"]), len(org.records["Account"])
+    [deal] = [o for o in org.records["Opportunity"].values() if o["CurrencyIsoCode"] == "EUR"]
+    account = org.records["Account"][deal["AccountId"]]
+    assert company.tables["Customer"][account["QB_Customer_Id__c"]]["CurrencyRef"]["value"] == "EUR"
+    with serve_in_thread(qb_app, lifespan="off") as qb_base, serve_in_thread(sf_app, lifespan="off") as sf_base:
+        assert "Lumière Maison (EUR)" in anyio.run(quickbooks_multicurrency, {"baseUrl": qb_base}, [])
+        assert deal["Id"] in anyio.run(salesforce_multicurrency, {"baseUrl": sf_base}, [])
+    assert (len(company.tables["Customer"]), len(org.records["Account"])) == (customers, accounts)
+    assert [o["Id"] for o in org.records["Opportunity"].values() if o["CurrencyIsoCode"] == "EUR"] == [deal["Id"]]

@@ -28,18 +28,30 @@ def named(it: Integration, name: str) -> dict[str, Any]:
     return opp
 
 
-def test_the_demo_estimate_deal_and_its_estimate_agree() -> None:
-    """The Estimate deal names a Pending QuickBooks estimate under its number, for its account's
-    customer, of its amount before tax; the Sales Receipt deal is won and waits."""
+def test_the_demo_estimate_deals_and_their_estimates_agree() -> None:
+    """An Estimate deal names a QuickBooks estimate under its number, for its account's customer,
+    of its amount before tax: the open deal's is Pending; the won deal's is Closed, and the invoice
+    made from it is linked to it both ways and written back to the deal. The Sales Receipt deal is
+    won and waits."""
     org = create_salesforce(demo=True).state.emulator.org
     company = create_quickbooks(demo=True).state.emulator.companies[DEFAULT_REALM]
     deals = [o for o in org.records["Opportunity"].values() if o["QuickBooks_Transaction_Type__c"]]
     estimates = [o for o in deals if o["QuickBooks_Transaction_Type__c"] == "Estimate"]
-    assert len(estimates) == 1
+    assert [o["Name"] for o in estimates] == ["Globex - Gadget refresh", "Globex - Support onboarding"]
     for deal in estimates:
         estimate = company.tables["Estimate"][deal["QuickBooks_Estimate_Id__c"]]
         assert estimate["DocNumber"] == deal["QuickBooks_Estimate_Number__c"] == "SF-" + deal["Id"][:15]
-        assert estimate["TxnStatus"] == "Pending" and not deal["IsClosed"]
+        if deal["IsWon"]:
+            invoice = company.tables["Invoice"][deal["QuickBooks_Invoice_Id__c"]]
+            assert estimate["TxnStatus"] == "Closed"
+            assert estimate["LinkedTxn"] == [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]
+            assert invoice["LinkedTxn"] == [{"TxnId": estimate["Id"], "TxnType": "Estimate"}]
+            assert invoice["DocNumber"] == deal["QuickBooks_Invoice_Number__c"] == estimate["DocNumber"]
+            assert invoice["TotalAmt"] == estimate["TotalAmt"] and invoice["Balance"] == Decimal(
+                str(deal["Balance_Due__c"]))
+            assert deal["Payment_Status__c"] == "Unpaid"
+        else:
+            assert estimate["TxnStatus"] == "Pending" and not deal["IsClosed"]
         account = org.records["Account"][deal["AccountId"]]
         assert estimate["CustomerRef"]["value"] == account["QB_Customer_Id__c"]
         tax = estimate["TxnTaxDetail"]["TotalTax"]

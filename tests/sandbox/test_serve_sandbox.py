@@ -57,7 +57,7 @@ def test_serve_without_credentials_runs_the_sandbox(project: Path) -> None:
         bad = splice("sandbox", "pay", "1003", "lots", env=env)
         assert bad.returncode == 1 and bad.stderr.strip() == "splice: not an amount: 'lots'"
         ambiguous = splice("sandbox", "close-opportunity", "Globex", env=env)
-        assert ambiguous.returncode == 1 and "4 opportunities match 'Globex'" in ambiguous.stderr
+        assert ambiguous.returncode == 1 and "5 opportunities match 'Globex'" in ambiguous.stderr
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

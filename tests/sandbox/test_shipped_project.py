@@ -14,7 +14,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from connectors.salesforce.emulator.demo import DEMO_OPPORTUNITIES, DEMO_SALES_RECEIPTS
+from connectors.salesforce.emulator.demo import DEMO_OPPORTUNITIES, DEMO_SALES_RECEIPTS, DEMO_WON_ESTIMATES
+from connectors.salesforce.emulator.demo_currency import DEMO_EUR_DEAL
 from connectors.salesforce.emulator.demo_headers import DEMO_HEADER_OPPORTUNITY
 from tests.support.sandbox import clean_env, serving, splice
 from tests.support.waiting import wait_for
@@ -24,11 +25,12 @@ pytestmark = pytest.mark.slow
 SHIPPED = Path(__file__).resolve().parents[2] / "flows" / "salesforce-quickbooks"
 #: The demo's Closed Won opportunities without an invoice.
 WAITING = {name for _account, name, stage, _close, _lines, invoice in DEMO_OPPORTUNITIES
-           if stage == "Closed Won" and invoice is None} | {DEMO_HEADER_OPPORTUNITY["name"]}
+           if stage == "Closed Won" and invoice is None} | {DEMO_HEADER_OPPORTUNITY["name"], DEMO_EUR_DEAL[0]}
 #: Every Closed Won opportunity of the demo: all were changed today (seeded at start), so the
 #: reconciliation's period (closed or changed in it) holds each of them.
 WON = {name for _account, name, stage, _close, _lines, _invoice in DEMO_OPPORTUNITIES
-       if stage == "Closed Won"} | {DEMO_HEADER_OPPORTUNITY["name"]}
+       if stage == "Closed Won"} | {DEMO_HEADER_OPPORTUNITY["name"], DEMO_EUR_DEAL[0]} | {
+           name for name, *_rest in DEMO_WON_ESTIMATES}
 #: The invoiced ones that were lost since (cancelled): checked too, and found in sync.
 CANCELLED = {name for _account, name, stage, _close, _lines, invoice in DEMO_OPPORTUNITIES
              if stage != "Closed Won" and invoice is not None}
@@ -80,6 +82,9 @@ def test_waiting_closed_won_opportunities_are_invoiced_at_start(shipped: Path) -
             assert len(mine) == 1, f"{name}: {len(mine)} invoices"
             assert linked[name]["QuickBooks_Invoice_Id__c"] == mine[0]["Id"]
             assert f"opportunity {opportunity['Id']} invoiced as {number}" in text
+            # The EUR account's won deal, in euros for its euro customer (multi-currency demo).
+            if name == DEMO_EUR_DEAL[0]:
+                assert mine[0]["CurrencyRef"]["value"] == "EUR" and mine[0]["CustomerRef"]["value"] == "47"
         # A Sales Receipt deal gets its receipt, not an invoice, and is Paid at once.
         rows = httpx.get(f"{sf}/_emulator/records/Opportunity", timeout=5).json()
         wait_for(lambda: all(r["Payment_Status__c"] == "Paid"

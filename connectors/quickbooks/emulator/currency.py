@@ -6,8 +6,9 @@ transaction is in the home currency and a foreign ``CurrencyRef`` is refused. Wi
 
 - a Customer has one currency, set when it is created (home currency when not given) and never
   changed afterwards: an update naming another currency is refused;
-- a transaction (Invoice, Payment) is in its customer's currency: a ``CurrencyRef`` naming another
-  one is refused; when none is given it is the customer's;
+- a transaction (Invoice, Payment, and the other sales forms: Estimate, SalesReceipt, CreditMemo,
+  RefundReceipt) is in its customer's currency: a ``CurrencyRef`` naming another one is refused;
+  when none is given it is the customer's;
 - ``ExchangeRate`` is home units per one foreign unit: the one given, else the company's rate for
   the currency (the ``exchangerate`` resource), else 1; a home-currency transaction's is 1. A
   given 1 counts as not given (python-quickbooks sends 1 on every transaction);
@@ -74,7 +75,7 @@ def enable_multicurrency(company: Company, rates: Mapping[str, Decimal | str] | 
     for code, rate in (rates or {}).items():
         company.exchange_rates[code.upper()] = Decimal(str(rate))
     if first:
-        for entity in ("Invoice", "Payment"):
+        for entity in ("Invoice", "Payment", "Estimate", "SalesReceipt", "CreditMemo", "RefundReceipt"):
             for record in company.tables[entity].values():
                 record.setdefault("ExchangeRate", ONE)
                 home_amounts(company, record)

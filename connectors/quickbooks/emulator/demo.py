@@ -4,8 +4,9 @@
 ``demo=True`` (``splice serve`` in sandbox mode, ``splice sandbox quickbooks --option demo=true``)
 :func:`seed_demo_company` adds the QuickBooks side of the Salesforce emulator's demo org: its
 products as items (``Sku`` = Salesforce ``ProductCode``), the accounts already synced as customers,
-the invoices (and payments) of the opportunities already invoiced, one of them voided, and a vendor
-whose name a Salesforce account has too. The company turned automated sales tax on (8.25%, "San
+the invoices (and payments) of the opportunities already invoiced, one of them voided, a vendor
+whose name a Salesforce account has too, a Pending estimate and a won one (Closed, its invoice made
+from it). Sandbox mode adds multi-currency and the euro customer (:mod:`.demo_currency`). The company turned automated sales tax on (8.25%, "San
 Francisco") after its first invoices: the last demo invoice carries sales tax on its taxable lines
 (TotalAmt = the opportunity's Amount + TotalTax), and so do the invoices the sync makes for taxable
 products. The facts both emulators
@@ -26,8 +27,8 @@ from connectors.quickbooks.emulator.salesforms import seed_payment_methods
 from connectors.quickbooks.emulator.salestax import set_sales_tax
 
 __all__ = ["DEMO_CANCELLATIONS", "DEMO_CUSTOMERS", "DEMO_ESTIMATES", "DEMO_INVOICES", "DEMO_ITEMS",
-           "DEMO_SALES_TAX", "DEMO_VENDORS", "seed_company", "seed_demo_cancellations",
-           "seed_demo_company"]
+           "DEMO_SALES_TAX", "DEMO_VENDORS", "DEMO_WON_ESTIMATES", "seed_company",
+           "seed_demo_cancellations", "seed_demo_company"]
 
 #: (Name, Sku, Type, UnitPrice, taxable): the Salesforce demo products.
 DEMO_ITEMS: tuple[tuple[str, str, str, str, bool], ...] = (
@@ -57,6 +58,15 @@ DEMO_VENDORS: tuple[tuple[str, str], ...] = (
 #: deal in Salesforce invoices it from its estimate.
 DEMO_ESTIMATES: tuple[tuple[Any, ...], ...] = (
     ("44", "15", "006Rx000035ibEXIAY", "2026-11-16", (("GAD-200", 25),)),
+)
+
+#: (estimate Id, invoice Id, customer Id, opportunity Id, estimate TxnDate, invoice TxnDate,
+#: ((Sku, Qty), ...)): Estimate deals already won ("Globex - Support onboarding"): the estimate
+#: Closed, and the invoice made from it linked both ways through ``LinkedTxn``, as the flows and
+#: QuickBooks leave them (estimate and invoice share the flows' DocNumber).
+DEMO_WON_ESTIMATES: tuple[tuple[Any, ...], ...] = (
+    ("45", "46", "15", "006Rx0000368Wg0IAE", "2026-11-09", "2026-11-24",
+     (("SVC-INST", 8), ("SVC-SUP", 1))),
 )
 
 #: The automated sales tax rate (percent) the demo company turned on after its first invoices.
@@ -206,6 +216,7 @@ def seed_demo_company(company: Company) -> None:
     seed_demo_headers(company)
     seed_demo_projects(company)
     seed_demo_estimates(company, items)
+    seed_demo_won_estimates(company, items)
 
 
 def seed_demo_cancellations(company: Company, items: dict[str, dict[str, Any]]) -> None:
@@ -259,6 +270,34 @@ def seed_demo_estimates(company: Company, items: dict[str, dict[str, Any]]) -> N
                           "TaxCodeRef": {"value": "TAX" if items[sku]["Taxable"] else "NON"}}}
                      for sku, qty in lines]}, {})
         assert estimate["Id"] == expected, "demo ids must match the Salesforce demo"
+
+
+def _lines(items: dict[str, dict[str, Any]], lines: tuple[tuple[str, int], ...]) -> list[dict[str, Any]]:
+    return [{"DetailType": "SalesItemLineDetail", "Amount": items[sku]["UnitPrice"] * qty,
+             "Description": items[sku]["Name"],
+             "SalesItemLineDetail": {"ItemRef": {"value": items[sku]["Id"]}, "Qty": qty,
+                                     "UnitPrice": items[sku]["UnitPrice"],
+                                     "TaxCodeRef": {"value": "TAX" if items[sku]["Taxable"] else "NON"}}}
+            for sku, qty in lines]
+
+
+def seed_demo_won_estimates(company: Company, items: dict[str, dict[str, Any]]) -> None:
+    """The won Estimate deals of :data:`DEMO_WON_ESTIMATES` (after the rest, so the ids above
+    stay): the estimate, then its invoice made from it, which closes it and shows on it."""
+    for estimate_id, invoice_id, customer_id, opportunity, estimated, invoiced, lines in DEMO_WON_ESTIMATES:
+        number = "SF-" + opportunity[:15]
+        estimate = company.create("Estimate", {
+            "DocNumber": number, "TxnDate": estimated, "CustomerRef": {"value": customer_id},
+            "ExpirationDate": (date.fromisoformat(estimated) + timedelta(days=30)).isoformat(),
+            "PrivateNote": f"Salesforce Opportunity {opportunity}", "Line": _lines(items, lines)}, {})
+        assert estimate["Id"] == estimate_id, "demo ids must match the Salesforce demo"
+        invoice = company.create("Invoice", {
+            "DocNumber": number, "TxnDate": invoiced, "CustomerRef": {"value": customer_id},
+            "SalesTermRef": {"value": _term(company, "Net 30")},
+            "PrivateNote": f"Salesforce Opportunity {opportunity}", "Line": _lines(items, lines),
+            "LinkedTxn": [{"TxnId": estimate["Id"], "TxnType": "Estimate"}]},
+            {"include": "allowduplicatedocnum"})
+        assert invoice["Id"] == invoice_id, "demo ids must match the Salesforce demo"
 
 
 def _term(company: Company, name: str) -> str:

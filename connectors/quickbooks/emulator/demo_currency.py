@@ -1,7 +1,7 @@
-"""The multi-currency variant of the demo company: euros beside dollars.
+"""The multi-currency part of the demo company: euros beside dollars.
 
-With multi-currency on (``create_app(demo=True, multicurrency={...})``, or later with
-``splice sandbox currencies``), the demo company has a EUR exchange rate and one customer who buys in
+With multi-currency on (``create_app(demo=True, multicurrency=DEMO_RATES)``, as sandbox mode starts
+it, or later with ``splice sandbox currencies``), the demo company has a EUR exchange rate and one customer who buys in
 euros, linked from the Salesforce demo's EUR account (whose won deal the flows invoice in EUR).
 """
 
@@ -18,7 +18,7 @@ __all__ = ["DEMO_EUR_CUSTOMER", "DEMO_RATES", "seed_multicurrency_demo"]
 #: Home (USD) units per one unit of each currency in the demo company.
 DEMO_RATES: dict[str, Decimal | str] = {"EUR": Decimal("1.085"), "GBP": Decimal("1.27")}
 #: (expected Id, DisplayName, e-mail, city, postal code, country) of the demo's euro customer.
-DEMO_EUR_CUSTOMER = ("45", "Lumière Maison (EUR)", "compta@lumiere.example", "Lyon", "69002",
+DEMO_EUR_CUSTOMER = ("47", "Lumière Maison (EUR)", "compta@lumiere.example", "Lyon", "69002",
                      "France")
 
 

@@ -293,14 +293,18 @@ class Company:
             transactions.complete_payment(self, record, existing)
             creditmemo.check_payment_credits(self, record, existing)
             currency.home_amounts(self, record)
-        elif entity == "CreditMemo":
-            creditmemo.complete_credit_memo(self, record, options, existing)
-        elif entity == "RefundReceipt":
-            creditmemo.complete_refund_receipt(self, record, options, existing)
-        elif entity == "SalesReceipt":
-            salesforms.complete_sales_receipt(self, record, options, existing)
-        elif entity == "Estimate":
-            salesforms.complete_estimate(self, record, options, existing)
+        elif entity in ("CreditMemo", "RefundReceipt", "SalesReceipt", "Estimate"):
+            # Every sales form is in its customer's currency, as an invoice is.
+            currency.transaction_currency(self, record)
+            if entity == "CreditMemo":
+                creditmemo.complete_credit_memo(self, record, options, existing)
+            elif entity == "RefundReceipt":
+                creditmemo.complete_refund_receipt(self, record, options, existing)
+            elif entity == "SalesReceipt":
+                salesforms.complete_sales_receipt(self, record, options, existing)
+            else:
+                salesforms.complete_estimate(self, record, options, existing)
+            currency.home_amounts(self, record)
         self._check_name(entity, record, own_id)
         return record
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from connectors.salesforce.emulator.store import Org
 
 __all__ = ["DEMO_ACCOUNTS", "DEMO_AMOUNTS", "DEMO_CANCELLATIONS", "DEMO_ESTIMATE_DEALS", "DEMO_OPPORTUNITIES",
-           "DEMO_PRODUCTS", "DEMO_SALES_RECEIPTS", "seed_demo"]
+           "DEMO_PRODUCTS", "DEMO_SALES_RECEIPTS", "DEMO_WON_ESTIMATES", "seed_demo"]
 
 #: (Name, ProductCode, Family, list price)
 DEMO_PRODUCTS: tuple[tuple[str, str, str, float], ...] = (
@@ -227,6 +227,14 @@ DEMO_SALES_RECEIPTS: tuple[tuple[Any, ...], ...] = (
 DEMO_ESTIMATE_DEALS: dict[str, tuple[str, str]] = {
     "Globex - Gadget refresh": ("44", "SF-006Rx000035ibEX"),
 }
+#: (Name, the account's index, CloseDate, ((ProductCode, Quantity), ...), QuickBooks Estimate Id,
+#: Invoice Id, DocNumber): Estimate deals already won and invoiced from their estimate (the
+#: QuickBooks demo's DEMO_WON_ESTIMATES: the estimate Closed, linked to the invoice both ways),
+#: written back as the flows write them; estimate and invoice share the DocNumber.
+DEMO_WON_ESTIMATES: tuple[tuple[Any, ...], ...] = (
+    ("Globex - Support onboarding", 1, "2026-11-24", (("SVC-INST", 8), ("SVC-SUP", 1)),
+     "45", "46", "SF-006Rx0000368Wg0"),
+)
 
 
 def _seed_transaction_types(org: Org, accounts: dict[int, dict[str, Any]],
@@ -249,6 +257,23 @@ def _seed_transaction_types(org: Org, accounts: dict[int, dict[str, Any]],
             org.create("OpportunityLineItem", {"OpportunityId": deal["Id"],
                                                "PricebookEntryId": entries[code]["Id"],
                                                "Quantity": quantity})
+    for name, account_index, close, lines, estimate_id, invoice_id, number in DEMO_WON_ESTIMATES:
+        deal = org.create("Opportunity", {
+            "Name": name, "AccountId": accounts[account_index]["Id"], "StageName": "Closed Won",
+            "CloseDate": close, "Pricebook2Id": org.standard_pricebook, "Type": "Existing Customer - Upgrade",
+            "QuickBooks_Transaction_Type__c": "Estimate"})
+        assert number == "SF-" + deal["Id"][:15], f"demo ids follow creation order: {deal['Id']}"
+        total = 0.0
+        for code, quantity in lines:
+            line = org.create("OpportunityLineItem", {"OpportunityId": deal["Id"],
+                                                      "PricebookEntryId": entries[code]["Id"],
+                                                      "Quantity": quantity})
+            total += float(line["TotalPrice"])
+        org.update("Opportunity", deal["Id"], {
+            "QuickBooks_Estimate_Id__c": estimate_id, "QuickBooks_Estimate_Number__c": number,
+            "QuickBooks_Invoice_Id__c": invoice_id, "QuickBooks_Invoice_Number__c": number,
+            "QuickBooks_Invoice_Link__c": f"{_INVOICE_LINK}{invoice_id}", "Invoice_Status__c": "Sent",
+            "Payment_Status__c": "Unpaid", "Amount_Paid__c": 0.0, "Balance_Due__c": round(total, 2)})
 
 
 def _create_account(org: Org, index: int) -> dict[str, Any]:

@@ -145,3 +145,30 @@ async def test_the_control_api_turns_multicurrency_on(home_only: httpx.AsyncClie
     rate = (await home_only.get(f"{API}/exchangerate", params={"sourcecurrencycode": "EUR"})).json()
     assert Decimal(str(rate["ExchangeRate"]["Rate"])) == Decimal("1.1")
     assert (await home_only.post("/_emulator/multicurrency", json={"rates": {"EUR": "x"}})).status_code == 400
+
+
+@pytest.mark.parametrize("resource", ["estimate", "salesreceipt", "creditmemo"])
+async def test_every_sales_form_is_in_its_customers_currency(resource: str, multi: httpx.AsyncClient,
+                                                              home_only: httpx.AsyncClient) -> None:
+    """Estimates, sales receipts and credit memos follow the invoice's rule: a home-currency
+    company refuses a foreign currency, a multi-currency one a currency not the customer's; one
+    without CurrencyRef is in the customer's, at the company's rate."""
+    async def post(client: httpx.AsyncClient, customer: str, **extra: Any) -> httpx.Response:
+        line = {"DetailType": "SalesItemLineDetail", "Amount": 150,
+                "SalesItemLineDetail": {"ItemRef": {"value": await _hours(client)}, "Qty": 2,
+                                        "UnitPrice": 75, "TaxCodeRef": {"value": "NON"}}}
+        return await client.post(f"{API}/{resource}", json={"CustomerRef": {"value": customer},
+                                                             "Line": [line], **extra})
+
+    error = _error(await post(home_only, "11", CurrencyRef={"value": "EUR"}))
+    assert error["code"] == "6000" and "Multicurrency is not enabled" in error["Detail"]
+    error = _error(await post(multi, "11", CurrencyRef={"value": "EUR"}))
+    assert error["code"] == "6000" and "must be the same as the customer's currency (USD)" in error["Detail"]
+    euro = (await multi.post(f"{API}/customer", json={"DisplayName": "Euro Form",
+                                                       "CurrencyRef": {"value": "EUR"}})).json()["Customer"]
+    made = await post(multi, euro["Id"])
+    assert made.status_code == 200, made.text
+    [form] = [v for k, v in made.json().items() if k != "time"]
+    assert form["CurrencyRef"] == {"value": "EUR", "name": "Euro"}
+    assert Decimal(str(form["ExchangeRate"])) == Decimal("1.085")
+    assert Decimal(str(form["HomeTotalAmt"])) == Decimal("162.75")

@@ -57,7 +57,7 @@ async def test_the_demo_has_a_won_eur_deal_of_a_eur_account(multi: httpx.AsyncCl
         "(SELECT CurrencyIsoCode FROM OpportunityLineItems) FROM Opportunity WHERE CurrencyIsoCode = 'EUR'")})).json()
     [deal] = rows["records"]
     assert deal["Account"]["Name"] == "Lumière Maison" and deal["Account"]["CurrencyIsoCode"] == "EUR"
-    assert deal["Account"]["QB_Customer_Id__c"] == "45" and deal["Amount"] == 1120.0
+    assert deal["Account"]["QB_Customer_Id__c"] == "47" and deal["Amount"] == 1120.0
     assert [li["CurrencyIsoCode"] for li in deal["OpportunityLineItems"]["records"]] == ["EUR"]
     others = (await multi.get(f"{V}/query", params={
         "q": "SELECT COUNT() FROM Opportunity WHERE CurrencyIsoCode != 'USD'"})).json()
