@@ -92,6 +92,23 @@ async def test_soql_subset(api: Any) -> None:
     assert (await http.get(nulls["nextRecordsUrl"])).json()[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
 
 
+async def test_ids_in_a_list_match_in_either_form_and_not_in_excludes_them(api: Any) -> None:
+    """``Id IN (...)`` finds records by their 15- or 18-character ids, ``AccountId IN`` by the
+    reference, and ``NOT IN`` leaves exactly those out."""
+    http, emu = api
+    accounts = {a["Name"]: a for a in emu.org.records["Account"].values()}
+    acme, globex = accounts["Acme Corp"], accounts["Globex"]
+    ids = f"'{acme['Id'][:15]}', '{globex['Id']}'"
+    found = await _soql(http, f"SELECT Name FROM Account WHERE Id IN ({ids}) ORDER BY Name")
+    assert [r["Name"] for r in found["records"]] == ["Acme Corp", "Globex"]
+    rest = await _soql(http, f"SELECT COUNT() FROM Account WHERE Id NOT IN ({ids})")
+    assert rest["totalSize"] == len(emu.org.records["Account"]) - 2
+    theirs = [o for o in emu.org.records["Opportunity"].values()
+              if o.get("AccountId") in (acme["Id"], globex["Id"])]
+    by_account = await _soql(http, f"SELECT COUNT() FROM Opportunity WHERE AccountId IN ({ids})")
+    assert by_account["totalSize"] == len(theirs) > 0
+
+
 async def test_derived_fields_and_rollup(api: Any) -> None:
     """Stage drives IsClosed/IsWon; line items roll up into Amount; SystemModstamp moves."""
     http, emu = api
