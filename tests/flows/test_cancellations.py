@@ -381,6 +381,27 @@ async def test_the_cancellations_own_refund_is_found_again_by_the_refund_event(i
     assert it.record("Opportunity", opp)["Amount_Refunded__c"] == 1000
 
 
+@pytest.mark.splice(environ=REFUNDS)
+async def test_a_cancellation_after_a_refund_by_hand_refunds_only_the_rest(integration: Integration) -> None:
+    """250 received, 40 of it refunded by hand in QuickBooks; then the deal is lost. The
+    cancellation refunds the 210 still held (not 250 again), and the opportunity's amount refunded
+    is 250: every refund traced to the deal, not only the cancellation's own; a second run of the
+    cancellation changes nothing."""
+    it = integration
+    it.company.create("Account", {"Name": "Checking", "AccountType": "Bank"}, {})
+    _, opp, invoice = await invoiced(it, "Refund Twice")
+    await qb_event(it, "Payment", pay(it, invoice, "250.00")["Id"])
+    by_hand = refund_by_hand(it, invoice, "40")
+    await qb_event(it, "RefundReceipt", by_hand["Id"])
+    assert it.record("Opportunity", opp)["Amount_Refunded__c"] == 40
+    it.org.update("Opportunity", opp, {"StageName": "Closed Lost"})
+    await cancel(it, opp)
+    own = next(r for r in it.company.tables["RefundReceipt"].values() if r["Id"] != by_hand["Id"])
+    assert own["TotalAmt"] == Decimal("210.00")
+    assert it.record("Opportunity", opp)["Amount_Refunded__c"] == 250
+    await assert_redelivery_changes_nothing(it, opp)
+
+
 async def test_a_refund_deleted_in_quickbooks_leaves_the_opportunity(integration: Integration) -> None:
     """A hand refund, then deleted in QuickBooks: the Delete event (which names no customer) brings
     the opportunity's amount refunded back to 0."""

@@ -13,7 +13,8 @@ FLOWS = {"opportunity-to-invoice", "opportunity-to-estimate", "account-to-custom
          "payment-changes-to-salesforce", "invoice-status-to-opportunity", "nightly-reconciliation",
          "customer-360", "repair-payment-status", "invoice-headers", "invoice-delivery",
          "check-invoice-headers", "opportunity-cancellation", "customer-credit-to-account",
-         "milestone-to-invoice", "invoice-status-to-milestone", "refund-to-opportunity"}
+         "milestone-to-invoice", "invoice-status-to-milestone", "refund-to-opportunity",
+         "refunds-of-customer"}
 
 
 def test_dev_loads_without_any_credentials() -> None:
