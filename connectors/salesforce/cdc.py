@@ -356,7 +356,7 @@ class _ChangeEventSource:
         poller = ChangePoller(self.client, self.object, fields, where=self.params.get("where"),
                               overlap=self.params["overlap"], batch_size=self.params["batch-size"],
                               state={"watermark": self.state.get("watermark"), "seen": self.state.get("seen")},
-                              save=save, echoes=self.echoes)
+                              save=save, echoes=self.echoes, pipeline=self.params["pipeline"])
         interval: float = self.params["fallback-interval"]
         while not self.ctx.stopping:
             await poller.poll(self.ctx)

@@ -7,6 +7,7 @@ stamped before the previous poll's high-water mark; rows already handled are ski
 are saved only after ``ctx.handle_many`` says the batch was processed or dead-lettered, so a crash
 replays at most the unsaved batch and a restart loses nothing. An event whose handling failed stops
 the watermark: it and everything after it come again on the next poll (done ones are skipped).
+Up to ``pipeline`` batches of one poll run at once; the watermark still moves in order.
 
 With ``ignore-own-writes`` a polled record whose only change is this connection's own write (a
 flow's write-back) is skipped like a handled one, as the stream skips its change event (see
@@ -18,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import anyio
 
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.echoes import EchoFilter
@@ -53,7 +56,7 @@ class ChangePoller:
                  overlap: float = 120.0, batch_size: int = 200, include_deleted: bool = False,
                  state: dict[str, Any] | None = None, since: str | None = None,
                  save: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
-                 echoes: EchoFilter | None = None) -> None:
+                 echoes: EchoFilter | None = None, pipeline: int = 4) -> None:
         self.client = client
         self.sobject = sobject
         self.fields = fields
@@ -70,6 +73,8 @@ class ChangePoller:
         self._save = save
         #: Set with ``ignore-own-writes``: tells a record changed only by this connection's writes.
         self.echoes = echoes
+        #: Batches handled at once: the next is handed over while earlier ones run.
+        self.pipeline = max(1, pipeline)
 
     def state(self) -> dict[str, Any]:
         """What to persist: the watermark and the handled keys still inside the overlap window."""
@@ -97,27 +102,54 @@ class ChangePoller:
 
         Events after a failed one are still handed over (and remembered as seen), but the watermark
         stays before the failed one until a later poll gets it through.
+
+        Batches overlap: up to ``pipeline`` are handled at once (a poll after an outage or a
+        month-end burst is not handled in waves of one batch each), and the watermark moves over
+        them in order, after every earlier batch.
         """
         stream = await self.client.query(self.soql(), include_deleted=self.include_deleted)
         self._blocked = False
-        batch: list[dict[str, Any]] = []
-        async for record in stream:
-            if self.seen.get(str(record.get("Id"))) == record.get("SystemModstamp"):
-                continue
-            batch.append(record)
-            if len(batch) >= self.batch_size:
-                await self._handle(ctx, batch)
-                batch = []
-                if ctx.stopping:
-                    break
-        if batch:
-            await self._handle(ctx, batch)
+        window = anyio.Semaphore(self.pipeline)
+        async with anyio.create_task_group() as batches:
+            last: anyio.Event | None = None
+
+            async def hand_over(batch: list[dict[str, Any]]) -> None:
+                nonlocal last
+                await window.acquire()
+                done = anyio.Event()
+                batches.start_soon(self._handle, ctx, batch, last, done, window)
+                last = done
+
+            batch: list[dict[str, Any]] = []
+            async for record in stream:
+                if self.seen.get(str(record.get("Id"))) == record.get("SystemModstamp"):
+                    continue
+                batch.append(record)
+                if len(batch) >= self.batch_size:
+                    await hand_over(batch)
+                    batch = []
+                    if ctx.stopping:
+                        break
+            if batch:
+                await hand_over(batch)
         return not self._blocked
 
-    async def _handle(self, ctx: SourceContext, batch: list[dict[str, Any]]) -> None:
+    async def _handle(self, ctx: SourceContext, batch: list[dict[str, Any]], before: anyio.Event | None,
+                      done: anyio.Event, window: anyio.Semaphore) -> None:
+        try:
+            await self._handle_in_turn(ctx, batch, before)
+        finally:
+            done.set()
+            window.release()
+
+    async def _handle_in_turn(self, ctx: SourceContext, batch: list[dict[str, Any]],
+                              before: anyio.Event | None) -> None:
+        """Hand a batch over; once every earlier batch is done, move the watermark over it."""
         echoes = [self.echoes is not None and self.echoes.is_echo(r) for r in batch]
         outcomes = await ctx.handle_many([self._event(r) for r, echo in zip(batch, echoes, strict=True)
                                           if not echo])
+        if before is not None:
+            await before.wait()
         handled = iter(outcomes)
         for record, echo in zip(batch, echoes, strict=True):
             if not (echo or next(handled).done):

@@ -42,7 +42,8 @@ async def run_changes(ctx: SourceContext, params: dict[str, Any]) -> None:
                           include_deleted=params["include-deleted"],
                           state=await ctx.load_state(), since=_since(params.get("since")),
                           echoes=EchoFilter(client.own_writes, params["object"])
-                          if params.get("ignore-own-writes") else None)
+                          if params.get("ignore-own-writes") else None,
+                          pipeline=params["pipeline"])
     while not ctx.stopping:
         wait = interval
         try:
@@ -66,6 +67,9 @@ CHANGES = SourceSpec(
                   summary="Where the very first poll starts: 'now', a datetime, or empty for all records"),
             Param("include-deleted", type="boolean", default=False, dynamic=False,
                   summary="Use queryAll so deletions arrive too (attributes.deleted = true)"),
+            Param("pipeline", type="integer", default=4, dynamic=False,
+                  summary="Batches handled at once (the next is handed over while earlier ones "
+                          "run; the watermark moves in order over what is done)"),
             IGNORE_OWN_WRITES),
 )
 

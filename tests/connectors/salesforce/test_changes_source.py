@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+import anyio
 import pytest
 
 from connectors.salesforce.emulator.ids import parse_any_datetime
@@ -87,3 +88,37 @@ async def test_default_fields_come_from_describe(app: Any, client: Any, store: A
     ctx = source_context(client, store, polls=1)
     await run_changes(ctx, {"object": "Account", "interval": 0, "overlap": 60, "batch-size": 10})
     assert ctx.events[0].payload["QB_Customer_Id__c"] == "58" and "BillingCity" in ctx.events[0].payload
+
+
+async def test_batches_of_one_poll_overlap_and_the_watermark_moves_in_order(
+        app: Any, client: Any, store: Any, source_context: Any) -> None:
+    """A poll of 12 changes in batches of 4: the second batch is handed over while the first still
+    runs (a burst is not handled in waves of one batch), and the watermark saved after each batch
+    only ever moves forward, over batches whose every earlier batch is done."""
+    org = app.state.emulator.org
+    for i in range(12):
+        _opp(org, f"Burst {i}")
+    ctx = source_context(client, store, polls=1)
+    second_batch = anyio.Event()
+    handed: list[int] = []
+    handle_many = ctx.handle_many
+
+    async def overlapping(events: Any) -> Any:
+        batch = list(events)
+        handed.append(len(batch))
+        if len(handed) == 2:
+            second_batch.set()
+        if len(handed) == 1:
+            await second_batch.wait()  # the first batch ends only once the second is under way
+        return await handle_many(batch)
+
+    ctx.handle_many = overlapping
+    with anyio.fail_after(10):
+        await run_changes(ctx, dict(PARAMS))
+    assert handed == [4, 4, 4]
+    assert Counter(e.payload["Name"] for e in ctx.events) == Counter(f"Burst {i}" for i in range(12))
+    marks = [parse_any_datetime(s["watermark"]) for s in ctx.saved if s.get("watermark")]
+    assert marks == sorted(marks) and len(marks) >= 3
+    last = max((r for r in org.records["Opportunity"].values() if r["Name"].startswith("Burst ")),
+               key=lambda r: r["SystemModstamp"])
+    assert ctx.state["watermark"] == last["SystemModstamp"]
