@@ -30,9 +30,10 @@ def splice_emulators(record_mode: str) -> bool:
     return not replaying(record_mode)
 
 
-def seeded(record_mode: str, name: str, seed: Any) -> dict[str, str]:
-    """Seed the emulators when recording (and keep the ids); read the ids when replaying."""
-    path = CASSETTES / f"{name}.ids.json"
+def seeded(record_mode: str, name: str, seed: Any, directory: Path = CASSETTES) -> dict[str, str]:
+    """Seed the emulators when recording (and keep the ids in ``directory``); read the ids when
+    replaying."""
+    path = directory / f"{name}.ids.json"
     if record_mode == "none":
         return dict(json.loads(path.read_text()))
     ids = seed()
@@ -52,6 +53,14 @@ def won_opportunity(it: Integration, name: str) -> dict[str, str]:
 
 def replaying(record_mode: str) -> bool:
     return record_mode == "none"
+
+
+def payment(it: Integration, invoice: dict[str, Any], applied: str, total: str, date: str) -> dict[str, Any]:
+    """A customer payment entered in QuickBooks: ``total`` received, ``applied`` of it to ``invoice``."""
+    record: dict[str, Any] = it.company.create("Payment", {
+        "CustomerRef": invoice["CustomerRef"], "TotalAmt": Decimal(total), "TxnDate": date,
+        "Line": [{"Amount": Decimal(applied), "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]}, {})
+    return record
 
 
 async def run(it: Integration, flow: str, payload: Any, attributes: dict[str, Any] | None = None) -> Any:
@@ -113,13 +122,8 @@ async def test_payment_to_salesforce(integration: Integration, record_mode: str)
     ids = seeded(record_mode, "payment_to_salesforce_seed", lambda: won_opportunity(it, "Cassette Payer"))
     invoice = (await run(it, "opportunity-to-invoice", {"Id": ids["opportunity"]})).payload
 
-    def pay() -> dict[str, str]:
-        payment = it.company.create("Payment", {
-            "CustomerRef": invoice["CustomerRef"], "TotalAmt": Decimal("300.00"), "TxnDate": "2026-04-01",
-            "Line": [{"Amount": Decimal("300.00"), "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]}, {})
-        return {"payment": payment["Id"]}
-
-    paid = seeded(record_mode, "payment_to_salesforce", pay)
+    paid = seeded(record_mode, "payment_to_salesforce",
+                  lambda: {"payment": payment(it, invoice, "300.00", "300.00", "2026-04-01")["Id"]})
     message = await run(it, "payment-to-salesforce", {}, {"entity": "Payment", "entityId": paid["payment"],
                                                           "operation": "Create"})
     [status] = message.vars["updated"]

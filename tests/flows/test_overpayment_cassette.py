@@ -9,14 +9,14 @@ seeded ids live in their own directory (``cassettes/test_overpayment_cassette``)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from tests.flows.test_cassettes import run
+from tests.flows.test_cassettes import payment, run
+from tests.flows.test_cassettes import seeded as cassette_seed
 from tests.support.flows import Integration
 
 pytestmark = [pytest.mark.anyio, pytest.mark.vcr, pytest.mark.block_network]
@@ -32,13 +32,7 @@ def splice_emulators(record_mode: str) -> bool:
 
 def seeded(record_mode: str, name: str, seed: Callable[[], dict[str, str]]) -> dict[str, str]:
     """Seed the emulators when recording (and keep the ids here); read them when replaying."""
-    path = CASSETTES / f"{name}.ids.json"
-    if record_mode == "none":
-        return dict(json.loads(path.read_text()))
-    ids = seed()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(ids, indent=2) + "\n")
-    return ids
+    return cassette_seed(record_mode, name, seed, CASSETTES)
 
 
 async def test_overpayment(integration: Integration, record_mode: str) -> None:
@@ -54,13 +48,8 @@ async def test_overpayment(integration: Integration, record_mode: str) -> None:
     invoice = (await run(it, "opportunity-to-invoice", {"Id": ids["opportunity"]})).payload
     assert Decimal(str(invoice["TotalAmt"])) == Decimal("480")
 
-    def overpay() -> dict[str, str]:
-        payment = it.company.create("Payment", {
-            "CustomerRef": invoice["CustomerRef"], "TotalAmt": Decimal("530.00"), "TxnDate": "2026-04-03",
-            "Line": [{"Amount": Decimal("480.00"), "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}]}, {})
-        return {"payment": payment["Id"]}
-
-    paid = seeded(record_mode, "overpayment", overpay)
+    paid = seeded(record_mode, "overpayment",
+                  lambda: {"payment": payment(it, invoice, "480.00", "530.00", "2026-04-03")["Id"]})
     message = await run(it, "payment-to-salesforce", {}, {"entity": "Payment", "entityId": paid["payment"],
                                                           "operation": "Create"})
     [status] = message.vars["updated"]
