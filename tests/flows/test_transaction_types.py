@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -228,20 +229,27 @@ async def test_a_voided_or_deleted_sales_receipt_reaches_its_opportunity(integra
     assert written["Payment_Status__c"] == "Deleted" and written["QuickBooks_Invoice_Link__c"] is None
 
 
-async def test_messages_about_a_sales_receipt_deal_name_the_sales_receipt(integration: Integration) -> None:
-    """A Sales Receipt deal whose receipt was voided, then deleted, in QuickBooks: the notes on the
-    opportunity name a Sales Receipt, not an invoice (it never had one)."""
-    it = integration
-    opp = seed_deal(it, "Sales Receipt")
+async def voided_then_edited(it: Integration, transaction_type: str | None,
+                             entity: str) -> tuple[str, dict[str, Any], str]:
+    """A deal of ``transaction_type`` made into its ``entity``, voided in QuickBooks, then edited in
+    Salesforce: the opportunity, the voided transaction and the note the sync wrote."""
+    opp = seed_deal(it, transaction_type)
     assert (await it.run("opportunity-to-invoice", it.record("Opportunity", opp))).status == "completed"
-    [receipt] = it.table("SalesReceipt")
-    it.company.void("SalesReceipt", {"Id": receipt["Id"], "SyncToken": receipt["SyncToken"]})
+    [made] = it.table(entity)
+    it.company.void(entity, {"Id": made["Id"], "SyncToken": made["SyncToken"]})
     fitting = next(li for li in it.org.records["OpportunityLineItem"].values()
                    if li["OpportunityId"] == opp and li["SortOrder"] == 2)
     it.org.update("OpportunityLineItem", fitting["Id"], {"Quantity": 3})
     outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
     assert outcome.status == "completed", outcome.error
-    note = it.record("Opportunity", opp)["QB_Sync_Error__c"]
+    return opp, made, str(it.record("Opportunity", opp)["QB_Sync_Error__c"])
+
+
+async def test_messages_about_a_sales_receipt_deal_name_the_sales_receipt(integration: Integration) -> None:
+    """A Sales Receipt deal whose receipt was voided, then deleted, in QuickBooks: the notes on the
+    opportunity name a Sales Receipt, not an invoice (it never had one)."""
+    it = integration
+    opp, receipt, note = await voided_then_edited(it, "Sales Receipt", "SalesReceipt")
     assert note.startswith(f"Sales Receipt {receipt['DocNumber']} was voided in QuickBooks"), note
     assert "invoice" not in note.lower().replace("not invoiced", ""), note
 
@@ -258,16 +266,5 @@ async def test_messages_about_a_sales_receipt_deal_name_the_sales_receipt(integr
 
 async def test_messages_about_an_invoice_still_name_the_invoice(integration: Integration) -> None:
     """The same notes for an Invoice deal keep naming the invoice."""
-    it = integration
-    opp = seed_deal(it, None)
-    assert (await it.run("opportunity-to-invoice", it.record("Opportunity", opp))).status == "completed"
-    [invoice] = it.table("Invoice")
-    it.company.void("Invoice", {"Id": invoice["Id"], "SyncToken": invoice["SyncToken"]})
-    it.org.update("Opportunity", opp, {"Description": "edited"})
-    fitting = next(li for li in it.org.records["OpportunityLineItem"].values()
-                   if li["OpportunityId"] == opp and li["SortOrder"] == 2)
-    it.org.update("OpportunityLineItem", fitting["Id"], {"Quantity": 3})
-    outcome = await it.run("opportunity-to-invoice", it.record("Opportunity", opp))
-    assert outcome.status == "completed", outcome.error
-    note = it.record("Opportunity", opp)["QB_Sync_Error__c"]
+    _, invoice, note = await voided_then_edited(integration, None, "Invoice")
     assert note.startswith(f"Invoice {invoice['DocNumber']} was voided in QuickBooks"), note
