@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Protocol
 
 import anyio
@@ -201,6 +201,7 @@ class RateLimit:
                  burst: float | None = None) -> None:
         self.bucket = TokenBucket(requests, period, burst=burst)
         self.concurrency = LocalInFlight(max_concurrent) if max_concurrent else None
+        self._heavy_turn = anyio.Lock()
 
     @classmethod
     def combine(cls, bucket: Bucket, concurrency: InFlight | None = None) -> RateLimit:
@@ -208,6 +209,7 @@ class RateLimit:
         limit = cls.__new__(cls)
         limit.bucket = bucket
         limit.concurrency = concurrency
+        limit._heavy_turn = anyio.Lock()
         return limit
 
     @asynccontextmanager
@@ -215,20 +217,26 @@ class RateLimit:
         """Hold one in-flight slot and spend ``tokens`` (a request's weight: one, or one per
         item of a batch that is metered per item) for the duration of a request.
 
-        The slot is taken before the (last) token, so a request goes out as soon as it has spent
-        them: the bucket's times are the requests' departures, which the SaaS side counts. A heavy
-        request spends all but one of its tokens before it takes a slot: a batch waiting seconds
-        for its tokens does not keep a slot from the requests that could leave now.
+        The slot is taken before the tokens, so a request goes out as soon as it has spent them:
+        the bucket's times are the requests' departures, which the SaaS side counts (tokens spent
+        before a wait for a slot would let departures bunch beyond the limit in a rolling window).
+        A heavy request waits seconds for its tokens while it holds its slot, so only one heavy
+        request of this process waits so at a time: the others queue without a slot, and the
+        slots stay free for the requests that could leave now.
         """
         if self.concurrency is None:
             await self.bucket.acquire(tokens)
             yield
             return
-        if tokens > 1:
-            await self.bucket.acquire(tokens - 1)
-            tokens = 1
-        async with self.concurrency.hold():
-            await self.bucket.acquire(tokens)
+        if tokens <= 1:
+            async with self.concurrency.hold():
+                await self.bucket.acquire(tokens)
+                yield
+            return
+        async with AsyncExitStack() as held:
+            async with self._heavy_turn:
+                await held.enter_async_context(self.concurrency.hold())
+                await self.bucket.acquire(tokens)
             yield
 
     async def acquire(self, tokens: float = 1.0) -> None:

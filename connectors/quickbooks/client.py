@@ -47,6 +47,8 @@ __all__ = ["BATCH_ITEMS_EXTENSION", "LostAnswerObserver", "QuickBooksClient", "R
 
 #: Hard ceiling of ``MAXRESULTS`` in one query page.
 MAX_PAGE = 1000
+#: Items QuickBooks takes in one ``/batch`` request.
+MAX_BATCH_ITEMS = 30
 #: Request extension: how many items a ``/batch`` request carries (each is metered).
 BATCH_ITEMS_EXTENSION = "quickbooks.batch_items"
 
@@ -92,22 +94,30 @@ def realm_limits(settings: QuickBooksSettings, budget: BudgetFactory | None = No
     budget = budget or local_budget
     name = f"quickbooks:{settings.base_url}:{settings.realm_id}"
     # QuickBooks counts requests in any rolling minute: a burst of B plus a steady N - B per
-    # minute never puts more than N into one minute. One request of it is left unspent: QuickBooks
-    # counts arrivals, we count departures, and the network does not keep them equally apart.
+    # minute never puts more than N into one minute. But QuickBooks counts arrivals and we count
+    # departures: requests that left evenly may arrive bunched (the network, a busy machine). What
+    # leaves in a minute and `rate-jitter` seconds may arrive in one minute, so the steady rate is
+    # N - B spread over that longer time (and one request less).
+    # A batch larger than the burst spends its tokens in portions before it leaves, and all its
+    # items arrive at once: a minute may hold the portions it spent before that minute began too,
+    # so the steady rate leaves that room as well (a batch of 30 over a burst of 10: 20).
+    stretch = 60.0 / (60.0 + settings.rate_jitter)
     burst = min(settings.requests_per_minute // 2, max(settings.max_concurrent, 10))
-    general = budget(name, max(settings.requests_per_minute - burst - 1, 1), 60.0,
+    spill = max(MAX_BATCH_ITEMS - burst, 0)
+    general = budget(name, max((settings.requests_per_minute - burst - spill) * stretch - 1, 1), 60.0,
                      max_concurrent=settings.max_concurrent, burst=max(burst, 1))
     # Batch calls also count against the general budget; the batch bucket is the extra limit.
     batch_burst = min(settings.batch_per_minute // 2, 5)
-    batch = budget(f"{name}:batch", max(settings.batch_per_minute - batch_burst - 1, 1), 60.0,
-                   burst=max(batch_burst, 1))
+    batch = budget(f"{name}:batch", max((settings.batch_per_minute - batch_burst) * stretch - 1, 1),
+                   60.0, burst=max(batch_burst, 1))
     return RealmLimits(general=general, batch=_ChainedRateLimit(batch, general))
 
 
-def _realm_key(settings: QuickBooksSettings) -> tuple[str, str, str, int, int, int]:
+def _realm_key(settings: QuickBooksSettings) -> tuple[str, str, str, int, int, int, float]:
     """Connections with equal keys share one budget (same company, same configured limits)."""
     return ("quickbooks.realm-limits", settings.base_url, settings.realm_id,
-            settings.requests_per_minute, settings.max_concurrent, settings.batch_per_minute)
+            settings.requests_per_minute, settings.max_concurrent, settings.batch_per_minute,
+            settings.rate_jitter)
 
 
 class _ChainedRateLimit(RateLimit):

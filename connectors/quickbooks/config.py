@@ -58,6 +58,9 @@ CONNECTION_PARAMS: tuple[Param, ...] = (
     _static("requests-per-minute", "integer", default=500, summary="Per-realm request budget"),
     _static("max-concurrent", "integer", default=10, summary="Per-realm requests in flight"),
     _static("batch-per-minute", "integer", default=40, summary="Per-realm batch request budget"),
+    _static("rate-jitter", "number", default=1.0,
+            summary="Seconds by which QuickBooks may see requests bunch compared with when they "
+                    "left (network, load); the budgets leave that much of a minute unspent"),
     _static("timeout", "number", default=30.0, summary="Seconds per HTTP call"),
     _static("retry-delay", "number", default=0.5,
             summary="Seconds of the first pause before a transport retry (5xx, 429; grows "
@@ -84,6 +87,7 @@ class QuickBooksSettings:
     batch_per_minute: int
     timeout: float
     retry_delay: float
+    rate_jitter: float = 1.0
     refresh_token: str | None = None
     webhook_verifier_token: str | None = None
 
@@ -113,4 +117,5 @@ class QuickBooksSettings:
             batch_per_minute=settings["batch-per-minute"],
             timeout=settings["timeout"],
             retry_delay=settings["retry-delay"],
+            rate_jitter=max(float(settings["rate-jitter"]), 0.0),
         )

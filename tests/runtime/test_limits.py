@@ -7,7 +7,7 @@ import anyio.lowlevel
 import pytest
 
 from runtime import BudgetFactory, RateLimit, local_budget
-from runtime.limits import TokenBucket, portions
+from runtime.limits import LocalInFlight, TokenBucket, portions
 
 pytestmark = pytest.mark.anyio
 
@@ -93,17 +93,16 @@ async def test_a_one_token_request_does_not_wait_behind_a_batch_waiting_for_its_
     assert [o for o in order if o != "batch"] == [f"read {n}" for n in range(15)]
 
 
-async def test_a_batch_waits_for_its_tokens_without_holding_an_in_flight_slot() -> None:
-    """One slot in flight: a read goes out while a batch of 5 still waits for its tokens."""
-    limit = RateLimit(50, 1.0, max_concurrent=1, burst=5)
-    await limit.acquire(5)  # empty: the batch must wait about 100 ms
+async def test_batches_waiting_for_their_tokens_leave_in_flight_slots_to_reads() -> None:
+    """Two slots in flight and two batches of 5 waiting for their tokens: one batch waits holding
+    a slot, the other without one, so a read asked after them takes the free slot and goes first."""
+    limit = RateLimit(50, 1.0, max_concurrent=2, burst=5)
+    await limit.acquire(5)  # empty: each batch must wait about 100 ms
     order: list[str] = []
-    batch_started = anyio.Event()
 
-    async def batch() -> None:
-        batch_started.set()
+    async def batch(name: str) -> None:
         async with limit.slot(tokens=5):
-            order.append("batch")
+            order.append(name)
 
     async def read() -> None:
         async with limit.slot():
@@ -111,8 +110,12 @@ async def test_a_batch_waits_for_its_tokens_without_holding_an_in_flight_slot() 
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(batch)
-            await batch_started.wait()
-            await anyio.lowlevel.checkpoint()
+            tg.start_soon(batch, "first batch")
+            tg.start_soon(batch, "second batch")
+            # Until one batch holds a slot and the other waits for its turn without one.
+            while limit._heavy_turn.statistics().tasks_waiting < 1:  # noqa: ASYNC110 - no event for it
+                await anyio.sleep(0.001)
+            assert isinstance(limit.concurrency, LocalInFlight)
+            assert limit.concurrency.borrowed_tokens == 1
             tg.start_soon(read)
-    assert order == ["read", "batch"]
+    assert order == ["read", "first batch", "second batch"]
