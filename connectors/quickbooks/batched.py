@@ -29,6 +29,7 @@ import anyio
 
 from connectors.quickbooks.client import QuickBooksClient
 from connectors.quickbooks.creates import (
+    DUPLICATE_KEY_ERRORS,
     NAME_FIELDS,
     SENDS,
     SENT_NAMESPACE,
@@ -156,6 +157,8 @@ async def _create_keyed(seats: Sequence[Seat[_Create]]) -> None:
     client, entity = seats[0].item.client, seats[0].item.entity
     pending: list[Seat[_Create]] = []
     suspects: list[Seat[_Create]] = []
+    #: Seats an earlier send may have made (a mark found, or sent again after a lost answer).
+    maybe_made: set[int] = set()
     for s in seats:
         item = s.item
         if await item.ctx.store.get(SENT_NAMESPACE, mark_key(client, entity, item.key)) is not None:
@@ -169,11 +172,14 @@ async def _create_keyed(seats: Sequence[Seat[_Create]]) -> None:
             if row is not None:
                 _found(s, row, "sent before")
             else:
+                maybe_made.add(id(s))
                 pending.append(s)
     for send in range(1, SENDS + 1):
         if not pending:
             return
         lost: list[Seat[_Create]] = []
+        refused: list[Seat[_Create]] = []
+        taken: dict[int, SpliceError] = {}
         error: SpliceError | None = None
         try:
             answers = _answers(await client.batch(
@@ -194,9 +200,20 @@ async def _create_keyed(seats: Sequence[Seat[_Create]]) -> None:
                 elif is_ambiguous(outcome):
                     lost.append(s)
                     error = outcome
+                elif id(s) in maybe_made and outcome.error_type in DUPLICATE_KEY_ERRORS:
+                    taken[id(s)] = outcome
+                    refused.append(s)
                 else:
                     await _unmark([s])
                     s.fail(outcome)
+            # Refused as a duplicate of its own key, after an earlier send that may have landed
+            # (a replica killed mid-send, whose create arrived after the lookup): that is ours.
+            for s, row in await _look_up_all(refused) if refused else []:
+                if row is not None:
+                    _found(s, row, "its key was taken by an earlier send")
+                else:
+                    await _unmark([s])
+                    s.fail(taken[id(s)])
         if not lost:
             return
         assert error is not None
@@ -212,6 +229,7 @@ async def _create_keyed(seats: Sequence[Seat[_Create]]) -> None:
                 _found(s, row, error.error_type)
             else:
                 count_lost_answer(client, entity, "resent")
+                maybe_made.add(id(s))
                 s.item.ctx.logger.info("quickbooks.create: %s %s %s not found after a lost answer "
                                        "(%s); sending again", entity, *(s.item.lookup or ("", "")),
                                        error.error_type)

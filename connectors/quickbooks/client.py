@@ -100,10 +100,11 @@ def realm_limits(settings: QuickBooksSettings, budget: BudgetFactory | None = No
     # N - B spread over that longer time (and one request less).
     # A batch larger than the burst spends its tokens in portions before it leaves, and all its
     # items arrive at once: a minute may hold the portions it spent before that minute began too,
-    # so the steady rate leaves that room as well (a batch of 30 over a burst of 10: 20).
+    # so the steady rate leaves that room as well (a batch of 30 over a burst of 10: 20; a realm
+    # too small for a batch of 30 in half a minute is not given it).
     stretch = 60.0 / (60.0 + settings.rate_jitter)
     burst = min(settings.requests_per_minute // 2, max(settings.max_concurrent, 10))
-    spill = max(MAX_BATCH_ITEMS - burst, 0)
+    spill = max(min(MAX_BATCH_ITEMS, settings.requests_per_minute // 2) - burst, 0)
     general = budget(name, max((settings.requests_per_minute - burst - spill) * stretch - 1, 1), 60.0,
                      max_concurrent=settings.max_concurrent, burst=max(burst, 1))
     # Batch calls also count against the general budget; the batch bucket is the extra limit.

@@ -36,7 +36,7 @@ from connectors.quickbooks.query import quote
 from connectors.quickbooks.writes import request_id
 from runtime import OperationContext, SpliceError, backoff_delay
 
-__all__ = ["AMBIGUOUS", "NAME_FIELDS", "SENDS", "SENT_MARK_TTL", "SENT_NAMESPACE", "count_lost_answer",
+__all__ = ["AMBIGUOUS", "DUPLICATE_KEY_ERRORS", "NAME_FIELDS", "SENDS", "SENT_MARK_TTL", "SENT_NAMESPACE", "count_lost_answer",
            "create_record", "is_ambiguous", "mark_key", "natural_key", "put_mark", "rows_for"]
 
 #: ``{realm}:{entity}:{idempotency key}`` -> what was sent and when.
@@ -51,6 +51,11 @@ SENDS = 3
 NAME_FIELDS = {"Customer": "DisplayName", "Vendor": "DisplayName", "Employee": "DisplayName",
                 "Item": "Name", "Account": "Name", "Class": "Name", "Department": "Name",
                 "Term": "Name", "PaymentMethod": "Name"}
+
+
+#: Refusals of a create because its key is taken: after an earlier send that may have landed, the
+#: record under that key (for the same customer) is the one this create makes.
+DUPLICATE_KEY_ERRORS = frozenset({"QUICKBOOKS:DUPLICATE_DOC_NUMBER", "QUICKBOOKS:DUPLICATE_NAME"})
 
 
 def natural_key(entity: str, body: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -137,7 +142,8 @@ async def create_record(ctx: OperationContext, client: QuickBooksClient, entity:
         return await client.write(entity, body, request_id=rid)
     field, value = lookup
     mark = mark_key(client, entity, key)
-    if await ctx.store.get(SENT_NAMESPACE, mark) is not None:
+    maybe_made = await ctx.store.get(SENT_NAMESPACE, mark) is not None
+    if maybe_made:
         found = await _look_up(client, entity, body, lookup)
         if found is not None:
             count_lost_answer(client, entity, "found")
@@ -151,12 +157,23 @@ async def create_record(ctx: OperationContext, client: QuickBooksClient, entity:
         try:
             return await client.write(entity, body, request_id=rid, retry_unanswered=False)
         except SpliceError as exc:
+            if not is_ambiguous(exc) and maybe_made and exc.error_type in DUPLICATE_KEY_ERRORS:
+                # Its key is taken after an earlier send that may have landed late (a replica
+                # killed mid-send): the record under it, for the same customer, is ours.
+                found = await _look_up(client, entity, body, lookup)
+                if found is not None:
+                    count_lost_answer(client, entity, "found")
+                    ctx.logger.warning("quickbooks.create: %s %s %s exists (Id %s): made by an "
+                                       "earlier send; not created again", entity, field, value,
+                                       found.get("Id"))
+                    return found
             if not is_ambiguous(exc):
                 with anyio.CancelScope(shield=True):
                     await ctx.store.delete(SENT_NAMESPACE, mark)  # refused: nothing was made
                 raise
             if send == SENDS:
                 raise
+            maybe_made = True
             await anyio.sleep(backoff_delay(send, initial=client.settings.retry_delay,
                                             maximum=30.0, retry_after=exc.retry_after))
             found = await _look_up(client, entity, body, lookup)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from connectors.quickbooks.client import QuickBooksClient
-from connectors.quickbooks.creates import SENT_NAMESPACE
+from connectors.quickbooks.creates import SENT_NAMESPACE, put_mark
 from connectors.quickbooks.emulator import create_app
 from connectors.quickbooks.emulator.limits import RealmThrottle
 from connectors.quickbooks.operations import OPERATIONS
@@ -187,6 +187,28 @@ async def test_after_a_lost_answer_only_what_is_missing_is_sent_again(
     assert {r["Id"] for r in results[:2]} == made
     assert len(invoices(counted, "HALF-")) == 4
     assert counted.calls == [("GET", "query"), ("POST", "batch")]
+
+
+async def test_a_create_that_lands_late_from_a_killed_attempt_is_found_not_dead_lettered(
+        counted: CountingApp, qbc: QuickBooksClient, store: ObjectStore) -> None:
+    """A replica was killed while its create was on the way (its sent mark is in the store); the
+    replica that takes over looks the invoice up, does not find it yet, and sends it; the killed
+    one's create lands first, and QuickBooks refuses this one as a duplicate number. That invoice
+    is the one this create makes: it is returned, not a DUPLICATE_DOC_NUMBER failure."""
+    params = [{"entity": "Invoice", "record": invoice("LATE-1"), "idempotency_key": "late-1"}]
+    await put_mark(op_context(qbc, store), qbc, "Invoice", "late-1", ("DocNumber", "LATE-1"))
+    app = counted.app
+
+    async def late_landing(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/batch") and not invoices(counted, "LATE-"):
+            company(counted).create("Invoice", invoice("LATE-1"), {})  # the killed replica's create
+        await app(scope, receive, send)
+
+    counted.app = late_landing
+    [result] = await run_batch("create", qbc, store, params)
+    assert not isinstance(result, SpliceError), result
+    [made] = invoices(counted, "LATE-")
+    assert result["Id"] == made["Id"]
 
 
 async def test_a_lost_answer_with_some_items_missing_resends_only_those(
