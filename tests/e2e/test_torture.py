@@ -53,9 +53,11 @@ from tests.support.waiting import wait_for_progress
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(1200)]
 
-OPPORTUNITIES = 60
+#: A restarted ``serve`` invoices in batches of up to 30, several at once: the burst is large
+#: enough that the last kill still comes while invoices are being made.
+OPPORTUNITIES = 150
 #: How many opportunities have gone through when each of the three kills comes.
-KILL_AT = (8, 24, 40)
+KILL_AT = (8, 30, 60)
 POSTGRES = ("127.0.0.1", 5432)
 
 
