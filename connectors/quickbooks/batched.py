@@ -178,8 +178,7 @@ async def _create_keyed(seats: Sequence[Seat[_Create]]) -> None:
         if not pending:
             return
         lost: list[Seat[_Create]] = []
-        refused: list[Seat[_Create]] = []
-        taken: dict[int, SpliceError] = {}
+        refused: dict[int, SpliceError] = {}
         error: SpliceError | None = None
         try:
             answers = _answers(await client.batch(
@@ -201,19 +200,19 @@ async def _create_keyed(seats: Sequence[Seat[_Create]]) -> None:
                     lost.append(s)
                     error = outcome
                 elif id(s) in maybe_made and outcome.error_type in DUPLICATE_KEY_ERRORS:
-                    taken[id(s)] = outcome
-                    refused.append(s)
+                    refused[id(s)] = outcome
                 else:
                     await _unmark([s])
                     s.fail(outcome)
             # Refused as a duplicate of its own key, after an earlier send that may have landed
             # (a replica killed mid-send, whose create arrived after the lookup): that is ours.
-            for s, row in await _look_up_all(refused) if refused else []:
+            taken = [s for s in pending if id(s) in refused]
+            for s, row in await _look_up_all(taken) if taken else []:
                 if row is not None:
                     _found(s, row, "its key was taken by an earlier send")
                 else:
                     await _unmark([s])
-                    s.fail(taken[id(s)])
+                    s.fail(refused[id(s)])
         if not lost:
             return
         assert error is not None

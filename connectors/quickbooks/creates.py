@@ -36,8 +36,8 @@ from connectors.quickbooks.query import quote
 from connectors.quickbooks.writes import request_id
 from runtime import OperationContext, SpliceError, backoff_delay
 
-__all__ = ["AMBIGUOUS", "DUPLICATE_KEY_ERRORS", "NAME_FIELDS", "SENDS", "SENT_MARK_TTL", "SENT_NAMESPACE", "count_lost_answer",
-           "create_record", "is_ambiguous", "mark_key", "natural_key", "put_mark", "rows_for"]
+__all__ = ["AMBIGUOUS", "DUPLICATE_KEY_ERRORS", "NAME_FIELDS", "SENDS", "SENT_MARK_TTL",
+           "SENT_NAMESPACE", "count_lost_answer", "create_record", "is_ambiguous", "mark_key", "natural_key", "put_mark", "rows_for"]
 
 #: ``{realm}:{entity}:{idempotency key}`` -> what was sent and when.
 SENT_NAMESPACE = "quickbooks-sent"
